@@ -1,0 +1,168 @@
+//! The command line: clap types only. Each subcommand's doc comment is its `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Scheduled, signed webhooks from a software-license database (QLM schema).
+///
+/// keyhook evaluates saved searches (`searches/*.toml`) against a SQLite license database and,
+/// for each matching license, POSTs one JSON payload signed with `X-QLM-Signature`, as the
+/// scheduled tasks (`tasks/*.toml`) say. Try it: `keyhook demo`.
+#[derive(Debug, Parser)]
+#[command(name = "keyhook", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Folder holding `keyhook.toml`, `searches/` and `tasks/`.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYHOOK_CONFIG",
+        value_name = "DIR",
+        default_value = "."
+    )]
+    pub config: PathBuf,
+
+    /// The SQLite license database.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYHOOK_DB",
+        value_name = "PATH",
+        default_value = "licenses.db"
+    )]
+    pub db: PathBuf,
+
+    /// Pin the clock, e.g. 2026-11-23T08:00:00 (read in the configured zone) or with an offset.
+    #[arg(long, global = true, env = "KEYHOOK_NOW", value_name = "TIME")]
+    pub now: Option<String>,
+
+    /// Time zone for "today" and schedules, overriding `timezone` in keyhook.toml.
+    #[arg(long, global = true, env = "KEYHOOK_TIMEZONE", value_name = "ZONE")]
+    pub timezone: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preview what a search or task matches, and what would be sent. Sends nothing, writes nothing.
+    DryRun(DryRunArgs),
+
+    /// Run one task now, whatever its schedule: one signed POST per matching license.
+    RunTask(RunTaskArgs),
+
+    /// List the searches and tasks found, one line each.
+    List,
+
+    /// Validate every settings, search and task file, placeholder and SQL statement.
+    ///
+    /// Prints every problem found, not just the first. Exits 0 only when all is valid.
+    Check,
+
+    /// Create or fill a license database.
+    #[command(subcommand)]
+    Db(DbCommand),
+
+    /// Run a local webhook receiver that prints what it gets and checks signatures.
+    Listen(ListenArgs),
+
+    /// See keyhook work end to end: a demo database, a local receiver, the example task.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `dry-run`.
+#[derive(Debug, Args)]
+pub struct DryRunArgs {
+    /// A search or task: file stem (`upcoming-renewals`) or name (`"Upcoming Renewals"`).
+    pub name: String,
+
+    /// Print one JSON object per match: the exact `LicenseInfo` that would be sent.
+    #[arg(long, conflicts_with_all = ["count", "payloads"])]
+    pub json: bool,
+
+    /// Print only the number of matches.
+    #[arg(long, conflicts_with = "payloads")]
+    pub count: bool,
+
+    /// Show at most N matches.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// For a task: print each request body and its signature exactly as they would be sent.
+    #[arg(long)]
+    pub payloads: bool,
+}
+
+/// Arguments of `run-task`.
+#[derive(Debug, Args)]
+pub struct RunTaskArgs {
+    /// The task: file stem (`upcoming-renewals`) or name (`"Upcoming Renewals"`).
+    pub name: String,
+
+    /// Print a machine-readable summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create an empty license database with QLM's LicenseKeys table (no change if it exists).
+    Init,
+
+    /// Write a demo license database with licenses spread around today.
+    Demo(DbDemoArgs),
+}
+
+/// Arguments of `db demo`.
+#[derive(Debug, Args)]
+pub struct DbDemoArgs {
+    /// How many licenses to write.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub licenses: usize,
+
+    /// Seed for the generated data; the same seed and day give the same database.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Replace the database if it already exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, env = "KEYHOOK_LISTEN_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Secret to check `X-QLM-Signature` with. Prefer --secret-env: this one shows in `ps`.
+    #[arg(long, conflicts_with = "secret_env", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Environment variable holding the secret to check `X-QLM-Signature` with.
+    #[arg(long, value_name = "NAME")]
+    pub secret_env: Option<String>,
+
+    /// One line per request, without the body.
+    #[arg(long)]
+    pub compact: bool,
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many licenses the demo database holds.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub licenses: usize,
+}

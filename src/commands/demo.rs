@@ -1,0 +1,164 @@
+//! `keyhook demo`: the whole job end to end with nothing to install. A demo database in a
+//! temporary folder, a receiver on a free loopback port, the example task run against it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, anyhow};
+use comfy_table::{Table, presets};
+
+use super::{Context, run_task};
+use crate::cli::DemoArgs;
+use crate::definitions::Definitions;
+use crate::definitions::secret::{Secret, SecretSource};
+use crate::delivery::signature::{self, QLM_HEADER};
+use crate::error::{Error, Exit, Result};
+use crate::licenses::demo::DemoOptions;
+use crate::receiver::{Reply, Server};
+
+/// The example search and task, built in so the demo runs from any folder.
+const SEARCH: (&str, &str) = (
+    "searches/upcoming-renewals.toml",
+    include_str!("../../searches/upcoming-renewals.toml"),
+);
+const TASK: (&str, &str) = (
+    "tasks/upcoming-renewals.toml",
+    include_str!("../../tasks/upcoming-renewals.toml"),
+);
+
+pub fn run(context: &Context, args: &DemoArgs, out: &mut impl Write) -> Result {
+    let folder = TempFolder::new().map_err(Error::runtime)?;
+    for (name, text) in [SEARCH, TASK] {
+        let path = folder.0.join(name);
+        std::fs::create_dir_all(path.parent().unwrap_or(&folder.0))?;
+        std::fs::write(&path, text)?;
+    }
+    let db_path = folder.0.join("licenses.db");
+    let options = DemoOptions {
+        licenses: args.licenses,
+        today: context.clock.local_now().date_naive(),
+        seed: 42,
+    };
+    let written = super::db::write_demo(&db_path, &options).map_err(Error::runtime)?;
+    writeln!(
+        out,
+        "1. Wrote a demo license database: {written} licenses, {}",
+        db_path.display()
+    )?;
+
+    let secret = Secret::new(random_hex());
+    let checker = secret.clone();
+    let server = Server::start("127.0.0.1:0", move |request| {
+        match request.header(QLM_HEADER) {
+            Some(header) if signature::verify_qlm(&request.body, &checker, header) => Reply::ok(),
+            _ => Reply::status(401).with_body("invalid signature"),
+        }
+    })
+    .map_err(|error| Error::runtime(anyhow!("could not start the demo receiver: {error}")))?;
+    writeln!(out, "2. Started a receiver on {}", server.url("/hooks/qlm"))?;
+
+    let demo = Context {
+        definitions: Definitions::load(&folder.0),
+        clock: context.clock,
+        db_path,
+    };
+    let mut task = demo.task("upcoming-renewals")?.clone();
+    task.webhook.url = server.url("/hooks/qlm");
+    task.webhook.secret = SecretSource::Literal(secret.clone());
+    writeln!(
+        out,
+        "3. Ran the task `{}` (search: {}):\n",
+        task.name, task.search
+    )?;
+    let (report, _) = run_task::execute(&demo, &task, true, out)?;
+    writeln!(out, "   {}\n", run_task::summary(&report))?;
+    show_received(&server, &secret, report.matched, out)
+}
+
+fn show_received(server: &Server, secret: &Secret, matched: u64, out: &mut impl Write) -> Result {
+    let requests = server.requests();
+    let verified = requests
+        .iter()
+        .filter(|request| {
+            request
+                .header(QLM_HEADER)
+                .is_some_and(|header| signature::verify_qlm(&request.body, secret, header))
+        })
+        .count();
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    table.set_header(["#", "ActivationKey", "FullName", "Email", "Signature"]);
+    for (index, request) in requests.iter().enumerate().take(10) {
+        let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let info = &json["LicenseInfo"];
+        let ok = request
+            .header(QLM_HEADER)
+            .is_some_and(|header| signature::verify_qlm(&request.body, secret, header));
+        table.add_row([
+            (index + 1).to_string(),
+            info["ActivationKey"].as_str().unwrap_or("").to_string(),
+            info["FullName"].as_str().unwrap_or("").to_string(),
+            info["Email"].as_str().unwrap_or("").to_string(),
+            if ok { "✓" } else { "✗" }.to_string(),
+        ]);
+    }
+    writeln!(
+        out,
+        "4. The receiver got {} requests over {} connection(s); the first ones:",
+        requests.len(),
+        server.connection_count()
+    )?;
+    writeln!(out, "{table}")?;
+    if let Some(first) = requests.first() {
+        writeln!(
+            out,
+            "\nThe first request's signature header and body, byte for byte:"
+        )?;
+        writeln!(
+            out,
+            "{QLM_HEADER}: {}",
+            first.header(QLM_HEADER).unwrap_or("")
+        )?;
+        writeln!(out, "{}\n", first.body_text())?;
+    }
+    let all = requests.len() as u64 == matched && verified == requests.len();
+    let mark = if all { "✓" } else { "✗" };
+    writeln!(
+        out,
+        "{mark} {verified} of {} signatures verified; {matched} licenses matched.",
+        requests.len()
+    )?;
+    writeln!(
+        out,
+        "Next: `keyhook dry-run upcoming-renewals` on your own database, or see README.md."
+    )?;
+    Ok(if all {
+        Exit::Success
+    } else {
+        Exit::DeliveryFailed
+    })
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// A temporary folder removed when the demo ends.
+struct TempFolder(PathBuf);
+
+impl TempFolder {
+    fn new() -> anyhow::Result<TempFolder> {
+        let path = std::env::temp_dir().join(format!("keyhook-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("could not create {}", path.display()))?;
+        Ok(TempFolder(path))
+    }
+}
+
+impl Drop for TempFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(Path::new(&self.0));
+    }
+}

@@ -1,0 +1,238 @@
+//! `keyhook dry-run`: what a search or task matches, and what would be sent. Sends nothing.
+
+use std::io::Write;
+
+use anyhow::anyhow;
+use chrono::NaiveDateTime;
+use comfy_table::{ContentArrangement, Table, presets};
+
+use super::{Context, success};
+use crate::cli::DryRunArgs;
+use crate::definitions::{Search, Task};
+use crate::delivery::http::DELIVERY_HEADER;
+use crate::delivery::{payload, signature};
+use crate::error::{Error, Result};
+use crate::licenses::license_info::License;
+use crate::licenses::macros::{self, DATE_FORMAT};
+use crate::licenses::query::format_value;
+
+/// The columns of the preview table: (heading, LicenseInfo field).
+const COLUMNS: [(&str, &str); 7] = [
+    ("Key", "ActivationKey"),
+    ("Name", "FullName"),
+    ("Email", "Email"),
+    ("Product", "ProductName"),
+    ("Expiry", "ExpiryDate"),
+    ("Maintenance", "MaintenanceRenewalDate"),
+    ("Order", "OrderDate"),
+];
+
+pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result {
+    let definitions = &context.definitions;
+    let (task, search) = match definitions.task(&args.name) {
+        Some(task) => (Some(task), context.search_of(task)?),
+        None => match definitions.search(&args.name) {
+            Some(search) => (None, search),
+            None => return Err(not_found(context, &args.name)),
+        },
+    };
+    if args.payloads && task.is_none() {
+        return Err(Error::config(anyhow!(
+            "--payloads needs a task: `{}` is a search, and only a task has a webhook",
+            args.name
+        )));
+    }
+    context.ensure_valid(&search.path)?;
+    if let Some(task) = task {
+        context.ensure_valid(&task.path)?;
+    }
+    let values = placeholder_values(context, task, search)?;
+    let mut db = context.license_db()?;
+    let fail = |error| super::query_error(search, error);
+    if args.count {
+        let count = db.count(&search.template, &values).map_err(fail)?;
+        writeln!(out, "{count}")?;
+        return success();
+    }
+    if args.json {
+        let (mut written, mut left) = (Ok(()), args.limit.unwrap_or(u64::MAX));
+        if left == 0 {
+            return success();
+        }
+        db.for_each(&search.template, &values, |license| {
+            written = serde_json::to_writer(&mut *out, &license.info)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out));
+            left -= 1;
+            written.is_ok() && left > 0
+        })
+        .map_err(fail)?;
+        written?;
+        return success();
+    }
+    describe(context, task, search, &values, out)?;
+    let mut shown = Vec::new();
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let seen = if limit == 0 {
+        0
+    } else {
+        db.for_each(&search.template, &values, |license| {
+            shown.push(license);
+            (shown.len() as u64) < limit
+        })
+        .map_err(fail)?
+    };
+    let total = if seen < limit {
+        seen
+    } else {
+        db.count(&search.template, &values).map_err(fail)?
+    };
+    match (task, args.payloads) {
+        (Some(task), true) => payloads(task, &shown, out)?,
+        _ => table(&shown, out)?,
+    }
+    summary(total, shown.len() as u64, out)?;
+    success()
+}
+
+/// The values of a search's placeholders now, in the task's zone if it sets one.
+pub fn placeholder_values(
+    context: &Context,
+    task: Option<&Task>,
+    search: &Search,
+) -> Result<Vec<NaiveDateTime>> {
+    let zone = task
+        .and_then(|task| task.timezone)
+        .unwrap_or(context.clock.zone());
+    let macro_context = macros::Context {
+        now: context.clock.now().with_timezone(&zone).naive_local(),
+        zone,
+        last_run: None,
+    };
+    search
+        .template
+        .values(&macro_context)
+        .map_err(|error| Error::config(anyhow!("{}: field `sql`: {error}", search.path.display())))
+}
+
+fn not_found(context: &Context, name: &str) -> Error {
+    let definitions = &context.definitions;
+    let broken = definitions.broken("tasks", name).or(definitions.broken_search(name));
+    if let Some(problem) = broken {
+        return Error::config(anyhow!("{problem}"));
+    }
+    Error::config(anyhow!(
+        "no search or task is called `{name}` in {} (searches: {}; tasks: {})",
+        definitions.dir_name(),
+        crate::definitions::names(&definitions.searches, |s| &s.stem),
+        crate::definitions::names(&definitions.tasks, |t| &t.stem),
+    ))
+}
+
+fn describe(
+    context: &Context,
+    task: Option<&Task>,
+    search: &Search,
+    values: &[NaiveDateTime],
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    if let Some(task) = task {
+        writeln!(out, "Task:      {} ({})", task.name, task.path.display())?;
+        let webhook = &task.webhook;
+        let state = if webhook.enabled && context.definitions.settings.webhooks_enabled {
+            ""
+        } else {
+            " [disabled: nothing would be sent]"
+        };
+        writeln!(out, "Webhook:   POST {}{state}", webhook.url)?;
+        writeln!(out, "Secret:    from {}", webhook.secret.describe())?;
+        writeln!(out, "User data: {}", webhook.user_data)?;
+    }
+    writeln!(
+        out,
+        "Search:    {} ({})",
+        search.name,
+        search.path.display()
+    )?;
+    writeln!(out, "Condition: {}", search.sql.trim())?;
+    for (placeholder, value) in search.template.placeholders.iter().zip(values) {
+        writeln!(
+            out,
+            "           {} = {}",
+            placeholder.text,
+            format_value(value)
+        )?;
+    }
+    let zone = task
+        .and_then(|task| task.timezone)
+        .unwrap_or(context.clock.zone());
+    let now = context.clock.now().with_timezone(&zone);
+    writeln!(
+        out,
+        "Now:       {} {} ({zone})",
+        now.format(DATE_FORMAT),
+        now.format("%:z")
+    )?;
+    writeln!(out)
+}
+
+fn table(licenses: &[License], out: &mut impl Write) -> std::io::Result<()> {
+    if licenses.is_empty() {
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
+    let mut header = vec!["ID"];
+    header.extend(COLUMNS.iter().map(|(heading, _)| *heading));
+    header.insert(5, "Subscription");
+    table.set_header(header);
+    for license in licenses {
+        let mut row = vec![license.id.to_string()];
+        row.extend(COLUMNS.iter().map(|(_, field)| license.info.text(field)));
+        row.insert(5, license.subscription_expiry.clone().unwrap_or_default());
+        table.add_row(row);
+    }
+    writeln!(out, "{table}")
+}
+
+fn payloads(task: &Task, licenses: &[License], out: &mut impl Write) -> Result<()> {
+    let secret = task.webhook.secret.resolve().map_err(|error| {
+        Error::config(anyhow!(
+            "{}: [webhook]: {error}; the signature cannot be shown without it",
+            task.path.display()
+        ))
+    })?;
+    for license in licenses {
+        let body = payload::body(&task.name, &task.webhook.user_data, &license.info);
+        writeln!(out, "POST {}", task.webhook.url)?;
+        writeln!(out, "Content-Type: application/json")?;
+        writeln!(out, "Content-Length: {}", body.len())?;
+        writeln!(
+            out,
+            "{}: {}",
+            signature::QLM_HEADER,
+            signature::qlm(&body, &secret)
+        )?;
+        writeln!(out, "{DELIVERY_HEADER}: (assigned when sent)")?;
+        writeln!(out)?;
+        out.write_all(&body)?;
+        writeln!(out, "\n")?;
+    }
+    Ok(())
+}
+
+fn summary(total: u64, shown: u64, out: &mut impl Write) -> std::io::Result<()> {
+    let noun = if total == 1 {
+        "license matches"
+    } else {
+        "licenses match"
+    };
+    if shown < total {
+        writeln!(out, "{total} {noun} (showing {shown}).")
+    } else {
+        writeln!(out, "{total} {noun}.")
+    }
+}

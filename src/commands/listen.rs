@@ -1,0 +1,83 @@
+//! `keyhook listen`: a local webhook receiver for trying keyhook out. It prints every request,
+//! checks `X-QLM-Signature` when it has the secret, and answers 200.
+
+use std::io::Write;
+
+use anyhow::anyhow;
+
+use crate::cli::ListenArgs;
+use crate::definitions::secret::{Secret, SecretSource};
+use crate::delivery::http::DELIVERY_HEADER;
+use crate::delivery::signature::{self, QLM_HEADER};
+use crate::error::{Error, Result};
+use crate::receiver::{Reply, Request, Server};
+
+pub fn run(args: &ListenArgs, out: &mut impl Write) -> Result {
+    let secret = listen_secret(args)?;
+    let compact = args.compact;
+    let server = Server::start_unrecorded(&format!("127.0.0.1:{}", args.port), move |request| {
+        let report = describe(request, secret.as_ref(), compact);
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(report.as_bytes())
+            .and_then(|()| stdout.flush());
+        Reply::ok()
+    })
+    .map_err(|error| {
+        Error::runtime(anyhow!(
+            "could not listen on 127.0.0.1:{}: {error}",
+            args.port
+        ))
+    })?;
+    writeln!(out, "listening on {} (Ctrl-C to stop)", server.url("/"))?;
+    out.flush()?;
+    loop {
+        std::thread::park();
+    }
+}
+
+fn listen_secret(args: &ListenArgs) -> Result<Option<Secret>> {
+    if let Some(value) = &args.secret {
+        return Ok(Some(Secret::new(value.clone())));
+    }
+    let Some(name) = &args.secret_env else {
+        return Ok(None);
+    };
+    SecretSource::Env(name.clone())
+        .resolve()
+        .map(Some)
+        .map_err(|error| Error::config(anyhow!("--secret-env: {error}")))
+}
+
+/// One request, as `listen` prints it.
+pub fn describe(request: &Request, secret: Option<&Secret>, compact: bool) -> String {
+    let delivery = request.header(DELIVERY_HEADER).unwrap_or("-");
+    let verdict = verdict(request, secret);
+    let mut text = format!(
+        "{} {}  {} bytes  delivery {delivery}  {verdict}\n",
+        request.method,
+        request.target,
+        request.body.len()
+    );
+    if !compact {
+        let pretty = serde_json::from_slice::<serde_json::Value>(&request.body)
+            .ok()
+            .and_then(|json| serde_json::to_string_pretty(&json).ok())
+            .unwrap_or_else(|| request.body_text().into_owned());
+        text.push_str(&pretty);
+        text.push_str("\n\n");
+    }
+    text
+}
+
+/// `✓ signature valid`, `✗ ...`, or why it was not checked.
+pub fn verdict(request: &Request, secret: Option<&Secret>) -> String {
+    match (request.header(QLM_HEADER), secret) {
+        (None, _) => format!("✗ no {QLM_HEADER} header"),
+        (Some(_), None) => "signature not checked (no --secret-env given)".into(),
+        (Some(header), Some(secret)) if signature::verify_qlm(&request.body, secret, header) => {
+            "✓ signature valid".into()
+        }
+        (Some(_), Some(_)) => "✗ signature INVALID".into(),
+    }
+}

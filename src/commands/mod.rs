@@ -1,0 +1,144 @@
+//! The command-line faces: one file per subcommand, dispatched by one `match`.
+
+mod check;
+mod db;
+mod demo;
+mod dry_run;
+mod list;
+mod listen;
+mod run_task;
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+
+use crate::cli::{Cli, Command, DbCommand, GlobalArgs};
+use crate::definitions::{Definitions, Search, Task};
+use crate::error::{Error, Exit, Result};
+use crate::licenses::query::LicenseDb;
+use crate::schedule::clock::{self, Clock};
+use crate::schedule::zone;
+
+/// What every command starts from: definitions loaded, clock read, paths settled.
+pub struct Context {
+    pub definitions: Definitions,
+    pub clock: Clock,
+    pub db_path: PathBuf,
+}
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli) -> Result {
+    let context = Context::new(&cli.global)?;
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::DryRun(args) => dry_run::run(&context, &args, &mut out),
+        Command::RunTask(args) => run_task::run(&context, &args, &mut out),
+        Command::List => list::run(&context, &mut out),
+        Command::Check => check::run(&context, &mut out),
+        Command::Db(DbCommand::Init) => db::init(&context, &mut out),
+        Command::Db(DbCommand::Demo(args)) => db::demo(&context, &args, &mut out),
+        Command::Listen(args) => listen::run(&args, &mut out),
+        Command::Demo(args) => demo::run(&context, &args, &mut out),
+    }
+}
+
+impl Context {
+    /// Loads the definitions and settles the clock and zone from the flags.
+    pub fn new(global: &GlobalArgs) -> Result<Context> {
+        let definitions = Definitions::load(&global.config);
+        let zone = match &global.timezone {
+            Some(name) => {
+                zone::parse(name).map_err(|e| Error::config(anyhow!("--timezone: {e}")))?
+            }
+            None => definitions.settings.zone(),
+        };
+        let clock = match &global.now {
+            Some(text) => Clock::pinned(
+                clock::parse_instant(text, zone)
+                    .map_err(|e| Error::config(anyhow!("--now: {e}")))?,
+                zone,
+            ),
+            None => Clock::system(zone),
+        };
+        Ok(Context {
+            definitions,
+            clock,
+            db_path: global.db.clone(),
+        })
+    }
+
+    /// Opens the license database read-only.
+    pub fn license_db(&self) -> Result<LicenseDb> {
+        LicenseDb::open(&self.db_path, self.definitions.settings.query_timeout).map_err(|error| {
+            match error {
+                crate::licenses::query::QueryError::Missing(_) => Error::config(error),
+                _ => Error::runtime(error),
+            }
+        })
+    }
+
+    /// The task called `name`, or a configuration error that says what there is.
+    pub fn task(&self, name: &str) -> Result<&Task> {
+        let definitions = &self.definitions;
+        if let Some(problem) = definitions.broken("tasks", name) {
+            return Err(Error::config(anyhow!("{problem}")));
+        }
+        definitions.task(name).ok_or_else(|| {
+            Error::config(anyhow!(
+                "no task is called `{name}` in {} (tasks: {}){}",
+                definitions.dir.join("tasks").display(),
+                crate::definitions::names(&definitions.tasks, |t| &t.stem),
+                self.problems_hint()
+            ))
+        })
+    }
+
+    /// The search a task runs, or a configuration error naming the task file.
+    pub fn search_of(&self, task: &Task) -> Result<&Search> {
+        if let Some(problem) = self.definitions.broken_search(&task.search) {
+            return Err(Error::config(anyhow!("{problem}")));
+        }
+        self.definitions.search_of(task).ok_or_else(|| {
+            Error::config(anyhow!(
+                "{}: field `search`: no search is called `{}`",
+                task.path.display(),
+                task.search
+            ))
+        })
+    }
+
+    /// Fails if a definition file that `item` comes from has problems.
+    pub fn ensure_valid(&self, file: &std::path::Path) -> Result<()> {
+        match self.definitions.problems_in(file).first() {
+            Some(problem) => Err(Error::config(anyhow!("{problem}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn problems_hint(&self) -> String {
+        match self.definitions.problems.len() {
+            0 => String::new(),
+            n => format!("; {n} definition file(s) have problems, see `keyhook check`"),
+        }
+    }
+}
+
+/// Shorthand for a command that finished without failures.
+pub fn success() -> Result {
+    Ok(Exit::Success)
+}
+
+/// A search that could not be evaluated: the search's fault is a configuration error, the
+/// database's an operational one. Either way the message names the search file.
+pub fn query_error(search: &Search, error: crate::licenses::query::QueryError) -> Error {
+    let message = anyhow!(
+        "search `{}` ({}): {error}",
+        search.name,
+        search.path.display()
+    );
+    if error.is_search_fault() {
+        Error::config(message)
+    } else {
+        Error::runtime(message)
+    }
+}

@@ -1,0 +1,212 @@
+//! The user's definitions: `keyhook.toml` settings, saved searches in `searches/` and
+//! scheduled tasks in `tasks/`, loaded and validated before anything runs.
+
+pub mod search;
+pub mod secret;
+pub mod settings;
+pub mod task;
+
+use std::path::{Path, PathBuf};
+
+pub use search::Search;
+pub use settings::Settings;
+pub use task::Task;
+
+/// A problem with one definition file; loading goes on past it so every problem is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)
+    }
+}
+
+/// Everything found under a configuration folder.
+#[derive(Debug, Default)]
+pub struct Definitions {
+    pub dir: PathBuf,
+    pub settings: Settings,
+    pub searches: Vec<Search>,
+    pub tasks: Vec<Task>,
+    /// Files that could not be loaded, and references that do not resolve.
+    pub problems: Vec<Problem>,
+}
+
+impl Definitions {
+    /// Loads `dir/keyhook.toml`, `dir/searches/*.toml` and `dir/tasks/*.toml`.
+    pub fn load(dir: &Path) -> Definitions {
+        // `searches/x.toml` reads better in messages than `./searches/x.toml`.
+        let dir = if dir == Path::new(".") { Path::new("") } else { dir };
+        let mut problems = Vec::new();
+        let settings = Settings::load(dir).unwrap_or_else(|problem| {
+            problems.push(problem);
+            Settings::default()
+        });
+        let searches = load_all(&dir.join("searches"), &mut problems, Search::load);
+        let tasks = load_all(&dir.join("tasks"), &mut problems, Task::load);
+        let mut definitions = Definitions {
+            dir: dir.to_path_buf(),
+            settings,
+            searches,
+            tasks,
+            problems,
+        };
+        definitions.check_references();
+        definitions
+    }
+
+    /// The search named by file stem or by `name` (case-insensitively).
+    pub fn search(&self, key: &str) -> Option<&Search> {
+        find(&self.searches, key, |search| (&search.stem, &search.name))
+    }
+
+    /// The task named by file stem or by `name` (case-insensitively).
+    pub fn task(&self, key: &str) -> Option<&Task> {
+        find(&self.tasks, key, |task| (&task.stem, &task.name))
+    }
+
+    /// The search a task runs.
+    pub fn search_of(&self, task: &Task) -> Option<&Search> {
+        self.search(&task.search)
+    }
+
+    /// The problem that keeps the search file `searches/<stem>.toml` from loading, if any.
+    pub fn broken_search(&self, stem: &str) -> Option<&Problem> {
+        self.broken("searches", stem)
+    }
+
+    /// The problem that keeps `<folder>/<stem>.toml` from loading, if any.
+    pub fn broken(&self, folder: &str, stem: &str) -> Option<&Problem> {
+        let file = self.dir.join(folder).join(format!("{stem}.toml"));
+        self.problems.iter().find(|problem| problem.file == file)
+    }
+
+    /// The configuration folder, for messages.
+    pub fn dir_name(&self) -> String {
+        if self.dir.as_os_str().is_empty() {
+            "the current folder".into()
+        } else {
+            self.dir.display().to_string()
+        }
+    }
+
+    /// The problems that concern `file`.
+    pub fn problems_in(&self, file: &Path) -> Vec<&Problem> {
+        self.problems.iter().filter(|p| p.file == file).collect()
+    }
+
+    fn check_references(&mut self) {
+        let mut found = Vec::new();
+        for task in &self.tasks {
+            if self.search(&task.search).is_none() && self.broken_search(&task.search).is_none() {
+                found.push(Problem {
+                    file: task.path.clone(),
+                    message: format!(
+                        "field `search`: no search is called `{}` (searches: {})",
+                        task.search,
+                        names(&self.searches, |s| &s.stem)
+                    ),
+                });
+            }
+        }
+        found.extend(duplicates(&self.searches, |s| (&s.name, &s.path)));
+        found.extend(duplicates(&self.tasks, |t| (&t.name, &t.path)));
+        self.problems.extend(found);
+    }
+}
+
+fn find<'a, T>(
+    items: &'a [T],
+    key: &str,
+    names: impl Fn(&T) -> (&String, &String),
+) -> Option<&'a T> {
+    let key = key.trim();
+    let key = key.strip_suffix(".toml").unwrap_or(key);
+    items.iter().find(|item| names(item).0 == key).or_else(|| {
+        items
+            .iter()
+            .find(|item| names(item).1.eq_ignore_ascii_case(key))
+    })
+}
+
+/// Comma-separated names for an error message, or "none".
+pub fn names<T>(items: &[T], name: impl Fn(&T) -> &String) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items
+        .iter()
+        .map(|item| name(item).as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn duplicates<T>(items: &[T], key: impl Fn(&T) -> (&String, &PathBuf)) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let (name, path) = key(item);
+        if let Some(first) = items[..index]
+            .iter()
+            .find(|other| key(other).0.eq_ignore_ascii_case(name))
+        {
+            problems.push(Problem {
+                file: path.clone(),
+                message: format!(
+                    "field `name`: `{name}` is also the name in {}; names must be unique",
+                    key(first).1.display()
+                ),
+            });
+        }
+    }
+    problems
+}
+
+/// Loads every `*.toml` in `dir`, sorted by file name; a missing folder holds nothing.
+fn load_all<T>(
+    dir: &Path,
+    problems: &mut Vec<Problem>,
+    load: impl Fn(&Path) -> Result<T, Problem>,
+) -> Vec<T> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+            .collect(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => {
+            problems.push(Problem {
+                file: dir.to_path_buf(),
+                message: format!("could not read the folder: {error}"),
+            });
+            Vec::new()
+        }
+    };
+    files.sort();
+    files
+        .iter()
+        .filter_map(|file| load(file).map_err(|problem| problems.push(problem)).ok())
+        .collect()
+}
+
+/// Reads and parses one TOML file; errors name the file and, from toml, the line and field.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Problem> {
+    let problem = |message: String| Problem {
+        file: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| problem(format!("could not read the file: {error}")))?;
+    toml::from_str(&text)
+        .map_err(|error| problem(format!("invalid TOML: {}", error.to_string().trim_end())))
+}
+
+/// The file's stem, the name a definition is referred to by on the command line.
+pub fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

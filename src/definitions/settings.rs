@@ -1,0 +1,132 @@
+//! Global settings: the optional `keyhook.toml` beside `searches/` and `tasks/`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use super::{Problem, read_toml};
+use crate::schedule::zone;
+
+/// The file the settings are read from, in the configuration folder.
+pub const FILE: &str = "keyhook.toml";
+
+/// The TOML form of the settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    /// IANA zone that "today" and schedules are read in; default the machine's zone.
+    timezone: Option<String>,
+    /// How long a search may run before it is stopped, e.g. "5s".
+    query_timeout: Option<String>,
+    /// QLM's `webHooksEnabled`: false evaluates and logs runs but sends nothing.
+    webhooks_enabled: Option<bool>,
+}
+
+/// Validated global settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `None`: the machine's local zone.
+    pub timezone: Option<Tz>,
+    pub query_timeout: Duration,
+    pub webhooks_enabled: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            timezone: None,
+            query_timeout: Duration::from_secs(5),
+            webhooks_enabled: true,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `dir/keyhook.toml`; a missing file means the defaults.
+    pub fn load(dir: &Path) -> Result<Settings, Problem> {
+        let path = dir.join(FILE);
+        if !path.exists() {
+            return Ok(Settings::default());
+        }
+        let file: SettingsFile = read_toml(&path)?;
+        let problem = |message: String| Problem {
+            file: path.clone(),
+            message,
+        };
+        let defaults = Settings::default();
+        Ok(Settings {
+            timezone: file
+                .timezone
+                .map(|name| zone::parse(&name))
+                .transpose()
+                .map_err(|error| problem(format!("field `timezone`: {error}")))?,
+            query_timeout: file
+                .query_timeout
+                .map(|text| parse_duration(&text))
+                .transpose()
+                .map_err(|error| problem(format!("field `query_timeout`: {error}")))?
+                .unwrap_or(defaults.query_timeout),
+            webhooks_enabled: file.webhooks_enabled.unwrap_or(defaults.webhooks_enabled),
+        })
+    }
+
+    /// The zone "today" is read in.
+    pub fn zone(&self) -> Tz {
+        self.timezone.unwrap_or_else(zone::local)
+    }
+}
+
+/// Parses a positive duration such as `30s`, `5m`, `2h 30m`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|error| format!("`{text}` is not a duration ({error}); write e.g. 30s, 5m, 2h"))?;
+    if duration.is_zero() {
+        return Err(format!("`{text}` is zero; it must be longer than that"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2h 30m"), Ok(Duration::from_secs(9000)));
+        assert_eq!(parse_duration(" 500ms "), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("0s").unwrap_err().contains("zero"));
+        assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
+    }
+
+    #[test]
+    fn settings_file_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Settings::load(dir.path()).unwrap().webhooks_enabled);
+        std::fs::write(dir.path().join(FILE), "timezone = \"Mars/Olympus\"\n").unwrap();
+        let problem = Settings::load(dir.path()).unwrap_err();
+        assert!(
+            problem
+                .to_string()
+                .contains("keyhook.toml: field `timezone`"),
+            "{problem}"
+        );
+        std::fs::write(dir.path().join(FILE), "timezon = \"UTC\"\n").unwrap();
+        let problem = Settings::load(dir.path()).unwrap_err();
+        assert!(
+            problem.message.contains("unknown field `timezon`"),
+            "{problem}"
+        );
+        std::fs::write(
+            dir.path().join(FILE),
+            "timezone = \"Europe/Paris\"\nquery_timeout = \"2s\"\nwebhooks_enabled = false\n",
+        )
+        .unwrap();
+        let settings = Settings::load(dir.path()).unwrap();
+        assert_eq!(settings.zone(), chrono_tz::Europe::Paris);
+        assert_eq!(settings.query_timeout, Duration::from_secs(2));
+        assert!(!settings.webhooks_enabled);
+    }
+}

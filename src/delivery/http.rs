@@ -1,0 +1,140 @@
+//! The HTTP side: one keep-alive agent per run, one synchronous POST per delivery, and the
+//! outcome of each attempt in words a user can act on.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use ureq::Agent;
+
+/// How much of a response body is kept for the log and error messages.
+pub const EXCERPT_BYTES: usize = 200;
+
+/// The `User-Agent` keyhook sends.
+pub const USER_AGENT: &str = concat!("keyhook/", env!("CARGO_PKG_VERSION"));
+
+/// The header carrying the delivery id, the same on every attempt of a delivery.
+pub const DELIVERY_HEADER: &str = "X-Keyhook-Delivery";
+
+/// What one POST came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The HTTP status, if a response came back.
+    pub status: Option<u16>,
+    /// Why the attempt failed; `None` for a 2xx.
+    pub error: Option<String>,
+    /// The first bytes of the response body.
+    pub excerpt: String,
+    pub duration: Duration,
+    /// The `Retry-After` header of a 429 or 503.
+    pub retry_after: Option<String>,
+}
+
+impl Attempt {
+    /// Whether the receiver took the delivery (any 2xx).
+    pub fn delivered(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Sends requests over reused keep-alive connections.
+pub struct Sender {
+    agent: Agent,
+    timeout: Duration,
+}
+
+impl Sender {
+    /// A sender whose every request must complete within `timeout`.
+    pub fn new(timeout: Duration) -> Sender {
+        let config = Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            // A redirected POST is a failure the user must see, not something to follow.
+            .max_redirects(0)
+            .user_agent(USER_AGENT)
+            .build();
+        Sender {
+            agent: Agent::new_with_config(config),
+            timeout,
+        }
+    }
+
+    /// POSTs `body` as JSON with the extra `headers`, and reports what happened.
+    pub fn post(&self, url: &str, body: &[u8], headers: &[(&str, &str)]) -> Attempt {
+        let started = Instant::now();
+        let mut request = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        match request.send(body) {
+            Ok(response) => answered(response, started),
+            Err(error) => Attempt {
+                status: None,
+                error: Some(describe(&error, self.timeout)),
+                excerpt: String::new(),
+                duration: started.elapsed(),
+                retry_after: None,
+            },
+        }
+    }
+}
+
+fn answered(mut response: ureq::http::Response<ureq::Body>, started: Instant) -> Attempt {
+    let status = response.status();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string)
+    };
+    let location = header("location");
+    let retry_after = header("retry-after");
+    // Read the whole (bounded) body so the connection goes back to the pool for the next POST.
+    let mut bytes = Vec::new();
+    let _ = response
+        .body_mut()
+        .as_reader()
+        .take(64 * 1024)
+        .read_to_end(&mut bytes);
+    bytes.truncate(EXCERPT_BYTES);
+    let excerpt = String::from_utf8_lossy(&bytes).trim().to_string();
+    let reason = status.canonical_reason().unwrap_or("");
+    let error = match status.as_u16() {
+        200..=299 => None,
+        300..=399 => Some(format!(
+            "HTTP {} {reason}: redirected to {}; keyhook does not follow redirects, \
+             so point the task's url there",
+            status.as_u16(),
+            location
+                .as_deref()
+                .unwrap_or("nowhere (no Location header)")
+        )),
+        code if excerpt.is_empty() => Some(format!("HTTP {code} {reason}")),
+        code => Some(format!("HTTP {code} {reason}: {excerpt}")),
+    };
+    Attempt {
+        status: Some(status.as_u16()),
+        error,
+        excerpt,
+        duration: started.elapsed(),
+        retry_after,
+    }
+}
+
+fn describe(error: &ureq::Error, timeout: Duration) -> String {
+    match error {
+        ureq::Error::Timeout(_) => {
+            format!("no answer within {}", humantime::format_duration(timeout))
+        }
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused".into()
+        }
+        ureq::Error::Io(io) => format!("network error: {io}"),
+        other => other.to_string(),
+    }
+}

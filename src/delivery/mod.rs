@@ -1,0 +1,8 @@
+//! Delivery: the exact payload bytes, their signature, the HTTP POST, and the loop that runs
+//! a task's search and sends one request per match.
+
+pub mod http;
+pub mod id;
+pub mod payload;
+pub mod run;
+pub mod signature;

@@ -1,0 +1,1023 @@
+//! A deterministic demo license database: realistic rows spread around a given day, so that the
+//! example searches, tasks and benchmarks always have something to match without a QLM server.
+
+use chrono::{Datelike, Days, NaiveDate};
+use rusqlite::{Connection, Statement, params};
+use std::fmt::Write as _;
+
+/// Options for the demo data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoOptions {
+    /// How many license rows to insert.
+    pub licenses: usize,
+    /// The day the dates are spread around; searches relative to it always find rows.
+    pub today: NaiveDate,
+    /// The same seed, `today` and starting table give the same rows.
+    pub seed: u64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            licenses: 300,
+            today: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+            seed: 42,
+        }
+    }
+}
+
+/// Inserts `options.licenses` rows into an existing LicenseKeys table (schema::create was
+/// already called) in one transaction and returns how many were written.
+///
+/// Row numbers continue after the table's highest `ID`, so running it twice adds new licenses
+/// (with new activation keys) instead of duplicates.
+pub fn populate(conn: &mut Connection, options: &DemoOptions) -> rusqlite::Result<usize> {
+    let calendar = Calendar::new(options.today)?;
+    let tx = conn.transaction()?;
+    let first: i64 = tx.query_row("SELECT coalesce(max(ID), 0) FROM LicenseKeys", [], |r| {
+        r.get(0)
+    })?;
+    {
+        let mut insert = tx.prepare(INSERT)?;
+        let mut row = Row::default();
+        for index in (first as u64)..(first as u64 + options.licenses as u64) {
+            row.fill(index, options.seed, &calendar);
+            row.insert(&mut insert)?;
+        }
+    }
+    tx.commit()?;
+    Ok(options.licenses)
+}
+
+/// What a row is there to show. The rotation guarantees every example search a share of the
+/// rows on any day, however small the demo; the details within a scenario are random.
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    /// A subscription that expires within the next 30 days.
+    RenewingSoon,
+    /// A subscription that expired yesterday.
+    ExpiredYesterday,
+    /// A trial that ends within the next 7 days.
+    TrialEndingSoon,
+    /// A trial that ended or ends within 30 days either side of today.
+    Trial,
+    /// A yearly subscription ordered yesterday.
+    OrderedYesterday,
+    /// A subscription that lapsed in the past year.
+    Expired,
+    /// A perpetual license.
+    Perpetual,
+    /// A subscription that runs for more than a month still.
+    Active,
+}
+
+use Scenario::*;
+
+const SCENARIOS: [Scenario; 20] = [
+    RenewingSoon,
+    Active,
+    Perpetual,
+    Trial,
+    Expired,
+    RenewingSoon,
+    Active,
+    ExpiredYesterday,
+    Perpetual,
+    TrialEndingSoon,
+    RenewingSoon,
+    Active,
+    OrderedYesterday,
+    Perpetual,
+    Expired,
+    Active,
+    Trial,
+    Active,
+    Perpetual,
+    Active,
+];
+
+/// Every ninth row has maintenance due this month and the next one due next month; coprime
+/// with the scenario rotation, so every scenario gets both.
+const MAINTENANCE_CYCLE: u64 = 9;
+
+/// One row in 29 is disabled.
+const DISABLED_CYCLE: u64 = 29;
+
+const INSERT: &str = "INSERT INTO LicenseKeys (
+    LicenseUpdatedOnServer, ActivationKey, FullName, Country, AffiliateID, Email, Duration,
+    ExpiryDate, UsesAdminEncryption, MaintenanceRenewalDate, Features, OrderID, ReceiptID,
+    SubscriptionID, LicenseModel, ProductID, MajorVersion, MinorVersion, NumLicenses,
+    FloatingSeats, UserData, NewFeatures, NewFloatingSeats, ComputerID, ComputerName, Comment,
+    LegacyKey, AvailableLicenses, OrderDate, ProductProperties, BundleID, ProductName,
+    MaxReleaseCount, MaxReleasePeriodInDays, OrganizationID, SubscriptionExpiryDate, Disabled,
+    ActivationDate, ActivationCount, ReleaseDate, OrderStatus, LastAccessedDate, CustomerID,
+    CreationDate
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+    ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37,
+    ?38, ?39, ?40, ?41, ?42, ?43, ?44)";
+
+/// Customers: a name and the country it belongs to, many outside ASCII to exercise encoding.
+const PEOPLE: [(&str, &str); 24] = [
+    ("José Álvarez", "ES"),
+    ("Zoë Müller", "DE"),
+    ("Łukasz Wróbel", "PL"),
+    ("Søren Kierkegård", "DK"),
+    ("Chloé Dubois", "FR"),
+    ("Mei Chen 陈美", "CN"),
+    ("Ólafur Þórsson", "IS"),
+    ("Emily Carter", "US"),
+    ("James O'Brien", "IE"),
+    ("Priya Raghunathan", "IN"),
+    ("Kenji Watanabe 渡辺健二", "JP"),
+    ("Fatma Yılmaz", "TR"),
+    ("Björn Sjöström", "SE"),
+    ("Ana Conceição", "BR"),
+    ("Jiří Dvořák", "CZ"),
+    ("Eero Mäkinen", "FI"),
+    ("Zoltán Kovács", "HU"),
+    ("Aoife Ní Bhriain", "IE"),
+    ("Thandiwe Nkosi", "ZA"),
+    ("Noah Williams", "GB"),
+    ("Sofia Rossi", "IT"),
+    ("Mateo García", "MX"),
+    ("Hannah Schmidt", "AT"),
+    ("Liam Nguyen", "AU"),
+];
+
+/// Companies: the email domain is derived from the name, and the name goes in `Comment`.
+const COMPANIES: [&str; 14] = [
+    "Müller & Söhne GmbH",
+    "Café Olé S.L.",
+    "Øresund Data A/S",
+    "Żółty Kod sp. z o.o.",
+    "Björk Analytics AB",
+    "Acme Widgets Inc.",
+    "Globex Corporation",
+    "Initech LLC",
+    "Studio Élan SARL",
+    "Tōkyō Systems K.K.",
+    "Brasília Dados Ltda.",
+    "Þingvellir Hugbúnaður ehf.",
+    "Smith & Jones Ltd",
+    "Nordlicht Software",
+];
+
+/// A product: id, name, (major, minor) versions sold, feature sets sold.
+type Product = (
+    i64,
+    &'static str,
+    &'static [(i64, i64)],
+    &'static [&'static str],
+);
+
+const PRODUCTS: [Product; 4] = [
+    (1, "Demo", &[(1, 0), (1, 2)], &["STD,"]),
+    (
+        2,
+        "Orion Studio",
+        &[(5, 0), (5, 1), (6, 0)],
+        &["STD,", "STD,PRO,", "STD,PRO,ENT,"],
+    ),
+    (
+        3,
+        "Vega Server",
+        &[(2, 3), (3, 0)],
+        &["STD,", "STD,CLUSTER,"],
+    ),
+    (4, "Lyra Mobile", &[(1, 4), (2, 0)], &["STD,", "STD,PRO,"]),
+];
+
+const SEATS: [i64; 8] = [1, 1, 1, 1, 1, 5, 10, 25];
+
+const USER_DATA: [&str; 4] = [
+    "source=web",
+    "source=reseller",
+    "campaign=black-friday",
+    "crm=HS-20931",
+];
+
+const NOTES: [&str; 3] = [
+    "Asked for \"net 30\" terms",
+    "Reseller: Ñandú Distribución",
+    "Upgrade quote sent; awaiting PO",
+];
+
+const PRODUCT_PROPERTIES: [&str; 2] = [
+    r#"<properties><property section="limits" name="projects" value="10"/></properties>"#,
+    r#"<properties><property section="limits" name="projects" value="unlimited"/></properties>"#,
+];
+
+const BUNDLES: [&str; 2] = ["BND-0001", "BND-0002"];
+
+/// The first and last hour a generated time may fall in: QLM's `_start` macros are 00:00:01 and
+/// `_end` 23:59:59, so a time at midnight would fall between two days' searches.
+const FIRST_SECOND: u32 = 3600;
+const LAST_SECOND: u32 = 23 * 3600;
+
+/// The span of day offsets around today that the precomputed calendar covers; every generated
+/// date lies within it (the oldest is an order two years and a bit back).
+const FIRST_DAY: i32 = -800;
+const LAST_DAY: i32 = 800;
+
+/// A point in time: days from today, and seconds into that day.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    day: i32,
+    secs: u32,
+}
+
+/// A splitmix64 generator: tiny, fast, and the same on every platform.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.0)
+    }
+
+    /// A number in `0..n`, without the bias of `%`.
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// A number in `low..=high`.
+    fn between(&mut self, low: i32, high: i32) -> i32 {
+        low + self.below((high - low + 1) as u64) as i32
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    /// A time between 01:00 and 23:00 on `day`.
+    fn at(&mut self, day: i32) -> Stamp {
+        let secs = FIRST_SECOND + self.below(u64::from(LAST_SECOND - FIRST_SECOND) + 1) as u32;
+        Stamp { day, secs }
+    }
+
+    /// A time between 01:00 and 23:00 on a day from `first` to `last` days from today.
+    fn sometime(&mut self, first: i32, last: i32) -> Stamp {
+        let day = self.between(first, last);
+        self.at(day)
+    }
+}
+
+/// splitmix64's finalizer: a bijection, so distinct row numbers give distinct keys.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The dates around today, formatted once, so a million rows cost no date arithmetic.
+struct Calendar {
+    /// `YYYY-MM-DD` for each day from `FIRST_DAY` to `LAST_DAY`, 10 bytes each.
+    dates: String,
+    /// Day offsets of the 1st of this month, the 1st of next month and the last of next month.
+    this_month: i32,
+    next_month: i32,
+    next_month_end: i32,
+}
+
+impl Calendar {
+    fn new(today: NaiveDate) -> rusqlite::Result<Self> {
+        let first = today.checked_sub_days(Days::new(FIRST_DAY.unsigned_abs().into()));
+        let span = (LAST_DAY - FIRST_DAY) as usize + 1;
+        let days: Vec<NaiveDate> = first
+            .into_iter()
+            .flat_map(|d| d.iter_days())
+            .take(span)
+            .collect();
+        if days.len() < span || days.iter().any(|d| !(1..=9999).contains(&d.year())) {
+            let message = format!("demo data needs a year between 0003 and 9996, not {today}");
+            return Err(rusqlite::Error::ToSqlConversionFailure(message.into()));
+        }
+        let mut dates = String::with_capacity(span * 10);
+        for day in &days {
+            // Cannot fail: writing to a String.
+            let _ = write!(
+                dates,
+                "{:04}-{:02}-{:02}",
+                day.year(),
+                day.month(),
+                day.day()
+            );
+        }
+        let this_month = 1 - today.day() as i32;
+        let next_month = this_month + i32::from(today.num_days_in_month());
+        let next_first = days[(next_month - FIRST_DAY) as usize];
+        Ok(Self {
+            dates,
+            this_month,
+            next_month,
+            next_month_end: next_month + i32::from(next_first.num_days_in_month()) - 1,
+        })
+    }
+
+    /// `YYYY-MM-DD` of the day `day` days from today.
+    fn date(&self, day: i32) -> &str {
+        let start = (day.clamp(FIRST_DAY, LAST_DAY) - FIRST_DAY) as usize * 10;
+        &self.dates[start..start + 10]
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS` into `out`, or an empty `out` (bound as NULL) for no date.
+    fn write(&self, out: &mut String, stamp: Option<Stamp>) {
+        out.clear();
+        if let Some(Stamp { day, secs }) = stamp {
+            out.push_str(self.date(day));
+            out.push('T');
+            push_two_digits(out, secs / 3600);
+            out.push(':');
+            push_two_digits(out, secs / 60 % 60);
+            out.push(':');
+            push_two_digits(out, secs % 60);
+        }
+    }
+}
+
+fn push_two_digits(out: &mut String, n: u32) {
+    out.push(char::from(b'0' + (n / 10 % 10) as u8));
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
+
+/// The license's kind and its dates, decided by the scenario.
+struct Plan {
+    model: Model,
+    duration: i64,
+    /// When the order was placed, or the trial registered.
+    created: Stamp,
+    expiry: Option<Stamp>,
+    subscription_expiry: Option<Stamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    Trial,
+    Subscription,
+    Permanent,
+}
+
+impl Plan {
+    fn new(scenario: Scenario, rng: &mut Rng) -> Self {
+        match scenario {
+            RenewingSoon => Self::subscription(rng, 0, 29),
+            ExpiredYesterday => Self::subscription(rng, -1, -1),
+            OrderedYesterday => Self::subscription(rng, 364, 364),
+            Expired => Self::subscription(rng, -365, -2),
+            Active => Self::subscription(rng, 31, 364),
+            TrialEndingSoon => Self::trial(rng, 1, 7),
+            Trial => Self::trial(rng, -30, 30),
+            Perpetual => Self::perpetual(rng),
+        }
+    }
+
+    /// A yearly subscription whose current term ends between `first` and `last` days from now.
+    fn subscription(rng: &mut Rng, first: i32, last: i32) -> Self {
+        let end = rng.sometime(first, last);
+        Self {
+            model: Model::Subscription,
+            duration: 365,
+            created: Stamp {
+                day: end.day - 365,
+                ..end
+            },
+            expiry: Some(end),
+            subscription_expiry: Some(end),
+        }
+    }
+
+    /// A trial that ends between `first` and `last` days from now, but started by yesterday.
+    fn trial(rng: &mut Rng, first: i32, last: i32) -> Self {
+        let duration = rng.pick(&[30, 14]);
+        let end = rng.sometime(first, last.min(duration - 1));
+        Self {
+            model: Model::Trial,
+            duration: i64::from(duration),
+            created: Stamp {
+                day: end.day - duration,
+                ..end
+            },
+            expiry: Some(end),
+            subscription_expiry: None,
+        }
+    }
+
+    fn perpetual(rng: &mut Rng) -> Self {
+        Self {
+            model: Model::Permanent,
+            duration: 0,
+            created: rng.sometime(-730, -1),
+            expiry: None,
+            subscription_expiry: None,
+        }
+    }
+
+    /// When maintenance renews if no special date was chosen: with the subscription, or a year
+    /// after a perpetual purchase (possibly lapsed); trials have none.
+    fn default_maintenance(&self) -> Option<Stamp> {
+        match self.model {
+            Model::Subscription => self.subscription_expiry,
+            Model::Permanent => Some(Stamp {
+                day: self.created.day + 365,
+                ..self.created
+            }),
+            Model::Trial => None,
+        }
+    }
+}
+
+/// One row's values, reused from row to row so that generating allocates nothing. An empty
+/// text buffer is written as NULL.
+#[derive(Default)]
+struct Row {
+    model: &'static str,
+    duration: i64,
+    person: (&'static str, &'static str),
+    company: &'static str,
+    customer_id: i64,
+    organization_id: i64,
+    product: (i64, &'static str),
+    version: (i64, i64),
+    features: &'static str,
+    seats: i64,
+    floating_seats: i64,
+    activations: i64,
+    disabled: bool,
+    updated_on_server: bool,
+    admin_encryption: bool,
+    order_status: Option<i64>,
+    max_release_count: i64,
+    max_release_period: i64,
+    affiliate: Option<&'static str>,
+    user_data: Option<&'static str>,
+    new_features: Option<&'static str>,
+    comment: Option<&'static str>,
+    product_properties: Option<&'static str>,
+    bundle: Option<&'static str>,
+    key: String,
+    email: String,
+    order_id: String,
+    receipt_id: String,
+    subscription_id: String,
+    computer_id: String,
+    computer_name: String,
+    legacy_key: String,
+    dates: Dates,
+}
+
+/// The text of each date column.
+#[derive(Default)]
+struct Dates {
+    order: String,
+    creation: String,
+    expiry: String,
+    subscription_expiry: String,
+    maintenance: String,
+    activation: String,
+    last_accessed: String,
+    release: String,
+}
+
+impl Row {
+    fn fill(&mut self, index: u64, seed: u64, calendar: &Calendar) {
+        let mut rng = Rng(seed ^ mix(index));
+        let plan = Plan::new(
+            SCENARIOS[(index % SCENARIOS.len() as u64) as usize],
+            &mut rng,
+        );
+        self.fill_customer(&mut rng);
+        self.fill_product(&mut rng, plan.model);
+        self.fill_identifiers(&mut rng, index, seed, plan.model);
+        self.fill_extras(&mut rng);
+        self.disabled = index % DISABLED_CYCLE == DISABLED_CYCLE / 2;
+        self.duration = plan.duration;
+        self.fill_dates(&mut rng, index, &plan, calendar);
+    }
+
+    fn fill_customer(&mut self, rng: &mut Rng) {
+        let person = rng.below(PEOPLE.len() as u64) as usize;
+        let company = rng.below(COMPANIES.len() as u64) as usize;
+        self.person = PEOPLE[person];
+        self.company = COMPANIES[company];
+        self.customer_id = 1000 + (person * COMPANIES.len() + company) as i64;
+        self.organization_id = 1 + company as i64;
+        self.email.clear();
+        push_folded(&mut self.email, self.person.0, '.');
+        self.email.push('@');
+        push_folded(&mut self.email, self.company, '-');
+        self.email.push_str(".example");
+    }
+
+    fn fill_product(&mut self, rng: &mut Rng, model: Model) {
+        let (id, name, versions, features) = rng.pick(&PRODUCTS);
+        self.product = (id, name);
+        self.version = rng.pick(versions);
+        // A trial unlocks everything, so the customer sees what they would buy.
+        self.features = match model {
+            Model::Trial => features[features.len() - 1],
+            _ => rng.pick(features),
+        };
+        self.seats = if model == Model::Trial {
+            1
+        } else {
+            rng.pick(&SEATS)
+        };
+        let floating = self.seats > 1 && rng.chance(50);
+        self.floating_seats = if floating { self.seats } else { 0 };
+        self.model = match (model, floating) {
+            (Model::Trial, _) => "trial",
+            (Model::Subscription, false) => "subscription",
+            (Model::Subscription, true) => "subscription_floating",
+            (Model::Permanent, false) => "permanent",
+            (Model::Permanent, true) => "permanent_floating",
+        };
+        self.order_status = (model != Model::Trial).then_some(1);
+    }
+
+    fn fill_identifiers(&mut self, rng: &mut Rng, index: u64, seed: u64, model: Model) {
+        write_key(&mut self.key, rng, mix(index ^ mix(seed)));
+        let number = 10_000 + index;
+        for (buffer, prefix, wanted) in [
+            (&mut self.order_id, "SO", model != Model::Trial),
+            (&mut self.receipt_id, "RC", model != Model::Trial),
+            (
+                &mut self.subscription_id,
+                "SUB",
+                model == Model::Subscription,
+            ),
+        ] {
+            buffer.clear();
+            if wanted {
+                // Cannot fail: writing to a String.
+                let _ = write!(buffer, "{prefix}-{number:07}");
+            }
+        }
+        self.legacy_key.clear();
+        if rng.chance(10) {
+            self.legacy_key.push_str("LK-");
+            push_random(&mut self.legacy_key, rng, ALPHANUMERIC, 5);
+            self.legacy_key.push('-');
+            push_random(&mut self.legacy_key, rng, ALPHANUMERIC, 5);
+        }
+    }
+
+    fn fill_extras(&mut self, rng: &mut Rng) {
+        self.updated_on_server = rng.chance(25);
+        self.admin_encryption = rng.chance(5);
+        self.affiliate = rng
+            .chance(15)
+            .then(|| rng.pick(&["AFF-007", "AFF-042", "AFF-113"]));
+        self.user_data = rng.chance(30).then(|| rng.pick(&USER_DATA));
+        self.new_features = rng.chance(5).then_some("STD,PRO,ENT,");
+        self.comment = match rng.below(10) {
+            0..=5 => Some(self.company),
+            6 => Some(rng.pick(&NOTES)),
+            _ => None,
+        };
+        self.product_properties = rng.chance(20).then(|| rng.pick(&PRODUCT_PROPERTIES));
+        self.bundle = rng.chance(10).then(|| rng.pick(&BUNDLES));
+        let custom_release = rng.chance(20);
+        self.max_release_count = if custom_release {
+            rng.pick(&[3, 5, 10])
+        } else {
+            -2
+        };
+        self.max_release_period = if custom_release {
+            rng.pick(&[30, 90])
+        } else {
+            -2
+        };
+    }
+
+    fn fill_dates(&mut self, rng: &mut Rng, index: u64, plan: &Plan, calendar: &Calendar) {
+        let maintenance = match index % MAINTENANCE_CYCLE {
+            _ if plan.model == Model::Trial => None,
+            0 => Some(rng.sometime(calendar.this_month, calendar.next_month - 1)),
+            1 => Some(rng.sometime(calendar.next_month, calendar.next_month_end)),
+            _ => plan.default_maintenance(),
+        };
+        let activation = rng.chance(85).then(|| activated_after(rng, plan.created));
+        self.fill_activation(rng, activation);
+        let ordered = (plan.model != Model::Trial).then_some(plan.created);
+        let minutes_later = Stamp {
+            secs: (plan.created.secs + rng.below(600) as u32).min(LAST_SECOND),
+            ..plan.created
+        };
+        let dates = &mut self.dates;
+        calendar.write(&mut dates.order, ordered);
+        calendar.write(&mut dates.creation, Some(minutes_later));
+        calendar.write(&mut dates.expiry, plan.expiry);
+        calendar.write(&mut dates.subscription_expiry, plan.subscription_expiry);
+        calendar.write(&mut dates.maintenance, maintenance);
+        calendar.write(&mut dates.activation, activation);
+        let last_accessed = activation.map(|a| rng.sometime(a.day.max(-60), -1));
+        calendar.write(&mut dates.last_accessed, last_accessed);
+        let released = activation.filter(|a| a.day < -1 && rng.chance(8));
+        let release = released.map(|a| rng.sometime(a.day + 1, -1));
+        calendar.write(&mut dates.release, release);
+    }
+
+    /// Activation counts and the machine a node-locked activation is bound to.
+    fn fill_activation(&mut self, rng: &mut Rng, activation: Option<Stamp>) {
+        self.activations = match activation {
+            Some(_) => i64::from(rng.between(1, self.seats as i32)),
+            None => 0,
+        };
+        self.computer_id.clear();
+        self.computer_name.clear();
+        if activation.is_some() && self.seats == 1 {
+            push_random(&mut self.computer_id, rng, HEX, 12);
+            self.computer_name
+                .push_str(rng.pick(&["DESKTOP-", "LAPTOP-", "WS-"]));
+            push_random(&mut self.computer_name, rng, ALPHANUMERIC, 7);
+        }
+    }
+
+    fn insert(&self, insert: &mut Statement<'_>) -> rusqlite::Result<()> {
+        let dates = &self.dates;
+        insert.execute(params![
+            self.updated_on_server,
+            self.key,
+            self.person.0,
+            self.person.1,
+            self.affiliate,
+            self.email,
+            self.duration,
+            nullable(&dates.expiry),
+            self.admin_encryption,
+            nullable(&dates.maintenance),
+            self.features,
+            nullable(&self.order_id),
+            nullable(&self.receipt_id),
+            nullable(&self.subscription_id),
+            self.model,
+            self.product.0,
+            self.version.0,
+            self.version.1,
+            self.seats,
+            self.floating_seats,
+            self.user_data,
+            self.new_features,
+            -1,
+            nullable(&self.computer_id),
+            nullable(&self.computer_name),
+            self.comment,
+            nullable(&self.legacy_key),
+            self.seats - self.activations,
+            nullable(&dates.order),
+            self.product_properties,
+            self.bundle,
+            self.product.1,
+            self.max_release_count,
+            self.max_release_period,
+            self.organization_id,
+            nullable(&dates.subscription_expiry),
+            self.disabled,
+            nullable(&dates.activation),
+            self.activations,
+            nullable(&dates.release),
+            self.order_status,
+            nullable(&dates.last_accessed),
+            self.customer_id,
+            nullable(&dates.creation),
+        ])?;
+        Ok(())
+    }
+}
+
+/// Activated within three days of the order, but never later than yesterday.
+fn activated_after(rng: &mut Rng, created: Stamp) -> Stamp {
+    let day = (created.day + rng.between(0, 3)).min(-1).max(created.day);
+    if day == created.day {
+        let secs = (created.secs + rng.below(3600) as u32).min(LAST_SECOND);
+        Stamp { day, secs }
+    } else {
+        rng.at(day)
+    }
+}
+
+fn nullable(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
+const ALPHANUMERIC: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_random(out: &mut String, rng: &mut Rng, alphabet: &[u8], count: usize) {
+    for _ in 0..count {
+        out.push(char::from(rng.pick(alphabet)));
+    }
+}
+
+/// A 39-character key like QLM's: 13 characters spell `unique` in base 36 (enough for any
+/// u64, so distinct values give distinct keys) and the rest are random.
+fn write_key(out: &mut String, rng: &mut Rng, mut unique: u64) {
+    out.clear();
+    for _ in 0..13 {
+        out.push(char::from(ALPHANUMERIC[(unique % 36) as usize]));
+        unique /= 36;
+    }
+    push_random(out, rng, ALPHANUMERIC, 26);
+}
+
+/// Appends `text` folded to lowercase ASCII for an email address: accents dropped, spaces
+/// become `separator`, anything else that has no ASCII form (punctuation, CJK) is left out.
+fn push_folded(out: &mut String, text: &str, separator: char) {
+    let start = out.len();
+    for c in text.chars().flat_map(char::to_lowercase) {
+        match c {
+            'a'..='z' | '0'..='9' => out.push(c),
+            ' ' | '/' if out.len() > start && !out.ends_with(separator) => out.push(separator),
+            _ => out.push_str(fold_letter(c).unwrap_or_default()),
+        }
+    }
+    if out.ends_with(separator) {
+        out.pop();
+    }
+}
+
+/// The ASCII spelling of the accented letters the demo names use.
+fn fold_letter(c: char) -> Option<&'static str> {
+    Some(match c {
+        'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' | 'ā' => "a",
+        'é' | 'è' | 'ê' | 'ë' | 'ě' => "e",
+        'í' | 'ì' | 'î' | 'ï' | 'ı' => "i",
+        'ó' | 'ò' | 'ô' | 'ö' | 'õ' | 'ø' | 'ō' | 'ő' => "o",
+        'ú' | 'ù' | 'û' | 'ü' | 'ů' | 'ū' => "u",
+        'ç' | 'č' | 'ć' => "c",
+        'ñ' | 'ń' => "n",
+        'š' | 'ś' => "s",
+        'ž' | 'ź' | 'ż' => "z",
+        'ř' => "r",
+        'ł' => "l",
+        'ð' => "d",
+        'þ' => "th",
+        'æ' => "ae",
+        'ß' => "ss",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::licenses::schema::{self, Kind};
+    use chrono::Months;
+    use rusqlite::types::Value;
+
+    /// The example searches shipped in `searches/`, which the demo must match on any day.
+    const SEARCHES: [&str; 5] = [
+        "upcoming-renewals",
+        "expired-yesterday",
+        "trials-ending-soon",
+        "maintenance-due-this-month",
+        "new-orders-yesterday",
+    ];
+
+    /// Leap day, year end, the day after February, a month start, mid-year.
+    const DAYS: [(i32, u32, u32); 6] = [
+        (2024, 2, 29),
+        (2026, 12, 31),
+        (2027, 3, 1),
+        (2026, 1, 1),
+        (2025, 7, 15),
+        (2024, 12, 1),
+    ];
+
+    fn day((year, month, day): (i32, u32, u32)) -> NaiveDate {
+        NaiveDate::from_ymd_opt(year, month, day).unwrap()
+    }
+
+    fn demo(today: NaiveDate, licenses: usize, seed: u64) -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::create(&conn).unwrap();
+        let options = DemoOptions {
+            licenses,
+            today,
+            seed,
+        };
+        assert_eq!(populate(&mut conn, &options).unwrap(), licenses);
+        conn
+    }
+
+    fn count(conn: &Connection, condition: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM LicenseKeys WHERE {condition}");
+        conn.query_row(&sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// The search's SQL with its placeholders replaced by their values on `today`; `[now]` is
+    /// the last second of the day, the hardest moment for a search about the future.
+    fn expanded_search(name: &str, today: NaiveDate) -> String {
+        let path = format!("{}/searches/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let file: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut sql = file["sql"].as_str().unwrap().to_string();
+        let at = |date: NaiveDate, time: &str| format!("'{date}T{time}'");
+        let yesterday = today.pred_opt().unwrap();
+        let month = today.with_day(1).unwrap();
+        let month_end = month + Months::new(1) - Days::new(1);
+        for (placeholder, value) in [
+            ("[today_start]", at(today, "00:00:01")),
+            ("[today_start+30]", at(today + Days::new(30), "00:00:01")),
+            ("[today_end+7]", at(today + Days::new(7), "23:59:59")),
+            ("[yesterday_start]", at(yesterday, "00:00:01")),
+            ("[yesterday_end]", at(yesterday, "23:59:59")),
+            ("[this_month_start]", at(month, "00:00:01")),
+            ("[this_month_end]", at(month_end, "23:59:59")),
+            ("[now]", at(today, "23:59:59")),
+        ] {
+            sql = sql.replace(placeholder, &value);
+        }
+        assert!(
+            !sql.contains('['),
+            "unexpanded placeholder in {name}: {sql}"
+        );
+        sql
+    }
+
+    #[test]
+    fn every_example_search_matches_on_any_day() {
+        for today in DAYS.map(day) {
+            let conn = demo(today, 300, 42);
+            for name in SEARCHES {
+                let matches = count(&conn, &expanded_search(name, today));
+                assert!(matches >= 10, "{name} on {today}: {matches} rows");
+            }
+            let renewals = count(&conn, &expanded_search("upcoming-renewals", today));
+            assert!(renewals >= 30, "only {renewals} renewals on {today}");
+        }
+    }
+
+    #[test]
+    fn searches_match_in_a_tiny_demo_too() {
+        let today = day((2027, 3, 1));
+        let conn = demo(today, 20, 7);
+        for name in SEARCHES {
+            assert!(count(&conn, &expanded_search(name, today)) >= 1, "{name}");
+        }
+    }
+
+    fn dump(conn: &Connection) -> Vec<Vec<Value>> {
+        let mut statement = conn
+            .prepare("SELECT * FROM LicenseKeys ORDER BY ID")
+            .unwrap();
+        let width = statement.column_count();
+        let rows = statement.query_map([], |row| (0..width).map(|i| row.get(i)).collect());
+        rows.unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_rows() {
+        let today = day((2026, 12, 31));
+        assert_eq!(dump(&demo(today, 200, 9)), dump(&demo(today, 200, 9)));
+        assert_ne!(dump(&demo(today, 200, 9)), dump(&demo(today, 200, 10)));
+    }
+
+    #[test]
+    fn keys_are_unique_and_shaped_like_qlm_keys() {
+        let mut conn = demo(day((2024, 2, 29)), 1000, 42);
+        let options = DemoOptions {
+            licenses: 1000,
+            today: day((2024, 2, 29)),
+            seed: 42,
+        };
+        populate(&mut conn, &options).unwrap();
+        assert_eq!(count(&conn, "1"), 2000);
+        let distinct: i64 = conn
+            .query_row(
+                "SELECT count(DISTINCT ActivationKey) FROM LicenseKeys",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(distinct, 2000);
+        let malformed = "length(ActivationKey) <> 39 OR ActivationKey GLOB '*[^0-9A-Z]*'";
+        assert_eq!(count(&conn, malformed), 0);
+    }
+
+    #[test]
+    fn dates_have_qlm_format_and_times_between_1am_and_11pm() {
+        let conn = demo(day((2024, 2, 29)), 500, 42);
+        let format =
+            "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]'";
+        let dates = schema::LICENSE_INFO.iter().chain(schema::EXTRA.iter());
+        for (column, _) in dates.filter(|(_, kind)| *kind == Kind::Date) {
+            assert!(
+                count(&conn, &format!("{column} IS NOT NULL")) > 0,
+                "{column}"
+            );
+            let bad = format!(
+                "{column} IS NOT NULL AND ({column} NOT GLOB {format} OR date({column}) IS NULL \
+                 OR substr({column}, 12) NOT BETWEEN '01:00:00' AND '23:00:00')"
+            );
+            assert_eq!(count(&conn, &bad), 0, "{column}");
+        }
+        let distinct_times: i64 = conn
+            .query_row(
+                "SELECT count(DISTINCT substr(OrderDate, 12)) FROM LicenseKeys",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(distinct_times > 100);
+    }
+
+    #[test]
+    fn dates_spread_about_a_year_either_side_of_today() {
+        let today = day((2026, 1, 1));
+        let conn = demo(today, 300, 42);
+        let spread = |column: &str| -> (String, String) {
+            let sql = format!("SELECT min({column}), max({column}) FROM LicenseKeys");
+            conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        let (first, last) = spread("SubscriptionExpiryDate");
+        assert!(first.as_str() < "2025-01-15" && last.as_str() > "2026-12-15");
+        let (first, last) = spread("OrderDate");
+        assert!(first.as_str() < "2024-02-01" && last.as_str() < today.to_string().as_str());
+    }
+
+    #[test]
+    fn every_kind_of_license_is_there() {
+        let conn = demo(day((2026, 12, 31)), 300, 42);
+        let perpetual = "LicenseModel = 'permanent' AND ExpiryDate IS NULL \
+                         AND SubscriptionExpiryDate IS NULL";
+        assert!(count(&conn, perpetual) >= 20);
+        let trials = "LicenseModel = 'trial' AND Duration IN (14, 30) \
+                      AND julianday(ExpiryDate) BETWEEN julianday('2026-12-01') AND julianday('2027-01-31')";
+        assert_eq!(count(&conn, trials), count(&conn, "LicenseModel = 'trial'"));
+        assert!(count(&conn, trials) >= 30);
+        assert!(count(&conn, "SubscriptionExpiryDate < '2026-12-30'") >= 20);
+        let disabled = count(&conn, "Disabled = 1");
+        assert!((3..=30).contains(&disabled), "{disabled} disabled");
+        let next_month = "MaintenanceRenewalDate BETWEEN '2027-01-01' AND '2027-02-01'";
+        assert!(count(&conn, next_month) >= 10);
+        assert_eq!(count(&conn, "ProductID IN (1, 2, 3, 4)"), 300);
+        assert!(count(&conn, "ProductID = 2 AND Features = 'STD,PRO,'") > 0);
+    }
+
+    #[test]
+    fn text_exercises_encoding_and_nulls() {
+        let conn = demo(day((2025, 7, 15)), 300, 42);
+        assert!(count(&conn, "length(FullName) < length(CAST(FullName AS BLOB))") >= 30);
+        assert!(count(&conn, "FullName LIKE '%陈美%'") > 0);
+        assert_eq!(
+            count(
+                &conn,
+                "Email GLOB '*[^a-z0-9.@-]*' OR Email NOT LIKE '_%@_%.example'"
+            ),
+            0
+        );
+        assert_eq!(count(&conn, "Email LIKE '%..%' OR Email LIKE '%.@%'"), 0);
+        assert!(count(&conn, "Email LIKE 'lukasz.wrobel@%'") > 0);
+        for column in [
+            "ComputerID",
+            "LegacyKey",
+            "OrderID",
+            "Comment",
+            "AffiliateID",
+        ] {
+            assert!(count(&conn, &format!("{column} IS NULL")) > 0, "{column}");
+            assert!(
+                count(&conn, &format!("{column} IS NOT NULL")) > 0,
+                "{column}"
+            );
+        }
+        assert_eq!(
+            count(
+                &conn,
+                "OrderID NOT GLOB 'SO-[0-9][0-9][0-9][0-9][0-9][0-9][0-9]'"
+            ),
+            0
+        );
+    }
+
+    #[test]
+    fn folding_keeps_only_lowercase_ascii() {
+        let fold = |text: &str, separator: char| {
+            let mut out = String::from("x:");
+            push_folded(&mut out, text, separator);
+            out
+        };
+        assert_eq!(fold("Ólafur Þórsson", '.'), "x:olafur.thorsson");
+        assert_eq!(fold("Mei Chen 陈美", '.'), "x:mei.chen");
+        assert_eq!(fold("Żółty Kod sp. z o.o.", '-'), "x:zolty-kod-sp-z-oo");
+        assert_eq!(fold("Øresund Data A/S", '-'), "x:oresund-data-a-s");
+        assert_eq!(fold("James O'Brien", '.'), "x:james.obrien");
+    }
+
+    #[test]
+    fn a_today_without_room_for_four_digit_years_is_an_error() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::create(&conn).unwrap();
+        let options = DemoOptions {
+            today: NaiveDate::MAX,
+            ..DemoOptions::default()
+        };
+        assert!(populate(&mut conn, &options).is_err());
+        assert_eq!(count(&conn, "1"), 0);
+    }
+}

@@ -1,0 +1,220 @@
+//! A license row as QLM's `LicenseInfo`: its fields in QLM's order, with QLM's JSON types.
+//!
+//! NULLs: text becomes `""` (as QLM sends it), numbers `0`, booleans `false`, and dates
+//! `null`, since no date is a truthful stand-in for "no date".
+
+use rusqlite::types::ValueRef;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use super::macros::DATE_FORMAT;
+use super::schema::{Kind, LICENSE_INFO, LICENSE_MODELS};
+use crate::schedule::clock;
+
+/// One `LicenseInfo` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Bool(bool),
+    Text(String),
+    Int(i64),
+    Date(Option<String>),
+}
+
+/// A license's `LicenseInfo`, one value per field of [`LICENSE_INFO`], in that order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenseInfo {
+    values: Vec<Field>,
+}
+
+/// A matching license: its row id, the dates searches filter on, and what would be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct License {
+    pub id: i64,
+    pub subscription_expiry: Option<String>,
+    pub info: LicenseInfo,
+}
+
+/// Why a row could not be read as a `LicenseInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("license {id}: column {column} {problem}")]
+pub struct RowError {
+    pub id: i64,
+    pub column: &'static str,
+    pub problem: String,
+}
+
+impl LicenseInfo {
+    /// The value of field `name`, if there is such a field.
+    pub fn get(&self, name: &str) -> Option<&Field> {
+        let index = LICENSE_INFO.iter().position(|(field, _)| *field == name)?;
+        self.values.get(index)
+    }
+
+    /// Field `name` as display text (`""` for NULL dates and unknown fields).
+    pub fn text(&self, name: &str) -> String {
+        match self.get(name) {
+            Some(Field::Text(text)) | Some(Field::Date(Some(text))) => text.clone(),
+            Some(Field::Int(number)) => number.to_string(),
+            Some(Field::Bool(flag)) => flag.to_string(),
+            Some(Field::Date(None)) | None => String::new(),
+        }
+    }
+
+    /// Reads the `LicenseInfo` columns of a row, starting at column `first`.
+    pub fn from_row(row: &rusqlite::Row, first: usize, id: i64) -> Result<Self, RowError> {
+        let mut values = Vec::with_capacity(LICENSE_INFO.len());
+        for (offset, (column, kind)) in LICENSE_INFO.iter().enumerate() {
+            let value = row.get_ref(first + offset).map_err(|error| RowError {
+                id,
+                column,
+                problem: error.to_string(),
+            })?;
+            let field = convert(value, *kind).map_err(|problem| RowError {
+                id,
+                column,
+                problem,
+            })?;
+            values.push(field);
+        }
+        Ok(LicenseInfo { values })
+    }
+}
+
+fn convert(value: ValueRef, kind: Kind) -> Result<Field, String> {
+    Ok(match kind {
+        Kind::Bool => Field::Bool(integer(value)? != 0),
+        Kind::Int => Field::Int(integer(value)?),
+        Kind::Text => Field::Text(text(value)?.unwrap_or_default()),
+        Kind::Date => Field::Date(text(value)?.map(|date| normalize_date(&date))),
+        Kind::Model => Field::Int(model(value)?),
+    })
+}
+
+fn integer(value: ValueRef) -> Result<i64, String> {
+    match value {
+        ValueRef::Null => Ok(0),
+        ValueRef::Integer(number) => Ok(number),
+        ValueRef::Real(number) => Ok(number as i64),
+        ValueRef::Text(bytes) => {
+            let text = String::from_utf8_lossy(bytes);
+            match text.trim() {
+                "true" | "True" => Ok(1),
+                "false" | "False" => Ok(0),
+                other => other
+                    .parse()
+                    .map_err(|_| format!("holds `{text}`, which is not a number")),
+            }
+        }
+        ValueRef::Blob(_) => Err("holds a blob, not a number".into()),
+    }
+}
+
+fn text(value: ValueRef) -> Result<Option<String>, String> {
+    match value {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(bytes) => String::from_utf8(bytes.to_vec())
+            .map(Some)
+            .map_err(|_| "holds text that is not UTF-8".into()),
+        ValueRef::Integer(number) => Ok(Some(number.to_string())),
+        ValueRef::Real(number) => Ok(Some(number.to_string())),
+        ValueRef::Blob(_) => Err("holds a blob, not text".into()),
+    }
+}
+
+/// Dates go out as `YYYY-MM-DDTHH:MM:SS`; a stored `2026-01-31 08:00` or `2026-01-31` is
+/// rewritten to that, and text that is no date at all is sent as it is.
+fn normalize_date(stored: &str) -> String {
+    match clock::parse_wall_clock(stored.trim()) {
+        Some(date) => date.format(DATE_FORMAT).to_string(),
+        None => stored.to_string(),
+    }
+}
+
+/// QLM stores the model's name and sends its number (`trial` is 2).
+fn model(value: ValueRef) -> Result<i64, String> {
+    match text(value)? {
+        None => Ok(0),
+        Some(name) => match LICENSE_MODELS
+            .iter()
+            .position(|model| model.eq_ignore_ascii_case(name.trim()))
+        {
+            Some(index) => Ok(index as i64),
+            None => name.trim().parse().map_err(|_| {
+                format!(
+                    "holds `{name}`, which is not a QLM license model ({})",
+                    LICENSE_MODELS.join(", ")
+                )
+            }),
+        },
+    }
+}
+
+impl Serialize for Field {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Bool(flag) => serializer.serialize_bool(*flag),
+            Field::Text(text) => serializer.serialize_str(text),
+            Field::Int(number) => serializer.serialize_i64(*number),
+            Field::Date(Some(date)) => serializer.serialize_str(date),
+            Field::Date(None) => serializer.serialize_none(),
+        }
+    }
+}
+
+impl Serialize for LicenseInfo {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.values.len()))?;
+        for ((name, _), value) in LICENSE_INFO.iter().zip(&self.values) {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_table() {
+        let cases: [(ValueRef, Kind, Result<Field, ()>); 14] = [
+            (ValueRef::Null, Kind::Text, Ok(Field::Text(String::new()))),
+            (ValueRef::Null, Kind::Int, Ok(Field::Int(0))),
+            (ValueRef::Null, Kind::Bool, Ok(Field::Bool(false))),
+            (ValueRef::Null, Kind::Date, Ok(Field::Date(None))),
+            (ValueRef::Integer(1), Kind::Bool, Ok(Field::Bool(true))),
+            (ValueRef::Text(b"42"), Kind::Int, Ok(Field::Int(42))),
+            (ValueRef::Text(b"x"), Kind::Int, Err(())),
+            (
+                ValueRef::Integer(7),
+                Kind::Text,
+                Ok(Field::Text("7".into())),
+            ),
+            (
+                ValueRef::Text(b"2026-01-31 08:00"),
+                Kind::Date,
+                Ok(Field::Date(Some("2026-01-31T08:00:00".into()))),
+            ),
+            (
+                ValueRef::Text(b"2026-01-31"),
+                Kind::Date,
+                Ok(Field::Date(Some("2026-01-31T00:00:00".into()))),
+            ),
+            (
+                ValueRef::Text(b"someday"),
+                Kind::Date,
+                Ok(Field::Date(Some("someday".into()))),
+            ),
+            (ValueRef::Text(b"trial"), Kind::Model, Ok(Field::Int(2))),
+            (
+                ValueRef::Text(b"Subscription_Cloud"),
+                Kind::Model,
+                Ok(Field::Int(9)),
+            ),
+            (ValueRef::Text(b"lifetime"), Kind::Model, Err(())),
+        ];
+        for (value, kind, expected) in cases {
+            let got = convert(value, kind).map_err(|_| ());
+            assert_eq!(got, expected, "{value:?} as {kind:?}");
+        }
+    }
+}

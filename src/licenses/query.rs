@@ -1,0 +1,274 @@
+//! Read-only evaluation of a search: one statement, reads of the license table only, a
+//! deadline, and rows streamed to the caller so memory does not grow with the matches.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::{CachedStatement, Connection, ErrorCode, OpenFlags, Statement};
+
+use super::license_info::{License, LicenseInfo, RowError};
+use super::macros::{DATE_FORMAT, Template};
+use super::schema::{LICENSE_INFO, TABLE};
+
+/// Why a search could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(
+        "license database {} does not exist (create one with `keyhook db init` or `keyhook db demo`)",
+        .0.display()
+    )]
+    Missing(PathBuf),
+    #[error("could not open license database {}: {source}", .path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{} is not a license database: it has no {TABLE} table", .0.display())]
+    NotLicenseDb(PathBuf),
+    #[error("refused: the search {0}; a search may only read the {TABLE} table")]
+    Refused(String),
+    #[error("the search is empty")]
+    Empty,
+    #[error("the search holds more than one statement")]
+    MultipleStatements,
+    #[error("SQLite rejected the search: {0}")]
+    Sql(String),
+    #[error("the search ran longer than its deadline of {0:?} and was stopped")]
+    Deadline(Duration),
+    #[error(transparent)]
+    Row(#[from] RowError),
+}
+
+impl QueryError {
+    /// Whether the search itself, rather than the database, is at fault.
+    pub fn is_search_fault(&self) -> bool {
+        matches!(
+            self,
+            QueryError::Refused(_)
+                | QueryError::Empty
+                | QueryError::MultipleStatements
+                | QueryError::Sql(_)
+        )
+    }
+}
+
+/// The license database, opened read-only with a guard on what a search may do.
+pub struct LicenseDb {
+    conn: Connection,
+    path: PathBuf,
+    refusal: Arc<Mutex<Option<String>>>,
+    deadline: Duration,
+}
+
+impl LicenseDb {
+    /// Opens `path` read-only; `deadline` bounds every evaluation.
+    pub fn open(path: &Path, deadline: Duration) -> Result<LicenseDb, QueryError> {
+        if !path.exists() {
+            return Err(QueryError::Missing(path.to_path_buf()));
+        }
+        let open_error = |source| QueryError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+        let has_table: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [TABLE],
+                |row| row.get(0),
+            )
+            .map_err(open_error)?;
+        if !has_table {
+            return Err(QueryError::NotLicenseDb(path.to_path_buf()));
+        }
+        let refusal = Arc::new(Mutex::new(None));
+        let recorder = Arc::clone(&refusal);
+        conn.authorizer(Some(move |context: AuthContext<'_>| {
+            let verdict = authorize(&context.action);
+            if let Err(reason) = &verdict
+                && let Ok(mut slot) = recorder.lock()
+            {
+                slot.get_or_insert_with(|| reason.clone());
+            }
+            match verdict {
+                Ok(()) => Authorization::Allow,
+                Err(_) => Authorization::Deny,
+            }
+        }))
+        .map_err(open_error)?;
+        Ok(LicenseDb {
+            conn,
+            path: path.to_path_buf(),
+            refusal,
+            deadline,
+        })
+    }
+
+    /// Where the database is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Prepares the search without running it: syntax, columns and permissions.
+    pub fn check(&self, template: &Template) -> Result<(), QueryError> {
+        self.prepare(&select_sql(template)?).map(drop)
+    }
+
+    /// Counts the matches.
+    pub fn count(
+        &mut self,
+        template: &Template,
+        values: &[NaiveDateTime],
+    ) -> Result<u64, QueryError> {
+        let sql = format!(
+            "SELECT count(*) FROM {TABLE} WHERE (\n{}\n)",
+            condition(template)?
+        );
+        self.start_deadline();
+        let mut statement = self.prepare(&sql)?;
+        bind(&mut statement, values)?;
+        let mut rows = statement.raw_query();
+        let count = match rows.next().map_err(|error| self.failure(error))? {
+            Some(row) => row.get::<_, i64>(0).map_err(|error| self.failure(error))?,
+            None => 0,
+        };
+        Ok(count.max(0) as u64)
+    }
+
+    /// Calls `each` for every match, in table order, until it returns `false`; returns how
+    /// many matches were passed to it.
+    pub fn for_each(
+        &mut self,
+        template: &Template,
+        values: &[NaiveDateTime],
+        mut each: impl FnMut(License) -> bool,
+    ) -> Result<u64, QueryError> {
+        let sql = select_sql(template)?;
+        self.start_deadline();
+        let mut statement = self.prepare(&sql)?;
+        bind(&mut statement, values)?;
+        let mut rows = statement.raw_query();
+        let mut seen = 0;
+        while let Some(row) = rows.next().map_err(|error| self.failure(error))? {
+            let id: i64 = row.get(0).map_err(|error| self.failure(error))?;
+            let subscription_expiry = row
+                .get::<_, Option<String>>(1)
+                .map_err(|error| self.failure(error))?;
+            let info = LicenseInfo::from_row(row, 2, id)?;
+            seen += 1;
+            let license = License {
+                id,
+                subscription_expiry,
+                info,
+            };
+            if !each(license) {
+                break;
+            }
+        }
+        Ok(seen)
+    }
+
+    fn start_deadline(&mut self) {
+        let until = Instant::now() + self.deadline;
+        // Checking the clock every few thousand VM steps costs nothing measurable.
+        let _ = self
+            .conn
+            .progress_handler(4096, Some(move || Instant::now() > until));
+    }
+
+    fn prepare(&self, sql: &str) -> Result<CachedStatement<'_>, QueryError> {
+        if let Ok(mut slot) = self.refusal.lock() {
+            slot.take();
+        }
+        self.conn
+            .prepare_cached(sql)
+            .map_err(|error| self.failure(error))
+    }
+
+    fn failure(&self, error: rusqlite::Error) -> QueryError {
+        if let Some(reason) = self.refusal.lock().ok().and_then(|mut slot| slot.take()) {
+            return QueryError::Refused(reason);
+        }
+        match error {
+            rusqlite::Error::MultipleStatement => QueryError::MultipleStatements,
+            rusqlite::Error::SqliteFailure(code, _)
+                if code.code == ErrorCode::OperationInterrupted =>
+            {
+                QueryError::Deadline(self.deadline)
+            }
+            rusqlite::Error::SqliteFailure(_, Some(message)) => QueryError::Sql(message),
+            rusqlite::Error::SqlInputError { msg, .. } => QueryError::Sql(msg),
+            other => QueryError::Sql(other.to_string()),
+        }
+    }
+}
+
+/// Formats the values bound to a template's parameters.
+pub fn format_value(value: &NaiveDateTime) -> String {
+    value.format(DATE_FORMAT).to_string()
+}
+
+fn bind(statement: &mut Statement, values: &[NaiveDateTime]) -> Result<(), QueryError> {
+    for (index, value) in values.iter().enumerate() {
+        statement
+            .raw_bind_parameter(index + 1, format_value(value))
+            .map_err(|error| QueryError::Sql(error.to_string()))?;
+    }
+    Ok(())
+}
+
+fn condition(template: &Template) -> Result<&str, QueryError> {
+    let trimmed = template.sql.trim();
+    if trimmed.is_empty() {
+        return Err(QueryError::Empty);
+    }
+    Ok(trimmed)
+}
+
+/// The statement a search runs. The condition sits on lines of its own so that a trailing
+/// `--` comment in it cannot swallow the closing parenthesis.
+fn select_sql(template: &Template) -> Result<String, QueryError> {
+    let columns: Vec<&str> = LICENSE_INFO.iter().map(|(name, _)| *name).collect();
+    Ok(format!(
+        "SELECT ID, SubscriptionExpiryDate, {} FROM {TABLE} WHERE (\n{}\n)",
+        columns.join(", "),
+        condition(template)?
+    ))
+}
+
+/// What a search may do: read the license table and call functions. Anything else is
+/// refused, with the reason given back to the user.
+fn authorize(action: &AuthAction) -> Result<(), String> {
+    match action {
+        AuthAction::Select | AuthAction::Recursive => Ok(()),
+        AuthAction::Read { table_name, .. } if table_name.eq_ignore_ascii_case(TABLE) => Ok(()),
+        AuthAction::Read { table_name, .. } => Err(format!("reads table {table_name}")),
+        AuthAction::Function { function_name }
+            if function_name.eq_ignore_ascii_case("load_extension") =>
+        {
+            Err("calls load_extension".into())
+        }
+        AuthAction::Function { .. } => Ok(()),
+        AuthAction::Pragma { pragma_name, .. } => Err(format!("runs PRAGMA {pragma_name}")),
+        AuthAction::Attach { filename } => Err(format!("attaches database {filename}")),
+        AuthAction::Detach { database_name } => Err(format!("detaches {database_name}")),
+        AuthAction::Insert { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::Delete { table_name }
+            if table_name.starts_with("sqlite_") =>
+        {
+            Err("changes the schema".into())
+        }
+        AuthAction::Insert { table_name } => Err(format!("inserts into {table_name}")),
+        AuthAction::Update { table_name, .. } => Err(format!("updates {table_name}")),
+        AuthAction::Delete { table_name } => Err(format!("deletes from {table_name}")),
+        _ => Err("does something other than read".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+use super::*;
+use crate::licenses::{macros, schema};
+
+fn database() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("licenses.db");
+    let conn = Connection::open(&path).unwrap();
+    schema::create(&conn).unwrap();
+    conn.execute_batch(
+        "INSERT INTO LicenseKeys (ID, ActivationKey, Email, SubscriptionExpiryDate, LicenseModel)
+         VALUES (1, 'K1', 'a@example.com', '2026-12-01T10:00:00', 'trial'),
+                (2, 'K2', 'b@example.com', '2027-06-01T10:00:00', 'subscription'),
+                (3, 'K3', NULL, NULL, 'permanent');
+         CREATE TABLE Secrets (value TEXT);",
+    )
+    .unwrap();
+    (dir, path)
+}
+
+fn template(sql: &str) -> Template {
+    macros::parse(sql).unwrap()
+}
+
+fn matches(db: &mut LicenseDb, sql: &str) -> Result<Vec<i64>, QueryError> {
+    let mut ids = Vec::new();
+    db.for_each(&template(sql), &[], |license| {
+        ids.push(license.id);
+        true
+    })?;
+    Ok(ids)
+}
+
+#[test]
+fn evaluates_conditions_and_binds_values() {
+    let (_dir, path) = database();
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    let search = template(
+        "SubscriptionExpiryDate > [today_start] And SubscriptionExpiryDate < [today_start+30]",
+    );
+    let values = [macros::Context {
+        now: "2026-11-23T10:00:00".parse().unwrap(),
+        zone: chrono_tz::UTC,
+        last_run: None,
+    }]
+    .iter()
+    .flat_map(|context| search.values(context).unwrap())
+    .collect::<Vec<_>>();
+    let mut ids = Vec::new();
+    db.for_each(&search, &values, |license| {
+        ids.push(license.id);
+        true
+    })
+    .unwrap();
+    assert_eq!(ids, [1]);
+    assert_eq!(db.count(&search, &values).unwrap(), 1);
+    assert_eq!(matches(&mut db, "LicenseModel = 'permanent'").unwrap(), [3]);
+    assert_eq!(
+        matches(&mut db, "1 = 1 -- every license").unwrap(),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        matches(
+            &mut db,
+            "ID IN (SELECT ID FROM LicenseKeys WHERE Email IS NULL)"
+        )
+        .unwrap(),
+        [3]
+    );
+}
+
+#[test]
+fn refuses_everything_but_reading_the_license_table() {
+    let (_dir, path) = database();
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    let refused = [
+        ("ID IN (SELECT rowid FROM Secrets)", "reads table Secrets"),
+        (
+            "ID IN (SELECT 1 FROM sqlite_master)",
+            "reads table sqlite_master",
+        ),
+        (
+            "ID IN (SELECT cid FROM pragma_table_info('LicenseKeys'))",
+            "pragma_table_info",
+        ),
+        ("load_extension('evil') IS NULL", "calls load_extension"),
+        (
+            "1 = 1); DELETE FROM LicenseKeys WHERE (1 = 1",
+            "deletes from LicenseKeys",
+        ),
+        ("1 = 1); ATTACH 'x.db' AS x; SELECT (1", "attaches database"),
+        (
+            "1 = 1); PRAGMA writable_schema = 1; SELECT (1",
+            "PRAGMA writable_schema",
+        ),
+        (
+            "1 = 1); UPDATE LicenseKeys SET Email = '' WHERE (1",
+            "updates LicenseKeys",
+        ),
+        (
+            "1 = 1); DROP TABLE LicenseKeys; SELECT (1",
+            "changes the schema",
+        ),
+        (
+            "1 = 1); CREATE TABLE x (y); SELECT (1",
+            "changes the schema",
+        ),
+        ("1 = 1); BEGIN; SELECT (1", "does something other than read"),
+        (
+            "1 = 1); INSERT INTO LicenseKeys (ID) VALUES (9); SELECT (1",
+            "inserts into LicenseKeys",
+        ),
+    ];
+    for (sql, reason) in refused {
+        let error = matches(&mut db, sql).unwrap_err();
+        assert!(matches!(error, QueryError::Refused(_)), "{sql}: {error:?}");
+        assert!(error.to_string().contains(reason), "{sql}: {error}");
+    }
+    let error = matches(&mut db, "1 = 1); SELECT 1 FROM LicenseKeys WHERE (1").unwrap_err();
+    assert!(matches!(error, QueryError::MultipleStatements), "{error:?}");
+    // Nothing changed.
+    assert_eq!(matches(&mut db, "1 = 1").unwrap(), [1, 2, 3]);
+}
+
+#[test]
+fn reports_sqlite_errors_and_empty_searches() {
+    let (_dir, path) = database();
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    let error = matches(&mut db, "NoSuchColumn = 1").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "SQLite rejected the search: no such column: NoSuchColumn"
+    );
+    let error = matches(&mut db, "ExpiryDate >").unwrap_err();
+    assert!(error.to_string().contains("syntax error"), "{error}");
+    assert!(matches!(
+        matches(&mut db, "  ").unwrap_err(),
+        QueryError::Empty
+    ));
+}
+
+#[test]
+fn a_runaway_search_hits_its_deadline() {
+    let (_dir, path) = database();
+    let mut db = LicenseDb::open(&path, Duration::from_millis(200)).unwrap();
+    let forever = "ID IN (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+                   SELECT i FROM n WHERE i < 0)";
+    let started = Instant::now();
+    let error = matches(&mut db, forever).unwrap_err();
+    assert!(matches!(error, QueryError::Deadline(_)), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn missing_and_foreign_databases_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.db");
+    let error = LicenseDb::open(&missing, Duration::from_secs(1))
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("nope.db does not exist"),
+        "{error}"
+    );
+    let other = dir.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let error = LicenseDb::open(&other, Duration::from_secs(1))
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("has no LicenseKeys table"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_database_file_is_never_written() {
+    let (_dir, path) = database();
+    let before = std::fs::read(&path).unwrap();
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    let _ = matches(&mut db, "1 = 1); DELETE FROM LicenseKeys WHERE (1");
+    let _ = matches(&mut db, "1 = 1");
+    drop(db);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}

@@ -1,0 +1,154 @@
+//! The license database's schema: QLM's `LicenseKeys` table, in QLM's own column names, so a
+//! search written for QLM runs here verbatim.
+
+use rusqlite::Connection;
+
+/// The one table a search may read.
+pub const TABLE: &str = "LicenseKeys";
+
+/// How a column's value is stored, and so how it is read back and sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 0/1 integer, sent as a JSON boolean.
+    Bool,
+    /// Text, sent as a string; NULL is sent as `""`.
+    Text,
+    /// Integer, sent as a number; NULL is sent as `0`.
+    Int,
+    /// ISO-8601 text `YYYY-MM-DDTHH:MM:SS`, sent as that string; NULL is sent as `null`.
+    Date,
+    /// QLM's license model, stored as its name (`trial`) and sent as QLM's integer (`2`).
+    Model,
+}
+
+/// The fields of QLM's `LicenseInfo`, in the order QLM sends them.
+pub const LICENSE_INFO: [(&str, Kind); 35] = [
+    ("LicenseUpdatedOnServer", Kind::Bool),
+    ("ActivationKey", Kind::Text),
+    ("FullName", Kind::Text),
+    ("Country", Kind::Text),
+    ("AffiliateID", Kind::Text),
+    ("Email", Kind::Text),
+    ("Duration", Kind::Int),
+    ("ExpiryDate", Kind::Date),
+    ("UsesAdminEncryption", Kind::Bool),
+    ("MaintenanceRenewalDate", Kind::Date),
+    ("Features", Kind::Text),
+    ("OrderID", Kind::Text),
+    ("ReceiptID", Kind::Text),
+    ("SubscriptionID", Kind::Text),
+    ("LicenseModel", Kind::Model),
+    ("ProductID", Kind::Int),
+    ("MajorVersion", Kind::Int),
+    ("MinorVersion", Kind::Int),
+    ("NumLicenses", Kind::Int),
+    ("FloatingSeats", Kind::Int),
+    ("UserData", Kind::Text),
+    ("NewFeatures", Kind::Text),
+    ("NewFloatingSeats", Kind::Int),
+    ("ComputerID", Kind::Text),
+    ("ComputerName", Kind::Text),
+    ("Comment", Kind::Text),
+    ("LegacyKey", Kind::Text),
+    ("AvailableLicenses", Kind::Int),
+    ("OrderDate", Kind::Date),
+    ("ProductProperties", Kind::Text),
+    ("BundleID", Kind::Text),
+    ("ProductName", Kind::Text),
+    ("MaxReleaseCount", Kind::Int),
+    ("MaxReleasePeriodInDays", Kind::Int),
+    ("OrganizationID", Kind::Int),
+];
+
+/// QLM license columns that are not part of `LicenseInfo` but that searches filter on.
+pub const EXTRA: [(&str, Kind); 9] = [
+    ("SubscriptionExpiryDate", Kind::Date),
+    ("Disabled", Kind::Bool),
+    ("ActivationDate", Kind::Date),
+    ("ActivationCount", Kind::Int),
+    ("ReleaseDate", Kind::Date),
+    ("OrderStatus", Kind::Int),
+    ("LastAccessedDate", Kind::Date),
+    ("CustomerID", Kind::Int),
+    ("CreationDate", Kind::Date),
+];
+
+/// QLM's license models, in the order of their integer values (`trial` is 2).
+pub const LICENSE_MODELS: [&str; 10] = [
+    "none",
+    "permanent",
+    "trial",
+    "subscription",
+    "permanent_floating",
+    "trial_floating",
+    "subscription_floating",
+    "permanent_cloud",
+    "trial_cloud",
+    "subscription_cloud",
+];
+
+/// Whether `name` is a column of the license table (case-insensitively, as SQLite compares).
+pub fn is_column(name: &str) -> bool {
+    name.eq_ignore_ascii_case("ID")
+        || LICENSE_INFO
+            .iter()
+            .chain(EXTRA.iter())
+            .any(|(column, _)| column.eq_ignore_ascii_case(name))
+}
+
+/// The `CREATE TABLE` and `CREATE INDEX` statements, in one script.
+pub fn ddl() -> String {
+    let mut sql = format!("CREATE TABLE IF NOT EXISTS {TABLE} (\n    ID INTEGER PRIMARY KEY");
+    for (name, kind) in LICENSE_INFO.iter().chain(EXTRA.iter()) {
+        let definition = match (name, kind) {
+            (_, Kind::Bool) => "INTEGER NOT NULL DEFAULT 0",
+            (&"NewFloatingSeats", _) => "INTEGER DEFAULT -1",
+            (&"MaxReleaseCount" | &"MaxReleasePeriodInDays", _) => "INTEGER DEFAULT -2",
+            (_, Kind::Int) => "INTEGER",
+            (_, Kind::Text | Kind::Date) => "TEXT",
+            (_, Kind::Model) => "TEXT NOT NULL DEFAULT 'permanent'",
+        };
+        sql.push_str(&format!(",\n    {name} {definition}"));
+    }
+    sql.push_str("\n);\n");
+    for (name, kind) in LICENSE_INFO.iter().chain(EXTRA.iter()) {
+        if *kind == Kind::Date || *name == "ActivationKey" || *name == "Email" {
+            sql.push_str(&format!(
+                "CREATE INDEX IF NOT EXISTS idx_{TABLE}_{name} ON {TABLE}({name});\n"
+            ));
+        }
+    }
+    sql
+}
+
+/// Creates the table and its indexes if they are not there yet.
+pub fn create(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&ddl())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_creates_every_column_once() {
+        let conn = Connection::open_in_memory().unwrap();
+        create(&conn).unwrap();
+        create(&conn).unwrap();
+        let count: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('LicenseKeys')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(count as usize, 1 + LICENSE_INFO.len() + EXTRA.len());
+    }
+
+    #[test]
+    fn columns_are_recognised_case_insensitively() {
+        assert!(is_column("subscriptionexpirydate"));
+        assert!(is_column("Email"));
+        assert!(!is_column("today_start"));
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    keyhook::run(std::env::args_os())
+}

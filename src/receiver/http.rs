@@ -1,0 +1,648 @@
+//! The HTTP/1.1 wire format (RFC 9112): reading a request's head and body from a buffered
+//! stream, and encoding a reply into one buffer.
+
+use std::io::{self, BufRead, Read};
+
+use super::Reply;
+
+/// Largest request line plus header section accepted; more is answered with 431.
+pub(super) const MAX_HEAD: usize = 64 * 1024;
+/// Largest request body accepted; more is answered with 413.
+pub(super) const MAX_BODY: u64 = 64 * 1024 * 1024;
+/// The interim response for a client that sent `Expect: 100-continue`.
+pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Longest chunk-size line, extensions included.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// Why no request could be read.
+#[derive(Debug, PartialEq)]
+pub(super) enum Failure {
+    /// The client closed, reset or stalled: there is no one to answer.
+    Gone,
+    /// The request is unacceptable: answer with this status and reason, then close.
+    Reject(u16, &'static str),
+}
+
+impl From<io::Error> for Failure {
+    fn from(_: io::Error) -> Failure {
+        Failure::Gone
+    }
+}
+
+/// How the body of a request is delimited.
+#[derive(Debug, PartialEq)]
+pub(super) enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// A request line and header section, with what they say about the rest of the exchange.
+#[derive(Debug)]
+pub(super) struct Head {
+    pub(super) method: String,
+    pub(super) target: String,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) http10: bool,
+    pub(super) framing: Framing,
+    pub(super) keep_alive: bool,
+    pub(super) expects_continue: bool,
+}
+
+/// Reads the next request's head, or `None` if the client closed cleanly between requests.
+/// `line` is scratch space, reused across calls to save allocations.
+pub(super) fn read_head<R: BufRead>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> Result<Option<Head>, Failure> {
+    let mut budget = MAX_HEAD;
+    // Empty lines before a request line are to be ignored (RFC 9112, section 2.2).
+    loop {
+        let used = read_line(
+            reader,
+            line,
+            budget,
+            Failure::Reject(414, "request line too long"),
+        )?;
+        if used == 0 {
+            return Ok(None);
+        }
+        budget -= used;
+        if !line.is_empty() {
+            break;
+        }
+    }
+    let (method, target, http10) = parse_request_line(line)?;
+    let mut headers = Vec::new();
+    loop {
+        let too_large = Failure::Reject(431, "header section too large");
+        let used = read_line(reader, line, budget, too_large)?;
+        if used == 0 {
+            return Err(Failure::Gone);
+        }
+        budget -= used;
+        if line.is_empty() {
+            break;
+        }
+        headers.push(parse_header(line)?);
+    }
+    Head::new(method, target, http10, headers).map(Some)
+}
+
+/// Reads the body `framing` announces.
+pub(super) fn read_body<R: BufRead>(
+    reader: &mut R,
+    framing: &Framing,
+    line: &mut Vec<u8>,
+) -> Result<Vec<u8>, Failure> {
+    let mut body = Vec::new();
+    match *framing {
+        Framing::Empty => {}
+        Framing::Length(length) => read_exactly(reader, length, &mut body)?,
+        Framing::Chunked => read_chunked(reader, line, &mut body)?,
+    }
+    Ok(body)
+}
+
+/// Encodes `reply` into one buffer, so that it leaves in a single write. `connection` is the
+/// `Connection` header to send, if any; `omit_body` is for answers to `HEAD`.
+pub(super) fn encode_reply(reply: &Reply, omit_body: bool, connection: Option<&str>) -> Vec<u8> {
+    // RFC 9110, sections 8.6 and 15: these statuses have no content and 1xx and 204 no length.
+    let bodiless = matches!(reply.status, 100..=199 | 204 | 304);
+    let fields: usize = reply
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 4)
+        .sum();
+    let mut out = String::with_capacity(96 + fields + reply.body.len());
+    out.push_str(&format!(
+        "HTTP/1.1 {} {}\r\n",
+        reply.status,
+        reason_phrase(reply.status)
+    ));
+    for (name, value) in &reply.headers {
+        if !["content-length", "transfer-encoding", "connection"]
+            .iter()
+            .any(|framing| name.eq_ignore_ascii_case(framing))
+        {
+            out.extend([name, ": ", value, "\r\n"]);
+        }
+    }
+    if !bodiless {
+        out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+    }
+    if let Some(connection) = connection {
+        out.extend(["Connection: ", connection, "\r\n"]);
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if !bodiless && !omit_body {
+        out.extend_from_slice(&reply.body);
+    }
+    out
+}
+
+/// The standard reason phrase for `status`, or a generic one for its class.
+pub(super) fn reason_phrase(status: u16) -> &'static str {
+    standard_reason(status).unwrap_or(match status / 100 {
+        1 => "Informational",
+        2 => "Success",
+        3 => "Redirection",
+        4 => "Client Error",
+        5 => "Server Error",
+        _ => "Unknown",
+    })
+}
+
+fn standard_reason(status: u16) -> Option<&'static str> {
+    let phrase = match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => return None,
+    };
+    Some(phrase)
+}
+
+impl Head {
+    fn new(
+        method: String,
+        target: String,
+        http10: bool,
+        headers: Vec<(String, String)>,
+    ) -> Result<Head, Failure> {
+        let framing = framing(&headers)?;
+        let connection = |token: &str| {
+            elements(&headers, "connection").any(|element| element.eq_ignore_ascii_case(token))
+        };
+        // HTTP/1.1 connections persist unless closed; HTTP/1.0 ones only if asked to.
+        let keep_alive = !connection("close") && (!http10 || connection("keep-alive"));
+        let expects_continue = expects_continue(&headers)?;
+        Ok(Head {
+            method,
+            target,
+            headers,
+            http10,
+            framing,
+            keep_alive,
+            // An HTTP/1.0 client does not know 100 Continue (RFC 9110, section 10.1.1).
+            expects_continue: expects_continue && !http10,
+        })
+    }
+}
+
+/// Reads one line into `line` (cleared first) without its LF or CRLF, consuming at most
+/// `budget` bytes. Returns the bytes consumed: 0 at the end of the stream.
+fn read_line<R: BufRead>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    budget: usize,
+    too_long: Failure,
+) -> Result<usize, Failure> {
+    line.clear();
+    let used = reader
+        .by_ref()
+        .take(budget as u64)
+        .read_until(b'\n', line)?;
+    if line.last() != Some(&b'\n') {
+        return match used {
+            0 if budget > 0 => Ok(0),
+            used if used == budget => Err(too_long),
+            _ => Err(Failure::Gone),
+        };
+    }
+    line.pop();
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(used)
+}
+
+fn parse_request_line(line: &[u8]) -> Result<(String, String, bool), Failure> {
+    let line = std::str::from_utf8(line).map_err(|_| bad("request line is not UTF-8"))?;
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("request line is not METHOD TARGET VERSION"));
+    };
+    if !is_token(method.as_bytes()) {
+        return Err(bad("invalid method"));
+    }
+    if target.is_empty() || target.bytes().any(|byte| byte.is_ascii_control()) {
+        return Err(bad("invalid request target"));
+    }
+    let http10 = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
+        _ if version.starts_with("HTTP/") => {
+            return Err(Failure::Reject(
+                505,
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ));
+        }
+        _ => return Err(bad("invalid HTTP version")),
+    };
+    Ok((method.to_owned(), target.to_owned(), http10))
+}
+
+fn parse_header(line: &[u8]) -> Result<(String, String), Failure> {
+    let colon = line
+        .iter()
+        .position(|&byte| byte == b':')
+        .ok_or(bad("header line without a colon"))?;
+    // A name must be a token: this also rejects space before the colon and folded lines.
+    let name = &line[..colon];
+    if !is_token(name) {
+        return Err(bad("invalid header name"));
+    }
+    let value = line[colon + 1..].trim_ascii();
+    Ok((
+        String::from_utf8_lossy(name).into_owned(),
+        String::from_utf8_lossy(value).into_owned(),
+    ))
+}
+
+fn framing(headers: &[(String, String)]) -> Result<Framing, Failure> {
+    let present = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if present("transfer-encoding") {
+        // Both at once is how request smuggling starts; refuse rather than pick one.
+        if present("content-length") {
+            return Err(bad("both Transfer-Encoding and Content-Length"));
+        }
+        let mut codings = elements(headers, "transfer-encoding");
+        return match (codings.next(), codings.next()) {
+            (Some(coding), None) if coding.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
+            _ => Err(Failure::Reject(
+                501,
+                "only the chunked transfer coding is supported",
+            )),
+        };
+    }
+    let mut length = None;
+    for element in elements(headers, "content-length") {
+        let value = parse_length(element)?;
+        if length.is_some_and(|length| length != value) {
+            return Err(bad("conflicting Content-Length values"));
+        }
+        length = Some(value);
+    }
+    match length {
+        None if present("content-length") => Err(bad("empty Content-Length")),
+        None | Some(0) => Ok(Framing::Empty),
+        Some(length) if length > MAX_BODY => Err(too_large()),
+        Some(length) => Ok(Framing::Length(length)),
+    }
+}
+
+/// Whether the client waits for 100 Continue before sending its body.
+fn expects_continue(headers: &[(String, String)]) -> Result<bool, Failure> {
+    let mut expectations = elements(headers, "expect").peekable();
+    let expects = expectations.peek().is_some();
+    if expectations.all(|element| element.eq_ignore_ascii_case("100-continue")) {
+        Ok(expects)
+    } else {
+        Err(Failure::Reject(
+            417,
+            "only Expect: 100-continue is supported",
+        ))
+    }
+}
+
+fn parse_length(text: &str) -> Result<u64, Failure> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(bad("invalid Content-Length"));
+    }
+    // Digits only, so the one possible error is overflow: far past MAX_BODY anyway.
+    text.parse().map_err(|_| too_large())
+}
+
+/// Every non-empty comma-separated element of the header fields called `name`.
+fn elements<'a>(
+    headers: &'a [(String, String)],
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter(move |(candidate, _)| candidate.eq_ignore_ascii_case(name))
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim)
+        .filter(|element| !element.is_empty())
+}
+
+fn read_exactly<R: BufRead>(
+    reader: &mut R,
+    length: u64,
+    body: &mut Vec<u8>,
+) -> Result<(), Failure> {
+    let wanted = body.len() as u64 + length;
+    // Grow as bytes arrive rather than trusting a claimed length with a large allocation.
+    body.reserve(length.min(1 << 20) as usize);
+    reader.by_ref().take(length).read_to_end(body)?;
+    if body.len() as u64 == wanted {
+        Ok(())
+    } else {
+        Err(Failure::Gone)
+    }
+}
+
+fn read_chunked<R: BufRead>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+) -> Result<(), Failure> {
+    loop {
+        let size = read_chunk_size(reader, line)?;
+        if size == 0 {
+            break;
+        }
+        if body.len() as u64 + size > MAX_BODY {
+            return Err(too_large());
+        }
+        read_exactly(reader, size, body)?;
+        let used = read_line(reader, line, 2, bad("chunk data not followed by CRLF"))?;
+        if used == 0 {
+            return Err(Failure::Gone);
+        }
+        if !line.is_empty() {
+            return Err(bad("chunk data not followed by CRLF"));
+        }
+    }
+    // Trailer fields are read and dropped: nothing downstream looks at them.
+    let mut budget = MAX_HEAD;
+    loop {
+        let too_large = Failure::Reject(431, "trailer section too large");
+        let used = read_line(reader, line, budget, too_large)?;
+        if used == 0 {
+            return Err(Failure::Gone);
+        }
+        budget -= used;
+        if line.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+fn read_chunk_size<R: BufRead>(reader: &mut R, line: &mut Vec<u8>) -> Result<u64, Failure> {
+    let used = read_line(
+        reader,
+        line,
+        MAX_CHUNK_LINE,
+        bad("chunk size line too long"),
+    )?;
+    if used == 0 {
+        return Err(Failure::Gone);
+    }
+    let size = line
+        .split(|&byte| byte == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if size.is_empty() || !size.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad("invalid chunk size"));
+    }
+    if size.len() > 15 {
+        return Err(too_large());
+    }
+    let hex = std::str::from_utf8(size).map_err(|_| bad("invalid chunk size"))?;
+    u64::from_str_radix(hex, 16).map_err(|_| bad("invalid chunk size"))
+}
+
+fn is_token(text: &[u8]) -> bool {
+    !text.is_empty()
+        && text
+            .iter()
+            .all(|&byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
+}
+
+fn bad(why: &'static str) -> Failure {
+    Failure::Reject(400, why)
+}
+
+fn too_large() -> Failure {
+    Failure::Reject(413, "body too large")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Option<Head>, Failure> {
+        read_head(&mut raw.as_bytes(), &mut Vec::new())
+    }
+
+    fn body(raw: &str) -> Result<Vec<u8>, Failure> {
+        let mut reader = raw.as_bytes();
+        let mut line = Vec::new();
+        let head = read_head(&mut reader, &mut line)?.expect("a head");
+        read_body(&mut reader, &head.framing, &mut line)
+    }
+
+    #[test]
+    fn reads_a_request_head() {
+        let raw = "\r\nPOST /hooks/qlm?a=1 HTTP/1.1\r\nHost: x\r\nX-Sig:  v 1 \r\nEmpty:\r\n\r\n";
+        let head = head(raw).unwrap().unwrap();
+        assert_eq!(
+            (head.method.as_str(), head.target.as_str()),
+            ("POST", "/hooks/qlm?a=1")
+        );
+        let names: Vec<_> = head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(names, [("Host", "x"), ("X-Sig", "v 1"), ("Empty", "")]);
+        assert_eq!(head.framing, Framing::Empty);
+        assert!(head.keep_alive && !head.http10 && !head.expects_continue);
+    }
+
+    #[test]
+    fn end_of_stream_between_requests_is_not_an_error() {
+        assert!(matches!(head(""), Ok(None)));
+        assert!(matches!(head("\r\n"), Ok(None)));
+        assert!(matches!(
+            head("GET / HTTP/1.1\r\nHost: x\r\n"),
+            Err(Failure::Gone)
+        ));
+    }
+
+    #[test]
+    fn connection_persistence_follows_version_and_header() {
+        let cases = [
+            ("HTTP/1.1", "", true),
+            ("HTTP/1.1", "Connection: close\r\n", false),
+            ("HTTP/1.1", "Connection: Upgrade, CLOSE\r\n", false),
+            ("HTTP/1.0", "", false),
+            ("HTTP/1.0", "Connection: keep-alive\r\n", true),
+        ];
+        for (version, field, keep_alive) in cases {
+            let head = head(&format!("GET / {version}\r\n{field}\r\n"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(head.keep_alive, keep_alive, "{version} {field:?}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_framed_by_length_or_chunks() {
+        let cases = [
+            ("Content-Length: 5\r\n\r\nhelloEXTRA", "hello"),
+            ("Content-Length: 5, 5\r\n\r\nhello", "hello"),
+            ("Content-Length: 0\r\n\r\n", ""),
+            ("\r\nignored", ""),
+            (
+                "Transfer-Encoding: Chunked\r\n\r\n5;x=1\r\nhello\r\n6 \r\n world\r\n0\r\nT: 1\r\n\r\n",
+                "hello world",
+            ),
+            (
+                "Transfer-Encoding: chunked\r\n\r\nA\nabcdefghij\n0\n\n",
+                "abcdefghij",
+            ),
+        ];
+        for (rest, expected) in cases {
+            let raw = format!("POST / HTTP/1.1\r\n{rest}");
+            assert_eq!(body(&raw).unwrap(), expected.as_bytes(), "{rest:?}");
+        }
+    }
+
+    #[test]
+    fn unacceptable_requests_are_rejected_with_a_status() {
+        let long_name = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        let long_target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD));
+        let cases = [
+            ("GARBAGE\r\n\r\n", 400),
+            ("GET /  HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/1.1 extra\r\n\r\n", 400),
+            ("G(T / HTTP/1.1\r\n\r\n", 400),
+            ("GET / FTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/2.0\r\n\r\n", 505),
+            ("GET / HTTP/1.1\r\nNo colon\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nName : v\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", 400),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                413,
+            ),
+            ("POST / HTTP/1.1\r\nContent-Length: 67108865\r\n\r\n", 413),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                501,
+            ),
+            ("POST / HTTP/1.1\r\nExpect: magic\r\n\r\n", 417),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000\r\n",
+                413,
+            ),
+            (long_name.as_str(), 431),
+            (long_target.as_str(), 414),
+        ];
+        for (raw, status) in cases {
+            match body(raw) {
+                Err(Failure::Reject(got, _)) => assert_eq!(got, status, "{raw:.60?}"),
+                other => panic!("{raw:.60?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn expect_100_continue_is_noticed_for_http11_only() {
+        let raw = "POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n";
+        assert!(head(raw).unwrap().unwrap().expects_continue);
+        let raw = raw.replace("HTTP/1.1", "HTTP/1.0");
+        assert!(!head(&raw).unwrap().unwrap().expects_continue);
+    }
+
+    #[test]
+    fn truncated_bodies_mean_the_client_is_gone() {
+        for rest in [
+            "Content-Length: 5\r\n\r\nhel",
+            "Transfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\n{rest}");
+            assert_eq!(body(&raw), Err(Failure::Gone), "{rest:?}");
+        }
+    }
+
+    #[test]
+    fn replies_are_encoded_with_length_and_reason() {
+        let reply = Reply::status(503)
+            .with_header("Retry-After", "7")
+            .with_header("content-length", "999")
+            .with_header("Connection", "keep-alive")
+            .with_body("busy");
+        let encoded = encode_reply(&reply, false, Some("close"));
+        let expected = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n\
+                        Content-Length: 4\r\nConnection: close\r\n\r\nbusy";
+        assert_eq!(String::from_utf8(encoded).unwrap(), expected);
+    }
+
+    #[test]
+    fn bodies_are_left_out_where_http_forbids_them() {
+        let head_reply = encode_reply(&Reply::ok(), true, None);
+        assert_eq!(head_reply, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        let no_content = encode_reply(&Reply::status(204).with_body("x"), false, None);
+        assert_eq!(no_content, b"HTTP/1.1 204 No Content\r\n\r\n");
+    }
+
+    #[test]
+    fn unknown_statuses_get_their_class_as_reason() {
+        assert_eq!(reason_phrase(299), "Success");
+        assert_eq!(reason_phrase(499), "Client Error");
+        assert_eq!(reason_phrase(42), "Unknown");
+    }
+}

@@ -1,0 +1,128 @@
+//! The injectable "now": the real clock, or one pinned by `--now` for reproducible runs.
+
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// A point in time and the zone that "today" is read in.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    now: DateTime<Utc>,
+    zone: Tz,
+    pinned: bool,
+}
+
+impl Clock {
+    /// The real clock, read once so that every placeholder in a run agrees.
+    pub fn system(zone: Tz) -> Clock {
+        Clock {
+            now: Utc::now(),
+            zone,
+            pinned: false,
+        }
+    }
+
+    /// A clock pinned at `now`.
+    pub fn pinned(now: DateTime<Utc>, zone: Tz) -> Clock {
+        Clock {
+            now,
+            zone,
+            pinned: true,
+        }
+    }
+
+    /// The current instant.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// The current instant in the configured zone.
+    pub fn local_now(&self) -> DateTime<Tz> {
+        self.now.with_timezone(&self.zone)
+    }
+
+    /// The zone that "today" is read in.
+    pub fn zone(&self) -> Tz {
+        self.zone
+    }
+
+    /// Whether `--now` pinned this clock.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+}
+
+/// Parses a `--now` value: RFC 3339 with an offset, or a wall-clock time (or a bare date,
+/// meaning midnight) read in `zone`.
+pub fn parse_instant(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let naive = parse_wall_clock(text).ok_or_else(|| {
+        format!(
+            "`{text}` is not a time: use ISO-8601 such as 2026-11-23T08:00:00, \
+             2026-11-23T08:00:00+01:00 or 2026-11-23"
+        )
+    })?;
+    resolve_local(naive, zone)
+        .map(|at| at.with_timezone(&Utc))
+        .ok_or_else(|| format!("`{text}` does not exist in {zone}"))
+}
+
+/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]` (a space instead of `T` is accepted too).
+pub fn parse_wall_clock(text: &str) -> Option<NaiveDateTime> {
+    const FORMATS: [&str; 4] = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ];
+    FORMATS
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|date| date.and_hms_opt(0, 0, 0))
+        })
+}
+
+/// Maps a wall-clock time to an instant in `zone`. A time repeated by a DST fall-back is
+/// read as its first occurrence; a time skipped by a spring-forward has no instant.
+pub fn resolve_local(naive: NaiveDateTime, zone: Tz) -> Option<DateTime<Tz>> {
+    match zone.from_local_datetime(&naive) {
+        LocalResult::Single(at) => Some(at),
+        LocalResult::Ambiguous(first, _) => Some(first),
+        LocalResult::None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_forms_of_now() {
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        let cases = [
+            ("2026-11-23T08:00:00Z", "2026-11-23T08:00:00+00:00"),
+            ("2026-11-23T08:00:00+01:00", "2026-11-23T07:00:00+00:00"),
+            ("2026-11-23T08:00:00", "2026-11-23T07:00:00+00:00"),
+            ("2026-11-23T08:00", "2026-11-23T07:00:00+00:00"),
+            ("2026-07-01 08:00:00", "2026-07-01T06:00:00+00:00"),
+            ("2026-11-23", "2026-11-22T23:00:00+00:00"),
+        ];
+        for (input, expected) in cases {
+            let at = parse_instant(input, paris).unwrap();
+            assert_eq!(at.to_rfc3339(), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_and_skipped_times() {
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        assert!(parse_instant("tomorrow", paris).is_err());
+        let error = parse_instant("2026-03-29T02:30:00", paris).unwrap_err();
+        assert!(error.contains("does not exist"), "{error}");
+    }
+}

@@ -1,0 +1,214 @@
+//! `keyhook run-task` against a real receiver on 127.0.0.1: what arrives, and every failure path.
+
+mod support;
+
+use std::time::Duration;
+
+use keyhook::receiver::{Reply, Server};
+use support::{Test, stdout};
+
+/// Three licenses expiring within 30 days of the pinned clock, one later, one without a date.
+fn renewals(url: &str, extra_webhook: &str) -> Test {
+    let test = Test::new()
+        .search(
+            "renewals",
+            "SubscriptionExpiryDate > [today_start] And SubscriptionExpiryDate < [today_start+30]",
+        )
+        .task("renewals", "renewals", url, extra_webhook);
+    test.simple_license(1, "2026-11-25T10:00:00")
+        .simple_license(2, "2026-12-20T10:00:00")
+        .simple_license(3, "2026-12-01T00:00:00")
+        .simple_license(4, "2027-03-01T10:00:00")
+        .license(&[("ID", rusqlite::types::Value::Integer(5))]);
+    test
+}
+
+fn keys(server: &Server) -> Vec<String> {
+    let mut keys: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|request| {
+            let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            json["LicenseInfo"]["ActivationKey"].as_str().unwrap().to_string()
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn each_match_is_posted_once_over_one_connection() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = renewals(&server.url("/hook"), "");
+    let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(keys(&server), ["KEY-1", "KEY-2", "KEY-3"]);
+    assert_eq!(server.connection_count(), 1, "one keep-alive connection");
+    let ids: std::collections::HashSet<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.header("X-Keyhook-Delivery").unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "one delivery id per license");
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("renewals: 3 matched, 3 delivered, 0 failed in "),
+        "{text}"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&server.requests()[0].body).unwrap();
+    assert_eq!(body["Name"], "renewals");
+    assert_eq!(body["WebHookUserData"], "ud");
+}
+
+#[test]
+fn the_task_can_be_named_by_its_name_too() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = renewals(&server.url("/"), "")
+        .write(
+            "tasks/renewals.toml",
+            &format!(
+                "name = \"Upcoming Renewals\"\nsearch = \"renewals\"\nschedule = \"every 1 day\"\n\
+                 [webhook]\nurl = \"{}\"\nsecret = \"s\"\n",
+                server.url("/")
+            ),
+        );
+    test.keyhook(["run-task", "upcoming renewals"]).assert().success();
+    assert_eq!(server.request_count(), 3);
+}
+
+#[test]
+fn a_500_is_a_failure_with_status_and_body_and_exit_1() {
+    let server = Server::start("127.0.0.1:0", |request| {
+        if request.body_text().contains("KEY-2") {
+            Reply::status(500).with_body("database is on fire")
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = renewals(&server.url("/"), "");
+    let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("failed: license 2 (KEY-2): HTTP 500 Internal Server Error: database is on fire"),
+        "{text}"
+    );
+    assert!(text.contains("3 matched, 2 delivered, 1 failed"), "{text}");
+}
+
+#[test]
+fn connection_refused_is_a_failure() {
+    // Bind a port, then free it, so nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let test = renewals(&format!("http://127.0.0.1:{port}/"), "");
+    let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains("failed: license 1 (KEY-1): connection"), "{text}");
+    assert!(text.contains("3 matched, 0 delivered, 3 failed"), "{text}");
+}
+
+#[test]
+fn a_receiver_that_never_answers_times_out() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok().with_delay(Duration::from_secs(5))).unwrap();
+    let test = renewals(&server.url("/"), "timeout = \"300ms\"");
+    let started = std::time::Instant::now();
+    let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains("no answer within 300ms"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(4), "the timeout was honoured");
+}
+
+#[test]
+fn redirects_are_not_followed_and_say_where_they_point() {
+    let server = Server::start("127.0.0.1:0", |request| {
+        if request.target == "/old" {
+            Reply::status(301).with_header("Location", "https://new.example.com/hook")
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = renewals(&server.url("/old"), "");
+    let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("HTTP 301 Moved Permanently: redirected to https://new.example.com/hook"),
+        "{text}"
+    );
+    assert!(server.requests().iter().all(|r| r.target == "/old"), "not followed");
+}
+
+#[test]
+fn json_summary_lists_failures() {
+    let server = Server::start("127.0.0.1:0", |request| {
+        if request.body_text().contains("KEY-3") {
+            Reply::status(422).with_body("unknown customer")
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = renewals(&server.url("/"), "");
+    let output = test.keyhook(["run-task", "renewals", "--json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["task"], "renewals");
+    assert_eq!((json["matched"].as_u64(), json["delivered"].as_u64(), json["failed"].as_u64()), (Some(3), Some(2), Some(1)));
+    assert_eq!(json["failures"][0]["activation_key"], "KEY-3");
+    assert_eq!(json["failures"][0]["status"], 422);
+    assert!(json["elapsed"].as_f64().is_some());
+}
+
+#[test]
+fn a_disabled_webhook_sends_nothing_and_says_so() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = renewals(&server.url("/"), "enabled = false");
+    let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(text.contains("webhook disabled ([webhook] enabled = false in"), "{text}");
+    assert!(text.contains("3 matched, 0 delivered, 0 failed"), "{text}");
+    assert_eq!(server.request_count(), 0);
+
+    let test = renewals(&server.url("/"), "").write("keyhook.toml", "webhooks_enabled = false\n");
+    let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+    assert!(stdout(&output).contains("webhooks_enabled = false in keyhook.toml"));
+    assert_eq!(server.request_count(), 0);
+}
+
+#[test]
+fn configuration_errors_exit_2_and_send_nothing() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let url = server.url("/");
+    let cases: [(Test, &str, &str); 4] = [
+        (renewals(&url, ""), "nope", "no task is called `nope`"),
+        (
+            renewals(&url, "").write("tasks/renewals.toml", &format!(
+                "name = \"r\"\nsearch = \"renewals\"\nschedule = \"every 1 day\"\n[webhook]\nurl = \"{url}\"\nsecret_env = \"KEYHOOK_TEST_UNSET_SECRET\"\n"
+            )),
+            "renewals",
+            "environment variable KEYHOOK_TEST_UNSET_SECRET (secret_env) is not set",
+        ),
+        (
+            renewals(&url, "").search("renewals", "Email = [tomorrow]"),
+            "renewals",
+            "unknown placeholder `[tomorrow]` at line 1, column 9",
+        ),
+        (
+            renewals(&url, "").search("renewals", "NoSuchColumn = 1"),
+            "renewals",
+            "no such column: NoSuchColumn",
+        ),
+    ];
+    for (test, task, expected) in cases {
+        let output = test.keyhook(["run-task", task]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{expected}");
+        let error = support::stderr(&output);
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
+    assert_eq!(server.request_count(), 0);
+}

@@ -1,0 +1,134 @@
+//! A small builder for integration tests: a temporary configuration folder with a real SQLite
+//! license database, and the real `keyhook` binary run against it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use rusqlite::types::Value;
+
+/// The clock every test pins unless it says otherwise.
+pub const NOW: &str = "2026-11-23T10:00:00";
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Test {
+    /// An empty configuration folder with an empty license database.
+    pub fn new() -> Test {
+        let test = Test {
+            dir: tempfile::tempdir().expect("temporary folder"),
+            env: Vec::new(),
+        };
+        test.keyhook(["db", "init"]).assert().success();
+        test
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Writes a file under the configuration folder, creating folders on the way.
+    pub fn write(self, relative: &str, text: &str) -> Test {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("folders");
+        std::fs::write(path, text).expect("write");
+        self
+    }
+
+    /// Sets an environment variable for every command run.
+    pub fn env(mut self, name: &str, value: &str) -> Test {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// A search file `searches/<stem>.toml`.
+    pub fn search(self, stem: &str, sql: &str) -> Test {
+        let text = format!("name = \"{stem}\"\nsql = {}\n", toml_string(sql));
+        self.write(&format!("searches/{stem}.toml"), &text)
+    }
+
+    /// A task file `tasks/<stem>.toml` posting to `url` with secret `secret`.
+    pub fn task(self, stem: &str, search: &str, url: &str, extra_webhook: &str) -> Test {
+        let text = format!(
+            "name = \"{stem}\"\nsearch = \"{search}\"\nschedule = \"every 1 day\"\n\n\
+             [webhook]\nurl = \"{url}\"\nsecret = \"test-secret\"\nuser_data = \"ud\"\n{extra_webhook}\n"
+        );
+        self.write(&format!("tasks/{stem}.toml"), &text)
+    }
+
+    /// Inserts one license; columns not given keep their defaults.
+    pub fn license(&self, columns: &[(&str, Value)]) -> &Test {
+        let conn = rusqlite::Connection::open(self.path("licenses.db")).expect("open db");
+        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT INTO LicenseKeys ({}) VALUES ({})",
+            names.join(", "),
+            marks.join(", ")
+        );
+        let values: Vec<&Value> = columns.iter().map(|(_, value)| value).collect();
+        conn.execute(&sql, rusqlite::params_from_iter(values))
+            .expect("insert license");
+        self
+    }
+
+    /// A minimal license with an id, a key and a subscription expiry.
+    pub fn simple_license(&self, id: i64, subscription_expiry: &str) -> &Test {
+        self.license(&[
+            ("ID", Value::Integer(id)),
+            ("ActivationKey", text(&format!("KEY-{id}"))),
+            ("Email", text(&format!("user{id}@example.com"))),
+            ("SubscriptionExpiryDate", text(subscription_expiry)),
+        ])
+    }
+
+    /// `keyhook <args>` in the folder, with the clock pinned to [`NOW`] in UTC.
+    pub fn keyhook<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::cargo_bin("keyhook").expect("the keyhook binary");
+        command.current_dir(self.dir.path());
+        for (name, _) in std::env::vars() {
+            if name.starts_with("KEYHOOK_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("KEYHOOK_NOW", NOW)
+            .env("KEYHOOK_TIMEZONE", "UTC");
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        command.args(args);
+        command
+    }
+}
+
+pub fn text(value: &str) -> Value {
+    Value::Text(value.to_string())
+}
+
+/// A TOML basic string.
+pub fn toml_string(value: &str) -> String {
+    toml::Value::String(value.to_string()).to_string()
+}
+
+/// The standard output of a finished command, as text.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The repository's own folder (for the example definitions).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
