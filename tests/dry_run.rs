@@ -34,7 +34,10 @@ fn renewals() -> Test {
 
 #[test]
 fn table_preview_is_pinned() {
-    let output = renewals().keyhook(["dry-run", "upcoming-renewals"]).output().unwrap();
+    let output = renewals()
+        .keyhook(["dry-run", "upcoming-renewals"])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{output:?}");
     insta::assert_snapshot!(stdout(&output));
 }
@@ -42,15 +45,24 @@ fn table_preview_is_pinned() {
 #[test]
 fn search_by_name_count_limit_and_json() {
     let test = renewals();
-    let count = test.keyhook(["dry-run", "Upcoming Renewals", "--count"]).output().unwrap();
+    let count = test
+        .keyhook(["dry-run", "Upcoming Renewals", "--count"])
+        .output()
+        .unwrap();
     assert_eq!(stdout(&count), "2\n");
 
-    let limited = test.keyhook(["dry-run", "upcoming-renewals", "--limit", "1"]).output().unwrap();
+    let limited = test
+        .keyhook(["dry-run", "upcoming-renewals", "--limit", "1"])
+        .output()
+        .unwrap();
     let text = stdout(&limited);
     assert!(text.contains("2 licenses match (showing 1)."), "{text}");
     assert_eq!(text.matches("KEY-").count(), 1);
 
-    let json = test.keyhook(["dry-run", "upcoming-renewals", "--json"]).output().unwrap();
+    let json = test
+        .keyhook(["dry-run", "upcoming-renewals", "--json"])
+        .output()
+        .unwrap();
     let lines: Vec<serde_json::Value> = stdout(&json)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -61,7 +73,10 @@ fn search_by_name_count_limit_and_json() {
     assert_eq!(lines[0]["LicenseModel"], 3);
     assert_eq!(lines[1]["ActivationKey"], "KEY-2");
 
-    let one = test.keyhook(["dry-run", "upcoming-renewals", "--json", "--limit", "1"]).output().unwrap();
+    let one = test
+        .keyhook(["dry-run", "upcoming-renewals", "--json", "--limit", "1"])
+        .output()
+        .unwrap();
     assert_eq!(stdout(&one).lines().count(), 1);
 }
 
@@ -70,14 +85,28 @@ fn the_clock_and_zone_decide_today() {
     let test = renewals();
     // At 2026-12-19 the 30-day window holds only license 2 and 3 (3 expires 2027-01-10).
     let count = test
-        .keyhook(["dry-run", "upcoming-renewals", "--count", "--now", "2026-12-19T12:00:00"])
+        .keyhook([
+            "dry-run",
+            "upcoming-renewals",
+            "--count",
+            "--now",
+            "2026-12-19T12:00:00",
+        ])
         .output()
         .unwrap();
     assert_eq!(stdout(&count), "2\n");
     // 2026-11-24T23:30 in UTC is already the 25th in Tokyo: license 1 (25th 10:00) still matches,
     // but [today_start] has moved past license 4 either way.
     let count = test
-        .keyhook(["dry-run", "upcoming-renewals", "--count", "--now", "2026-11-25T23:30:00Z", "--timezone", "Asia/Tokyo"])
+        .keyhook([
+            "dry-run",
+            "upcoming-renewals",
+            "--count",
+            "--now",
+            "2026-11-25T23:30:00Z",
+            "--timezone",
+            "Asia/Tokyo",
+        ])
         .output()
         .unwrap();
     assert_eq!(stdout(&count), "1\n");
@@ -87,8 +116,12 @@ fn the_clock_and_zone_decide_today() {
 fn nothing_is_written_to_the_license_database() {
     let test = renewals();
     let before = std::fs::read(test.path("licenses.db")).unwrap();
-    test.keyhook(["dry-run", "upcoming-renewals"]).assert().success();
-    test.keyhook(["dry-run", "upcoming-renewals", "--json"]).assert().success();
+    test.keyhook(["dry-run", "upcoming-renewals"])
+        .assert()
+        .success();
+    test.keyhook(["dry-run", "upcoming-renewals", "--json"])
+        .assert()
+        .success();
     assert_eq!(std::fs::read(test.path("licenses.db")).unwrap(), before);
 }
 
@@ -125,16 +158,25 @@ fn errors_name_the_file_and_what_is_wrong() {
     for (test, name, expected) in cases {
         let output = test.keyhook(["dry-run", name]).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{expected}: {output:?}");
-        assert!(stderr(&output).contains(expected), "{expected}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(expected),
+            "{expected}: {}",
+            stderr(&output)
+        );
     }
 }
 
 #[test]
 fn a_missing_database_says_how_to_make_one() {
     let test = renewals();
-    let output = test.keyhook(["dry-run", "upcoming-renewals", "--db", "elsewhere.db"]).output().unwrap();
+    let output = test
+        .keyhook(["dry-run", "upcoming-renewals", "--db", "elsewhere.db"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("elsewhere.db does not exist (create one with `keyhook db init`"));
+    assert!(
+        stderr(&output).contains("elsewhere.db does not exist (create one with `keyhook db init`")
+    );
 }
 
 #[test]
@@ -167,7 +209,10 @@ fn list_shows_searches_and_tasks() {
     let output = test.keyhook(["list"]).output().unwrap();
     let text = stdout(&output);
     assert!(text.contains("upcoming-renewals"), "{text}");
-    assert!(text.contains("Subscriptions that expire in the next 30 days."), "{text}");
+    assert!(
+        text.contains("Subscriptions that expire in the next 30 days."),
+        "{text}"
+    );
     assert!(text.contains("every 1 day"), "{text}");
     assert!(text.contains("search: upcoming-renewals"), "{text}");
 }
@@ -175,10 +220,23 @@ fn list_shows_searches_and_tasks() {
 #[test]
 fn the_example_definitions_match_the_demo_database_on_any_day() {
     let repo = support::repo();
-    for now in ["2026-11-23T10:00:00", "2028-02-29T00:30:00", "2026-12-31T23:59:00", "2027-03-01T08:00:00"] {
+    for now in [
+        "2026-11-23T10:00:00",
+        "2028-02-29T00:30:00",
+        "2026-12-31T23:59:00",
+        "2027-03-01T08:00:00",
+    ] {
         let test = Test::new();
-        test.keyhook(["db", "demo", "--force", "--now", now]).assert().success();
-        for search in ["upcoming-renewals", "expired-yesterday", "trials-ending-soon", "maintenance-due-this-month", "new-orders-yesterday"] {
+        test.keyhook(["db", "demo", "--force", "--now", now])
+            .assert()
+            .success();
+        for search in [
+            "upcoming-renewals",
+            "expired-yesterday",
+            "trials-ending-soon",
+            "maintenance-due-this-month",
+            "new-orders-yesterday",
+        ] {
             let output = test
                 .keyhook(["dry-run", search, "--count", "--now", now])
                 .env("KEYHOOK_CONFIG", repo)

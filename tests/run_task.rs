@@ -29,7 +29,10 @@ fn keys(server: &Server) -> Vec<String> {
         .iter()
         .map(|request| {
             let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-            json["LicenseInfo"]["ActivationKey"].as_str().unwrap().to_string()
+            json["LicenseInfo"]["ActivationKey"]
+                .as_str()
+                .unwrap()
+                .to_string()
         })
         .collect();
     keys.sort();
@@ -63,16 +66,17 @@ fn each_match_is_posted_once_over_one_connection() {
 #[test]
 fn the_task_can_be_named_by_its_name_too() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
-    let test = renewals(&server.url("/"), "")
-        .write(
-            "tasks/renewals.toml",
-            &format!(
-                "name = \"Upcoming Renewals\"\nsearch = \"renewals\"\nschedule = \"every 1 day\"\n\
+    let test = renewals(&server.url("/"), "").write(
+        "tasks/renewals.toml",
+        &format!(
+            "name = \"Upcoming Renewals\"\nsearch = \"renewals\"\nschedule = \"every 1 day\"\n\
                  [webhook]\nurl = \"{}\"\nsecret = \"s\"\n",
-                server.url("/")
-            ),
-        );
-    test.keyhook(["run-task", "upcoming renewals"]).assert().success();
+            server.url("/")
+        ),
+    );
+    test.keyhook(["run-task", "upcoming renewals"])
+        .assert()
+        .success();
     assert_eq!(server.request_count(), 3);
 }
 
@@ -91,7 +95,9 @@ fn a_500_is_a_failure_with_status_and_body_and_exit_1() {
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
     assert!(
-        text.contains("failed: license 2 (KEY-2): HTTP 500 Internal Server Error: database is on fire"),
+        text.contains(
+            "failed: license 2 (KEY-2): HTTP 500 Internal Server Error: database is on fire"
+        ),
         "{text}"
     );
     assert!(text.contains("3 matched, 2 delivered, 1 failed"), "{text}");
@@ -100,25 +106,38 @@ fn a_500_is_a_failure_with_status_and_body_and_exit_1() {
 #[test]
 fn connection_refused_is_a_failure() {
     // Bind a port, then free it, so nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let test = renewals(&format!("http://127.0.0.1:{port}/"), "");
     let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
-    assert!(text.contains("failed: license 1 (KEY-1): connection"), "{text}");
+    assert!(
+        text.contains("failed: license 1 (KEY-1): connection"),
+        "{text}"
+    );
     assert!(text.contains("3 matched, 0 delivered, 3 failed"), "{text}");
 }
 
 #[test]
 fn a_receiver_that_never_answers_times_out() {
-    let server = Server::start("127.0.0.1:0", |_| Reply::ok().with_delay(Duration::from_secs(5))).unwrap();
+    let server = Server::start("127.0.0.1:0", |_| {
+        Reply::ok().with_delay(Duration::from_secs(5))
+    })
+    .unwrap();
     let test = renewals(&server.url("/"), "timeout = \"300ms\"");
     let started = std::time::Instant::now();
     let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
     assert!(text.contains("no answer within 300ms"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(4), "the timeout was honoured");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout was honoured"
+    );
 }
 
 #[test]
@@ -139,7 +158,10 @@ fn redirects_are_not_followed_and_say_where_they_point() {
         text.contains("HTTP 301 Moved Permanently: redirected to https://new.example.com/hook"),
         "{text}"
     );
-    assert!(server.requests().iter().all(|r| r.target == "/old"), "not followed");
+    assert!(
+        server.requests().iter().all(|r| r.target == "/old"),
+        "not followed"
+    );
 }
 
 #[test]
@@ -153,11 +175,21 @@ fn json_summary_lists_failures() {
     })
     .unwrap();
     let test = renewals(&server.url("/"), "");
-    let output = test.keyhook(["run-task", "renewals", "--json"]).output().unwrap();
+    let output = test
+        .keyhook(["run-task", "renewals", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["task"], "renewals");
-    assert_eq!((json["matched"].as_u64(), json["delivered"].as_u64(), json["failed"].as_u64()), (Some(3), Some(2), Some(1)));
+    assert_eq!(
+        (
+            json["matched"].as_u64(),
+            json["delivered"].as_u64(),
+            json["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
     assert_eq!(json["failures"][0]["activation_key"], "KEY-3");
     assert_eq!(json["failures"][0]["status"], 422);
     assert!(json["elapsed"].as_f64().is_some());
@@ -170,7 +202,10 @@ fn a_disabled_webhook_sends_nothing_and_says_so() {
     let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
     assert!(output.status.success());
     let text = stdout(&output);
-    assert!(text.contains("webhook disabled ([webhook] enabled = false in"), "{text}");
+    assert!(
+        text.contains("webhook disabled ([webhook] enabled = false in"),
+        "{text}"
+    );
     assert!(text.contains("3 matched, 0 delivered, 0 failed"), "{text}");
     assert_eq!(server.request_count(), 0);
 

@@ -121,8 +121,10 @@ def main() -> None:
         print(f"usage: {sys.argv[0]} [PORT]  (0-65535, default 8080)", file=sys.stderr)
         sys.exit(2)
 
-    # SIGINT already raises KeyboardInterrupt; make SIGTERM end serve_forever() too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Make both signals end serve_forever() with exit status 0. (Set SIGINT explicitly:
+    # Python leaves it ignored if it was ignored at startup, e.g. under `cmd &` in a script.)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
 
     try:
         server = ThreadingHTTPServer(("127.0.0.1", int(arg)), Handler)
@@ -132,8 +134,6 @@ def main() -> None:
     emit(f"listening on http://127.0.0.1:{server.server_address[1]}")
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
 

@@ -117,7 +117,9 @@ pub fn placeholder_values(
 
 fn not_found(context: &Context, name: &str) -> Error {
     let definitions = &context.definitions;
-    let broken = definitions.broken("tasks", name).or(definitions.broken_search(name));
+    let broken = definitions
+        .broken("tasks", name)
+        .or(definitions.broken_search(name));
     if let Some(problem) = broken {
         return Error::config(anyhow!("{problem}"));
     }

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::anyhow;
 
+use super::success;
 use crate::cli::ListenArgs;
 use crate::definitions::secret::{Secret, SecretSource};
 use crate::delivery::http::DELIVERY_HEADER;
@@ -15,12 +16,14 @@ use crate::receiver::{Reply, Request, Server};
 pub fn run(args: &ListenArgs, out: &mut impl Write) -> Result {
     let secret = listen_secret(args)?;
     let compact = args.compact;
+    // Connection threads hand their reports to this thread, the one that owns stdout.
+    let (reports, received) = std::sync::mpsc::channel::<String>();
+    let reports = std::sync::Mutex::new(reports);
     let server = Server::start_unrecorded(&format!("127.0.0.1:{}", args.port), move |request| {
         let report = describe(request, secret.as_ref(), compact);
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout
-            .write_all(report.as_bytes())
-            .and_then(|()| stdout.flush());
+        if let Ok(reports) = reports.lock() {
+            let _ = reports.send(report);
+        }
         Reply::ok()
     })
     .map_err(|error| {
@@ -31,9 +34,12 @@ pub fn run(args: &ListenArgs, out: &mut impl Write) -> Result {
     })?;
     writeln!(out, "listening on {} (Ctrl-C to stop)", server.url("/"))?;
     out.flush()?;
-    loop {
-        std::thread::park();
+    for report in received {
+        out.write_all(report.as_bytes())?;
+        out.flush()?;
     }
+    drop(server);
+    success()
 }
 
 fn listen_secret(args: &ListenArgs) -> Result<Option<Secret>> {

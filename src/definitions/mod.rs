@@ -40,7 +40,11 @@ impl Definitions {
     /// Loads `dir/keyhook.toml`, `dir/searches/*.toml` and `dir/tasks/*.toml`.
     pub fn load(dir: &Path) -> Definitions {
         // `searches/x.toml` reads better in messages than `./searches/x.toml`.
-        let dir = if dir == Path::new(".") { Path::new("") } else { dir };
+        let dir = if dir == Path::new(".") {
+            Path::new("")
+        } else {
+            dir
+        };
         let mut problems = Vec::new();
         let settings = Settings::load(dir).unwrap_or_else(|problem| {
             problems.push(problem);

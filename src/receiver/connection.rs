@@ -7,7 +7,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use super::http::{self, Failure, Head};
+use super::encode;
+use super::parse::{self, Failure, Head};
 use super::server::{Handler, Shared};
 use super::{Reply, Request};
 
@@ -42,15 +43,15 @@ fn exchange(
     line: &mut Vec<u8>,
 ) -> bool {
     let stream = *reader.get_ref();
-    let head = match http::read_head(reader, line) {
+    let head = match parse::read_head(reader, line) {
         Ok(Some(head)) => head,
         Ok(None) => return false,
         Err(failure) => return refuse(stream, failure),
     };
-    if head.expects_continue && write(stream, http::CONTINUE).is_err() {
+    if head.expects_continue && write(stream, encode::CONTINUE).is_err() {
         return false;
     }
-    match http::read_body(reader, &head.framing, line) {
+    match parse::read_body(reader, &head.framing, line) {
         Ok(body) => respond(stream, head, body, id, shared),
         Err(failure) => refuse(stream, failure),
     }
@@ -82,7 +83,7 @@ fn respond(stream: &TcpStream, head: Head, body: Vec<u8>, id: u64, shared: &Shar
         (true, true) => Some("keep-alive"),
         (true, false) => None,
     };
-    let sent = write(stream, &http::encode_reply(&reply, omit_body, connection)).is_ok();
+    let sent = write(stream, &encode::response(&reply, omit_body, connection)).is_ok();
     if sent && !keep_alive {
         linger(stream);
     }
@@ -93,7 +94,7 @@ fn respond(stream: &TcpStream, head: Head, body: Vec<u8>, id: u64, shared: &Shar
 fn refuse(stream: &TcpStream, failure: Failure) -> bool {
     if let Failure::Reject(status, why) = failure {
         let reply = Reply::status(status).with_body(format!("{why}\n"));
-        if write(stream, &http::encode_reply(&reply, false, Some("close"))).is_ok() {
+        if write(stream, &encode::response(&reply, false, Some("close"))).is_ok() {
             linger(stream);
         }
     }

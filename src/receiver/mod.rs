@@ -2,7 +2,8 @@
 //! `keyhook listen` and `keyhook demo`, and the one integration tests and benchmarks post to.
 
 mod connection;
-mod http;
+mod encode;
+mod parse;
 mod server;
 #[cfg(test)]
 mod test_client;

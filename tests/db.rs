@@ -1,0 +1,70 @@
+//! `keyhook db init` and `keyhook db demo` write real SQLite files.
+
+mod support;
+
+use support::{Test, stderr, stdout};
+
+#[test]
+fn init_is_idempotent_and_keeps_data() {
+    let test = Test::new();
+    test.simple_license(1, "2026-12-01T00:00:00");
+    let output = test.keyhook(["db", "init"]).output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        stdout(&output),
+        "license database licenses.db is ready (1 licenses)\n"
+    );
+}
+
+#[test]
+fn demo_refuses_to_overwrite_without_force() {
+    let test = Test::new();
+    let output = test.keyhook(["db", "demo"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("licenses.db already exists; pass --force"));
+    let output = test
+        .keyhook(["db", "demo", "--force", "--licenses", "1000"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "wrote 1000 demo licenses to licenses.db (dates around 2026-11-23)\n"
+    );
+    let conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    let (count, trials, non_ascii): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), sum(LicenseModel = 'trial'), sum(FullName GLOB '*[^ -~]*') FROM LicenseKeys",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(count, 1000);
+    assert!(
+        trials > 0 && non_ascii > 0,
+        "{trials} trials, {non_ascii} non-ASCII names"
+    );
+}
+
+#[test]
+fn the_same_seed_and_day_give_the_same_database() {
+    let dump = |test: &Test| -> Vec<String> {
+        let conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+        let mut statement = conn
+            .prepare("SELECT ActivationKey || FullName || ifnull(SubscriptionExpiryDate, '') FROM LicenseKeys ORDER BY ID")
+            .unwrap();
+        statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let (a, b) = (Test::new(), Test::new());
+    a.keyhook(["db", "demo", "--force"]).assert().success();
+    b.keyhook(["db", "demo", "--force"]).assert().success();
+    assert_eq!(dump(&a), dump(&b));
+    b.keyhook(["db", "demo", "--force", "--seed", "7"])
+        .assert()
+        .success();
+    assert_ne!(dump(&a), dump(&b));
+}
