@@ -46,6 +46,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "KEYHOOK_NOW", value_name = "TIME")]
     pub now: Option<String>,
 
+    /// keyhook's own state: runs, delivery log, retry queue [default: keyhook-state.db beside --db].
+    #[arg(long, global = true, env = "KEYHOOK_STATE", value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
     /// Time zone for "today" and schedules, overriding `timezone` in keyhook.toml.
     #[arg(long, global = true, env = "KEYHOOK_TIMEZONE", value_name = "ZONE")]
     pub timezone: Option<String>,
@@ -59,6 +63,24 @@ pub enum Command {
 
     /// Run one task now, whatever its schedule: one signed POST per matching license.
     RunTask(RunTaskArgs),
+
+    /// Send every pending or failed delivery that is due.
+    Retry(RetryArgs),
+
+    /// Send one delivery again now, by hand: the same delivery id, the same body.
+    Resend(ResendArgs),
+
+    /// The delivery log, newest first.
+    Log(LogArgs),
+
+    /// Per task: the last run, its counts, and the pending and dead deliveries.
+    Status,
+
+    /// Re-enable a task's webhook after its receiver answered 410 Gone.
+    Enable(EnableArgs),
+
+    /// Delete settled deliveries (delivered or dead) of old runs, to keep the state file bounded.
+    Prune(PruneArgs),
 
     /// List the searches and tasks found, one line each.
     List,
@@ -111,6 +133,73 @@ pub struct RunTaskArgs {
     /// Print a machine-readable summary as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Run even if the task already ran for its current scheduled slot (a new run, new deliveries).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Requests in flight at once, each on its own keep-alive connection [default: the task's
+    /// `concurrency`, else 1].
+    #[arg(long, env = "KEYHOOK_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<usize>,
+}
+
+/// Arguments of `retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Only this task's deliveries.
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<String>,
+}
+
+/// Arguments of `resend`.
+#[derive(Debug, Args)]
+pub struct ResendArgs {
+    /// The delivery id (as in `keyhook log`), or a unique prefix of it.
+    pub delivery_id: String,
+}
+
+/// Arguments of `log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Only this task's deliveries.
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<String>,
+
+    /// Only deliveries in this state.
+    #[arg(long, value_parser = ["pending", "failed", "delivered", "dead"])]
+    pub status: Option<String>,
+
+    /// Only deliveries created within this long, e.g. 2d or 12h.
+    #[arg(long, value_name = "AGE")]
+    pub since: Option<String>,
+
+    /// Show each delivery's attempts.
+    #[arg(long)]
+    pub attempts: bool,
+
+    /// One JSON object per delivery.
+    #[arg(long)]
+    pub json: bool,
+
+    /// At most N deliveries.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: u64,
+}
+
+/// Arguments of `enable`.
+#[derive(Debug, Args)]
+pub struct EnableArgs {
+    /// The task whose webhook to re-enable.
+    pub task: String,
+}
+
+/// Arguments of `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete settled deliveries of runs older than this, e.g. 90d.
+    #[arg(long, value_name = "AGE")]
+    pub older_than: String,
 }
 
 /// `db` subcommands.

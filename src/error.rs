@@ -13,6 +13,10 @@ pub enum Exit {
     Config,
     /// The license database (or another file keyhook needs) could not be used.
     Runtime,
+    /// Another keyhook process holds the task's lock.
+    Locked,
+    /// Stopped by SIGINT (130) or SIGTERM (143) after recording the request in flight.
+    Interrupted(i32),
 }
 
 impl Exit {
@@ -23,6 +27,27 @@ impl Exit {
             Exit::DeliveryFailed => 1,
             Exit::Config => 2,
             Exit::Runtime => 3,
+            Exit::Locked => 75,
+            Exit::Interrupted(signal) => (128 + signal).clamp(0, 255) as u8,
+        }
+    }
+}
+
+impl Exit {
+    /// The more serious of two outcomes, for commands that run several tasks.
+    pub fn worst(self, other: Exit) -> Exit {
+        let rank = |exit: Exit| match exit {
+            Exit::Success => 0,
+            Exit::Locked => 1,
+            Exit::DeliveryFailed => 2,
+            Exit::Runtime => 3,
+            Exit::Config => 4,
+            Exit::Interrupted(_) => 5,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
         }
     }
 }
@@ -45,6 +70,14 @@ impl Error {
     pub fn config(error: impl Into<anyhow::Error>) -> Error {
         Error {
             exit: Exit::Config,
+            inner: error.into(),
+        }
+    }
+
+    /// Another process holds a lock (exit 75).
+    pub fn locked(error: impl Into<anyhow::Error>) -> Error {
+        Error {
+            exit: Exit::Locked,
             inner: error.into(),
         }
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod licenses;
 pub mod receiver;
 pub mod schedule;
+pub mod state;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -117,7 +117,7 @@ fn check_example(program: &str, file: &str) {
     let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
     assert!(output.status.success(), "{}", stdout(&output));
     let mut lines = receiver.read_lines(3);
-    lines.sort();
+    lines.sort_by_key(|line| line.split_whitespace().nth(2).map(str::to_string));
     assert_eq!(lines.len(), 3, "{lines:?}");
     for (line, key) in lines.iter().zip(["KEY-1", "KEY-2", "KEY-3"]) {
         let words: Vec<&str> = line.split_whitespace().collect();

@@ -60,6 +60,7 @@ pub fn run(context: &Context, args: &DemoArgs, out: &mut impl Write) -> Result {
     let demo = Context {
         definitions: Definitions::load(&folder.0),
         clock: context.clock,
+        state_path: folder.0.join(crate::state::DEFAULT_FILE),
         db_path,
     };
     let mut task = demo.task("upcoming-renewals")?.clone();
@@ -70,7 +71,18 @@ pub fn run(context: &Context, args: &DemoArgs, out: &mut impl Write) -> Result {
         "3. Ran the task `{}` (search: {}):\n",
         task.name, task.search
     )?;
-    let (report, _) = run_task::execute(&demo, &task, true, out)?;
+    let options = run_task::Options {
+        slot: None,
+        concurrency: None,
+        live: true,
+    };
+    let report = run_task::execute(
+        &demo,
+        &task,
+        &options,
+        &super::sending::Stop::install(),
+        out,
+    )?;
     writeln!(out, "   {}\n", run_task::summary(&report))?;
     show_received(&server, &secret, report.matched, out)
 }

@@ -46,7 +46,11 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
     if let Some(task) = task {
         context.ensure_valid(&task.path)?;
     }
-    let values = placeholder_values(context, task, search)?;
+    let last_run = match task {
+        Some(task) => super::last_run_for_preview(context, task)?,
+        None => None,
+    };
+    let values = placeholder_values(context, task, search, last_run)?;
     let mut db = context.license_db()?;
     let fail = |error| super::query_error(search, error);
     if args.count {
@@ -100,14 +104,18 @@ pub fn placeholder_values(
     context: &Context,
     task: Option<&Task>,
     search: &Search,
+    last_run: Option<i64>,
 ) -> Result<Vec<NaiveDateTime>> {
     let zone = task
         .and_then(|task| task.timezone)
         .unwrap_or(context.clock.zone());
+    let last_run = last_run
+        .and_then(|unix| chrono::DateTime::from_timestamp(unix, 0))
+        .map(|at| at.with_timezone(&zone).naive_local());
     let macro_context = macros::Context {
         now: context.clock.now().with_timezone(&zone).naive_local(),
         zone,
-        last_run: None,
+        last_run,
     };
     search
         .template

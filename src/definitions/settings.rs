@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use super::retry::{self, RetryFields, ScheduleField};
 use super::{Problem, read_toml};
 use crate::schedule::zone;
 
@@ -22,6 +23,16 @@ struct SettingsFile {
     query_timeout: Option<String>,
     /// QLM's `webHooksEnabled`: false evaluates and logs runs but sends nothing.
     webhooks_enabled: Option<bool>,
+    /// QLM's `webHookMaxRetries`: retries after the first attempt.
+    max_retries: Option<u32>,
+    /// QLM's `webHookRetryInterval`: a fixed wait between attempts, e.g. "10m".
+    retry_interval: Option<String>,
+    /// "standard" (5s, 5m, 30m, 2h, 5h, 10h, 14h, 20h, 24h) or a list of waits.
+    retry_schedule: Option<ScheduleField>,
+    /// A delivery older than this is not retried again, e.g. "3d".
+    give_up_after: Option<String>,
+    /// Retry 4xx answers other than 408 and 429 too.
+    retry_4xx: Option<bool>,
 }
 
 /// Validated global settings.
@@ -31,6 +42,8 @@ pub struct Settings {
     pub timezone: Option<Tz>,
     pub query_timeout: Duration,
     pub webhooks_enabled: bool,
+    /// The retry keys, applied under each task's own.
+    pub retry: RetryFields,
 }
 
 impl Default for Settings {
@@ -39,6 +52,7 @@ impl Default for Settings {
             timezone: None,
             query_timeout: Duration::from_secs(5),
             webhooks_enabled: true,
+            retry: RetryFields::default(),
         }
     }
 }
@@ -56,7 +70,17 @@ impl Settings {
             message,
         };
         let defaults = Settings::default();
+        let retry = RetryFields {
+            max_retries: file.max_retries,
+            retry_interval: file.retry_interval,
+            retry_schedule: file.retry_schedule,
+            give_up_after: file.give_up_after,
+            retry_4xx: file.retry_4xx,
+        };
+        // Checked now, so a mistake is reported against this file rather than every task.
+        retry::policy(&RetryFields::default(), &retry).map_err(&problem)?;
         Ok(Settings {
+            retry,
             timezone: file
                 .timezone
                 .map(|name| zone::parse(&name))

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use super::retry::{RetryFields, ScheduleField};
 use super::secret::SecretSource;
 use super::settings::parse_duration;
 use super::{Problem, read_toml, stem};
@@ -30,6 +31,9 @@ struct TaskFile {
     /// IANA zone for this task's schedule and dates; default the global one.
     #[serde(default)]
     timezone: Option<String>,
+    /// Requests in flight at once, each on its own keep-alive connection (default 1).
+    #[serde(default)]
+    concurrency: Option<usize>,
     /// Where and how to send.
     webhook: WebhookFile,
 }
@@ -58,6 +62,21 @@ struct WebhookFile {
     /// How long one request may take, e.g. "30s".
     #[serde(default)]
     timeout: Option<String>,
+    /// Retries after the first attempt; default from keyhook.toml, else the schedule's length.
+    #[serde(default)]
+    max_retries: Option<u32>,
+    /// A fixed wait between attempts (QLM's behaviour), e.g. "10m".
+    #[serde(default)]
+    retry_interval: Option<String>,
+    /// "standard" or a list of waits such as ["30s", "5m", "1h"].
+    #[serde(default)]
+    retry_schedule: Option<ScheduleField>,
+    /// A delivery older than this is not retried again, e.g. "3d".
+    #[serde(default)]
+    give_up_after: Option<String>,
+    /// Retry 4xx answers other than 408 and 429 too.
+    #[serde(default)]
+    retry_4xx: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -75,6 +94,7 @@ pub struct Task {
     pub at: Option<String>,
     pub enabled: bool,
     pub timezone: Option<Tz>,
+    pub concurrency: Option<usize>,
     pub webhook: Webhook,
 }
 
@@ -86,6 +106,8 @@ pub struct Webhook {
     pub secret: SecretSource,
     pub user_data: String,
     pub timeout: Duration,
+    /// The task's own retry keys; `Settings::retry` fills in the rest.
+    pub retry: RetryFields,
 }
 
 /// The request timeout when a task sets none.
@@ -109,6 +131,9 @@ impl Task {
             .map(|name| zone::parse(&name))
             .transpose()
             .map_err(|error| problem(format!("field `timezone`: {error}")))?;
+        if file.concurrency == Some(0) {
+            return Err(problem("field `concurrency` must be at least 1".into()));
+        }
         let webhook = Webhook::from_file(file.webhook, path)
             .map_err(|error| problem(format!("[webhook] {error}")))?;
         Ok(Task {
@@ -120,6 +145,7 @@ impl Task {
             at: file.at,
             enabled: file.enabled,
             timezone,
+            concurrency: file.concurrency,
             webhook,
         })
     }
@@ -137,7 +163,16 @@ impl Webhook {
             }
             None => DEFAULT_TIMEOUT,
         };
+        let retry = RetryFields {
+            max_retries: file.max_retries,
+            retry_interval: file.retry_interval,
+            retry_schedule: file.retry_schedule,
+            give_up_after: file.give_up_after,
+            retry_4xx: file.retry_4xx,
+        };
+        super::retry::policy(&retry, &RetryFields::default())?;
         Ok(Webhook {
+            retry,
             enabled: file.enabled,
             url: file.url,
             secret,

@@ -4,5 +4,6 @@
 pub mod http;
 pub mod id;
 pub mod payload;
+pub mod retry;
 pub mod run;
 pub mod signature;

@@ -35,6 +35,12 @@ impl Clock {
         self.now
     }
 
+    /// The time to stamp an event with: the pinned time, or the real time now (a run that
+    /// takes minutes stamps its attempts as they happen).
+    pub fn tick(&self) -> DateTime<Utc> {
+        if self.pinned { self.now } else { Utc::now() }
+    }
+
     /// The current instant in the configured zone.
     pub fn local_now(&self) -> DateTime<Tz> {
         self.now.with_timezone(&self.zone)

@@ -1,0 +1,33 @@
+//! `keyhook enable`: re-enable a webhook that a 410 Gone disabled.
+
+use std::io::Write;
+
+use super::{Context, success};
+use crate::cli::EnableArgs;
+use crate::error::{Error, Result};
+
+pub fn run(context: &Context, args: &EnableArgs, out: &mut impl Write) -> Result {
+    let task = context.task(&args.task)?;
+    let state = context.state()?;
+    let now = context.clock.now().timestamp();
+    let was = state
+        .task_state(&task.stem, now)
+        .map_err(Error::runtime)?
+        .webhook_gone;
+    state
+        .set_webhook_gone(&task.stem, None)
+        .map_err(Error::runtime)?;
+    match was {
+        Some(_) => writeln!(
+            out,
+            "{}: webhook re-enabled; waiting deliveries go with the next `keyhook retry`",
+            task.name
+        )?,
+        None => writeln!(
+            out,
+            "{}: webhook was not disabled; nothing changed",
+            task.name
+        )?,
+    }
+    success()
+}

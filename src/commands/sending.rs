@@ -1,0 +1,148 @@
+//! What the sending commands (`run-task`, `retry`, `resend`, `run-due`) share: the task lock,
+//! the resolved target, stop signals, and how an outcome is printed and turned into an exit.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::anyhow;
+use chrono::TimeZone;
+
+use super::Context;
+use crate::definitions::Task;
+use crate::definitions::retry::policy;
+use crate::delivery::run::{Tally, Target};
+use crate::error::{Error, Exit, Result};
+use crate::state::lock::{Acquired, TaskLock};
+
+/// Set by SIGINT or SIGTERM: senders finish the request in flight, record it, and stop.
+pub struct Stop {
+    interrupt: Arc<AtomicBool>,
+    terminate: Arc<AtomicBool>,
+    any: Arc<AtomicBool>,
+}
+
+impl Stop {
+    /// Installs the handlers. A second Ctrl-C ends the process at once.
+    pub fn install() -> Stop {
+        let stop = Stop {
+            interrupt: Arc::new(AtomicBool::new(false)),
+            terminate: Arc::new(AtomicBool::new(false)),
+            any: Arc::new(AtomicBool::new(false)),
+        };
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        for (signal, own) in [(SIGINT, &stop.interrupt), (SIGTERM, &stop.terminate)] {
+            // Registered in this order, the second signal exits before the flag is seen again.
+            let _ = flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(own));
+            let _ = flag::register(signal, Arc::clone(own));
+            let _ = flag::register(signal, Arc::clone(&stop.any));
+        }
+        stop
+    }
+
+    /// The flag senders watch.
+    pub fn flag(&self) -> &AtomicBool {
+        &self.any
+    }
+
+    /// The exit for a stopped run: 130 after SIGINT, 143 after SIGTERM.
+    pub fn exit(&self) -> Option<Exit> {
+        if self.terminate.load(Ordering::SeqCst) {
+            Some(Exit::Interrupted(15))
+        } else if self.interrupt.load(Ordering::SeqCst) {
+            Some(Exit::Interrupted(2))
+        } else {
+            None
+        }
+    }
+}
+
+/// Takes the task's lock, or says who has it.
+pub fn lock(context: &Context, task: &str) -> Result<Option<TaskLock>> {
+    match TaskLock::try_acquire(&context.state_path, task).map_err(Error::runtime)? {
+        Acquired::Held(lock) => Ok(Some(lock)),
+        Acquired::Busy(_) => Ok(None),
+    }
+}
+
+/// The error for a task another process is running.
+pub fn locked(task: &Task) -> Error {
+    Error::locked(anyhow!(
+        "task `{}` is being run by another keyhook process; this one did nothing",
+        task.name
+    ))
+}
+
+/// The target of a task: its secret resolved and its retry policy settled.
+pub fn target(context: &Context, task: &Task) -> Result<Target> {
+    let secret = task.webhook.secret.resolve().map_err(|error| {
+        Error::config(anyhow!(
+            "task `{}` ({}): [webhook]: {error}",
+            task.name,
+            task.path.display()
+        ))
+    })?;
+    let policy = policy(&task.webhook.retry, &context.definitions.settings.retry)
+        .map_err(|error| Error::config(anyhow!("{}: [webhook]: {error}", task.path.display())))?;
+    Ok(Target::new(task, secret, policy))
+}
+
+/// The exit for a tally: failures, a 410, or a stop.
+pub fn exit_of(tally: &Tally, stop: &Stop) -> Exit {
+    if let Some(exit) = stop.exit() {
+        return exit;
+    }
+    if tally.retrying > 0 || tally.dead > 0 || tally.gone {
+        Exit::DeliveryFailed
+    } else {
+        Exit::Success
+    }
+}
+
+/// The lines after a summary: what will be retried, what died, what was left.
+pub fn aftermath(
+    context: &Context,
+    task: &Task,
+    tally: &Tally,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    if tally.gone {
+        writeln!(
+            out,
+            "WARNING: {} answered 410 Gone: the webhook of task `{}` is DISABLED; \
+             fix its url, then run `keyhook enable {}`",
+            task.webhook.url, task.name, task.stem
+        )?;
+    }
+    if tally.retrying > 0 {
+        writeln!(
+            out,
+            "{} failed deliveries will be retried (`keyhook retry` or `keyhook run-due`)",
+            tally.retrying
+        )?;
+    }
+    if tally.dead > 0 {
+        writeln!(
+            out,
+            "{} deliveries are dead (`keyhook log --status dead`)",
+            tally.dead
+        )?;
+    }
+    if tally.interrupted {
+        writeln!(
+            out,
+            "stopped by a signal: the rest stays pending for `keyhook retry`"
+        )?;
+    }
+    let _ = context;
+    Ok(())
+}
+
+/// A Unix time in the configured zone, for display.
+pub fn local_time(context: &Context, unix: i64) -> String {
+    match context.clock.zone().timestamp_opt(unix, 0).single() {
+        Some(at) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => unix.to_string(),
+    }
+}

@@ -1,0 +1,63 @@
+//! `keyhook status`: per task, the last run, its counts, and pending and dead deliveries.
+
+use std::io::Write;
+
+use comfy_table::{Table, presets};
+
+use super::sending::local_time;
+use super::{Context, success};
+use crate::error::{Error, Result};
+
+pub fn run(context: &Context, out: &mut impl Write) -> Result {
+    if !context.state_path.exists() {
+        writeln!(
+            out,
+            "no task has run yet ({} does not exist)",
+            context.state_path.display()
+        )?;
+        return success();
+    }
+    let state = context.state()?;
+    let runs = state.latest_runs().map_err(Error::runtime)?;
+    let states = state.task_states().map_err(Error::runtime)?;
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    table.set_header([
+        "Task",
+        "Last run",
+        "Matched",
+        "Delivered",
+        "Pending",
+        "Failed",
+        "Dead",
+        "Webhook",
+    ]);
+    for task in &context.definitions.tasks {
+        let run = runs.iter().find(|run| run.task == task.stem);
+        let gone = states
+            .iter()
+            .find(|(stem, _)| *stem == task.stem)
+            .and_then(|(_, state)| state.webhook_gone);
+        let webhook = match (gone, task.webhook.enabled) {
+            (Some(at), _) => format!("DISABLED: 410 Gone at {}", local_time(context, at)),
+            (None, false) => "disabled in task file".into(),
+            (None, true) => "enabled".into(),
+        };
+        let count = |pick: fn(&crate::state::runs::RunSummary) -> i64| {
+            run.map(pick).unwrap_or(0).to_string()
+        };
+        table.add_row([
+            task.name.clone(),
+            run.map(|run| local_time(context, run.started_at))
+                .unwrap_or_else(|| "never".into()),
+            count(|run| run.matched),
+            count(|run| run.delivered),
+            count(|run| run.pending),
+            count(|run| run.failed),
+            count(|run| run.dead),
+            webhook,
+        ]);
+    }
+    writeln!(out, "{table}")?;
+    success()
+}

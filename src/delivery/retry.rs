@@ -1,0 +1,256 @@
+//! When a failed delivery is tried again, and when it is given up on.
+
+use std::time::Duration;
+
+use super::http::Attempt;
+
+/// The Standard Webhooks recommendation, offered as `retry_schedule = "standard"`.
+pub const STANDARD_SCHEDULE: [u64; 9] = [
+    5,
+    5 * 60,
+    30 * 60,
+    2 * 3600,
+    5 * 3600,
+    10 * 3600,
+    14 * 3600,
+    20 * 3600,
+    24 * 3600,
+];
+
+/// How long to wait between attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waits {
+    /// QLM's `webHookRetryInterval`: the same wait every time, no jitter.
+    Fixed(Duration),
+    /// One wait per retry, each with ±10% jitter so a recovering receiver is not stampeded.
+    Schedule(Vec<Duration>),
+}
+
+/// The retry policy of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub waits: Waits,
+    /// Retries after the first attempt (QLM's `webHookMaxRetries`).
+    pub max_retries: u32,
+    /// A delivery older than this is not retried again.
+    pub give_up_after: Option<Duration>,
+    /// Retry 4xx answers other than 408 and 429 too (off: they rarely heal by themselves).
+    pub retry_4xx: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::standard()
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Try again at this Unix time.
+    RetryAt(i64),
+    /// Give up, for this reason.
+    Dead(String),
+    /// 410 Gone: give up, and disable the webhook until it is re-enabled.
+    Gone,
+}
+
+impl RetryPolicy {
+    /// The Standard Webhooks schedule: 9 retries over about three days.
+    pub fn standard() -> RetryPolicy {
+        RetryPolicy {
+            waits: Waits::Schedule(
+                STANDARD_SCHEDULE
+                    .iter()
+                    .map(|s| Duration::from_secs(*s))
+                    .collect(),
+            ),
+            max_retries: STANDARD_SCHEDULE.len() as u32,
+            give_up_after: None,
+            retry_4xx: false,
+        }
+    }
+
+    /// Decides after the `attempts`-th failed attempt (1 for the first) of a delivery created
+    /// at `created_at`, failing at `now`.
+    pub fn after_failure(
+        &self,
+        attempt: &Attempt,
+        attempts: u32,
+        created_at: i64,
+        now: i64,
+    ) -> Verdict {
+        if attempt.status == Some(410) {
+            return Verdict::Gone;
+        }
+        if let Some(status @ 400..=499) = attempt.status
+            && !matches!(status, 408 | 429)
+            && !self.retry_4xx
+        {
+            return Verdict::Dead(format!(
+                "HTTP {status} is not retried (set retry_4xx = true to retry it)"
+            ));
+        }
+        if attempts > self.max_retries {
+            return Verdict::Dead(format!("gave up after {} retries", self.max_retries));
+        }
+        let wait = retry_after(attempt).unwrap_or_else(|| self.wait(attempts));
+        let at = now + wait.as_secs().max(1) as i64;
+        if let Some(limit) = self.give_up_after
+            && at - created_at > limit.as_secs() as i64
+        {
+            return Verdict::Dead(format!(
+                "gave up: older than give_up_after ({})",
+                humantime::format_duration(limit)
+            ));
+        }
+        Verdict::RetryAt(at)
+    }
+
+    /// The wait before retry number `retry` (1-based).
+    fn wait(&self, retry: u32) -> Duration {
+        match &self.waits {
+            Waits::Fixed(wait) => *wait,
+            Waits::Schedule(waits) => {
+                let index = (retry as usize)
+                    .saturating_sub(1)
+                    .min(waits.len().saturating_sub(1));
+                jitter(waits.get(index).copied().unwrap_or(Duration::from_secs(60)))
+            }
+        }
+    }
+}
+
+/// A 429 or 503 may say when to come back: seconds, or an HTTP date. Capped at a day.
+fn retry_after(attempt: &Attempt) -> Option<Duration> {
+    if !matches!(attempt.status, Some(429 | 503)) {
+        return None;
+    }
+    let value = attempt.retry_after.as_deref()?.trim();
+    let seconds = match value.parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.timestamp() - chrono::Utc::now().timestamp()).max(0) as u64
+        }
+    };
+    Some(Duration::from_secs(seconds.min(24 * 3600)))
+}
+
+fn jitter(wait: Duration) -> Duration {
+    let mut byte = [0u8; 2];
+    if getrandom::fill(&mut byte).is_err() {
+        return wait;
+    }
+    // A factor in [0.9, 1.1].
+    let factor = 0.9 + 0.2 * f64::from(u16::from_le_bytes(byte)) / f64::from(u16::MAX);
+    wait.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(status: Option<u16>, retry_after: Option<&str>) -> Attempt {
+        Attempt {
+            status,
+            error: Some("failed".into()),
+            excerpt: String::new(),
+            duration: Duration::from_millis(1),
+            retry_after: retry_after.map(str::to_string),
+        }
+    }
+
+    fn fixed(seconds: u64, max_retries: u32) -> RetryPolicy {
+        RetryPolicy {
+            waits: Waits::Fixed(Duration::from_secs(seconds)),
+            max_retries,
+            give_up_after: None,
+            retry_4xx: false,
+        }
+    }
+
+    #[test]
+    fn verdicts_table() {
+        let policy = fixed(600, 3);
+        let cases = [
+            (failed(Some(500), None), 1, Verdict::RetryAt(1600)),
+            (failed(None, None), 3, Verdict::RetryAt(1600)),
+            (
+                failed(Some(500), None),
+                4,
+                Verdict::Dead("gave up after 3 retries".into()),
+            ),
+            (failed(Some(408), None), 1, Verdict::RetryAt(1600)),
+            (failed(Some(429), Some("120")), 1, Verdict::RetryAt(1120)),
+            (failed(Some(503), Some("30")), 1, Verdict::RetryAt(1030)),
+            (failed(Some(500), Some("30")), 1, Verdict::RetryAt(1600)),
+            (
+                failed(Some(429), Some("999999")),
+                1,
+                Verdict::RetryAt(1000 + 86400),
+            ),
+            (failed(Some(410), None), 1, Verdict::Gone),
+            (
+                failed(Some(404), None),
+                1,
+                Verdict::Dead("HTTP 404 is not retried (set retry_4xx = true to retry it)".into()),
+            ),
+        ];
+        for (attempt, attempts, expected) in cases {
+            assert_eq!(
+                policy.after_failure(&attempt, attempts, 900, 1000),
+                expected,
+                "{attempt:?} #{attempts}"
+            );
+        }
+        let lenient = RetryPolicy {
+            retry_4xx: true,
+            ..fixed(10, 3)
+        };
+        assert_eq!(
+            lenient.after_failure(&failed(Some(404), None), 1, 0, 0),
+            Verdict::RetryAt(10)
+        );
+    }
+
+    #[test]
+    fn give_up_after_bounds_the_age() {
+        let policy = RetryPolicy {
+            give_up_after: Some(Duration::from_secs(3600)),
+            ..fixed(1800, 10)
+        };
+        assert_eq!(
+            policy.after_failure(&failed(Some(500), None), 1, 0, 1000),
+            Verdict::RetryAt(2800)
+        );
+        assert!(matches!(
+            policy.after_failure(&failed(Some(500), None), 2, 0, 2800),
+            Verdict::Dead(_)
+        ));
+    }
+
+    #[test]
+    fn the_standard_schedule_has_jitter_within_ten_percent() {
+        let policy = RetryPolicy::standard();
+        for (retry, base) in STANDARD_SCHEDULE.iter().enumerate() {
+            let Verdict::RetryAt(at) =
+                policy.after_failure(&failed(Some(500), None), retry as u32 + 1, 0, 0)
+            else {
+                panic!("retry {retry} must be scheduled");
+            };
+            let (low, high) = (
+                (*base as f64 * 0.9).floor() as i64,
+                (*base as f64 * 1.1).ceil() as i64,
+            );
+            assert!(
+                (low.max(1)..=high).contains(&at),
+                "retry {retry}: {at} not near {base}"
+            );
+        }
+        assert!(matches!(
+            policy.after_failure(&failed(Some(500), None), 10, 0, 0),
+            Verdict::Dead(_)
+        ));
+    }
+}

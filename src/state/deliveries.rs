@@ -1,0 +1,453 @@
+//! Deliveries and their attempts: recorded before the first POST, claimed before each send,
+//! and updated as soon as each attempt's outcome is known.
+
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{StateDb, StateError};
+
+/// What happened to a delivery so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not attempted yet.
+    Pending,
+    /// The last attempt failed; another is scheduled.
+    Failed,
+    Delivered,
+    /// No more attempts: retries exhausted, or a failure retrying cannot fix.
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Failed => "failed",
+            Status::Delivered => "delivered",
+            Status::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        [
+            Status::Pending,
+            Status::Failed,
+            Status::Delivered,
+            Status::Dead,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+}
+
+/// A delivery claimed for sending.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub seq: i64,
+    pub id: String,
+    pub task: String,
+    pub license_id: i64,
+    pub activation_key: String,
+    pub body: Vec<u8>,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// One attempt's outcome, as stored.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord<'a> {
+    pub at_ms: i64,
+    pub status: Option<u16>,
+    pub error: Option<&'a str>,
+    pub duration_ms: i64,
+    pub excerpt: &'a str,
+}
+
+/// Which deliveries a sender works through.
+#[derive(Debug, Clone, Copy)]
+pub enum Queue<'a> {
+    /// The pending deliveries of one run.
+    Run(i64),
+    /// Every delivery of one task that is due at the given time.
+    DueForTask(&'a str, i64),
+    /// One delivery, by its sequence number, whenever it is due.
+    One(i64),
+}
+
+/// A delivery as `keyhook log` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogEntry {
+    pub id: String,
+    pub task: String,
+    pub run_id: i64,
+    pub license_id: i64,
+    pub activation_key: String,
+    pub status: Status,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub bytes: i64,
+}
+
+/// One attempt as `keyhook log --attempts` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptEntry {
+    pub at_ms: i64,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub excerpt: Option<String>,
+}
+
+/// What `keyhook log` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub task: Option<String>,
+    pub status: Option<Status>,
+    pub since: Option<i64>,
+    pub limit: Option<u64>,
+}
+
+/// Adds deliveries to a run inside one transaction.
+pub struct RunRecorder<'a> {
+    transaction: Transaction<'a>,
+    run_id: i64,
+    task: String,
+    now: i64,
+    count: i64,
+}
+
+impl StateDb {
+    /// Starts recording a run: nothing is visible to other processes until `commit`.
+    pub fn begin_run(
+        &mut self,
+        task: &str,
+        name: &str,
+        slot: Option<i64>,
+        now: i64,
+        sent: bool,
+    ) -> Result<RunRecorder<'_>, StateError> {
+        let path = self.path().to_path_buf();
+        let error = |source| StateError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.conn.transaction().map_err(error)?;
+        transaction
+            .execute(
+                "INSERT INTO runs (task, name, slot, started_at, sent) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![task, name, slot, now, sent],
+            )
+            .map_err(error)?;
+        let run_id = transaction.last_insert_rowid();
+        Ok(RunRecorder {
+            transaction,
+            run_id,
+            task: task.to_string(),
+            now,
+            count: 0,
+        })
+    }
+
+    /// Claims up to `limit` deliveries from `queue` for `claimer`, oldest first.
+    pub fn claim(
+        &self,
+        queue: Queue,
+        claimer: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StateError> {
+        let (filter, key, due) = match queue {
+            Queue::Run(run_id) => (
+                "run_id = ?1 AND next_attempt_at <= ?2",
+                Value::Integer(run_id),
+                now,
+            ),
+            Queue::DueForTask(task, at) => (
+                "task = ?1 AND next_attempt_at <= ?2",
+                Value::Text(task.into()),
+                at,
+            ),
+            Queue::One(seq) => ("seq = ?1 AND ?2 = ?2", Value::Integer(seq), now),
+        };
+        let sql = format!(
+            "UPDATE deliveries SET claimed_by = ?3
+             WHERE seq IN (SELECT seq FROM deliveries
+                           WHERE {filter} AND status IN ('pending', 'failed') AND claimed_by IS NULL
+                           ORDER BY seq LIMIT ?4)
+             RETURNING seq, id, task, license_id, activation_key, body, attempts, created_at"
+        );
+        let mut statement = self.conn.prepare_cached(&sql).map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![key, due, claimer, limit as i64], |row| {
+                Ok(Claimed {
+                    seq: row.get(0)?,
+                    id: row.get(1)?,
+                    task: row.get(2)?,
+                    license_id: row.get(3)?,
+                    activation_key: row.get(4)?,
+                    body: row.get(5)?,
+                    attempts: row.get(6)?,
+                    created_at: row.get(7)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        let mut claimed: Vec<Claimed> =
+            rows.collect::<Result<_, _>>().map_err(|e| self.error(e))?;
+        claimed.sort_by_key(|delivery| delivery.seq);
+        Ok(claimed)
+    }
+
+    /// Gives back claims: of one process that stopped early, or (`None`) every claim on a
+    /// task, which only the holder of the task's lock may do.
+    pub fn release_claims(&self, task: &str, claimer: Option<&str>) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET claimed_by = NULL
+                 WHERE task = ?1 AND claimed_by IS NOT NULL AND (?2 IS NULL OR claimed_by = ?2)",
+                params![task, claimer],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Stores an attempt and the delivery's new status in one transaction.
+    pub fn record_attempt(
+        &self,
+        seq: i64,
+        attempt: &AttemptRecord,
+        status: Status,
+        next_attempt_at: i64,
+    ) -> Result<(), StateError> {
+        let transaction = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.error(e))?;
+        transaction
+            .prepare_cached(
+                "INSERT INTO attempts (delivery_seq, at, status, error, duration_ms, excerpt)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    seq,
+                    attempt.at_ms,
+                    attempt.status,
+                    attempt.error,
+                    attempt.duration_ms,
+                    attempt.excerpt
+                ])
+            })
+            .map_err(|e| self.error(e))?;
+        transaction
+            .prepare_cached(
+                "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
+                     updated_at = ?4, last_status = ?5, last_error = ?6, claimed_by = NULL
+                 WHERE seq = ?1",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    seq,
+                    status.as_str(),
+                    next_attempt_at,
+                    attempt.at_ms / 1000,
+                    attempt.status,
+                    attempt.error
+                ])
+            })
+            .map_err(|e| self.error(e))?;
+        transaction.commit().map_err(|e| self.error(e))
+    }
+
+    /// The tasks that have deliveries due at `now`.
+    pub fn tasks_with_due(&self, now: i64) -> Result<Vec<String>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT task FROM deliveries
+                 WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1 ORDER BY task",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([now], |row| row.get(0))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Puts one delivery (by id or unique id prefix) back in the queue, due `now`, whatever
+    /// its status; returns its task.
+    pub fn requeue(&self, id: &str, now: i64) -> Result<Option<(i64, String)>, StateError> {
+        let pattern = format!("{}%", id.replace(['%', '_'], ""));
+        let found: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT seq, task FROM deliveries WHERE id = ?1
+                 OR (id LIKE ?2 AND (SELECT count(*) FROM deliveries WHERE id LIKE ?2) = 1)",
+                params![id, pattern],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.error(e))?;
+        if let Some((seq, _)) = &found {
+            self.conn
+                .execute(
+                    "UPDATE deliveries SET status = CASE status WHEN 'pending' THEN 'pending' ELSE 'failed' END,
+                         next_attempt_at = ?2, claimed_by = NULL WHERE seq = ?1",
+                    params![seq, now],
+                )
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(found)
+    }
+
+    /// Deliveries, newest first.
+    pub fn log(&self, filter: &LogFilter) -> Result<Vec<LogEntry>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT id, task, run_id, license_id, activation_key, status, attempts, created_at,
+                        updated_at, next_attempt_at, last_status, last_error, length(body)
+                 FROM deliveries
+                 WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR created_at >= ?3)
+                 ORDER BY seq DESC LIMIT ?4",
+            )
+            .map_err(|e| self.error(e))?;
+        let limit = filter.limit.map_or(-1, |limit| limit as i64);
+        let status = filter.status.map(Status::as_str);
+        let rows = statement
+            .query_map(params![filter.task, status, filter.since, limit], |row| {
+                let status: String = row.get(5)?;
+                let status = Status::parse(&status).unwrap_or(Status::Pending);
+                Ok(LogEntry {
+                    id: row.get(0)?,
+                    task: row.get(1)?,
+                    run_id: row.get(2)?,
+                    license_id: row.get(3)?,
+                    activation_key: row.get(4)?,
+                    status,
+                    attempts: row.get(6)?,
+                    created_at: row.get(7)?,
+                    updated_at: row.get(8)?,
+                    next_attempt_at: matches!(status, Status::Pending | Status::Failed)
+                        .then(|| row.get(9))
+                        .transpose()?,
+                    last_status: row.get(10)?,
+                    last_error: row.get(11)?,
+                    bytes: row.get(12)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// A delivery's attempts, oldest first.
+    pub fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptEntry>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT a.at, a.status, a.error, a.duration_ms, a.excerpt
+                 FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq
+                 WHERE d.id = ?1 ORDER BY a.id",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([delivery_id], |row| {
+                Ok(AttemptEntry {
+                    at_ms: row.get(0)?,
+                    status: row.get(1)?,
+                    error: row.get(2)?,
+                    duration_ms: row.get(3)?,
+                    excerpt: row.get(4)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The body stored for a delivery.
+    pub fn body(&self, delivery_id: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT body FROM deliveries WHERE id = ?1",
+                [delivery_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Deletes runs that started before `before` and whose deliveries are all settled
+    /// (delivered or dead), with their deliveries and attempts; returns how many deliveries.
+    pub fn prune(&self, before: i64) -> Result<u64, StateError> {
+        let transaction = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.error(e))?;
+        let old_runs = "SELECT id FROM runs WHERE started_at < ?1 AND NOT EXISTS (
+                SELECT 1 FROM deliveries d WHERE d.run_id = runs.id
+                AND d.status IN ('pending', 'failed'))";
+        let deliveries = transaction
+            .execute(
+                &format!("DELETE FROM attempts WHERE delivery_seq IN (SELECT seq FROM deliveries WHERE run_id IN ({old_runs}))"),
+                [before],
+            )
+            .and_then(|_| {
+                transaction.execute(
+                    &format!("DELETE FROM deliveries WHERE run_id IN ({old_runs})"),
+                    [before],
+                )
+            })
+            .map_err(|e| self.error(e))?;
+        transaction
+            .execute(
+                &format!("DELETE FROM runs WHERE id IN ({old_runs})"),
+                [before],
+            )
+            .map_err(|e| self.error(e))?;
+        transaction.commit().map_err(|e| self.error(e))?;
+        Ok(deliveries as u64)
+    }
+}
+
+impl RunRecorder<'_> {
+    /// Records one pending delivery.
+    pub fn add(
+        &mut self,
+        id: &str,
+        license_id: i64,
+        activation_key: &str,
+        body: &[u8],
+    ) -> rusqlite::Result<()> {
+        let mut statement = self.transaction.prepare_cached(
+            "INSERT INTO deliveries (id, run_id, task, license_id, activation_key, body,
+                 created_at, next_attempt_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)",
+        )?;
+        statement.execute(params![
+            id,
+            self.run_id,
+            self.task,
+            license_id,
+            activation_key,
+            body,
+            self.now
+        ])?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Commits the run and all its deliveries at once; returns the run id.
+    pub fn commit(self) -> rusqlite::Result<i64> {
+        self.transaction.execute(
+            "UPDATE runs SET matched = ?2 WHERE id = ?1",
+            params![self.run_id, self.count],
+        )?;
+        self.transaction.commit()?;
+        Ok(self.run_id)
+    }
+}

@@ -1,0 +1,71 @@
+//! The per-task lock: an OS file lock, so a killed process never leaves a stale lock behind.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// Held while a task is being run or retried; released when dropped (or the process dies).
+#[derive(Debug)]
+pub struct TaskLock {
+    _file: File,
+}
+
+/// Whether the lock was taken.
+pub enum Acquired {
+    Held(TaskLock),
+    /// Another process holds it.
+    Busy(PathBuf),
+}
+
+impl TaskLock {
+    /// Tries once to lock `task` for the state database at `state`; never waits.
+    pub fn try_acquire(state: &Path, task: &str) -> std::io::Result<Acquired> {
+        let path = lock_path(state, task);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Acquired::Held(TaskLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Acquired::Busy(path)),
+            Err(std::fs::TryLockError::Error(error)) => Err(error),
+        }
+    }
+}
+
+/// `<state>.locks/<task>.lock`.
+pub fn lock_path(state: &Path, task: &str) -> PathBuf {
+    let mut folder = state.as_os_str().to_owned();
+    folder.push(".locks");
+    PathBuf::from(folder).join(format!("{task}.lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_turned_away_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        let Acquired::Held(first) = TaskLock::try_acquire(&state, "renewals").unwrap() else {
+            panic!("the first lock must be taken");
+        };
+        assert!(matches!(
+            TaskLock::try_acquire(&state, "renewals").unwrap(),
+            Acquired::Busy(_)
+        ));
+        assert!(matches!(
+            TaskLock::try_acquire(&state, "trials").unwrap(),
+            Acquired::Held(_)
+        ));
+        drop(first);
+        assert!(matches!(
+            TaskLock::try_acquire(&state, "renewals").unwrap(),
+            Acquired::Held(_)
+        ));
+    }
+}

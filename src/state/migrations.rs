@@ -1,0 +1,100 @@
+//! The state schema, versioned with `PRAGMA user_version` and migrated on open.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StateError;
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE tasks (
+    task          TEXT PRIMARY KEY,   -- the task file's stem
+    first_seen    INTEGER NOT NULL,   -- when keyhook first saw the task (unix seconds)
+    last_run      INTEGER,            -- start of the last run that completed, for [date]
+    last_slot     INTEGER,            -- the scheduled slot that run was for
+    webhook_gone  INTEGER             -- set when the receiver answered 410 Gone
+);
+CREATE TABLE runs (
+    id           INTEGER PRIMARY KEY,
+    task         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    slot         INTEGER,             -- the scheduled slot; NULL for a forced run
+    started_at   INTEGER NOT NULL,
+    finished_at  INTEGER,
+    matched      INTEGER NOT NULL DEFAULT 0,
+    sent         INTEGER NOT NULL DEFAULT 1,  -- 0: webhooks were disabled, nothing sent
+    UNIQUE (task, slot)
+);
+CREATE TABLE deliveries (
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,    -- the delivery id, sent on every attempt
+    run_id           INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    task             TEXT NOT NULL,
+    license_id       INTEGER NOT NULL,
+    activation_key   TEXT NOT NULL,
+    body             BLOB NOT NULL,           -- the exact bytes sent, on every attempt
+    status           TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'failed', 'delivered', 'dead')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    next_attempt_at  INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    last_status      INTEGER,
+    last_error       TEXT,
+    claimed_by       TEXT                     -- the process sending it right now
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
+    WHERE status IN ('pending', 'failed');
+CREATE INDEX deliveries_run ON deliveries (run_id, status);
+CREATE INDEX deliveries_task ON deliveries (task, created_at);
+CREATE TABLE attempts (
+    id            INTEGER PRIMARY KEY,
+    delivery_seq  INTEGER NOT NULL REFERENCES deliveries (seq) ON DELETE CASCADE,
+    at            INTEGER NOT NULL,
+    status        INTEGER,                    -- HTTP status, NULL when none came back
+    error         TEXT,                       -- NULL when delivered
+    duration_ms   INTEGER NOT NULL,
+    excerpt       TEXT                        -- first bytes of the response body
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_seq);
+"#];
+
+/// Brings the schema up to date, in one transaction per step.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    let sql_error = |source| StateError::Sql {
+        path: path.to_path_buf(),
+        source,
+    };
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|error| super::classify(path, error))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StateError::TooNew {
+            path: path.to_path_buf(),
+            version,
+            known,
+        });
+    }
+    if version == 0 {
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .map_err(sql_error)?;
+        if tables > 0 {
+            return Err(StateError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "it holds tables but is not a keyhook state database".into(),
+            });
+        }
+    }
+    for (index, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let transaction = conn.transaction().map_err(sql_error)?;
+        transaction.execute_batch(step).map_err(sql_error)?;
+        transaction
+            .pragma_update(None, "user_version", index as i64 + 1)
+            .map_err(sql_error)?;
+        transaction.commit().map_err(sql_error)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! keyhook's own state, in a SQLite file apart from the license database: runs, deliveries
+//! (with the exact body sent) and attempts. WAL mode; every change is a transaction.
+
+pub mod deliveries;
+pub mod lock;
+mod migrations;
+pub mod runs;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+/// The state file's name when `--state` is not given: beside the license database.
+pub const DEFAULT_FILE: &str = "keyhook-state.db";
+
+/// Why the state database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "state database {} is unreadable ({detail}); keyhook will not reset it, since it holds \
+         the delivery log and retry queue: move it aside to start afresh",
+        .path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "state database {} has schema version {version}, newer than this keyhook ({known}); \
+         upgrade keyhook",
+        .path.display()
+    )]
+    TooNew {
+        path: PathBuf,
+        version: i64,
+        known: i64,
+    },
+    #[error("state database {}: {source}", .path.display())]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// An open state database.
+pub struct StateDb {
+    pub(crate) conn: Connection,
+    path: PathBuf,
+}
+
+impl StateDb {
+    /// Opens (creating if needed) and migrates the state database at `path`.
+    pub fn open(path: &Path) -> Result<StateDb, StateError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| classify(path, e))?;
+        // WAL: readers never block the sender; NORMAL: a commit survives a killed process
+        // (only a power cut can lose the last commits, never corrupt the file).
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(|e| classify(path, e))?;
+        let mut state = StateDb {
+            conn,
+            path: path.to_path_buf(),
+        };
+        migrations::migrate(&mut state.conn, path)?;
+        Ok(state)
+    }
+
+    /// The default state path for a license database path.
+    pub fn default_path(license_db: &Path) -> PathBuf {
+        license_db
+            .parent()
+            .map_or_else(|| PathBuf::from(DEFAULT_FILE), |dir| dir.join(DEFAULT_FILE))
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Wraps a SQLite error with the file name (and recognises a corrupt file).
+    pub(crate) fn error(&self, error: rusqlite::Error) -> StateError {
+        classify(&self.path, error)
+    }
+}
+
+fn classify(path: &Path, error: rusqlite::Error) -> StateError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StateError::Corrupt {
+            path: path.to_path_buf(),
+            detail: error.to_string(),
+        },
+        _ => StateError::Sql {
+            path: path.to_path_buf(),
+            source: error,
+        },
+    }
+}
+
+/// Seconds since the Unix epoch, the unit of every time in the state database.
+pub fn unix(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp()
+}

@@ -1,0 +1,186 @@
+//! Runs and per-task state: when a task was first seen, last ran, and for which slot.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{StateDb, StateError};
+
+/// A task's row in the state database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskState {
+    pub first_seen: i64,
+    pub last_run: Option<i64>,
+    pub last_slot: Option<i64>,
+    pub webhook_gone: Option<i64>,
+}
+
+/// A run as recorded, with its deliveries counted by status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunSummary {
+    pub id: i64,
+    pub task: String,
+    pub name: String,
+    pub slot: Option<i64>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub matched: i64,
+    pub sent: bool,
+    pub delivered: i64,
+    pub pending: i64,
+    pub failed: i64,
+    pub dead: i64,
+}
+
+impl StateDb {
+    /// The task's state, recording it as first seen `now` if it is new.
+    pub fn task_state(&self, task: &str, now: i64) -> Result<TaskState, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO tasks (task, first_seen) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![task, now],
+            )
+            .map_err(|e| self.error(e))?;
+        self.conn
+            .query_row(
+                "SELECT first_seen, last_run, last_slot, webhook_gone FROM tasks WHERE task = ?1",
+                [task],
+                |row| {
+                    Ok(TaskState {
+                        first_seen: row.get(0)?,
+                        last_run: row.get(1)?,
+                        last_slot: row.get(2)?,
+                        webhook_gone: row.get(3)?,
+                    })
+                },
+            )
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every task's state, by task stem.
+    pub fn task_states(&self) -> Result<Vec<(String, TaskState)>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT task, first_seen, last_run, last_slot, webhook_gone FROM tasks ORDER BY task",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    TaskState {
+                        first_seen: row.get(1)?,
+                        last_run: row.get(2)?,
+                        last_slot: row.get(3)?,
+                        webhook_gone: row.get(4)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Sets (or rewinds) when the task last ran.
+    pub fn set_last_run(&self, task: &str, at: i64) -> Result<(), StateError> {
+        self.task_state(task, at)?;
+        self.conn
+            .execute(
+                "UPDATE tasks SET last_run = ?2 WHERE task = ?1",
+                params![task, at],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Records that the receiver answered 410 Gone (or, with `None`, re-enables the webhook).
+    pub fn set_webhook_gone(&self, task: &str, at: Option<i64>) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE tasks SET webhook_gone = ?2 WHERE task = ?1",
+                params![task, at],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Whether a run for this task and slot was already recorded.
+    pub fn slot_ran(&self, task: &str, slot: i64) -> Result<bool, StateError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM runs WHERE task = ?1 AND slot = ?2",
+                params![task, slot],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(|e| self.error(e))
+    }
+
+    /// Marks a run finished and, for a completed run, advances the task's last run.
+    pub fn finish_run(&self, run_id: i64, now: i64) -> Result<(), StateError> {
+        let transaction = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.error(e))?;
+        transaction
+            .execute(
+                "UPDATE runs SET finished_at = ?2 WHERE id = ?1",
+                params![run_id, now],
+            )
+            .map_err(|e| self.error(e))?;
+        transaction
+            .execute(
+                "UPDATE tasks SET last_run = runs.started_at,
+                     last_slot = coalesce(runs.slot, tasks.last_slot)
+                 FROM runs WHERE runs.id = ?1 AND tasks.task = runs.task",
+                [run_id],
+            )
+            .map_err(|e| self.error(e))?;
+        transaction.commit().map_err(|e| self.error(e))
+    }
+
+    /// The latest run of each task, with its deliveries counted by status.
+    pub fn latest_runs(&self) -> Result<Vec<RunSummary>, StateError> {
+        self.run_summaries("WHERE r.id IN (SELECT max(id) FROM runs GROUP BY task) ORDER BY r.task")
+    }
+
+    /// A run by id.
+    pub fn run(&self, run_id: i64) -> Result<Option<RunSummary>, StateError> {
+        let mut runs = self.run_summaries(&format!("WHERE r.id = {run_id}"))?;
+        Ok(runs.pop())
+    }
+
+    fn run_summaries(&self, filter: &str) -> Result<Vec<RunSummary>, StateError> {
+        let sql = format!(
+            "SELECT r.id, r.task, r.name, r.slot, r.started_at, r.finished_at, r.matched, r.sent,
+                    count(d.seq) FILTER (WHERE d.status = 'delivered'),
+                    count(d.seq) FILTER (WHERE d.status = 'pending'),
+                    count(d.seq) FILTER (WHERE d.status = 'failed'),
+                    count(d.seq) FILTER (WHERE d.status = 'dead')
+             FROM runs r LEFT JOIN deliveries d ON d.run_id = r.id {filter} "
+        );
+        let sql = match sql.find("ORDER BY") {
+            Some(at) => format!("{} GROUP BY r.id {}", &sql[..at], &sql[at..]),
+            None => format!("{sql} GROUP BY r.id"),
+        };
+        let mut statement = self.conn.prepare(&sql).map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(RunSummary {
+                    id: row.get(0)?,
+                    task: row.get(1)?,
+                    name: row.get(2)?,
+                    slot: row.get(3)?,
+                    started_at: row.get(4)?,
+                    finished_at: row.get(5)?,
+                    matched: row.get(6)?,
+                    sent: row.get(7)?,
+                    delivered: row.get(8)?,
+                    pending: row.get(9)?,
+                    failed: row.get(10)?,
+                    dead: row.get(11)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+}
