@@ -281,12 +281,17 @@ impl StateDb {
     /// Puts one delivery (by id or unique id prefix) back in the queue, due `now`, whatever
     /// its status; returns its task.
     pub fn requeue(&self, id: &str, now: i64) -> Result<Option<(i64, String)>, StateError> {
-        let pattern = format!("{}%", id.replace(['%', '_'], ""));
+        let escaped = id
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("{escaped}%");
         let found: Option<(i64, String)> = self
             .conn
             .query_row(
                 "SELECT seq, task FROM deliveries WHERE id = ?1
-                 OR (id LIKE ?2 AND (SELECT count(*) FROM deliveries WHERE id LIKE ?2) = 1)",
+                 OR (id LIKE ?2 ESCAPE '\\'
+                     AND (SELECT count(*) FROM deliveries WHERE id LIKE ?2 ESCAPE '\\') = 1)",
                 params![id, pattern],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )

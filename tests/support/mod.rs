@@ -86,6 +86,29 @@ impl Test {
         ])
     }
 
+    /// The same command as [`Test::keyhook`], as a plain process to spawn and signal.
+    pub fn process<I, S>(&self, args: I) -> std::process::Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("keyhook"));
+        command.current_dir(self.dir.path());
+        for (name, _) in std::env::vars() {
+            if name.starts_with("KEYHOOK_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("KEYHOOK_NOW", NOW)
+            .env("KEYHOOK_TIMEZONE", "UTC");
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        command.args(args);
+        command
+    }
+
     /// `keyhook <args>` in the folder, with the clock pinned to [`NOW`] in UTC.
     pub fn keyhook<I, S>(&self, args: I) -> Command
     where
@@ -131,4 +154,12 @@ pub fn stderr(output: &std::process::Output) -> String {
 /// The repository's own folder (for the example definitions).
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// [`NOW`] plus `seconds`, for `--now`.
+pub fn later(seconds: i64) -> String {
+    let now = chrono::NaiveDateTime::parse_from_str(NOW, "%Y-%m-%dT%H:%M:%S").expect("NOW parses");
+    (now + chrono::Duration::seconds(seconds))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
 }

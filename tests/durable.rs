@@ -1,0 +1,554 @@
+//! Durable delivery: nothing is lost when the receiver is down or keyhook is killed, retries
+//! follow the policy, and two processes never send the same delivery twice.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use keyhook::receiver::{Reply, Request, Server};
+use support::{Test, later, stderr, stdout};
+
+const SECRET: &str = "test-secret";
+
+/// `count` licenses that all match, and a task posting them to `url`.
+fn many(count: i64, url: &str, extra_webhook: &str) -> Test {
+    let test = Test::new()
+        .search("all", "SubscriptionExpiryDate > [today_start]")
+        .task("all", "all", url, extra_webhook);
+    let conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    for id in 1..=count {
+        conn.execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate) VALUES (?1, ?2, '2027-01-01T00:00:00')",
+            rusqlite::params![id, format!("KEY-{id:04}")],
+        )
+        .unwrap();
+    }
+    test
+}
+
+fn key(request: &Request) -> String {
+    let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    json["LicenseInfo"]["ActivationKey"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every key received, with the requests for it.
+fn by_key(server: &Server) -> HashMap<String, Vec<Request>> {
+    let mut map: HashMap<String, Vec<Request>> = HashMap::new();
+    for request in server.requests() {
+        map.entry(key(&request)).or_default().push(request);
+    }
+    map
+}
+
+fn assert_all_arrived_once_or_identically(server: &Server, count: i64) {
+    let map = by_key(server);
+    assert_eq!(
+        map.len() as i64,
+        count,
+        "every license reached the receiver"
+    );
+    for (key, requests) in map {
+        let first = &requests[0];
+        for again in &requests[1..] {
+            assert_eq!(
+                again.header("X-Keyhook-Delivery"),
+                first.header("X-Keyhook-Delivery"),
+                "{key}"
+            );
+            assert_eq!(again.body, first.body, "{key}: same body bytes");
+            assert_eq!(
+                again.header("X-QLM-Signature"),
+                first.header("X-QLM-Signature"),
+                "{key}"
+            );
+        }
+    }
+}
+
+fn integrity(test: &Test) {
+    let conn = rusqlite::Connection::open(test.path("keyhook-state.db")).unwrap();
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(verdict, "ok");
+}
+
+#[test]
+fn sigkill_at_several_points_loses_nothing() {
+    for kill_after in [0, 1, 7, 23] {
+        let server = Server::start("127.0.0.1:0", |_| {
+            Reply::ok().with_delay(Duration::from_millis(20))
+        })
+        .unwrap();
+        let test = many(30, &server.url("/"), "");
+        let mut child = test.process(["run-task", "all"]).spawn().unwrap();
+        if kill_after > 0 {
+            assert!(
+                server.wait_for(kill_after, Duration::from_secs(20)),
+                "kill point {kill_after}"
+            );
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let received_before = server.request_count();
+        assert!(
+            received_before < 30,
+            "killed before the end at {kill_after}"
+        );
+        integrity(&test);
+        test.keyhook(["status"]).assert().success();
+        let retry = test.keyhook(["retry"]).output().unwrap();
+        assert!(retry.status.success(), "{}", stderr(&retry));
+        if received_before == 0 && server.request_count() == 0 {
+            // Killed before the run was recorded: no run happened, nothing is owed; a new run
+            // delivers everything.
+            test.keyhook(["run-task", "all"]).assert().success();
+        }
+        assert_all_arrived_once_or_identically(&server, 30);
+        integrity(&test);
+    }
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_exits_143() {
+    let server = Server::start("127.0.0.1:0", |_| {
+        Reply::ok().with_delay(Duration::from_millis(30))
+    })
+    .unwrap();
+    let test = many(40, &server.url("/"), "");
+    let child = test
+        .process(["run-task", "all"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(server.wait_for(3, Duration::from_secs(20)));
+    unsafe_kill(child.id(), "TERM");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(143), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("stopped by a signal"),
+        "{}",
+        stdout(&output)
+    );
+    let sent = server.request_count();
+    let log = test
+        .keyhook(["log", "--status", "delivered", "--json", "--limit", "1000"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&log).lines().count(),
+        sent,
+        "every request sent was recorded as delivered"
+    );
+    test.keyhook(["retry"]).assert().success();
+    assert_all_arrived_once_or_identically(&server, 40);
+    assert_eq!(
+        server.request_count(),
+        40,
+        "no duplicates after a clean stop"
+    );
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_receiver_failing_the_first_requests_gets_them_on_retry() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) < 3 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = many(5, &server.url("/"), "");
+    let output = test.keyhook(["run-task", "all"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("5 matched, 2 delivered, 3 failed"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stdout(&output).contains("3 failed deliveries will be retried"),
+        "{}",
+        stdout(&output)
+    );
+    // Not due yet: the first wait is 5 s (±10%).
+    let early = test
+        .keyhook(["retry", "--now", &later(2)])
+        .output()
+        .unwrap();
+    assert!(early.status.success());
+    assert_eq!(server.request_count(), 5);
+    let output = test
+        .keyhook(["retry", "--now", &later(10)])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("all: retried 3, 3 delivered, 0 failed"),
+        "{}",
+        stdout(&output)
+    );
+    assert_all_arrived_once_or_identically(&server, 5);
+}
+
+#[test]
+fn a_receiver_down_then_back_gets_everything() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let test = many(4, &url, "retry_interval = \"1h\"");
+    assert_eq!(
+        test.keyhook(["run-task", "all"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    let server = Server::start(&format!("127.0.0.1:{port}"), |_| Reply::ok()).unwrap();
+    test.keyhook(["retry", "--now", &later(3601)])
+        .assert()
+        .success();
+    assert_all_arrived_once_or_identically(&server, 4);
+    let log = test
+        .keyhook(["log", "--json", "--attempts"])
+        .output()
+        .unwrap();
+    for line in stdout(&log).lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(entry["status"], "delivered");
+        assert_eq!(entry["attempts"].as_array().unwrap().len(), 2);
+        assert!(
+            entry["attempts"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("connection"),
+            "{entry}"
+        );
+    }
+}
+
+#[test]
+fn retry_after_on_429_is_honoured() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::status(429).with_header("Retry-After", "120")
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = many(1, &server.url("/"), "");
+    assert_eq!(
+        test.keyhook(["run-task", "all"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    test.keyhook(["retry", "--now", &later(60)])
+        .assert()
+        .success();
+    assert_eq!(server.request_count(), 1, "not before Retry-After");
+    test.keyhook(["retry", "--now", &later(121)])
+        .assert()
+        .success();
+    assert_eq!(server.request_count(), 2);
+}
+
+#[test]
+fn a_delivery_dies_after_max_retries_and_log_shows_it() {
+    let server = Server::start("127.0.0.1:0", |_| {
+        Reply::status(500).with_body("still broken")
+    })
+    .unwrap();
+    let test = many(
+        1,
+        &server.url("/"),
+        "max_retries = 2\nretry_interval = \"1m\"",
+    );
+    assert_eq!(
+        test.keyhook(["run-task", "all"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        test.keyhook(["retry", "--now", &later(61)])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    let last = test
+        .keyhook(["retry", "--now", &later(122)])
+        .output()
+        .unwrap();
+    assert_eq!(last.status.code(), Some(1));
+    assert!(
+        stdout(&last).contains("1 deliveries are dead"),
+        "{}",
+        stdout(&last)
+    );
+    // Nothing more is due, ever.
+    test.keyhook(["retry", "--now", &later(100_000)])
+        .assert()
+        .success();
+    assert_eq!(server.request_count(), 3);
+    let dead = test.keyhook(["log", "--status", "dead"]).output().unwrap();
+    let text = stdout(&dead);
+    assert!(
+        text.contains("KEY-0001") && text.contains("gave up after 2 retries"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HTTP 500 Internal Server Error: still broken"),
+        "{text}"
+    );
+}
+
+#[test]
+fn client_errors_are_not_retried_and_410_disables_the_webhook_loudly() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(404)).unwrap();
+    let test = many(2, &server.url("/"), "");
+    assert_eq!(
+        test.keyhook(["run-task", "all"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    test.keyhook(["retry", "--now", &later(100_000)])
+        .assert()
+        .success();
+    assert_eq!(server.request_count(), 2, "a 404 is not retried");
+
+    let gone = Server::start("127.0.0.1:0", |_| Reply::status(410)).unwrap();
+    let test = many(3, &gone.url("/"), "");
+    let output = test.keyhook(["run-task", "all"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("answered 410 Gone: the webhook of task `all` is DISABLED"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(gone.request_count(), 1, "nothing more after the 410");
+    let again = test
+        .keyhook(["run-task", "all", "--force"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stdout(&again).contains("webhook DISABLED"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(gone.request_count(), 1);
+    let status = test.keyhook(["status"]).output().unwrap();
+    assert!(
+        stdout(&status).contains("DISABLED: 410 Gone"),
+        "{}",
+        stdout(&status)
+    );
+
+    // Fixed: point the task elsewhere and re-enable; the waiting deliveries go out.
+    let fixed = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = test.task("all", "all", &fixed.url("/"), "");
+    test.keyhook(["enable", "all"]).assert().success();
+    test.keyhook(["retry"]).assert().success();
+    assert_eq!(
+        fixed.request_count(),
+        5,
+        "2 left from the first run, 3 from the forced one"
+    );
+}
+
+#[test]
+fn two_concurrent_runs_of_one_task_never_double_send() {
+    let server = Server::start("127.0.0.1:0", |_| {
+        Reply::ok().with_delay(Duration::from_millis(30))
+    })
+    .unwrap();
+    let test = many(20, &server.url("/"), "");
+    let first = test
+        .process(["run-task", "all"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(server.wait_for(1, Duration::from_secs(20)));
+    let started = Instant::now();
+    let second = test
+        .keyhook(["run-task", "all", "--force"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(75), "{}", stderr(&second));
+    assert!(stderr(&second).contains("task `all` is being run by another keyhook process"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the second exits at once"
+    );
+    let retry = test.keyhook(["retry"]).output().unwrap();
+    assert_eq!(
+        retry.status.code(),
+        Some(75),
+        "a retry leaves a running task alone"
+    );
+    assert!(stdout(&retry).contains("another keyhook process is running it"));
+    let output = first.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert_eq!(server.request_count(), 20);
+    assert_eq!(by_key(&server).len(), 20);
+}
+
+#[test]
+fn resend_sends_the_same_delivery_again() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = many(1, &server.url("/"), "");
+    test.keyhook(["run-task", "all"]).assert().success();
+    let first = server.requests()[0].clone();
+    let id = first.header("X-Keyhook-Delivery").unwrap().to_string();
+    let output = test.keyhook(["resend", &id[..12]]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains(&format!("delivered {id}")));
+    let again = &server.requests()[1];
+    assert_eq!(again.header("X-Keyhook-Delivery"), Some(id.as_str()));
+    assert_eq!(again.body, first.body);
+    assert_eq!(
+        again.header("X-QLM-Signature"),
+        first.header("X-QLM-Signature")
+    );
+    let missing = test.keyhook(["resend", "msg_nope"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn disabled_webhooks_log_the_run_and_send_nothing() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = many(3, &server.url("/"), "enabled = false");
+    let output = test.keyhook(["run-task", "all"]).output().unwrap();
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("nothing was sent"));
+    let status = stdout(&test.keyhook(["status"]).output().unwrap());
+    assert!(status.contains("disabled in task file"), "{status}");
+    test.keyhook(["retry", "--now", &later(100_000)])
+        .assert()
+        .success();
+    assert_eq!(server.request_count(), 0);
+}
+
+#[test]
+fn a_corrupt_state_file_is_an_error_never_a_silent_reset() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = many(1, &server.url("/"), "");
+    let garbage = b"this is not a database, but it was precious".repeat(200);
+    std::fs::write(test.path("keyhook-state.db"), &garbage).unwrap();
+    let output = test.keyhook(["run-task", "all"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("keyhook-state.db is unreadable"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("move it aside"));
+    assert_eq!(
+        std::fs::read(test.path("keyhook-state.db")).unwrap(),
+        garbage
+    );
+    assert_eq!(server.request_count(), 0);
+}
+
+#[test]
+fn the_state_database_holds_no_secret_and_the_exact_body() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = many(2, &server.url("/"), "");
+    test.keyhook(["run-task", "all"]).assert().success();
+    for file in ["keyhook-state.db", "keyhook-state.db-wal"] {
+        if let Ok(bytes) = std::fs::read(test.path(file)) {
+            assert!(
+                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                "{file}"
+            );
+        }
+    }
+    let conn = rusqlite::Connection::open(test.path("keyhook-state.db")).unwrap();
+    let body: Vec<u8> = conn
+        .query_row(
+            "SELECT body FROM deliveries WHERE activation_key = 'KEY-0001'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let sent = server
+        .requests()
+        .into_iter()
+        .find(|r| key(r) == "KEY-0001")
+        .unwrap();
+    assert_eq!(body, sent.body);
+}
+
+#[test]
+fn prune_removes_old_settled_deliveries_only() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::status(500)
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = many(3, &server.url("/"), "retry_interval = \"400d\"");
+    test.keyhook(["run-task", "all"]).output().unwrap();
+    let output = test
+        .keyhook(["prune", "--older-than", "90d", "--now", &later(100 * 86400)])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(
+        stdout(&output).contains("deleted 0 settled deliveries"),
+        "a run with a failed delivery is kept: {}",
+        stdout(&output)
+    );
+    test.keyhook(["retry", "--now", &later(401 * 86400)])
+        .assert()
+        .success();
+    let output = test
+        .keyhook(["prune", "--older-than", "90d", "--now", &later(401 * 86400)])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&output).contains("deleted 3 settled deliveries"),
+        "{}",
+        stdout(&output)
+    );
+    let log = test.keyhook(["log", "--json"]).output().unwrap();
+    assert_eq!(stdout(&log), "");
+}
