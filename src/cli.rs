@@ -64,6 +64,20 @@ pub enum Command {
     /// Run one task now, whatever its schedule: one signed POST per matching license.
     RunTask(RunTaskArgs),
 
+    /// What cron or a systemd timer calls: send the retries that are due, then run every task
+    /// whose scheduled slot has come.
+    ///
+    /// Missed slots run once, and only within each task's `catch_up` window; a task still
+    /// running from an earlier call is skipped. Exit: 0 all fine or nothing due, 1 some
+    /// deliveries failed, 2 configuration error, 75 a due task was locked by another process.
+    RunDue,
+
+    /// The next run times of one task or of every enabled task.
+    Next(NextArgs),
+
+    /// Set when a task last ran (QLM's "Last Ran"): what `[date]` is on its next run.
+    SetLastRun(SetLastRunArgs),
+
     /// Send every pending or failed delivery that is due.
     Retry(RetryArgs),
 
@@ -81,6 +95,19 @@ pub enum Command {
 
     /// Delete settled deliveries (delivered or dead) of old runs, to keep the state file bounded.
     Prune(PruneArgs),
+
+    /// Secrets: `keyhook secret new` prints a fresh Standard Webhooks secret.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+
+    /// Print the signature of a body, to reproduce what keyhook sends (or a spec's vectors).
+    Sign(SignArgs),
+
+    /// Check a received request's signature and say why it is invalid.
+    ///
+    /// Give the headers and body as files, or a raw HTTP request on standard input. Exits 0
+    /// when valid, 1 when invalid.
+    Verify(VerifyArgs),
 
     /// List the searches and tasks found, one line each.
     List,
@@ -142,6 +169,91 @@ pub struct RunTaskArgs {
     /// `concurrency`, else 1].
     #[arg(long, env = "KEYHOOK_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<usize>,
+}
+
+/// Arguments of `next`.
+#[derive(Debug, Args)]
+pub struct NextArgs {
+    /// The task; every enabled task when omitted.
+    pub task: Option<String>,
+
+    /// How many run times to show.
+    #[arg(short = 'n', long, default_value_t = 5)]
+    pub count: usize,
+}
+
+/// Arguments of `set-last-run`.
+#[derive(Debug, Args)]
+pub struct SetLastRunArgs {
+    /// The task.
+    pub task: String,
+
+    /// The time, e.g. 2026-11-20T08:00 (read in the task's zone) or with an offset.
+    pub time: String,
+}
+
+/// `secret` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Print a fresh `whsec_` secret: 32 random bytes from the OS, base64.
+    New,
+}
+
+/// Which signature scheme to sign or check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemeArg {
+    /// `X-QLM-Signature`: SHA-256 of body + secret.
+    Qlm,
+    /// Standard Webhooks: `webhook-signature` over id, timestamp and body.
+    Standard,
+}
+
+/// Arguments of `sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    #[arg(long, value_enum, default_value = "standard")]
+    pub scheme: SchemeArg,
+
+    /// Environment variable holding the secret.
+    #[arg(long, value_name = "NAME")]
+    pub secret_env: String,
+
+    /// The message (delivery) id; needed by `standard`.
+    #[arg(long)]
+    pub id: Option<String>,
+
+    /// Unix seconds; needed by `standard`.
+    #[arg(long, allow_negative_numbers = true)]
+    pub timestamp: Option<i64>,
+
+    /// The body file (`-` for standard input), signed byte for byte.
+    #[arg(long, value_name = "FILE")]
+    pub body: PathBuf,
+}
+
+/// Arguments of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Environment variable holding the secret (one per line to accept several).
+    #[arg(long, value_name = "NAME")]
+    pub secret_env: String,
+
+    /// The scheme to check [default: the one the request's headers use].
+    #[arg(long, value_enum)]
+    pub scheme: Option<SchemeArg>,
+
+    /// A file of `Name: value` header lines; with --body. Without both, a raw HTTP request is
+    /// read from standard input.
+    #[arg(long, value_name = "FILE", requires = "body")]
+    pub headers: Option<PathBuf>,
+
+    /// The body file, byte for byte; with --headers.
+    #[arg(long, value_name = "FILE", requires = "headers")]
+    pub body: Option<PathBuf>,
+
+    /// How old (or new) a Standard Webhooks timestamp may be, e.g. 5m.
+    #[arg(long, default_value = "5m")]
+    pub tolerance: String,
 }
 
 /// Arguments of `retry`.

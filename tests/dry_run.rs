@@ -213,7 +213,9 @@ fn list_shows_searches_and_tasks() {
         text.contains("Subscriptions that expire in the next 30 days."),
         "{text}"
     );
-    assert!(text.contains("every 1 day"), "{text}");
+    assert!(text.contains("every day at 00:00"), "{text}");
+    assert!(text.contains("never ran"), "{text}");
+    assert!(text.contains("next 2026-11-24 00:00 UTC"), "{text}");
     assert!(text.contains("search: upcoming-renewals"), "{text}");
 }
 

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use super::Context;
 use crate::definitions::Problem;
+use crate::definitions::secret::SecretSource;
 use crate::error::{Exit, Result};
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
@@ -38,6 +39,17 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     for problem in &problems {
         writeln!(out, "error: {problem}")?;
     }
+    for task in &definitions.tasks {
+        if matches!(task.webhook.secret, SecretSource::Literal(_)) && readable_by_others(&task.path)
+        {
+            writeln!(
+                out,
+                "warning: {}: holds a literal `secret` and other users can read the file; \
+                 chmod 600 it, or use secret_env, secret_file or secret_credential",
+                task.path.display()
+            )?;
+        }
+    }
     let (searches, tasks) = (definitions.searches.len(), definitions.tasks.len());
     if problems.is_empty() {
         writeln!(out, "ok: {searches} searches and {tasks} tasks are valid")?;
@@ -45,4 +57,10 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     }
     writeln!(out, "{} problem(s) found", problems.len())?;
     Ok(Exit::Config)
+}
+
+/// Whether users other than the owner may read `path` (group or world read bit).
+fn readable_by_others(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|metadata| metadata.permissions().mode() & 0o044 != 0)
 }

@@ -10,7 +10,7 @@ use super::{Context, success};
 use crate::cli::DryRunArgs;
 use crate::definitions::{Search, Task};
 use crate::delivery::http::DELIVERY_HEADER;
-use crate::delivery::{payload, signature};
+use crate::delivery::payload;
 use crate::error::{Error, Result};
 use crate::licenses::license_info::License;
 use crate::licenses::macros::{self, DATE_FORMAT};
@@ -92,7 +92,7 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
         db.count(&search.template, &values).map_err(fail)?
     };
     match (task, args.payloads) {
-        (Some(task), true) => payloads(task, &shown, out)?,
+        (Some(task), true) => payloads(context, task, &shown, out)?,
         _ => table(&shown, out)?,
     }
     summary(total, shown.len() as u64, out)?;
@@ -208,31 +208,35 @@ fn table(licenses: &[License], out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "{table}")
 }
 
-fn payloads(task: &Task, licenses: &[License], out: &mut impl Write) -> Result<()> {
-    let secret = task.webhook.secret.resolve().map_err(|error| {
-        Error::config(anyhow!(
-            "{}: [webhook]: {error}; the signature cannot be shown without it",
-            task.path.display()
-        ))
-    })?;
+fn payloads(
+    context: &Context,
+    task: &Task,
+    licenses: &[License],
+    out: &mut impl Write,
+) -> Result<()> {
+    let target = super::sending::target(context, task)?;
     for license in licenses {
         let body = payload::body(&task.name, &task.webhook.user_data, &license.info);
         writeln!(out, "POST {}", task.webhook.url)?;
         writeln!(out, "Content-Type: application/json")?;
         writeln!(out, "Content-Length: {}", body.len())?;
+        // Real ids are assigned when a run records its deliveries; the preview signs with this.
+        for (name, value) in target.signer.headers(PREVIEW_ID, &body) {
+            writeln!(out, "{name}: {value}")?;
+        }
         writeln!(
             out,
-            "{}: {}",
-            signature::QLM_HEADER,
-            signature::qlm(&body, &secret)
+            "{DELIVERY_HEADER}: {PREVIEW_ID} (the real id is assigned when sent)"
         )?;
-        writeln!(out, "{DELIVERY_HEADER}: (assigned when sent)")?;
         writeln!(out)?;
         out.write_all(&body)?;
         writeln!(out, "\n")?;
     }
     Ok(())
 }
+
+/// The delivery id a payload preview is signed with.
+const PREVIEW_ID: &str = "msg_preview";
 
 fn summary(total: u64, shown: u64, out: &mut impl Write) -> std::io::Result<()> {
     let noun = if total == 1 {

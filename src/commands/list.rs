@@ -25,12 +25,34 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     }
     write_table(&searches, definitions.searches.is_empty(), out)?;
     writeln!(out, "Tasks in {}:", definitions.dir.join("tasks").display())?;
+    // Last runs come from the state file, when there is one; `list` never creates it.
+    let last_runs = match context.state_path.exists() {
+        true => context
+            .state()?
+            .task_states()
+            .map_err(crate::error::Error::runtime)?,
+        false => Vec::new(),
+    };
     let mut tasks = plain_table();
     for task in &definitions.tasks {
-        let schedule = match &task.at {
-            Some(at) => format!("{} at {at}", task.schedule),
-            None => task.schedule.clone(),
-        };
+        let schedule = task.schedule.describe();
+        let next = task
+            .schedule
+            .next_after(context.clock.now(), context.zone_of(task))
+            .map(|at| {
+                format!(
+                    "next {}",
+                    at.with_timezone(&context.zone_of(task))
+                        .format("%Y-%m-%d %H:%M %Z")
+                )
+            })
+            .unwrap_or_else(|| "no next run".into());
+        let last = last_runs
+            .iter()
+            .find(|(stem, _)| *stem == task.stem)
+            .and_then(|(_, state)| state.last_run)
+            .map(|at| format!("last {}", super::sending::local_time(context, at)))
+            .unwrap_or_else(|| "never ran".into());
         let state = match (task.enabled, task.webhook.enabled) {
             (true, true) => "enabled",
             (true, false) => "webhook disabled",
@@ -40,6 +62,8 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
             task.stem.clone(),
             task.name.clone(),
             schedule,
+            last,
+            next,
             format!("search: {}", task.search),
             state.to_string(),
         ]);

@@ -8,18 +8,24 @@ mod enable;
 mod list;
 mod listen;
 mod log;
+mod next;
 mod prune;
 mod resend;
 mod retry;
+mod run_due;
 mod run_task;
+mod secret;
 mod sending;
+mod set_last_run;
+mod sign;
 mod status;
+mod verify;
 
 use std::path::PathBuf;
 
 use anyhow::anyhow;
 
-use crate::cli::{Cli, Command, DbCommand, GlobalArgs};
+use crate::cli::{Cli, Command, DbCommand, GlobalArgs, SecretCommand};
 use crate::definitions::{Definitions, Search, Task};
 use crate::error::{Error, Exit, Result};
 use crate::licenses::query::LicenseDb;
@@ -42,12 +48,18 @@ pub fn dispatch(cli: Cli) -> Result {
     match cli.command {
         Command::DryRun(args) => dry_run::run(&context, &args, &mut out),
         Command::RunTask(args) => run_task::run(&context, &args, &mut out),
+        Command::RunDue => run_due::run(&context, &mut out),
+        Command::Next(args) => next::run(&context, &args, &mut out),
+        Command::SetLastRun(args) => set_last_run::run(&context, &args, &mut out),
         Command::Retry(args) => retry::run(&context, &args, &mut out),
         Command::Resend(args) => resend::run(&context, &args, &mut out),
         Command::Log(args) => log::run(&context, &args, &mut out),
         Command::Status => status::run(&context, &mut out),
         Command::Enable(args) => enable::run(&context, &args, &mut out),
         Command::Prune(args) => prune::run(&context, &args, &mut out),
+        Command::Secret(SecretCommand::New) => secret::new(&mut out),
+        Command::Sign(args) => sign::run(&args, &mut out),
+        Command::Verify(args) => verify::run(&context, &args, &mut out),
         Command::List => list::run(&context, &mut out),
         Command::Check => check::run(&context, &mut out),
         Command::Db(DbCommand::Init) => db::init(&context, &mut out),
@@ -85,6 +97,11 @@ impl Context {
             db_path: global.db.clone(),
             state_path,
         })
+    }
+
+    /// The zone a task's schedule and dates are read in.
+    pub fn zone_of(&self, task: &Task) -> chrono_tz::Tz {
+        task.timezone.unwrap_or(self.clock.zone())
     }
 
     /// Opens (creating and migrating) keyhook's state database.
@@ -170,21 +187,45 @@ pub fn query_error(search: &Search, error: crate::licenses::query::QueryError) -
 
 /// The scheduled slot a run of `task` now is for: the most recent one at or before now.
 pub fn current_slot(context: &Context, task: &Task) -> Result<Option<i64>> {
-    let _ = (context, task);
-    Ok(None)
+    let zone = context.zone_of(task);
+    Ok(task
+        .schedule
+        .latest_at_or_before(context.clock.now(), zone)
+        .map(|slot| slot.timestamp()))
+}
+
+/// `[date]` for a run now: the last run, else `first_run_since`, else when first seen.
+pub fn date_placeholder(
+    context: &Context,
+    task: &Task,
+    state: &crate::state::runs::TaskState,
+) -> i64 {
+    use crate::definitions::task::FirstRunSince;
+    if let Some(last_run) = state.last_run {
+        return last_run;
+    }
+    match task.first_run_since {
+        Some(FirstRunSince::Age(age)) => context.clock.now().timestamp() - age.as_secs() as i64,
+        Some(FirstRunSince::Time(time)) => clock::resolve_local(time, context.zone_of(task))
+            .map_or(state.first_seen, |at| at.timestamp()),
+        None => state.first_seen,
+    }
 }
 
 /// The `[date]` a dry-run of `task` shows: its last run, else now (a first run counts from
 /// when the task is first seen). Reads the state file only if it exists.
 pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
-    if !context.state_path.exists() {
-        return Ok(Some(context.clock.now().timestamp()));
+    let mut known = None;
+    if context.state_path.exists() {
+        let states = context.state()?.task_states().map_err(Error::runtime)?;
+        known = states
+            .into_iter()
+            .find(|(stem, _)| *stem == task.stem)
+            .map(|(_, state)| state);
     }
-    let state = context.state()?;
-    let states = state.task_states().map_err(Error::runtime)?;
-    let known = states.into_iter().find(|(stem, _)| *stem == task.stem);
-    Ok(Some(match known {
-        Some((_, state)) => state.last_run.unwrap_or(state.first_seen),
-        None => context.clock.now().timestamp(),
-    }))
+    let task_state = known.unwrap_or(crate::state::runs::TaskState {
+        first_seen: context.clock.now().timestamp(),
+        ..Default::default()
+    });
+    Ok(Some(date_placeholder(context, task, &task_state)))
 }

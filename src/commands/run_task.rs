@@ -127,7 +127,7 @@ pub(super) fn execute(
         .map_err(Error::runtime)?;
     let gone = task_state.webhook_gone.is_some();
     let enabled = task.webhook.enabled && context.definitions.settings.webhooks_enabled;
-    let last_run = task_state.last_run.unwrap_or(task_state.first_seen);
+    let last_run = super::date_placeholder(context, task, &task_state);
     let values = placeholder_values(context, Some(task), search, Some(last_run))?;
     let mut db = context.license_db()?;
     let (run_id, matched) = run::record(

@@ -12,6 +12,7 @@ use super::Context;
 use crate::definitions::Task;
 use crate::definitions::retry::policy;
 use crate::delivery::run::{Tally, Target};
+use crate::delivery::signature::Signer;
 use crate::error::{Error, Exit, Result};
 use crate::state::lock::{Acquired, TaskLock};
 
@@ -76,16 +77,19 @@ pub fn locked(task: &Task) -> Error {
 
 /// The target of a task: its secret resolved and its retry policy settled.
 pub fn target(context: &Context, task: &Task) -> Result<Target> {
-    let secret = task.webhook.secret.resolve().map_err(|error| {
+    let config = |error: String| {
         Error::config(anyhow!(
             "task `{}` ({}): [webhook]: {error}",
             task.name,
             task.path.display()
         ))
-    })?;
-    let policy = policy(&task.webhook.retry, &context.definitions.settings.retry)
-        .map_err(|error| Error::config(anyhow!("{}: [webhook]: {error}", task.path.display())))?;
-    Ok(Target::new(task, secret, policy))
+    };
+    let mut secrets = task.webhook.secret.resolve_all().map_err(config)?;
+    secrets.extend(task.webhook.previous_secrets.iter().cloned());
+    let signer = Signer::new(&task.webhook.schemes, &secrets).map_err(config)?;
+    let policy =
+        policy(&task.webhook.retry, &context.definitions.settings.retry).map_err(config)?;
+    Ok(Target::new(task, signer, policy))
 }
 
 /// The exit for a tally: failures, a 410, or a stop.

@@ -39,44 +39,74 @@ pub enum SecretSource {
     Env(String),
     /// `secret_file = "path"`, relative to the task file's folder.
     File(PathBuf),
+    /// `secret_credential = "name"`: systemd's `LoadCredential=`, read from
+    /// `$CREDENTIALS_DIRECTORY/name`.
+    Credential(String),
 }
 
 impl SecretSource {
     /// Picks the one source a `[webhook]` table sets; none or several is an error.
-    pub fn from_fields(
-        literal: Option<String>,
-        env: Option<String>,
-        file: Option<String>,
-        task_dir: &Path,
-    ) -> Result<SecretSource, String> {
-        match (literal, env, file) {
-            (Some(value), None, None) => Ok(SecretSource::Literal(Secret(value))),
-            (None, Some(name), None) => Ok(SecretSource::Env(name)),
-            (None, None, Some(path)) => Ok(SecretSource::File(task_dir.join(path))),
-            (None, None, None) => Err(
-                "no secret: set one of `secret`, `secret_env` or `secret_file` \
-                 (keyhook never sends an unsigned request)"
+    pub fn from_fields(fields: SecretFields, task_dir: &Path) -> Result<SecretSource, String> {
+        let SecretFields {
+            literal,
+            env,
+            file,
+            credential,
+        } = fields;
+        match (literal, env, file, credential) {
+            (Some(value), None, None, None) => Ok(SecretSource::Literal(Secret(value))),
+            (None, Some(name), None, None) => Ok(SecretSource::Env(name)),
+            (None, None, Some(path), None) => Ok(SecretSource::File(task_dir.join(path))),
+            (None, None, None, Some(name)) if name.contains('/') || name.is_empty() => Err(
+                format!("`secret_credential = \"{name}\"` must be a plain credential name"),
+            ),
+            (None, None, None, Some(name)) => Ok(SecretSource::Credential(name)),
+            (None, None, None, None) => Err(
+                "no secret: set one of `secret`, `secret_env`, `secret_file` or \
+                 `secret_credential` (keyhook never sends an unsigned request)"
                     .into(),
             ),
-            _ => Err("set only one of `secret`, `secret_env` and `secret_file`".into()),
+            _ => Err(
+                "set only one of `secret`, `secret_env`, `secret_file` and `secret_credential`"
+                    .into(),
+            ),
         }
     }
 
-    /// Reads the secret now. A missing or empty secret is an error naming where it was sought.
+    /// Reads the current secret now (the first line of a source holding several). A missing
+    /// or empty secret is an error naming where it was sought.
     pub fn resolve(&self) -> Result<Secret, String> {
-        let value = match self {
+        Ok(self.resolve_all()?.swap_remove(0))
+    }
+
+    /// Every secret the source holds, one per line: the current one first, then previous ones
+    /// still in a rotation window.
+    pub fn resolve_all(&self) -> Result<Vec<Secret>, String> {
+        let text = match self {
             SecretSource::Literal(secret) => secret.0.clone(),
             SecretSource::Env(name) => std::env::var(name)
                 .map_err(|_| format!("environment variable {name} (secret_env) is not set"))?,
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|error| format!("could not read secret_file {}: {error}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
+            SecretSource::File(path) => read_secret_file(path, "secret_file")?,
+            SecretSource::Credential(name) => {
+                let folder = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    format!(
+                        "secret_credential `{name}`: $CREDENTIALS_DIRECTORY is not set \
+                         (run under systemd with LoadCredential={name}:/path/to/secret)"
+                    )
+                })?;
+                read_secret_file(&Path::new(&folder).join(name), "secret_credential")?
+            }
         };
-        if value.is_empty() {
+        let secrets: Vec<Secret> = text
+            .lines()
+            .map(|line| line.trim_end_matches('\r'))
+            .filter(|line| !line.is_empty())
+            .map(Secret::new)
+            .collect();
+        if secrets.is_empty() {
             return Err(format!("the secret from {} is empty", self.describe()));
         }
-        Ok(Secret(value))
+        Ok(secrets)
     }
 
     /// Where the secret comes from, for messages: never the value.
@@ -85,8 +115,25 @@ impl SecretSource {
             SecretSource::Literal(_) => "`secret` in the task file".into(),
             SecretSource::Env(name) => format!("environment variable {name}"),
             SecretSource::File(path) => format!("file {}", path.display()),
+            SecretSource::Credential(name) => format!("systemd credential {name}"),
         }
     }
+}
+
+/// The secret keys of a `[webhook]` table, as written.
+#[derive(Debug, Default)]
+pub struct SecretFields {
+    pub literal: Option<String>,
+    pub env: Option<String>,
+    pub file: Option<String>,
+    pub credential: Option<String>,
+}
+
+/// A secret held in a file: its text without the trailing newline editors add.
+fn read_secret_file(path: &Path, key: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
+        .map_err(|error| format!("could not read {key} {}: {error}", path.display()))
 }
 
 #[cfg(test)]
@@ -108,16 +155,32 @@ mod tests {
     fn exactly_one_source() {
         let dir = Path::new("/etc/keyhook/tasks");
         let some = |s: &str| Some(s.to_string());
+        let fields = |literal, env, file, credential| SecretFields {
+            literal,
+            env,
+            file,
+            credential,
+        };
+        let none = fields(None, None, None, None);
         assert!(
-            SecretSource::from_fields(None, None, None, dir)
+            SecretSource::from_fields(none, dir)
                 .unwrap_err()
                 .contains("no secret")
         );
-        assert!(SecretSource::from_fields(some("a"), some("B"), None, dir).is_err());
+        let two = fields(some("a"), some("B"), None, None);
+        assert!(SecretSource::from_fields(two, dir).is_err());
+        let file = fields(None, None, some("s.txt"), None);
         assert_eq!(
-            SecretSource::from_fields(None, None, some("s.txt"), dir),
+            SecretSource::from_fields(file, dir),
             Ok(SecretSource::File(dir.join("s.txt")))
         );
+        let credential = fields(None, None, None, some("renewals"));
+        assert_eq!(
+            SecretSource::from_fields(credential, dir),
+            Ok(SecretSource::Credential("renewals".into()))
+        );
+        let escape = fields(None, None, None, some("../etc/passwd"));
+        assert!(SecretSource::from_fields(escape, dir).is_err());
     }
 
     #[test]

@@ -7,10 +7,12 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::retry::{RetryFields, ScheduleField};
-use super::secret::SecretSource;
+use super::secret::{Secret, SecretFields, SecretSource};
 use super::settings::parse_duration;
 use super::{Problem, read_toml, stem};
-use crate::schedule::zone;
+use crate::delivery::signature::Scheme;
+use crate::schedule::schedule::Schedule;
+use crate::schedule::{clock, zone};
 
 /// The TOML form of a task.
 #[derive(Debug, Deserialize)]
@@ -25,6 +27,16 @@ struct TaskFile {
     /// Time of day for day-based `every` schedules, e.g. "08:00".
     #[serde(default)]
     at: Option<String>,
+    /// QLM's "Starting on/at": anchors `every` schedules, e.g. "2027-01-01T08:00".
+    #[serde(default)]
+    start: Option<String>,
+    /// How late a missed slot may still run, e.g. "6h"; default one period of the schedule.
+    #[serde(default)]
+    catch_up: Option<String>,
+    /// What `[date]` is on the task's first run: a time ("2026-01-01") or an age ("30d");
+    /// default the time keyhook first saw the task.
+    #[serde(default)]
+    first_run_since: Option<String>,
     /// A disabled task is never run by `run-due`.
     #[serde(default = "yes")]
     enabled: bool,
@@ -56,6 +68,16 @@ struct WebhookFile {
     /// Path of a file holding the secret key (relative to the task file).
     #[serde(default)]
     secret_file: Option<String>,
+    /// Name of a systemd credential (`LoadCredential=`) holding the secret key.
+    #[serde(default)]
+    secret_credential: Option<String>,
+    /// Older secrets still accepted by receivers during a rotation: one more Standard
+    /// Webhooks signature each.
+    #[serde(default)]
+    previous_secrets: Vec<String>,
+    /// "qlm" (default), "standard", or ["qlm", "standard"] to send both header sets.
+    #[serde(default)]
+    signature: Option<SchemeField>,
     /// Sent as `WebHookUserData` in every payload.
     #[serde(default)]
     user_data: String,
@@ -90,12 +112,33 @@ pub struct Task {
     pub path: PathBuf,
     pub name: String,
     pub search: String,
-    pub schedule: String,
+    /// The schedule as written, for messages.
+    pub schedule_text: String,
+    pub schedule: Schedule,
     pub at: Option<String>,
+    pub catch_up: Option<chrono::Duration>,
+    pub first_run_since: Option<FirstRunSince>,
     pub enabled: bool,
     pub timezone: Option<Tz>,
     pub concurrency: Option<usize>,
     pub webhook: Webhook,
+}
+
+/// `signature`: one scheme or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SchemeField {
+    One(Scheme),
+    Many(Vec<Scheme>),
+}
+
+/// The `[date]` of a task's first run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstRunSince {
+    /// This long before the run.
+    Age(Duration),
+    /// This wall-clock time, in the task's zone.
+    Time(chrono::NaiveDateTime),
 }
 
 /// A validated `[webhook]` table.
@@ -108,6 +151,8 @@ pub struct Webhook {
     pub timeout: Duration,
     /// The task's own retry keys; `Settings::retry` fills in the rest.
     pub retry: RetryFields,
+    pub schemes: Vec<Scheme>,
+    pub previous_secrets: Vec<Secret>,
 }
 
 /// The request timeout when a task sets none.
@@ -134,6 +179,21 @@ impl Task {
         if file.concurrency == Some(0) {
             return Err(problem("field `concurrency` must be at least 1".into()));
         }
+        let schedule = Schedule::parse(&file.schedule, file.at.as_deref(), file.start.as_deref())
+            .map_err(|error| problem(format!("field `schedule`: {error}")))?;
+        let catch_up = file
+            .catch_up
+            .map(|text| {
+                parse_duration(&text)
+                    .and_then(|d| chrono::Duration::from_std(d).map_err(|e| e.to_string()))
+            })
+            .transpose()
+            .map_err(|error| problem(format!("field `catch_up`: {error}")))?;
+        let first_run_since = file
+            .first_run_since
+            .map(|text| first_run(&text))
+            .transpose()
+            .map_err(|error| problem(format!("field `first_run_since`: {error}")))?;
         let webhook = Webhook::from_file(file.webhook, path)
             .map_err(|error| problem(format!("[webhook] {error}")))?;
         Ok(Task {
@@ -141,8 +201,11 @@ impl Task {
             path: path.to_path_buf(),
             name: file.name,
             search: file.search,
-            schedule: file.schedule,
+            schedule_text: file.schedule,
+            schedule,
             at: file.at,
+            catch_up,
+            first_run_since,
             enabled: file.enabled,
             timezone,
             concurrency: file.concurrency,
@@ -155,8 +218,13 @@ impl Webhook {
     fn from_file(file: WebhookFile, task_path: &Path) -> Result<Webhook, String> {
         check_url(&file.url).map_err(|error| format!("field `url`: {error}"))?;
         let task_dir = task_path.parent().unwrap_or(Path::new("."));
-        let secret =
-            SecretSource::from_fields(file.secret, file.secret_env, file.secret_file, task_dir)?;
+        let fields = SecretFields {
+            literal: file.secret,
+            env: file.secret_env,
+            file: file.secret_file,
+            credential: file.secret_credential,
+        };
+        let secret = SecretSource::from_fields(fields, task_dir)?;
         let timeout = match file.timeout {
             Some(text) => {
                 parse_duration(&text).map_err(|error| format!("field `timeout`: {error}"))?
@@ -171,8 +239,21 @@ impl Webhook {
             retry_4xx: file.retry_4xx,
         };
         super::retry::policy(&retry, &RetryFields::default())?;
+        let schemes = match file.signature {
+            None => vec![Scheme::Qlm],
+            Some(SchemeField::One(scheme)) => vec![scheme],
+            Some(SchemeField::Many(list)) if list.is_empty() => {
+                return Err("field `signature`: the list is empty".into());
+            }
+            Some(SchemeField::Many(mut list)) => {
+                list.dedup();
+                list
+            }
+        };
         Ok(Webhook {
             retry,
+            schemes,
+            previous_secrets: file.previous_secrets.into_iter().map(Secret::new).collect(),
             enabled: file.enabled,
             url: file.url,
             secret,
@@ -180,6 +261,15 @@ impl Webhook {
             timeout,
         })
     }
+}
+
+fn first_run(text: &str) -> Result<FirstRunSince, String> {
+    if let Some(time) = clock::parse_wall_clock(text.trim()) {
+        return Ok(FirstRunSince::Time(time));
+    }
+    parse_duration(text)
+        .map(FirstRunSince::Age)
+        .map_err(|_| format!("`{text}` is neither a time (2026-01-01T00:00) nor an age (30d)"))
 }
 
 /// An absolute http:// or https:// URL with a host.

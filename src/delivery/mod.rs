@@ -7,3 +7,5 @@ pub mod payload;
 pub mod retry;
 pub mod run;
 pub mod signature;
+pub mod standard;
+pub mod verify;

@@ -9,8 +9,8 @@ use chrono::NaiveDateTime;
 
 use super::http::{Attempt, DELIVERY_HEADER, Sender};
 use super::retry::{RetryPolicy, Verdict};
-use super::{id, payload, signature};
-use crate::definitions::secret::Secret;
+use super::signature::Signer;
+use super::{id, payload};
 use crate::definitions::{Search, Task};
 use crate::licenses::query::{LicenseDb, QueryError};
 use crate::schedule::clock::Clock;
@@ -30,7 +30,7 @@ pub enum RunError {
 pub struct Target {
     pub task: String,
     pub url: String,
-    pub secret: Secret,
+    pub signer: Signer,
     pub timeout: Duration,
     pub policy: RetryPolicy,
     /// Requests in flight at once, each on its own keep-alive connection.
@@ -39,11 +39,11 @@ pub struct Target {
 
 impl Target {
     /// The target of a task, with its secret resolved and policy settled.
-    pub fn new(task: &Task, secret: Secret, policy: RetryPolicy) -> Target {
+    pub fn new(task: &Task, signer: Signer, policy: RetryPolicy) -> Target {
         Target {
             task: task.stem.clone(),
             url: task.webhook.url.clone(),
-            secret,
+            signer,
             timeout: task.webhook.timeout,
             policy,
             concurrency: 1,
@@ -218,11 +218,12 @@ impl Worker<'_> {
         sender: &Sender,
         delivery: &Claimed,
     ) -> Result<(), StateError> {
-        let signature = signature::qlm(&delivery.body, &self.target.secret);
-        let headers = [
-            (signature::QLM_HEADER, signature.as_str()),
-            (DELIVERY_HEADER, delivery.id.as_str()),
-        ];
+        let signatures = self.target.signer.headers(&delivery.id, &delivery.body);
+        let mut headers: Vec<(&str, &str)> = signatures
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        headers.push((DELIVERY_HEADER, delivery.id.as_str()));
         let attempt = sender.post(&self.target.url, &delivery.body, &headers);
         let finished = self.clock.tick();
         let now = finished.timestamp();

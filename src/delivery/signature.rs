@@ -1,9 +1,76 @@
 //! Request signatures. QLM's `X-QLM-Signature` is the lowercase hex SHA-256 of the body bytes
 //! followed by the secret's UTF-8 bytes (a plain hash, not an HMAC: QLM's scheme, kept as is).
+//! The Standard Webhooks scheme lives in [`super::standard`]; a [`Signer`] sends either or both.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::standard;
 use crate::definitions::secret::Secret;
+
+/// A signature scheme a webhook can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// `X-QLM-Signature`, what QLM's receivers check.
+    Qlm,
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature` (Standard Webhooks).
+    Standard,
+}
+
+/// Signs each request with the webhook's schemes and secrets.
+pub struct Signer {
+    /// The current secret, for `X-QLM-Signature` (one value: QLM has no rotation).
+    qlm: Option<Secret>,
+    /// The current key first, then previous ones still in their rotation window.
+    standard: Vec<standard::Key>,
+}
+
+impl Signer {
+    /// A signer for `schemes`; `secrets` holds the current secret first, then previous ones.
+    pub fn new(schemes: &[Scheme], secrets: &[Secret]) -> Result<Signer, String> {
+        let current = secrets.first().ok_or("no secret")?;
+        let qlm = schemes.contains(&Scheme::Qlm).then(|| current.clone());
+        let standard = match schemes.contains(&Scheme::Standard) {
+            true => secrets
+                .iter()
+                .enumerate()
+                .map(|(index, secret)| {
+                    standard::Key::from_secret(secret.expose()).map_err(|error| {
+                        let which = if index == 0 {
+                            "the secret"
+                        } else {
+                            "a previous secret"
+                        };
+                        format!("{which} is not a Standard Webhooks key: {error}")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            false => Vec::new(),
+        };
+        Ok(Signer { qlm, standard })
+    }
+
+    /// The signature headers for one attempt. The Standard Webhooks timestamp is the real time
+    /// of sending, fresh on every attempt (never `--now`), since receivers reject stale ones.
+    pub fn headers(&self, delivery_id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::with_capacity(4);
+        if let Some(secret) = &self.qlm {
+            headers.push((QLM_HEADER, qlm(body, secret)));
+        }
+        if !self.standard.is_empty() {
+            let timestamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs() as i64);
+            let signature = standard::header(&self.standard, delivery_id, timestamp, body);
+            headers.push((standard::ID_HEADER, delivery_id.to_string()));
+            headers.push((standard::TIMESTAMP_HEADER, timestamp.to_string()));
+            headers.push((standard::SIGNATURE_HEADER, signature));
+        }
+        headers
+    }
+}
 
 /// The header QLM's receivers read.
 pub const QLM_HEADER: &str = "X-QLM-Signature";

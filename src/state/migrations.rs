@@ -7,7 +7,8 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
     first_seen    INTEGER NOT NULL,   -- when keyhook first saw the task (unix seconds)
@@ -58,7 +59,12 @@ CREATE TABLE attempts (
     excerpt       TEXT                        -- first bytes of the response body
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_seq);
-"#];
+"#,
+    // v2: runs that `run-due` skipped because their slot was missed by more than `catch_up`.
+    r#"
+ALTER TABLE runs ADD COLUMN skipped TEXT;
+"#,
+];
 
 /// Brings the schema up to date, in one transaction per step.
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {

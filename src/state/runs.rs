@@ -24,6 +24,8 @@ pub struct RunSummary {
     pub finished_at: Option<i64>,
     pub matched: i64,
     pub sent: bool,
+    /// Why `run-due` skipped this slot, for a skipped one.
+    pub skipped: Option<String>,
     pub delivered: i64,
     pub pending: i64,
     pub failed: i64,
@@ -77,6 +79,67 @@ impl StateDb {
             })
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Records every task in `tasks` not seen before as first seen `now`, in one transaction
+    /// (and none at all when every task is known, so an idle `run-due` writes nothing).
+    pub fn see_tasks(
+        &self,
+        tasks: &[&str],
+        now: i64,
+    ) -> Result<Vec<(String, TaskState)>, StateError> {
+        let mut known = self.task_states()?;
+        let new: Vec<&&str> = tasks
+            .iter()
+            .filter(|task| !known.iter().any(|(stem, _)| stem == **task))
+            .collect();
+        if new.is_empty() {
+            return Ok(known);
+        }
+        let transaction = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.error(e))?;
+        for task in new {
+            transaction
+                .execute(
+                    "INSERT INTO tasks (task, first_seen) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![task, now],
+                )
+                .map_err(|e| self.error(e))?;
+        }
+        transaction.commit().map_err(|e| self.error(e))?;
+        known = self.task_states()?;
+        Ok(known)
+    }
+
+    /// Records a slot `run-due` skipped, so it is logged once and not looked at again.
+    pub fn record_skip(
+        &self,
+        task: &str,
+        name: &str,
+        slot: i64,
+        now: i64,
+        why: &str,
+    ) -> Result<(), StateError> {
+        let transaction = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.error(e))?;
+        transaction
+            .execute(
+                "INSERT INTO runs (task, name, slot, started_at, finished_at, sent, skipped)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 0, ?5) ON CONFLICT DO NOTHING",
+                params![task, name, slot, now, why],
+            )
+            .map_err(|e| self.error(e))?;
+        transaction
+            .execute(
+                "UPDATE tasks SET last_slot = max(coalesce(last_slot, ?2), ?2) WHERE task = ?1",
+                params![task, slot],
+            )
+            .map_err(|e| self.error(e))?;
+        transaction.commit().map_err(|e| self.error(e))
     }
 
     /// Sets (or rewinds) when the task last ran.
@@ -152,6 +215,7 @@ impl StateDb {
     fn run_summaries(&self, filter: &str) -> Result<Vec<RunSummary>, StateError> {
         let sql = format!(
             "SELECT r.id, r.task, r.name, r.slot, r.started_at, r.finished_at, r.matched, r.sent,
+                    r.skipped,
                     count(d.seq) FILTER (WHERE d.status = 'delivered'),
                     count(d.seq) FILTER (WHERE d.status = 'pending'),
                     count(d.seq) FILTER (WHERE d.status = 'failed'),
@@ -174,10 +238,11 @@ impl StateDb {
                     finished_at: row.get(5)?,
                     matched: row.get(6)?,
                     sent: row.get(7)?,
-                    delivered: row.get(8)?,
-                    pending: row.get(9)?,
-                    failed: row.get(10)?,
-                    dead: row.get(11)?,
+                    skipped: row.get(8)?,
+                    delivered: row.get(9)?,
+                    pending: row.get(10)?,
+                    failed: row.get(11)?,
+                    dead: row.get(12)?,
                 })
             })
             .map_err(|e| self.error(e))?;

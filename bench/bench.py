@@ -1,0 +1,987 @@
+#!/usr/bin/env python3
+"""keyhook's benchmark: one command, every figure a ratio measured in the same invocation.
+
+    python3 bench/bench.py            # full: 10k, 100k and 1M licenses (about 10 minutes)
+    python3 bench/bench.py --quick    # sanity check: 10k licenses only, fewer runs
+
+By default it builds the keyhook of the repository it lives in (`cargo build --release
+--locked`) and benchmarks target/release/keyhook; `--keyhook PATH` (or env KEYHOOK_BIN)
+benchmarks another binary instead, without building.
+
+What it measures (medians of several runs; see bench/README.md):
+  (a) `keyhook dry-run <30-day window> --count` vs the sqlite3 shell's count(*), per database;
+  (b) `keyhook run-task <task> --force` deliveries/s at ~4k, ~40k, ~400k matches, against a
+      C receiver on 127.0.0.1, next to a C "floor" client and a stdlib Python reference;
+  (c) peak RSS of each run-task;
+  (d) `keyhook run-due` with 100 tasks and nothing due;
+  (e) `--concurrency 1` vs `--concurrency 16` for 2,000 deliveries to a 20 ms receiver;
+  (f) state database bytes per delivery.
+It prints a markdown table and writes bench/results.json and bench/results.md.
+"""
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(BENCH_DIR)
+
+NOW = "2026-11-23T10:00:00"  # the pinned clock of every keyhook call (and of the demo data)
+TODAY_START = dt.datetime(2026, 11, 23, 0, 0, 1)  # [today_start] at NOW, in UTC
+TIMEZONE = "UTC"
+SECRET = "bench-secret-0123456789"
+TASK_NAME = "Bench Deliveries"
+USER_DATA = "bench"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+# The 30-day window of the README's example search, as the sqlite3 shell gets it.
+WINDOW_SQL = "SubscriptionExpiryDate > [today_start] And SubscriptionExpiryDate < [today_start+30]"
+WINDOW_LITERAL = (
+    "SubscriptionExpiryDate > '{0}' AND SubscriptionExpiryDate < '{1}'".format(
+        TODAY_START.strftime(DATE_FORMAT),
+        (TODAY_START + dt.timedelta(days=30)).strftime(DATE_FORMAT),
+    )
+)
+
+# Targets (see the brief in bench/README.md).
+FLOOR_RATIO = 0.6
+REFERENCE_RATIO = 4.0
+DRY_RUN_RATIO = 1.5
+RSS_GROWTH = 1.2
+RSS_LIMIT_MB = 50.0
+RUN_DUE_LIMIT_MS = 20.0
+CONCURRENCY_SPEEDUP = 12.0
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kwargs):
+    kwargs.setdefault("check", True)
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    return subprocess.run(cmd, **kwargs)
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=1, unit=""):
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    if abs(value) >= 100 or digits == 0:
+        text = f"{value:,.0f}"
+    else:
+        text = f"{value:,.{digits}f}"
+    return text + unit
+
+
+def size_label(n):
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
+
+
+# --------------------------------------------------------------------------------------------
+# Setup: tools, binaries, machine
+
+
+def ensure_gnu_time():
+    """/usr/bin/time -v for peak RSS; installed with apt-get when absent and running as root."""
+    if os.path.exists("/usr/bin/time"):
+        return "/usr/bin/time"
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("installing GNU time (apt-get install -y time)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        result = subprocess.run(["apt-get", "install", "-y", "time"], env=env,
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+            subprocess.run(["apt-get", "install", "-y", "time"], env=env, capture_output=True)
+        if os.path.exists("/usr/bin/time"):
+            return "/usr/bin/time"
+    log("no /usr/bin/time: peak RSS comes from wait4()'s ru_maxrss instead")
+    return None
+
+
+def build_keyhook(args):
+    if args.keyhook:
+        path = os.path.abspath(args.keyhook)
+        if not os.access(path, os.X_OK):
+            sys.exit(f"bench: {path} is not an executable keyhook binary")
+        return path
+    log(f"building keyhook: cargo build --release --locked (in {REPO_DIR})")
+    result = subprocess.run(["cargo", "build", "--release", "--locked"], cwd=REPO_DIR)
+    if result.returncode != 0:
+        sys.exit("bench: cargo build failed; point --keyhook (or KEYHOOK_BIN) at a binary")
+    return os.path.join(REPO_DIR, "target", "release", "keyhook")
+
+
+def compile_c(work):
+    binaries = {}
+    for name, extra in (("receiver", ["-pthread"]), ("floor", [])):
+        out = os.path.join(work, name)
+        run(["gcc", "-O2", "-Wall", *extra, "-o", out, os.path.join(BENCH_DIR, f"{name}.c")])
+        binaries[name] = out
+    return binaries
+
+
+def git_commit_of(binary):
+    """The commit (and whether the tree was dirty) of the repository a binary was built in."""
+    directory = os.path.dirname(binary)
+    while directory != os.path.dirname(directory):
+        if os.path.exists(os.path.join(directory, ".git")):
+            try:
+                commit = run(["git", "-C", directory, "rev-parse", "HEAD"]).stdout.strip()
+                dirty = run(["git", "-C", directory, "status", "--porcelain", "--untracked-files=no"]
+                            ).stdout.strip()
+                return commit + (" (+uncommitted changes)" if dirty else "")
+            except (subprocess.CalledProcessError, FileNotFoundError):
+                return None
+        directory = os.path.dirname(directory)
+    return None
+
+
+def machine_info(keyhook):
+    def first_line(cmd):
+        try:
+            return run(cmd).stdout.strip().splitlines()[0]
+        except (subprocess.CalledProcessError, FileNotFoundError, IndexError):
+            return None
+
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = None
+    try:
+        with open("/proc/meminfo") as file:
+            kb = int(file.readline().split()[1])
+            memory = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory": memory,
+        "kernel": platform.release(),
+        "rustc": first_line(["rustc", "--version"]),
+        "gcc": first_line(["gcc", "--version"]),
+        "python": platform.python_version(),
+        "sqlite3_shell": first_line(["sqlite3", "--version"]),
+        "keyhook": first_line([keyhook, "--version"]),
+        "keyhook_binary": keyhook,
+        "keyhook_commit": git_commit_of(keyhook),
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The receiver
+
+
+class Receiver:
+    def __init__(self, binary, delay_ms=0):
+        cmd = [binary, "--port", "0"] + (["--delay-ms", str(delay_ms)] if delay_ms else [])
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+        line = self.process.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"receiver did not start: {line!r}")
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}/hooks/qlm"
+
+    def count(self):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection.request("GET", "/__count")
+        answer = int(connection.getresponse().read())
+        connection.close()
+        return answer
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# Timing processes
+
+
+def timed(cmd, timeout=600, env=None):
+    """Whole-process wall time (s) of cmd, and its completed result."""
+    start = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    return time.perf_counter() - start, result
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as file:
+            return [int(p) for p in file.read().split()]
+    except OSError:
+        return []
+
+
+def measured(cmd, gnu_time, cap_seconds, work):
+    """Runs cmd with peak RSS measured; SIGTERMs it after cap_seconds (then SIGKILL).
+
+    Returns dict: seconds, returncode, stdout, stderr, rss_kb, capped."""
+    rss_file = os.path.join(work, "time-v.txt")
+    full = [gnu_time, "-v", "-o", rss_file] + cmd if gnu_time else cmd
+    out_path, err_path = os.path.join(work, "cmd.out"), os.path.join(work, "cmd.err")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(full, stdout=out, stderr=err)
+        capped = False
+        rusage = None
+        deadline = start + cap_seconds
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                rusage = usage
+                break
+            now = time.perf_counter()
+            if now >= deadline and not capped:
+                capped = True
+                targets = children_of(process.pid) if gnu_time else [process.pid]
+                for target in targets or [process.pid]:
+                    try:
+                        os.kill(target, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+                deadline = now + 15
+            elif now >= deadline and capped:
+                for target in children_of(process.pid) + [process.pid]:
+                    try:
+                        os.kill(target, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                deadline = now + 3600
+            time.sleep(0.005)
+        seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    rss_kb = None
+    returncode = process.returncode
+    if gnu_time:
+        try:
+            with open(rss_file) as file:
+                text = file.read()
+            found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+            rss_kb = int(found.group(1)) if found else None
+            exit_found = re.search(r"Exit status: (\d+)", text)
+            signal_found = re.search(r"Command terminated by signal (\d+)", text)
+            if exit_found:
+                returncode = int(exit_found.group(1))
+            elif signal_found:
+                returncode = 128 + int(signal_found.group(1))
+        except OSError:
+            pass
+    else:
+        rss_kb = rusage.ru_maxrss if rusage else None
+    with open(out_path) as file:
+        stdout = file.read()
+    with open(err_path) as file:
+        stderr = file.read()
+    return {"seconds": seconds, "returncode": returncode, "stdout": stdout, "stderr": stderr,
+            "rss_kb": rss_kb, "capped": capped}
+
+
+def repeat(runs, budget_seconds, once):
+    """Calls once() up to `runs` times, but stops repeating when the next run would take the
+    measurement past `budget_seconds` (at least one run always happens)."""
+    results, spent = [], 0.0
+    for _ in range(runs):
+        start = time.perf_counter()
+        results.append(once())
+        took = time.perf_counter() - start
+        spent += took
+        if spent + took > budget_seconds:
+            break
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# keyhook
+
+
+class Keyhook:
+    def __init__(self, binary, config):
+        self.binary = binary
+        self.config = config
+
+    def cmd(self, *args, db=None, state=None, config=None):
+        base = [self.binary, "--config", config or self.config, "--now", NOW,
+                "--timezone", TIMEZONE]
+        if db:
+            base += ["--db", db]
+        if state:
+            base += ["--state", state]
+        return base + list(args)
+
+    def has_command(self, name):
+        result = subprocess.run([self.binary, name, "--help"], capture_output=True, text=True)
+        return result.returncode == 0
+
+    def has_flag(self, command, flag):
+        result = subprocess.run([self.binary, command, "--help"], capture_output=True, text=True)
+        return result.returncode == 0 and flag in result.stdout
+
+    def count(self, search, db):
+        result = run(self.cmd("dry-run", search, "--count", db=db))
+        return int(result.stdout.strip().splitlines()[-1])
+
+
+def write_config(config, receiver_url, slow_url, forty_sql, concurrency_matches):
+    os.makedirs(os.path.join(config, "searches"), exist_ok=True)
+    os.makedirs(os.path.join(config, "tasks"), exist_ok=True)
+    searches = {
+        "window30": ("Bench 30-Day Window", WINDOW_SQL),
+        "forty": ("Bench Forty Percent", forty_sql),
+        "firstn": ("Bench First N", f"ID <= {concurrency_matches}"),
+    }
+    for stem, (name, sql) in searches.items():
+        with open(os.path.join(config, "searches", f"{stem}.toml"), "w") as file:
+            file.write(f'name = "{name}"\nsql = "{sql}"\n')
+    tasks = {
+        "deliver": ("forty", receiver_url, TASK_NAME),
+        "slow": ("firstn", slow_url, "Bench Slow Receiver"),
+    }
+    for stem, (search, url, name) in tasks.items():
+        with open(os.path.join(config, "tasks", f"{stem}.toml"), "w") as file:
+            file.write(
+                f'name = "{name}"\nsearch = "{search}"\nschedule = "every 1 day"\n'
+                f'at = "08:00"\n\n[webhook]\nurl = "{url}"\nsecret = "{SECRET}"\n'
+                f'user_data = "{USER_DATA}"\ntimeout = "30s"\n'
+            )
+
+
+def choose_forty(db, target_fraction=0.40):
+    """`SubscriptionExpiryDate > [today_start+K]` with K (days) chosen so that it matches
+    closest to 40% of the licenses of `db` (the demo data scales, so one K fits all sizes)."""
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    total = connection.execute("SELECT count(*) FROM LicenseKeys").fetchone()[0]
+
+    def count(days):
+        bound = (TODAY_START + dt.timedelta(days=days)).strftime(DATE_FORMAT)
+        return connection.execute(
+            "SELECT count(*) FROM LicenseKeys WHERE SubscriptionExpiryDate > ?", (bound,)
+        ).fetchone()[0]
+
+    want = target_fraction * total
+    low, high = -800, 800  # count(days) falls as days grows
+    while high - low > 1:
+        middle = (low + high) // 2
+        if count(middle) >= want:
+            low = middle
+        else:
+            high = middle
+    days = min((low, high), key=lambda d: abs(count(d) - want))
+    connection.close()
+    if days == 0:
+        placeholder = "[today_start]"
+    else:
+        placeholder = f"[today_start{'+' if days > 0 else '-'}{abs(days)}]"
+    bound = (TODAY_START + dt.timedelta(days=days)).strftime(DATE_FORMAT)
+    return f"SubscriptionExpiryDate > {placeholder}", "SubscriptionExpiryDate > ?", [bound]
+
+
+# --------------------------------------------------------------------------------------------
+# The measurements
+
+
+def generate_databases(keyhook, sizes, data_dir, reuse):
+    dbs, gen = {}, {}
+    for n in sizes:
+        path = os.path.join(data_dir, f"licenses-{size_label(n)}.db")
+        if reuse and os.path.exists(path):
+            dbs[n], gen[n] = path, None
+            log(f"reusing {path}")
+            continue
+        log(f"generating {size_label(n)} licenses: keyhook db demo --licenses {n}")
+        seconds, result = timed([keyhook.binary, "db", "demo", "--licenses", str(n), "--force",
+                                 "--db", path, "--now", NOW, "--timezone", TIMEZONE],
+                                timeout=1800)
+        if result.returncode != 0:
+            sys.exit(f"bench: db demo failed: {result.stderr}")
+        dbs[n], gen[n] = path, seconds
+        log(f"  {seconds:.1f} s, {os.path.getsize(path) / 1e6:.0f} MB")
+    return dbs, gen
+
+
+def measure_floor(floor_bin, receiver, requests, runs):
+    rates = []
+    for _ in range(runs):
+        result = run([floor_bin, "--port", str(receiver.port), "--requests", str(requests),
+                      "--body-bytes", "900"])
+        rates.append(float(result.stdout.split("RPS")[1]))
+    return {"requests": requests, "runs": len(rates), "rps_each": rates, "rps": median(rates)}
+
+
+def verify_payloads(keyhook, db, where, params, work):
+    """Checks the reference signs the same bodies as keyhook (first 20 matches)."""
+    try:
+        shown = run(keyhook.cmd("dry-run", "deliver", "--payloads", "--limit", "20", db=db)).stdout
+        theirs = re.findall(r"X-QLM-Signature: ([0-9a-f]{64})", shown)
+        ours_out = run([sys.executable, os.path.join(BENCH_DIR, "reference.py"), "--db", db,
+                        "--where", where, *sum((["--param", p] for p in params), []),
+                        "--url", "http://127.0.0.1:9/", "--secret", SECRET, "--name", TASK_NAME,
+                        "--user-data", USER_DATA, "--dump", "20"]).stdout
+        ours = [json.loads(line)["signature"] for line in ours_out.splitlines() if line]
+    except subprocess.CalledProcessError as error:
+        return f"could not compare: {error.stderr.strip()[:200]}"
+    if not theirs:
+        return "could not compare: no signatures in `dry-run --payloads`"
+    if sorted(theirs) == sorted(ours):
+        return f"identical ({len(ours)} bodies and signatures)"
+    return f"DIFFERENT: {len(set(theirs) & set(ours))} of {len(theirs)} signatures match"
+
+
+def measure_dry_run(keyhook, db, runs):
+    k_times, s_times, counts = [], [], set()
+    sql = f"SELECT count(*) FROM LicenseKeys WHERE {WINDOW_LITERAL}"
+    for _ in range(runs):
+        seconds, result = timed(keyhook.cmd("dry-run", "window30", "--count", db=db))
+        if result.returncode != 0:
+            return {"error": result.stderr.strip()[:300]}
+        k_times.append(seconds)
+        counts.add(("keyhook", result.stdout.strip().splitlines()[-1]))
+        seconds, result = timed(["sqlite3", db, sql])
+        s_times.append(seconds)
+        counts.add(("sqlite3", result.stdout.strip()))
+    keyhook_count = {v for k, v in counts if k == "keyhook"}
+    sqlite_count = {v for k, v in counts if k == "sqlite3"}
+    return {
+        "runs": runs,
+        "keyhook_ms": median(k_times) * 1000,
+        "sqlite3_ms": median(s_times) * 1000,
+        "keyhook_ms_each": [round(t * 1000, 2) for t in k_times],
+        "sqlite3_ms_each": [round(t * 1000, 2) for t in s_times],
+        "ratio": median(k_times) / median(s_times),
+        "count_keyhook": ",".join(sorted(keyhook_count)),
+        "count_sqlite3": ",".join(sorted(sqlite_count)),
+        "counts_agree": keyhook_count == sqlite_count,
+    }
+
+
+def measure_reference(db, where, params, receiver, runs, budget):
+    def once():
+        before = receiver.count()
+        seconds, result = timed([sys.executable, os.path.join(BENCH_DIR, "reference.py"),
+                                 "--db", db, "--where", where,
+                                 *sum((["--param", p] for p in params), []),
+                                 "--url", receiver.url, "--secret", SECRET, "--name", TASK_NAME,
+                                 "--user-data", USER_DATA], timeout=1800)
+        delivered = receiver.count() - before
+        if result.returncode != 0:
+            raise RuntimeError(f"reference failed: {result.stderr[-500:]}")
+        return {"seconds": seconds, "delivered": delivered, "rps": delivered / seconds}
+
+    results = repeat(runs, budget, once)
+    return {
+        "runs": len(results),
+        "delivered": results[0]["delivered"],
+        "rps_each": [round(r["rps"], 1) for r in results],
+        "rps": median([r["rps"] for r in results]),
+    }
+
+
+def state_bytes(state):
+    total = 0
+    for suffix in ("", "-wal"):
+        if os.path.exists(state + suffix):
+            total += os.path.getsize(state + suffix)
+    return total
+
+
+def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, work,
+                     concurrency=None):
+    samples = []
+
+    def once():
+        state = os.path.join(work, f"state-{task}-{len(samples)}.db")
+        before = receiver.count()
+        args = ["run-task", task, "--force", "--json"]
+        if concurrency is not None:
+            args += ["--concurrency", str(concurrency)]
+        outcome = measured(keyhook.cmd(*args, db=db, state=state), gnu_time, cap, work)
+        delivered = receiver.count() - before
+        summary = {}
+        try:
+            summary = json.loads(outcome["stdout"][outcome["stdout"].index("{"):])
+        except (ValueError, json.JSONDecodeError):
+            pass
+        sample = {
+            "seconds": outcome["seconds"],
+            "delivered": delivered,
+            "matched": summary.get("matched"),
+            "keyhook_elapsed": summary.get("elapsed"),
+            "rps": delivered / outcome["seconds"],
+            "rss_kb": outcome["rss_kb"],
+            "capped": outcome["capped"],
+            "returncode": outcome["returncode"],
+            "state_bytes": state_bytes(state),
+        }
+        if outcome["returncode"] != 0 and not outcome["capped"]:
+            sample["error"] = (outcome["stderr"] or outcome["stdout"]).strip()[-400:]
+        samples.append(sample)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(state + suffix):
+                os.remove(state + suffix)
+        shutil.rmtree(state + ".locks", ignore_errors=True)
+        log(f"  run-task {task}{'' if concurrency is None else f' -c {concurrency}'}: "
+            f"{delivered} delivered in {outcome['seconds']:.2f} s "
+            f"({sample['rps']:.0f}/s), peak RSS {fmt((outcome['rss_kb'] or 0) / 1024)} MB"
+            f"{', STOPPED at the cap' if outcome['capped'] else ''}"
+            f"{', exit ' + str(outcome['returncode']) if outcome['returncode'] else ''}")
+        return sample
+
+    repeat(runs, budget, once)
+    first = samples[0]
+    rss = [s["rss_kb"] for s in samples if s["rss_kb"]]
+    return {
+        "runs": len(samples),
+        "matched": first["matched"],
+        "delivered": first["delivered"],
+        "capped": any(s["capped"] for s in samples),
+        "errors": [s["error"] for s in samples if "error" in s],
+        "seconds": median([s["seconds"] for s in samples]),
+        "seconds_each": [round(s["seconds"], 3) for s in samples],
+        "rps": median([s["rps"] for s in samples]),
+        "rps_each": [round(s["rps"], 1) for s in samples],
+        "received_each": [s["delivered"] for s in samples],
+        "rss_mb": median(rss) / 1024 if rss else None,
+        "rss_mb_max": max(rss) / 1024 if rss else None,
+        "state_bytes": first["state_bytes"],
+        "state_bytes_per_delivery": (first["state_bytes"] / first["delivered"]
+                                     if first["delivered"] else None),
+    }
+
+
+def measure_run_due(keyhook, db, receiver_url, receiver, work, runs):
+    if not keyhook.has_command("run-due"):
+        return {"available": False, "note": "`run-due` is not a command of this build"}
+    config = os.path.join(work, "config-run-due")
+    os.makedirs(os.path.join(config, "searches"), exist_ok=True)
+    os.makedirs(os.path.join(config, "tasks"), exist_ok=True)
+    with open(os.path.join(config, "searches", "window30.toml"), "w") as file:
+        file.write(f'name = "Bench 30-Day Window"\nsql = "{WINDOW_SQL}"\n')
+    for index in range(100):
+        with open(os.path.join(config, "tasks", f"task{index:03d}.toml"), "w") as file:
+            file.write(
+                f'name = "Bench Task {index:03d}"\nsearch = "window30"\n'
+                f'schedule = "0 0 1 1 *"\n\n[webhook]\nurl = "{receiver_url}"\n'
+                f'secret = "{SECRET}"\nuser_data = "{USER_DATA}"\n'
+            )
+    state = os.path.join(work, "state-run-due.db")
+    cmd = keyhook.cmd("run-due", db=db, state=state, config=config)
+    before = receiver.count()
+    try:
+        first_seconds, first = timed(cmd, timeout=120)
+    except subprocess.TimeoutExpired:
+        return {"available": True, "error": "the first run-due (recording first-seen) took > 120 s"}
+    if first.returncode != 0:
+        return {"available": True, "error": (first.stderr or first.stdout).strip()[-400:]}
+    times, outputs = [], set()
+    for _ in range(runs):
+        seconds, result = timed(cmd, timeout=60)
+        if result.returncode != 0:
+            return {"available": True, "error": (result.stderr or result.stdout).strip()[-400:]}
+        times.append(seconds)
+        outputs.add(result.stdout.strip())
+    # The cost of starting any process, for scale.
+    spawn = [timed(["/bin/true"])[0] for _ in range(runs)]
+    return {
+        "available": True,
+        "tasks": 100,
+        "runs": len(times),
+        "first_call_ms": first_seconds * 1000,
+        "ms": median(times) * 1000,
+        "ms_each": [round(t * 1000, 2) for t in times],
+        "spawn_true_ms": median(spawn) * 1000,
+        "sent_anything": receiver.count() != before,
+        "printed_anything": any(outputs),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Targets and output
+
+
+def verdict(ok):
+    return "met" if ok else "NOT met"
+
+
+def evaluate(results, quick):
+    targets = []
+    rt, ref, floor = results["run_task"], results["reference"], results["floor"]
+    size = "4k" if quick else "40k"
+    main = rt.get(size)
+    if main and ref.get(size) and floor:
+        vs_floor = main["rps"] / floor["rps"]
+        vs_ref = main["rps"] / ref[size]["rps"]
+        ok = vs_floor >= FLOOR_RATIO and vs_ref >= REFERENCE_RATIO
+        targets.append({
+            "target": f"run-task sequential deliveries/s >= {FLOOR_RATIO} x floor and "
+                      f">= {REFERENCE_RATIO:g} x Python reference (~{size} matches)",
+            "measured": f"{main['rps']:,.0f}/s = {vs_floor:.3f} x floor ({floor['rps']:,.0f}/s), "
+                        f"{vs_ref:.2f} x reference ({ref[size]['rps']:,.0f}/s)",
+            "status": verdict(ok),
+        })
+    dry = results["dry_run"]
+    big = max(dry, key=lambda k: int(k.replace("M", "000000").replace("k", "000")))
+    if dry.get(big) and "ratio" in dry[big]:
+        ok = dry[big]["ratio"] <= DRY_RUN_RATIO
+        note = "" if big == "1M" else f" (on {big}: quick mode has no 1M database)"
+        targets.append({
+            "target": f"dry-run --count on 1M <= {DRY_RUN_RATIO} x sqlite3 shell{note}",
+            "measured": f"{dry[big]['keyhook_ms']:.1f} ms vs {dry[big]['sqlite3_ms']:.1f} ms "
+                        f"= {dry[big]['ratio']:.2f} x",
+            "status": verdict(ok),
+        })
+    small, large = rt.get("4k"), rt.get("400k")
+    if small and large and small["rss_mb"] and large["rss_mb"]:
+        growth = large["rss_mb"] / small["rss_mb"]
+        ok = growth <= RSS_GROWTH and large["rss_mb"] < RSS_LIMIT_MB
+        partial = large["capped"]
+        status = verdict(ok)
+        if partial and ok:
+            status = "inconclusive (the 400k run was stopped at the time cap)"
+        targets.append({
+            "target": f"run-task peak RSS at 400k <= {RSS_GROWTH} x at 4k, and < {RSS_LIMIT_MB:g} MB",
+            "measured": f"{large['rss_mb']:.1f} MB vs {small['rss_mb']:.1f} MB = {growth:.2f} x"
+                        + (f" (400k run stopped at the cap after {large['delivered']:,} "
+                           f"deliveries)" if partial else ""),
+            "status": status,
+        })
+    else:
+        targets.append({
+            "target": f"run-task peak RSS at 400k <= {RSS_GROWTH} x at 4k, and < {RSS_LIMIT_MB:g} MB",
+            "measured": "n/a (quick mode)" if quick else "n/a",
+            "status": "n/a",
+        })
+    due = results["run_due"]
+    if due.get("available") and "ms" in due:
+        ok = due["ms"] < RUN_DUE_LIMIT_MS and not due["sent_anything"]
+        targets.append({
+            "target": f"run-due, 100 tasks, nothing due < {RUN_DUE_LIMIT_MS:g} ms",
+            "measured": f"{due['ms']:.1f} ms (starting /bin/true: {due['spawn_true_ms']:.1f} ms)"
+                        + ("; it SENT requests" if due["sent_anything"] else ""),
+            "status": verdict(ok),
+        })
+    else:
+        targets.append({
+            "target": f"run-due, 100 tasks, nothing due < {RUN_DUE_LIMIT_MS:g} ms",
+            "measured": "n/a: " + due.get("note", due.get("error", "")),
+            "status": "n/a" if not due.get("available") else "error",
+        })
+    conc = results["concurrency"]
+    if conc.get("available") and "speedup" in conc:
+        exact = all(n == conc["deliveries"]
+                    for r in (conc["c1"], conc["c16"]) for n in r["received_each"])
+        ok = conc["speedup"] >= CONCURRENCY_SPEEDUP and exact
+        extra = "" if exact else (
+            f"; but the receiver got {conc['c16']['received_each']} POSTs at 16 (and "
+            f"{conc['c1']['received_each']} at 1) for {conc['deliveries']:,} deliveries")
+        targets.append({
+            "target": f"--concurrency 16 >= {CONCURRENCY_SPEEDUP:g} x faster than 1 "
+                      f"({conc['deliveries']:,} deliveries, {conc['delay_ms']} ms receiver)",
+            "measured": f"{conc['c1']['seconds']:.2f} s vs {conc['c16']['seconds']:.2f} s "
+                        f"= {conc['speedup']:.1f} x" + extra,
+            "status": verdict(ok),
+        })
+    else:
+        targets.append({
+            "target": f"--concurrency 16 >= {CONCURRENCY_SPEEDUP:g} x faster than 1",
+            "measured": "n/a: " + conc.get("note", conc.get("error", "")),
+            "status": "n/a",
+        })
+    return targets
+
+
+def markdown(results):
+    m, lines = results["machine"], []
+    add = lines.append
+    add(f"# keyhook benchmark ({'quick' if results['quick'] else 'full'})\n")
+    add(f"- machine: {m['nproc']} cores, {m['cpu']}, {m['memory']}, Linux {m['kernel']}")
+    add(f"- {m['rustc']}; {m['gcc']}; Python {m['python']}; sqlite3 shell {m['sqlite3_shell']}")
+    add(f"- keyhook: {m['keyhook']} at `{m['keyhook_binary']}`"
+        + (f", commit {m['keyhook_commit']}" if m.get("keyhook_commit") else ""))
+    add(f"- date {m['date']}; total benchmark time {results['total_seconds']:.0f} s; clock pinned "
+        f"at {NOW} {TIMEZONE}; all traffic on 127.0.0.1")
+    add(f"- payload check: Python reference vs `keyhook dry-run --payloads`: "
+        f"{results['payload_check']}\n")
+
+    add("## Targets\n")
+    add("| target | measured | status |")
+    add("| --- | --- | --- |")
+    for t in results["targets"]:
+        add(f"| {t['target']} | {t['measured']} | {t['status']} |")
+
+    add("\n## Databases and searches\n")
+    add(f"Delivery search: `{results['forty_search']}` (chosen for ~40% of the licenses); "
+        f"30-day window: `{WINDOW_SQL}`.\n")
+    add("| licenses | `db demo` time | file | 30-day window matches | delivery search matches |")
+    add("| --- | --- | --- | --- | --- |")
+    for label, d in results["databases"].items():
+        add(f"| {label} | {fmt(d['generate_seconds'], 1, ' s') if d['generate_seconds'] is not None else 'reused'}"
+            f" | {d['mb']:.0f} MB | {d['window_matches']:,} | {d['forty_matches']:,} |")
+
+    add("\n## (a) dry-run --count vs sqlite3 shell (whole process, median)\n")
+    add("| licenses | matches | keyhook dry-run --count | sqlite3 shell | ratio |")
+    add("| --- | --- | --- | --- | --- |")
+    for label, d in results["dry_run"].items():
+        if "error" in d:
+            add(f"| {label} | error: {d['error']} | | | |")
+            continue
+        agree = "" if d["counts_agree"] else f" (sqlite3: {d['count_sqlite3']}!)"
+        add(f"| {label} | {d['count_keyhook']}{agree} | {d['keyhook_ms']:.1f} ms | "
+            f"{d['sqlite3_ms']:.1f} ms | {d['ratio']:.2f} x |")
+
+    floor = results["floor"]
+    add("\n## (b, c, f) run-task deliveries (sequential, whole process, median)\n")
+    add(f"Receiver (C, thread per connection) measured with the floor client (C, one keep-alive "
+        f"connection, 900-byte body, {floor['requests']:,} requests, median of {floor['runs']}): "
+        f"**{floor['rps']:,.0f} req/s** (runs: {', '.join(f'{r:,.0f}' for r in floor['rps_each'])}).\n")
+    add("The Python reference (bench/reference.py) does the query, JSON, signing and keep-alive "
+        "POSTs, but keeps NO durable log; keyhook also records every delivery and attempt in its "
+        "state database, so it does more work per delivery.\n")
+    add("| matches | runs | keyhook deliveries/s | vs floor | Python reference/s | keyhook / reference "
+        "| wall time | peak RSS | state bytes/delivery |")
+    add("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for label, r in results["run_task"].items():
+        ref = results["reference"].get(label)
+        capped = " (stopped at cap)" if r["capped"] else ""
+        of = "" if r["matched"] in (None, r["delivered"]) else f" of {r['matched']:,}"
+        vs_ref = f"{r['rps'] / ref['rps']:.2f} x" if ref else "n/a"
+        add(f"| {r['delivered']:,}{of}"
+            f" | {r['runs']} | {r['rps']:,.0f}{capped} | {r['rps'] / floor['rps']:.3f} x | "
+            f"{fmt(ref['rps'] if ref else None)} | {vs_ref} | "
+            f"{r['seconds']:.2f} s | {fmt(r['rss_mb'], 1, ' MB')} | "
+            f"{fmt(r['state_bytes_per_delivery'], 0, ' B')} |")
+        for error in r["errors"]:
+            add(f"|  error: {error[:200]} | | | | | | | | |")
+
+    due = results["run_due"]
+    add("\n## (d) run-due, 100 tasks, nothing due\n")
+    if due.get("available") and "ms" in due:
+        add(f"Median of {due['runs']}: **{due['ms']:.1f} ms** whole process (first call, recording "
+            f"first-seen: {due['first_call_ms']:.1f} ms; starting `/bin/true`: "
+            f"{due['spawn_true_ms']:.2f} ms). Sent anything: {due['sent_anything']}; printed "
+            f"anything: {due['printed_anything']}.")
+    else:
+        add("n/a: " + due.get("note", due.get("error", "")))
+
+    conc = results["concurrency"]
+    add("\n## (e) concurrency against a 20 ms receiver\n")
+    if conc.get("available") and "speedup" in conc:
+        add(f"{conc['deliveries']:,} deliveries, receiver answering after {conc['delay_ms']} ms: "
+            f"`--concurrency 1` {conc['c1']['seconds']:.2f} s ({conc['c1']['runs']} runs), "
+            f"`--concurrency 16` {conc['c16']['seconds']:.2f} s ({conc['c16']['runs']} runs; "
+            f"POSTs received per run: {conc['c16']['received_each']}): "
+            f"**{conc['speedup']:.1f} x** (ideal 16 x; the delay alone is "
+            f"{conc['deliveries'] * conc['delay_ms'] / 1000:.0f} s at 1 and "
+            f"{conc['deliveries'] * conc['delay_ms'] / 16000:.1f} s at 16).")
+    else:
+        add("n/a: " + conc.get("note", conc.get("error", "")))
+    if results.get("notes"):
+        add("\n## Notes\n")
+        for note in results["notes"]:
+            add(f"- {note}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description="keyhook's benchmark (see bench/README.md)")
+    parser.add_argument("--quick", action="store_true",
+                        help="10k licenses only, fewer runs: a fast sanity check")
+    parser.add_argument("--keyhook", default=os.environ.get("KEYHOOK_BIN"),
+                        help="benchmark this binary instead of building the repository's "
+                             "(env KEYHOOK_BIN)")
+    parser.add_argument("--data-dir", help="keep the license databases here and reuse them "
+                                           "on later runs (default: a temporary folder)")
+    parser.add_argument("--out-dir", default=BENCH_DIR,
+                        help="where results.json and results.md go (default: bench/)")
+    parser.add_argument("--cap", type=float, default=180.0,
+                        help="seconds one run-task may take before it is stopped (SIGTERM) and "
+                             "measured as far as it got (default 180)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    quick = args.quick
+    gnu_time = ensure_gnu_time()
+    binary = build_keyhook(args)
+    work = tempfile.mkdtemp(prefix="keyhook-bench-")
+    data_dir = os.path.abspath(args.data_dir) if args.data_dir else work
+    os.makedirs(data_dir, exist_ok=True)
+    log(f"working in {work}")
+    receivers = []
+    results = {"quick": quick, "notes": []}
+    try:
+        c_bins = compile_c(work)
+        results["machine"] = machine_info(binary)
+        config = os.path.join(work, "config")
+        keyhook = Keyhook(binary, config)
+
+        sizes = [10_000] if quick else [10_000, 100_000, 1_000_000]
+        dbs, gen = generate_databases(keyhook, sizes, data_dir, reuse=bool(args.data_dir))
+
+        receiver = Receiver(c_bins["receiver"])
+        receivers.append(receiver)
+        slow = Receiver(c_bins["receiver"], delay_ms=20)
+        receivers.append(slow)
+
+        forty_sql, forty_where, forty_params = choose_forty(dbs[sizes[-1] if quick else 100_000])
+        results["forty_search"] = forty_sql
+        conc_n = 500 if quick else 2000
+        write_config(config, receiver.url, slow.url, forty_sql, conc_n)
+
+        results["databases"] = {}
+        for n in sizes:
+            results["databases"][size_label(n)] = {
+                "licenses": n,
+                "path": dbs[n],
+                "mb": os.path.getsize(dbs[n]) / 1e6,
+                "generate_seconds": gen[n],
+                "window_matches": keyhook.count("window30", dbs[n]),
+                "forty_matches": keyhook.count("forty", dbs[n]),
+            }
+        log("matches: " + ", ".join(
+            f"{k}: window {v['window_matches']}, delivery search {v['forty_matches']}"
+            for k, v in results["databases"].items()))
+        results["payload_check"] = verify_payloads(keyhook, dbs[sizes[0]], forty_where,
+                                                   forty_params, work)
+        log(f"payload check: {results['payload_check']}")
+
+        # The receiver, measured with the floor client first.
+        floor_requests = 4000 if quick else 40000
+        results["floor"] = measure_floor(c_bins["floor"], receiver, floor_requests,
+                                         3 if quick else 5)
+        log(f"floor: {results['floor']['rps']:,.0f} req/s")
+
+        # (a) dry-run --count vs the sqlite3 shell.
+        results["dry_run"] = {}
+        for n in sizes:
+            results["dry_run"][size_label(n)] = measure_dry_run(keyhook, dbs[n], 3 if quick else 5)
+            d = results["dry_run"][size_label(n)]
+            if "ratio" in d:
+                log(f"dry-run {size_label(n)}: keyhook {d['keyhook_ms']:.1f} ms, "
+                    f"sqlite3 {d['sqlite3_ms']:.1f} ms")
+
+        # (b, c, f) run-task, next to the Python reference.
+        labels = {10_000: "4k", 100_000: "40k", 1_000_000: "400k"}
+        results["reference"] = {}
+        results["run_task"] = {}
+        plan = {  # runs, budget seconds (repeats stop when the next would exceed it)
+            10_000: (2 if quick else 5, 60),
+            100_000: (3, 150),
+            1_000_000: (3, 240),
+        }
+        for n in sizes:
+            label = labels[n]
+            runs, budget = plan[n]
+            if n <= 100_000:
+                log(f"Python reference, ~{label} matches")
+                results["reference"][label] = measure_reference(
+                    dbs[n], forty_where, forty_params, receiver, runs, budget)
+                log(f"  reference: {results['reference'][label]['rps']:,.0f}/s")
+            log(f"keyhook run-task, ~{label} matches")
+            results["run_task"][label] = measure_run_task(
+                keyhook, "deliver", dbs[n], receiver, runs, budget, args.cap, gnu_time, work)
+        if not quick:
+            results["notes"].append("The Python reference is not run at 400k (it would take "
+                                    "minutes and its rate does not depend on the size).")
+        for label, r in results["run_task"].items():
+            wrong = [n for n in r["received_each"] if r["matched"] is not None and n != r["matched"]]
+            if wrong and not r["capped"]:
+                results["notes"].append(
+                    f"CORRECTNESS: run-task at ~{label} matched {r['matched']:,} licenses but the "
+                    f"receiver answered {r['received_each']} POSTs.")
+        if any(r["capped"] for r in results["run_task"].values()):
+            results["notes"].append(
+                f"A run-task that reached the {args.cap:g} s cap was stopped with SIGTERM; its "
+                "rate is deliveries received / time until it exited, and its peak RSS is the "
+                "peak so far.")
+
+        # (e) concurrency.
+        if keyhook.has_flag("run-task", "--concurrency"):
+            db = dbs[sizes[0]]
+            expected = keyhook.count("firstn", db)
+            c1 = measure_run_task(keyhook, "slow", db, slow, 1 if quick else 3, 60, args.cap,
+                                  gnu_time, work, concurrency=1)
+            c16 = measure_run_task(keyhook, "slow", db, slow, 3, 30, args.cap, gnu_time, work,
+                                   concurrency=16)
+            results["concurrency"] = {
+                "available": True,
+                "deliveries": expected,
+                "delay_ms": 20,
+                "c1": c1,
+                "c16": c16,
+                "speedup": c1["seconds"] / c16["seconds"],
+            }
+            for label, r in (("--concurrency 1", c1), ("--concurrency 16", c16)):
+                if r["delivered"] != expected:
+                    results["notes"].append(
+                        f"CORRECTNESS: `run-task {label}` made the receiver answer "
+                        f"{r['delivered']:,} POSTs for {expected:,} matching licenses "
+                        f"(first run; runs: {r['received_each']}): "
+                        + ("deliveries were sent more than once." if r["delivered"] > expected
+                           else "some were never sent."))
+        else:
+            results["concurrency"] = {"available": False,
+                                      "note": "`run-task --concurrency` is not in this build"}
+
+        # (d) run-due.
+        log("run-due with 100 tasks, nothing due")
+        results["run_due"] = measure_run_due(keyhook, dbs[sizes[0]], receiver.url, receiver,
+                                             work, 10 if quick else 20)
+
+        results["total_seconds"] = time.perf_counter() - started
+        results["targets"] = evaluate(results, quick)
+    finally:
+        for r in receivers:
+            r.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    table = markdown(results)
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(os.path.join(args.out_dir, "results.json"), "w") as file:
+        json.dump(results, file, indent=2, default=str)
+        file.write("\n")
+    with open(os.path.join(args.out_dir, "results.md"), "w") as file:
+        file.write(table)
+    print(table)
+    log(f"wrote {os.path.join(args.out_dir, 'results.json')} and results.md "
+        f"({results['total_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

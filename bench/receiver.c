@@ -1,0 +1,178 @@
+/* A minimal HTTP/1.1 webhook receiver for the keyhook benchmark.
+ *
+ * One thread per connection, keep-alive, reads the request line and headers, then exactly
+ * Content-Length bytes of body, and answers "200 OK" with the body "ok". Nothing is printed
+ * per request, so it is never the bottleneck.
+ *
+ *   receiver [--port N] [--delay-ms N]
+ *
+ * Prints "PORT <n>" on stdout once listening (port 0 picks a free one), then serves until
+ * killed. With --delay-ms each request is answered that many milliseconds after it arrived
+ * (each connection has its own thread, so connections are delayed in parallel).
+ * `GET /__count` answers the number of other requests answered so far (the benchmark reads it
+ * before and after a run to count deliveries independently of keyhook's own summary).
+ * On SIGTERM/SIGINT it prints "REQUESTS <n>" (requests answered) on stderr and exits.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int delay_ms = 0;
+static atomic_long served = 0;
+
+static const char RESPONSE[] =
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+
+static int write_all(int fd, const char *data, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Content-Length of a header block (0 when absent); -2 for chunked (unsupported). */
+static long content_length(const char *headers, size_t len) {
+    const char *p = headers, *end = headers + len;
+    while (p < end) {
+        const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+        if (!eol) eol = end;
+        size_t line = (size_t)(eol - p);
+        if (line > 15 && strncasecmp(p, "content-length:", 15) == 0) {
+            return strtol(p + 15, NULL, 10);
+        }
+        if (line > 18 && strncasecmp(p, "transfer-encoding:", 18) == 0) return -2;
+        p = eol + 2;
+    }
+    return 0;
+}
+
+static void *serve(void *arg) {
+    int fd = (int)(long)arg;
+    size_t cap = 1 << 16, have = 0;
+    char *buf = malloc(cap);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    for (;;) {
+        /* Find the end of the headers, reading as needed. */
+        char *hend;
+        while (!(hend = have >= 4 ? memmem(buf, have, "\r\n\r\n", 4) : NULL)) {
+            if (have == cap) {
+                cap *= 2;
+                buf = realloc(buf, cap);
+            }
+            ssize_t n = read(fd, buf + have, cap - have);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) goto done;
+            have += (size_t)n;
+        }
+        size_t head = (size_t)(hend - buf) + 4;
+        long body = content_length(buf, head);
+        if (body < 0) goto done;
+        size_t total = head + (size_t)body;
+        while (have < total) {
+            if (total > cap) {
+                while (cap < total) cap *= 2;
+                buf = realloc(buf, cap);
+            }
+            ssize_t n = read(fd, buf + have, cap - have);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) goto done;
+            have += (size_t)n;
+        }
+        if (have >= 12 && memcmp(buf, "GET /__count", 12) == 0) {
+            char answer[128], number[32];
+            int digits = snprintf(number, sizeof number, "%ld", (long)atomic_load(&served));
+            int n = snprintf(answer, sizeof answer,
+                             "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", digits, number);
+            if (write_all(fd, answer, (size_t)n) != 0) goto done;
+            memmove(buf, buf + total, have - total);
+            have -= total;
+            continue;
+        }
+        if (delay_ms > 0) {
+            struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
+        }
+        if (write_all(fd, RESPONSE, sizeof RESPONSE - 1) != 0) goto done;
+        atomic_fetch_add(&served, 1);
+        memmove(buf, buf + total, have - total);
+        have -= total;
+    }
+done:
+    close(fd);
+    free(buf);
+    return NULL;
+}
+
+static void on_stop(int sig) {
+    char line[64];
+    int n = snprintf(line, sizeof line, "REQUESTS %ld\n", (long)atomic_load(&served));
+    if (n > 0) (void)!write(2, line, (size_t)n);
+    (void)sig;
+    _exit(0);
+}
+
+int main(int argc, char **argv) {
+    int port = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            port = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--delay-ms") == 0 && i + 1 < argc) {
+            delay_ms = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: %s [--port N] [--delay-ms N]\n", argv[0]);
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons((unsigned short)port);
+    if (bind(s, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(s, 512) != 0) {
+        perror("bind/listen");
+        return 1;
+    }
+    socklen_t len = sizeof addr;
+    getsockname(s, (struct sockaddr *)&addr, &len);
+    printf("PORT %d\n", ntohs(addr.sin_port));
+    fflush(stdout);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    for (;;) {
+        int fd = accept(s, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR) continue;
+            perror("accept");
+            continue;
+        }
+        pthread_t thread;
+        if (pthread_create(&thread, &attr, serve, (void *)(long)fd) != 0) close(fd);
+    }
+}

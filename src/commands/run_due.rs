@@ -1,0 +1,116 @@
+//! `keyhook run-due`: what cron and systemd call. Retries first, then every due task.
+
+use std::io::Write;
+
+use anyhow::anyhow;
+use chrono::DateTime;
+
+use super::run_task::{self, Options};
+use super::sending::{Stop, local_time};
+use super::{Context, retry};
+use crate::definitions::Task;
+use crate::error::{Error, Exit, Result};
+use crate::schedule::due::{self, Decision, Facts};
+
+pub fn run(context: &Context, out: &mut impl Write) -> Result {
+    let stop = Stop::install();
+    let mut exit = Exit::Success;
+    for problem in &context.definitions.problems {
+        writeln!(out, "error: {problem}")?;
+        exit = Exit::Config;
+    }
+    exit = exit.worst(retry::send_due(context, None, &stop, out)?);
+    let tasks: Vec<&Task> = context
+        .definitions
+        .tasks
+        .iter()
+        .filter(|task| task.enabled)
+        .collect();
+    if tasks.is_empty() {
+        return Ok(exit);
+    }
+    let state = context.state()?;
+    let now = context.clock.now();
+    let stems: Vec<&str> = tasks.iter().map(|task| task.stem.as_str()).collect();
+    let known = state
+        .see_tasks(&stems, now.timestamp())
+        .map_err(Error::runtime)?;
+    drop(state);
+    for task in tasks {
+        if stop.exit().is_some() {
+            break;
+        }
+        let Some((_, facts)) = known.iter().find(|(stem, _)| *stem == task.stem) else {
+            continue;
+        };
+        let facts = Facts {
+            first_seen: facts.first_seen,
+            last_slot: facts.last_slot,
+            catch_up: task.catch_up,
+        };
+        let outcome = match due::decide(&task.schedule, context.zone_of(task), now, &facts) {
+            Decision::NotDue => continue,
+            Decision::Skipped(slot) => skip(context, task, slot.timestamp(), out),
+            Decision::Due(slot) => run_slot(context, task, slot.timestamp(), &stop, out),
+        };
+        exit = exit.worst(match outcome {
+            Ok(exit) => exit,
+            Err(error) => {
+                writeln!(out, "error: {error}")?;
+                error.exit
+            }
+        });
+    }
+    Ok(exit.worst(stop.exit().unwrap_or(Exit::Success)))
+}
+
+fn run_slot(
+    context: &Context,
+    task: &Task,
+    slot: i64,
+    stop: &Stop,
+    out: &mut impl Write,
+) -> Result<Exit> {
+    let options = Options {
+        slot: Some(slot),
+        concurrency: None,
+        live: true,
+    };
+    let report = match run_task::execute(context, task, &options, stop, out) {
+        Err(error) if error.exit == Exit::Locked => {
+            writeln!(
+                out,
+                "{}: still running from an earlier call; skipped",
+                task.name
+            )?;
+            return Ok(Exit::Locked);
+        }
+        other => other?,
+    };
+    run_task::print(context, task, &report, out)?;
+    Ok(super::sending::exit_of(&report.tally, stop))
+}
+
+fn skip(context: &Context, task: &Task, slot: i64, out: &mut impl Write) -> Result<Exit> {
+    let window = task.catch_up.unwrap_or_else(|| task.schedule.period());
+    let window = humantime::format_duration(window.to_std().unwrap_or_default()).to_string();
+    let why = format!("missed by more than the catch-up window ({window})");
+    let state = context.state()?;
+    state
+        .record_skip(
+            &task.stem,
+            &task.name,
+            slot,
+            context.clock.now().timestamp(),
+            &why,
+        )
+        .map_err(Error::runtime)?;
+    writeln!(
+        out,
+        "{}: skipped the slot at {}: {why}",
+        task.name,
+        local_time(context, slot)
+    )?;
+    let _ = DateTime::from_timestamp(slot, 0).ok_or_else(|| anyhow!("slot out of range"));
+    Ok(Exit::Success)
+}

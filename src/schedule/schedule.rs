@@ -1,0 +1,968 @@
+//! When a task runs: QLM-style `every N minutes|hours|days` and standard 5-field crontab lines,
+//! evaluated in a time zone with Vixie cron's daylight-saving rules.
+//!
+//! Daylight saving, form by form:
+//! - `every N minutes|hours` steps absolute time, so a clock change never adds or drops a slot.
+//!   Without `start` the steps count from midnight in the zone's standard time (so `every 30
+//!   minutes` fires at :00 and :30, and `every 6 hours` at 00:00, 06:00, ... standard time, which
+//!   is 01:00, 07:00, ... while daylight saving time is on).
+//! - `every N days` and crontab lines with a fixed minute and hour are wall-clock times: a time
+//!   skipped by a spring-forward runs once at the first instant after the jump, and a time
+//!   repeated by a fall-back runs once, at its first occurrence (cron(8)).
+//! - Crontab lines whose minute or hour field starts with `*` (and `@hourly`) follow real time,
+//!   as cron(8) says: skipped times do not run, repeated times run in both passes.
+//!
+//! The `cron` crate is not used here: it reads 5-field lines as a different 6-field layout,
+//! numbers weekdays from 1 = Sunday, ANDs day-of-month with day-of-week, drops times in a
+//! spring-forward gap and runs fixed times twice in a fall-back.
+
+use chrono::{
+    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset,
+    TimeZone, Timelike, Utc,
+};
+use chrono_tz::{GapInfo, OffsetComponents, Tz};
+
+use super::clock::{parse_wall_clock, resolve_local};
+
+/// How far a crontab search looks, back or ahead. Long enough for the rarest line that runs at
+/// all (a Friday the 1st of January recurs up to 11 years apart; a 29th of February, 8).
+const HORIZON: Duration = Duration::days(366 * 29);
+
+/// Vixie cron applies its adjustments to clock changes of less than three hours.
+const LARGEST_FALL_BACK: Duration = Duration::hours(3);
+
+/// A schedule as accepted by [`Schedule::parse`]; opaque so that no parser crate leaks out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(Kind);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// `every N minutes|hours`: steps of `step` seconds of absolute time.
+    Elapsed {
+        count: u32,
+        unit: Unit,
+        start: Option<NaiveDateTime>,
+    },
+    /// `every N days`: calendar days, counted from `first` (1970-01-01 if none), at `time`.
+    Days {
+        count: u32,
+        time: NaiveTime,
+        first: Option<NaiveDate>,
+    },
+    Cron(Box<Crontab>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Minute,
+    Hour,
+    Day,
+}
+
+/// Why a schedule, `at` or `start` was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(
+        "`{0}` is not a schedule: write `every N minutes|hours|days`, a 5-field crontab line \
+         such as `0 8 * * MON-FRI`, or @daily/@hourly/@weekly/@monthly"
+    )]
+    Unknown(String),
+    #[error("`{0}` never comes round: the number of minutes, hours or days must be at least 1")]
+    ZeroInterval(String),
+    #[error(
+        "`{line}` has {count} fields: keyhook takes standard 5-field crontab lines (minute hour \
+         day-of-month month day-of-week, no seconds or years), such as `0 8 * * MON-FRI`"
+    )]
+    FieldCount { line: String, count: usize },
+    #[error("`{line}`: {field} `{value}` {problem}")]
+    Field {
+        line: String,
+        field: &'static str,
+        value: String,
+        problem: String,
+    },
+    #[error("`{0}` never runs: no month it allows has that day")]
+    NeverRuns(String),
+    #[error(
+        "`@reboot` is not supported: keyhook runs tasks on a schedule, not at boot; \
+         use @hourly, @daily, @weekly, @monthly or @yearly"
+    )]
+    Reboot,
+    #[error(
+        "`{0}` is not a schedule: the @ forms are @hourly, @daily (or @midnight), @weekly, \
+         @monthly and @yearly (or @annually)"
+    )]
+    UnknownShorthand(String),
+    #[error("`at = \"{0}\"` is not a time of day: write HH:MM such as 08:00")]
+    BadAt(String),
+    #[error(
+        "`at` only sets the time of day of `every N days` schedules; `{0}` runs at fixed \
+         intervals (use `start` to anchor it)"
+    )]
+    AtNeedsDays(String),
+    #[error("`at` does not apply to the crontab line `{0}`: the line itself sets the time")]
+    AtInCrontab(String),
+    #[error(
+        "`start = \"{0}\"` is not a start time: write YYYY-MM-DDTHH:MM[:SS] such as 2027-01-01T08:00"
+    )]
+    BadStart(String),
+    #[error("`start` does not apply to the crontab line `{0}`: it anchors `every` schedules")]
+    StartInCrontab(String),
+    #[error(
+        "`at = \"{at}\"` disagrees with the time in `start = \"{start}\"`: give the time of day \
+         in only one of them"
+    )]
+    AtConflictsWithStart { at: String, start: String },
+}
+
+impl Schedule {
+    /// Parses a task's `schedule`, with its optional `at` ("08:00") and `start`
+    /// ("2027-01-01T08:00"). For `every N days`, `start` gives the first day and, unless it is
+    /// a bare date, the time of day; `at` may repeat that time but not contradict it.
+    pub fn parse(
+        schedule: &str,
+        at: Option<&str>,
+        start: Option<&str>,
+    ) -> Result<Schedule, ScheduleError> {
+        let text = schedule.trim();
+        let is_every = text
+            .split_whitespace()
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("every"));
+        if is_every {
+            return parse_every(text, at, start).map(Schedule);
+        }
+        let crontab = Crontab::parse(text)?;
+        if at.is_some() {
+            return Err(ScheduleError::AtInCrontab(text.into()));
+        }
+        if start.is_some() {
+            return Err(ScheduleError::StartInCrontab(text.into()));
+        }
+        Ok(Schedule(Kind::Cron(Box::new(crontab))))
+    }
+
+    /// The most recent slot at or before `now`, in `zone` (None if there is none, e.g. before
+    /// `start`, or none within the last 29 years).
+    pub fn latest_at_or_before(&self, now: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        match &self.0 {
+            Kind::Elapsed { count, unit, start } => {
+                let (anchor, step) = elapsed_grid(*count, *unit, *start, now, zone)?;
+                let since = now.timestamp().checked_sub(anchor)?;
+                (since >= 0)
+                    .then(|| anchor + since.div_euclid(step) * step)
+                    .and_then(|at| DateTime::from_timestamp(at, 0))
+            }
+            Kind::Days { count, time, first } => {
+                latest_day(*count, *time, first_day(*first), now, zone)
+            }
+            Kind::Cron(crontab) => crontab.latest_at_or_before(now, zone),
+        }
+    }
+
+    /// The first slot strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        match &self.0 {
+            Kind::Elapsed { count, unit, start } => {
+                let (anchor, step) = elapsed_grid(*count, *unit, *start, after, zone)?;
+                let since = after.timestamp().checked_sub(anchor)?;
+                let steps = if since < 0 {
+                    0
+                } else {
+                    since.div_euclid(step) + 1
+                };
+                DateTime::from_timestamp(anchor.checked_add(steps.checked_mul(step)?)?, 0)
+            }
+            Kind::Days { count, time, first } => {
+                next_day(*count, *time, first_day(*first), after, zone)
+            }
+            Kind::Cron(crontab) => crontab.next_after(after, zone),
+        }
+    }
+
+    /// The nominal period: N units for `every`; for a crontab line, the shortest gap between
+    /// consecutive slots. `run-due` uses it as the default catch-up window.
+    pub fn period(&self) -> Duration {
+        match &self.0 {
+            Kind::Elapsed { count, unit, .. } => {
+                Duration::seconds(unit.seconds() * i64::from(*count))
+            }
+            Kind::Days { count, .. } => Duration::days(i64::from(*count)),
+            Kind::Cron(crontab) => crontab.period,
+        }
+    }
+
+    /// The schedule in words, such as "every day at 08:00" or "at 08:00 on Monday through
+    /// Friday"; crontab lines without a plain reading are quoted.
+    pub fn describe(&self) -> String {
+        match &self.0 {
+            Kind::Elapsed { count, unit, start } => {
+                let every = every_words(*count, unit.word());
+                match start {
+                    Some(start) => format!("{every}, from {}", wall_words(*start)),
+                    None => every,
+                }
+            }
+            Kind::Days { count, time, first } => {
+                let every = format!("{} at {}", every_words(*count, "day"), clock_words(*time));
+                match first {
+                    Some(first) => format!("{every}, from {first}"),
+                    None => every,
+                }
+            }
+            Kind::Cron(crontab) => crontab.describe(),
+        }
+    }
+}
+
+impl Unit {
+    fn seconds(self) -> i64 {
+        match self {
+            Unit::Minute => 60,
+            Unit::Hour => 3600,
+            Unit::Day => 86_400,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Unit::Minute => "minute",
+            Unit::Hour => "hour",
+            Unit::Day => "day",
+        }
+    }
+}
+
+/// The unit words of `every`, compared without regard to case.
+const UNITS: [(&str, Unit); 12] = [
+    ("minute", Unit::Minute),
+    ("minutes", Unit::Minute),
+    ("min", Unit::Minute),
+    ("mins", Unit::Minute),
+    ("hour", Unit::Hour),
+    ("hours", Unit::Hour),
+    ("h", Unit::Hour),
+    ("hr", Unit::Hour),
+    ("hrs", Unit::Hour),
+    ("day", Unit::Day),
+    ("days", Unit::Day),
+    ("d", Unit::Day),
+];
+
+fn parse_every(text: &str, at: Option<&str>, start: Option<&str>) -> Result<Kind, ScheduleError> {
+    let (count, unit) = every_interval(text).ok_or_else(|| ScheduleError::Unknown(text.into()))?;
+    if count == 0 {
+        return Err(ScheduleError::ZeroInterval(text.into()));
+    }
+    if unit == Unit::Day {
+        let (time, first) = day_time(at, start)?;
+        return Ok(Kind::Days { count, time, first });
+    }
+    if at.is_some() {
+        return Err(ScheduleError::AtNeedsDays(text.into()));
+    }
+    let start = start.map(parse_start).transpose()?.map(|(start, _)| start);
+    Ok(Kind::Elapsed { count, unit, start })
+}
+
+/// `every N unit`, `every Nunit` or `every unit` (N = 1); `text` starts with the word `every`.
+fn every_interval(text: &str) -> Option<(u32, Unit)> {
+    let rest = text.get("every".len()..)?.trim();
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let count = match &rest[..digits] {
+        "" => 1,
+        number => number.parse().ok()?,
+    };
+    let word = rest[digits..].trim();
+    let (_, unit) = UNITS
+        .iter()
+        .find(|(name, _)| word.eq_ignore_ascii_case(name))?;
+    Some((count, *unit))
+}
+
+/// The time of day and first day of `every N days`: the time from `at`, else from `start`,
+/// else midnight; days count from `start`'s date, else from 1970-01-01.
+fn day_time(
+    at: Option<&str>,
+    start: Option<&str>,
+) -> Result<(NaiveTime, Option<NaiveDate>), ScheduleError> {
+    let at_time = at.map(parse_at).transpose()?;
+    let parsed = start.map(parse_start).transpose()?;
+    let start_time = parsed
+        .filter(|(_, timed)| *timed)
+        .map(|(start, _)| start.time());
+    if let (Some(at_time), Some(start_time)) = (at_time, start_time)
+        && at_time != start_time
+    {
+        return Err(ScheduleError::AtConflictsWithStart {
+            at: at.unwrap_or_default().into(),
+            start: start.unwrap_or_default().into(),
+        });
+    }
+    let time = at_time.or(start_time).unwrap_or(NaiveTime::MIN);
+    Ok((time, parsed.map(|(start, _)| start.date())))
+}
+
+fn parse_at(text: &str) -> Result<NaiveTime, ScheduleError> {
+    let trimmed = text.trim();
+    NaiveTime::parse_from_str(trimmed, "%H:%M")
+        .or_else(|_| NaiveTime::parse_from_str(trimmed, "%H:%M:%S"))
+        .map_err(|_| ScheduleError::BadAt(text.into()))
+}
+
+/// A `start` and whether it gave a time of day (a bare date means midnight).
+fn parse_start(text: &str) -> Result<(NaiveDateTime, bool), ScheduleError> {
+    let trimmed = text.trim();
+    let start = parse_wall_clock(trimmed).ok_or_else(|| ScheduleError::BadStart(text.into()))?;
+    let timed = NaiveDate::parse_from_str(trimmed, "%Y-%m-%d").is_err();
+    Ok((start, timed))
+}
+
+/// The anchor (Unix seconds) and step (seconds) of `every N minutes|hours`.
+fn elapsed_grid(
+    count: u32,
+    unit: Unit,
+    start: Option<NaiveDateTime>,
+    at: DateTime<Utc>,
+    zone: Tz,
+) -> Option<(i64, i64)> {
+    let step = unit.seconds() * i64::from(count);
+    let anchor = match start {
+        Some(start) => wall_clock_instant(start, zone)?.timestamp(),
+        // Midnight in today's standard time, not in 1970's offset: zones such as
+        // Asia/Kathmandu have moved by a fraction of an hour since.
+        None => {
+            let offset = zone.offset_from_utc_datetime(&at.naive_utc());
+            -offset.base_utc_offset().num_seconds()
+        }
+    };
+    Some((anchor, step))
+}
+
+fn first_day(first: Option<NaiveDate>) -> NaiveDate {
+    first.unwrap_or(DateTime::UNIX_EPOCH.date_naive())
+}
+
+/// Slot number `index` of `every N days`: `first` + index × N days, at `time`.
+fn day_slot(
+    count: u32,
+    time: NaiveTime,
+    first: NaiveDate,
+    index: i64,
+    zone: Tz,
+) -> Option<DateTime<Utc>> {
+    let days = u64::try_from(index).ok()?.checked_mul(u64::from(count))?;
+    let date = first.checked_add_days(chrono::Days::new(days))?;
+    wall_clock_instant(date.and_time(time), zone)
+}
+
+/// The number of the last day slot on or before the calendar day of `at` in `zone`.
+fn day_index(count: u32, first: NaiveDate, at: DateTime<Utc>, zone: Tz) -> i64 {
+    let today = at.with_timezone(&zone).date_naive();
+    (today - first).num_days().div_euclid(i64::from(count))
+}
+
+fn latest_day(
+    count: u32,
+    time: NaiveTime,
+    first: NaiveDate,
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> Option<DateTime<Utc>> {
+    let index = day_index(count, first, now, zone);
+    [index, index - 1]
+        .into_iter()
+        .filter_map(|index| day_slot(count, time, first, index, zone))
+        .find(|slot| *slot <= now)
+}
+
+fn next_day(
+    count: u32,
+    time: NaiveTime,
+    first: NaiveDate,
+    after: DateTime<Utc>,
+    zone: Tz,
+) -> Option<DateTime<Utc>> {
+    let index = day_index(count, first, after, zone).max(0);
+    [index, index + 1]
+        .into_iter()
+        .filter_map(|index| day_slot(count, time, first, index, zone))
+        .find(|slot| *slot > after)
+}
+
+/// A wall-clock time as an instant, by cron(8)'s rule for fixed times: the first of two
+/// occurrences, and for a time skipped by a spring-forward, the first instant after the jump.
+fn wall_clock_instant(local: NaiveDateTime, zone: Tz) -> Option<DateTime<Utc>> {
+    match resolve_local(local, zone) {
+        Some(at) => Some(at.to_utc()),
+        None => GapInfo::new(&local, &zone)?.end.map(|end| end.to_utc()),
+    }
+}
+
+fn offset_at(at: DateTime<Utc>, zone: Tz) -> FixedOffset {
+    zone.offset_from_utc_datetime(&at.naive_utc()).fix()
+}
+
+fn local_at(at: DateTime<Utc>, offset: FixedOffset) -> Option<NaiveDateTime> {
+    at.naive_utc().checked_add_offset(offset)
+}
+
+fn instant(local: NaiveDateTime, offset: FixedOffset) -> Option<DateTime<Utc>> {
+    local.checked_sub_offset(offset).map(|utc| utc.and_utc())
+}
+
+/// The first instant after `low` whose UTC offset differs from `low`'s; `high`'s must differ.
+fn first_change(low: DateTime<Utc>, high: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+    let offset = offset_at(low, zone);
+    let (mut low, mut high) = (low.timestamp(), high.timestamp());
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        let changed = DateTime::from_timestamp(middle, 0).map(|at| offset_at(at, zone) != offset);
+        match changed? {
+            true => high = middle,
+            false => low = middle,
+        }
+    }
+    DateTime::from_timestamp(high, 0)
+}
+
+fn floor_minute(local: NaiveDateTime) -> Option<NaiveDateTime> {
+    local.with_second(0)?.with_nanosecond(0)
+}
+
+fn ceil_minute(local: NaiveDateTime) -> Option<NaiveDateTime> {
+    let floor = floor_minute(local)?;
+    match floor == local {
+        true => Some(floor),
+        false => floor.checked_add_signed(MINUTE),
+    }
+}
+
+fn plus_minute(local: NaiveDateTime) -> Option<NaiveDateTime> {
+    local.checked_add_signed(MINUTE)
+}
+
+const MINUTE: Duration = Duration::minutes(1);
+
+fn every_words(count: u32, unit: &str) -> String {
+    match count {
+        1 => format!("every {unit}"),
+        _ => format!("every {count} {unit}s"),
+    }
+}
+
+fn clock_words(time: NaiveTime) -> String {
+    match time.second() {
+        0 => time.format("%H:%M").to_string(),
+        _ => time.format("%H:%M:%S").to_string(),
+    }
+}
+
+fn wall_words(local: NaiveDateTime) -> String {
+    format!("{} {}", local.date(), clock_words(local.time()))
+}
+
+/// A 5-field crontab line, each field a bit set (bit n: value n allowed), read as Vixie cron
+/// reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Crontab {
+    line: String,
+    minutes: u64,
+    hours: u64,
+    days: u64,
+    months: u64,
+    /// 0 = Sunday; a 7 in the line is folded into 0.
+    weekdays: u64,
+    /// crontab(5): when either day field starts with `*`, a day must match both (so the other
+    /// alone decides); when both are restricted, matching either is enough.
+    days_and: bool,
+    /// cron(8): a `*` starting the minute or hour field makes the job follow real time across
+    /// clock changes instead of being adjusted.
+    real_time: bool,
+    period: Duration,
+}
+
+/// One crontab field: its name, range, optional names (for `low`, `low + 1`, ...) and what to
+/// tell a user who gets it wrong.
+struct Field {
+    name: &'static str,
+    low: u32,
+    high: u32,
+    names: &'static [&'static str],
+    takes: &'static str,
+}
+
+const FIELDS: [Field; 5] = [
+    Field {
+        name: "minute",
+        low: 0,
+        high: 59,
+        names: &[],
+        takes: "0-59",
+    },
+    Field {
+        name: "hour",
+        low: 0,
+        high: 23,
+        names: &[],
+        takes: "0-23",
+    },
+    Field {
+        name: "day of month",
+        low: 1,
+        high: 31,
+        names: &[],
+        takes: "1-31",
+    },
+    Field {
+        name: "month",
+        low: 1,
+        high: 12,
+        names: &[
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ],
+        takes: "1-12 or JAN-DEC",
+    },
+    Field {
+        name: "day of week",
+        low: 0,
+        high: 7,
+        names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+        takes: "0-7 (0 and 7 are Sunday) or SUN-SAT",
+    },
+];
+
+const SHORTHANDS: [(&str, &str); 7] = [
+    ("@hourly", "0 * * * *"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@monthly", "0 0 1 * *"),
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+];
+
+const ALL_HOURS: u64 = (1 << 24) - 1;
+const ALL_DAYS: u64 = ((1 << 32) - 1) & !1;
+const ALL_MONTHS: u64 = ((1 << 13) - 1) & !1;
+const ALL_WEEKDAYS: u64 = (1 << 7) - 1;
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const WEEKDAY_NAMES: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// How many clock changes a search may step over before giving up.
+const MAX_CHANGES: usize = 8;
+
+/// The offending text and what is wrong with it.
+type FieldError = (String, String);
+
+impl Field {
+    fn parse(&self, text: &str) -> Result<u64, FieldError> {
+        text.split(',')
+            .try_fold(0, |mask, item| Ok(mask | self.item(item)?))
+    }
+
+    /// `*`, `v`, `a-b`, each optionally `/step`; `v/step` runs from v to the field's end, as
+    /// in cronie.
+    fn item(&self, item: &str) -> Result<u64, FieldError> {
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => (range, Some(self.step(item, step)?)),
+            None => (item, None),
+        };
+        let (low, high) = match range.split_once('-') {
+            _ if range == "*" => (self.low, self.high),
+            Some((low, high)) => (self.value(low)?, self.value(high)?),
+            None if step.is_some() => (self.value(range)?, self.high),
+            None => (self.value(range)?, self.value(range)?),
+        };
+        if low > high {
+            return Err((
+                item.into(),
+                "runs backwards: write ranges from low to high".into(),
+            ));
+        }
+        let values = (low..=high).step_by(step.unwrap_or(1));
+        Ok(values.fold(0, |mask, value| mask | 1 << value))
+    }
+
+    fn value(&self, text: &str) -> Result<u32, FieldError> {
+        let value = match !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            true => text.parse().ok(),
+            false => self.named(text),
+        };
+        value
+            .filter(|value| (self.low..=self.high).contains(value))
+            .ok_or_else(|| {
+                (
+                    text.into(),
+                    format!(
+                        "is not allowed: the {} field takes {}",
+                        self.name, self.takes
+                    ),
+                )
+            })
+    }
+
+    fn named(&self, text: &str) -> Option<u32> {
+        let index = self
+            .names
+            .iter()
+            .position(|name| name.eq_ignore_ascii_case(text))?;
+        Some(self.low + u32::try_from(index).ok()?)
+    }
+
+    fn step(&self, item: &str, text: &str) -> Result<usize, FieldError> {
+        let step = text
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| text.parse().ok())
+            .flatten();
+        step.filter(|step| *step >= 1).ok_or_else(|| {
+            (
+                item.into(),
+                "has a bad step: write a whole number of at least 1, as in */15".into(),
+            )
+        })
+    }
+}
+
+impl Crontab {
+    fn parse(text: &str) -> Result<Crontab, ScheduleError> {
+        let expanded = expand_shorthand(text)?;
+        let fields: Vec<&str> = expanded.split_whitespace().collect();
+        if !looks_like_crontab(expanded) {
+            return Err(ScheduleError::Unknown(text.into()));
+        }
+        if fields.len() != FIELDS.len() {
+            let count = fields.len();
+            return Err(ScheduleError::FieldCount {
+                line: text.into(),
+                count,
+            });
+        }
+        let mut masks = [0; 5];
+        for ((mask, field), spec) in masks.iter_mut().zip(&fields).zip(&FIELDS) {
+            *mask = spec
+                .parse(field)
+                .map_err(|(value, problem)| ScheduleError::Field {
+                    line: text.into(),
+                    field: spec.name,
+                    value: if value.is_empty() {
+                        (*field).into()
+                    } else {
+                        value
+                    },
+                    problem,
+                })?;
+        }
+        let [minutes, hours, days, months, weekdays] = masks;
+        let mut crontab = Crontab {
+            line: text.into(),
+            minutes,
+            hours,
+            days,
+            months,
+            // Vixie cron reads both 0 and 7 as Sunday.
+            weekdays: (weekdays | weekdays >> 7) & ALL_WEEKDAYS,
+            days_and: fields[2].starts_with('*') || fields[4].starts_with('*'),
+            real_time: fields[0].starts_with('*') || fields[1].starts_with('*'),
+            period: Duration::zero(),
+        };
+        crontab.period = crontab
+            .shortest_gap()
+            .ok_or_else(|| ScheduleError::NeverRuns(text.into()))?;
+        Ok(crontab)
+    }
+
+    /// The shortest gap between the first 64 slots after a fixed reference, read on a clock
+    /// without clock changes.
+    fn shortest_gap(&self) -> Option<Duration> {
+        let reference = NaiveDate::from_ymd_opt(2001, 1, 1)?.and_time(NaiveTime::MIN);
+        let mut at = self.next_local(reference, reference.checked_add_signed(HORIZON)?)?;
+        let mut shortest = HORIZON;
+        for _ in 0..64 {
+            let Some(next) = self.next_local(plus_minute(at)?, at.checked_add_signed(HORIZON)?)
+            else {
+                break;
+            };
+            shortest = shortest.min(next - at);
+            at = next;
+        }
+        Some(shortest)
+    }
+
+    fn latest_at_or_before(&self, now: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        match self.real_time {
+            true => self.latest_real_time(now, zone),
+            false => self.latest_fixed(now, zone),
+        }
+    }
+
+    fn next_after(&self, after: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        match self.real_time {
+            true => self.next_real_time(after, zone),
+            false => self.next_fixed(after, zone),
+        }
+    }
+
+    /// Fixed times map to instants monotonically (see [`wall_clock_instant`]), so the latest
+    /// slot is the latest matching wall-clock time whose instant is not after `now`.
+    fn latest_fixed(&self, now: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        let local = now.with_timezone(&zone).naive_local();
+        let mut best = self.prev_local(local, local.checked_sub_signed(HORIZON)?)?;
+        // In a fall-back's second pass, times just ahead on the clock already ran in the first.
+        let ahead = local.checked_add_signed(LARGEST_FALL_BACK)?;
+        let mut from = plus_minute(floor_minute(local)?)?;
+        while let Some(later) = self.next_local(from, ahead)
+            && wall_clock_instant(later, zone).is_some_and(|at| at <= now)
+        {
+            best = later;
+            from = plus_minute(later)?;
+        }
+        wall_clock_instant(best, zone)
+    }
+
+    fn next_fixed(&self, after: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(&zone).naive_local();
+        let until = local.checked_add_signed(HORIZON)?;
+        let mut from = plus_minute(floor_minute(local)?)?;
+        loop {
+            let found = self.next_local(from, until)?;
+            let at = wall_clock_instant(found, zone)?;
+            if at > after {
+                return Some(at);
+            }
+            from = plus_minute(found)?;
+        }
+    }
+
+    /// Searches one stretch of constant UTC offset at a time: a wall-clock match read with
+    /// this stretch's offset is a slot only if it lands inside the stretch.
+    fn latest_real_time(&self, now: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        let mut to = now;
+        for _ in 0..MAX_CHANGES {
+            let offset = offset_at(to, zone);
+            let local = local_at(to, offset)?;
+            let found = self.prev_local(local, local.checked_sub_signed(HORIZON)?)?;
+            let at = instant(found, offset)?;
+            if offset_at(at, zone) == offset {
+                return Some(at);
+            }
+            to = first_change(at, to, zone)? - Duration::seconds(1);
+        }
+        None
+    }
+
+    fn next_real_time(&self, after: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        let mut from = after;
+        let mut offset = offset_at(after, zone);
+        let mut local = plus_minute(floor_minute(local_at(after, offset)?)?)?;
+        for _ in 0..MAX_CHANGES {
+            let found = self.next_local(local, local.checked_add_signed(HORIZON)?)?;
+            let at = instant(found, offset)?;
+            if offset_at(at, zone) == offset {
+                return Some(at);
+            }
+            from = first_change(from, at, zone)?;
+            offset = offset_at(from, zone);
+            local = ceil_minute(local_at(from, offset)?)?;
+        }
+        None
+    }
+
+    /// The first matching wall-clock minute in `[from, until]`.
+    fn next_local(&self, from: NaiveDateTime, until: NaiveDateTime) -> Option<NaiveDateTime> {
+        let from = ceil_minute(from)?;
+        let (mut date, mut minute) = (from.date(), from.hour() * 60 + from.minute());
+        while date <= until.date() {
+            if !has(self.months, date.month()) {
+                date = date
+                    .with_day(1)?
+                    .checked_add_months(chrono::Months::new(1))?;
+            } else if self.day_matches(date)
+                && let Some(found) = self.first_minute_from(minute)
+            {
+                let found = date.and_hms_opt(found / 60, found % 60, 0)?;
+                return (found <= until).then_some(found);
+            } else {
+                date = date.succ_opt()?;
+            }
+            minute = 0;
+        }
+        None
+    }
+
+    /// The last matching wall-clock minute in `[since, to]`.
+    fn prev_local(&self, to: NaiveDateTime, since: NaiveDateTime) -> Option<NaiveDateTime> {
+        let (mut date, mut minute) = (to.date(), to.hour() * 60 + to.minute());
+        while date >= since.date() {
+            if !has(self.months, date.month()) {
+                date = date.with_day(1)?.pred_opt()?;
+            } else if self.day_matches(date)
+                && let Some(found) = self.last_minute_until(minute)
+            {
+                let found = date.and_hms_opt(found / 60, found % 60, 0)?;
+                return (found >= since).then_some(found);
+            } else {
+                date = date.pred_opt()?;
+            }
+            minute = 24 * 60 - 1;
+        }
+        None
+    }
+
+    fn day_matches(&self, date: NaiveDate) -> bool {
+        let day = has(self.days, date.day());
+        let weekday = has(self.weekdays, date.weekday().num_days_from_sunday());
+        match self.days_and {
+            true => day && weekday,
+            false => day || weekday,
+        }
+    }
+
+    /// The first matching minute of the day at or after `from` (minutes since midnight).
+    fn first_minute_from(&self, from: u32) -> Option<u32> {
+        (from / 60..24)
+            .filter(|hour| has(self.hours, *hour))
+            .find_map(|hour| {
+                let start = if hour == from / 60 { from % 60 } else { 0 };
+                let rest = self.minutes >> start;
+                (rest != 0).then(|| hour * 60 + start + rest.trailing_zeros())
+            })
+    }
+
+    /// The last matching minute of the day at or before `to` (minutes since midnight).
+    fn last_minute_until(&self, to: u32) -> Option<u32> {
+        (0..=to / 60)
+            .rev()
+            .filter(|hour| has(self.hours, *hour))
+            .find_map(|hour| {
+                let end = if hour == to / 60 { to % 60 } else { 59 };
+                let kept = self.minutes & (u64::MAX >> (63 - end));
+                (kept != 0).then(|| hour * 60 + 63 - kept.leading_zeros())
+            })
+    }
+
+    fn describe(&self) -> String {
+        self.in_words()
+            .unwrap_or_else(|| format!("cron `{}`", self.line))
+    }
+
+    /// Plain words for the common shapes: one minute, one or every hour, simple days.
+    fn in_words(&self) -> Option<String> {
+        let minute = single(self.minutes)?;
+        if self.hours == ALL_HOURS && self.every_day() {
+            return Some(format!("every hour at :{minute:02}"));
+        }
+        let time = format!("{:02}:{minute:02}", single(self.hours)?);
+        if self.every_day() {
+            return Some(format!("every day at {time}"));
+        }
+        Some(format!("at {time} on {}", self.days_in_words()?))
+    }
+
+    fn every_day(&self) -> bool {
+        let (all_days, all_weekdays) = (self.days == ALL_DAYS, self.weekdays == ALL_WEEKDAYS);
+        let days = match self.days_and {
+            true => all_days && all_weekdays,
+            false => all_days || all_weekdays,
+        };
+        days && self.months == ALL_MONTHS
+    }
+
+    fn days_in_words(&self) -> Option<String> {
+        let shape = (
+            self.days == ALL_DAYS,
+            self.weekdays == ALL_WEEKDAYS,
+            self.months == ALL_MONTHS,
+        );
+        match shape {
+            _ if !self.days_and => None,
+            (true, false, true) => Some(weekdays_in_words(self.weekdays)),
+            (false, true, true) => Some(format!("day {} of every month", single(self.days)?)),
+            (false, true, false) => {
+                let month = MONTH_NAMES.get(usize::try_from(single(self.months)?).ok()? - 1)?;
+                Some(format!("{month} {}", single(self.days)?))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn expand_shorthand(text: &str) -> Result<&str, ScheduleError> {
+    if !text.starts_with('@') {
+        return Ok(text);
+    }
+    if text.eq_ignore_ascii_case("@reboot") {
+        return Err(ScheduleError::Reboot);
+    }
+    SHORTHANDS
+        .iter()
+        .find(|(name, _)| text.eq_ignore_ascii_case(name))
+        .map(|(_, line)| *line)
+        .ok_or_else(|| ScheduleError::UnknownShorthand(text.into()))
+}
+
+/// Whether a line is meant as crontab (so a wrong field count deserves its own message).
+fn looks_like_crontab(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_digit()) || text.contains('*')
+}
+
+fn has(mask: u64, value: u32) -> bool {
+    mask >> value & 1 == 1
+}
+
+fn single(mask: u64) -> Option<u32> {
+    (mask.count_ones() == 1).then(|| mask.trailing_zeros())
+}
+
+/// "Monday through Friday" for a run of three or more (which may wrap past Saturday), else a
+/// list such as "Monday, Wednesday and Friday".
+fn weekdays_in_words(mask: u64) -> String {
+    let count = mask.count_ones();
+    let run_start = (0..7).find(|day| has(mask, *day) && !has(mask, (day + 6) % 7));
+    if count >= 3
+        && let Some(first) = run_start
+        && (0..count).all(|offset| has(mask, (first + offset) % 7))
+    {
+        let last = (first + count - 1) % 7;
+        return format!(
+            "{} through {}",
+            WEEKDAY_NAMES[first as usize], WEEKDAY_NAMES[last as usize]
+        );
+    }
+    let names: Vec<&str> = [1, 2, 3, 4, 5, 6, 0]
+        .into_iter()
+        .filter(|day| has(mask, *day))
+        .map(|day| WEEKDAY_NAMES[day as usize])
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,265 @@
+//! `run-due` at a sequence of pinned times against a real receiver: exactly the expected
+//! deliveries arrive. Also `[date]`, `set-last-run`, `next` and `list`.
+
+mod support;
+
+use keyhook::receiver::{Reply, Server};
+use rusqlite::types::Value;
+use support::{Test, stderr, stdout, text};
+
+/// A task whose search matches exactly the license with `key`, sending `user_data`.
+fn task(test: Test, stem: &str, schedule: &str, extra: &str, url: &str) -> Test {
+    let test = test.search(stem, &format!("ActivationKey = '{stem}'"));
+    test.license(&[("ActivationKey", text(stem))]);
+    test.write(
+        &format!("tasks/{stem}.toml"),
+        &format!(
+            "name = \"{stem}\"\nsearch = \"{stem}\"\nschedule = \"{schedule}\"\n{extra}\n\
+             [webhook]\nurl = \"{url}\"\nsecret = \"s\"\nuser_data = \"{stem}\"\n"
+        ),
+    )
+}
+
+fn run_due(test: &Test, now: &str) -> std::process::Output {
+    test.keyhook(["run-due", "--now", now]).output().unwrap()
+}
+
+fn received(server: &Server) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|request| {
+            let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            json["WebHookUserData"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn run_due_at_a_sequence_of_times_sends_exactly_what_is_due() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let url = server.url("/");
+    let test = task(Test::new(), "daily", "every 1 day", "at = \"08:00\"", &url);
+    let test = task(test, "weekdays", "0 9 * * MON-FRI", "", &url);
+    let test = task(test, "sixhourly", "every 6 hours", "", &url);
+    let test = task(test, "off", "* * * * *", "enabled = false", &url);
+
+    // (now, what arrives at that call) — 2026-11-23 is a Monday.
+    let steps: [(&str, &[&str]); 9] = [
+        ("2026-11-23T07:00:00", &[]), // first seen: no slot before this fires
+        ("2026-11-23T08:00:30", &["daily"]),
+        ("2026-11-23T08:01:00", &[]),
+        ("2026-11-23T09:00:10", &["weekdays"]),
+        ("2026-11-23T12:00:05", &["sixhourly"]),
+        ("2026-11-23T12:30:00", &[]),
+        // Off for three days: each task runs once for its latest slot, not once per missed one.
+        ("2026-11-26T10:00:00", &["daily", "sixhourly", "weekdays"]),
+        ("2026-11-26T10:01:00", &[]),
+        // Off again until Saturday night: the weekday slot (Fri 09:00) is older than its
+        // one-day window and is skipped; the others are within theirs.
+        ("2026-11-28T23:00:00", &["daily", "sixhourly"]),
+    ];
+    let mut expected_total = 0;
+    for (now, expected) in steps {
+        let before = server.request_count();
+        let output = run_due(&test, now);
+        assert!(
+            output.status.success(),
+            "{now}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+        let mut got: Vec<String> = received(&server)[before..].to_vec();
+        got.sort();
+        assert_eq!(got, expected, "at {now}: {}", stdout(&output));
+        expected_total += expected.len();
+        if now == "2026-11-28T23:00:00" {
+            assert!(
+                stdout(&output).contains("weekdays: skipped the slot at 2026-11-27 09:00:00"),
+                "{}",
+                stdout(&output)
+            );
+        }
+    }
+    assert_eq!(server.request_count(), expected_total);
+    // The skip is logged once, not at every call.
+    let again = run_due(&test, "2026-11-28T23:01:00");
+    assert_eq!(stdout(&again), "");
+}
+
+#[test]
+fn a_new_task_waits_for_its_first_slot_and_run_task_respects_the_slot() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = task(Test::new(), "hourly", "@hourly", "", &server.url("/"));
+    // First seen at 10:20: the 10:00 slot came before it.
+    assert_eq!(stdout(&run_due(&test, "2026-11-23T10:20:00")), "");
+    assert_eq!(server.request_count(), 0);
+    // By hand, run-task claims the current slot; a second run-task for it does nothing.
+    test.keyhook(["run-task", "hourly", "--now", "2026-11-23T10:30:00"])
+        .assert()
+        .success();
+    let again = test
+        .keyhook(["run-task", "hourly", "--now", "2026-11-23T10:40:00"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&again).contains("already ran for its slot at 2026-11-23 10:00:00"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(run_due(&test, "2026-11-23T10:50:00").stdout, b"");
+    assert_eq!(server.request_count(), 1);
+    test.keyhook([
+        "run-task",
+        "hourly",
+        "--force",
+        "--now",
+        "2026-11-23T10:55:00",
+    ])
+    .assert()
+    .success();
+    assert_eq!(server.request_count(), 2);
+    run_due(&test, "2026-11-23T11:00:01");
+    assert_eq!(server.request_count(), 3);
+}
+
+#[test]
+fn date_placeholder_is_the_previous_run_and_set_last_run_moves_it() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = Test::new().search("new-orders", "OrderDate > [date]").task(
+        "new-orders",
+        "new-orders",
+        &server.url("/"),
+        "",
+    );
+    for (id, order) in [
+        (1, "2026-11-20T12:00:00"),
+        (2, "2026-11-23T09:00:00"),
+        (3, "2026-11-23T11:00:00"),
+    ] {
+        test.license(&[
+            ("ID", Value::Integer(id)),
+            ("ActivationKey", text(&format!("K{id}"))),
+            ("OrderDate", text(order)),
+        ]);
+    }
+    // First run: [date] is when the task was first seen (now), so nothing old is sent.
+    let preview = test
+        .keyhook(["dry-run", "new-orders", "--now", "2026-11-23T10:00:00"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&preview).contains("[date] = 2026-11-23T10:00:00"),
+        "{}",
+        stdout(&preview)
+    );
+    let first = test
+        .keyhook(["run-task", "new-orders", "--now", "2026-11-23T10:00:00"])
+        .output()
+        .unwrap();
+    assert!(stdout(&first).contains("1 matched"), "{}", stdout(&first));
+    // Rewind "last ran" to before every order: the next run sends them all.
+    test.keyhook(["set-last-run", "new-orders", "2026-11-01T00:00:00"])
+        .assert()
+        .success();
+    let preview = test
+        .keyhook(["dry-run", "new-orders", "--count"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&preview), "3\n");
+    let second = test
+        .keyhook([
+            "run-task",
+            "new-orders",
+            "--force",
+            "--now",
+            "2026-11-23T12:00:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(stdout(&second).contains("3 matched"), "{}", stdout(&second));
+    // And the run after that counts from the second run's start.
+    let preview = test
+        .keyhook(["dry-run", "new-orders", "--now", "2026-11-24T12:00:00"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&preview).contains("[date] = 2026-11-23T12:00:00"),
+        "{}",
+        stdout(&preview)
+    );
+}
+
+#[test]
+fn first_run_since_sets_the_first_date() {
+    let test = Test::new()
+        .search("new-orders", "OrderDate > [date]")
+        .task("new-orders", "new-orders", "http://127.0.0.1:9/", "")
+        .write(
+            "tasks/new-orders.toml",
+            "name = \"n\"\nsearch = \"new-orders\"\nschedule = \"every 1 day\"\nfirst_run_since = \"7d\"\n\
+             [webhook]\nurl = \"http://127.0.0.1:9/\"\nsecret = \"s\"\n",
+        );
+    let preview = test.keyhook(["dry-run", "new-orders"]).output().unwrap();
+    assert!(
+        stdout(&preview).contains("[date] = 2026-11-16T10:00:00"),
+        "{}",
+        stdout(&preview)
+    );
+}
+
+#[test]
+fn next_shows_run_times_with_zone_and_offset() {
+    let test = task(
+        Test::new(),
+        "daily",
+        "every 1 day",
+        "at = \"02:30\"\ntimezone = \"Europe/Berlin\"",
+        "http://127.0.0.1:9/",
+    );
+    let output = test
+        .keyhook(["next", "daily", "-n", "3", "--now", "2026-03-27T12:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    // 2026-03-29 02:30 does not exist in Berlin: it runs right after the jump, at 03:00 CEST.
+    for line in [
+        "2026-03-28 02:30:00 +01:00",
+        "2026-03-29 03:00:00 +02:00",
+        "2026-03-30 02:30:00 +02:00",
+    ] {
+        assert!(text.contains(line), "{line}:\n{text}");
+    }
+    let list = test
+        .keyhook(["list", "--now", "2026-03-27T12:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&list).contains("next 2026-03-28 02:30 CET"),
+        "{}",
+        stdout(&list)
+    );
+}
+
+#[test]
+fn check_names_the_task_file_with_a_bad_schedule_or_zone() {
+    let test = Test::new()
+        .search("s", "1 = 1")
+        .write("tasks/bad-schedule.toml", "name = \"a\"\nsearch = \"s\"\nschedule = \"every 3 fortnights\"\n[webhook]\nurl = \"http://127.0.0.1:9/\"\nsecret = \"s\"\n")
+        .write("tasks/bad-zone.toml", "name = \"b\"\nsearch = \"s\"\nschedule = \"@daily\"\ntimezone = \"Mars/Olympus\"\n[webhook]\nurl = \"http://127.0.0.1:9/\"\nsecret = \"s\"\n");
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    assert!(
+        text.contains("error: tasks/bad-schedule.toml: field `schedule`: `every 3 fortnights`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: tasks/bad-zone.toml: field `timezone`: `Mars/Olympus`"),
+        "{text}"
+    );
+    // run-due reports them too, and runs the valid ones regardless.
+    let output = run_due(&test, "2026-11-23T10:00:00");
+    assert_eq!(output.status.code(), Some(2));
+}
