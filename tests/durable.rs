@@ -552,3 +552,38 @@ fn prune_removes_old_settled_deliveries_only() {
     let log = test.keyhook(["log", "--json"]).output().unwrap();
     assert_eq!(stdout(&log), "");
 }
+
+#[test]
+fn concurrency_sends_each_delivery_once_over_several_connections() {
+    let server = Server::start("127.0.0.1:0", |_| {
+        Reply::ok().with_delay(Duration::from_millis(20))
+    })
+    .unwrap();
+    let test = many(64, &server.url("/"), "");
+    let started = Instant::now();
+    let output = test
+        .keyhook(["run-task", "all", "--concurrency", "8"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let elapsed = started.elapsed();
+    assert!(
+        stdout(&output).contains("64 matched, 64 delivered, 0 failed"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(server.request_count(), 64, "no delivery sent twice");
+    assert_eq!(by_key(&server).len(), 64);
+    assert!(
+        server.connection_count() > 1 && server.connection_count() <= 8,
+        "{} connections",
+        server.connection_count()
+    );
+    // 64 × 20 ms is 1.28 s one at a time; eight at once must beat half of that.
+    assert!(elapsed < Duration::from_millis(640 + 1000), "{elapsed:?}");
+    let log = test
+        .keyhook(["log", "--status", "delivered", "--json", "--limit", "1000"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&log).lines().count(), 64);
+}

@@ -205,3 +205,43 @@ fn demo_runs_end_to_end() {
     assert_eq!(words[1], words[3], "{verified}");
     assert!(words[1].parse::<u32>().unwrap() > 0, "{verified}");
 }
+
+#[test]
+fn rust_example_receiver_verifies_both_schemes() {
+    // `cargo test` builds the examples next to the test binaries.
+    let binary = assert_cmd::cargo::cargo_bin("keyhook");
+    let example = binary.parent().unwrap().join("examples/receiver");
+    assert!(
+        example.exists(),
+        "{} is built by cargo test",
+        example.display()
+    );
+    const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut command = Command::new(&example);
+    command.arg("0").env("KEYHOOK_SECRET", WHSEC);
+    let mut receiver = Receiver::start(command);
+    let test = renewals(&receiver.url, WHSEC).write(
+        "tasks/renewals.toml",
+        &format!(
+            "name = \"Upcoming Renewals\"\nsearch = \"renewals\"\nschedule = \"every 1 day\"\n\
+             [webhook]\nurl = \"{}/hooks/qlm\"\nsecret_env = \"RENEWALS_SECRET\"\n\
+             signature = [\"qlm\", \"standard\"]\n",
+            receiver.url
+        ),
+    );
+    test.keyhook(["run-task", "renewals"]).assert().success();
+    let lines = receiver.read_lines(3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines.iter().all(|line| line.starts_with("valid msg_")),
+        "{lines:?}"
+    );
+    let wrong = renewals(&receiver.url, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD");
+    let output = wrong.keyhook(["run-task", "renewals"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let lines = receiver.read_lines(3);
+    assert!(
+        lines.iter().all(|line| line.starts_with("invalid")),
+        "{lines:?}"
+    );
+}

@@ -129,23 +129,24 @@ pub fn send(
     let tally = Mutex::new(Tally::default());
     let halt = AtomicBool::new(false);
     let claimer = format!("{}-{}", std::process::id(), &id::new()[16..]);
-    let worker = Worker {
+    let worker = |index: usize| Worker {
         target,
         clock,
         stop,
         halt: &halt,
         tally: &tally,
         observe,
-        claimer: &claimer,
+        // Each worker has its own claims, so one hands back only what it took itself.
+        claimer: format!("{claimer}-{index}"),
     };
     if target.concurrency <= 1 {
-        worker.run(state, queue)?;
+        worker(0).run(state, queue)?;
     } else {
         let path = state.path().to_path_buf();
         std::thread::scope(|scope| -> Result<(), StateError> {
             let handles: Vec<_> = (0..target.concurrency)
-                .map(|_| {
-                    let (worker, path) = (&worker, &path);
+                .map(|index| {
+                    let (worker, path) = (worker(index), &path);
                     scope.spawn(move || -> Result<(), StateError> {
                         let own = StateDb::open(path)?;
                         worker.run(&own, queue)
@@ -158,7 +159,6 @@ pub fn send(
             Ok(())
         })?;
     }
-    state.release_claims(&target.task, Some(&claimer))?;
     let mut tally = tally.into_inner().unwrap_or_default();
     tally.interrupted = stop.load(Ordering::SeqCst);
     Ok(tally)
@@ -173,7 +173,7 @@ struct Worker<'a> {
     halt: &'a AtomicBool,
     tally: &'a Mutex<Tally>,
     observe: &'a (dyn Fn(&Event) + Sync),
-    claimer: &'a str,
+    claimer: String,
 }
 
 /// How many deliveries a worker claims at once: few enough that a stop leaves little to
@@ -193,7 +193,7 @@ impl Worker<'_> {
                 return Ok(());
             }
             let now = self.clock.tick().timestamp();
-            let claimed = state.claim(queue, self.claimer, now, batch)?;
+            let claimed = state.claim(queue, &self.claimer, now, batch)?;
             if claimed.is_empty() {
                 return Ok(());
             }
@@ -204,7 +204,7 @@ impl Worker<'_> {
                 self.deliver(state, &sender, delivery)?;
             }
             // Whatever a stop left claimed goes back to the queue at once.
-            state.release_claims(&self.target.task, Some(self.claimer))?;
+            state.release_claims(&self.target.task, Some(&self.claimer))?;
         }
     }
 
