@@ -167,7 +167,7 @@ fn keyhook_listen_checks_signatures() {
     assert!(
         lines
             .iter()
-            .all(|line| line.starts_with("POST /hooks/qlm") && line.ends_with("✓ signature valid")),
+            .all(|line| line.starts_with("POST /hooks/qlm") && line.ends_with("✓ signature valid (qlm)")),
         "{lines:?}"
     );
 
@@ -177,7 +177,7 @@ fn keyhook_listen_checks_signatures() {
     assert!(
         lines
             .iter()
-            .all(|line| line.ends_with("✗ signature INVALID")),
+            .all(|line| line.contains("✗ signature INVALID (qlm): the signature does not match")),
         "{lines:?}"
     );
     assert!(!lines.concat().contains("shared-secret"));

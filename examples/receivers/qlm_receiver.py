@@ -138,6 +138,10 @@ class Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 gives keep-alive: the sender reuses one connection for many licenses.
     # This requires every response to carry an exact Content-Length (see reply()).
     protocol_version = "HTTP/1.1"
+    # Send each response at once (TCP_NODELAY): the headers and the body go out in two
+    # writes, and with Nagle's algorithm the second waits for the client's delayed ACK,
+    # about 40 ms per request on a keep-alive connection.
+    disable_nagle_algorithm = True
 
     def reply(self, code: int, text: str, close: bool = False) -> None:
         body = text.encode("utf-8")

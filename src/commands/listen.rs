@@ -9,7 +9,9 @@ use super::success;
 use crate::cli::ListenArgs;
 use crate::definitions::secret::{Secret, SecretSource};
 use crate::delivery::http::DELIVERY_HEADER;
-use crate::delivery::signature::{self, QLM_HEADER};
+use crate::delivery::signature::QLM_HEADER;
+use crate::delivery::standard;
+use crate::delivery::verify::{self, StandardHeaders};
 use crate::error::{Error, Result};
 use crate::receiver::{Reply, Request, Server};
 
@@ -76,14 +78,43 @@ pub fn describe(request: &Request, secret: Option<&Secret>, compact: bool) -> St
     text
 }
 
-/// `✓ signature valid`, `✗ ...`, or why it was not checked.
+/// `✓ signature valid (qlm)`, `✗ signature INVALID (standard): why`, or why it was not checked;
+/// one verdict per scheme the request carries.
 pub fn verdict(request: &Request, secret: Option<&Secret>) -> String {
-    match (request.header(QLM_HEADER), secret) {
-        (None, _) => format!("✗ no {QLM_HEADER} header"),
-        (Some(_), None) => "signature not checked (no --secret-env given)".into(),
-        (Some(header), Some(secret)) if signature::verify_qlm(&request.body, secret, header) => {
-            "✓ signature valid".into()
-        }
-        (Some(_), Some(_)) => "✗ signature INVALID".into(),
+    let qlm_sent = request.header(QLM_HEADER).is_some();
+    let standard_sent = request.header(standard::SIGNATURE_HEADER).is_some();
+    if !qlm_sent && !standard_sent {
+        return format!("✗ no {QLM_HEADER} or {} header", standard::SIGNATURE_HEADER);
+    }
+    let Some(secret) = secret else {
+        return "signature not checked (no --secret-env given)".into();
+    };
+    let mut verdicts = Vec::new();
+    if qlm_sent {
+        verdicts.push(say("qlm", verify::qlm(request.header(QLM_HEADER), &request.body, secret)));
+    }
+    if standard_sent {
+        let checked = match standard::Key::from_secret(secret.expose()) {
+            Ok(key) => {
+                let headers = StandardHeaders {
+                    id: request.header(standard::ID_HEADER),
+                    timestamp: request.header(standard::TIMESTAMP_HEADER),
+                    signature: request.header(standard::SIGNATURE_HEADER),
+                };
+                let now = chrono::Utc::now().timestamp();
+                verify::standard(&headers, &request.body, &[key], now, standard::DEFAULT_TOLERANCE_SECS)
+                    .map_err(|error| error.to_string())
+            }
+            Err(error) => Err(format!("the secret is not a Standard Webhooks key: {error}")),
+        };
+        verdicts.push(say("standard", checked.map_err(|e| e.to_string())));
+    }
+    verdicts.join("  ")
+}
+
+fn say<E: std::fmt::Display>(scheme: &str, verdict: std::result::Result<(), E>) -> String {
+    match verdict {
+        Ok(()) => format!("✓ signature valid ({scheme})"),
+        Err(reason) => format!("✗ signature INVALID ({scheme}): {reason}"),
     }
 }

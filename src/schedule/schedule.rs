@@ -686,7 +686,7 @@ impl Crontab {
             months,
             // Vixie cron reads both 0 and 7 as Sunday.
             weekdays: (weekdays | weekdays >> 7) & ALL_WEEKDAYS,
-            days_and: fields[2].starts_with('*') || fields[4].starts_with('*'),
+            days_and: fields[2] == "*" || fields[4] == "*",
             real_time: fields[0].starts_with('*') || fields[1].starts_with('*'),
             period: Duration::zero(),
         };
