@@ -108,6 +108,102 @@ fn example(program: &str, file: &str, secret: &str) -> Receiver {
     Receiver::start(command)
 }
 
+/// The renewals test with a Standard Webhooks (or both-scheme) signature.
+fn renewals_signed(url: &str, secret: &str, signature: &str) -> Test {
+    renewals(url, secret).write(
+        "tasks/renewals.toml",
+        &format!(
+            "name = \"Upcoming Renewals\"\nsearch = \"renewals\"\nschedule = \"every 1 day\"\n\
+             [webhook]\nurl = \"{url}/hooks/qlm\"\nsecret_env = \"RENEWALS_SECRET\"\nsignature = {signature}\n"
+        ),
+    )
+}
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn check_example_standard(program: &str, file: &str) {
+    for signature in ["\"standard\"", "[\"qlm\", \"standard\"]"] {
+        let mut receiver = example(program, file, WHSEC);
+        let test = renewals_signed(&receiver.url, WHSEC, signature);
+        let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+        assert!(output.status.success(), "{signature}: {}", stdout(&output));
+        let lines = receiver.read_lines(3);
+        assert!(
+            lines.len() == 3 && lines.iter().all(|l| l.starts_with("valid msg_")),
+            "{signature}: {lines:?}"
+        );
+        let test = renewals_signed(
+            &receiver.url,
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+            signature,
+        );
+        assert_eq!(
+            test.keyhook(["run-task", "renewals"])
+                .output()
+                .unwrap()
+                .status
+                .code(),
+            Some(1)
+        );
+        assert_eq!(
+            receiver.read_lines(3),
+            vec!["invalid bad-signature"; 3],
+            "{signature}"
+        );
+    }
+}
+
+#[test]
+fn python_example_receiver_verifies_standard_webhooks() {
+    if available("python3") {
+        check_example_standard("python3", "qlm_receiver.py");
+    }
+}
+
+#[test]
+fn node_example_receiver_verifies_standard_webhooks() {
+    if available("node") {
+        check_example_standard("node", "qlm_receiver.js");
+    }
+}
+
+/// keyhook's real requests, checked by the `standardwebhooks` library from PyPI: an
+/// implementation check by code nobody here wrote.
+#[test]
+fn the_standardwebhooks_library_accepts_real_requests() {
+    let has_library = Command::new("python3")
+        .args(["-c", "import standardwebhooks"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !has_library {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs standardwebhooks (pip)"
+        );
+        eprintln!("skipped: pip install standardwebhooks to run this test");
+        return;
+    }
+    for (signature, secrets) in [
+        ("\"standard\"", WHSEC.to_string()),
+        ("[\"qlm\", \"standard\"]", WHSEC.to_string()),
+    ] {
+        let mut command = Command::new("python3");
+        command
+            .arg(support::repo().join("examples/receivers/check_standardwebhooks.py"))
+            .args(["--secret-env", "CHECK_SECRET", "--listen", "0"])
+            .env("CHECK_SECRET", WHSEC);
+        let mut receiver = Receiver::start(command);
+        let test = renewals_signed(&receiver.url, &secrets, signature);
+        let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+        assert!(output.status.success(), "{}", stdout(&output));
+        let lines = receiver.read_lines(3);
+        assert!(
+            lines.len() == 3 && lines.iter().all(|l| l.starts_with("valid msg_")),
+            "{lines:?}"
+        );
+    }
+}
+
 fn check_example(program: &str, file: &str) {
     if !available(program) {
         return;
@@ -167,7 +263,8 @@ fn keyhook_listen_checks_signatures() {
     assert!(
         lines
             .iter()
-            .all(|line| line.starts_with("POST /hooks/qlm") && line.ends_with("✓ signature valid (qlm)")),
+            .all(|line| line.starts_with("POST /hooks/qlm")
+                && line.ends_with("✓ signature valid (qlm)")),
         "{lines:?}"
     );
 

@@ -91,7 +91,10 @@ pub fn verdict(request: &Request, secret: Option<&Secret>) -> String {
     };
     let mut verdicts = Vec::new();
     if qlm_sent {
-        verdicts.push(say("qlm", verify::qlm(request.header(QLM_HEADER), &request.body, secret)));
+        verdicts.push(say(
+            "qlm",
+            verify::qlm(request.header(QLM_HEADER), &request.body, secret),
+        ));
     }
     if standard_sent {
         let checked = match standard::Key::from_secret(secret.expose()) {
@@ -102,10 +105,18 @@ pub fn verdict(request: &Request, secret: Option<&Secret>) -> String {
                     signature: request.header(standard::SIGNATURE_HEADER),
                 };
                 let now = chrono::Utc::now().timestamp();
-                verify::standard(&headers, &request.body, &[key], now, standard::DEFAULT_TOLERANCE_SECS)
-                    .map_err(|error| error.to_string())
+                verify::standard(
+                    &headers,
+                    &request.body,
+                    &[key],
+                    now,
+                    standard::DEFAULT_TOLERANCE_SECS,
+                )
+                .map_err(|error| error.to_string())
             }
-            Err(error) => Err(format!("the secret is not a Standard Webhooks key: {error}")),
+            Err(error) => Err(format!(
+                "the secret is not a Standard Webhooks key: {error}"
+            )),
         };
         verdicts.push(say("standard", checked.map_err(|e| e.to_string())));
     }

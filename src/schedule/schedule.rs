@@ -37,7 +37,7 @@ pub struct Schedule(Kind);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    /// `every N minutes|hours`: steps of `step` seconds of absolute time.
+    /// `every N minutes|hours`: steps of absolute time from `start` (or standard midnight).
     Elapsed {
         count: u32,
         unit: Unit,
@@ -495,44 +495,22 @@ struct Field {
 }
 
 const FIELDS: [Field; 5] = [
-    Field {
-        name: "minute",
-        low: 0,
-        high: 59,
-        names: &[],
-        takes: "0-59",
-    },
-    Field {
-        name: "hour",
-        low: 0,
-        high: 23,
-        names: &[],
-        takes: "0-23",
-    },
-    Field {
-        name: "day of month",
-        low: 1,
-        high: 31,
-        names: &[],
-        takes: "1-31",
-    },
-    Field {
-        name: "month",
-        low: 1,
-        high: 12,
-        names: &[
-            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-        ],
-        takes: "1-12 or JAN-DEC",
-    },
-    Field {
-        name: "day of week",
-        low: 0,
-        high: 7,
-        names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
-        takes: "0-7 (0 and 7 are Sunday) or SUN-SAT",
-    },
+    Field::new("minute", 0, 59, &[], "0-59"),
+    Field::new("hour", 0, 23, &[], "0-23"),
+    Field::new("day of month", 1, 31, &[], "1-31"),
+    Field::new("month", 1, 12, &MONTHS, "1-12 or JAN-DEC"),
+    Field::new(
+        "day of week",
+        0,
+        7,
+        &WEEKDAYS,
+        "0-7 (0 and 7 are Sunday) or SUN-SAT",
+    ),
 ];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 const SHORTHANDS: [(&str, &str); 7] = [
     ("@hourly", "0 * * * *"),
@@ -548,20 +526,6 @@ const ALL_HOURS: u64 = (1 << 24) - 1;
 const ALL_DAYS: u64 = ((1 << 32) - 1) & !1;
 const ALL_MONTHS: u64 = ((1 << 13) - 1) & !1;
 const ALL_WEEKDAYS: u64 = (1 << 7) - 1;
-const MONTH_NAMES: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
 const WEEKDAY_NAMES: [&str; 7] = [
     "Sunday",
     "Monday",
@@ -579,6 +543,22 @@ const MAX_CHANGES: usize = 8;
 type FieldError = (String, String);
 
 impl Field {
+    const fn new(
+        name: &'static str,
+        low: u32,
+        high: u32,
+        names: &'static [&'static str],
+        takes: &'static str,
+    ) -> Field {
+        Field {
+            name,
+            low,
+            high,
+            names,
+            takes,
+        }
+    }
+
     fn parse(&self, text: &str) -> Result<u64, FieldError> {
         text.split(',')
             .try_fold(0, |mask, item| Ok(mask | self.item(item)?))
@@ -686,7 +666,7 @@ impl Crontab {
             months,
             // Vixie cron reads both 0 and 7 as Sunday.
             weekdays: (weekdays | weekdays >> 7) & ALL_WEEKDAYS,
-            days_and: fields[2] == "*" || fields[4] == "*",
+            days_and: fields[2].starts_with('*') || fields[4].starts_with('*'),
             real_time: fields[0].starts_with('*') || fields[1].starts_with('*'),
             period: Duration::zero(),
         };
@@ -903,8 +883,8 @@ impl Crontab {
             (true, false, true) => Some(weekdays_in_words(self.weekdays)),
             (false, true, true) => Some(format!("day {} of every month", single(self.days)?)),
             (false, true, false) => {
-                let month = MONTH_NAMES.get(usize::try_from(single(self.months)?).ok()? - 1)?;
-                Some(format!("{month} {}", single(self.days)?))
+                let month = chrono::Month::try_from(u8::try_from(single(self.months)?).ok()?);
+                Some(format!("{} {}", month.ok()?.name(), single(self.days)?))
             }
             _ => None,
         }
