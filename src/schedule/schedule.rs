@@ -17,8 +17,8 @@
 //! spring-forward gap and runs fixed times twice in a fall-back.
 
 use chrono::{
-    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset,
-    TimeZone, Timelike, Utc,
+    DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike, Utc,
 };
 use chrono_tz::{GapInfo, OffsetComponents, Tz};
 
@@ -482,6 +482,9 @@ struct Crontab {
     /// clock changes instead of being adjusted.
     real_time: bool,
     period: Duration,
+    /// The `cron` crate's schedules that find matching wall-clock minutes: one when the day
+    /// fields are ANDed, two (day of month alone, day of week alone) when they are ORed.
+    engine: Vec<cron::Schedule>,
 }
 
 /// One crontab field: its name, range, optional names (for `low`, `low + 1`, ...) and what to
@@ -669,7 +672,16 @@ impl Crontab {
             days_and: fields[2].starts_with('*') || fields[4].starts_with('*'),
             real_time: fields[0].starts_with('*') || fields[1].starts_with('*'),
             period: Duration::zero(),
+            engine: Vec::new(),
         };
+        crontab.engine = crontab
+            .engine_schedules()
+            .map_err(|detail| ScheduleError::Field {
+                line: text.into(),
+                field: "line",
+                value: text.into(),
+                problem: detail,
+            })?;
         crontab.period = crontab
             .shortest_gap()
             .ok_or_else(|| ScheduleError::NeverRuns(text.into()))?;
@@ -772,77 +784,72 @@ impl Crontab {
         None
     }
 
-    /// The first matching wall-clock minute in `[from, until]`.
+    /// The `cron` crate's form of this line: six fields (seconds first), weekdays numbered
+    /// from 1 = Sunday, and each field an explicit list, so its parser sees nothing it reads
+    /// differently from cron(8). The crate ANDs the day fields, so an OR is two schedules.
+    fn engine_schedules(&self) -> Result<Vec<cron::Schedule>, String> {
+        let list = |mask: u64, shift: u32| -> String {
+            (0..64)
+                .filter(|bit| mask & (1 << bit) != 0)
+                .map(|bit| (bit + shift).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let (minutes, hours, months) = (
+            list(self.minutes, 0),
+            list(self.hours, 0),
+            list(self.months, 0),
+        );
+        let (days, weekdays) = (list(self.days, 0), list(self.weekdays, 1));
+        let line =
+            |days: &str, weekdays: &str| format!("0 {minutes} {hours} {days} {months} {weekdays}");
+        let lines = match self.days_and {
+            true => vec![line(&days, &weekdays)],
+            false => vec![line(&days, "*"), line("*", &weekdays)],
+        };
+        lines
+            .iter()
+            .map(|line| {
+                line.parse::<cron::Schedule>()
+                    .map_err(|error| error.to_string())
+            })
+            .collect()
+    }
+
+    /// The first matching wall-clock minute in `[from, until]`. Wall-clock time is handed to
+    /// the crate as UTC, a zone without clock changes: the DST rules are this module's.
     fn next_local(&self, from: NaiveDateTime, until: NaiveDateTime) -> Option<NaiveDateTime> {
-        let from = ceil_minute(from)?;
-        let (mut date, mut minute) = (from.date(), from.hour() * 60 + from.minute());
-        while date <= until.date() {
-            if !has(self.months, date.month()) {
-                date = date
-                    .with_day(1)?
-                    .checked_add_months(chrono::Months::new(1))?;
-            } else if self.day_matches(date)
-                && let Some(found) = self.first_minute_from(minute)
-            {
-                let found = date.and_hms_opt(found / 60, found % 60, 0)?;
-                return (found <= until).then_some(found);
-            } else {
-                date = date.succ_opt()?;
-            }
-            minute = 0;
-        }
-        None
+        let start = Utc.from_utc_datetime(&(ceil_minute(from)? - Duration::seconds(1)));
+        self.engine
+            .iter()
+            .filter_map(|schedule| schedule.after(&start).next())
+            .map(|at| at.naive_utc())
+            .min()
+            .filter(|found| *found <= until)
     }
 
     /// The last matching wall-clock minute in `[since, to]`.
     fn prev_local(&self, to: NaiveDateTime, since: NaiveDateTime) -> Option<NaiveDateTime> {
-        let (mut date, mut minute) = (to.date(), to.hour() * 60 + to.minute());
-        while date >= since.date() {
-            if !has(self.months, date.month()) {
-                date = date.with_day(1)?.pred_opt()?;
-            } else if self.day_matches(date)
-                && let Some(found) = self.last_minute_until(minute)
-            {
-                let found = date.and_hms_opt(found / 60, found % 60, 0)?;
-                return (found >= since).then_some(found);
-            } else {
-                date = date.pred_opt()?;
-            }
-            minute = 24 * 60 - 1;
-        }
-        None
+        // Iterating backwards leaves out the starting instant itself, so start just past `to`.
+        let start = Utc.from_utc_datetime(&(floor_minute(to)? + Duration::seconds(1)));
+        self.engine
+            .iter()
+            .filter_map(|schedule| schedule.after(&start).next_back())
+            .map(|at| at.naive_utc())
+            .max()
+            .filter(|found| *found >= since)
     }
 
+    /// The day rule, written out for the tests' minute-by-minute model of cron(8).
+    #[cfg(test)]
     fn day_matches(&self, date: NaiveDate) -> bool {
+        use chrono::Datelike;
         let day = has(self.days, date.day());
         let weekday = has(self.weekdays, date.weekday().num_days_from_sunday());
         match self.days_and {
             true => day && weekday,
             false => day || weekday,
         }
-    }
-
-    /// The first matching minute of the day at or after `from` (minutes since midnight).
-    fn first_minute_from(&self, from: u32) -> Option<u32> {
-        (from / 60..24)
-            .filter(|hour| has(self.hours, *hour))
-            .find_map(|hour| {
-                let start = if hour == from / 60 { from % 60 } else { 0 };
-                let rest = self.minutes >> start;
-                (rest != 0).then(|| hour * 60 + start + rest.trailing_zeros())
-            })
-    }
-
-    /// The last matching minute of the day at or before `to` (minutes since midnight).
-    fn last_minute_until(&self, to: u32) -> Option<u32> {
-        (0..=to / 60)
-            .rev()
-            .filter(|hour| has(self.hours, *hour))
-            .find_map(|hour| {
-                let end = if hour == to / 60 { to % 60 } else { 59 };
-                let kept = self.minutes & (u64::MAX >> (63 - end));
-                (kept != 0).then(|| hour * 60 + 63 - kept.leading_zeros())
-            })
     }
 
     fn describe(&self) -> String {

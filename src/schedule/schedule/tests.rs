@@ -1,3 +1,4 @@
+use chrono::Datelike;
 use std::str::FromStr;
 
 use super::*;
