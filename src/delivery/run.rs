@@ -1,8 +1,9 @@
 //! Running a task durably: record every match as a pending delivery in one transaction, then
 //! send them, committing each attempt's outcome as soon as it is known.
 
-use std::sync::Mutex;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -14,7 +15,7 @@ use super::{id, payload};
 use crate::definitions::{Search, Task};
 use crate::licenses::query::{LicenseDb, QueryError};
 use crate::schedule::clock::Clock;
-use crate::state::deliveries::{AttemptRecord, Claimed, Queue, Status};
+use crate::state::deliveries::{AttemptRecord, Claimed, Outcome, Queue, Status};
 use crate::state::{StateDb, StateError};
 
 /// Why a run could not be carried out.
@@ -118,6 +119,12 @@ pub fn record(
 
 /// Sends the deliveries of `queue` until none is left or `stop` is set, calling `observe`
 /// after every attempt.
+///
+/// `target.concurrency` workers each POST one delivery at a time over their own keep-alive
+/// connection; this thread alone touches the state database: it claims deliveries, hands them
+/// out, and commits each outcome as soon as it comes back (outcomes arriving together share a
+/// commit). With one worker, requests stay strictly sequential while the commit of one overlaps
+/// the POST of the next.
 pub fn send(
     state: &StateDb,
     queue: Queue,
@@ -126,160 +133,209 @@ pub fn send(
     stop: &AtomicBool,
     observe: &(dyn Fn(&Event) + Sync),
 ) -> Result<Tally, StateError> {
-    let tally = Mutex::new(Tally::default());
-    let halt = AtomicBool::new(false);
+    let workers = target.concurrency.max(1);
     let claimer = format!("{}-{}", std::process::id(), &id::new()[16..]);
-    let worker = |index: usize| Worker {
-        target,
-        clock,
-        stop,
-        halt: &halt,
-        tally: &tally,
-        observe,
-        // Each worker has its own claims, so one hands back only what it took itself.
-        claimer: format!("{claimer}-{index}"),
-    };
-    if target.concurrency <= 1 {
-        worker(0).run(state, queue)?;
-    } else {
-        let path = state.path().to_path_buf();
-        std::thread::scope(|scope| -> Result<(), StateError> {
-            let handles: Vec<_> = (0..target.concurrency)
-                .map(|index| {
-                    let (worker, path) = (worker(index), &path);
-                    scope.spawn(move || -> Result<(), StateError> {
-                        let own = StateDb::open(path)?;
-                        worker.run(&own, queue)
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.join().unwrap_or(Ok(()))?;
-            }
-            Ok(())
-        })?;
-    }
-    let mut tally = tally.into_inner().unwrap_or_default();
+    let (work, jobs) = mpsc::sync_channel::<Claimed>(workers);
+    let jobs = Mutex::new(jobs);
+    let (report, outcomes) = mpsc::channel::<(Claimed, Attempt)>();
+    let result = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (jobs, report) = (&jobs, report.clone());
+            scope.spawn(move || post_jobs(target, jobs, &report));
+        }
+        drop(report);
+        let mut dispatcher = Dispatcher {
+            state,
+            queue,
+            target,
+            clock,
+            stop,
+            observe,
+            claimer: &claimer,
+            claimed: VecDeque::new(),
+            tally: Tally::default(),
+            halted: false,
+        };
+        let result = dispatcher.run(&work, &outcomes, workers);
+        // Closing the work channel lets the workers finish.
+        drop(work);
+        result.map(|()| dispatcher.tally)
+    });
+    // Whatever was claimed but not sent (a stop, a 410) goes back to the queue.
+    state.release_claims(&target.task, Some(&claimer))?;
+    let mut tally = result?;
     tally.interrupted = stop.load(Ordering::SeqCst);
     Ok(tally)
 }
 
-/// One sender: claims a few deliveries at a time and sends them over its own connection.
-struct Worker<'a> {
-    target: &'a Target,
-    clock: &'a Clock,
-    stop: &'a AtomicBool,
-    /// Set when the webhook answered 410 Gone: no worker sends another request.
-    halt: &'a AtomicBool,
-    tally: &'a Mutex<Tally>,
-    observe: &'a (dyn Fn(&Event) + Sync),
-    claimer: String,
-}
-
-/// How many deliveries a worker claims at once: few enough that a stop leaves little to
-/// hand back, enough to spare a transaction per delivery.
-const CLAIM_BATCH: usize = 32;
-
-impl Worker<'_> {
-    fn run(&self, state: &StateDb, queue: Queue) -> Result<(), StateError> {
-        let sender = Sender::new(self.target.timeout);
-        let batch = if self.target.concurrency > 1 {
-            4
-        } else {
-            CLAIM_BATCH
+/// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it.
+fn post_jobs(
+    target: &Target,
+    jobs: &Mutex<mpsc::Receiver<Claimed>>,
+    report: &mpsc::Sender<(Claimed, Attempt)>,
+) {
+    let sender = Sender::new(target.timeout);
+    loop {
+        let job = match jobs.lock() {
+            Ok(jobs) => jobs.recv(),
+            Err(_) => return,
         };
-        loop {
-            if self.stopping() {
-                return Ok(());
-            }
-            let now = self.clock.tick().timestamp();
-            let claimed = state.claim(queue, &self.claimer, now, batch)?;
-            if claimed.is_empty() {
-                return Ok(());
-            }
-            for delivery in &claimed {
-                if self.stopping() {
-                    break;
-                }
-                self.deliver(state, &sender, delivery)?;
-            }
-            // Whatever a stop left claimed goes back to the queue at once.
-            state.release_claims(&self.target.task, Some(&self.claimer))?;
-        }
-    }
-
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || self.halt.load(Ordering::SeqCst)
-    }
-
-    fn deliver(
-        &self,
-        state: &StateDb,
-        sender: &Sender,
-        delivery: &Claimed,
-    ) -> Result<(), StateError> {
-        let signatures = self.target.signer.headers(&delivery.id, &delivery.body);
+        let Ok(delivery) = job else { return };
+        let signatures = target.signer.headers(&delivery.id, &delivery.body);
         let mut headers: Vec<(&str, &str)> = signatures
             .iter()
             .map(|(name, value)| (*name, value.as_str()))
             .collect();
         headers.push((DELIVERY_HEADER, delivery.id.as_str()));
-        let attempt = sender.post(&self.target.url, &delivery.body, &headers);
+        let attempt = sender.post(&target.url, &delivery.body, &headers);
+        if report.send((delivery, attempt)).is_err() {
+            return;
+        }
+    }
+}
+
+/// How many deliveries are claimed at once: few enough that a stop hands little back.
+const CLAIM_BATCH: usize = 64;
+
+/// The state-owning side of [`send`].
+struct Dispatcher<'a> {
+    state: &'a StateDb,
+    queue: Queue<'a>,
+    target: &'a Target,
+    clock: &'a Clock,
+    stop: &'a AtomicBool,
+    observe: &'a (dyn Fn(&Event) + Sync),
+    claimer: &'a str,
+    /// Claimed, not yet handed to a worker.
+    claimed: VecDeque<Claimed>,
+    tally: Tally,
+    /// Set after a 410 Gone: nothing more is sent.
+    halted: bool,
+}
+
+impl Dispatcher<'_> {
+    fn run(
+        &mut self,
+        work: &mpsc::SyncSender<Claimed>,
+        outcomes: &mpsc::Receiver<(Claimed, Attempt)>,
+        workers: usize,
+    ) -> Result<(), StateError> {
+        let mut in_flight = 0;
+        loop {
+            while in_flight < workers && !self.stopping() {
+                let Some(delivery) = self.next()? else { break };
+                if work.send(delivery).is_err() {
+                    break;
+                }
+                in_flight += 1;
+            }
+            if in_flight == 0 {
+                return Ok(());
+            }
+            let Ok(first) = outcomes.recv() else {
+                return Ok(());
+            };
+            let mut arrived = vec![first];
+            arrived.extend(outcomes.try_iter());
+            in_flight -= arrived.len();
+            self.record(arrived)?;
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.halted || self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The next delivery to send, claiming a batch when none is left.
+    fn next(&mut self) -> Result<Option<Claimed>, StateError> {
+        if self.claimed.is_empty() {
+            let now = self.clock.tick().timestamp();
+            let batch = self
+                .state
+                .claim(self.queue, self.claimer, now, CLAIM_BATCH)?;
+            self.claimed.extend(batch);
+        }
+        Ok(self.claimed.pop_front())
+    }
+
+    fn record(&mut self, arrived: Vec<(Claimed, Attempt)>) -> Result<(), StateError> {
         let finished = self.clock.tick();
         let now = finished.timestamp();
+        let mut outcomes = Vec::with_capacity(arrived.len());
+        let mut reasons = Vec::with_capacity(arrived.len());
+        for (delivery, attempt) in &arrived {
+            let (status, next, reason) = self.verdict(delivery, attempt, now)?;
+            let error = attempt.error.as_deref().map(|error| match &reason {
+                Some(reason) => format!("{error} ({reason})"),
+                None => error.to_string(),
+            });
+            outcomes.push(Outcome {
+                seq: delivery.seq,
+                attempt: AttemptRecord {
+                    at_ms: finished.timestamp_millis(),
+                    status: attempt.status,
+                    error,
+                    duration_ms: attempt.duration.as_millis() as i64,
+                    excerpt: attempt.excerpt.clone(),
+                },
+                status,
+                next_attempt_at: next,
+            });
+            reasons.push(reason);
+        }
+        self.state.record_attempts(&outcomes)?;
+        for (((delivery, attempt), outcome), reason) in arrived.iter().zip(&outcomes).zip(&reasons)
+        {
+            self.count(outcome.status, attempt.status == Some(410));
+            let event = Event {
+                delivery,
+                attempt,
+                status: outcome.status,
+                reason: reason.as_deref(),
+            };
+            (self.observe)(&event);
+        }
+        Ok(())
+    }
+
+    fn verdict(
+        &mut self,
+        delivery: &Claimed,
+        attempt: &Attempt,
+        now: i64,
+    ) -> Result<(Status, i64, Option<String>), StateError> {
+        if attempt.delivered() {
+            return Ok((Status::Delivered, now, None));
+        }
         let attempts = delivery.attempts as u32 + 1;
-        let (status, next, reason) = if attempt.delivered() {
-            (Status::Delivered, now, None)
-        } else {
+        Ok(
             match self
                 .target
                 .policy
-                .after_failure(&attempt, attempts, delivery.created_at, now)
+                .after_failure(attempt, attempts, delivery.created_at, now)
             {
                 Verdict::RetryAt(at) => (Status::Failed, at, None),
                 Verdict::Dead(reason) => (Status::Dead, now, Some(reason)),
                 Verdict::Gone => {
-                    self.halt.store(true, Ordering::SeqCst);
-                    state.set_webhook_gone(&self.target.task, Some(now))?;
+                    self.halted = true;
+                    self.state.set_webhook_gone(&self.target.task, Some(now))?;
                     (
                         Status::Dead,
                         now,
                         Some("410 Gone: the webhook is disabled".to_string()),
                     )
                 }
-            }
-        };
-        let error = attempt.error.as_deref().map(|error| match &reason {
-            Some(reason) => format!("{error} ({reason})"),
-            None => error.to_string(),
-        });
-        let record = AttemptRecord {
-            at_ms: finished.timestamp_millis(),
-            status: attempt.status,
-            error: error.as_deref(),
-            duration_ms: attempt.duration.as_millis() as i64,
-            excerpt: &attempt.excerpt,
-        };
-        state.record_attempt(delivery.seq, &record, status, next)?;
-        self.count(status, attempt.status == Some(410));
-        (self.observe)(&Event {
-            delivery,
-            attempt: &attempt,
-            status,
-            reason: reason.as_deref(),
-        });
-        Ok(())
+            },
+        )
     }
 
-    fn count(&self, status: Status, gone: bool) {
-        if let Ok(mut tally) = self.tally.lock() {
-            match status {
-                Status::Delivered => tally.delivered += 1,
-                Status::Failed => tally.retrying += 1,
-                Status::Dead => tally.dead += 1,
-                Status::Pending => {}
-            }
-            tally.gone |= gone;
+    fn count(&mut self, status: Status, gone: bool) {
+        match status {
+            Status::Delivered => self.tally.delivered += 1,
+            Status::Failed => self.tally.retrying += 1,
+            Status::Dead => self.tally.dead += 1,
+            Status::Pending => {}
         }
+        self.tally.gone |= gone;
     }
 }

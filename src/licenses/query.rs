@@ -148,12 +148,13 @@ impl LicenseDb {
         mut each: impl FnMut(License) -> bool,
     ) -> Result<u64, QueryError> {
         let sql = select_sql(template)?;
-        self.start_deadline();
+        let paused = self.start_deadline();
         let mut statement = self.prepare(&sql)?;
         bind(&mut statement, values)?;
         let mut rows = statement.raw_query();
         let mut seen = 0;
         while let Some(row) = rows.next().map_err(|error| self.failure(error))? {
+            let handed_over = Instant::now();
             let id: i64 = row.get(0).map_err(|error| self.failure(error))?;
             let subscription_expiry = row
                 .get::<_, Option<String>>(1)
@@ -165,19 +166,33 @@ impl LicenseDb {
                 subscription_expiry,
                 info,
             };
-            if !each(license) {
+            let more = each(license);
+            // The deadline is for the search, not for what the caller does with each match.
+            let spent = handed_over.elapsed().as_nanos() as u64;
+            paused.fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
+            if !more {
                 break;
             }
         }
         Ok(seen)
     }
 
-    fn start_deadline(&mut self) {
-        let until = Instant::now() + self.deadline;
+    /// Arms the deadline; time added to the returned counter (nanoseconds) is not counted.
+    fn start_deadline(&mut self) -> Arc<std::sync::atomic::AtomicU64> {
+        let started = Instant::now();
+        let deadline = self.deadline;
+        let paused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let excluded = Arc::clone(&paused);
         // Checking the clock every few thousand VM steps costs nothing measurable.
-        let _ = self
-            .conn
-            .progress_handler(4096, Some(move || Instant::now() > until));
+        let _ = self.conn.progress_handler(
+            4096,
+            Some(move || {
+                let excluded =
+                    Duration::from_nanos(excluded.load(std::sync::atomic::Ordering::Relaxed));
+                started.elapsed().saturating_sub(excluded) > deadline
+            }),
+        );
+        paused
     }
 
     fn prepare(&self, sql: &str) -> Result<CachedStatement<'_>, QueryError> {

@@ -54,14 +54,23 @@ pub struct Claimed {
     pub created_at: i64,
 }
 
-/// One attempt's outcome, as stored.
+/// One attempt, as stored.
 #[derive(Debug, Clone)]
-pub struct AttemptRecord<'a> {
+pub struct AttemptRecord {
     pub at_ms: i64,
     pub status: Option<u16>,
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
     pub duration_ms: i64,
-    pub excerpt: &'a str,
+    pub excerpt: String,
+}
+
+/// An attempt and what it makes of its delivery.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub seq: i64,
+    pub attempt: AttemptRecord,
+    pub status: Status,
+    pub next_attempt_at: i64,
 }
 
 /// Which deliveries a sender works through.
@@ -215,51 +224,50 @@ impl StateDb {
             .map_err(|e| self.error(e))
     }
 
-    /// Stores an attempt and the delivery's new status in one transaction.
-    pub fn record_attempt(
-        &self,
-        seq: i64,
-        attempt: &AttemptRecord,
-        status: Status,
-        next_attempt_at: i64,
-    ) -> Result<(), StateError> {
+    /// Stores attempts and their deliveries' new statuses, all in one transaction: outcomes
+    /// that arrive together are committed together, none waits for another.
+    pub fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
         let transaction = self
             .conn
             .unchecked_transaction()
             .map_err(|e| self.error(e))?;
-        transaction
+        let mut insert = transaction
             .prepare_cached(
                 "INSERT INTO attempts (delivery_seq, at, status, error, duration_ms, excerpt)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    seq,
+            .map_err(|e| self.error(e))?;
+        let mut update = transaction
+            .prepare_cached(
+                "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
+                     updated_at = ?4, last_status = ?5, last_error = ?6, claimed_by = NULL
+                 WHERE seq = ?1",
+            )
+            .map_err(|e| self.error(e))?;
+        for outcome in outcomes {
+            let attempt = &outcome.attempt;
+            insert
+                .execute(params![
+                    outcome.seq,
                     attempt.at_ms,
                     attempt.status,
                     attempt.error,
                     attempt.duration_ms,
                     attempt.excerpt
                 ])
-            })
-            .map_err(|e| self.error(e))?;
-        transaction
-            .prepare_cached(
-                "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
-                     updated_at = ?4, last_status = ?5, last_error = ?6, claimed_by = NULL
-                 WHERE seq = ?1",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    seq,
-                    status.as_str(),
-                    next_attempt_at,
+                .map_err(|e| self.error(e))?;
+            update
+                .execute(params![
+                    outcome.seq,
+                    outcome.status.as_str(),
+                    outcome.next_attempt_at,
                     attempt.at_ms / 1000,
                     attempt.status,
                     attempt.error
                 ])
-            })
-            .map_err(|e| self.error(e))?;
+                .map_err(|e| self.error(e))?;
+        }
+        drop((insert, update));
         transaction.commit().map_err(|e| self.error(e))
     }
 

@@ -151,6 +151,24 @@ fn a_runaway_search_hits_its_deadline() {
 }
 
 #[test]
+fn the_deadline_does_not_count_what_the_caller_does_with_each_match() {
+    let (_dir, path) = database();
+    let mut db = LicenseDb::open(&path, Duration::from_millis(100)).unwrap();
+    let mut ids = Vec::new();
+    db.for_each(&template("1 = 1"), &[], |license| {
+        std::thread::sleep(Duration::from_millis(80));
+        ids.push(license.id);
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        ids,
+        [1, 2, 3],
+        "240 ms of caller time under a 100 ms deadline"
+    );
+}
+
+#[test]
 fn missing_and_foreign_databases_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.db");
