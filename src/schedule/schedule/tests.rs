@@ -1,6 +1,7 @@
 use chrono::Datelike;
 use std::str::FromStr;
 
+use super::crontab::{MINUTE, has};
 use super::*;
 
 fn utc(text: &str) -> DateTime<Utc> {
