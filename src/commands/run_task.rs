@@ -165,7 +165,7 @@ pub(super) fn execute(
         let observe = |event: &Event| observe(event, options.live, &progress, &failures);
         report.tally = run::send(
             &state,
-            Queue::Run(run_id),
+            Queue::Run(&task.stem, run_id),
             &target,
             &context.clock,
             stop.flag(),

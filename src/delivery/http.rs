@@ -2,9 +2,14 @@
 //! outcome of each attempt in words a user can act on.
 
 use std::io::Read;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ureq::Agent;
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 /// How much of a response body is kept for the log and error messages.
 pub const EXCERPT_BYTES: usize = 200;
@@ -52,8 +57,9 @@ impl Sender {
             .max_redirects(0)
             .user_agent(USER_AGENT)
             .build();
+        let resolver = RunResolver::default();
         Sender {
-            agent: Agent::new_with_config(config),
+            agent: Agent::with_parts(config, DefaultConnector::new(), resolver),
             timeout,
         }
     }
@@ -136,5 +142,38 @@ fn describe(error: &ureq::Error, timeout: Duration) -> String {
         }
         ureq::Error::Io(io) => format!("network error: {io}"),
         other => other.to_string(),
+    }
+}
+
+/// Resolves each host once per run. ureq resolves before it looks for a pooled connection,
+/// and with a timeout set it does so on a new thread: a thread per request. The addresses of
+/// a receiver do not change within a run.
+#[derive(Debug, Default)]
+struct RunResolver {
+    inner: DefaultResolver,
+    known: Mutex<Vec<(String, ResolvedSocketAddrs)>>,
+}
+
+impl Resolver for RunResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = uri
+            .authority()
+            .map(|authority| authority.as_str().to_string())
+            .unwrap_or_default();
+        if let Ok(known) = self.known.lock()
+            && let Some((_, addresses)) = known.iter().find(|(host, _)| *host == key)
+        {
+            return Ok(addresses.clone());
+        }
+        let addresses = self.inner.resolve(uri, config, timeout)?;
+        if let Ok(mut known) = self.known.lock() {
+            known.push((key, addresses.clone()));
+        }
+        Ok(addresses)
     }
 }

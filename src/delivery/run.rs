@@ -222,13 +222,7 @@ impl Dispatcher<'_> {
     ) -> Result<(), StateError> {
         let mut in_flight = 0;
         loop {
-            while in_flight < workers && !self.stopping() {
-                let Some(delivery) = self.next()? else { break };
-                if work.send(delivery).is_err() {
-                    break;
-                }
-                in_flight += 1;
-            }
+            in_flight += self.feed(work, workers - in_flight)?;
             if in_flight == 0 {
                 return Ok(());
             }
@@ -238,8 +232,27 @@ impl Dispatcher<'_> {
             let mut arrived = vec![first];
             arrived.extend(outcomes.try_iter());
             in_flight -= arrived.len();
+            // A 410 stops everything at once, before anything more is handed out.
+            self.halted |= arrived
+                .iter()
+                .any(|(_, attempt)| attempt.status == Some(410));
+            // Hand out the next deliveries first, so their POSTs overlap this commit.
+            in_flight += self.feed(work, workers - in_flight)?;
             self.record(arrived)?;
         }
+    }
+
+    /// Hands up to `room` deliveries to the workers; returns how many.
+    fn feed(&mut self, work: &mpsc::SyncSender<Claimed>, room: usize) -> Result<usize, StateError> {
+        let mut handed = 0;
+        while handed < room && !self.stopping() {
+            let Some(delivery) = self.next()? else { break };
+            if work.send(delivery).is_err() {
+                break;
+            }
+            handed += 1;
+        }
+        Ok(handed)
     }
 
     fn stopping(&self) -> bool {

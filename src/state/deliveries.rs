@@ -76,8 +76,8 @@ pub struct Outcome {
 /// Which deliveries a sender works through.
 #[derive(Debug, Clone, Copy)]
 pub enum Queue<'a> {
-    /// The pending deliveries of one run.
-    Run(i64),
+    /// The pending deliveries of one run of a task.
+    Run(&'a str, i64),
     /// Every delivery of one task that is due at the given time.
     DueForTask(&'a str, i64),
     /// One delivery, by its sequence number, whenever it is due.
@@ -170,29 +170,29 @@ impl StateDb {
         now: i64,
         limit: usize,
     ) -> Result<Vec<Claimed>, StateError> {
-        let (filter, key, due) = match queue {
-            Queue::Run(run_id) => (
-                "run_id = ?1 AND next_attempt_at <= ?2",
-                Value::Integer(run_id),
-                now,
-            ),
-            Queue::DueForTask(task, at) => (
-                "task = ?1 AND next_attempt_at <= ?2",
-                Value::Text(task.into()),
-                at,
-            ),
-            Queue::One(seq) => ("seq = ?1 AND ?2 = ?2", Value::Integer(seq), now),
+        // Every queue is read through the task's queue index (task, seq), which holds only
+        // what is still to send.
+        let (filter, task, key, due) = match queue {
+            Queue::Run(task, run_id) => ("run_id = ?5", task, Value::Integer(run_id), now),
+            Queue::DueForTask(task, at) => ("?5 IS NULL", task, Value::Null, at),
+            Queue::One(seq) => ("seq = ?5", "", Value::Integer(seq), i64::MAX),
+        };
+        // The planner would rather use the run_id index and sort every pending row.
+        let (source, task_filter) = match queue {
+            Queue::One(_) => ("deliveries", "?1 = ?1"),
+            _ => ("deliveries INDEXED BY deliveries_task_queue", "task = ?1"),
         };
         let sql = format!(
             "UPDATE deliveries SET claimed_by = ?3
-             WHERE seq IN (SELECT seq FROM deliveries
-                           WHERE {filter} AND status IN ('pending', 'failed') AND claimed_by IS NULL
+             WHERE seq IN (SELECT seq FROM {source}
+                           WHERE {task_filter} AND {filter} AND next_attempt_at <= ?2
+                             AND status IN ('pending', 'failed') AND claimed_by IS NULL
                            ORDER BY seq LIMIT ?4)
              RETURNING seq, id, task, license_id, activation_key, body, attempts, created_at"
         );
         let mut statement = self.conn.prepare_cached(&sql).map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map(params![key, due, claimer, limit as i64], |row| {
+            .query_map(params![task, due, claimer, limit as i64, key], |row| {
                 Ok(Claimed {
                     seq: row.get(0)?,
                     id: row.get(1)?,

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -71,6 +71,14 @@ CREATE INDEX deliveries_run_queue ON deliveries (run_id, seq)
     WHERE status IN ('pending', 'failed');
 CREATE INDEX deliveries_task_queue ON deliveries (task, seq)
     WHERE status IN ('pending', 'failed');
+"#,
+    // v4: one queue index instead of three. Every index that a delivery's status change
+    // touches is another page written per commit, and sending commits once per delivery.
+    r#"
+DROP INDEX deliveries_due;
+DROP INDEX deliveries_run_queue;
+DROP INDEX deliveries_run;
+CREATE INDEX deliveries_run ON deliveries (run_id);
 "#,
 ];
 
