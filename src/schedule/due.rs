@@ -44,3 +44,106 @@ pub fn decide(schedule: &Schedule, zone: Tz, now: DateTime<Utc>, facts: &Facts) 
     }
     Decision::Due(slot)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn decisions_table() {
+        let daily = Schedule::parse("every 1 day", Some("08:00"), None).unwrap();
+        let hourly = Schedule::parse("@hourly", None, None).unwrap();
+        let seen = at("2026-11-01T00:00:00Z").timestamp();
+        let slot = |text| Some(at(text).timestamp());
+        // (schedule, now, first_seen, last_slot, catch_up, expected)
+        let cases = [
+            // Due at its slot, once.
+            (
+                &daily,
+                "2026-11-23T08:00:30Z",
+                seen,
+                slot("2026-11-22T08:00:00Z"),
+                None,
+                Decision::Due(at("2026-11-23T08:00:00Z")),
+            ),
+            (
+                &daily,
+                "2026-11-23T09:00:00Z",
+                seen,
+                slot("2026-11-23T08:00:00Z"),
+                None,
+                Decision::NotDue,
+            ),
+            // A three-day gap runs once, for the latest slot.
+            (
+                &daily,
+                "2026-11-26T10:00:00Z",
+                seen,
+                slot("2026-11-23T08:00:00Z"),
+                None,
+                Decision::Due(at("2026-11-26T08:00:00Z")),
+            ),
+            // Before today's slot, yesterday's is still within a one-day window.
+            (
+                &daily,
+                "2026-11-26T07:00:00Z",
+                seen,
+                slot("2026-11-23T08:00:00Z"),
+                None,
+                Decision::Due(at("2026-11-25T08:00:00Z")),
+            ),
+            // Outside the window: skipped.
+            (
+                &hourly,
+                "2026-11-23T10:30:00Z",
+                seen,
+                slot("2026-11-23T07:00:00Z"),
+                Some(Duration::minutes(15)),
+                Decision::Skipped(at("2026-11-23T10:00:00Z")),
+            ),
+            (
+                &hourly,
+                "2026-11-23T10:10:00Z",
+                seen,
+                slot("2026-11-23T07:00:00Z"),
+                Some(Duration::minutes(15)),
+                Decision::Due(at("2026-11-23T10:00:00Z")),
+            ),
+            // A brand-new task does not fire for slots from before it was first seen.
+            (
+                &daily,
+                "2026-11-23T08:30:00Z",
+                at("2026-11-23T08:10:00Z").timestamp(),
+                None,
+                None,
+                Decision::NotDue,
+            ),
+            (
+                &daily,
+                "2026-11-24T08:00:01Z",
+                at("2026-11-23T08:10:00Z").timestamp(),
+                None,
+                None,
+                Decision::Due(at("2026-11-24T08:00:00Z")),
+            ),
+        ];
+        for (schedule, now, first_seen, last_slot, catch_up, expected) in cases {
+            let facts = Facts {
+                first_seen,
+                last_slot,
+                catch_up,
+            };
+            assert_eq!(
+                decide(schedule, Tz::UTC, at(now), &facts),
+                expected,
+                "{now}"
+            );
+        }
+    }
+}
