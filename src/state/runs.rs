@@ -45,14 +45,7 @@ impl StateDb {
             .query_row(
                 "SELECT first_seen, last_run, last_slot, webhook_gone FROM tasks WHERE task = ?1",
                 [task],
-                |row| {
-                    Ok(TaskState {
-                        first_seen: row.get(0)?,
-                        last_run: row.get(1)?,
-                        last_slot: row.get(2)?,
-                        webhook_gone: row.get(3)?,
-                    })
-                },
+                |row| task_state(row, 0),
             )
             .map_err(|e| self.error(e))
     }
@@ -66,17 +59,7 @@ impl StateDb {
             )
             .map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map([], |row| {
-                Ok((
-                    row.get(0)?,
-                    TaskState {
-                        first_seen: row.get(1)?,
-                        last_run: row.get(2)?,
-                        last_slot: row.get(3)?,
-                        webhook_gone: row.get(4)?,
-                    },
-                ))
-            })
+            .query_map([], |row| Ok((row.get(0)?, task_state(row, 1)?)))
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
@@ -248,4 +231,14 @@ impl StateDb {
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
+}
+
+/// A task's state from four columns starting at `first`.
+fn task_state(row: &rusqlite::Row, first: usize) -> rusqlite::Result<TaskState> {
+    Ok(TaskState {
+        first_seen: row.get(first)?,
+        last_run: row.get(first + 1)?,
+        last_slot: row.get(first + 2)?,
+        webhook_gone: row.get(first + 3)?,
+    })
 }

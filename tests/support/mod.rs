@@ -86,7 +86,7 @@ impl Test {
         ])
     }
 
-    /// The same command as [`Test::keyhook`], as a plain process to spawn and signal.
+    /// `keyhook <args>` as a plain process, to spawn and signal; [`Test::keyhook`] wraps it.
     pub fn process<I, S>(&self, args: I) -> std::process::Command
     where
         I: IntoIterator<Item = S>,
@@ -115,21 +115,7 @@ impl Test {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut command = Command::cargo_bin("keyhook").expect("the keyhook binary");
-        command.current_dir(self.dir.path());
-        for (name, _) in std::env::vars() {
-            if name.starts_with("KEYHOOK_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .env("KEYHOOK_NOW", NOW)
-            .env("KEYHOOK_TIMEZONE", "UTC");
-        for (name, value) in &self.env {
-            command.env(name, value);
-        }
-        command.args(args);
-        command
+        Command::from_std(self.process(args))
     }
 }
 
