@@ -1,11 +1,12 @@
 /* The floor: the fastest a sequential webhook sender can go against a receiver.
  *
- *   floor --port N [--requests N] [--body-bytes N]
+ *   floor --port N [--requests N] [--body-bytes N] [--split 1]
  *
  * POSTs a fixed body (default 900 bytes) N times over ONE keep-alive connection to
  * 127.0.0.1:port, one request at a time (each answer is read before the next request is
  * written), and nothing else: no query, no JSON, no signing, no log. Prints
- * "REQUESTS <n> SECONDS <s> RPS <r>".
+ * "REQUESTS <n> SECONDS <s> RPS <r>". With `--split 1` each request is written in two calls,
+ * headers then body (as some HTTP clients do), to show what the second write costs.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -29,12 +30,15 @@ static double now(void) {
 int main(int argc, char **argv) {
     int port = 0;
     long requests = 10000, body_bytes = 900;
+    int split = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--port") == 0) port = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--requests") == 0) requests = atol(argv[i + 1]);
         else if (strcmp(argv[i], "--body-bytes") == 0) body_bytes = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--split") == 0) split = atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: %s --port N [--requests N] [--body-bytes N]\n", argv[0]);
+            fprintf(stderr, "usage: %s --port N [--requests N] [--body-bytes N] [--split 1]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -77,7 +81,9 @@ int main(int argc, char **argv) {
     for (long i = 0; i < requests; i++) {
         size_t off = 0;
         while (off < req_len) {
-            ssize_t n = write(s, req + off, req_len - off);
+            /* With --split, the first write stops at the end of the headers. */
+            size_t end = (split && off < (size_t)head_len) ? (size_t)head_len : req_len;
+            ssize_t n = write(s, req + off, end - off);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 perror("write");

@@ -29,6 +29,22 @@ fn many(count: i64, url: &str, extra_webhook: &str) -> Test {
     test
 }
 
+/// A receiver that answers 200 after `millis`.
+fn slow(millis: u64) -> Server {
+    Server::start("127.0.0.1:0", move |_| {
+        Reply::ok().with_delay(Duration::from_millis(millis))
+    })
+    .unwrap()
+}
+
+/// `keyhook <args>` started in the background, its output captured.
+fn spawn<const N: usize>(test: &Test, args: [&str; N]) -> std::process::Child {
+    test.process(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn key(request: &Request) -> String {
     let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
     json["LicenseInfo"]["ActivationKey"]
@@ -82,10 +98,7 @@ fn integrity(test: &Test) {
 #[test]
 fn sigkill_at_several_points_loses_nothing() {
     for kill_after in [0, 1, 7, 23] {
-        let server = Server::start("127.0.0.1:0", |_| {
-            Reply::ok().with_delay(Duration::from_millis(20))
-        })
-        .unwrap();
+        let server = slow(20);
         let test = many(30, &server.url("/"), "");
         let mut child = test.process(["run-task", "all"]).spawn().unwrap();
         if kill_after > 0 {
@@ -117,16 +130,9 @@ fn sigkill_at_several_points_loses_nothing() {
 
 #[test]
 fn sigterm_finishes_the_request_in_flight_and_exits_143() {
-    let server = Server::start("127.0.0.1:0", |_| {
-        Reply::ok().with_delay(Duration::from_millis(30))
-    })
-    .unwrap();
+    let server = slow(30);
     let test = many(40, &server.url("/"), "");
-    let child = test
-        .process(["run-task", "all"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&test, ["run-task", "all"]);
     assert!(server.wait_for(3, Duration::from_secs(20)));
     unsafe_kill(child.id(), "TERM");
     let output = child.wait_with_output().unwrap();
@@ -392,16 +398,9 @@ fn client_errors_are_not_retried_and_410_disables_the_webhook_loudly() {
 
 #[test]
 fn two_concurrent_runs_of_one_task_never_double_send() {
-    let server = Server::start("127.0.0.1:0", |_| {
-        Reply::ok().with_delay(Duration::from_millis(30))
-    })
-    .unwrap();
+    let server = slow(30);
     let test = many(20, &server.url("/"), "");
-    let first = test
-        .process(["run-task", "all"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let first = spawn(&test, ["run-task", "all"]);
     assert!(server.wait_for(1, Duration::from_secs(20)));
     let started = Instant::now();
     let second = test
@@ -555,10 +554,7 @@ fn prune_removes_old_settled_deliveries_only() {
 
 #[test]
 fn concurrency_sends_each_delivery_once_over_several_connections() {
-    let server = Server::start("127.0.0.1:0", |_| {
-        Reply::ok().with_delay(Duration::from_millis(20))
-    })
-    .unwrap();
+    let server = slow(20);
     let test = many(64, &server.url("/"), "");
     let started = Instant::now();
     let output = test
