@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,24 @@ fn many(count: i64, url: &str, extra_webhook: &str) -> Test {
         .unwrap();
     }
     test
+}
+
+/// A receiver that answers `failure` to its first `count` requests and 200 after that.
+fn failing_first(count: usize, failure: Reply) -> Server {
+    let calls = AtomicUsize::new(0);
+    Server::start("127.0.0.1:0", move |_| {
+        if calls.fetch_add(1, Ordering::SeqCst) < count {
+            failure.clone()
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap()
+}
+
+/// The exit code of `keyhook <args>`.
+fn code<const N: usize>(test: &Test, args: [&str; N]) -> Option<i32> {
+    test.keyhook(args).output().unwrap().status.code()
 }
 
 /// A receiver that answers 200 after `millis`.
@@ -171,16 +188,7 @@ fn unsafe_kill(pid: u32, signal: &str) {
 
 #[test]
 fn a_receiver_failing_the_first_requests_gets_them_on_retry() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&calls);
-    let server = Server::start("127.0.0.1:0", move |_| {
-        if counter.fetch_add(1, Ordering::SeqCst) < 3 {
-            Reply::status(503)
-        } else {
-            Reply::ok()
-        }
-    })
-    .unwrap();
+    let server = failing_first(3, Reply::status(503));
     let test = many(5, &server.url("/"), "");
     let output = test.keyhook(["run-task", "all"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -223,14 +231,7 @@ fn a_receiver_down_then_back_gets_everything() {
         .port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let test = many(4, &url, "retry_interval = \"1h\"");
-    assert_eq!(
-        test.keyhook(["run-task", "all"])
-            .output()
-            .unwrap()
-            .status
-            .code(),
-        Some(1)
-    );
+    assert_eq!(code(&test, ["run-task", "all"]), Some(1));
     let server = Server::start(&format!("127.0.0.1:{port}"), |_| Reply::ok()).unwrap();
     test.keyhook(["retry", "--now", &later(3601)])
         .assert()
@@ -256,25 +257,9 @@ fn a_receiver_down_then_back_gets_everything() {
 
 #[test]
 fn retry_after_on_429_is_honoured() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&calls);
-    let server = Server::start("127.0.0.1:0", move |_| {
-        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-            Reply::status(429).with_header("Retry-After", "120")
-        } else {
-            Reply::ok()
-        }
-    })
-    .unwrap();
+    let server = failing_first(1, Reply::status(429).with_header("Retry-After", "120"));
     let test = many(1, &server.url("/"), "");
-    assert_eq!(
-        test.keyhook(["run-task", "all"])
-            .output()
-            .unwrap()
-            .status
-            .code(),
-        Some(1)
-    );
+    assert_eq!(code(&test, ["run-task", "all"]), Some(1));
     test.keyhook(["retry", "--now", &later(60)])
         .assert()
         .success();
@@ -296,22 +281,8 @@ fn a_delivery_dies_after_max_retries_and_log_shows_it() {
         &server.url("/"),
         "max_retries = 2\nretry_interval = \"1m\"",
     );
-    assert_eq!(
-        test.keyhook(["run-task", "all"])
-            .output()
-            .unwrap()
-            .status
-            .code(),
-        Some(1)
-    );
-    assert_eq!(
-        test.keyhook(["retry", "--now", &later(61)])
-            .output()
-            .unwrap()
-            .status
-            .code(),
-        Some(1)
-    );
+    assert_eq!(code(&test, ["run-task", "all"]), Some(1));
+    assert_eq!(code(&test, ["retry", "--now", &later(61)]), Some(1));
     let last = test
         .keyhook(["retry", "--now", &later(122)])
         .output()
@@ -343,14 +314,7 @@ fn a_delivery_dies_after_max_retries_and_log_shows_it() {
 fn client_errors_are_not_retried_and_410_disables_the_webhook_loudly() {
     let server = Server::start("127.0.0.1:0", |_| Reply::status(404)).unwrap();
     let test = many(2, &server.url("/"), "");
-    assert_eq!(
-        test.keyhook(["run-task", "all"])
-            .output()
-            .unwrap()
-            .status
-            .code(),
-        Some(1)
-    );
+    assert_eq!(code(&test, ["run-task", "all"]), Some(1));
     test.keyhook(["retry", "--now", &later(100_000)])
         .assert()
         .success();
@@ -514,16 +478,7 @@ fn the_state_database_holds_no_secret_and_the_exact_body() {
 
 #[test]
 fn prune_removes_old_settled_deliveries_only() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&calls);
-    let server = Server::start("127.0.0.1:0", move |_| {
-        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-            Reply::status(500)
-        } else {
-            Reply::ok()
-        }
-    })
-    .unwrap();
+    let server = failing_first(1, Reply::status(500));
     let test = many(3, &server.url("/"), "retry_interval = \"400d\"");
     test.keyhook(["run-task", "all"]).output().unwrap();
     let output = test
