@@ -9,7 +9,9 @@ use ureq::Agent;
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::NextTimeout;
+
+use super::transport::PlainHttpConnector;
 
 /// How much of a response body is kept for the log and error messages.
 pub const EXCERPT_BYTES: usize = 200;
@@ -59,7 +61,7 @@ impl Sender {
             .build();
         let resolver = RunResolver::default();
         Sender {
-            agent: Agent::with_parts(config, DefaultConnector::new(), resolver),
+            agent: Agent::with_parts(config, PlainHttpConnector::default(), resolver),
             timeout,
         }
     }

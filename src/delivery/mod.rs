@@ -8,4 +8,5 @@ pub mod retry;
 pub mod run;
 pub mod signature;
 pub mod standard;
+mod transport;
 pub mod verify;
