@@ -538,3 +538,43 @@ fn concurrency_sends_each_delivery_once_over_several_connections() {
         .unwrap();
     assert_eq!(stdout(&log).lines().count(), 64);
 }
+
+/// A receiver that takes 5 ms per request and tells the most requests it had in hand at once.
+fn counting_overlap() -> (Server, std::sync::Arc<AtomicUsize>) {
+    let most = std::sync::Arc::new(AtomicUsize::new(0));
+    let now = AtomicUsize::new(0);
+    let seen = std::sync::Arc::clone(&most);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+        seen.fetch_max(current, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(5));
+        now.fetch_sub(1, Ordering::SeqCst);
+        Reply::ok()
+    })
+    .unwrap();
+    (server, most)
+}
+
+#[test]
+fn by_default_one_request_at_a_time_and_with_concurrency_several() {
+    // Sequential sending commits each outcome while the next request is out; it must still
+    // never have two requests out at once.
+    let (server, most) = counting_overlap();
+    let test = many(40, &server.url("/"), "");
+    let output = test.keyhook(["run-task", "all"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(server.request_count(), 40);
+    assert_eq!(most.load(Ordering::SeqCst), 1, "requests overlapped");
+    assert_eq!(server.connection_count(), 1);
+
+    let (server, most) = counting_overlap();
+    let test = many(40, &server.url("/"), "");
+    let output = test
+        .keyhook(["run-task", "all", "--concurrency", "4"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(server.request_count(), 40);
+    let most = most.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&most), "{most} requests at once");
+}

@@ -120,11 +120,12 @@ pub fn record(
 /// Sends the deliveries of `queue` until none is left or `stop` is set, calling `observe`
 /// after every attempt.
 ///
-/// With `target.concurrency` 1, requests are strictly sequential over one keep-alive
-/// connection, each outcome committed before the next POST. With N > 1, N workers each POST
-/// one delivery at a time over their own connection while this thread alone touches the state
-/// database: it claims deliveries, hands them out, and commits each outcome as soon as it comes
-/// back (outcomes arriving together share a commit).
+/// `target.concurrency` workers (1 by default: strictly one request at a time) each POST one
+/// delivery at a time over their own keep-alive connection, while this thread alone touches
+/// the state database: it claims deliveries, hands them out, and commits each outcome as soon
+/// as it comes back (outcomes arriving together share a commit). It hands out the next
+/// delivery before committing, so the commit happens while the receiver is answering instead
+/// of between requests.
 pub fn send(
     state: &StateDb,
     queue: Queue,
@@ -147,10 +148,7 @@ pub fn send(
         tally: Tally::default(),
         halted: false,
     };
-    let result = match workers {
-        1 => dispatcher.run_inline(),
-        _ => dispatcher.run_workers(workers),
-    };
+    let result = dispatcher.run_workers(workers);
     // Whatever was claimed but not sent (a stop, a 410) goes back to the queue.
     state.release_claims(&target.task, Some(&claimer))?;
     result?;
@@ -160,19 +158,6 @@ pub fn send(
 }
 
 impl Dispatcher<'_> {
-    /// One at a time, in this thread: each outcome is committed before the next POST. (A
-    /// separate sending thread measured no faster on two cores: the hand-offs cost what the
-    /// overlap saved.)
-    fn run_inline(&mut self) -> Result<(), StateError> {
-        let sender = Sender::new(self.target.timeout);
-        while !self.stopping() {
-            let Some(delivery) = self.next()? else { break };
-            let attempt = post_one(self.target, &sender, &delivery);
-            self.record(vec![(delivery, attempt)])?;
-        }
-        Ok(())
-    }
-
     /// `workers` threads POST while this one claims, hands out and commits.
     fn run_workers(&mut self, workers: usize) -> Result<(), StateError> {
         let target = self.target;
