@@ -227,17 +227,41 @@ impl StateDb {
     /// Stores attempts and their deliveries' new statuses, all in one transaction: outcomes
     /// that arrive together are committed together, none waits for another.
     pub fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
-        let transaction = self
+        // BEGIN and COMMIT from the statement cache: this runs once per delivery, and
+        // preparing them afresh each time (as `Transaction` does) was a tenth of its cost.
+        self.cached("BEGIN")?;
+        let recorded = self.record_in_transaction(outcomes);
+        match recorded {
+            Ok(()) => self.cached("COMMIT"),
+            Err(error) => {
+                let _ = self.cached("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs a statement without parameters from the statement cache.
+    fn cached(&self, sql: &str) -> Result<(), StateError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    fn record_in_transaction(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
+        // The attempt number is read before the delivery's count goes up, in the same
+        // transaction.
+        let mut insert = self
             .conn
-            .unchecked_transaction()
-            .map_err(|e| self.error(e))?;
-        let mut insert = transaction
             .prepare_cached(
-                "INSERT INTO attempts (delivery_seq, at, status, error, duration_ms, excerpt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO attempts (delivery_seq, n, at, status, error, duration_ms, excerpt)
+                 VALUES (?1, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1),
+                         ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(|e| self.error(e))?;
-        let mut update = transaction
+        let mut update = self
+            .conn
             .prepare_cached(
                 "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
                      updated_at = ?4, last_status = ?5, last_error = ?6, claimed_by = NULL
@@ -267,8 +291,7 @@ impl StateDb {
                 ])
                 .map_err(|e| self.error(e))?;
         }
-        drop((insert, update));
-        transaction.commit().map_err(|e| self.error(e))
+        Ok(())
     }
 
     /// The tasks that have deliveries due at `now`.
@@ -365,7 +388,7 @@ impl StateDb {
             .prepare_cached(
                 "SELECT a.at, a.status, a.error, a.duration_ms, a.excerpt
                  FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq
-                 WHERE d.id = ?1 ORDER BY a.id",
+                 WHERE d.id = ?1 ORDER BY a.n",
             )
             .map_err(|e| self.error(e))?;
         let rows = statement

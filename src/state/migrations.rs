@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -80,6 +80,26 @@ DROP INDEX deliveries_run_queue;
 DROP INDEX deliveries_run;
 CREATE INDEX deliveries_run ON deliveries (run_id);
 "#,
+    // v5: attempts keyed by (delivery, attempt number) in a WITHOUT ROWID table, so the table
+    // is its own index: one page less written per attempt than a rowid table plus an index.
+    r#"
+CREATE TABLE attempts_v5 (
+    delivery_seq  INTEGER NOT NULL REFERENCES deliveries (seq) ON DELETE CASCADE,
+    n             INTEGER NOT NULL,           -- 1 for a delivery's first attempt
+    at            INTEGER NOT NULL,           -- unix milliseconds
+    status        INTEGER,                    -- HTTP status, NULL when none came back
+    error         TEXT,                       -- NULL when delivered
+    duration_ms   INTEGER NOT NULL,
+    excerpt       TEXT,                       -- first bytes of the response body
+    PRIMARY KEY (delivery_seq, n)
+) WITHOUT ROWID;
+INSERT INTO attempts_v5 (delivery_seq, n, at, status, error, duration_ms, excerpt)
+    SELECT delivery_seq, row_number() OVER (PARTITION BY delivery_seq ORDER BY id),
+           at, status, error, duration_ms, excerpt
+    FROM attempts;
+DROP TABLE attempts;
+ALTER TABLE attempts_v5 RENAME TO attempts;
+"#,
 ];
 
 /// Brings the schema up to date, in one transaction per step.
@@ -119,4 +139,86 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
         transaction.commit().map_err(sql_error)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at schema version `version`, as that keyhook left it.
+    fn at_version(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..version] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn v5_numbers_each_deliverys_attempts_in_the_order_they_were_made() {
+        let mut conn = at_version(4);
+        conn.execute_batch(
+            "INSERT INTO runs (id, task, name, started_at) VALUES (1, 't', 'T', 0);
+             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key, body,
+                                     created_at, next_attempt_at, updated_at)
+             VALUES (1, 'a', 1, 't', 1, 'K1', x'7b7d', 0, 0, 0),
+                    (2, 'b', 1, 't', 2, 'K2', x'7b7d', 0, 0, 0);
+             INSERT INTO attempts (id, delivery_seq, at, status, error, duration_ms, excerpt)
+             VALUES (10, 1, 100, 503, 'down', 5, ''),
+                    (11, 2, 150, 200, NULL, 4, 'ok'),
+                    (12, 1, 200, 500, 'boom', 6, 'x'),
+                    (13, 1, 300, 200, NULL, 7, 'ok');",
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new("state.db")).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let mut statement = conn
+            .prepare(
+                "SELECT delivery_seq, n, at, status, error FROM attempts ORDER BY delivery_seq, n",
+            )
+            .unwrap();
+        let rows: Vec<(i64, i64, i64, i64, Option<String>)> = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (1, 1, 100, 503, Some("down".into())),
+                (1, 2, 200, 500, Some("boom".into())),
+                (1, 3, 300, 200, None),
+                (2, 1, 150, 200, None),
+            ]
+        );
+        // Deleting a delivery still takes its attempts with it.
+        conn.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM deliveries WHERE seq = 1;")
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM attempts", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = at_version(MIGRATIONS.len());
+        conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+            .unwrap();
+        let error = migrate(&mut conn, Path::new("state.db")).unwrap_err();
+        assert!(matches!(error, StateError::TooNew { .. }), "{error}");
+    }
 }
