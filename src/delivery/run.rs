@@ -123,9 +123,10 @@ pub fn record(
 /// `target.concurrency` workers (1 by default: strictly one request at a time) each POST one
 /// delivery at a time over their own keep-alive connection, while this thread alone touches
 /// the state database: it claims deliveries, hands them out, and commits each outcome as soon
-/// as it comes back (outcomes arriving together share a commit). It hands out the next
-/// delivery before committing, so the commit happens while the receiver is answering instead
-/// of between requests.
+/// as it comes back (outcomes arriving together share a commit). Each worker has its next
+/// delivery waiting before its current one is answered, so neither a commit nor a thread
+/// hand-off sits between one request and the next; a stop or a 410 still halts before the
+/// next POST, since the worker checks for both first.
 pub fn send(
     state: &StateDb,
     queue: Queue,
@@ -136,6 +137,7 @@ pub fn send(
 ) -> Result<Tally, StateError> {
     let workers = target.concurrency.max(1);
     let claimer = format!("{}-{}", std::process::id(), &id::new()[16..]);
+    let halted = AtomicBool::new(false);
     let mut dispatcher = Dispatcher {
         state,
         queue,
@@ -146,7 +148,7 @@ pub fn send(
         claimer: &claimer,
         claimed: VecDeque::new(),
         tally: Tally::default(),
-        halted: false,
+        halted: &halted,
     };
     let result = dispatcher.run_workers(workers);
     // Whatever was claimed but not sent (a stop, a 410) goes back to the queue.
@@ -163,11 +165,12 @@ impl Dispatcher<'_> {
         let target = self.target;
         let (work, jobs) = mpsc::sync_channel::<Claimed>(workers);
         let jobs = Mutex::new(jobs);
-        let (report, outcomes) = mpsc::channel::<(Claimed, Attempt)>();
+        let (report, outcomes) = mpsc::channel::<(Claimed, Option<Attempt>)>();
+        let halt = [self.stop, self.halted];
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                let (jobs, report) = (&jobs, report.clone());
-                scope.spawn(move || post_jobs(target, jobs, &report));
+                let (jobs, report, halt) = (&jobs, report.clone(), &halt);
+                scope.spawn(move || post_jobs(target, jobs, &report, halt));
             }
             drop(report);
             let result = self.run(&work, &outcomes, workers);
@@ -178,11 +181,13 @@ impl Dispatcher<'_> {
     }
 }
 
-/// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it.
+/// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it, unless
+/// one of the `halt` flags (a stop, a 410) is up: then the delivery goes back unsent (`None`).
 fn post_jobs(
     target: &Target,
     jobs: &Mutex<mpsc::Receiver<Claimed>>,
-    report: &mpsc::Sender<(Claimed, Attempt)>,
+    report: &mpsc::Sender<(Claimed, Option<Attempt>)>,
+    halt: &[&AtomicBool; 2],
 ) {
     let sender = Sender::new(target.timeout);
     loop {
@@ -191,7 +196,16 @@ fn post_jobs(
             Err(_) => return,
         };
         let Ok(delivery) = job else { return };
-        let attempt = post_one(target, &sender, &delivery);
+        let attempt = if halt.iter().any(|flag| flag.load(Ordering::SeqCst)) {
+            None
+        } else {
+            let attempt = post_one(target, &sender, &delivery);
+            if attempt.status == Some(410) {
+                // Gone: nothing more goes to this webhook, from any worker.
+                halt[1].store(true, Ordering::SeqCst);
+            }
+            Some(attempt)
+        };
         if report.send((delivery, attempt)).is_err() {
             return;
         }
@@ -224,21 +238,24 @@ struct Dispatcher<'a> {
     /// Claimed, not yet handed to a worker.
     claimed: VecDeque<Claimed>,
     tally: Tally,
-    /// Set after a 410 Gone: nothing more is sent.
-    halted: bool,
+    /// Set after a 410 Gone (by a worker or the verdict): nothing more is sent.
+    halted: &'a AtomicBool,
 }
 
 impl Dispatcher<'_> {
     fn run(
         &mut self,
         work: &mpsc::SyncSender<Claimed>,
-        outcomes: &mpsc::Receiver<(Claimed, Attempt)>,
+        outcomes: &mpsc::Receiver<(Claimed, Option<Attempt>)>,
         workers: usize,
     ) -> Result<(), StateError> {
-        let mut in_flight = 0;
+        // One delivery out and one waiting per worker. (Handed out means claimed: a kill
+        // re-sends at most these, with the same ids.)
+        let depth = 2 * workers;
+        let mut handed = 0;
         loop {
-            in_flight += self.feed(work, workers - in_flight)?;
-            if in_flight == 0 {
+            handed += self.feed(work, depth - handed)?;
+            if handed == 0 {
                 return Ok(());
             }
             let Ok(first) = outcomes.recv() else {
@@ -246,14 +263,15 @@ impl Dispatcher<'_> {
             };
             let mut arrived = vec![first];
             arrived.extend(outcomes.try_iter());
-            in_flight -= arrived.len();
-            // A 410 stops everything at once, before anything more is handed out.
-            self.halted |= arrived
-                .iter()
-                .any(|(_, attempt)| attempt.status == Some(410));
-            // Hand out the next deliveries first, so their POSTs overlap this commit.
-            in_flight += self.feed(work, workers - in_flight)?;
-            self.record(arrived)?;
+            handed -= arrived.len();
+            // Unsent deliveries (after a stop or a 410) stay claimed until `send` releases them.
+            let sent: Vec<(Claimed, Attempt)> = arrived
+                .into_iter()
+                .filter_map(|(delivery, attempt)| Some((delivery, attempt?)))
+                .collect();
+            // Hand out the next deliveries first, so they are waiting during this commit.
+            handed += self.feed(work, depth - handed)?;
+            self.record(sent)?;
         }
     }
 
@@ -271,7 +289,7 @@ impl Dispatcher<'_> {
     }
 
     fn stopping(&self) -> bool {
-        self.halted || self.stop.load(Ordering::SeqCst)
+        self.halted.load(Ordering::SeqCst) || self.stop.load(Ordering::SeqCst)
     }
 
     /// The next delivery to send, claiming a batch when none is left.
@@ -345,7 +363,7 @@ impl Dispatcher<'_> {
                 Verdict::RetryAt(at) => (Status::Failed, at, None),
                 Verdict::Dead(reason) => (Status::Dead, now, Some(reason)),
                 Verdict::Gone => {
-                    self.halted = true;
+                    self.halted.store(true, Ordering::SeqCst);
                     self.state.set_webhook_gone(&self.target.task, Some(now))?;
                     (
                         Status::Dead,
