@@ -686,13 +686,24 @@ def evaluate(results, quick):
     if main and ref.get(size) and floor:
         vs_floor = main["rps"] / floor["rps"]
         vs_ref = main["rps"] / ref[size]["rps"]
-        ok = vs_floor >= FLOOR_RATIO and vs_ref >= REFERENCE_RATIO
         targets.append({
-            "target": f"run-task sequential deliveries/s >= {FLOOR_RATIO} x floor and "
-                      f">= {REFERENCE_RATIO:g} x Python reference (~{size} matches)",
-            "measured": f"{main['rps']:,.0f}/s = {vs_floor:.3f} x floor ({floor['rps']:,.0f}/s), "
-                        f"{vs_ref:.2f} x reference ({ref[size]['rps']:,.0f}/s)",
-            "status": verdict(ok),
+            "target": f"run-task sequential deliveries/s >= {FLOOR_RATIO} x floor "
+                      f"(~{size} matches, durable log on)",
+            "measured": f"{main['rps']:,.0f}/s = {vs_floor:.3f} x floor ({floor['rps']:,.0f}/s)",
+            "status": verdict(vs_floor >= FLOOR_RATIO),
+        })
+        # The floor is the ceiling of any sequential sender on this loopback: when four times
+        # the reference is above it, that half of the target cannot be met by anyone.
+        wanted = REFERENCE_RATIO * ref[size]["rps"]
+        reach = ("" if wanted <= floor["rps"] else
+                 f"; {REFERENCE_RATIO:g} x reference = {wanted:,.0f}/s = "
+                 f"{wanted / floor['rps']:.2f} x the floor, above what any sequential sender "
+                 f"reaches here")
+        targets.append({
+            "target": f"run-task sequential deliveries/s >= {REFERENCE_RATIO:g} x Python "
+                      f"reference (~{size} matches)",
+            "measured": f"{vs_ref:.2f} x reference ({ref[size]['rps']:,.0f}/s){reach}",
+            "status": verdict(vs_ref >= REFERENCE_RATIO),
         })
     dry = results["dry_run"]
     big = max(dry, key=lambda k: int(k.replace("M", "000000").replace("k", "000")))
