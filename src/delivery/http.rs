@@ -1,5 +1,5 @@
-//! The HTTP side: one keep-alive agent per run, one synchronous POST per delivery, and the
-//! outcome of each attempt in words a user can act on.
+//! The HTTP side: one keep-alive agent per sending thread, one synchronous POST per delivery,
+//! and the outcome of each attempt in words a user can act on.
 
 use std::io::Read;
 use std::sync::Mutex;
