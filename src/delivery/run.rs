@@ -137,18 +137,20 @@ pub fn send(
 ) -> Result<Tally, StateError> {
     let workers = target.concurrency.max(1);
     let claimer = format!("{}-{}", std::process::id(), &id::new()[16..]);
-    let halted = AtomicBool::new(false);
+    let halt = Halt {
+        stop,
+        gone: AtomicBool::new(false),
+    };
     let mut dispatcher = Dispatcher {
         state,
         queue,
         target,
         clock,
-        stop,
+        halt: &halt,
         observe,
         claimer: &claimer,
         claimed: VecDeque::new(),
         tally: Tally::default(),
-        halted: &halted,
     };
     let result = dispatcher.run_workers(workers);
     // Whatever was claimed but not sent (a stop, a 410) goes back to the queue.
@@ -166,10 +168,10 @@ impl Dispatcher<'_> {
         let (work, jobs) = mpsc::sync_channel::<Claimed>(workers);
         let jobs = Mutex::new(jobs);
         let (report, outcomes) = mpsc::channel::<(Claimed, Option<Attempt>)>();
-        let halt = [self.stop, self.halted];
+        let halt = self.halt;
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                let (jobs, report, halt) = (&jobs, report.clone(), &halt);
+                let (jobs, report) = (&jobs, report.clone());
                 scope.spawn(move || post_jobs(target, jobs, &report, halt));
             }
             drop(report);
@@ -181,13 +183,26 @@ impl Dispatcher<'_> {
     }
 }
 
+/// Why nothing more is sent: a stop was asked for (SIGINT/SIGTERM), or the webhook answered
+/// 410 Gone. Both the dispatcher and every worker check it before the next POST.
+struct Halt<'a> {
+    stop: &'a AtomicBool,
+    gone: AtomicBool,
+}
+
+impl Halt<'_> {
+    fn is_up(&self) -> bool {
+        self.gone.load(Ordering::SeqCst) || self.stop.load(Ordering::SeqCst)
+    }
+}
+
 /// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it, unless
-/// one of the `halt` flags (a stop, a 410) is up: then the delivery goes back unsent (`None`).
+/// `halt` is up: then the delivery goes back unsent (`None`).
 fn post_jobs(
     target: &Target,
     jobs: &Mutex<mpsc::Receiver<Claimed>>,
     report: &mpsc::Sender<(Claimed, Option<Attempt>)>,
-    halt: &[&AtomicBool; 2],
+    halt: &Halt,
 ) {
     let sender = Sender::new(target.timeout);
     loop {
@@ -196,13 +211,13 @@ fn post_jobs(
             Err(_) => return,
         };
         let Ok(delivery) = job else { return };
-        let attempt = if halt.iter().any(|flag| flag.load(Ordering::SeqCst)) {
+        let attempt = if halt.is_up() {
             None
         } else {
             let attempt = post_one(target, &sender, &delivery);
             if attempt.status == Some(410) {
                 // Gone: nothing more goes to this webhook, from any worker.
-                halt[1].store(true, Ordering::SeqCst);
+                halt.gone.store(true, Ordering::SeqCst);
             }
             Some(attempt)
         };
@@ -232,14 +247,12 @@ struct Dispatcher<'a> {
     queue: Queue<'a>,
     target: &'a Target,
     clock: &'a Clock,
-    stop: &'a AtomicBool,
+    halt: &'a Halt<'a>,
     observe: &'a (dyn Fn(&Event) + Sync),
     claimer: &'a str,
     /// Claimed, not yet handed to a worker.
     claimed: VecDeque<Claimed>,
     tally: Tally,
-    /// Set after a 410 Gone (by a worker or the verdict): nothing more is sent.
-    halted: &'a AtomicBool,
 }
 
 impl Dispatcher<'_> {
@@ -278,7 +291,7 @@ impl Dispatcher<'_> {
     /// Hands up to `room` deliveries to the workers; returns how many.
     fn feed(&mut self, work: &mpsc::SyncSender<Claimed>, room: usize) -> Result<usize, StateError> {
         let mut handed = 0;
-        while handed < room && !self.stopping() {
+        while handed < room && !self.halt.is_up() {
             let Some(delivery) = self.next()? else { break };
             if work.send(delivery).is_err() {
                 break;
@@ -286,10 +299,6 @@ impl Dispatcher<'_> {
             handed += 1;
         }
         Ok(handed)
-    }
-
-    fn stopping(&self) -> bool {
-        self.halted.load(Ordering::SeqCst) || self.stop.load(Ordering::SeqCst)
     }
 
     /// The next delivery to send, claiming a batch when none is left.
@@ -363,7 +372,7 @@ impl Dispatcher<'_> {
                 Verdict::RetryAt(at) => (Status::Failed, at, None),
                 Verdict::Dead(reason) => (Status::Dead, now, Some(reason)),
                 Verdict::Gone => {
-                    self.halted.store(true, Ordering::SeqCst);
+                    self.halt.gone.store(true, Ordering::SeqCst);
                     self.state.set_webhook_gone(&self.target.task, Some(now))?;
                     (
                         Status::Dead,
