@@ -201,7 +201,11 @@ fn table(licenses: &[License], out: &mut impl Write) -> std::io::Result<()> {
     table.set_header(header);
     for license in licenses {
         let mut row = vec![license.id.to_string()];
-        row.extend(COLUMNS.iter().map(|(_, field)| license.info.text(field)));
+        row.extend(
+            COLUMNS
+                .iter()
+                .map(|(_, field)| super::printable::line(&license.info.text(field), 200)),
+        );
         row.insert(5, license.subscription_expiry.clone().unwrap_or_default());
         table.add_row(row);
     }

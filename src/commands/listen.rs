@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::anyhow;
 
-use super::success;
+use super::{printable, success};
 use crate::cli::ListenArgs;
 use crate::definitions::secret::{Secret, SecretSource};
 use crate::delivery::http::DELIVERY_HEADER;
@@ -59,12 +59,12 @@ fn listen_secret(args: &ListenArgs) -> Result<Option<Secret>> {
 
 /// One request, as `listen` prints it.
 pub fn describe(request: &Request, secret: Option<&Secret>, compact: bool) -> String {
-    let delivery = request.header(DELIVERY_HEADER).unwrap_or("-");
+    let delivery = printable::line(request.header(DELIVERY_HEADER).unwrap_or("-"), 100);
     let verdict = verdict(request, secret);
     let mut text = format!(
         "{} {}  {} bytes  delivery {delivery}  {verdict}\n",
-        request.method,
-        request.target,
+        printable::line(&request.method, 20),
+        printable::line(&request.target, 200),
         request.body.len()
     );
     if !compact {
@@ -72,7 +72,7 @@ pub fn describe(request: &Request, secret: Option<&Secret>, compact: bool) -> St
             .ok()
             .and_then(|json| serde_json::to_string_pretty(&json).ok())
             .unwrap_or_else(|| request.body_text().into_owned());
-        text.push_str(&pretty);
+        text.push_str(&printable::block(&pretty, printable::BODY_CHARS));
         text.push_str("\n\n");
     }
     text
@@ -126,6 +126,9 @@ pub fn verdict(request: &Request, secret: Option<&Secret>) -> String {
 fn say<E: std::fmt::Display>(scheme: &str, verdict: std::result::Result<(), E>) -> String {
     match verdict {
         Ok(()) => format!("✓ signature valid ({scheme})"),
-        Err(reason) => format!("✗ signature INVALID ({scheme}): {reason}"),
+        Err(reason) => format!(
+            "✗ signature INVALID ({scheme}): {}",
+            printable::line(&reason.to_string(), 300)
+        ),
     }
 }

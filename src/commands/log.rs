@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use comfy_table::{Table, presets};
 
 use super::sending::local_time;
-use super::{Context, success};
+use super::{Context, printable, success};
 use crate::cli::LogArgs;
 use crate::definitions::settings::parse_duration;
 use crate::error::{Error, Result};
@@ -47,12 +47,13 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
                 out,
                 "\n{} ({}, {}):",
                 entry.id,
-                entry.activation_key,
+                printable::short(&entry.activation_key),
                 entry.status.as_str()
             )?;
             for attempt in state.attempts(&entry.id).map_err(Error::runtime)? {
                 let outcome = attempt
                     .error
+                    .map(|error| printable::short(&error))
                     .unwrap_or_else(|| format!("HTTP {}", attempt.status.unwrap_or(0)));
                 writeln!(
                     out,
@@ -103,7 +104,11 @@ fn table(context: &Context, entries: &[LogEntry]) -> Table {
         table.add_row([
             entry.id.clone(),
             entry.task.clone(),
-            format!("{} {}", entry.license_id, entry.activation_key),
+            format!(
+                "{} {}",
+                entry.license_id,
+                printable::short(&entry.activation_key)
+            ),
             entry.status.as_str().to_string(),
             entry.attempts.to_string(),
             local_time(context, entry.created_at),
@@ -111,7 +116,11 @@ fn table(context: &Context, entries: &[LogEntry]) -> Table {
                 .next_attempt_at
                 .map(|at| local_time(context, at))
                 .unwrap_or_default(),
-            entry.last_error.clone().unwrap_or_default(),
+            entry
+                .last_error
+                .as_deref()
+                .map(printable::short)
+                .unwrap_or_default(),
         ]);
     }
     table

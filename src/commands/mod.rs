@@ -9,6 +9,7 @@ mod list;
 mod listen;
 mod log;
 mod next;
+mod printable;
 mod prune;
 mod resend;
 mod retry;

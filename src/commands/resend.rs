@@ -44,7 +44,11 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
                 target.url,
                 event.attempt.status.unwrap_or(0)
             ),
-            Some(error) => format!("failed {}: {error}", event.delivery.id),
+            Some(error) => format!(
+                "failed {}: {}",
+                event.delivery.id,
+                super::printable::short(error)
+            ),
         };
         if let Ok(mut messages) = messages.lock() {
             messages.push(line);

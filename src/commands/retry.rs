@@ -88,8 +88,11 @@ fn retry_task(
     let observe = |event: &Event| {
         if let (Some(error), Ok(mut failures)) = (&event.attempt.error, failures.lock()) {
             failures.push(format!(
-                "failed: license {} ({}), delivery {}: {error}",
-                event.delivery.license_id, event.delivery.activation_key, event.delivery.id
+                "failed: license {} ({}), delivery {}: {}",
+                event.delivery.license_id,
+                super::printable::short(&event.delivery.activation_key),
+                event.delivery.id,
+                super::printable::short(error)
             ));
         }
     };

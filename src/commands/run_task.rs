@@ -7,9 +7,9 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::Context;
 use super::dry_run::placeholder_values;
 use super::sending::{self, Stop};
+use super::{Context, printable};
 use crate::cli::RunTaskArgs;
 use crate::definitions::Task;
 use crate::delivery::run::{self, Event, Tally};
@@ -236,7 +236,9 @@ fn observe(event: &Event, live: bool, progress: &ProgressBar, failures: &Mutex<V
 fn failure_line(failure: &Failure) -> String {
     format!(
         "failed: license {} ({}): {}",
-        failure.license_id, failure.activation_key, failure.error
+        failure.license_id,
+        printable::short(&failure.activation_key),
+        printable::short(&failure.error)
     )
 }
 

@@ -6,6 +6,7 @@ pub mod search;
 pub mod secret;
 pub mod settings;
 pub mod task;
+pub mod toml_error;
 
 use std::path::{Path, PathBuf};
 
@@ -205,8 +206,7 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Probl
     };
     let text = std::fs::read_to_string(path)
         .map_err(|error| problem(format!("could not read the file: {error}")))?;
-    toml::from_str(&text)
-        .map_err(|error| problem(format!("invalid TOML: {}", error.to_string().trim_end())))
+    toml::from_str(&text).map_err(|error| problem(toml_error::describe(&text, &error)))
 }
 
 /// The file's stem, the name a definition is referred to by on the command line.
