@@ -167,7 +167,8 @@ pub struct RunTaskArgs {
 
     /// Requests in flight at once, each on its own keep-alive connection [default: the task's
     /// `concurrency`, else 1].
-    #[arg(long, env = "KEYHOOK_CONCURRENCY", value_name = "N")]
+    #[arg(long, env = "KEYHOOK_CONCURRENCY", value_name = "N",
+          value_parser = crate::definitions::task::parse_concurrency)]
     pub concurrency: Option<usize>,
 }
 

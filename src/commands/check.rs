@@ -1,9 +1,9 @@
-//! `keyhook check`: every definition file, placeholder, SQL statement and secret, validated;
-//! every problem printed, not just the first.
+//! `keyhook check`: every definition file, placeholder, SQL statement and secret, validated
+//! by the same code a run uses; every problem printed, not just the first.
 
 use std::io::Write;
 
-use super::Context;
+use super::{Context, dry_run, sending};
 use crate::definitions::Problem;
 use crate::definitions::secret::SecretSource;
 use crate::error::{Exit, Result};
@@ -11,30 +11,8 @@ use crate::error::{Exit, Result};
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let definitions = &context.definitions;
     let mut problems: Vec<Problem> = definitions.problems.clone();
-    match context.license_db() {
-        Ok(db) => {
-            for search in &definitions.searches {
-                if let Err(error) = db.check(&search.template) {
-                    problems.push(Problem {
-                        file: search.path.clone(),
-                        message: format!("field `sql`: {error}"),
-                    });
-                }
-            }
-        }
-        Err(error) => problems.push(Problem {
-            file: context.db_path.clone(),
-            message: format!("searches cannot be checked: {error}"),
-        }),
-    }
-    for task in &definitions.tasks {
-        if let Err(error) = task.webhook.secret.resolve() {
-            problems.push(Problem {
-                file: task.path.clone(),
-                message: format!("[webhook]: {error}"),
-            });
-        }
-    }
+    problems.extend(search_problems(context));
+    problems.extend(task_problems(context));
     problems.sort_by(|a, b| a.file.cmp(&b.file));
     for problem in &problems {
         writeln!(out, "error: {problem}")?;
@@ -57,6 +35,75 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     }
     writeln!(out, "{} problem(s) found", problems.len())?;
     Ok(Exit::Config)
+}
+
+/// Each search's SQL against the database, and its placeholders computed for now.
+fn search_problems(context: &Context) -> Vec<Problem> {
+    let definitions = &context.definitions;
+    let mut problems = Vec::new();
+    for search in &definitions.searches {
+        let now = context.clock.now().timestamp();
+        if let Err(error) =
+            search
+                .template
+                .values(&dry_run::macro_context(context, None, Some(now)))
+        {
+            problems.push(Problem {
+                file: search.path.clone(),
+                message: format!("field `sql`: {error}"),
+            });
+        }
+    }
+    match context.license_db() {
+        Ok(db) => {
+            for search in &definitions.searches {
+                if let Err(error) = db.check(&search.template) {
+                    problems.push(Problem {
+                        file: search.path.clone(),
+                        message: format!("field `sql`: {error}"),
+                    });
+                }
+            }
+        }
+        Err(error) => problems.push(Problem {
+            file: context.db_path.clone(),
+            message: format!("searches cannot be checked: {error}"),
+        }),
+    }
+    problems
+}
+
+/// What a run of each task resolves before sending: its secrets, signer and retry policy,
+/// and its search's placeholders in the task's own zone, with its `[date]`.
+fn task_problems(context: &Context) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for task in &context.definitions.tasks {
+        let problem = |message: String| Problem {
+            file: task.path.clone(),
+            message,
+        };
+        if let Err(error) = sending::resolve_target(context, task) {
+            problems.push(problem(format!("[webhook]: {error}")));
+        }
+        let Some(search) = context.definitions.search_of(task) else {
+            continue;
+        };
+        if task.timezone.is_none() {
+            continue; // the search's own check covered the global zone
+        }
+        let last_run = super::last_run_for_preview(context, task).ok().flatten();
+        if let Err(error) =
+            search
+                .template
+                .values(&dry_run::macro_context(context, Some(task), last_run))
+        {
+            problems.push(problem(format!(
+                "search `{}` in this task's zone: {error}",
+                search.name
+            )));
+        }
+    }
+    problems
 }
 
 /// Whether users other than the owner may read `path` (group or world read bit).

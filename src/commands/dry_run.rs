@@ -8,6 +8,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 
 use super::{Context, success};
 use crate::cli::DryRunArgs;
+use crate::definitions::task::shown_url;
 use crate::definitions::{Search, Task};
 use crate::delivery::http::DELIVERY_HEADER;
 use crate::delivery::payload;
@@ -106,21 +107,29 @@ pub fn placeholder_values(
     search: &Search,
     last_run: Option<i64>,
 ) -> Result<Vec<NaiveDateTime>> {
+    search
+        .template
+        .values(&macro_context(context, task, last_run))
+        .map_err(|error| Error::config(anyhow!("{}: field `sql`: {error}", search.path.display())))
+}
+
+/// What placeholders are computed from: now and `[date]`, in the task's zone.
+pub fn macro_context(
+    context: &Context,
+    task: Option<&Task>,
+    last_run: Option<i64>,
+) -> macros::Context {
     let zone = task
         .and_then(|task| task.timezone)
         .unwrap_or(context.clock.zone());
     let last_run = last_run
         .and_then(|unix| chrono::DateTime::from_timestamp(unix, 0))
         .map(|at| at.with_timezone(&zone).naive_local());
-    let macro_context = macros::Context {
+    macros::Context {
         now: context.clock.now().with_timezone(&zone).naive_local(),
         zone,
         last_run,
-    };
-    search
-        .template
-        .values(&macro_context)
-        .map_err(|error| Error::config(anyhow!("{}: field `sql`: {error}", search.path.display())))
+    }
 }
 
 fn not_found(context: &Context, name: &str) -> Error {
@@ -154,7 +163,7 @@ fn describe(
         } else {
             " [disabled: nothing would be sent]"
         };
-        writeln!(out, "Webhook:   POST {}{state}", webhook.url)?;
+        writeln!(out, "Webhook:   POST {}{state}", shown_url(&webhook.url))?;
         writeln!(out, "Secret:    from {}", webhook.secret.describe())?;
         writeln!(out, "User data: {}", webhook.user_data)?;
     }
@@ -221,7 +230,7 @@ fn payloads(
     let target = super::sending::target(context, task)?;
     for license in licenses {
         let body = payload::body(&task.name, &task.webhook.user_data, &license.info);
-        writeln!(out, "POST {}", task.webhook.url)?;
+        writeln!(out, "POST {}", shown_url(&task.webhook.url))?;
         writeln!(out, "Content-Type: application/json")?;
         writeln!(out, "Content-Length: {}", body.len())?;
         // Real ids are assigned when a run records its deliveries; the preview signs with this.

@@ -45,6 +45,9 @@ pub struct Context {
 /// Runs the parsed command line.
 pub fn dispatch(cli: Cli) -> Result {
     let context = Context::new(&cli.global)?;
+    if reads_definitions(&cli.command) {
+        context.definitions.ensure_folder().map_err(Error::config)?;
+    }
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::DryRun(args) => dry_run::run(&context, &args, &mut out),
@@ -68,6 +71,25 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Listen(args) => listen::run(&args, &mut out),
         Command::Demo(args) => demo::run(&context, &args, &mut out),
     }
+}
+
+/// Commands that act on the tasks and searches: a wrong `--config` must not make them quietly
+/// do nothing.
+fn reads_definitions(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::DryRun(_)
+            | Command::RunTask(_)
+            | Command::RunDue
+            | Command::Next(_)
+            | Command::SetLastRun(_)
+            | Command::Retry(_)
+            | Command::Resend(_)
+            | Command::Status
+            | Command::Enable(_)
+            | Command::List
+            | Command::Check
+    )
 }
 
 impl Context {

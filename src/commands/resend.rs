@@ -9,21 +9,45 @@ use super::sending::{self, Stop};
 use crate::cli::ResendArgs;
 use crate::delivery::run;
 use crate::error::{Error, Result};
+use crate::state::StateDb;
 use crate::state::deliveries::Queue;
+
+/// The one delivery `id` names: an id, or a prefix that only one id starts with.
+fn find(context: &Context, state: &StateDb, id: &str) -> Result<(i64, String)> {
+    const SHOWN: usize = 5;
+    let mut found = state
+        .find_deliveries(id, SHOWN + 1)
+        .map_err(Error::runtime)?;
+    match found.len() {
+        0 => Err(Error::config(anyhow!(
+            "no delivery `{id}` in {} (see `keyhook log`)",
+            context.state_path.display()
+        ))),
+        1 => {
+            let one = found.remove(0);
+            Ok((one.seq, one.task))
+        }
+        n => {
+            let more = if n > SHOWN { ", ..." } else { "" };
+            let ids: Vec<String> = found.iter().take(SHOWN).map(|f| f.id.clone()).collect();
+            Err(Error::config(anyhow!(
+                "`{id}` is ambiguous: it starts {} delivery ids ({}{more}); give more of the id",
+                if n > SHOWN {
+                    format!("more than {SHOWN}")
+                } else {
+                    n.to_string()
+                },
+                ids.join(", ")
+            )))
+        }
+    }
+}
 
 pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result {
     let state = context.state()?;
     let now = context.clock.now().timestamp();
-    let Some((seq, stem)) = state
-        .requeue(&args.delivery_id, now)
-        .map_err(Error::runtime)?
-    else {
-        return Err(Error::config(anyhow!(
-            "no delivery `{}` in {} (see `keyhook log`)",
-            args.delivery_id,
-            context.state_path.display()
-        )));
-    };
+    let (seq, stem) = find(context, &state, &args.delivery_id)?;
+    state.requeue(seq, now).map_err(Error::runtime)?;
     let task = context.definitions.task(&stem).ok_or_else(|| {
         Error::config(anyhow!(
             "delivery `{}` belongs to task `{stem}`, which no longer exists",
@@ -41,7 +65,7 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
             None => format!(
                 "delivered {} to {} (HTTP {})",
                 event.delivery.id,
-                target.url,
+                crate::definitions::task::shown_url(&target.url),
                 event.attempt.status.unwrap_or(0)
             ),
             Some(error) => format!(

@@ -77,18 +77,21 @@ pub fn locked(task: &Task) -> Error {
 
 /// The target of a task: its secret resolved and its retry policy settled.
 pub fn target(context: &Context, task: &Task) -> Result<Target> {
-    let config = |error: String| {
+    resolve_target(context, task).map_err(|error| {
         Error::config(anyhow!(
             "task `{}` ({}): [webhook]: {error}",
             task.name,
             task.path.display()
         ))
-    };
-    let mut secrets = task.webhook.secret.resolve_all().map_err(config)?;
+    })
+}
+
+/// [`target`], with the problem in words about the `[webhook]` table; `check` runs this too.
+pub fn resolve_target(context: &Context, task: &Task) -> std::result::Result<Target, String> {
+    let mut secrets = task.webhook.secret.resolve_all()?;
     secrets.extend(task.webhook.previous_secrets.iter().cloned());
-    let signer = Signer::new(&task.webhook.schemes, &secrets).map_err(config)?;
-    let policy =
-        policy(&task.webhook.retry, &context.definitions.settings.retry).map_err(config)?;
+    let signer = Signer::new(&task.webhook.schemes, &secrets)?;
+    let policy = policy(&task.webhook.retry, &context.definitions.settings.retry)?;
     Ok(Target::new(task, signer, policy))
 }
 
@@ -116,7 +119,9 @@ pub fn aftermath(
             out,
             "WARNING: {} answered 410 Gone: the webhook of task `{}` is DISABLED; \
              fix its url, then run `keyhook enable {}`",
-            task.webhook.url, task.name, task.stem
+            crate::definitions::task::shown_url(&task.webhook.url),
+            task.name,
+            task.stem
         )?;
     }
     if tally.retrying > 0 {

@@ -19,6 +19,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     }
     let state = context.state()?;
     let runs = state.latest_runs().map_err(Error::runtime)?;
+    let skips = state.latest_skips().map_err(Error::runtime)?;
     let states = state.task_states().map_err(Error::runtime)?;
     let mut table = Table::new();
     table.load_preset(presets::UTF8_FULL_CONDENSED);
@@ -59,5 +60,17 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         ]);
     }
     writeln!(out, "{table}")?;
+    for skip in &skips {
+        if context.definitions.task(&skip.task).is_none() {
+            continue;
+        }
+        writeln!(
+            out,
+            "{}: skipped the slot at {} ({}); nothing was sent for it",
+            skip.name,
+            local_time(context, skip.slot.unwrap_or(skip.started_at)),
+            skip.skipped.as_deref().unwrap_or("missed")
+        )?;
+    }
     success()
 }

@@ -65,6 +65,41 @@ impl Definitions {
         definitions
     }
 
+    /// Fails unless the configuration folder exists and holds `tasks/` or `searches/`.
+    pub fn ensure_folder(&self) -> anyhow::Result<()> {
+        let shown = if self.dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &self.dir
+        };
+        match std::fs::metadata(shown) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => anyhow::bail!(
+                "configuration folder {} is not a folder; point --config (or KEYHOOK_CONFIG) \
+                 at the folder that holds tasks/ and searches/",
+                shown.display()
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "configuration folder {} does not exist; point --config (or KEYHOOK_CONFIG) at \
+                 the folder that holds tasks/ and searches/",
+                shown.display()
+            ),
+            Err(error) => anyhow::bail!(
+                "configuration folder {} cannot be used: {error}; point --config (or \
+                 KEYHOOK_CONFIG) at the folder that holds tasks/ and searches/",
+                shown.display()
+            ),
+        }
+        if !shown.join("tasks").is_dir() && !shown.join("searches").is_dir() {
+            anyhow::bail!(
+                "configuration folder {} has neither tasks/ nor searches/; point --config (or \
+                 KEYHOOK_CONFIG) at the folder that holds them (`keyhook demo` shows the layout)",
+                shown.display()
+            );
+        }
+        Ok(())
+    }
+
     /// The search named by file stem or by `name` (case-insensitively).
     pub fn search(&self, key: &str) -> Option<&Search> {
         find(&self.searches, key, |search| (&search.stem, &search.name))

@@ -176,8 +176,9 @@ impl Task {
             .map(|name| zone::parse(&name))
             .transpose()
             .map_err(|error| problem(format!("field `timezone`: {error}")))?;
-        if file.concurrency == Some(0) {
-            return Err(problem("field `concurrency` must be at least 1".into()));
+        if let Some(concurrency) = file.concurrency {
+            check_concurrency(concurrency)
+                .map_err(|error| problem(format!("field `concurrency`: {error}")))?;
         }
         let schedule = Schedule::parse(&file.schedule, file.at.as_deref(), file.start.as_deref())
             .map_err(|error| problem(format!("field `schedule`: {error}")))?;
@@ -272,17 +273,70 @@ fn first_run(text: &str) -> Result<FirstRunSince, String> {
         .map_err(|_| format!("`{text}` is neither a time (2026-01-01T00:00) nor an age (30d)"))
 }
 
+/// The most requests a task may have in flight: each is a thread and a connection.
+pub const MAX_CONCURRENCY: usize = 256;
+
+/// `concurrency` (TOML) and `--concurrency` (flag and `KEYHOOK_CONCURRENCY`): 1 to
+/// [`MAX_CONCURRENCY`].
+pub fn check_concurrency(concurrency: usize) -> Result<usize, String> {
+    if (1..=MAX_CONCURRENCY).contains(&concurrency) {
+        Ok(concurrency)
+    } else {
+        Err(format!(
+            "{concurrency} is out of range: from 1 to {MAX_CONCURRENCY} requests in flight"
+        ))
+    }
+}
+
+/// [`check_concurrency`] for a flag's text.
+pub fn parse_concurrency(text: &str) -> Result<usize, String> {
+    let concurrency = text
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("`{text}` is not a whole number from 1 to {MAX_CONCURRENCY}"))?;
+    check_concurrency(concurrency)
+}
+
+/// `url` as it may be shown: a password in it (`https://user:pass@host/`) masked.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// An absolute http:// or https:// URL with a host.
 pub fn check_url(url: &str) -> Result<(), String> {
+    let shown = shown_url(url);
     let uri: ureq::http::Uri = url
         .parse()
-        .map_err(|error| format!("`{url}` is not a URL ({error})"))?;
+        .map_err(|error| format!("`{shown}` is not a URL ({error})"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
-        _ => return Err(format!("`{url}` must start with http:// or https://")),
+        _ => return Err(format!("`{shown}` must start with http:// or https://")),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("`{url}` has no host"));
+        return Err(format!("`{shown}` has no host"));
+    }
+    // `Uri::port` hides a port that does not parse; read it from the authority itself.
+    let authority = uri.authority().map_or("", |authority| authority.as_str());
+    let host_and_port = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some((_, port)) = host_and_port.rsplit_once(':')
+        && !port.contains(']')
+        && !port.is_empty()
+        && !matches!(port.parse::<u16>(), Ok(1..))
+    {
+        return Err(format!(
+            "`{shown}` has port {port}: a port is a number from 1 to 65535"
+        ));
     }
     Ok(())
 }
@@ -359,6 +413,16 @@ timeout = "10s"
         assert!(check_url("http://127.0.0.1:8080/hook").is_ok());
         assert!(check_url("https://example.com").is_ok());
         assert!(check_url("example.com/hook").is_err());
+        assert!(check_url("http://127.0.0.1:99999/hook").is_err());
+        assert!(check_url("http://127.0.0.1:0/hook").is_err());
+        assert!(check_url("https://[::1]:65535/hook").is_ok());
         assert!(check_url("mailto:x@example.com").is_err());
+        let error = check_url("https://bot:hunter2@example.com:0/x").unwrap_err();
+        assert!(
+            !error.contains("hunter2") && error.contains("bot:***@example.com"),
+            "{error}"
+        );
+        assert_eq!(shown_url("http://a:b@h/p?q=1"), "http://a:***@h/p?q=1");
+        assert_eq!(shown_url("http://h:8080/p@x"), "http://h:8080/p@x");
     }
 }

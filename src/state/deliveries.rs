@@ -42,6 +42,14 @@ impl Status {
 }
 
 /// A delivery claimed for sending.
+/// A delivery found by its id or a prefix of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub seq: i64,
+    pub task: String,
+    pub id: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub seq: i64,
@@ -309,35 +317,44 @@ impl StateDb {
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
-    /// Puts one delivery (by id or unique id prefix) back in the queue, due `now`, whatever
-    /// its status; returns its task.
-    pub fn requeue(&self, id: &str, now: i64) -> Result<Option<(i64, String)>, StateError> {
+    /// The deliveries whose id is `id` (that one alone) or starts with it: at most `limit`.
+    pub fn find_deliveries(&self, id: &str, limit: usize) -> Result<Vec<Found>, StateError> {
         let escaped = id
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
         let pattern = format!("{escaped}%");
-        let found: Option<(i64, String)> = self
+        let mut statement = self
             .conn
-            .query_row(
-                "SELECT seq, task FROM deliveries WHERE id = ?1
-                 OR (id LIKE ?2 ESCAPE '\\'
-                     AND (SELECT count(*) FROM deliveries WHERE id LIKE ?2 ESCAPE '\\') = 1)",
-                params![id, pattern],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+            .prepare(
+                "SELECT seq, task, id FROM deliveries
+                 WHERE id = ?1 OR (id LIKE ?2 ESCAPE '\\'
+                                   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE id = ?1))
+                 ORDER BY id LIMIT ?3",
             )
-            .optional()
             .map_err(|e| self.error(e))?;
-        if let Some((seq, _)) = &found {
-            self.conn
-                .execute(
-                    "UPDATE deliveries SET status = CASE status WHEN 'pending' THEN 'pending' ELSE 'failed' END,
-                         next_attempt_at = ?2, claimed_by = NULL WHERE seq = ?1",
-                    params![seq, now],
-                )
-                .map_err(|e| self.error(e))?;
-        }
-        Ok(found)
+        let rows = statement
+            .query_map(params![id, pattern, limit as i64], |row| {
+                Ok(Found {
+                    seq: row.get(0)?,
+                    task: row.get(1)?,
+                    id: row.get(2)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Puts one delivery back in the queue, due `now`, whatever its status.
+    pub fn requeue(&self, seq: i64, now: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET status = CASE status WHEN 'pending' THEN 'pending' ELSE 'failed' END,
+                     next_attempt_at = ?2, claimed_by = NULL WHERE seq = ?1",
+                params![seq, now],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// Deliveries, newest first.

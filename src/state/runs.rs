@@ -184,9 +184,21 @@ impl StateDb {
         transaction.commit().map_err(|e| self.error(e))
     }
 
-    /// The latest run of each task, with its deliveries counted by status.
+    /// The latest run of each task, with its deliveries counted by status; a slot that
+    /// `run-due` skipped is not a run (see [`StateDb::latest_skips`]).
     pub fn latest_runs(&self) -> Result<Vec<RunSummary>, StateError> {
-        self.run_summaries("WHERE r.id IN (SELECT max(id) FROM runs GROUP BY task) ORDER BY r.task")
+        self.run_summaries(
+            "WHERE r.id IN (SELECT max(id) FROM runs WHERE skipped IS NULL GROUP BY task)
+             ORDER BY r.task",
+        )
+    }
+
+    /// Per task, the slot `run-due` skipped last, if nothing ran after it.
+    pub fn latest_skips(&self) -> Result<Vec<RunSummary>, StateError> {
+        self.run_summaries(
+            "WHERE r.id IN (SELECT max(id) FROM runs GROUP BY task) AND r.skipped IS NOT NULL
+             ORDER BY r.task",
+        )
     }
 
     /// A run by id.

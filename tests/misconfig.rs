@@ -1,0 +1,223 @@
+//! A misconfiguration is an error that names what is wrong, never a quiet no-op, and `check`
+//! finds what a run would fail on.
+
+mod support;
+
+use keyhook::receiver::{Reply, Server};
+use support::{Test, stderr, stdout};
+
+fn all_output(output: &std::process::Output) -> String {
+    format!("{}{}", stdout(output), stderr(output))
+}
+
+#[test]
+fn a_wrong_config_folder_is_an_error_not_a_quiet_success() {
+    let test = Test::new().search("all", "ID > 0");
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap().to_string();
+    let missing = format!("{empty}/nowhere");
+    let file = test.path("licenses.db").to_str().unwrap().to_string();
+    for (config, says) in [
+        (missing.as_str(), "does not exist"),
+        (empty.as_str(), "has neither tasks/ nor searches/"),
+        (file.as_str(), "is not a folder"),
+    ] {
+        for args in [
+            &["run-due"][..],
+            &["list"],
+            &["check"],
+            &["retry"],
+            &["status"],
+        ] {
+            let output = test
+                .keyhook(["--config", config])
+                .args(args)
+                .output()
+                .unwrap();
+            assert_eq!(output.status.code(), Some(2), "{config} {args:?}");
+            let text = stderr(&output);
+            assert!(text.contains(config) && text.contains(says), "{text}");
+        }
+        let output = test
+            .keyhook(["run-due"])
+            .env("KEYHOOK_CONFIG", config)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "KEYHOOK_CONFIG={config}");
+    }
+    // Commands that do not read definitions still work anywhere.
+    test.keyhook(["--config", &missing, "secret", "new"])
+        .assert()
+        .success();
+}
+
+/// A folder where each file fails only when it is run, not when it is loaded.
+fn fails_at_run_time() -> Test {
+    let test = Test::new()
+        .search("ok", "ID > 0")
+        .search("far", "SubscriptionExpiryDate < [now+9999999M]")
+        .task(
+            "badkey",
+            "ok",
+            "http://127.0.0.1:9/",
+            "signature = \"standard\"",
+        )
+        .task("badport", "ok", "http://127.0.0.1:99999/", "");
+    test.simple_license(1, "2026-11-25T10:00:00");
+    test
+}
+
+#[test]
+fn check_finds_what_a_run_would_fail_on() {
+    let test = fails_at_run_time();
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    for expected in [
+        "searches/far.toml: field `sql`: placeholder `[now+9999999M]`",
+        "tasks/badkey.toml: [webhook]: the secret is not a Standard Webhooks key",
+        "tasks/badport.toml: [webhook] field `url`: `http://127.0.0.1:99999/` has port 99999",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(text.contains("3 problem(s) found"), "{text}");
+    // The run fails on the same problems, with the same words.
+    let run = test.keyhook(["run-task", "badkey"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(stderr(&run).contains("the secret is not a Standard Webhooks key"));
+    let dry = test.keyhook(["dry-run", "far"]).output().unwrap();
+    assert_eq!(dry.status.code(), Some(2));
+    assert!(stderr(&dry).contains("goes outside the calendar"));
+}
+
+#[test]
+fn concurrency_has_one_range_everywhere() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = Test::new()
+        .search("all", "ID > 0")
+        .task("t", "all", &server.url("/"), "");
+    test.simple_license(1, "2026-11-25T10:00:00");
+    for value in ["0", "100000", "-1", "many"] {
+        let output = test
+            .keyhook(["run-task", "t", &format!("--concurrency={value}")])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "--concurrency {value}");
+        assert!(stderr(&output).contains("1 to 256"), "{}", stderr(&output));
+        let output = test
+            .keyhook(["run-task", "t"])
+            .env("KEYHOOK_CONCURRENCY", value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "KEYHOOK_CONCURRENCY={value}");
+    }
+    assert_eq!(server.request_count(), 0);
+    let test = test.write(
+        "tasks/t.toml",
+        &format!(
+            "name = \"t\"\nsearch = \"all\"\nschedule = \"every 1 day\"\nconcurrency = 100000\n\
+             [webhook]\nurl = \"{}\"\nsecret = \"s\"\n",
+            server.url("/")
+        ),
+    );
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stdout(&output).contains("field `concurrency`: 100000 is out of range: from 1 to 256"),
+        "{}",
+        stdout(&output)
+    );
+    // Many workers for one delivery: no panic, one request.
+    test.keyhook(["run-task", "t", "--concurrency", "256", "--force"])
+        .output()
+        .unwrap();
+}
+
+#[test]
+fn a_password_in_a_url_is_never_shown() {
+    let test = Test::new().search("all", "ID > 0").task(
+        "t",
+        "all",
+        "http://bot:hunter2pass@127.0.0.1:99999/",
+        "",
+    );
+    let text = all_output(&test.keyhook(["check"]).output().unwrap());
+    assert!(text.contains("bot:***@127.0.0.1"), "{text}");
+    let test = test.task("t", "all", "http://bot:hunter2pass@127.0.0.1:9/", "");
+    for args in [
+        &["dry-run", "t"][..],
+        &["dry-run", "t", "--payloads"],
+        &["check"],
+    ] {
+        let text = all_output(&test.keyhook(args).output().unwrap());
+        assert!(!text.contains("hunter2pass"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn resend_with_an_ambiguous_prefix_says_so() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = Test::new()
+        .search("all", "ID > 0")
+        .task("t", "all", &server.url("/"), "");
+    for id in 1..=8 {
+        test.simple_license(id, "2026-11-25T10:00:00");
+    }
+    test.keyhook(["run-task", "t"]).assert().success();
+    let output = test.keyhook(["resend", "msg_"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("`msg_` is ambiguous"), "{text}");
+    assert!(text.contains("more than 5 delivery ids"), "{text}");
+    assert_eq!(
+        text.matches("msg_").count(),
+        6,
+        "the prefix and five ids: {text}"
+    );
+    let log = stdout(&test.keyhook(["log", "--json"]).output().unwrap());
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let id = first["id"].as_str().unwrap();
+    test.keyhook(["resend", &id[..id.len() - 2]])
+        .assert()
+        .success();
+    assert_eq!(server.request_count(), 9);
+    let output = test.keyhook(["resend", "msg_nothing"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no delivery `msg_nothing`"));
+}
+
+#[test]
+fn status_does_not_show_a_skipped_slot_as_a_run() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = Test::new().search("all", "ID > 0").write(
+        "tasks/weekdays.toml",
+        &format!(
+            "name = \"weekdays\"\nsearch = \"all\"\nschedule = \"0 9 * * MON-FRI\"\n\
+             catch_up = \"1h\"\n[webhook]\nurl = \"{}\"\nsecret = \"s\"\n",
+            server.url("/")
+        ),
+    );
+    test.simple_license(1, "2026-11-25T10:00:00");
+    test.simple_license(2, "2026-11-25T10:00:00");
+    for now in [
+        "2026-11-23T08:00:00",
+        "2026-11-23T09:00:10",
+        "2026-11-24T15:00:00",
+    ] {
+        test.keyhook(["run-due", "--now", now]).assert().success();
+    }
+    assert_eq!(server.request_count(), 2);
+    let text = stdout(
+        &test
+            .keyhook(["status", "--now", "2026-11-24T15:00:00"])
+            .output()
+            .unwrap(),
+    );
+    let row = text.lines().find(|line| line.contains("weekdays")).unwrap();
+    assert!(row.contains("2026-11-23 09:00:10"), "{text}");
+    assert!(row.contains(" 2 "), "the run's counts stay: {text}");
+    assert!(
+        text.contains("weekdays: skipped the slot at 2026-11-24 09:00:00"),
+        "{text}"
+    );
+}
