@@ -2,10 +2,18 @@
 //! matching wall-clock minutes found by the `cron` crate, and cron(8)'s daylight-saving rules
 //! applied on top (see the parent module).
 
-use chrono::{
-    DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
-    Timelike, Utc,
+mod field;
+mod wall_clock;
+mod words;
+
+use field::{ALL_WEEKDAYS, FIELDS, SHORTHANDS};
+#[cfg(test)]
+pub(super) use wall_clock::MINUTE;
+use wall_clock::{
+    ceil_minute, first_change, floor_minute, instant, local_at, offset_at, plus_minute,
 };
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::{ScheduleError, wall_clock_instant};
@@ -40,149 +48,8 @@ pub(super) struct Crontab {
     engine: Vec<cron::Schedule>,
 }
 
-/// One crontab field: its name, range, optional names (for `low`, `low + 1`, ...) and what to
-/// tell a user who gets it wrong.
-struct Field {
-    name: &'static str,
-    low: u32,
-    high: u32,
-    names: &'static [&'static str],
-    takes: &'static str,
-}
-
-const FIELDS: [Field; 5] = [
-    Field::new("minute", 0, 59, &[], "0-59"),
-    Field::new("hour", 0, 23, &[], "0-23"),
-    Field::new("day of month", 1, 31, &[], "1-31"),
-    Field::new("month", 1, 12, &MONTHS, "1-12 or JAN-DEC"),
-    Field::new(
-        "day of week",
-        0,
-        7,
-        &WEEKDAYS,
-        "0-7 (0 and 7 are Sunday) or SUN-SAT",
-    ),
-];
-const MONTHS: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
-const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-
-const SHORTHANDS: [(&str, &str); 7] = [
-    ("@hourly", "0 * * * *"),
-    ("@daily", "0 0 * * *"),
-    ("@midnight", "0 0 * * *"),
-    ("@weekly", "0 0 * * 0"),
-    ("@monthly", "0 0 1 * *"),
-    ("@yearly", "0 0 1 1 *"),
-    ("@annually", "0 0 1 1 *"),
-];
-
-const ALL_HOURS: u64 = (1 << 24) - 1;
-const ALL_DAYS: u64 = ((1 << 32) - 1) & !1;
-const ALL_MONTHS: u64 = ((1 << 13) - 1) & !1;
-const ALL_WEEKDAYS: u64 = (1 << 7) - 1;
-const WEEKDAY_NAMES: [&str; 7] = [
-    "Sunday",
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-];
-
 /// How many clock changes a search may step over before giving up.
 const MAX_CHANGES: usize = 8;
-
-/// The offending text and what is wrong with it.
-type FieldError = (String, String);
-
-impl Field {
-    const fn new(
-        name: &'static str,
-        low: u32,
-        high: u32,
-        names: &'static [&'static str],
-        takes: &'static str,
-    ) -> Field {
-        Field {
-            name,
-            low,
-            high,
-            names,
-            takes,
-        }
-    }
-
-    fn parse(&self, text: &str) -> Result<u64, FieldError> {
-        text.split(',')
-            .try_fold(0, |mask, item| Ok(mask | self.item(item)?))
-    }
-
-    /// `*`, `v`, `a-b`, each optionally `/step`; `v/step` runs from v to the field's end, as
-    /// in cronie.
-    fn item(&self, item: &str) -> Result<u64, FieldError> {
-        let (range, step) = match item.split_once('/') {
-            Some((range, step)) => (range, Some(self.step(item, step)?)),
-            None => (item, None),
-        };
-        let (low, high) = match range.split_once('-') {
-            _ if range == "*" => (self.low, self.high),
-            Some((low, high)) => (self.value(low)?, self.value(high)?),
-            None if step.is_some() => (self.value(range)?, self.high),
-            None => (self.value(range)?, self.value(range)?),
-        };
-        if low > high {
-            return Err((
-                item.into(),
-                "runs backwards: write ranges from low to high".into(),
-            ));
-        }
-        let values = (low..=high).step_by(step.unwrap_or(1));
-        Ok(values.fold(0, |mask, value| mask | 1 << value))
-    }
-
-    fn value(&self, text: &str) -> Result<u32, FieldError> {
-        let value = match !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            true => text.parse().ok(),
-            false => self.named(text),
-        };
-        value
-            .filter(|value| (self.low..=self.high).contains(value))
-            .ok_or_else(|| {
-                (
-                    text.into(),
-                    format!(
-                        "is not allowed: the {} field takes {}",
-                        self.name, self.takes
-                    ),
-                )
-            })
-    }
-
-    fn named(&self, text: &str) -> Option<u32> {
-        let index = self
-            .names
-            .iter()
-            .position(|name| name.eq_ignore_ascii_case(text))?;
-        Some(self.low + u32::try_from(index).ok()?)
-    }
-
-    fn step(&self, item: &str, text: &str) -> Result<usize, FieldError> {
-        let step = text
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| text.parse().ok())
-            .flatten();
-        step.filter(|step| *step >= 1).ok_or_else(|| {
-            (
-                item.into(),
-                "has a bad step: write a whole number of at least 1, as in */15".into(),
-            )
-        })
-    }
-}
 
 impl Crontab {
     pub(super) fn parse(text: &str) -> Result<Crontab, ScheduleError> {
@@ -408,51 +275,6 @@ impl Crontab {
             false => day || weekday,
         }
     }
-
-    pub(super) fn describe(&self) -> String {
-        self.in_words()
-            .unwrap_or_else(|| format!("cron `{}`", self.line))
-    }
-
-    /// Plain words for the common shapes: one minute, one or every hour, simple days.
-    fn in_words(&self) -> Option<String> {
-        let minute = single(self.minutes)?;
-        if self.hours == ALL_HOURS && self.every_day() {
-            return Some(format!("every hour at :{minute:02}"));
-        }
-        let time = format!("{:02}:{minute:02}", single(self.hours)?);
-        if self.every_day() {
-            return Some(format!("every day at {time}"));
-        }
-        Some(format!("at {time} on {}", self.days_in_words()?))
-    }
-
-    fn every_day(&self) -> bool {
-        let (all_days, all_weekdays) = (self.days == ALL_DAYS, self.weekdays == ALL_WEEKDAYS);
-        let days = match self.days_and {
-            true => all_days && all_weekdays,
-            false => all_days || all_weekdays,
-        };
-        days && self.months == ALL_MONTHS
-    }
-
-    fn days_in_words(&self) -> Option<String> {
-        let shape = (
-            self.days == ALL_DAYS,
-            self.weekdays == ALL_WEEKDAYS,
-            self.months == ALL_MONTHS,
-        );
-        match shape {
-            _ if !self.days_and => None,
-            (true, false, true) => Some(weekdays_in_words(self.weekdays)),
-            (false, true, true) => Some(format!("day {} of every month", single(self.days)?)),
-            (false, true, false) => {
-                let month = chrono::Month::try_from(u8::try_from(single(self.months)?).ok()?);
-                Some(format!("{} {}", month.ok()?.name(), single(self.days)?))
-            }
-            _ => None,
-        }
-    }
 }
 
 fn expand_shorthand(text: &str) -> Result<&str, ScheduleError> {
@@ -477,78 +299,3 @@ fn looks_like_crontab(text: &str) -> bool {
 pub(super) fn has(mask: u64, value: u32) -> bool {
     mask >> value & 1 == 1
 }
-
-fn single(mask: u64) -> Option<u32> {
-    (mask.count_ones() == 1).then(|| mask.trailing_zeros())
-}
-
-/// "Monday through Friday" for a run of three or more (which may wrap past Saturday), else a
-/// list such as "Monday, Wednesday and Friday".
-fn weekdays_in_words(mask: u64) -> String {
-    let count = mask.count_ones();
-    let run_start = (0..7).find(|day| has(mask, *day) && !has(mask, (day + 6) % 7));
-    if count >= 3
-        && let Some(first) = run_start
-        && (0..count).all(|offset| has(mask, (first + offset) % 7))
-    {
-        let last = (first + count - 1) % 7;
-        return format!(
-            "{} through {}",
-            WEEKDAY_NAMES[first as usize], WEEKDAY_NAMES[last as usize]
-        );
-    }
-    let names: Vec<&str> = [1, 2, 3, 4, 5, 6, 0]
-        .into_iter()
-        .filter(|day| has(mask, *day))
-        .map(|day| WEEKDAY_NAMES[day as usize])
-        .collect();
-    match names.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
-        _ => names.concat(),
-    }
-}
-
-fn offset_at(at: DateTime<Utc>, zone: Tz) -> FixedOffset {
-    zone.offset_from_utc_datetime(&at.naive_utc()).fix()
-}
-
-fn local_at(at: DateTime<Utc>, offset: FixedOffset) -> Option<NaiveDateTime> {
-    at.naive_utc().checked_add_offset(offset)
-}
-
-fn instant(local: NaiveDateTime, offset: FixedOffset) -> Option<DateTime<Utc>> {
-    local.checked_sub_offset(offset).map(|utc| utc.and_utc())
-}
-
-/// The first instant after `low` whose UTC offset differs from `low`'s; `high`'s must differ.
-fn first_change(low: DateTime<Utc>, high: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
-    let offset = offset_at(low, zone);
-    let (mut low, mut high) = (low.timestamp(), high.timestamp());
-    while high - low > 1 {
-        let middle = low + (high - low) / 2;
-        let changed = DateTime::from_timestamp(middle, 0).map(|at| offset_at(at, zone) != offset);
-        match changed? {
-            true => high = middle,
-            false => low = middle,
-        }
-    }
-    DateTime::from_timestamp(high, 0)
-}
-
-fn floor_minute(local: NaiveDateTime) -> Option<NaiveDateTime> {
-    local.with_second(0)?.with_nanosecond(0)
-}
-
-fn ceil_minute(local: NaiveDateTime) -> Option<NaiveDateTime> {
-    let floor = floor_minute(local)?;
-    match floor == local {
-        true => Some(floor),
-        false => floor.checked_add_signed(MINUTE),
-    }
-}
-
-fn plus_minute(local: NaiveDateTime) -> Option<NaiveDateTime> {
-    local.checked_add_signed(MINUTE)
-}
-
-pub(super) const MINUTE: Duration = Duration::minutes(1);
