@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod definitions;
 pub mod delivery;
+pub mod demo;
 pub mod error;
 pub mod licenses;
 pub mod receiver;

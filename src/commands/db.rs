@@ -8,8 +8,8 @@ use rusqlite::Connection;
 
 use super::{Context, success};
 use crate::cli::DbDemoArgs;
+use crate::demo::{self, DemoOptions};
 use crate::error::{Error, Result};
-use crate::licenses::demo::{self, DemoOptions};
 use crate::licenses::schema;
 
 pub fn init(context: &Context, out: &mut impl Write) -> Result {

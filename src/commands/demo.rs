@@ -12,8 +12,8 @@ use crate::cli::DemoArgs;
 use crate::definitions::Definitions;
 use crate::definitions::secret::{Secret, SecretSource};
 use crate::delivery::signature::{self, QLM_HEADER};
+use crate::demo::DemoOptions;
 use crate::error::{Error, Exit, Result};
-use crate::licenses::demo::DemoOptions;
 use crate::receiver::{Reply, Server};
 
 /// The example search and task, built in so the demo runs from any folder.

@@ -1,7 +1,6 @@
 //! The license database: its schema, the placeholder grammar, safe read-only evaluation of a
 //! search, and the mapping from a row to QLM's `LicenseInfo`.
 
-pub mod demo;
 pub mod license_info;
 pub mod macros;
 pub mod query;

@@ -1,3 +1,4 @@
+use super::row::push_folded;
 use super::*;
 use crate::licenses::schema::{self, Kind};
 use chrono::Months;
