@@ -8,6 +8,7 @@ pub mod commands;
 pub mod definitions;
 pub mod delivery;
 pub mod error;
+pub mod file_access;
 pub mod licenses;
 pub mod receiver;
 pub mod schedule;

@@ -4,5 +4,6 @@
 pub mod demo;
 pub mod license_info;
 pub mod macros;
+mod open;
 pub mod query;
 pub mod schema;
