@@ -242,3 +242,97 @@ fn a_search_cannot_take_the_machines_memory() {
         assert!(error.contains(expected), "{sql}: {error}");
     }
 }
+
+/// Every schema object of the license database, to compare before and after.
+fn schema_of(test: &Test) -> Vec<String> {
+    let conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    let mut statement = conn
+        .prepare("SELECT type || ' ' || name FROM sqlite_master ORDER BY name")
+        .unwrap();
+    statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn db_init_changes_nothing_on_a_table_it_cannot_complete() {
+    let test = Test::new();
+    partial_table(
+        &test,
+        "ID INTEGER PRIMARY KEY, ActivationKey TEXT, ExpiryDate TEXT",
+    );
+    let before = schema_of(&test);
+    let output = test.keyhook(["db", "init"]).output().unwrap();
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains("license database licenses.db already has a LicenseKeys table, without QLM's column(s) LicenseUpdatedOnServer, FullName"),
+        "{error}"
+    );
+    assert!(
+        error.contains("CreationDate; nothing was changed"),
+        "{error}"
+    );
+    assert!(!error.contains("CREATE INDEX"), "no DDL dumped: {error}");
+    assert_eq!(schema_of(&test), before);
+}
+
+#[test]
+fn db_init_is_one_transaction() {
+    // Every column is there, but one index name is taken by a table: the whole init fails,
+    // and the indexes it would have made before that one are not left behind.
+    let test = Test::new();
+    let conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    conn.execute_batch(
+        "DROP INDEX idx_LicenseKeys_Email; DROP INDEX idx_LicenseKeys_OrderDate;
+         CREATE TABLE idx_LicenseKeys_OrderDate (x);",
+    )
+    .unwrap();
+    let before = schema_of(&test);
+    let output = test.keyhook(["db", "init"]).output().unwrap();
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains("could not create the LicenseKeys table in licenses.db: there is already a table named idx_LicenseKeys_OrderDate; nothing was changed"),
+        "{error}"
+    );
+    assert_eq!(schema_of(&test), before);
+}
+
+#[test]
+fn db_init_names_what_is_wrong_with_its_path() {
+    let test = Test::new();
+    std::fs::write(test.path("plain"), "not a folder").unwrap();
+    std::fs::write(test.path("text.db"), "x".repeat(4096)).unwrap();
+    let cases = [
+        (
+            "searches",
+            "could not create the LicenseKeys table in searches: it is a folder, not a file",
+        ),
+        (
+            "plain/new.db",
+            "in plain/new.db: plain is a file, not a folder",
+        ),
+        (
+            "nowhere/new.db",
+            "in nowhere/new.db: its folder nowhere does not exist",
+        ),
+        (
+            "text.db",
+            "in text.db: it is not a SQLite database; nothing was changed",
+        ),
+    ];
+    std::fs::create_dir_all(test.path("searches")).unwrap();
+    for (db, expected) in cases {
+        let output = test.keyhook(["db", "init", "--db", db]).output().unwrap();
+        let error = stderr(&output);
+        assert_eq!(output.status.code(), Some(3), "{db}: {error}");
+        assert!(error.contains(expected), "{db}: {error}");
+    }
+    assert_eq!(
+        std::fs::read(test.path("text.db")).unwrap(),
+        "x".repeat(4096).as_bytes()
+    );
+}
