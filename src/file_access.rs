@@ -24,7 +24,16 @@ pub fn presence(path: &Path) -> Presence {
         }
         Ok(_) => Presence::File,
         Err(error) if error.kind() == ErrorKind::NotFound => Presence::Absent,
-        Err(error) => Presence::Unusable(folder_problem(path).unwrap_or_else(|| describe(&error))),
+        Err(error) => Presence::Unusable(folder_problem(path).unwrap_or_else(|| {
+            if error.kind() == ErrorKind::PermissionDenied {
+                format!(
+                    "this user may not look into its folder {} (permission denied)",
+                    folder_of(path).display()
+                )
+            } else {
+                describe(&error)
+            }
+        })),
     }
 }
 
@@ -83,7 +92,7 @@ fn folder_problem(path: &Path) -> Option<String> {
 }
 
 /// An I/O error without Rust's "(os error N)" suffix, lowercase.
-fn describe(error: &std::io::Error) -> String {
+pub fn describe(error: &std::io::Error) -> String {
     let text = error.to_string();
     let text = match text.find(" (os error") {
         Some(at) => text[..at].to_string(),

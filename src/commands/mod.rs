@@ -109,6 +109,11 @@ impl Context {
         StateDb::open(&self.state_path).map_err(Error::runtime)
     }
 
+    /// Whether the state file is there; an error when it cannot be looked at.
+    pub fn state_exists(&self) -> Result<bool> {
+        StateDb::exists(&self.state_path).map_err(Error::runtime)
+    }
+
     /// Opens the license database read-only.
     pub fn license_db(&self) -> Result<LicenseDb> {
         LicenseDb::open(&self.db_path, self.definitions.settings.query_timeout).map_err(|error| {
@@ -216,7 +221,7 @@ pub fn date_placeholder(
 /// when the task is first seen). Reads the state file only if it exists.
 pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
     let mut known = None;
-    if context.state_path.exists() {
+    if context.state_exists()? {
         let states = context.state()?.task_states().map_err(Error::runtime)?;
         known = states
             .into_iter()
