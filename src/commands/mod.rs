@@ -77,7 +77,10 @@ impl Context {
             Some(name) => {
                 zone::parse(name).map_err(|e| Error::config(anyhow!("--timezone: {e}")))?
             }
-            None => definitions.settings.zone(),
+            None => match definitions.settings.timezone {
+                Some(zone) => zone,
+                None => machine_zone(),
+            },
         };
         let clock = match &global.now {
             Some(text) => Clock::pinned(
@@ -168,6 +171,15 @@ impl Context {
             n => format!("; {n} definition file(s) have problems, see `keyhook check`"),
         }
     }
+}
+
+/// The machine's zone; a `TZ` that names no zone is said, not silently read as another.
+fn machine_zone() -> chrono_tz::Tz {
+    let (zone, warning) = zone::local_checked();
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    zone
 }
 
 /// Shorthand for a command that finished without failures.
