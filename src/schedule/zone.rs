@@ -25,8 +25,9 @@ pub fn local_checked() -> (Tz, Option<String>) {
             Err(_) => {
                 let zone = system_zone().0;
                 let warning = format!(
-                    "TZ=`{value}` names no time zone keyhook knows; using {zone} instead. Set TZ to an IANA \
-                     name such as Europe/Paris, or `timezone` in keyhook.toml, or --timezone"
+                    "TZ=`{value}` names no time zone keyhook knows; using {zone} instead. \
+                     Set TZ to an IANA name such as Europe/Paris, or `timezone` in \
+                     keyhook.toml, or --timezone"
                 );
                 (zone, Some(warning))
             }
