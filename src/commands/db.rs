@@ -2,13 +2,15 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, anyhow};
 use rusqlite::Connection;
 
+use super::sending::Stop;
 use super::{Context, success};
 use crate::cli::DbDemoArgs;
-use crate::error::{Error, Result};
+use crate::error::{Error, Exit, Result};
 use crate::file_access::{self, Presence};
 use crate::licenses::demo::{self, DemoOptions};
 use crate::licenses::schema;
@@ -108,7 +110,14 @@ pub fn demo(context: &Context, args: &DbDemoArgs, out: &mut impl Write) -> Resul
         today,
         seed: args.seed,
     };
-    let written = write_demo(path, &options).map_err(Error::runtime)?;
+    let stop = Stop::install();
+    let Some(written) = write_demo(path, &options, &stop).map_err(Error::runtime)? else {
+        eprintln!(
+            "interrupted: {} was left as it was, and the partial demo database removed",
+            path.display()
+        );
+        return Ok(stop.exit().unwrap_or(Exit::Interrupted(2)));
+    };
     writeln!(
         out,
         "wrote {written} demo licenses to {} (dates around {today})",
@@ -118,22 +127,37 @@ pub fn demo(context: &Context, args: &DbDemoArgs, out: &mut impl Write) -> Resul
 }
 
 /// Writes a demo database to `path`, atomically: a half-written file never takes its place.
-pub fn write_demo(path: &Path, options: &DemoOptions) -> anyhow::Result<usize> {
+/// Returns `None`, leaving nothing behind, when `stop` is set meanwhile.
+pub fn write_demo(
+    path: &Path,
+    options: &DemoOptions,
+    stop: &Stop,
+) -> anyhow::Result<Option<usize>> {
     let file_name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned());
     let temporary = path.with_file_name(format!(".{}.tmp", file_name.unwrap_or_default()));
     let _ = std::fs::remove_file(&temporary);
+    let flag = stop.shared_flag();
     let written = (|| -> rusqlite::Result<usize> {
         let mut conn = Connection::open(&temporary)?;
+        // A million rows take a while: a signal stops the writing within a few thousand steps.
+        conn.progress_handler(10_000, Some(move || flag.load(Ordering::Relaxed)))?;
         conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
         schema::create(&conn)?;
         let written = demo::populate(&mut conn, options)?;
         conn.execute_batch("ANALYZE;")?;
         Ok(written)
-    })()
-    .with_context(|| format!("could not write demo database {}", temporary.display()))?;
+    })();
+    if written.is_err() || stop.exit().is_some() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    if stop.exit().is_some() {
+        return Ok(None);
+    }
+    let written = written
+        .with_context(|| format!("could not write demo database {}", temporary.display()))?;
     std::fs::rename(&temporary, path)
         .with_context(|| format!("could not move the demo database to {}", path.display()))?;
-    Ok(written)
+    Ok(Some(written))
 }

@@ -47,6 +47,11 @@ impl Stop {
         &self.any
     }
 
+    /// The same flag, for a callback that must own it (SQLite's progress handler).
+    pub fn shared_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.any)
+    }
+
     /// The exit for a stopped run: 130 after SIGINT, 143 after SIGTERM.
     pub fn exit(&self) -> Option<Exit> {
         if self.terminate.load(Ordering::SeqCst) {
