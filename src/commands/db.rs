@@ -2,43 +2,98 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, anyhow};
 use rusqlite::Connection;
 
+use super::sending::Stop;
 use super::{Context, success};
 use crate::cli::DbDemoArgs;
 use crate::demo::{self, DemoOptions};
-use crate::error::{Error, Result};
+use crate::error::{Error, Exit, Result};
+use crate::file_access::{self, Presence};
 use crate::licenses::schema;
 
 pub fn init(context: &Context, out: &mut impl Write) -> Result {
     let path = &context.db_path;
-    let conn = Connection::open(path)
-        .with_context(|| format!("could not create license database {}", path.display()))
-        .map_err(Error::runtime)?;
-    schema::create(&conn)
-        .with_context(|| {
-            format!(
-                "could not create the {} table in {}",
-                schema::TABLE,
-                path.display()
-            )
-        })
-        .map_err(Error::runtime)?;
-    let count: i64 = conn
-        .query_row(
+    if let Presence::Unusable(reason) = file_access::presence(path) {
+        return Err(init_error(path, reason));
+    }
+    let mut conn = Connection::open(path).map_err(|error| init_failure(path, &error))?;
+    refuse_incomplete_table(&conn, path)?;
+    // One transaction: a failure halfway leaves the file as it was, not half indexed.
+    let count = (|| -> rusqlite::Result<i64> {
+        let transaction = conn.transaction()?;
+        schema::create(&transaction)?;
+        let count = transaction.query_row(
             &format!("SELECT count(*) FROM {}", schema::TABLE),
             [],
             |row| row.get(0),
-        )
-        .map_err(Error::runtime)?;
+        )?;
+        transaction.commit()?;
+        Ok(count)
+    })()
+    .map_err(|error| init_failure(path, &error))?;
     writeln!(
         out,
         "license database {} is ready ({count} licenses)",
         path.display()
     )?;
     success()
+}
+
+/// An existing license table must have every column before anything is added to it.
+fn refuse_incomplete_table(conn: &Connection, path: &Path) -> Result<()> {
+    let failure = |error| init_failure(path, &error);
+    let exists: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
+            [schema::TABLE],
+            |row| row.get(0),
+        )
+        .map_err(failure)?;
+    if !exists {
+        return Ok(());
+    }
+    let missing = schema::missing_columns(conn, schema::all_columns()).map_err(failure)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::runtime(anyhow!(
+        "license database {} already has a {} table, without QLM's column(s) {}; nothing was \
+         changed: add them (`ALTER TABLE {} ADD COLUMN ...`), or point --db (KEYHOOK_DB) at a \
+         new file",
+        path.display(),
+        schema::TABLE,
+        missing.join(", "),
+        schema::TABLE
+    )))
+}
+
+/// A failed `db init`: SQLite's own words (never the whole script) and the file system's.
+fn init_failure(path: &Path, error: &rusqlite::Error) -> Error {
+    if error.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+        return init_error(path, "it is not a SQLite database".into());
+    }
+    let sqlite = match error {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    };
+    let reason = match file_access::open_problem(path, true) {
+        Some(problem) => format!("{problem} ({sqlite})"),
+        None => sqlite,
+    };
+    init_error(path, reason)
+}
+
+fn init_error(path: &Path, reason: String) -> Error {
+    Error::runtime(anyhow!(
+        "could not create the {} table in {}: {reason}; nothing was changed",
+        schema::TABLE,
+        path.display()
+    ))
 }
 
 pub fn demo(context: &Context, args: &DbDemoArgs, out: &mut impl Write) -> Result {
@@ -55,7 +110,14 @@ pub fn demo(context: &Context, args: &DbDemoArgs, out: &mut impl Write) -> Resul
         today,
         seed: args.seed,
     };
-    let written = write_demo(path, &options).map_err(Error::runtime)?;
+    let stop = Stop::install();
+    let Some(written) = write_demo(path, &options, &stop).map_err(Error::runtime)? else {
+        eprintln!(
+            "interrupted: {} was left as it was, and the partial demo database removed",
+            path.display()
+        );
+        return Ok(stop.exit().unwrap_or(Exit::Interrupted(2)));
+    };
     writeln!(
         out,
         "wrote {written} demo licenses to {} (dates around {today})",
@@ -65,22 +127,37 @@ pub fn demo(context: &Context, args: &DbDemoArgs, out: &mut impl Write) -> Resul
 }
 
 /// Writes a demo database to `path`, atomically: a half-written file never takes its place.
-pub fn write_demo(path: &Path, options: &DemoOptions) -> anyhow::Result<usize> {
+/// Returns `None`, leaving nothing behind, when `stop` is set meanwhile.
+pub fn write_demo(
+    path: &Path,
+    options: &DemoOptions,
+    stop: &Stop,
+) -> anyhow::Result<Option<usize>> {
     let file_name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned());
     let temporary = path.with_file_name(format!(".{}.tmp", file_name.unwrap_or_default()));
     let _ = std::fs::remove_file(&temporary);
+    let flag = stop.shared_flag();
     let written = (|| -> rusqlite::Result<usize> {
         let mut conn = Connection::open(&temporary)?;
+        // A million rows take a while: a signal stops the writing within a few thousand steps.
+        conn.progress_handler(10_000, Some(move || flag.load(Ordering::Relaxed)))?;
         conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
         schema::create(&conn)?;
         let written = demo::populate(&mut conn, options)?;
         conn.execute_batch("ANALYZE;")?;
         Ok(written)
-    })()
-    .with_context(|| format!("could not write demo database {}", temporary.display()))?;
+    })();
+    if written.is_err() || stop.exit().is_some() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    if stop.exit().is_some() {
+        return Ok(None);
+    }
+    let written = written
+        .with_context(|| format!("could not write demo database {}", temporary.display()))?;
     std::fs::rename(&temporary, path)
         .with_context(|| format!("could not move the demo database to {}", path.display()))?;
-    Ok(written)
+    Ok(Some(written))
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow};
 use comfy_table::{Table, presets};
 
-use super::{Context, run_task};
+use super::sending::Stop;
+use super::{Context, run_task, success};
 use crate::cli::DemoArgs;
 use crate::definitions::Definitions;
 use crate::definitions::secret::{Secret, SecretSource};
@@ -27,40 +28,56 @@ const TASK: (&str, &str) = (
 );
 
 pub fn run(context: &Context, args: &DemoArgs, out: &mut impl Write) -> Result {
+    // Installed first: a Ctrl-C at any point ends here, and the folder is removed.
+    let stop = Stop::install();
     let folder = TempFolder::new().map_err(Error::runtime)?;
+    let outcome = demonstrate(context, args, &folder.0, &stop, out);
+    let Some(exit) = stop.exit() else {
+        return outcome;
+    };
+    let path = folder.0.clone();
+    drop(folder);
+    eprintln!(
+        "interrupted: the demo stopped, and its temporary folder {} was removed",
+        path.display()
+    );
+    Ok(exit)
+}
+
+fn demonstrate(
+    context: &Context,
+    args: &DemoArgs,
+    folder: &Path,
+    stop: &Stop,
+    out: &mut impl Write,
+) -> Result {
     for (name, text) in [SEARCH, TASK] {
-        let path = folder.0.join(name);
-        std::fs::create_dir_all(path.parent().unwrap_or(&folder.0))?;
+        let path = folder.join(name);
+        std::fs::create_dir_all(path.parent().unwrap_or(folder))?;
         std::fs::write(&path, text)?;
     }
-    let db_path = folder.0.join("licenses.db");
+    let db_path = folder.join("licenses.db");
     let options = DemoOptions {
         licenses: args.licenses,
         today: context.clock.local_now().date_naive(),
         seed: 42,
     };
-    let written = super::db::write_demo(&db_path, &options).map_err(Error::runtime)?;
+    let written = super::db::write_demo(&db_path, &options, stop).map_err(Error::runtime)?;
+    let Some(written) = written else {
+        return success();
+    };
     writeln!(
         out,
         "1. Wrote a demo license database: {written} licenses, {}",
         db_path.display()
     )?;
-
     let secret = Secret::new(random_hex());
-    let checker = secret.clone();
-    let server = Server::start("127.0.0.1:0", move |request| {
-        match request.header(QLM_HEADER) {
-            Some(header) if signature::verify_qlm(&request.body, &checker, header) => Reply::ok(),
-            _ => Reply::status(401).with_body("invalid signature"),
-        }
-    })
-    .map_err(|error| Error::runtime(anyhow!("could not start the demo receiver: {error}")))?;
+    let server = receiver(&secret)?;
     writeln!(out, "2. Started a receiver on {}", server.url("/hooks/qlm"))?;
-
     let demo = Context {
-        definitions: Definitions::load(&folder.0),
+        definitions: Definitions::load(folder),
         clock: context.clock,
-        state_path: folder.0.join(crate::state::DEFAULT_FILE),
+        state_path: folder.join(crate::state::DEFAULT_FILE),
         db_path,
     };
     let mut task = demo.task("upcoming-renewals")?.clone();
@@ -76,15 +93,24 @@ pub fn run(context: &Context, args: &DemoArgs, out: &mut impl Write) -> Result {
         concurrency: None,
         live: true,
     };
-    let report = run_task::execute(
-        &demo,
-        &task,
-        &options,
-        &super::sending::Stop::install(),
-        out,
-    )?;
+    let report = run_task::execute(&demo, &task, &options, stop, out)?;
     writeln!(out, "   {}\n", run_task::summary(&report))?;
+    if stop.exit().is_some() {
+        return success();
+    }
     show_received(&server, &secret, report.matched, out)
+}
+
+/// A receiver on a free loopback port that accepts requests signed with `secret`.
+fn receiver(secret: &Secret) -> Result<Server> {
+    let checker = secret.clone();
+    Server::start("127.0.0.1:0", move |request| {
+        match request.header(QLM_HEADER) {
+            Some(header) if signature::verify_qlm(&request.body, &checker, header) => Reply::ok(),
+            _ => Reply::status(401).with_body("invalid signature"),
+        }
+    })
+    .map_err(|error| Error::runtime(anyhow!("could not start the demo receiver: {error}")))
 }
 
 fn show_received(server: &Server, secret: &Secret, matched: u64, out: &mut impl Write) -> Result {
@@ -161,9 +187,11 @@ fn random_hex() -> String {
 struct TempFolder(PathBuf);
 
 impl TempFolder {
+    /// A new folder with an unguessable name: never one that someone else made first.
     fn new() -> anyhow::Result<TempFolder> {
-        let path = std::env::temp_dir().join(format!("keyhook-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&path)
+        let name = format!("keyhook-demo-{}-{}", std::process::id(), &random_hex()[..8]);
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir(&path)
             .with_context(|| format!("could not create {}", path.display()))?;
         Ok(TempFolder(path))
     }

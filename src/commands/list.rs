@@ -26,7 +26,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     write_table(&searches, definitions.searches.is_empty(), out)?;
     writeln!(out, "Tasks in {}:", definitions.dir.join("tasks").display())?;
     // Last runs come from the state file, when there is one; `list` never creates it.
-    let last_runs = match context.state_path.exists() {
+    let last_runs = match context.state_exists()? {
         true => context
             .state()?
             .task_states()

@@ -14,7 +14,7 @@ use crate::state::deliveries::{LogEntry, LogFilter, Status};
 
 pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     let filter = filter(context, args)?;
-    if !context.state_path.exists() {
+    if !context.state_exists()? {
         writeln!(
             out,
             "no deliveries yet ({} does not exist)",

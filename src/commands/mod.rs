@@ -100,7 +100,10 @@ impl Context {
             Some(name) => {
                 zone::parse(name).map_err(|e| Error::config(anyhow!("--timezone: {e}")))?
             }
-            None => definitions.settings.zone(),
+            None => match definitions.settings.timezone {
+                Some(zone) => zone,
+                None => machine_zone(),
+            },
         };
         let clock = match &global.now {
             Some(text) => Clock::pinned(
@@ -130,6 +133,11 @@ impl Context {
     /// Opens (creating and migrating) keyhook's state database.
     pub fn state(&self) -> Result<StateDb> {
         StateDb::open(&self.state_path).map_err(Error::runtime)
+    }
+
+    /// Whether the state file is there; an error when it cannot be looked at.
+    pub fn state_exists(&self) -> Result<bool> {
+        StateDb::exists(&self.state_path).map_err(Error::runtime)
     }
 
     /// Opens the license database read-only.
@@ -188,6 +196,15 @@ impl Context {
     }
 }
 
+/// The machine's zone; a `TZ` that names no zone is said, not silently read as another.
+fn machine_zone() -> chrono_tz::Tz {
+    let (zone, warning) = zone::local_checked();
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    zone
+}
+
 /// Shorthand for a command that finished without failures.
 pub fn success() -> Result {
     Ok(Exit::Success)
@@ -239,7 +256,7 @@ pub fn date_placeholder(
 /// when the task is first seen). Reads the state file only if it exists.
 pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
     let mut known = None;
-    if context.state_path.exists() {
+    if context.state_exists()? {
         let states = context.state()?.task_states().map_err(Error::runtime)?;
         known = states
             .into_iter()

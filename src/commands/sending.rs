@@ -47,6 +47,11 @@ impl Stop {
         &self.any
     }
 
+    /// The same flag, for a callback that must own it (SQLite's progress handler).
+    pub fn shared_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.any)
+    }
+
     /// The exit for a stopped run: 130 after SIGINT, 143 after SIGTERM.
     pub fn exit(&self) -> Option<Exit> {
         if self.terminate.load(Ordering::SeqCst) {
@@ -61,7 +66,17 @@ impl Stop {
 
 /// Takes the task's lock, or says who has it.
 pub fn lock(context: &Context, task: &str) -> Result<Option<TaskLock>> {
-    match TaskLock::try_acquire(&context.state_path, task).map_err(Error::runtime)? {
+    // A state path that cannot hold the file is the error to show, not its lock's.
+    context.state_exists()?;
+    let acquired = TaskLock::try_acquire(&context.state_path, task).map_err(|error| {
+        Error::runtime(anyhow!(
+            "could not take the lock of task `{task}` ({}): {}; keyhook needs to write in \
+             the folder of the state database (--state, KEYHOOK_STATE)",
+            crate::state::lock::lock_path(&context.state_path, task).display(),
+            crate::file_access::describe(&error)
+        ))
+    })?;
+    match acquired {
         Acquired::Held(lock) => Ok(Some(lock)),
         Acquired::Busy(_) => Ok(None),
     }

@@ -9,7 +9,7 @@ use super::{Context, success};
 use crate::error::{Error, Result};
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
-    if !context.state_path.exists() {
+    if !context.state_exists()? {
         writeln!(
             out,
             "no task has run yet ({} does not exist)",

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-use rusqlite::{CachedStatement, Connection, ErrorCode, OpenFlags, Statement};
+use rusqlite::{CachedStatement, Connection, ErrorCode, Statement};
 
 use super::license_info::{License, LicenseInfo, RowError};
 use super::macros::{DATE_FORMAT, Template};
-use super::schema::{LICENSE_INFO, TABLE};
+use super::open::{MAX_HEAP_BYTES, MAX_VALUE_BYTES};
+use super::schema::{LICENSE_INFO, TABLE, is_column};
 
 /// Why a search could not be evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -21,13 +22,36 @@ pub enum QueryError {
         .0.display()
     )]
     Missing(PathBuf),
-    #[error("could not open license database {}: {source}", .path.display())]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    #[error(
+        "could not open license database {}: {reason}; point --db (KEYHOOK_DB) at the license \
+         database, or let this user read it",
+        .path.display()
+    )]
+    Open { path: PathBuf, reason: String },
     #[error("{} is not a license database: it has no {TABLE} table", .0.display())]
     NotLicenseDb(PathBuf),
+    #[error(
+        "{} is not a license database: it is not a SQLite file; point --db (KEYHOOK_DB) at one",
+        .0.display()
+    )]
+    NotSqlite(PathBuf),
+    #[error(
+        "license database {} lacks QLM's column(s) {} in its {TABLE} table; add them \
+         (`ALTER TABLE {TABLE} ADD COLUMN ...`) or point --db (KEYHOOK_DB) at a QLM license database",
+        .path.display(),
+        .columns.join(", ")
+    )]
+    MissingColumns { path: PathBuf, columns: Vec<String> },
+    #[error(
+        "license database {} is in WAL mode and its folder {} is not writable, so SQLite cannot \
+         read the changes still in its -wal file; let this user write the folder, or have its \
+         owner run `sqlite3 {} 'PRAGMA wal_checkpoint(TRUNCATE)'` (or `PRAGMA journal_mode = \
+         DELETE`)",
+        .path.display(),
+        .folder.display(),
+        .path.display()
+    )]
+    WalUnreadable { path: PathBuf, folder: PathBuf },
     #[error("refused: the search {0}; a search may only read the {TABLE} table")]
     Refused(String),
     #[error("the search is empty")]
@@ -38,6 +62,16 @@ pub enum QueryError {
     Sql(String),
     #[error("the search ran longer than its deadline of {0:?} and was stopped")]
     Deadline(Duration),
+    #[error(
+        "the search made a value longer than {} MiB, the limit for one value, and was stopped",
+        MAX_VALUE_BYTES >> 20
+    )]
+    ValueTooLong,
+    #[error(
+        "the search needed more than SQLite's memory limit of {} MiB and was stopped",
+        MAX_HEAP_BYTES >> 20
+    )]
+    OutOfMemory,
     #[error(transparent)]
     Row(#[from] RowError),
 }
@@ -66,25 +100,7 @@ pub struct LicenseDb {
 impl LicenseDb {
     /// Opens `path` read-only; `deadline` bounds every evaluation.
     pub fn open(path: &Path, deadline: Duration) -> Result<LicenseDb, QueryError> {
-        if !path.exists() {
-            return Err(QueryError::Missing(path.to_path_buf()));
-        }
-        let open_error = |source| QueryError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
-        let has_table: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [TABLE],
-                |row| row.get(0),
-            )
-            .map_err(open_error)?;
-        if !has_table {
-            return Err(QueryError::NotLicenseDb(path.to_path_buf()));
-        }
+        let mut conn = super::open::connect(path)?;
         let refusal = Arc::new(Mutex::new(None));
         let recorder = Arc::clone(&refusal);
         conn.authorizer(Some(move |context: AuthContext<'_>| {
@@ -99,7 +115,10 @@ impl LicenseDb {
                 Err(_) => Authorization::Deny,
             }
         }))
-        .map_err(open_error)?;
+        .map_err(|error| QueryError::Open {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
         Ok(LicenseDb {
             conn,
             path: path.to_path_buf(),
@@ -215,9 +234,31 @@ impl LicenseDb {
             {
                 QueryError::Deadline(self.deadline)
             }
-            rusqlite::Error::SqliteFailure(_, Some(message)) => QueryError::Sql(message),
-            rusqlite::Error::SqlInputError { msg, .. } => QueryError::Sql(msg),
+            rusqlite::Error::SqliteFailure(code, _) if code.code == ErrorCode::TooBig => {
+                QueryError::ValueTooLong
+            }
+            rusqlite::Error::SqliteFailure(code, _) if code.code == ErrorCode::OutOfMemory => {
+                QueryError::OutOfMemory
+            }
+            rusqlite::Error::SqliteFailure(_, Some(message)) => self.sql_error(message),
+            rusqlite::Error::SqlInputError { msg, .. } => self.sql_error(msg),
             other => QueryError::Sql(other.to_string()),
+        }
+    }
+}
+
+impl LicenseDb {
+    /// "no such column: X" for one of QLM's columns is the database's fault, not the search's.
+    fn sql_error(&self, message: String) -> QueryError {
+        let column = message
+            .strip_prefix("no such column: ")
+            .map(|name| name.rsplit('.').next().unwrap_or(name));
+        match column {
+            Some(column) if is_column(column) => QueryError::MissingColumns {
+                path: self.path.clone(),
+                columns: vec![column.to_string()],
+            },
+            _ => QueryError::Sql(message),
         }
     }
 }

@@ -96,6 +96,38 @@ pub fn is_column(name: &str) -> bool {
             .any(|(column, _)| column.eq_ignore_ascii_case(name))
 }
 
+/// The columns every search reads: the id, the subscription expiry, and `LicenseInfo`.
+pub fn searched_columns() -> impl Iterator<Item = &'static str> {
+    ["ID", "SubscriptionExpiryDate"]
+        .into_iter()
+        .chain(LICENSE_INFO.iter().map(|(name, _)| *name))
+}
+
+/// Every column `keyhook db init` creates.
+pub fn all_columns() -> impl Iterator<Item = &'static str> {
+    std::iter::once("ID").chain(
+        LICENSE_INFO
+            .iter()
+            .chain(EXTRA.iter())
+            .map(|(name, _)| *name),
+    )
+}
+
+/// Which of `wanted` the license table lacks, in the order given.
+pub fn missing_columns<'a>(
+    conn: &Connection,
+    wanted: impl Iterator<Item = &'a str>,
+) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare(&format!("SELECT name FROM pragma_table_info('{TABLE}')"))?;
+    let present = statement
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(wanted
+        .filter(|name| !present.iter().any(|have| have.eq_ignore_ascii_case(name)))
+        .map(str::to_string)
+        .collect())
+}
+
 /// The `CREATE TABLE` and `CREATE INDEX` statements, in one script.
 pub fn ddl() -> String {
     let mut sql = format!("CREATE TABLE IF NOT EXISTS {TABLE} (\n    ID INTEGER PRIMARY KEY");
@@ -143,6 +175,21 @@ mod tests {
             )
             .unwrap();
         assert_eq!(count as usize, 1 + LICENSE_INFO.len() + EXTRA.len());
+    }
+
+    #[test]
+    fn missing_columns_are_listed_in_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE LicenseKeys (id INTEGER, activationkey TEXT)")
+            .unwrap();
+        let missing = missing_columns(
+            &conn,
+            ["ID", "Email", "ActivationKey", "Country"].into_iter(),
+        );
+        assert_eq!(missing.unwrap(), ["Email", "Country"]);
+        let fresh = Connection::open_in_memory().unwrap();
+        create(&fresh).unwrap();
+        assert!(missing_columns(&fresh, all_columns()).unwrap().is_empty());
     }
 
     #[test]

@@ -11,15 +11,56 @@ pub fn parse(name: &str) -> Result<Tz, String> {
 
 /// The machine's zone: `$TZ` when it names a zone, else the system setting, else UTC.
 pub fn local() -> Tz {
-    std::env::var("TZ")
-        .ok()
-        .and_then(|name| parse(name.trim_start_matches(':')).ok())
-        .or_else(|| {
-            iana_time_zone::get_timezone()
-                .ok()
-                .and_then(|name| parse(&name).ok())
-        })
-        .unwrap_or(Tz::UTC)
+    local_checked().0
+}
+
+/// The machine's zone, with a warning when `$TZ` or the system names a zone that keyhook does
+/// not know: "today" would silently be another day's, so the caller says so.
+pub fn local_checked() -> (Tz, Option<String>) {
+    match std::env::var("TZ") {
+        // An empty TZ is UTC, as the C library reads it.
+        Ok(value) if value.trim().is_empty() => (Tz::UTC, None),
+        Ok(value) => match parse(tz_name(&value)) {
+            Ok(zone) => (zone, None),
+            Err(_) => {
+                let zone = system_zone().0;
+                let warning = format!(
+                    "TZ=`{value}` names no time zone keyhook knows; using {zone} instead. \
+                     Set TZ to an IANA name such as Europe/Paris, or `timezone` in \
+                     keyhook.toml, or --timezone"
+                );
+                (zone, Some(warning))
+            }
+        },
+        Err(_) => system_zone(),
+    }
+}
+
+/// The zone the system is set to, or UTC when none is set.
+fn system_zone() -> (Tz, Option<String>) {
+    match iana_time_zone::get_timezone() {
+        Ok(name) => match parse(&name) {
+            Ok(zone) => (zone, None),
+            Err(_) => (
+                Tz::UTC,
+                Some(format!(
+                    "the system's time zone `{name}` is not one keyhook knows; using UTC \
+                     instead. Set `timezone` in keyhook.toml, or --timezone"
+                )),
+            ),
+        },
+        Err(_) => (Tz::UTC, None),
+    }
+}
+
+/// The zone name in a `TZ` value: `:Europe/Paris` and `/usr/share/zoneinfo/Europe/Paris`
+/// both name Europe/Paris.
+fn tz_name(value: &str) -> &str {
+    let value = value.trim().trim_start_matches(':');
+    match value.rfind("zoneinfo/") {
+        Some(at) => &value[at + "zoneinfo/".len()..],
+        None => value,
+    }
 }
 
 #[cfg(test)]
@@ -35,5 +76,18 @@ mod tests {
                 .unwrap_err()
                 .contains("Europe/Pariss")
         );
+    }
+
+    #[test]
+    fn tz_values_name_zones_as_the_c_library_reads_them() {
+        let cases = [
+            (":Europe/Paris", "Europe/Paris"),
+            ("/usr/share/zoneinfo/Asia/Tokyo", "Asia/Tokyo"),
+            (":/usr/share/zoneinfo/UTC", "UTC"),
+            ("Mars/Olympus", "Mars/Olympus"),
+        ];
+        for (value, name) in cases {
+            assert_eq!(tz_name(value), name);
+        }
     }
 }

@@ -4,12 +4,15 @@
 pub mod deliveries;
 pub mod lock;
 mod migrations;
+mod open_error;
 pub mod runs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::file_access::{self, Presence};
 
 /// The state file's name when `--state` is not given: beside the license database.
 pub const DEFAULT_FILE: &str = "keyhook-state.db";
@@ -33,7 +36,13 @@ pub enum StateError {
         version: i64,
         known: i64,
     },
-    #[error("state database {}: {source}", .path.display())]
+    #[error(
+        "could not open state database {}: {reason}; point --state (KEYHOOK_STATE) at a file \
+         this user can read and write, in a folder it can write, or fix the permissions",
+        .path.display()
+    )]
+    Unusable { path: PathBuf, reason: String },
+    #[error("state database {}", .path.display())]
     Sql {
         path: PathBuf,
         source: rusqlite::Error,
@@ -49,6 +58,23 @@ pub struct StateDb {
 impl StateDb {
     /// Opens (creating if needed) and migrates the state database at `path`.
     pub fn open(path: &Path) -> Result<StateDb, StateError> {
+        if let Presence::Unusable(reason) = file_access::presence(path) {
+            return Err(open_error::unusable(path, reason));
+        }
+        Self::open_and_migrate(path).map_err(|error| open_error::diagnose(path, error))
+    }
+
+    /// Whether the file is there: `false` only when it truly is not, an error when it cannot
+    /// be looked at (a read-only command must not call an unreadable file "not there").
+    pub fn exists(path: &Path) -> Result<bool, StateError> {
+        match file_access::presence(path) {
+            Presence::File => Ok(true),
+            Presence::Absent => Ok(false),
+            Presence::Unusable(reason) => Err(open_error::unusable(path, reason)),
+        }
+    }
+
+    fn open_and_migrate(path: &Path) -> Result<StateDb, StateError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -1,0 +1,131 @@
+//! Why a file cannot be opened, in words a person can act on: SQLite says only "unable to
+//! open database file", and `Path::exists` says "no" for a file it may not even look at.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+/// What the file system says about a path keyhook needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// A regular file (or a link to one) is there.
+    File,
+    /// Nothing is there, and its folder exists: the file can be created.
+    Absent,
+    /// The path cannot be used, for this reason.
+    Unusable(String),
+}
+
+/// Looks at `path` without opening it. A missing file, or a missing folder on the way to
+/// it, is absent; anything else that stops a look is a reason the path cannot be used.
+pub fn presence(path: &Path) -> Presence {
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => {
+            Presence::Unusable("it is a folder, not a file".into())
+        }
+        Ok(_) => Presence::File,
+        Err(error) if error.kind() == ErrorKind::NotFound => Presence::Absent,
+        Err(error) => Presence::Unusable(folder_problem(path).unwrap_or_else(|| {
+            if error.kind() == ErrorKind::PermissionDenied {
+                format!(
+                    "this user may not look into its folder {} (permission denied)",
+                    folder_of(path).display()
+                )
+            } else {
+                describe(&error)
+            }
+        })),
+    }
+}
+
+/// Why SQLite could not open `path` for reading (and writing), if the file system says.
+pub fn open_problem(path: &Path, write: bool) -> Option<String> {
+    match presence(path) {
+        Presence::Unusable(reason) => Some(reason),
+        Presence::Absent => folder_problem(path),
+        Presence::File => access_problem(path, write),
+    }
+}
+
+/// Why the file at `path`, which is there, cannot be opened for reading (and writing).
+pub fn access_problem(path: &Path, write: bool) -> Option<String> {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(path);
+    match opened {
+        Ok(_) => None,
+        Err(error) if error.kind() == ErrorKind::PermissionDenied => Some(format!(
+            "this user may not {} it (permission denied)",
+            if write { "read and write" } else { "read" }
+        )),
+        Err(error) => Some(describe(&error)),
+    }
+}
+
+/// The folder a path lives in ("." for a bare file name).
+pub fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// What is wrong with the folders on the way to `path`, if anything.
+fn folder_problem(path: &Path) -> Option<String> {
+    let folder = folder_of(path);
+    match std::fs::metadata(&folder) {
+        Ok(metadata) if metadata.is_dir() => None,
+        Ok(_) => Some(format!("{} is a file, not a folder", folder.display())),
+        Err(error) if error.kind() == ErrorKind::NotFound => {
+            Some(format!("its folder {} does not exist", folder.display()))
+        }
+        Err(error) if error.kind() == ErrorKind::NotADirectory => Some(format!(
+            "a part of {} is a file, not a folder",
+            folder.display()
+        )),
+        Err(error) if error.kind() == ErrorKind::PermissionDenied => Some(format!(
+            "this user may not look into a folder on the way to it (permission denied on {})",
+            folder.display()
+        )),
+        Err(error) => Some(format!("{}: {}", folder.display(), describe(&error))),
+    }
+}
+
+/// An I/O error without Rust's "(os error N)" suffix, lowercase.
+pub fn describe(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    };
+    text.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_cannot_hold_a_file_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let cases = [
+            (dir.path().to_path_buf(), "is a folder, not a file"),
+            (file.join("state.db"), "file is a file, not a folder"),
+            (file.join("sub/state.db"), "is a file, not a folder"),
+        ];
+        for (path, expected) in cases {
+            match presence(&path) {
+                Presence::Unusable(reason) => assert!(reason.contains(expected), "{reason}"),
+                other => panic!("{}: {other:?}", path.display()),
+            }
+        }
+        assert_eq!(presence(&file), Presence::File);
+        assert_eq!(presence(&dir.path().join("new.db")), Presence::Absent);
+        let nowhere = dir.path().join("none/state.db");
+        assert_eq!(presence(&nowhere), Presence::Absent);
+        let reason = open_problem(&nowhere, true).unwrap();
+        assert!(reason.contains("none does not exist"), "{reason}");
+    }
+}

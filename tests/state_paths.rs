@@ -1,0 +1,145 @@
+//! A state database keyhook cannot use: every command names the path, the reason and what to
+//! do, and no command calls a file it cannot look at "not there".
+
+mod support;
+#[path = "support/unprivileged.rs"]
+mod unprivileged;
+
+use support::{Test, stderr, stdout};
+use unprivileged::{chmod, unprivileged};
+
+const ADVICE: &str = "point --state (KEYHOOK_STATE) at a file this user can read and write";
+
+/// A configuration with one task, a plain file `plain` and a folder `folder`.
+fn setup() -> Test {
+    let test =
+        Test::new()
+            .search("all", "1 = 1")
+            .task("renewals", "all", "http://127.0.0.1:9/hook", "");
+    std::fs::write(test.path("plain"), "not a folder").unwrap();
+    std::fs::create_dir_all(test.path("folder")).unwrap();
+    test
+}
+
+#[test]
+fn paths_that_cannot_hold_the_state_file_are_errors_for_every_command() {
+    let test = setup();
+    let cases = [
+        ("plain/state.db", "plain is a file, not a folder"),
+        ("folder", "it is a folder, not a file"),
+    ];
+    let commands: [&[&str]; 6] = [
+        &["status"],
+        &["log"],
+        &["list"],
+        &["retry"],
+        &["run-task", "renewals"],
+        &["dry-run", "renewals"],
+    ];
+    for (state, reason) in cases {
+        for command in commands {
+            let output = test
+                .keyhook(command.iter().chain(&["--state", state]))
+                .output()
+                .unwrap();
+            let error = stderr(&output);
+            assert_eq!(
+                output.status.code(),
+                Some(3),
+                "{command:?} {state}: {error}"
+            );
+            let expected = format!("could not open state database {state}: {reason}; {ADVICE}");
+            assert!(error.contains(&expected), "{command:?} {state}: {error}");
+            assert!(!stdout(&output).contains("does not exist"), "{command:?}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_folder_is_named_and_nothing_is_created() {
+    let test = setup();
+    let output = test
+        .keyhook(["status", "--state", "nowhere/state.db"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("(nowhere/state.db does not exist)"));
+    let output = test
+        .keyhook(["retry", "--state", "nowhere/state.db"])
+        .output()
+        .unwrap();
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains(
+            "could not open state database nowhere/state.db: its folder nowhere does not exist"
+        ),
+        "{error}"
+    );
+    assert!(!test.path("nowhere").exists());
+}
+
+#[test]
+fn a_state_file_in_a_folder_this_user_may_not_enter_is_not_called_missing() {
+    let test = setup();
+    std::fs::create_dir_all(test.path("private")).unwrap();
+    test.keyhook(["retry", "--state", "private/state.db"])
+        .assert()
+        .success();
+    chmod(test.dir.path(), 0o755);
+    chmod(&test.path("private"), 0o700);
+    for command in [["status"], ["log"]] {
+        let process = test.process(command.iter().chain(&["--state", "private/state.db"]));
+        let Some(mut process) = unprivileged(process) else {
+            return;
+        };
+        let output = process.output().unwrap();
+        let error = stderr(&output);
+        assert_eq!(output.status.code(), Some(3), "{command:?}: {error}");
+        assert!(
+            error.contains("could not open state database private/state.db: this user may not look into its folder private (permission denied)"),
+            "{command:?}: {error}"
+        );
+        assert!(!stdout(&output).contains("does not exist"), "{command:?}");
+    }
+}
+
+#[test]
+fn a_state_file_in_a_read_only_folder_says_why() {
+    let test = setup();
+    std::fs::create_dir_all(test.path("shared")).unwrap();
+    test.keyhook(["retry", "--state", "shared/state.db"])
+        .assert()
+        .success();
+    chmod(test.dir.path(), 0o755);
+    chmod(&test.path("shared"), 0o555);
+    let process = test.process(["retry", "--state", "shared/state.db"]);
+    let Some(mut process) = unprivileged(process) else {
+        return;
+    };
+    let output = process.output().unwrap();
+    chmod(&test.path("shared"), 0o755);
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains("could not open state database shared/state.db: this user may not create files in its folder shared"),
+        "{error}"
+    );
+    assert!(!error.contains("os error"), "{error}");
+}
+
+#[test]
+fn a_lock_that_cannot_be_taken_names_its_path() {
+    let test = setup();
+    std::fs::write(test.path("keyhook-state.db.locks"), "a file, not a folder").unwrap();
+    let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains(
+            "could not take the lock of task `renewals` (keyhook-state.db.locks/renewals.lock)"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("os error"), "{error}");
+}
