@@ -315,11 +315,11 @@ impl Dispatcher<'_> {
 
     fn record(&mut self, arrived: Vec<(Claimed, Attempt)>) -> Result<(), StateError> {
         let finished = self.clock.tick();
-        let now = finished.timestamp();
         let mut outcomes = Vec::with_capacity(arrived.len());
         let mut reasons = Vec::with_capacity(arrived.len());
         for (delivery, attempt) in &arrived {
-            let (status, next, reason) = self.verdict(delivery, attempt, now)?;
+            let (status, next, reason) =
+                self.verdict(delivery, attempt, finished.timestamp_millis())?;
             let error = attempt.error.as_deref().map(|error| match &reason {
                 Some(reason) => format!("{error} ({reason})"),
                 None => error.to_string(),
@@ -330,7 +330,7 @@ impl Dispatcher<'_> {
                     at_ms: finished.timestamp_millis(),
                     status: attempt.status,
                     error,
-                    duration_ms: attempt.duration.as_millis() as i64,
+                    duration_ms: i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX),
                     excerpt: attempt.excerpt.clone(),
                 },
                 status,
@@ -357,17 +357,20 @@ impl Dispatcher<'_> {
         &mut self,
         delivery: &Claimed,
         attempt: &Attempt,
-        now: i64,
+        now_ms: i64,
     ) -> Result<(Status, i64, Option<String>), StateError> {
+        let now = now_ms.div_euclid(1000);
         if attempt.delivered() {
             return Ok((Status::Delivered, now, None));
         }
-        let attempts = delivery.attempts as u32 + 1;
+        let attempts = u32::try_from(delivery.attempts)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
         Ok(
             match self
                 .target
                 .policy
-                .after_failure(attempt, attempts, delivery.created_at, now)
+                .after_failure(attempt, attempts, delivery.created_at, now_ms)
             {
                 Verdict::RetryAt(at) => (Status::Failed, at, None),
                 Verdict::Dead(reason) => (Status::Dead, now, Some(reason)),

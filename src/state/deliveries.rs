@@ -76,7 +76,8 @@ pub struct Outcome {
 /// Which deliveries a sender works through.
 #[derive(Debug, Clone, Copy)]
 pub enum Queue<'a> {
-    /// The pending deliveries of one run of a task.
+    /// The deliveries of one run of a task not attempted yet: a run sends each once, and its
+    /// failures wait for `retry` (or `run-due`) at their due time.
     Run(&'a str, i64),
     /// Every delivery of one task that is due at the given time.
     DueForTask(&'a str, i64),
@@ -173,7 +174,12 @@ impl StateDb {
         // Every queue is read through the task's queue index (task, seq), which holds only
         // what is still to send.
         let (filter, task, key, due) = match queue {
-            Queue::Run(task, run_id) => ("run_id = ?5", task, Value::Integer(run_id), now),
+            Queue::Run(task, run_id) => (
+                "run_id = ?5 AND status = 'pending'",
+                task,
+                Value::Integer(run_id),
+                now,
+            ),
             Queue::DueForTask(task, at) => ("?5 IS NULL", task, Value::Null, at),
             Queue::One(seq) => ("seq = ?5", "", Value::Integer(seq), i64::MAX),
         };
