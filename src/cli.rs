@@ -69,7 +69,8 @@ pub enum Command {
     ///
     /// Missed slots run once, and only within each task's `catch_up` window; a task still
     /// running from an earlier call is skipped. Exit: 0 all fine or nothing due, 1 some
-    /// deliveries failed, 2 configuration error, 75 a due task was locked by another process.
+    /// deliveries failed, 2 configuration error, 4 some license rows could not be read (the
+    /// others were sent), 75 a due task was locked by another process.
     RunDue,
 
     /// The next run times of one task or of every enabled task.
@@ -278,8 +279,8 @@ pub struct LogArgs {
     #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
 
-    /// Only deliveries in this state.
-    #[arg(long, value_parser = ["pending", "failed", "delivered", "dead"])]
+    /// Only deliveries in this state; `bad`: only the license rows a run could not read.
+    #[arg(long, value_parser = ["pending", "failed", "delivered", "dead", "bad"])]
     pub status: Option<String>,
 
     /// Only deliveries created within this long, e.g. 2d or 12h.

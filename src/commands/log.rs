@@ -10,7 +10,7 @@ use super::{Context, success};
 use crate::cli::LogArgs;
 use crate::definitions::settings::parse_duration;
 use crate::error::{Error, Result};
-use crate::state::deliveries::{LogEntry, LogFilter, Status};
+use crate::state::deliveries::{BadRowEntry, LogEntry, LogFilter, Status};
 
 pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     let filter = filter(context, args)?;
@@ -23,8 +23,22 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         return success();
     }
     let state = context.state()?;
-    let entries = state.log(&filter).map_err(Error::runtime)?;
+    let only_bad = args.status.as_deref() == Some("bad");
+    let entries = if only_bad {
+        Vec::new()
+    } else {
+        state.log(&filter).map_err(Error::runtime)?
+    };
+    let bad = if args.status.is_none() || only_bad {
+        state.bad_rows(&filter).map_err(Error::runtime)?
+    } else {
+        Vec::new()
+    };
     if args.json {
+        for row in &bad {
+            let json = serde_json::to_string(row).map_err(|e| Error::runtime(anyhow!(e)))?;
+            writeln!(out, "{json}")?;
+        }
         for entry in &entries {
             let mut json = serde_json::to_value(entry).map_err(|e| Error::runtime(anyhow!(e)))?;
             if args.attempts {
@@ -36,8 +50,18 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         }
         return success();
     }
-    if entries.is_empty() {
+    if entries.is_empty() && bad.is_empty() {
         writeln!(out, "no deliveries match")?;
+        return success();
+    }
+    if !bad.is_empty() {
+        writeln!(
+            out,
+            "License rows that could not be read (not sent; fix them in the license database):\n{}",
+            bad_table(context, &bad)
+        )?;
+    }
+    if entries.is_empty() {
         return success();
     }
     writeln!(out, "{}", table(context, &entries))?;
@@ -84,6 +108,23 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
         since,
         limit: Some(args.limit),
     })
+}
+
+fn bad_table(context: &Context, rows: &[BadRowEntry]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    table.set_header(["Task", "Run", "License", "Status", "Found", "Why"]);
+    for row in rows {
+        table.add_row([
+            row.task.clone(),
+            row.run_id.to_string(),
+            format!("{} {}", row.license_id, row.activation_key),
+            row.status.to_string(),
+            local_time(context, row.created_at),
+            row.error.clone(),
+        ]);
+    }
+    table
 }
 
 fn table(context: &Context, entries: &[LogEntry]) -> Table {

@@ -88,7 +88,7 @@ fn run_slot(
         other => other?,
     };
     run_task::print(context, task, &report, out)?;
-    Ok(super::sending::exit_of(&report.tally, stop))
+    Ok(report.exit(stop))
 }
 
 fn skip(context: &Context, task: &Task, slot: i64, out: &mut impl Write) -> Result<Exit> {

@@ -30,6 +30,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         "Pending",
         "Failed",
         "Dead",
+        "Bad rows",
         "Webhook",
     ]);
     for task in &context.definitions.tasks {
@@ -55,6 +56,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
             count(|run| run.pending),
             count(|run| run.failed),
             count(|run| run.dead),
+            count(|run| run.bad_rows),
             webhook,
         ]);
     }

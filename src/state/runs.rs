@@ -30,6 +30,8 @@ pub struct RunSummary {
     pub pending: i64,
     pub failed: i64,
     pub dead: i64,
+    /// License rows the run could not read: recorded, never sent.
+    pub bad_rows: i64,
 }
 
 impl StateDb {
@@ -202,7 +204,8 @@ impl StateDb {
                     count(d.seq) FILTER (WHERE d.status = 'delivered'),
                     count(d.seq) FILTER (WHERE d.status = 'pending'),
                     count(d.seq) FILTER (WHERE d.status = 'failed'),
-                    count(d.seq) FILTER (WHERE d.status = 'dead')
+                    count(d.seq) FILTER (WHERE d.status = 'dead'),
+                    (SELECT count(*) FROM bad_rows b WHERE b.run_id = r.id)
              FROM runs r LEFT JOIN deliveries d ON d.run_id = r.id {filter} "
         );
         let sql = match sql.find("ORDER BY") {
@@ -226,6 +229,7 @@ impl StateDb {
                     pending: row.get(10)?,
                     failed: row.get(11)?,
                     dead: row.get(12)?,
+                    bad_rows: row.get(13)?,
                 })
             })
             .map_err(|e| self.error(e))?;
