@@ -1,6 +1,7 @@
 //! The command line: clap types only. Each subcommand's doc comment is its `--help`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -178,9 +179,10 @@ pub struct NextArgs {
     /// The task; every enabled task when omitted.
     pub task: Option<String>,
 
-    /// How many run times to show.
-    #[arg(short = 'n', long, default_value_t = 5)]
-    pub count: usize,
+    /// How many run times to show (at most 1000).
+    #[arg(short = 'n', long, default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub count: u16,
 }
 
 /// Arguments of `set-last-run`.
@@ -253,8 +255,8 @@ pub struct VerifyArgs {
     pub body: Option<PathBuf>,
 
     /// How old (or new) a Standard Webhooks timestamp may be, e.g. 5m.
-    #[arg(long, default_value = "5m")]
-    pub tolerance: String,
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pub tolerance: Duration,
 }
 
 /// Arguments of `retry`.
@@ -284,8 +286,8 @@ pub struct LogArgs {
     pub status: Option<String>,
 
     /// Only deliveries created within this long, e.g. 2d or 12h.
-    #[arg(long, value_name = "AGE")]
-    pub since: Option<String>,
+    #[arg(long, value_name = "AGE", value_parser = duration)]
+    pub since: Option<Duration>,
 
     /// Show each delivery's attempts.
     #[arg(long)]
@@ -311,8 +313,8 @@ pub struct EnableArgs {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Delete settled deliveries of runs older than this, e.g. 90d.
-    #[arg(long, value_name = "AGE")]
-    pub older_than: String,
+    #[arg(long, value_name = "AGE", value_parser = duration)]
+    pub older_than: Duration,
 }
 
 /// `db` subcommands.
@@ -328,8 +330,8 @@ pub enum DbCommand {
 /// Arguments of `db demo`.
 #[derive(Debug, Args)]
 pub struct DbDemoArgs {
-    /// How many licenses to write.
-    #[arg(long, value_name = "N", default_value_t = 300)]
+    /// How many licenses to write (at most 100,000,000).
+    #[arg(long, value_name = "N", default_value_t = 300, value_parser = license_count)]
     pub licenses: usize,
 
     /// Seed for the generated data; the same seed and day give the same database.
@@ -364,7 +366,23 @@ pub struct ListenArgs {
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// How many licenses the demo database holds.
-    #[arg(long, value_name = "N", default_value_t = 300)]
+    /// How many licenses the demo database holds (at most 100,000,000).
+    #[arg(long, value_name = "N", default_value_t = 300, value_parser = license_count)]
     pub licenses: usize,
+}
+
+/// A duration from the command line or its environment variable: `30s`, `5m`, `2h 30m`, `90d`;
+/// positive and at most 100 years, so no arithmetic on it can wrap.
+fn duration(text: &str) -> Result<Duration, String> {
+    crate::definitions::settings::parse_duration(text)
+}
+
+/// A number of demo licenses: bounded, so the ids and dates derived from it cannot overflow.
+fn license_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if count <= 100_000_000 => Ok(count),
+        _ => Err(format!(
+            "`{text}` is not a number of licenses from 0 to 100000000"
+        )),
+    }
 }

@@ -8,8 +8,8 @@ use comfy_table::{Table, presets};
 use super::sending::local_time;
 use super::{Context, success};
 use crate::cli::LogArgs;
-use crate::definitions::settings::parse_duration;
 use crate::error::{Error, Result};
+use crate::schedule::clock;
 use crate::state::deliveries::{BadRowEntry, LogEntry, LogFilter, Status};
 
 pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
@@ -95,11 +95,12 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
         Some(name) => Some(context.task(name)?.stem.clone()),
         None => None,
     };
-    let since = match &args.since {
-        Some(text) => {
-            let age = parse_duration(text).map_err(|e| Error::config(anyhow!("--since: {e}")))?;
-            Some(context.clock.now().timestamp() - age.as_secs() as i64)
-        }
+    let since = match args.since {
+        Some(age) => Some(
+            clock::before(context.clock.now(), age)
+                .ok_or_else(|| Error::config(anyhow!("--since: reaches before any time")))?
+                .timestamp(),
+        ),
         None => None,
     };
     Ok(LogFilter {

@@ -205,7 +205,9 @@ pub fn date_placeholder(
         return last_run;
     }
     match task.first_run_since {
-        Some(FirstRunSince::Age(age)) => context.clock.now().timestamp() - age.as_secs() as i64,
+        Some(FirstRunSince::Age(age)) => {
+            clock::before(context.clock.now(), age).map_or(state.first_seen, |at| at.timestamp())
+        }
         Some(FirstRunSince::Time(time)) => clock::resolve_local(time, context.zone_of(task))
             .map_or(state.first_seen, |at| at.timestamp()),
         None => state.first_seen,
