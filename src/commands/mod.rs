@@ -214,6 +214,33 @@ pub fn date_placeholder(
     }
 }
 
+/// Says what is wrong when a task's state holds a time later than now (its last slot, last
+/// run or first sighting), as a wrong clock, `--now` or a stale `KEYHOOK_NOW` leaves it:
+/// `run-due` would not run the task until then, and `[date]` would be in the future.
+pub fn future_state(
+    context: &Context,
+    task: &Task,
+    state: &crate::state::runs::TaskState,
+) -> Option<String> {
+    let now = context.clock.now().timestamp();
+    let (what, at) = [
+        ("last slot", state.last_slot),
+        ("last run", state.last_run),
+        ("first sighting", Some(state.first_seen)),
+    ]
+    .into_iter()
+    .find_map(|(what, at)| at.filter(|at| *at > now).map(|at| (what, at)))?;
+    Some(format!(
+        "task `{}`: its {what} is recorded at {}, later than now ({}), so `run-due` will not \
+         run it until then (was the clock, --now or KEYHOOK_NOW wrong?); \
+         `keyhook set-last-run {} <time>` moves it back",
+        task.stem,
+        sending::local_time(context, at),
+        sending::local_time(context, now),
+        task.stem
+    ))
+}
+
 /// The `[date]` a dry-run of `task` shows: its last run, else now (a first run counts from
 /// when the task is first seen). Reads the state file only if it exists.
 pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {

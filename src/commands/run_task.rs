@@ -148,6 +148,9 @@ pub(super) fn execute(
     let mut state = context.state()?;
     let now = context.clock.now().timestamp();
     let task_state = state.task_state(&task.stem, now).map_err(Error::runtime)?;
+    if let Some(warning) = super::future_state(context, task, &task_state) {
+        writeln!(std::io::stderr(), "warning: {warning}")?;
+    }
     let mut report = Report::empty(task);
     if let Some(slot) = options.slot
         && state.slot_ran(&task.stem, slot).map_err(Error::runtime)?

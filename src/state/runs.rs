@@ -127,13 +127,25 @@ impl StateDb {
         transaction.commit().map_err(|e| self.error(e))
     }
 
-    /// Sets (or rewinds) when the task last ran.
-    pub fn set_last_run(&self, task: &str, at: i64) -> Result<(), StateError> {
+    /// Sets (or rewinds) when the task last ran. A last slot or first sighting later than
+    /// `now` (left by a wrong clock or `--now`) is moved back: the slot to `slot` (the latest
+    /// at or before `at`), the sighting to `at`, so `run-due` runs the task again.
+    pub fn set_last_run(
+        &self,
+        task: &str,
+        at: i64,
+        slot: Option<i64>,
+        now: i64,
+    ) -> Result<(), StateError> {
         self.task_state(task, at)?;
         self.conn
             .execute(
-                "UPDATE tasks SET last_run = ?2 WHERE task = ?1",
-                params![task, at],
+                "UPDATE tasks SET last_run = ?2,
+                     last_slot = CASE WHEN last_slot > ?4 THEN ?3 ELSE last_slot END,
+                     first_seen = CASE WHEN first_seen > ?4 THEN min(first_seen, ?2)
+                                       ELSE first_seen END
+                 WHERE task = ?1",
+                params![task, at, slot, now],
             )
             .map(drop)
             .map_err(|e| self.error(e))
