@@ -104,14 +104,18 @@ fn overflowing_durations_in_keyhook_toml_and_first_run_since_are_named() {
     );
 }
 
+/// (Before, both ran on for hours: the count was taken as given.)
 #[test]
 fn counts_out_of_range_are_usage_errors() {
     let test = settled("http://127.0.0.1:9/", "");
-    for args in [
-        ["next", "all", "-n", "18446744073709551615"],
-        ["db", "demo", "--licenses", "18446744073709551615"],
-    ] {
+    let huge = "18446744073709551615";
+    let cases: [&[&str]; 2] = [
+        &["next", "all", "-n", huge],
+        &["db", "demo", "--licenses", huge, "--db", "fresh.db"],
+    ];
+    for args in cases {
         let output = test.keyhook(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        assert!(!test.path("fresh.db").exists(), "nothing written");
     }
 }
