@@ -10,6 +10,7 @@ use super::{Context, success};
 use crate::cli::LogArgs;
 use crate::error::{Error, Result};
 use crate::schedule::clock;
+use crate::state::StateDb;
 use crate::state::deliveries::{BadRowEntry, LogEntry, LogFilter, Status};
 
 pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
@@ -23,17 +24,7 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         return success();
     }
     let state = context.state()?;
-    let only_bad = args.status.as_deref() == Some("bad");
-    let entries = if only_bad {
-        Vec::new()
-    } else {
-        state.log(&filter).map_err(Error::runtime)?
-    };
-    let bad = if args.status.is_none() || only_bad {
-        state.bad_rows(&filter).map_err(Error::runtime)?
-    } else {
-        Vec::new()
-    };
+    let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
     if args.json {
         for row in &bad {
             let json = serde_json::to_string(row).map_err(|e| Error::runtime(anyhow!(e)))?;
@@ -55,11 +46,7 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         return success();
     }
     if !bad.is_empty() {
-        writeln!(
-            out,
-            "License rows that could not be read (not sent; fix them in the license database):\n{}",
-            bad_table(context, &bad)
-        )?;
+        writeln!(out, "{BAD_ROWS}\n{}", bad_table(context, &bad))?;
     }
     if entries.is_empty() {
         return success();
@@ -109,6 +96,29 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
         since,
         limit: Some(args.limit),
     })
+}
+
+const BAD_ROWS: &str =
+    "License rows that could not be read (not sent; fix them in the license database):";
+
+/// The deliveries and the bad rows that `--status` asks for (`bad`: only bad rows).
+fn read(
+    state: &StateDb,
+    filter: &LogFilter,
+    status: Option<&str>,
+) -> Result<(Vec<LogEntry>, Vec<BadRowEntry>)> {
+    let only_bad = status == Some("bad");
+    let entries = if only_bad {
+        Vec::new()
+    } else {
+        state.log(filter).map_err(Error::runtime)?
+    };
+    let bad = if status.is_none() || only_bad {
+        state.bad_rows(filter).map_err(Error::runtime)?
+    } else {
+        Vec::new()
+    };
+    Ok((entries, bad))
 }
 
 fn bad_table(context: &Context, rows: &[BadRowEntry]) -> Table {
