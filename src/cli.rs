@@ -1,6 +1,7 @@
 //! The command line: clap types only. Each subcommand's doc comment is its `--help`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -69,7 +70,8 @@ pub enum Command {
     ///
     /// Missed slots run once, and only within each task's `catch_up` window; a task still
     /// running from an earlier call is skipped. Exit: 0 all fine or nothing due, 1 some
-    /// deliveries failed, 2 configuration error, 75 a due task was locked by another process.
+    /// deliveries failed, 2 configuration error, 4 some license rows could not be read (the
+    /// others were sent), 75 a due task was locked by another process.
     RunDue,
 
     /// The next run times of one task or of every enabled task.
@@ -178,9 +180,10 @@ pub struct NextArgs {
     /// The task; every enabled task when omitted.
     pub task: Option<String>,
 
-    /// How many run times to show.
-    #[arg(short = 'n', long, default_value_t = 5)]
-    pub count: usize,
+    /// How many run times to show (at most 1000).
+    #[arg(short = 'n', long, default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub count: u16,
 }
 
 /// Arguments of `set-last-run`.
@@ -253,8 +256,8 @@ pub struct VerifyArgs {
     pub body: Option<PathBuf>,
 
     /// How old (or new) a Standard Webhooks timestamp may be, e.g. 5m.
-    #[arg(long, default_value = "5m")]
-    pub tolerance: String,
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pub tolerance: Duration,
 }
 
 /// Arguments of `retry`.
@@ -279,13 +282,13 @@ pub struct LogArgs {
     #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
 
-    /// Only deliveries in this state.
-    #[arg(long, value_parser = ["pending", "failed", "delivered", "dead"])]
+    /// Only deliveries in this state; `bad`: only the license rows a run could not read.
+    #[arg(long, value_parser = ["pending", "failed", "delivered", "dead", "bad"])]
     pub status: Option<String>,
 
     /// Only deliveries created within this long, e.g. 2d or 12h.
-    #[arg(long, value_name = "AGE")]
-    pub since: Option<String>,
+    #[arg(long, value_name = "AGE", value_parser = duration)]
+    pub since: Option<Duration>,
 
     /// Show each delivery's attempts.
     #[arg(long)]
@@ -311,8 +314,8 @@ pub struct EnableArgs {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Delete settled deliveries of runs older than this, e.g. 90d.
-    #[arg(long, value_name = "AGE")]
-    pub older_than: String,
+    #[arg(long, value_name = "AGE", value_parser = duration)]
+    pub older_than: Duration,
 }
 
 /// `db` subcommands.
@@ -328,8 +331,8 @@ pub enum DbCommand {
 /// Arguments of `db demo`.
 #[derive(Debug, Args)]
 pub struct DbDemoArgs {
-    /// How many licenses to write.
-    #[arg(long, value_name = "N", default_value_t = 300)]
+    /// How many licenses to write (at most 100,000,000).
+    #[arg(long, value_name = "N", default_value_t = 300, value_parser = license_count)]
     pub licenses: usize,
 
     /// Seed for the generated data; the same seed and day give the same database.
@@ -364,7 +367,23 @@ pub struct ListenArgs {
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// How many licenses the demo database holds.
-    #[arg(long, value_name = "N", default_value_t = 300)]
+    /// How many licenses the demo database holds (at most 100,000,000).
+    #[arg(long, value_name = "N", default_value_t = 300, value_parser = license_count)]
     pub licenses: usize,
+}
+
+/// A duration from the command line or its environment variable: `30s`, `5m`, `2h 30m`, `90d`;
+/// positive and at most 100 years, so no arithmetic on it can wrap.
+fn duration(text: &str) -> Result<Duration, String> {
+    crate::definitions::settings::parse_duration(text)
+}
+
+/// A number of demo licenses: bounded, so the ids and dates derived from it cannot overflow.
+fn license_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if count <= 100_000_000 => Ok(count),
+        _ => Err(format!(
+            "`{text}` is not a number of licenses from 0 to 100000000"
+        )),
+    }
 }

@@ -9,6 +9,8 @@ pub enum Exit {
     Success,
     /// Some deliveries failed.
     DeliveryFailed,
+    /// Some license rows could not be read: recorded and not sent; the others were.
+    BadRows,
     /// Usage or configuration error: fix something before running again.
     Config,
     /// The license database (or another file keyhook needs) could not be used.
@@ -26,6 +28,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::DeliveryFailed => 1,
             Exit::Config => 2,
+            Exit::BadRows => 4,
             Exit::Runtime => 3,
             Exit::Locked => 75,
             Exit::Interrupted(signal) => (128 + signal).clamp(0, 255) as u8,
@@ -40,9 +43,10 @@ impl Exit {
             Exit::Success => 0,
             Exit::Locked => 1,
             Exit::DeliveryFailed => 2,
-            Exit::Runtime => 3,
-            Exit::Config => 4,
-            Exit::Interrupted(_) => 5,
+            Exit::BadRows => 3,
+            Exit::Runtime => 4,
+            Exit::Config => 5,
+            Exit::Interrupted(_) => 6,
         };
         if rank(other) > rank(self) {
             other
@@ -105,3 +109,28 @@ impl From<std::io::Error> for Error {
 
 /// The result of a command.
 pub type Result<T = Exit> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_serious_outcome_wins() {
+        let ranked = [
+            Exit::Success,
+            Exit::Locked,
+            Exit::DeliveryFailed,
+            Exit::BadRows,
+            Exit::Runtime,
+            Exit::Config,
+            Exit::Interrupted(2),
+        ];
+        for (index, lower) in ranked.iter().enumerate() {
+            for higher in &ranked[index..] {
+                assert_eq!(lower.worst(*higher), *higher, "{lower:?} vs {higher:?}");
+                assert_eq!(higher.worst(*lower), *higher, "{higher:?} vs {lower:?}");
+            }
+        }
+        assert_eq!(Exit::BadRows.code(), 4);
+    }
+}

@@ -3,7 +3,8 @@
 
 use std::io::Write;
 
-use super::{Context, dry_run, sending};
+use super::dry_run::{self, placeholder_values};
+use super::{Context, sending};
 use crate::definitions::Problem;
 use crate::definitions::secret::SecretSource;
 use crate::error::{Exit, Result};
@@ -13,6 +14,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let mut problems: Vec<Problem> = definitions.problems.clone();
     problems.extend(search_problems(context));
     problems.extend(task_problems(context));
+    problems.extend(bad_rows(context));
     problems.sort_by(|a, b| a.file.cmp(&b.file));
     for problem in &problems {
         writeln!(out, "error: {problem}")?;
@@ -102,6 +104,37 @@ fn task_problems(context: &Context) -> Vec<Problem> {
                 search.name
             )));
         }
+    }
+    problems
+}
+
+/// Every license row that a task's search reaches now and that a run could not read (and so
+/// would record as bad and not send), one problem each, against the task's file.
+fn bad_rows(context: &Context) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let Ok(mut db) = context.license_db() else {
+        return problems;
+    };
+    for task in &context.definitions.tasks {
+        let Ok(search) = context.search_of(task) else {
+            continue;
+        };
+        let last_run = super::last_run_for_preview(context, task).ok().flatten();
+        let Ok(values) = placeholder_values(context, Some(task), search, last_run) else {
+            continue;
+        };
+        let _ = db.for_each(&search.template, &values, |row| {
+            if let Err(error) = row {
+                problems.push(Problem {
+                    file: task.path.clone(),
+                    message: format!(
+                        "search `{}` reaches a license row a run cannot send: {error}",
+                        search.name
+                    ),
+                });
+            }
+            true
+        });
     }
     problems
 }

@@ -13,9 +13,9 @@ use crate::definitions::{Search, Task};
 use crate::delivery::http::DELIVERY_HEADER;
 use crate::delivery::payload;
 use crate::error::{Error, Result};
-use crate::licenses::license_info::License;
+use crate::licenses::license_info::{License, RowError};
 use crate::licenses::macros::{self, DATE_FORMAT};
-use crate::licenses::query::format_value;
+use crate::licenses::query::{LicenseDb, format_value};
 
 /// The columns of the preview table: (heading, LicenseInfo field).
 const COLUMNS: [(&str, &str); 7] = [
@@ -60,30 +60,20 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
         return success();
     }
     if args.json {
-        let (mut written, mut left) = (Ok(()), args.limit.unwrap_or(u64::MAX));
-        if left == 0 {
-            return success();
-        }
-        db.for_each(&search.template, &values, |license| {
-            written = serde_json::to_writer(&mut *out, &license.info)
-                .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(out));
-            left -= 1;
-            written.is_ok() && left > 0
-        })
-        .map_err(fail)?;
-        written?;
-        return success();
+        return json(&mut db, search, &values, args.limit, out);
     }
     describe(context, task, search, &values, out)?;
-    let mut shown = Vec::new();
     let limit = args.limit.unwrap_or(u64::MAX);
+    let (mut shown, mut bad) = (Vec::new(), Vec::new());
     let seen = if limit == 0 {
         0
     } else {
-        db.for_each(&search.template, &values, |license| {
-            shown.push(license);
-            (shown.len() as u64) < limit
+        db.for_each(&search.template, &values, |row| {
+            match row {
+                Ok(license) => shown.push(license),
+                Err(error) => bad.push(error),
+            }
+            ((shown.len() + bad.len()) as u64) < limit
         })
         .map_err(fail)?
     };
@@ -96,8 +86,54 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
         (Some(task), true) => payloads(context, task, &shown, out)?,
         _ => table(&shown, out)?,
     }
-    summary(total, shown.len() as u64, out)?;
+    bad_rows(&bad, out)?;
+    summary(total, seen, out)?;
     success()
+}
+
+/// `dry-run --json`: one `LicenseInfo` per line; bad rows are named on standard error, so
+/// standard output stays one JSON object a line.
+fn json(
+    db: &mut LicenseDb,
+    search: &Search,
+    values: &[NaiveDateTime],
+    limit: Option<u64>,
+    out: &mut impl Write,
+) -> Result {
+    let (mut written, mut left) = (Ok(()), limit.unwrap_or(u64::MAX));
+    if left == 0 {
+        return success();
+    }
+    db.for_each(&search.template, values, |row| {
+        written = match row {
+            Ok(license) => serde_json::to_writer(&mut *out, &license.info)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out)),
+            Err(error) => writeln!(std::io::stderr(), "bad row: {error}"),
+        };
+        left -= 1;
+        written.is_ok() && left > 0
+    })
+    .map_err(|error| super::query_error(search, error))?;
+    written?;
+    success()
+}
+
+/// The rows that cannot be read as licenses: a run records them as bad and sends nothing.
+fn bad_rows(bad: &[RowError], out: &mut impl Write) -> std::io::Result<()> {
+    if bad.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} bad row(s), which a run records as failed and does not send; fix them in the \
+         license database:",
+        bad.len()
+    )?;
+    for error in bad {
+        writeln!(out, "  bad row: {error}")?;
+    }
+    Ok(())
 }
 
 /// The values of a search's placeholders now, in the task's zone if it sets one.

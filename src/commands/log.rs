@@ -8,9 +8,10 @@ use comfy_table::{Table, presets};
 use super::sending::local_time;
 use super::{Context, printable, success};
 use crate::cli::LogArgs;
-use crate::definitions::settings::parse_duration;
 use crate::error::{Error, Result};
-use crate::state::deliveries::{LogEntry, LogFilter, Status};
+use crate::schedule::clock;
+use crate::state::StateDb;
+use crate::state::deliveries::{BadRowEntry, LogEntry, LogFilter, Status};
 
 pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     let filter = filter(context, args)?;
@@ -23,8 +24,12 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         return success();
     }
     let state = context.state()?;
-    let entries = state.log(&filter).map_err(Error::runtime)?;
+    let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
     if args.json {
+        for row in &bad {
+            let json = serde_json::to_string(row).map_err(|e| Error::runtime(anyhow!(e)))?;
+            writeln!(out, "{json}")?;
+        }
         for entry in &entries {
             let mut json = serde_json::to_value(entry).map_err(|e| Error::runtime(anyhow!(e)))?;
             if args.attempts {
@@ -36,8 +41,14 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         }
         return success();
     }
-    if entries.is_empty() {
+    if entries.is_empty() && bad.is_empty() {
         writeln!(out, "no deliveries match")?;
+        return success();
+    }
+    if !bad.is_empty() {
+        writeln!(out, "{BAD_ROWS}\n{}", bad_table(context, &bad))?;
+    }
+    if entries.is_empty() {
         return success();
     }
     writeln!(out, "{}", table(context, &entries))?;
@@ -72,11 +83,12 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
         Some(name) => Some(context.task(name)?.stem.clone()),
         None => None,
     };
-    let since = match &args.since {
-        Some(text) => {
-            let age = parse_duration(text).map_err(|e| Error::config(anyhow!("--since: {e}")))?;
-            Some(context.clock.now().timestamp() - age.as_secs() as i64)
-        }
+    let since = match args.since {
+        Some(age) => Some(
+            clock::before(context.clock.now(), age)
+                .ok_or_else(|| Error::config(anyhow!("--since: reaches before any time")))?
+                .timestamp(),
+        ),
         None => None,
     };
     Ok(LogFilter {
@@ -85,6 +97,46 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
         since,
         limit: Some(args.limit),
     })
+}
+
+const BAD_ROWS: &str =
+    "License rows that could not be read (not sent; fix them in the license database):";
+
+/// The deliveries and the bad rows that `--status` asks for (`bad`: only bad rows).
+fn read(
+    state: &StateDb,
+    filter: &LogFilter,
+    status: Option<&str>,
+) -> Result<(Vec<LogEntry>, Vec<BadRowEntry>)> {
+    let only_bad = status == Some("bad");
+    let entries = if only_bad {
+        Vec::new()
+    } else {
+        state.log(filter).map_err(Error::runtime)?
+    };
+    let bad = if status.is_none() || only_bad {
+        state.bad_rows(filter).map_err(Error::runtime)?
+    } else {
+        Vec::new()
+    };
+    Ok((entries, bad))
+}
+
+fn bad_table(context: &Context, rows: &[BadRowEntry]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    table.set_header(["Task", "Run", "License", "Status", "Found", "Why"]);
+    for row in rows {
+        table.add_row([
+            row.task.clone(),
+            row.run_id.to_string(),
+            format!("{} {}", row.license_id, row.activation_key),
+            row.status.to_string(),
+            local_time(context, row.created_at),
+            row.error.clone(),
+        ]);
+    }
+    table
 }
 
 fn table(context: &Context, entries: &[LogEntry]) -> Table {

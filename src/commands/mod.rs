@@ -245,11 +245,40 @@ pub fn date_placeholder(
         return last_run;
     }
     match task.first_run_since {
-        Some(FirstRunSince::Age(age)) => context.clock.now().timestamp() - age.as_secs() as i64,
+        Some(FirstRunSince::Age(age)) => {
+            clock::before(context.clock.now(), age).map_or(state.first_seen, |at| at.timestamp())
+        }
         Some(FirstRunSince::Time(time)) => clock::resolve_local(time, context.zone_of(task))
             .map_or(state.first_seen, |at| at.timestamp()),
         None => state.first_seen,
     }
+}
+
+/// Says what is wrong when a task's state holds a time later than now (its last slot, last
+/// run or first sighting), as a wrong clock, `--now` or a stale `KEYHOOK_NOW` leaves it:
+/// `run-due` would not run the task until then, and `[date]` would be in the future.
+pub fn future_state(
+    context: &Context,
+    task: &Task,
+    state: &crate::state::runs::TaskState,
+) -> Option<String> {
+    let now = context.clock.now().timestamp();
+    let (what, at) = [
+        ("last slot", state.last_slot),
+        ("last run", state.last_run),
+        ("first sighting", Some(state.first_seen)),
+    ]
+    .into_iter()
+    .find_map(|(what, at)| at.filter(|at| *at > now).map(|at| (what, at)))?;
+    Some(format!(
+        "task `{}`: its {what} is recorded at {}, later than now ({}), so `run-due` will not \
+         run it until then (was the clock, --now or KEYHOOK_NOW wrong?); \
+         `keyhook set-last-run {} <time>` moves it back",
+        task.stem,
+        sending::local_time(context, at),
+        sending::local_time(context, now),
+        task.stem
+    ))
 }
 
 /// The `[date]` a dry-run of `task` shows: its last run, else now (a first run counts from

@@ -6,13 +6,14 @@ use anyhow::anyhow;
 
 use super::{Context, success};
 use crate::cli::PruneArgs;
-use crate::definitions::settings::parse_duration;
 use crate::error::{Error, Result};
+use crate::schedule::clock;
 
 pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result {
-    let age = parse_duration(&args.older_than)
-        .map_err(|error| Error::config(anyhow!("--older-than: {error}")))?;
-    let before = context.clock.now().timestamp() - age.as_secs() as i64;
+    let age = args.older_than;
+    let before = clock::before(context.clock.now(), age)
+        .ok_or_else(|| Error::config(anyhow!("--older-than: reaches before any time")))?
+        .timestamp();
     let state = context.state()?;
     let deleted = state.prune(before).map_err(Error::runtime)?;
     writeln!(

@@ -43,6 +43,11 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         let Some((_, facts)) = known.iter().find(|(stem, _)| *stem == task.stem) else {
             continue;
         };
+        if let Some(warning) = super::future_state(context, task, facts) {
+            writeln!(std::io::stderr(), "warning: {warning}")?;
+            exit = exit.worst(Exit::Config);
+            continue;
+        }
         let facts = Facts {
             first_seen: facts.first_seen,
             last_slot: facts.last_slot,
@@ -88,7 +93,7 @@ fn run_slot(
         other => other?,
     };
     run_task::print(context, task, &report, out)?;
-    Ok(super::sending::exit_of(&report.tally, stop))
+    Ok(report.exit(stop))
 }
 
 fn skip(context: &Context, task: &Task, slot: i64, out: &mut impl Write) -> Result<Exit> {

@@ -13,7 +13,8 @@ use super::{Context, printable};
 use crate::cli::RunTaskArgs;
 use crate::definitions::Task;
 use crate::delivery::run::{self, Event, Tally};
-use crate::error::{Error, Result};
+use crate::error::{Error, Exit, Result};
+use crate::licenses::license_info::RowError;
 use crate::state::deliveries::{Queue, Status};
 
 /// One failed attempt, for the `--json` summary.
@@ -28,6 +29,24 @@ pub(super) struct Failure {
     pub state: &'static str,
 }
 
+/// A license row that could not be read, for the summaries.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct BadRow {
+    pub license_id: i64,
+    pub activation_key: String,
+    pub error: String,
+}
+
+impl From<RowError> for BadRow {
+    fn from(error: RowError) -> BadRow {
+        BadRow {
+            license_id: error.id,
+            activation_key: error.key.clone(),
+            error: error.to_string(),
+        }
+    }
+}
+
 /// What a run came to.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct Report {
@@ -36,11 +55,18 @@ pub(super) struct Report {
     pub matched: u64,
     pub delivered: u64,
     pub failed: u64,
+    /// Rows the search reached that cannot be read as licenses: recorded, never sent.
+    pub bad_rows: u64,
+    /// Deliveries this run did not send: the webhook is disabled or gone, or a stop came.
+    /// matched = delivered + failed + bad_rows + not_sent.
+    pub not_sent: u64,
     pub sent: bool,
     /// Why nothing ran: the slot already ran, or the task is disabled.
     pub skipped: Option<String>,
     pub elapsed: f64,
     pub failures: Vec<Failure>,
+    /// The bad rows (the first hundred; `keyhook log --status bad` lists them all).
+    pub bad: Vec<BadRow>,
     #[serde(skip)]
     pub tally: Tally,
 }
@@ -74,7 +100,7 @@ pub fn run(context: &Context, args: &RunTaskArgs, out: &mut impl Write) -> Resul
     } else {
         print(context, task, &report, out)?;
     }
-    Ok(sending::exit_of(&report.tally, &stop))
+    Ok(report.exit(&stop))
 }
 
 /// Prints the summary line and what follows from it.
@@ -87,7 +113,18 @@ pub(super) fn print(
     if let Some(why) = &report.skipped {
         return writeln!(out, "{}: {why}", report.task);
     }
+    for bad in &report.bad {
+        writeln!(out, "bad row: {}; not sent", bad.error)?;
+    }
     writeln!(out, "{}", summary(report))?;
+    if report.bad_rows > 0 {
+        writeln!(
+            out,
+            "{} license row(s) could not be read and were not sent: fix them in the license \
+             database (`keyhook log --status bad` lists them)",
+            report.bad_rows
+        )?;
+    }
     sending::aftermath(context, task, &report.tally, out)
 }
 
@@ -111,6 +148,9 @@ pub(super) fn execute(
     let mut state = context.state()?;
     let now = context.clock.now().timestamp();
     let task_state = state.task_state(&task.stem, now).map_err(Error::runtime)?;
+    if let Some(warning) = super::future_state(context, task, &task_state) {
+        writeln!(std::io::stderr(), "warning: {warning}")?;
+    }
     let mut report = Report::empty(task);
     if let Some(slot) = options.slot
         && state.slot_ran(&task.stem, slot).map_err(Error::runtime)?
@@ -130,7 +170,7 @@ pub(super) fn execute(
     let last_run = super::date_placeholder(context, task, &task_state);
     let values = placeholder_values(context, Some(task), search, Some(last_run))?;
     let mut db = context.license_db()?;
-    let (run_id, matched) = run::record(
+    let recorded = run::record(
         &mut state,
         &mut db,
         task,
@@ -141,8 +181,12 @@ pub(super) fn execute(
         enabled,
     )
     .map_err(|error| run_error(search, error))?;
+    let (run_id, matched) = (recorded.run_id, recorded.matched);
     report.run_id = Some(run_id);
     report.matched = matched;
+    report.bad_rows = recorded.bad_rows;
+    report.bad = recorded.bad.into_iter().map(BadRow::from).collect();
+    let matched = matched - recorded.bad_rows;
     report.sent = enabled && !gone;
     if !enabled {
         writeln!(
@@ -187,11 +231,22 @@ pub(super) fn execute(
     }
     report.delivered = report.tally.delivered;
     report.failed = report.tally.retrying + report.tally.dead;
+    report.not_sent = matched.saturating_sub(report.delivered + report.failed);
     report.elapsed = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     Ok(report)
 }
 
 impl Report {
+    /// The exit for this run: bad rows outrank failed deliveries.
+    pub(super) fn exit(&self, stop: &Stop) -> Exit {
+        let exit = sending::exit_of(&self.tally, stop);
+        if self.bad_rows > 0 {
+            exit.worst(Exit::BadRows)
+        } else {
+            exit
+        }
+    }
+
     fn empty(task: &Task) -> Report {
         Report {
             task: task.name.clone(),
@@ -199,10 +254,13 @@ impl Report {
             matched: 0,
             delivered: 0,
             failed: 0,
+            bad_rows: 0,
+            not_sent: 0,
             sent: false,
             skipped: None,
             elapsed: 0.0,
             failures: Vec::new(),
+            bad: Vec::new(),
             tally: Tally::default(),
         }
     }
@@ -275,10 +333,18 @@ fn progress_bar(live: bool, total: u64) -> ProgressBar {
     bar
 }
 
-/// `Upcoming Renewals: 37 matched, 36 delivered, 1 failed in 0.42 s`.
+/// `Upcoming Renewals: 37 matched, 36 delivered, 1 failed in 0.42 s`, with bad rows and
+/// deliveries not sent when there are any, so the counts add up to the matches.
 pub(super) fn summary(report: &Report) -> String {
+    let mut extra = String::new();
+    if report.bad_rows > 0 {
+        extra.push_str(&format!(", {} bad rows", report.bad_rows));
+    }
+    if report.not_sent > 0 {
+        extra.push_str(&format!(", {} not sent", report.not_sent));
+    }
     format!(
-        "{}: {} matched, {} delivered, {} failed in {:.2} s",
+        "{}: {} matched, {} delivered, {} failed{extra} in {:.2} s",
         report.task, report.matched, report.delivered, report.failed, report.elapsed
     )
 }

@@ -1,4 +1,5 @@
 //! `keyhook set-last-run`: rewind or advance a task's last run, as QLM's "Last Ran" edit does.
+//! It also repairs a task that a wrong clock (or `--now`) left with a slot in the future.
 
 use std::io::Write;
 
@@ -12,11 +13,26 @@ use crate::schedule::clock;
 
 pub fn run(context: &Context, args: &SetLastRunArgs, out: &mut impl Write) -> Result {
     let task = context.task(&args.task)?;
-    let at = clock::parse_instant(&args.time, context.zone_of(task))
+    let zone = context.zone_of(task);
+    let at = clock::parse_instant(&args.time, zone)
         .map_err(|error| Error::config(anyhow!("time: {error}")))?;
+    let now = context.clock.now();
+    if at > now {
+        return Err(Error::config(anyhow!(
+            "time: {} is later than now ({}): a last run in the future would hold task `{}` \
+             back until then; give a time at or before now",
+            local_time(context, at.timestamp()),
+            local_time(context, now.timestamp()),
+            task.stem
+        )));
+    }
+    let slot = task
+        .schedule
+        .latest_at_or_before(at, zone)
+        .map(|slot| slot.timestamp());
     let state = context.state()?;
     state
-        .set_last_run(&task.stem, at.timestamp())
+        .set_last_run(&task.stem, at.timestamp(), slot, now.timestamp())
         .map_err(Error::runtime)?;
     writeln!(
         out,

@@ -31,6 +31,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         "Pending",
         "Failed",
         "Dead",
+        "Bad rows",
         "Webhook",
     ]);
     for task in &context.definitions.tasks {
@@ -56,6 +57,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
             count(|run| run.pending),
             count(|run| run.failed),
             count(|run| run.dead),
+            count(|run| run.bad_rows),
             webhook,
         ]);
     }

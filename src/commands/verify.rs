@@ -7,7 +7,6 @@ use anyhow::{Context as _, anyhow};
 use super::Context;
 use crate::cli::{SchemeArg, VerifyArgs};
 use crate::definitions::secret::SecretSource;
-use crate::definitions::settings::parse_duration;
 use crate::delivery::signature::QLM_HEADER;
 use crate::delivery::standard::{self, Key};
 use crate::delivery::verify::{self, StandardHeaders};
@@ -17,8 +16,7 @@ pub fn run(context: &Context, args: &VerifyArgs, out: &mut impl Write) -> Result
     let secrets = SecretSource::Env(args.secret_env.clone())
         .resolve_all()
         .map_err(|error| Error::config(anyhow!("--secret-env: {error}")))?;
-    let tolerance = parse_duration(&args.tolerance)
-        .map_err(|error| Error::config(anyhow!("--tolerance: {error}")))?;
+    let tolerance = args.tolerance;
     let (headers, body) = match (&args.headers, &args.body) {
         (Some(headers), Some(body)) => (
             parse_headers(
@@ -65,7 +63,7 @@ pub fn run(context: &Context, args: &VerifyArgs, out: &mut impl Write) -> Result
                 &body,
                 &keys,
                 context.clock.now().timestamp(),
-                tolerance.as_secs() as i64,
+                i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX),
             )
         }
     };

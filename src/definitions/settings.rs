@@ -102,12 +102,23 @@ impl Settings {
     }
 }
 
-/// Parses a positive duration such as `30s`, `5m`, `2h 30m`, `1d`.
+/// The longest duration keyhook takes from a user (flags, TOML, environment): a hundred years
+/// (of 365.25 days) is beyond any sensible wait or age, and small enough that adding it to or
+/// taking it from any time keyhook handles cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Parses a positive duration such as `30s`, `5m`, `2h 30m`, `1d`, at most [`MAX_DURATION`].
+/// Out of range is an error, never a wrap: `300000000000y` must not become a negative age.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text.trim())
         .map_err(|error| format!("`{text}` is not a duration ({error}); write e.g. 30s, 5m, 2h"))?;
     if duration.is_zero() {
         return Err(format!("`{text}` is zero; it must be longer than that"));
+    }
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is out of range: a duration may be at most 100 years"
+        ));
     }
     Ok(duration)
 }
@@ -123,6 +134,16 @@ mod tests {
         assert_eq!(parse_duration(" 500ms "), Ok(Duration::from_millis(500)));
         assert!(parse_duration("0s").unwrap_err().contains("zero"));
         assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
+        assert_eq!(parse_duration("100y"), Ok(MAX_DURATION));
+        for huge in [
+            "101y",
+            "300000000000y",
+            "9223372036854775808s",
+            "99999999999999999999d",
+        ] {
+            let error = parse_duration(huge).unwrap_err();
+            assert!(error.contains(&format!("`{huge}`")), "{error}");
+        }
     }
 
     #[test]

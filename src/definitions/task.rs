@@ -268,9 +268,13 @@ fn first_run(text: &str) -> Result<FirstRunSince, String> {
     if let Some(time) = clock::parse_wall_clock(text.trim()) {
         return Ok(FirstRunSince::Time(time));
     }
-    parse_duration(text)
-        .map(FirstRunSince::Age)
-        .map_err(|_| format!("`{text}` is neither a time (2026-01-01T00:00) nor an age (30d)"))
+    if humantime::parse_duration(text.trim()).is_err() {
+        return Err(format!(
+            "`{text}` is neither a time (2026-01-01T00:00) nor an age (30d)"
+        ));
+    }
+    // An age, but perhaps out of range: say so rather than "neither".
+    parse_duration(text).map(FirstRunSince::Age)
 }
 
 /// The most requests a task may have in flight: each is a thread and a connection.

@@ -72,13 +72,17 @@ impl RetryPolicy {
     }
 
     /// Decides after the `attempts`-th failed attempt (1 for the first) of a delivery created
-    /// at `created_at`, failing at `now`.
+    /// at `created_at` (Unix seconds), failing at `now_ms` (Unix milliseconds).
+    ///
+    /// The retry time is rounded up to the next whole second, so a retry never leaves before
+    /// its wait (less the jitter): truncating either the wait or the failure time would let
+    /// it leave up to a second early.
     pub fn after_failure(
         &self,
         attempt: &Attempt,
         attempts: u32,
         created_at: i64,
-        now: i64,
+        now_ms: i64,
     ) -> Verdict {
         if attempt.status == Some(410) {
             return Verdict::Gone;
@@ -95,9 +99,12 @@ impl RetryPolicy {
             return Verdict::Dead(format!("gave up after {} retries", self.max_retries));
         }
         let wait = retry_after(attempt).unwrap_or_else(|| self.wait(attempts));
-        let at = now + wait.as_secs().max(1) as i64;
+        let wait_ms = i64::try_from(wait.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1000);
+        let at = ceil_seconds(now_ms.saturating_add(wait_ms));
         if let Some(limit) = self.give_up_after
-            && at - created_at > limit.as_secs() as i64
+            && at.saturating_sub(created_at) > i64::try_from(limit.as_secs()).unwrap_or(i64::MAX)
         {
             return Verdict::Dead(format!(
                 "gave up: older than give_up_after ({})",
@@ -121,6 +128,11 @@ impl RetryPolicy {
     }
 }
 
+/// Unix milliseconds rounded up to whole seconds.
+fn ceil_seconds(ms: i64) -> i64 {
+    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) != 0)
+}
+
 /// A 429 or 503 may say when to come back: seconds, or an HTTP date. Capped at a day.
 fn retry_after(attempt: &Attempt) -> Option<Duration> {
     if !matches!(attempt.status, Some(429 | 503)) {
@@ -131,7 +143,7 @@ fn retry_after(attempt: &Attempt) -> Option<Duration> {
         Ok(seconds) => seconds,
         Err(_) => {
             let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            (at.timestamp() - chrono::Utc::now().timestamp()).max(0) as u64
+            u64::try_from(at.timestamp() - chrono::Utc::now().timestamp()).unwrap_or(0)
         }
     };
     Some(Duration::from_secs(seconds.min(24 * 3600)))
@@ -199,7 +211,7 @@ mod tests {
         ];
         for (attempt, attempts, expected) in cases {
             assert_eq!(
-                policy.after_failure(&attempt, attempts, 900, 1000),
+                policy.after_failure(&attempt, attempts, 900, 1_000_000),
                 expected,
                 "{attempt:?} #{attempts}"
             );
@@ -221,11 +233,11 @@ mod tests {
             ..fixed(1800, 10)
         };
         assert_eq!(
-            policy.after_failure(&failed(Some(500), None), 1, 0, 1000),
+            policy.after_failure(&failed(Some(500), None), 1, 0, 1_000_000),
             Verdict::RetryAt(2800)
         );
         assert!(matches!(
-            policy.after_failure(&failed(Some(500), None), 2, 0, 2800),
+            policy.after_failure(&failed(Some(500), None), 2, 0, 2_800_000),
             Verdict::Dead(_)
         ));
     }
@@ -252,5 +264,37 @@ mod tests {
             policy.after_failure(&failed(Some(500), None), 10, 0, 0),
             Verdict::Dead(_)
         ));
+    }
+
+    #[test]
+    fn no_retry_is_due_before_its_wait_less_the_jitter() {
+        // Failing late in a second: truncating it (or the wait) would bring the retry forward.
+        let now_ms = 1_000_999;
+        let cases = [
+            (RetryPolicy::standard(), 4_500),
+            (fixed(2, 3), 2_000),
+            (
+                RetryPolicy {
+                    waits: Waits::Schedule(vec![Duration::from_secs(2)]),
+                    ..fixed(2, 3)
+                },
+                1_800,
+            ),
+        ];
+        for (policy, least_ms) in cases {
+            for _ in 0..200 {
+                let Verdict::RetryAt(at) =
+                    policy.after_failure(&failed(Some(500), None), 1, 0, now_ms)
+                else {
+                    panic!("{policy:?} must retry");
+                };
+                assert!(at * 1000 - now_ms >= least_ms, "{policy:?}: due at {at}");
+            }
+        }
+        let retry_after = failed(Some(429), Some("1"));
+        assert_eq!(
+            fixed(600, 3).after_failure(&retry_after, 1, 0, now_ms),
+            Verdict::RetryAt(1002)
+        );
     }
 }

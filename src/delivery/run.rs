@@ -13,6 +13,7 @@ use super::retry::{RetryPolicy, Verdict};
 use super::signature::Signer;
 use super::{id, payload};
 use crate::definitions::{Search, Task};
+use crate::licenses::license_info::RowError;
 use crate::licenses::query::{LicenseDb, QueryError};
 use crate::schedule::clock::Clock;
 use crate::state::deliveries::{AttemptRecord, Claimed, Outcome, Queue, Status};
@@ -75,9 +76,24 @@ pub struct Tally {
     pub interrupted: bool,
 }
 
+/// What recording a run came to.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub run_id: i64,
+    /// Every row the search reached, bad ones included.
+    pub matched: u64,
+    /// Rows that could not be read as a license: recorded with the run, never sent.
+    pub bad_rows: u64,
+    /// The first [`BAD_ROWS_SHOWN`] of them, to show.
+    pub bad: Vec<RowError>,
+}
+
+/// How many bad rows a run keeps in memory to show (all are recorded).
+pub const BAD_ROWS_SHOWN: usize = 100;
+
 /// Records every match of `search` as a pending delivery of a new run, in one transaction,
-/// before anything is sent; with `sent` false only the run and its match count are recorded.
-/// Returns the run id and the number of matches.
+/// before anything is sent; with `sent` false only the run, its match count and its bad rows
+/// are recorded. A bad row is recorded as such and holds back no other.
 #[allow(clippy::too_many_arguments)]
 pub fn record(
     state: &mut StateDb,
@@ -88,23 +104,29 @@ pub fn record(
     slot: Option<i64>,
     now: i64,
     sent: bool,
-) -> Result<(i64, u64), RunError> {
+) -> Result<Recorded, RunError> {
     let path = state.path().to_path_buf();
     let mut recorder = state.begin_run(&task.stem, &task.name, slot, now, sent)?;
     let mut failure = None;
-    let matched = db.for_each(&search.template, values, |license| {
-        if !sent {
-            return true;
-        }
-        let body = payload::body(&task.name, &task.webhook.user_data, &license.info);
-        let key = license.info.text("ActivationKey");
-        match recorder.add(&id::new(), license.id, &key, &body) {
-            Ok(()) => true,
-            Err(error) => {
-                failure = Some(error);
-                false
+    let mut recorded = Recorded::default();
+    let matched = db.for_each(&search.template, values, |row| {
+        let added = match row {
+            Ok(_) if !sent => Ok(()),
+            Ok(license) => {
+                let body = payload::body(&task.name, &task.webhook.user_data, &license.info);
+                let key = license.info.text("ActivationKey");
+                recorder.add(&id::new(), license.id, &key, &body)
             }
-        }
+            Err(bad) => {
+                let added = recorder.add_bad(bad.id, &bad.key, &bad.to_string());
+                recorded.bad_rows += 1;
+                if recorded.bad.len() < BAD_ROWS_SHOWN {
+                    recorded.bad.push(bad);
+                }
+                added
+            }
+        };
+        added.map_err(|error| failure = Some(error)).is_ok()
     })?;
     let state_error = |source| StateError::Sql {
         path: path.clone(),
@@ -113,8 +135,9 @@ pub fn record(
     if let Some(error) = failure {
         return Err(state_error(error).into());
     }
-    let run_id = recorder.commit().map_err(state_error)?;
-    Ok((run_id, matched))
+    recorded.run_id = recorder.commit(matched).map_err(state_error)?;
+    recorded.matched = matched;
+    Ok(recorded)
 }
 
 /// Sends the deliveries of `queue` until none is left or `stop` is set, calling `observe`
@@ -315,11 +338,11 @@ impl Dispatcher<'_> {
 
     fn record(&mut self, arrived: Vec<(Claimed, Attempt)>) -> Result<(), StateError> {
         let finished = self.clock.tick();
-        let now = finished.timestamp();
         let mut outcomes = Vec::with_capacity(arrived.len());
         let mut reasons = Vec::with_capacity(arrived.len());
         for (delivery, attempt) in &arrived {
-            let (status, next, reason) = self.verdict(delivery, attempt, now)?;
+            let (status, next, reason) =
+                self.verdict(delivery, attempt, finished.timestamp_millis())?;
             let error = attempt.error.as_deref().map(|error| match &reason {
                 Some(reason) => format!("{error} ({reason})"),
                 None => error.to_string(),
@@ -330,7 +353,7 @@ impl Dispatcher<'_> {
                     at_ms: finished.timestamp_millis(),
                     status: attempt.status,
                     error,
-                    duration_ms: attempt.duration.as_millis() as i64,
+                    duration_ms: i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX),
                     excerpt: attempt.excerpt.clone(),
                 },
                 status,
@@ -357,17 +380,20 @@ impl Dispatcher<'_> {
         &mut self,
         delivery: &Claimed,
         attempt: &Attempt,
-        now: i64,
+        now_ms: i64,
     ) -> Result<(Status, i64, Option<String>), StateError> {
+        let now = now_ms.div_euclid(1000);
         if attempt.delivered() {
             return Ok((Status::Delivered, now, None));
         }
-        let attempts = delivery.attempts as u32 + 1;
+        let attempts = u32::try_from(delivery.attempts)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
         Ok(
             match self
                 .target
                 .policy
-                .after_failure(attempt, attempts, delivery.created_at, now)
+                .after_failure(attempt, attempts, delivery.created_at, now_ms)
             {
                 Verdict::RetryAt(at) => (Status::Failed, at, None),
                 Verdict::Dead(reason) => (Status::Dead, now, Some(reason)),

@@ -33,13 +33,85 @@ pub struct License {
     pub info: LicenseInfo,
 }
 
-/// Why a row could not be read as a `LicenseInfo`.
+/// Why a row could not be read as a `LicenseInfo`: a bad row, which is reported (and recorded
+/// by a run) without holding back the other matches.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("license {id}: column {column} {problem}")]
+#[error("license {id}{}: column {column} {problem}", key_suffix(.key))]
 pub struct RowError {
     pub id: i64,
+    /// The row's `ActivationKey`, as far as it can be read (`""` when it cannot).
+    pub key: String,
     pub column: &'static str,
     pub problem: String,
+}
+
+fn key_suffix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" ({key})")
+    }
+}
+
+/// The columns a search selects, in order: `ID`, `SubscriptionExpiryDate`, then
+/// [`LICENSE_INFO`].
+const FIRST_INFO_COLUMN: usize = 2;
+
+impl License {
+    /// Reads a row selected as `ID, SubscriptionExpiryDate, <LicenseInfo columns>`.
+    pub fn from_row(row: &rusqlite::Row) -> Result<License, RowError> {
+        let bad = |id, column, problem| RowError {
+            id,
+            key: key_of(row),
+            column,
+            problem,
+        };
+        let id = match row.get_ref(0) {
+            Ok(ValueRef::Integer(id)) => id,
+            Ok(other) => return Err(bad(0, "ID", format!("holds {}, not a number", kind(other)))),
+            Err(error) => return Err(bad(0, "ID", error.to_string())),
+        };
+        let expiry = row
+            .get_ref(1)
+            .map_err(|error| error.to_string())
+            .and_then(|value| convert(value, Kind::Date))
+            .map_err(|problem| bad(id, "SubscriptionExpiryDate", problem))?;
+        let subscription_expiry = match expiry {
+            Field::Date(date) => date,
+            _ => None,
+        };
+        let info = LicenseInfo::from_row(row, FIRST_INFO_COLUMN, id)?;
+        Ok(License {
+            id,
+            subscription_expiry,
+            info,
+        })
+    }
+}
+
+/// The `ActivationKey` of a row, best effort, to name a bad row by.
+fn key_of(row: &rusqlite::Row) -> String {
+    let Some(offset) = LICENSE_INFO
+        .iter()
+        .position(|(name, _)| *name == "ActivationKey")
+    else {
+        return String::new();
+    };
+    match row.get_ref(FIRST_INFO_COLUMN + offset) {
+        Ok(ValueRef::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(ValueRef::Integer(number)) => number.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn kind(value: ValueRef) -> &'static str {
+    match value {
+        ValueRef::Null => "NULL",
+        ValueRef::Integer(_) => "an integer",
+        ValueRef::Real(_) => "a real number",
+        ValueRef::Text(_) => "text",
+        ValueRef::Blob(_) => "a blob",
+    }
 }
 
 impl LicenseInfo {
@@ -65,11 +137,13 @@ impl LicenseInfo {
         for (offset, (column, kind)) in LICENSE_INFO.iter().enumerate() {
             let value = row.get_ref(first + offset).map_err(|error| RowError {
                 id,
+                key: key_of(row),
                 column,
                 problem: error.to_string(),
             })?;
             let field = convert(value, *kind).map_err(|problem| RowError {
                 id,
+                key: key_of(row),
                 column,
                 problem,
             })?;
@@ -84,7 +158,7 @@ fn convert(value: ValueRef, kind: Kind) -> Result<Field, String> {
         Kind::Bool => Field::Bool(integer(value)? != 0),
         Kind::Int => Field::Int(integer(value)?),
         Kind::Text => Field::Text(text(value)?.unwrap_or_default()),
-        Kind::Date => Field::Date(text(value)?.map(|date| normalize_date(&date))),
+        Kind::Date => Field::Date(text(value)?.map(|date| normalize_date(&date)).transpose()?),
         Kind::Model => Field::Int(model(value)?),
     })
 }
@@ -93,7 +167,7 @@ fn integer(value: ValueRef) -> Result<i64, String> {
     match value {
         ValueRef::Null => Ok(0),
         ValueRef::Integer(number) => Ok(number),
-        ValueRef::Real(number) => Ok(number as i64),
+        ValueRef::Real(number) => whole(number),
         ValueRef::Text(bytes) => {
             let text = String::from_utf8_lossy(bytes);
             match text.trim() {
@@ -120,13 +194,54 @@ fn text(value: ValueRef) -> Result<Option<String>, String> {
     }
 }
 
-/// Dates go out as `YYYY-MM-DDTHH:MM:SS`; a stored `2026-01-31 08:00` or `2026-01-31` is
-/// rewritten to that, and text that is no date at all is sent as it is.
-fn normalize_date(stored: &str) -> String {
-    match clock::parse_wall_clock(stored.trim()) {
-        Some(date) => date.format(DATE_FORMAT).to_string(),
-        None => stored.to_string(),
+/// A real number stored in an integer column, if it is a whole number in range.
+fn whole(number: f64) -> Result<i64, String> {
+    // i64::MAX is not exactly representable; 2^63 is the first real out of range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if number.fract() == 0.0 && (-LIMIT..LIMIT).contains(&number) {
+        Ok(number as i64)
+    } else {
+        Err(format!(
+            "holds {number}, which is not a whole number in range"
+        ))
     }
+}
+
+/// Dates go out as `YYYY-MM-DDTHH:MM:SS`; a stored `2026-01-31 08:00` or `2026-01-31` is
+/// rewritten to that, and text that is no date at all is sent as it is. A date that cannot
+/// exist (`2026-02-30`, `2026-01-31T25:00`) is an error: sending it would mislead.
+fn normalize_date(stored: &str) -> Result<String, String> {
+    let trimmed = stored.trim();
+    match clock::parse_wall_clock(trimmed) {
+        Some(date) => Ok(date.format(DATE_FORMAT).to_string()),
+        None if impossible_date(trimmed) => {
+            Err(format!("holds `{stored}`, which is not a date that exists"))
+        }
+        None => Ok(stored.to_string()),
+    }
+}
+
+/// Whether `text` is shaped like `YYYY-MM-DD[THH:MM...]` but names no real day or time.
+fn impossible_date(text: &str) -> bool {
+    let digits = |part: Option<&str>| part.is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    let bytes = text.as_bytes();
+    let shaped = bytes.len() >= 10
+        && digits(text.get(..4))
+        && digits(text.get(5..7))
+        && digits(text.get(8..10))
+        && bytes[4] == b'-'
+        && bytes[7] == b'-';
+    if !shaped {
+        return false;
+    }
+    if chrono::NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").is_err() {
+        return true;
+    }
+    let timed = matches!(bytes.get(10), Some(b'T' | b' '))
+        && digits(text.get(11..13))
+        && digits(text.get(14..16))
+        && bytes.get(13) == Some(&b':');
+    timed && chrono::NaiveTime::parse_from_str(&text[11..16], "%H:%M").is_err()
 }
 
 /// QLM stores the model's name and sends its number (`trial` is 2).
@@ -176,7 +291,7 @@ mod tests {
 
     #[test]
     fn conversions_table() {
-        let cases: [(ValueRef, Kind, Result<Field, ()>); 14] = [
+        let cases: [(ValueRef, Kind, Result<Field, ()>); 21] = [
             (ValueRef::Null, Kind::Text, Ok(Field::Text(String::new()))),
             (ValueRef::Null, Kind::Int, Ok(Field::Int(0))),
             (ValueRef::Null, Kind::Bool, Ok(Field::Bool(false))),
@@ -211,6 +326,13 @@ mod tests {
                 Ok(Field::Int(9)),
             ),
             (ValueRef::Text(b"lifetime"), Kind::Model, Err(())),
+            (ValueRef::Text(b"2026-02-30"), Kind::Date, Err(())),
+            (ValueRef::Text(b"2026-01-31T25:00:00"), Kind::Date, Err(())),
+            (ValueRef::Text(b"\xff2026"), Kind::Date, Err(())),
+            (ValueRef::Blob(b"\x00"), Kind::Int, Err(())),
+            (ValueRef::Real(2.5), Kind::Int, Err(())),
+            (ValueRef::Real(1e300), Kind::Int, Err(())),
+            (ValueRef::Real(3.0), Kind::Int, Ok(Field::Int(3))),
         ];
         for (value, kind, expected) in cases {
             let got = convert(value, kind).map_err(|_| ());

@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{CachedStatement, Connection, ErrorCode, Statement};
 
-use super::license_info::{License, LicenseInfo, RowError};
+use super::license_info::{License, RowError};
 use super::macros::{DATE_FORMAT, Template};
 use super::open::{MAX_HEAP_BYTES, MAX_VALUE_BYTES};
 use super::schema::{LICENSE_INFO, TABLE, is_column};
@@ -72,8 +72,6 @@ pub enum QueryError {
         MAX_HEAP_BYTES >> 20
     )]
     OutOfMemory,
-    #[error(transparent)]
-    Row(#[from] RowError),
 }
 
 impl QueryError {
@@ -159,12 +157,13 @@ impl LicenseDb {
     }
 
     /// Calls `each` for every match, in table order, until it returns `false`; returns how
-    /// many matches were passed to it.
+    /// many matches were passed to it. A row that cannot be read as a license (a bad row) is
+    /// passed as an error and the search goes on: one bad row holds back no other.
     pub fn for_each(
         &mut self,
         template: &Template,
         values: &[NaiveDateTime],
-        mut each: impl FnMut(License) -> bool,
+        mut each: impl FnMut(Result<License, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
         let sql = select_sql(template)?;
         let paused = self.start_deadline();
@@ -174,20 +173,10 @@ impl LicenseDb {
         let mut seen = 0;
         while let Some(row) = rows.next().map_err(|error| self.failure(error))? {
             let handed_over = Instant::now();
-            let id: i64 = row.get(0).map_err(|error| self.failure(error))?;
-            let subscription_expiry = row
-                .get::<_, Option<String>>(1)
-                .map_err(|error| self.failure(error))?;
-            let info = LicenseInfo::from_row(row, 2, id)?;
             seen += 1;
-            let license = License {
-                id,
-                subscription_expiry,
-                info,
-            };
-            let more = each(license);
+            let more = each(License::from_row(row));
             // The deadline is for the search, not for what the caller does with each match.
-            let spent = handed_over.elapsed().as_nanos() as u64;
+            let spent = u64::try_from(handed_over.elapsed().as_nanos()).unwrap_or(u64::MAX);
             paused.fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
             if !more {
                 break;

@@ -57,6 +57,13 @@ impl Clock {
     }
 }
 
+/// `at` less a user's `age`, or `None` when that is before any time chrono can hold.
+pub fn before(at: DateTime<Utc>, age: std::time::Duration) -> Option<DateTime<Utc>> {
+    chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|age| at.checked_sub_signed(age))
+}
+
 /// Parses a `--now` value: RFC 3339 with an offset, or a wall-clock time (or a bare date,
 /// meaning midnight) read in `zone`.
 pub fn parse_instant(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {

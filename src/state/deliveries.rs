@@ -84,7 +84,8 @@ pub struct Outcome {
 /// Which deliveries a sender works through.
 #[derive(Debug, Clone, Copy)]
 pub enum Queue<'a> {
-    /// The pending deliveries of one run of a task.
+    /// The deliveries of one run of a task not attempted yet: a run sends each once, and its
+    /// failures wait for `retry` (or `run-due`) at their due time.
     Run(&'a str, i64),
     /// Every delivery of one task that is due at the given time.
     DueForTask(&'a str, i64),
@@ -108,6 +109,19 @@ pub struct LogEntry {
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
     pub bytes: i64,
+}
+
+/// A license row a run could not read, as `keyhook log` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BadRowEntry {
+    pub task: String,
+    pub run_id: i64,
+    pub license_id: i64,
+    pub activation_key: String,
+    /// Always `bad`: never sent, never retried.
+    pub status: &'static str,
+    pub error: String,
+    pub created_at: i64,
 }
 
 /// One attempt as `keyhook log --attempts` shows it.
@@ -135,7 +149,6 @@ pub struct RunRecorder<'a> {
     run_id: i64,
     task: String,
     now: i64,
-    count: i64,
 }
 
 impl StateDb {
@@ -166,7 +179,6 @@ impl StateDb {
             run_id,
             task: task.to_string(),
             now,
-            count: 0,
         })
     }
 
@@ -181,7 +193,12 @@ impl StateDb {
         // Every queue is read through the task's queue index (task, seq), which holds only
         // what is still to send.
         let (filter, task, key, due) = match queue {
-            Queue::Run(task, run_id) => ("run_id = ?5", task, Value::Integer(run_id), now),
+            Queue::Run(task, run_id) => (
+                "run_id = ?5 AND status = 'pending'",
+                task,
+                Value::Integer(run_id),
+                now,
+            ),
             Queue::DueForTask(task, at) => ("?5 IS NULL", task, Value::Null, at),
             Queue::One(seq) => ("seq = ?5", "", Value::Integer(seq), i64::MAX),
         };
@@ -200,18 +217,21 @@ impl StateDb {
         );
         let mut statement = self.conn.prepare_cached(&sql).map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map(params![task, due, claimer, limit as i64, key], |row| {
-                Ok(Claimed {
-                    seq: row.get(0)?,
-                    id: row.get(1)?,
-                    task: row.get(2)?,
-                    license_id: row.get(3)?,
-                    activation_key: row.get(4)?,
-                    body: row.get(5)?,
-                    attempts: row.get(6)?,
-                    created_at: row.get(7)?,
-                })
-            })
+            .query_map(
+                params![task, due, claimer, limit.min(1 << 20) as i64, key],
+                |row| {
+                    Ok(Claimed {
+                        seq: row.get(0)?,
+                        id: row.get(1)?,
+                        task: row.get(2)?,
+                        license_id: row.get(3)?,
+                        activation_key: row.get(4)?,
+                        body: row.get(5)?,
+                        attempts: row.get(6)?,
+                        created_at: row.get(7)?,
+                    })
+                },
+            )
             .map_err(|e| self.error(e))?;
         let mut claimed: Vec<Claimed> =
             rows.collect::<Result<_, _>>().map_err(|e| self.error(e))?;
@@ -370,7 +390,10 @@ impl StateDb {
                  ORDER BY seq DESC LIMIT ?4",
             )
             .map_err(|e| self.error(e))?;
-        let limit = filter.limit.map_or(-1, |limit| limit as i64);
+        // A limit beyond i64 is no limit, never a wrap to a negative one.
+        let limit = filter
+            .limit
+            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
         let status = filter.status.map(Status::as_str);
         let rows = statement
             .query_map(params![filter.task, status, filter.since, limit], |row| {
@@ -392,6 +415,36 @@ impl StateDb {
                     last_status: row.get(10)?,
                     last_error: row.get(11)?,
                     bytes: row.get(12)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// License rows that runs could not read, newest first.
+    pub fn bad_rows(&self, filter: &LogFilter) -> Result<Vec<BadRowEntry>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT task, run_id, license_id, activation_key, reason, created_at
+                 FROM bad_rows
+                 WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR created_at >= ?2)
+                 ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(|e| self.error(e))?;
+        let limit = filter
+            .limit
+            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = statement
+            .query_map(params![filter.task, filter.since, limit], |row| {
+                Ok(BadRowEntry {
+                    task: row.get(0)?,
+                    run_id: row.get(1)?,
+                    license_id: row.get(2)?,
+                    activation_key: row.get(3)?,
+                    status: "bad",
+                    error: row.get(4)?,
+                    created_at: row.get(5)?,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -490,15 +543,37 @@ impl RunRecorder<'_> {
             body,
             self.now
         ])?;
-        self.count += 1;
         Ok(())
     }
 
-    /// Commits the run and all its deliveries at once; returns the run id.
-    pub fn commit(self) -> rusqlite::Result<i64> {
+    /// Records a license row that could not be read: never sent, kept with the run.
+    pub fn add_bad(
+        &mut self,
+        license_id: i64,
+        activation_key: &str,
+        reason: &str,
+    ) -> rusqlite::Result<()> {
+        let mut statement = self.transaction.prepare_cached(
+            "INSERT INTO bad_rows (run_id, task, license_id, activation_key, reason, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        statement.execute(params![
+            self.run_id,
+            self.task,
+            license_id,
+            activation_key,
+            reason,
+            self.now
+        ])?;
+        Ok(())
+    }
+
+    /// Commits the run (with `matched`, every row the search reached) and all its deliveries
+    /// at once; returns the run id.
+    pub fn commit(self, matched: u64) -> rusqlite::Result<i64> {
         self.transaction.execute(
             "UPDATE runs SET matched = ?2 WHERE id = ?1",
-            params![self.run_id, self.count],
+            params![self.run_id, i64::try_from(matched).unwrap_or(i64::MAX)],
         )?;
         self.transaction.commit()?;
         Ok(self.run_id)

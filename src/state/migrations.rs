@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -99,6 +99,21 @@ INSERT INTO attempts_v5 (delivery_seq, n, at, status, error, duration_ms, excerp
     FROM attempts;
 DROP TABLE attempts;
 ALTER TABLE attempts_v5 RENAME TO attempts;
+"#,
+    // v6: license rows a run could not read (text in an integer column, a blob, an unknown
+    // license model, ...): recorded with the run, never sent, shown by `log` and `status`.
+    r#"
+CREATE TABLE bad_rows (
+    id              INTEGER PRIMARY KEY,
+    run_id          INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    task            TEXT NOT NULL,
+    license_id      INTEGER NOT NULL,
+    activation_key  TEXT NOT NULL,       -- as far as it could be read; '' when not at all
+    reason          TEXT NOT NULL,       -- which column holds what
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX bad_rows_run ON bad_rows (run_id);
+CREATE INDEX bad_rows_task ON bad_rows (task, created_at);
 "#,
 ];
 
@@ -220,5 +235,34 @@ mod tests {
             .unwrap();
         let error = migrate(&mut conn, Path::new("state.db")).unwrap_err();
         assert!(matches!(error, StateError::TooNew { .. }), "{error}");
+    }
+
+    #[test]
+    fn v6_keeps_runs_and_deliveries_and_adds_bad_rows_that_go_with_their_run() {
+        let mut conn = at_version(5);
+        conn.execute_batch(
+            "INSERT INTO runs (id, task, name, started_at) VALUES (1, 't', 'T', 0);
+             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key, body,
+                                     created_at, next_attempt_at, updated_at)
+             VALUES (1, 'a', 1, 't', 1, 'K1', x'7b7d', 0, 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new("state.db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             INSERT INTO bad_rows (run_id, task, license_id, activation_key, reason, created_at)
+             VALUES (1, 't', 2, 'K2', 'column Duration holds `x`', 0);",
+        )
+        .unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM deliveries"), 1);
+        assert_eq!(count("SELECT count(*) FROM bad_rows"), 1);
+        conn.execute_batch("DELETE FROM deliveries; DELETE FROM runs;")
+            .unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM bad_rows"),
+            0,
+            "pruned with the run"
+        );
     }
 }

@@ -30,6 +30,8 @@ pub struct RunSummary {
     pub pending: i64,
     pub failed: i64,
     pub dead: i64,
+    /// License rows the run could not read: recorded, never sent.
+    pub bad_rows: i64,
 }
 
 impl StateDb {
@@ -125,13 +127,25 @@ impl StateDb {
         transaction.commit().map_err(|e| self.error(e))
     }
 
-    /// Sets (or rewinds) when the task last ran.
-    pub fn set_last_run(&self, task: &str, at: i64) -> Result<(), StateError> {
+    /// Sets (or rewinds) when the task last ran. A last slot or first sighting later than
+    /// `now` (left by a wrong clock or `--now`) is moved back: the slot to `slot` (the latest
+    /// at or before `at`), the sighting to `at`, so `run-due` runs the task again.
+    pub fn set_last_run(
+        &self,
+        task: &str,
+        at: i64,
+        slot: Option<i64>,
+        now: i64,
+    ) -> Result<(), StateError> {
         self.task_state(task, at)?;
         self.conn
             .execute(
-                "UPDATE tasks SET last_run = ?2 WHERE task = ?1",
-                params![task, at],
+                "UPDATE tasks SET last_run = ?2,
+                     last_slot = CASE WHEN last_slot > ?4 THEN ?3 ELSE last_slot END,
+                     first_seen = CASE WHEN first_seen > ?4 THEN min(first_seen, ?2)
+                                       ELSE first_seen END
+                 WHERE task = ?1",
+                params![task, at, slot, now],
             )
             .map(drop)
             .map_err(|e| self.error(e))
@@ -214,7 +228,8 @@ impl StateDb {
                     count(d.seq) FILTER (WHERE d.status = 'delivered'),
                     count(d.seq) FILTER (WHERE d.status = 'pending'),
                     count(d.seq) FILTER (WHERE d.status = 'failed'),
-                    count(d.seq) FILTER (WHERE d.status = 'dead')
+                    count(d.seq) FILTER (WHERE d.status = 'dead'),
+                    (SELECT count(*) FROM bad_rows b WHERE b.run_id = r.id)
              FROM runs r LEFT JOIN deliveries d ON d.run_id = r.id {filter} "
         );
         let sql = match sql.find("ORDER BY") {
@@ -238,6 +253,7 @@ impl StateDb {
                     pending: row.get(10)?,
                     failed: row.get(11)?,
                     dead: row.get(12)?,
+                    bad_rows: row.get(13)?,
                 })
             })
             .map_err(|e| self.error(e))?;

@@ -24,7 +24,7 @@ fn template(sql: &str) -> Template {
 fn matches(db: &mut LicenseDb, sql: &str) -> Result<Vec<i64>, QueryError> {
     let mut ids = Vec::new();
     db.for_each(&template(sql), &[], |license| {
-        ids.push(license.id);
+        ids.push(license.unwrap().id);
         true
     })?;
     Ok(ids)
@@ -47,7 +47,7 @@ fn evaluates_conditions_and_binds_values() {
     .collect::<Vec<_>>();
     let mut ids = Vec::new();
     db.for_each(&search, &values, |license| {
-        ids.push(license.id);
+        ids.push(license.unwrap().id);
         true
     })
     .unwrap();
@@ -157,7 +157,7 @@ fn the_deadline_does_not_count_what_the_caller_does_with_each_match() {
     let mut ids = Vec::new();
     db.for_each(&template("1 = 1"), &[], |license| {
         std::thread::sleep(Duration::from_millis(80));
-        ids.push(license.id);
+        ids.push(license.unwrap().id);
         true
     })
     .unwrap();

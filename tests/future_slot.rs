@@ -1,0 +1,92 @@
+//! A slot, run or first sighting recorded in the future (a wrong clock, `--now`, a stale
+//! `KEYHOOK_NOW`) is said loudly by `run-due`, and `set-last-run` moves it back.
+
+mod support;
+
+use keyhook::receiver::{Reply, Server};
+use support::{Test, stderr, stdout};
+
+fn daily(server: &Server) -> Test {
+    Test::new()
+        .search("all", "1 = 1")
+        .task("daily", "all", &server.url("/"), "")
+}
+
+fn run_due(test: &Test, now: &str) -> std::process::Output {
+    test.keyhook(["run-due"])
+        .env("KEYHOOK_NOW", now)
+        .output()
+        .unwrap()
+}
+
+fn assert_warns_and_sends_nothing(output: &std::process::Output, server: &Server, sent: usize) {
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let warning = stderr(output);
+    assert!(warning.contains("task `daily`"), "{warning}");
+    assert!(warning.contains("2030-01-01"), "names the time: {warning}");
+    assert!(warning.contains("keyhook set-last-run daily"), "{warning}");
+    assert_eq!(server.request_count(), sent);
+}
+
+#[test]
+fn a_run_task_with_a_future_now_is_said_loudly_and_set_last_run_repairs_it() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = daily(&server);
+    test.simple_license(1, "2027-01-01T00:00:00");
+    test.keyhook(["run-task", "daily", "--now", "2030-01-01T10:00:00"])
+        .assert()
+        .success();
+    assert_eq!(server.request_count(), 1);
+    let output = run_due(&test, "2026-11-24T10:00:00");
+    assert_warns_and_sends_nothing(&output, &server, 1);
+    test.keyhook([
+        "set-last-run",
+        "daily",
+        "2026-11-23T10:00:00",
+        "--now",
+        "2026-11-24T10:00:00",
+    ])
+    .assert()
+    .success();
+    let output = run_due(&test, "2026-11-24T10:00:00");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stderr(&output), "");
+    assert_eq!(server.request_count(), 2, "{}", stdout(&output));
+}
+
+#[test]
+fn a_stale_keyhook_now_in_run_due_is_said_loudly_and_set_last_run_repairs_it() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = daily(&server);
+    test.simple_license(1, "2027-01-01T00:00:00");
+    assert!(run_due(&test, "2026-11-23T10:00:00").status.success());
+    assert!(run_due(&test, "2030-01-01T10:00:00").status.success());
+    assert_eq!(server.request_count(), 1, "the 2030 slot ran");
+    for now in ["2026-11-25T10:00:00", "2026-11-25T10:01:00"] {
+        let output = run_due(&test, now);
+        assert_warns_and_sends_nothing(&output, &server, 1);
+    }
+    // A last run in the future is refused: it would block the task again.
+    let future = test
+        .keyhook(["set-last-run", "daily", "2027-01-01T00:00:00"])
+        .env("KEYHOOK_NOW", "2026-11-25T10:00:00")
+        .output()
+        .unwrap();
+    assert_eq!(future.status.code(), Some(2), "{future:?}");
+    assert!(
+        stderr(&future).contains("later than now"),
+        "{}",
+        stderr(&future)
+    );
+    test.keyhook(["set-last-run", "daily", "2026-11-25T09:00:00"])
+        .env("KEYHOOK_NOW", "2026-11-25T10:00:00")
+        .assert()
+        .success();
+    // Today's slot counts as run (at 09:00); tomorrow's runs.
+    let output = run_due(&test, "2026-11-25T10:02:00");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(server.request_count(), 1);
+    let output = run_due(&test, "2026-11-26T10:00:00");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(server.request_count(), 2);
+}
