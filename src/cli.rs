@@ -358,6 +358,24 @@ pub struct ListenArgs {
     /// One line per request, without the body.
     #[arg(long)]
     pub compact: bool,
+
+    /// Speak HTTPS with this PEM certificate (then any intermediates); needs --tls-key.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "KEYHOOK_LISTEN_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "KEYHOOK_LISTEN_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Arguments of `demo`.
