@@ -89,7 +89,14 @@ pub fn target(context: &Context, task: &Task) -> Result<Target> {
     let signer = Signer::new(&task.webhook.schemes, &secrets).map_err(config)?;
     let policy =
         policy(&task.webhook.retry, &context.definitions.settings.retry).map_err(config)?;
-    Ok(Target::new(task, signer, policy))
+    let settings = &context.definitions.settings;
+    let tls = task
+        .webhook
+        .tls
+        .over(&settings.tls)
+        .load()
+        .map_err(config)?;
+    Ok(Target::new(task, signer, policy, tls))
 }
 
 /// The exit for a tally: failures, a 410, or a stop.
