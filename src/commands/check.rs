@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use super::Context;
-use crate::definitions::Problem;
 use crate::definitions::secret::SecretSource;
+use crate::definitions::{Problem, Task, settings};
 use crate::error::{Exit, Result};
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
@@ -27,12 +27,19 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
             message: format!("searches cannot be checked: {error}"),
         }),
     }
+    if let Err(error) = definitions.settings.tls.load() {
+        problems.push(Problem {
+            file: definitions.dir.join(settings::FILE),
+            message: error,
+        });
+    }
     for task in &definitions.tasks {
-        if let Err(error) = task.webhook.secret.resolve() {
-            problems.push(Problem {
+        let webhook = &task.webhook;
+        for error in [webhook.secret.resolve().err(), webhook.tls.load().err()] {
+            problems.extend(error.map(|error| Problem {
                 file: task.path.clone(),
                 message: format!("[webhook]: {error}"),
-            });
+            }));
         }
     }
     problems.sort_by(|a, b| a.file.cmp(&b.file));
@@ -40,14 +47,8 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         writeln!(out, "error: {problem}")?;
     }
     for task in &definitions.tasks {
-        if matches!(task.webhook.secret, SecretSource::Literal(_)) && readable_by_others(&task.path)
-        {
-            writeln!(
-                out,
-                "warning: {}: holds a literal `secret` and other users can read the file; \
-                 chmod 600 it, or use secret_env, secret_file or secret_credential",
-                task.path.display()
-            )?;
+        for warning in warnings(task) {
+            writeln!(out, "warning: {}: {warning}", task.path.display())?;
         }
     }
     let (searches, tasks) = (definitions.searches.len(), definitions.tasks.len());
@@ -59,8 +60,70 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     Ok(Exit::Config)
 }
 
+/// What is allowed but unwise in a task: secrets others can read, signatures sent in clear.
+fn warnings(task: &Task) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if matches!(task.webhook.secret, SecretSource::Literal(_)) && readable_by_others(&task.path) {
+        warnings.push(
+            "holds a literal `secret` and other users can read the file; chmod 600 it, or use \
+             secret_env, secret_file or secret_credential"
+                .to_string(),
+        );
+    }
+    if let Some(client) = &task.webhook.tls.client
+        && readable_by_others(&client.key)
+    {
+        warnings.push(format!(
+            "other users can read client_key {}; chmod 600 it",
+            client.key.display()
+        ));
+    }
+    if let Some(host) = cleartext_host(&task.webhook.url) {
+        warnings.push(format!(
+            "[webhook] url sends payloads and their signatures unencrypted to {host}, which \
+             is not this machine; use https://"
+        ));
+    }
+    warnings
+}
+
+/// The host of an `http://` url that leaves this machine.
+fn cleartext_host(url: &str) -> Option<String> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_string())
+}
+
 /// Whether users other than the owner may read `path` (group or world read bit).
 fn readable_by_others(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|metadata| metadata.permissions().mode() & 0o044 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleartext_is_only_warned_about_off_this_machine() {
+        let cases = [
+            ("http://crm.example.com/hook", Some("crm.example.com")),
+            ("http://10.0.0.5:8080/hook", Some("10.0.0.5")),
+            ("http://127.0.0.1:8080/hook", None),
+            ("http://127.1.2.3/hook", None),
+            ("http://localhost:8080/hook", None),
+            ("http://[::1]:8080/hook", None),
+            ("https://crm.example.com/hook", None),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(cleartext_host(url).as_deref(), expected, "{url}");
+        }
+    }
 }
