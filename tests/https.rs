@@ -229,3 +229,53 @@ fn a_key_that_does_not_fit_is_a_configuration_error_that_never_shows_the_key() {
     assert!(all.contains("does not fit client_cert"), "{all}");
     assert!(!all.contains(key_body), "the key leaked: {all}");
 }
+
+#[test]
+fn check_reads_the_tls_files_and_warns_about_readable_keys_and_cleartext() {
+    use std::os::unix::fs::PermissionsExt;
+    let ca = Ca::new(CA_NAME);
+    let client = ca.client("keyhook");
+    let mutual = "client_cert = \"client.pem\"\nclient_key = \"client.key\"";
+    let test = renewals("https://hooks.example.com/hook", &ca, 1, mutual)
+        .write("tasks/client.pem", &client.cert)
+        .write("tasks/client.key", &client.key)
+        .task("clear", "renewals", "http://hooks.example.com/hook", "")
+        .task("local", "renewals", "http://127.0.0.1:8080/hook", "")
+        .task(
+            "broken",
+            "renewals",
+            "https://x.example/",
+            "ca_file = \"nope.pem\"",
+        )
+        .write("keyhook.toml", "ca_file = \"garbage.pem\"\n")
+        .write("garbage.pem", "not a certificate\n");
+    let key = test.path("tasks/client.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = test.keyhook(["check"]).output().unwrap();
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("error: keyhook.toml: ca_file garbage.pem: holds no PEM certificate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: tasks/broken.toml: [webhook]: could not read ca_file tasks/nope.pem"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: tasks/renewals.toml: other users can read client_key"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "warning: tasks/clear.toml: [webhook] url sends payloads and their \
+                       signatures unencrypted to hooks.example.com"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("tasks/local.toml: [webhook] url"), "{text}");
+    assert!(!text.contains(client.key.lines().nth(1).unwrap()), "{text}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = stdout(&test.keyhook(["check"]).output().unwrap());
+    assert!(!text.contains("client_key"), "{text}");
+}
