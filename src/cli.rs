@@ -121,7 +121,8 @@ pub enum Command {
     #[command(subcommand)]
     Db(DbCommand),
 
-    /// Run a local webhook receiver that prints what it gets and checks signatures.
+    /// Run a local webhook receiver that prints what it gets and checks signatures (over HTTPS
+    /// with --tls-cert and --tls-key).
     Listen(ListenArgs),
 
     /// See keyhook work end to end: a demo database, a local receiver, the example task.

@@ -71,9 +71,7 @@ fn explain_certificate(
         CertificateError::ExpiredContext { not_after, time } => format!(
             "the certificate of {host} expired at {} ({} ago): the receiver must renew it",
             utc(*not_after),
-            humantime::format_duration(Duration::from_secs(
-                time.as_secs().saturating_sub(not_after.as_secs())
-            ))
+            age(time.as_secs().saturating_sub(not_after.as_secs()))
         ),
         CertificateError::NotValidYetContext { not_before, .. } => format!(
             "the certificate of {host} is not valid before {}: check this machine's clock",
@@ -134,6 +132,15 @@ fn utc(time: UnixTime) -> String {
             || format!("{} (Unix time)", time.as_secs()),
             |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         )
+}
+
+/// `3 days`, or under a day `5h 3m`.
+fn age(seconds: u64) -> String {
+    match seconds / 86_400 {
+        0 => humantime::format_duration(Duration::from_secs(seconds / 60 * 60)).to_string(),
+        1 => "1 day".into(),
+        days => format!("{days} days"),
+    }
 }
 
 /// The issuer of a certificate (RFC 4514), and whether it issued itself.
@@ -263,7 +270,7 @@ mod tests {
         };
         let text = explain_certificate(&expired, url, "127.0.0.1", Duration::from_secs(1));
         assert!(
-            text.contains("expired at 2023-11-14 22:13:20 UTC (1day ago)"),
+            text.contains("expired at 2023-11-14 22:13:20 UTC (1 day ago)"),
             "{text}"
         );
     }
