@@ -123,7 +123,8 @@ pub enum Command {
     #[command(subcommand)]
     Db(DbCommand),
 
-    /// Run a local webhook receiver that prints what it gets and checks signatures.
+    /// Run a local webhook receiver that prints what it gets and checks signatures (over HTTPS
+    /// with --tls-cert and --tls-key).
     Listen(ListenArgs),
 
     /// See keyhook work end to end: a demo database, a local receiver, the example task.
@@ -362,6 +363,24 @@ pub struct ListenArgs {
     /// One line per request, without the body.
     #[arg(long)]
     pub compact: bool,
+
+    /// Speak HTTPS with this PEM certificate (then any intermediates); needs --tls-key.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "KEYHOOK_LISTEN_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "KEYHOOK_LISTEN_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Arguments of `demo`.

@@ -281,6 +281,49 @@ fn keyhook_listen_checks_signatures() {
 }
 
 #[test]
+fn keyhook_listen_speaks_https_with_tls_cert_and_tls_key() {
+    let ca = support::pki::Ca::new("listen test CA");
+    let identity = ca.server(&["localhost", "127.0.0.1"]);
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    std::fs::write(&cert, &identity.cert).unwrap();
+    std::fs::write(&key, &identity.key).unwrap();
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("keyhook"));
+    command
+        .args([
+            "listen",
+            "--port",
+            "0",
+            "--secret-env",
+            "LISTEN_SECRET",
+            "--compact",
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("LISTEN_SECRET", "shared-secret");
+    let mut receiver = Receiver::start(command);
+    assert!(
+        receiver.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        receiver.url
+    );
+    let test = renewals(&receiver.url, "shared-secret")
+        .write("ca.pem", &ca.pem)
+        .write("keyhook.toml", "ca_file = \"ca.pem\"\n");
+    test.keyhook(["run-task", "renewals"]).assert().success();
+    let lines = receiver.read_lines(3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|line| line.ends_with("✓ signature valid (qlm)")),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn demo_runs_end_to_end() {
     let test = Test::new();
     let output = test.keyhook(["demo"]).output().unwrap();

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use super::dry_run::{self, placeholder_values};
 use super::{Context, sending};
-use crate::definitions::Problem;
 use crate::definitions::secret::SecretSource;
+use crate::definitions::{Problem, Task, settings};
 use crate::error::{Exit, Result};
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
@@ -15,19 +15,19 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     problems.extend(search_problems(context));
     problems.extend(task_problems(context));
     problems.extend(bad_rows(context));
+    if let Err(error) = definitions.settings.tls.load() {
+        problems.push(Problem {
+            file: definitions.dir.join(settings::FILE),
+            message: error,
+        });
+    }
     problems.sort_by(|a, b| a.file.cmp(&b.file));
     for problem in &problems {
         writeln!(out, "error: {problem}")?;
     }
     for task in &definitions.tasks {
-        if matches!(task.webhook.secret, SecretSource::Literal(_)) && readable_by_others(&task.path)
-        {
-            writeln!(
-                out,
-                "warning: {}: holds a literal `secret` and other users can read the file; \
-                 chmod 600 it, or use secret_env, secret_file or secret_credential",
-                task.path.display()
-            )?;
+        for warning in warnings(task) {
+            writeln!(out, "warning: {}: {warning}", task.path.display())?;
         }
     }
     let (searches, tasks) = (definitions.searches.len(), definitions.tasks.len());
@@ -139,8 +139,70 @@ fn bad_rows(context: &Context) -> Vec<Problem> {
     problems
 }
 
+/// What is allowed but unwise in a task: secrets others can read, signatures sent in clear.
+fn warnings(task: &Task) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if matches!(task.webhook.secret, SecretSource::Literal(_)) && readable_by_others(&task.path) {
+        warnings.push(
+            "holds a literal `secret` and other users can read the file; chmod 600 it, or use \
+             secret_env, secret_file or secret_credential"
+                .to_string(),
+        );
+    }
+    if let Some(client) = &task.webhook.tls.client
+        && readable_by_others(&client.key)
+    {
+        warnings.push(format!(
+            "other users can read client_key {}; chmod 600 it",
+            client.key.display()
+        ));
+    }
+    if let Some(host) = cleartext_host(&task.webhook.url) {
+        warnings.push(format!(
+            "[webhook] url sends payloads and their signatures unencrypted to {host}, which \
+             is not this machine; use https://"
+        ));
+    }
+    warnings
+}
+
+/// The host of an `http://` url that leaves this machine.
+fn cleartext_host(url: &str) -> Option<String> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_string())
+}
+
 /// Whether users other than the owner may read `path` (group or world read bit).
 fn readable_by_others(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|metadata| metadata.permissions().mode() & 0o044 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleartext_is_only_warned_about_off_this_machine() {
+        let cases = [
+            ("http://crm.example.com/hook", Some("crm.example.com")),
+            ("http://10.0.0.5:8080/hook", Some("10.0.0.5")),
+            ("http://127.0.0.1:8080/hook", None),
+            ("http://127.1.2.3/hook", None),
+            ("http://localhost:8080/hook", None),
+            ("http://[::1]:8080/hook", None),
+            ("https://crm.example.com/hook", None),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(cleartext_host(url).as_deref(), expected, "{url}");
+        }
+    }
 }

@@ -13,15 +13,17 @@ use crate::delivery::signature::QLM_HEADER;
 use crate::delivery::standard;
 use crate::delivery::verify::{self, StandardHeaders};
 use crate::error::{Error, Result};
-use crate::receiver::{Reply, Request, Server};
+use crate::receiver::{Reply, Request, Server, ServerTls};
 
 pub fn run(args: &ListenArgs, out: &mut impl Write) -> Result {
     let secret = listen_secret(args)?;
+    let tls = listen_tls(args)?;
     let compact = args.compact;
     // Connection threads hand their reports to this thread, the one that owns stdout.
     let (reports, received) = std::sync::mpsc::channel::<String>();
     let reports = std::sync::Mutex::new(reports);
-    let server = Server::start_unrecorded(&format!("127.0.0.1:{}", args.port), move |request| {
+    let address = format!("127.0.0.1:{}", args.port);
+    let server = Server::start_unrecorded_with(&address, tls, move |request| {
         let report = describe(request, secret.as_ref(), compact);
         if let Ok(reports) = reports.lock() {
             let _ = reports.send(report);
@@ -42,6 +44,27 @@ pub fn run(args: &ListenArgs, out: &mut impl Write) -> Result {
     }
     drop(server);
     success()
+}
+
+/// The certificate and key of `--tls-cert` and `--tls-key`, if given.
+fn listen_tls(args: &ListenArgs) -> Result<Option<ServerTls>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, flag: &str| {
+        std::fs::read(path).map_err(|error| {
+            Error::config(anyhow!("could not read {flag} {}: {error}", path.display()))
+        })
+    };
+    ServerTls::from_pem(&read(cert, "--tls-cert")?, &read(key, "--tls-key")?)
+        .map(Some)
+        .map_err(|error| {
+            Error::config(anyhow!(
+                "--tls-cert {} / --tls-key {}: {error}",
+                cert.display(),
+                key.display()
+            ))
+        })
 }
 
 fn listen_secret(args: &ListenArgs) -> Result<Option<Secret>> {

@@ -106,8 +106,10 @@ pub fn resolve_target(context: &Context, task: &Task) -> std::result::Result<Tar
     let mut secrets = task.webhook.secret.resolve_all()?;
     secrets.extend(task.webhook.previous_secrets.iter().cloned());
     let signer = Signer::new(&task.webhook.schemes, &secrets)?;
-    let policy = policy(&task.webhook.retry, &context.definitions.settings.retry)?;
-    Ok(Target::new(task, signer, policy))
+    let settings = &context.definitions.settings;
+    let policy = policy(&task.webhook.retry, &settings.retry)?;
+    let tls = task.webhook.tls.over(&settings.tls).load()?;
+    Ok(Target::new(task, signer, policy, tls))
 }
 
 /// The exit for a tally: failures, a 410, or a stop.

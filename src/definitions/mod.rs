@@ -6,6 +6,7 @@ pub mod search;
 pub mod secret;
 pub mod settings;
 pub mod task;
+pub mod tls;
 pub mod toml_error;
 
 use std::path::{Path, PathBuf};

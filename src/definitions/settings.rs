@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::retry::{self, RetryFields, ScheduleField};
+use super::tls::TlsFiles;
 use super::{Problem, read_toml};
 use crate::schedule::zone;
 
@@ -33,6 +34,9 @@ struct SettingsFile {
     give_up_after: Option<String>,
     /// Retry 4xx answers other than 408 and 429 too.
     retry_4xx: Option<bool>,
+    /// PEM file of private CA certificates trusted beside the system's, for every task that
+    /// sets none (relative to this file).
+    ca_file: Option<String>,
 }
 
 /// Validated global settings.
@@ -44,6 +48,8 @@ pub struct Settings {
     pub webhooks_enabled: bool,
     /// The retry keys, applied under each task's own.
     pub retry: RetryFields,
+    /// `ca_file`, for tasks that set none.
+    pub tls: TlsFiles,
 }
 
 impl Default for Settings {
@@ -53,6 +59,7 @@ impl Default for Settings {
             query_timeout: Duration::from_secs(5),
             webhooks_enabled: true,
             retry: RetryFields::default(),
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -79,8 +86,10 @@ impl Settings {
         };
         // Checked now, so a mistake is reported against this file rather than every task.
         retry::policy(&RetryFields::default(), &retry).map_err(&problem)?;
+        let tls = TlsFiles::from_fields(file.ca_file, None, None, dir).map_err(&problem)?;
         Ok(Settings {
             retry,
+            tls,
             timezone: file
                 .timezone
                 .map(|name| zone::parse(&name))

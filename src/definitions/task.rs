@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::retry::{RetryFields, ScheduleField};
 use super::secret::{Secret, SecretFields, SecretSource};
 use super::settings::parse_duration;
+use super::tls::TlsFiles;
 use super::{Problem, read_toml, stem};
 use crate::delivery::signature::Scheme;
 use crate::schedule::schedule::Schedule;
@@ -99,6 +100,16 @@ struct WebhookFile {
     /// Retry 4xx answers other than 408 and 429 too.
     #[serde(default)]
     retry_4xx: Option<bool>,
+    /// PEM file of private CA certificates trusted beside the system's (relative to the task
+    /// file); default the one in keyhook.toml.
+    #[serde(default)]
+    ca_file: Option<String>,
+    /// PEM client certificate (chain) for receivers that require mutual TLS.
+    #[serde(default)]
+    client_cert: Option<String>,
+    /// PEM private key of `client_cert`; keep it readable by keyhook's user only.
+    #[serde(default)]
+    client_key: Option<String>,
 }
 
 fn yes() -> bool {
@@ -153,6 +164,8 @@ pub struct Webhook {
     pub retry: RetryFields,
     pub schemes: Vec<Scheme>,
     pub previous_secrets: Vec<Secret>,
+    /// The task's own TLS files; `Settings::tls` fills in `ca_file`.
+    pub tls: TlsFiles,
 }
 
 /// The request timeout when a task sets none.
@@ -226,6 +239,7 @@ impl Webhook {
             credential: file.secret_credential,
         };
         let secret = SecretSource::from_fields(fields, task_dir)?;
+        let tls = TlsFiles::from_fields(file.ca_file, file.client_cert, file.client_key, task_dir)?;
         let timeout = match file.timeout {
             Some(text) => {
                 parse_duration(&text).map_err(|error| format!("field `timeout`: {error}"))?
@@ -252,6 +266,7 @@ impl Webhook {
             }
         };
         Ok(Webhook {
+            tls,
             retry,
             schemes,
             previous_secrets: file.previous_secrets.into_iter().map(Secret::new).collect(),

@@ -11,6 +11,8 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
 
+use super::tls::TlsOptions;
+use super::tls_errors;
 use super::transport::PlainHttpConnector;
 
 /// How much of a response body is kept for the log and error messages.
@@ -47,13 +49,19 @@ impl Attempt {
 pub struct Sender {
     agent: Agent,
     timeout: Duration,
+    client_cert: bool,
+    /// TLS failures already explained (url and error, then the words): explaining one can
+    /// take a handshake, and a run can fail the same way thousands of times.
+    explained: Mutex<Vec<(String, String)>>,
 }
 
 impl Sender {
-    /// A sender whose every request must complete within `timeout`.
-    pub fn new(timeout: Duration) -> Sender {
+    /// A sender whose every request must complete within `timeout`, verifying and presenting
+    /// certificates as `tls` says for `https://` urls.
+    pub fn new(timeout: Duration, tls: &TlsOptions) -> Sender {
         let config = Agent::config_builder()
             .timeout_global(Some(timeout))
+            .tls_config(tls.config())
             .http_status_as_error(false)
             // A redirected POST is a failure the user must see, not something to follow.
             .max_redirects(0)
@@ -63,6 +71,8 @@ impl Sender {
         Sender {
             agent: Agent::with_parts(config, PlainHttpConnector::default(), resolver),
             timeout,
+            client_cert: tls.has_client_cert(),
+            explained: Mutex::default(),
         }
     }
 
@@ -80,12 +90,29 @@ impl Sender {
             Ok(response) => answered(response, started),
             Err(error) => Attempt {
                 status: None,
-                error: Some(describe(&error, self.timeout)),
+                error: Some(self.describe(&error, url)),
                 excerpt: String::new(),
                 duration: started.elapsed(),
                 retry_after: None,
             },
         }
+    }
+}
+
+impl Sender {
+    /// Why a request got no answer, in words a user can act on.
+    fn describe(&self, error: &ureq::Error, url: &str) -> String {
+        let Some(tls) = tls_errors::rustls_error(error) else {
+            return describe(error, self.timeout);
+        };
+        let key = format!("{url} {tls}");
+        let mut explained = self.explained.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, text)) = explained.iter().find(|(seen, _)| *seen == key) {
+            return text.clone();
+        }
+        let text = tls_errors::explain(tls, url, self.timeout, self.client_cert);
+        explained.push((key, text.clone()));
+        text
     }
 }
 

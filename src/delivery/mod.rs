@@ -8,5 +8,7 @@ pub mod retry;
 pub mod run;
 pub mod signature;
 pub mod standard;
+pub mod tls;
+mod tls_errors;
 mod transport;
 pub mod verify;

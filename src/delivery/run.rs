@@ -11,6 +11,7 @@ use chrono::NaiveDateTime;
 use super::http::{Attempt, DELIVERY_HEADER, Sender};
 use super::retry::{RetryPolicy, Verdict};
 use super::signature::Signer;
+use super::tls::TlsOptions;
 use super::{id, payload};
 use crate::definitions::{Search, Task};
 use crate::licenses::license_info::RowError;
@@ -37,12 +38,15 @@ pub struct Target {
     pub policy: RetryPolicy,
     /// Requests in flight at once, each on its own keep-alive connection.
     pub concurrency: usize,
+    /// What an `https://` receiver must prove, and what keyhook proves to it.
+    pub tls: TlsOptions,
 }
 
 impl Target {
     /// The target of a task, with its secret resolved and policy settled.
-    pub fn new(task: &Task, signer: Signer, policy: RetryPolicy) -> Target {
+    pub fn new(task: &Task, signer: Signer, policy: RetryPolicy, tls: TlsOptions) -> Target {
         Target {
+            tls,
             task: task.stem.clone(),
             url: task.webhook.url.clone(),
             signer,
@@ -227,7 +231,7 @@ fn post_jobs(
     report: &mpsc::Sender<(Claimed, Option<Attempt>)>,
     halt: &Halt,
 ) {
-    let sender = Sender::new(target.timeout);
+    let sender = Sender::new(target.timeout, &target.tls);
     loop {
         let job = match jobs.lock() {
             Ok(jobs) => jobs.recv(),

@@ -252,7 +252,10 @@ mod tests {
                     .unwrap();
             }
         });
-        let sender = crate::delivery::http::Sender::new(Duration::from_secs(5));
+        let sender = crate::delivery::http::Sender::new(
+            Duration::from_secs(5),
+            &crate::delivery::tls::TlsOptions::system(),
+        );
         for _ in 0..3 {
             let attempt = sender.post(&url, b"{}", &[]);
             assert!(attempt.delivered(), "{attempt:?}");

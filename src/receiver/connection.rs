@@ -19,7 +19,28 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 /// How much unread input to drain before closing anyway.
 const LINGER_BYTES: u64 = 1 << 20;
 
-/// Serves requests on `stream`, the connection numbered `id`, until it is time to close.
+/// What a connection's bytes travel on: the TCP socket itself, or TLS over it.
+pub(super) trait Wire: Read + Write {
+    /// After the last reply: lets the client read all of it before the socket closes.
+    fn finish(&mut self);
+}
+
+impl Wire for &TcpStream {
+    fn finish(&mut self) {
+        linger(self);
+    }
+}
+
+impl Wire for rustls::StreamOwned<rustls::ServerConnection, &TcpStream> {
+    fn finish(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+        linger(self.sock);
+    }
+}
+
+/// Serves requests on `stream`, the connection numbered `id`, until it is time to close; over
+/// TLS when the server has a TLS configuration.
 pub(super) fn serve(stream: &TcpStream, id: u64, shared: &Shared) {
     // Without TCP_NODELAY a small reply can wait ~40 ms for the client's delayed ACK.
     let configured = stream
@@ -27,38 +48,51 @@ pub(super) fn serve(stream: &TcpStream, id: u64, shared: &Shared) {
         .and_then(|()| stream.set_read_timeout(Some(IDLE_TIMEOUT)))
         .and_then(|()| stream.set_write_timeout(Some(IDLE_TIMEOUT)));
     if configured.is_ok() {
-        let mut reader = BufReader::with_capacity(16 * 1024, stream);
-        let mut line = Vec::new();
-        while !shared.is_stopping() && exchange(&mut reader, id, shared, &mut line) {}
+        match shared.tls() {
+            None => serve_on(stream, id, shared),
+            Some(config) => {
+                if let Ok(tls) = rustls::ServerConnection::new(config) {
+                    serve_on(rustls::StreamOwned::new(tls, stream), id, shared);
+                    // A refused handshake has just sent its alert: closing on the client's
+                    // unread request would reset the connection before the alert is read.
+                    linger(stream);
+                }
+            }
+        }
     }
     // Closes the socket for good even though the server's registry still holds a clone.
     let _ = stream.shutdown(Shutdown::Both);
 }
 
+fn serve_on(wire: impl Wire, id: u64, shared: &Shared) {
+    let mut reader = BufReader::with_capacity(16 * 1024, wire);
+    let mut line = Vec::new();
+    while !shared.is_stopping() && exchange(&mut reader, id, shared, &mut line) {}
+}
+
 /// Reads one request and answers it; returns whether the connection stays open for another.
-fn exchange(
-    reader: &mut BufReader<&TcpStream>,
+fn exchange<W: Wire>(
+    reader: &mut BufReader<W>,
     id: u64,
     shared: &Shared,
     line: &mut Vec<u8>,
 ) -> bool {
-    let stream = *reader.get_ref();
     let head = match parse::read_head(reader, line) {
         Ok(Some(head)) => head,
         Ok(None) => return false,
-        Err(failure) => return refuse(stream, failure),
+        Err(failure) => return refuse(reader.get_mut(), failure),
     };
-    if head.expects_continue && write(stream, encode::CONTINUE).is_err() {
+    if head.expects_continue && write(reader.get_mut(), encode::CONTINUE).is_err() {
         return false;
     }
     match parse::read_body(reader, &head.framing, line) {
-        Ok(body) => respond(stream, head, body, id, shared),
-        Err(failure) => refuse(stream, failure),
+        Ok(body) => respond(reader.get_mut(), head, body, id, shared),
+        Err(failure) => refuse(reader.get_mut(), failure),
     }
 }
 
 /// Hands a complete request to the handler, records it and writes the reply.
-fn respond(stream: &TcpStream, head: Head, body: Vec<u8>, id: u64, shared: &Shared) -> bool {
+fn respond(stream: &mut impl Wire, head: Head, body: Vec<u8>, id: u64, shared: &Shared) -> bool {
     let omit_body = head.method == "HEAD";
     let request = Request {
         method: head.method,
@@ -85,17 +119,17 @@ fn respond(stream: &TcpStream, head: Head, body: Vec<u8>, id: u64, shared: &Shar
     };
     let sent = write(stream, &encode::response(&reply, omit_body, connection)).is_ok();
     if sent && !keep_alive {
-        linger(stream);
+        stream.finish();
     }
     sent && keep_alive
 }
 
 /// Answers a request that could not be read, if there is anyone to answer; always closes.
-fn refuse(stream: &TcpStream, failure: Failure) -> bool {
+fn refuse(stream: &mut impl Wire, failure: Failure) -> bool {
     if let Failure::Reject(status, why) = failure {
         let reply = Reply::status(status).with_body(format!("{why}\n"));
         if write(stream, &encode::response(&reply, false, Some("close"))).is_ok() {
-            linger(stream);
+            stream.finish();
         }
     }
     false
@@ -111,8 +145,10 @@ fn call(handler: &Handler, request: &Request) -> Reply {
     })
 }
 
-fn write(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
-    stream.write_all(bytes)
+fn write(stream: &mut impl Wire, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes)?;
+    // TLS holds written bytes until flushed; a socket's flush does nothing.
+    stream.flush()
 }
 
 /// Half-closes, then drains what the client is still sending: closing a socket with unread

@@ -7,11 +7,13 @@ mod parse;
 mod server;
 #[cfg(test)]
 mod test_client;
+mod tls;
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 pub use server::Server;
+pub use tls::ServerTls;
 
 /// One request as received.
 #[derive(Debug, Clone)]

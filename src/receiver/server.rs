@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::connection;
-use super::{Reply, Request};
+use super::{Reply, Request, ServerTls};
 
 /// What the server calls for every request.
 pub(super) type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
@@ -32,6 +32,7 @@ pub struct Server {
 pub(super) struct Shared {
     handler: Box<Handler>,
     record: bool,
+    tls: Option<ServerTls>,
     log: Mutex<Log>,
     arrived: Condvar,
     connections: AtomicU64,
@@ -56,7 +57,7 @@ impl Server {
     where
         H: Fn(&Request) -> Reply + Send + Sync + 'static,
     {
-        Server::launch(addr, Box::new(handler), true)
+        Server::launch(addr, Box::new(handler), true, None)
     }
 
     /// Like [`Server::start`], but keeps no copy of requests, so memory stays flat however
@@ -65,15 +66,41 @@ impl Server {
     where
         H: Fn(&Request) -> Reply + Send + Sync + 'static,
     {
-        Server::launch(addr, Box::new(handler), false)
+        Server::launch(addr, Box::new(handler), false, None)
     }
 
-    fn launch(addr: &str, handler: Box<Handler>, record: bool) -> io::Result<Server> {
+    /// Like [`Server::start`], speaking TLS on every connection (`https://`).
+    pub fn start_tls<H>(addr: &str, tls: ServerTls, handler: H) -> io::Result<Server>
+    where
+        H: Fn(&Request) -> Reply + Send + Sync + 'static,
+    {
+        Server::launch(addr, Box::new(handler), true, Some(tls))
+    }
+
+    /// Like [`Server::start_unrecorded`], over TLS when `tls` is given.
+    pub fn start_unrecorded_with<H>(
+        addr: &str,
+        tls: Option<ServerTls>,
+        handler: H,
+    ) -> io::Result<Server>
+    where
+        H: Fn(&Request) -> Reply + Send + Sync + 'static,
+    {
+        Server::launch(addr, Box::new(handler), false, tls)
+    }
+
+    fn launch(
+        addr: &str,
+        handler: Box<Handler>,
+        record: bool,
+        tls: Option<ServerTls>,
+    ) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             handler,
             record,
+            tls,
             log: Mutex::default(),
             arrived: Condvar::new(),
             connections: AtomicU64::new(0),
@@ -98,9 +125,14 @@ impl Server {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT` followed by `path`.
+    /// `http://127.0.0.1:PORT` (`https://` over TLS) followed by `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", reachable(self.addr))
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{path}", reachable(self.addr))
     }
 
     /// A copy of the requests received so far, in arrival order (none if unrecorded).
@@ -179,6 +211,11 @@ impl fmt::Debug for Server {
 impl Shared {
     pub(super) fn handler(&self) -> &Handler {
         &*self.handler
+    }
+
+    /// The TLS configuration connections are served with, if any.
+    pub(super) fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.as_ref().map(ServerTls::config)
     }
 
     pub(super) fn is_stopping(&self) -> bool {
