@@ -221,3 +221,41 @@ fn status_does_not_show_a_skipped_slot_as_a_run() {
         "{text}"
     );
 }
+
+#[test]
+fn json_output_is_one_document_and_warnings_go_to_stderr() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(410)).unwrap();
+    let test = Test::new()
+        .search("all", "ID > 0")
+        .task("off", "all", &server.url("/"), "enabled = false")
+        .task("gone", "all", &server.url("/"), "");
+    test.simple_license(1, "2026-11-25T10:00:00");
+    test.simple_license(2, "2026-11-25T10:00:00");
+    // The first run meets the 410; the second finds the webhook disabled by it.
+    test.keyhook(["run-task", "gone"]).output().unwrap();
+    for (task, warning) in [
+        ("off", "webhook disabled"),
+        (
+            "gone",
+            "webhook DISABLED since its receiver answered 410 Gone",
+        ),
+    ] {
+        let output = test
+            .keyhook(["run-task", task, "--json", "--force"])
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{task}: stdout is not one JSON document ({e}): {}",
+                stdout(&output)
+            )
+        });
+        assert_eq!(json["matched"], 2, "{json}");
+        assert!(
+            stderr(&output).contains(warning),
+            "{task}: {}",
+            stderr(&output)
+        );
+        assert!(json["warnings"][0].as_str().unwrap().contains(warning));
+    }
+}

@@ -392,6 +392,41 @@ fn check_warns_about_readable_literal_secrets() {
 }
 
 /// Everything a run produces, grepped for the secret.
+/// What the commands print when things go wrong: a malformed task file whose broken line
+/// holds the secret, a license row that cannot be read, a state file that cannot be used.
+fn error_paths(test: &Test, secret: &str) -> String {
+    let broken = format!(
+        "name = \"broken\"\nsearch = \"one\"\nschedule = \"every 1 day\"\n[webhook]\n\
+         url = \"http://127.0.0.1:9/\"\nsecret = \"{secret}\" trailing\n"
+    );
+    std::fs::write(test.path("tasks/broken.toml"), broken).unwrap();
+    let conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    conn.execute(
+        "INSERT INTO LicenseKeys (ActivationKey, Duration) VALUES ('K2', 'thirty')",
+        [],
+    )
+    .unwrap();
+    std::fs::create_dir(test.path("state-is-a-folder")).unwrap();
+    let mut printed = String::new();
+    for args in [
+        &["check"][..],
+        &["run-due"],
+        &["run-task", "broken"],
+        &["run-task", "one", "--force"],
+        &["run-task", "one", "--force", "--json"],
+        &["log", "--status", "bad"],
+        &["dry-run", "one", "--payloads"],
+        &["--state", "state-is-a-folder", "run-task", "one", "--force"],
+        &["--state", "state-is-a-folder", "status"],
+    ] {
+        let output = test.keyhook(args).output().unwrap();
+        printed.push_str(&stdout(&output));
+        printed.push_str(&stderr(&output));
+    }
+    std::fs::remove_file(test.path("tasks/broken.toml")).unwrap();
+    printed
+}
+
 #[test]
 fn no_secret_leaks_anywhere() {
     const CANARY: &str = "whsec_Q0FOQVJZLWNhbmFyeS1jYW5hcnktY2FuYXJ5IQ==";
@@ -444,10 +479,21 @@ fn no_secret_leaks_anywhere() {
         .output()
         .unwrap();
     everything.push_str(&stderr(&run));
+    everything.push_str(&error_paths(&test, CANARY));
     assert!(
         everything.contains("Zoë") && everything.contains("X-QLM-Signature"),
         "the commands did run"
     );
+    for error in [
+        "invalid TOML at line",
+        "bad row",
+        "could not open state database",
+    ] {
+        assert!(
+            everything.contains(error),
+            "the error path `{error}` did run"
+        );
+    }
     assert!(!everything.contains(CANARY), "a secret leaked into output");
     assert!(
         !everything.contains("Q0FOQVJZ"),

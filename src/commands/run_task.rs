@@ -67,6 +67,9 @@ pub(super) struct Report {
     pub failures: Vec<Failure>,
     /// The bad rows (the first hundred; `keyhook log --status bad` lists them all).
     pub bad: Vec<BadRow>,
+    /// Why deliveries were held back: the webhook is disabled, or its receiver answered 410.
+    /// Printed before the summary; with `--json`, on stderr.
+    pub warnings: Vec<String>,
     #[serde(skip)]
     pub tally: Tally,
 }
@@ -95,6 +98,10 @@ pub fn run(context: &Context, args: &RunTaskArgs, out: &mut impl Write) -> Resul
     let stop = Stop::install();
     let report = execute(context, task, &options, &stop, out)?;
     if args.json {
+        // stdout is one JSON document; what a person should read goes to stderr.
+        for warning in &report.warnings {
+            writeln!(std::io::stderr(), "{warning}")?;
+        }
         serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
@@ -112,6 +119,9 @@ pub(super) fn print(
 ) -> std::io::Result<()> {
     if let Some(why) = &report.skipped {
         return writeln!(out, "{}: {why}", report.task);
+    }
+    for warning in &report.warnings {
+        writeln!(out, "{warning}")?;
     }
     for bad in &report.bad {
         writeln!(out, "bad row: {}; not sent", bad.error)?;
@@ -141,7 +151,6 @@ pub(super) fn execute(
     context.ensure_valid(&task.path)?;
     context.ensure_valid(&search.path)?;
     let mut target = sending::target(context, task)?;
-    target.concurrency = options.concurrency.or(task.concurrency).unwrap_or(1).max(1);
     let Some(_lock) = sending::lock(context, &task.stem)? else {
         return Err(sending::locked(task));
     };
@@ -187,21 +196,24 @@ pub(super) fn execute(
     report.bad_rows = recorded.bad_rows;
     report.bad = recorded.bad.into_iter().map(BadRow::from).collect();
     let matched = matched - recorded.bad_rows;
+    // Never more workers (threads, connections) than deliveries.
+    let wanted = options.concurrency.or(task.concurrency).unwrap_or(1);
+    target.concurrency = wanted
+        .min(usize::try_from(matched).unwrap_or(usize::MAX))
+        .max(1);
     report.sent = enabled && !gone;
     if !enabled {
-        writeln!(
-            out,
+        report.warnings.push(format!(
             "{}: webhook disabled ({}); nothing was sent",
             task.name,
             disabled_by(context, task)
-        )?;
+        ));
     } else if gone {
-        writeln!(
-            out,
+        report.warnings.push(format!(
             "WARNING: task `{}`: webhook DISABLED since its receiver answered 410 Gone; \
              {matched} deliveries wait. Fix the url, then `keyhook enable {}`",
             task.name, task.stem
-        )?;
+        ));
         report.tally.gone = true;
     } else {
         let failures = Mutex::new(Vec::new());
@@ -261,6 +273,7 @@ impl Report {
             elapsed: 0.0,
             failures: Vec::new(),
             bad: Vec::new(),
+            warnings: Vec::new(),
             tally: Tally::default(),
         }
     }
