@@ -2,10 +2,8 @@
 //! model, invalid UTF-8, an impossible date) holds back no other: the rest are delivered, each
 //! bad row is recorded and named, and the run exits 4.
 
-mod support;
-
+use crate::support::{Test, stderr, stdout};
 use keyhook::receiver::{Reply, Server};
-use support::{Test, stderr, stdout};
 
 /// The bad rows, by key: (key, the column named in the error).
 const BAD: [(&str, &str); 5] = [

@@ -1,8 +1,6 @@
 //! `keyhook db init` and `keyhook db demo` write real SQLite files.
 
-mod support;
-
-use support::{Test, stderr, stdout};
+use crate::support::{Test, stderr, stdout};
 
 #[test]
 fn init_is_idempotent_and_keeps_data() {

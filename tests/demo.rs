@@ -1,13 +1,11 @@
 //! `keyhook demo` and `keyhook db demo` stopped by a signal: nothing left behind, and the exit
 //! says the run was interrupted.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Test, stderr};
+use crate::support::{Test, stderr};
 
 /// Sends `signal` to the child process.
 fn signal(child: &Child, signal: &str) {

@@ -1,9 +1,7 @@
 //! `keyhook dry-run`, `list` and `check` against real SQLite files.
 
-mod support;
-
+use crate::support::{self, Test, stderr, stdout, text};
 use rusqlite::types::Value;
-use support::{Test, stderr, stdout, text};
 
 fn renewals() -> Test {
     let test = Test::new().write(

@@ -1,14 +1,12 @@
 //! Durable delivery: nothing is lost when the receiver is down or keyhook is killed, retries
 //! follow the policy, and two processes never send the same delivery twice.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::{Test, later, stderr, stdout};
 use keyhook::receiver::{Reply, Request, Server};
-use support::{Test, later, stderr, stdout};
 
 const SECRET: &str = "test-secret";
 

@@ -2,10 +2,8 @@
 //! a usage error (exit 2) that names where it came from, never a wrap that deletes history or
 //! gives up on deliveries.
 
-mod support;
-
+use crate::support::{Test, stderr, stdout};
 use keyhook::receiver::{Reply, Server};
-use support::{Test, stderr, stdout};
 
 /// Far beyond any range, yet a valid u64 of seconds: `as i64` made it negative.
 const HUGE: &str = "300000000000y";

@@ -1,10 +1,8 @@
 //! A slot, run or first sighting recorded in the future (a wrong clock, `--now`, a stale
 //! `KEYHOOK_NOW`) is said loudly by `run-due`, and `set-last-run` moves it back.
 
-mod support;
-
+use crate::support::{Test, stderr, stdout};
 use keyhook::receiver::{Reply, Server};
-use support::{Test, stderr, stdout};
 
 fn daily(server: &Server) -> Test {
     Test::new()

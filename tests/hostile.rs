@@ -1,14 +1,12 @@
 //! keyhook used as a hostile user would: broken definition files must not leak their secrets,
 //! and bytes from the network must not reach the terminal raw.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
+use crate::support::{self, Test, stderr, stdout};
 use keyhook::receiver::{Reply, Server};
-use support::{Test, stderr, stdout};
 
 const SECRET: &str = "s3cr3t-VALUE-never-shown";
 

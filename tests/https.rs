@@ -2,11 +2,9 @@
 //! the real `keyhook run-task`: private CAs, wrong names, expired certificates, mutual TLS,
 //! a plain-HTTP server on an https:// url, and one handshake for many deliveries.
 
-mod support;
-
+use crate::support::pki::{Ca, Identity};
+use crate::support::{self, Test, stdout};
 use keyhook::receiver::{Reply, Server, ServerTls};
-use support::pki::{Ca, Identity};
-use support::{Test, stdout};
 
 const CA_NAME: &str = "keyhook test CA";
 

@@ -1,12 +1,10 @@
 //! The crontab line and the systemd units in `examples/`, each run for real.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::{Test, repo, stderr, stdout, text};
 use keyhook::receiver::{Reply, Server};
-use support::{Test, repo, stderr, stdout, text};
 
 /// A configuration folder whose one task is due at any time (`* * * * *`), first seen long ago.
 fn due_task(url: &str, secret_line: &str) -> Test {

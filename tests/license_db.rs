@@ -2,12 +2,8 @@
 //! searches that would take the machine's memory. Each is named, and none is blamed on the
 //! wrong party.
 
-mod support;
-#[path = "support/unprivileged.rs"]
-mod unprivileged;
-
-use support::{Test, stderr, stdout};
-use unprivileged::{chmod, unprivileged};
+use crate::support::unprivileged::{chmod, unprivileged};
+use crate::support::{Test, stderr, stdout};
 
 /// Replaces the license database with one whose table has only `columns`.
 fn partial_table(test: &Test, columns: &str) {

@@ -1,9 +1,7 @@
 //! The machine's zone comes from `TZ`: a value that names no zone is said on stderr, not
 //! silently read as UTC (where "today" can be another day).
 
-mod support;
-
-use support::{Test, stderr, stdout};
+use crate::support::{Test, stderr, stdout};
 
 fn dry_run_with_tz(test: &Test, tz: &str, extra: &[&str]) -> std::process::Output {
     test.keyhook(["dry-run", "all"].iter().chain(extra))

@@ -1,10 +1,8 @@
 //! A misconfiguration is an error that names what is wrong, never a quiet no-op, and `check`
 //! finds what a run would fail on.
 
-mod support;
-
+use crate::support::{Test, stderr, stdout};
 use keyhook::receiver::{Reply, Server};
-use support::{Test, stderr, stdout};
 
 fn all_output(output: &std::process::Output) -> String {
     format!("{}{}", stdout(output), stderr(output))

@@ -1,11 +1,9 @@
 //! The request, byte for byte: QLM's documented example must come out exactly.
 
-mod support;
-
+use crate::support::{self, Test, text};
 use keyhook::receiver::{Reply, Server};
 use rusqlite::types::Value;
 use sha2::{Digest, Sha256};
-use support::{Test, text};
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/qlm-example-body.json");
 const FIXTURE_SIGNATURE: &str = "8514cbf9c4396c2a5e665e5e11d051700f14f8757b360de8f0e2ff933955d83d";

@@ -1,13 +1,11 @@
 //! The receivers users copy (`examples/receivers/`) and `keyhook listen`, each run as a real
 //! process and fed by a real `keyhook run-task`.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Test, stdout};
+use crate::support::{self, Test, stdout};
 
 /// A receiver process, killed when dropped.
 struct Receiver {

@@ -1,12 +1,10 @@
 //! Retries happen at their due time, in `retry` or `run-due`: a run sends each delivery once,
 //! its summary counts deliveries, and no retry leaves before its wait (less the jitter).
 
-mod support;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::{Test, stdout};
 use keyhook::receiver::{Reply, Server};
-use support::{Test, stdout};
 
 /// `count` licenses that all match, and a task posting them to `url`.
 fn many(count: i64, url: &str, extra_webhook: &str) -> Test {

@@ -1,11 +1,9 @@
 //! `keyhook run-task` against a real receiver on 127.0.0.1: what arrives, and every failure path.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{self, Test, stdout};
 use keyhook::receiver::{Reply, Server};
-use support::{Test, stdout};
 
 /// Three licenses expiring within 30 days of the pinned clock, one later, one without a date.
 fn renewals(url: &str, extra_webhook: &str) -> Test {

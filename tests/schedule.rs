@@ -1,11 +1,9 @@
 //! `run-due` at a sequence of pinned times against a real receiver: exactly the expected
 //! deliveries arrive. Also `[date]`, `set-last-run`, `next` and `list`.
 
-mod support;
-
+use crate::support::{Test, stderr, stdout, text};
 use keyhook::receiver::{Reply, Server};
 use rusqlite::types::Value;
-use support::{Test, stderr, stdout, text};
 
 /// A task whose search matches exactly the license with `key`, sending `user_data`.
 fn task(test: Test, stem: &str, schedule: &str, extra: &str, url: &str) -> Test {

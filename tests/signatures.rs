@@ -1,13 +1,11 @@
 //! Signature schemes, secret sources and rotation, `sign`, `verify`, `secret new`, and the
 //! promise that no secret appears anywhere a run leaves a trace.
 
-mod support;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::support::{Test, stderr, stdout, text};
 use keyhook::delivery::standard::{self, Key};
 use keyhook::receiver::{Reply, Request, Server};
-use support::{Test, stderr, stdout, text};
 
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OLD_WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";

@@ -1,12 +1,8 @@
 //! A state database keyhook cannot use: every command names the path, the reason and what to
 //! do, and no command calls a file it cannot look at "not there".
 
-mod support;
-#[path = "support/unprivileged.rs"]
-mod unprivileged;
-
-use support::{Test, stderr, stdout};
-use unprivileged::{chmod, unprivileged};
+use crate::support::unprivileged::{chmod, unprivileged};
+use crate::support::{Test, stderr, stdout};
 
 const ADVICE: &str = "point --state (KEYHOOK_STATE) at a file this user can read and write";
 

@@ -1,0 +1,25 @@
+//! The integration tests, one module per feature, built as one test binary: one link instead
+//! of one per file, and one process whose test threads share the machine.
+
+mod support;
+
+mod bad_rows;
+mod db;
+mod demo;
+mod dry_run;
+mod durable;
+mod durations;
+mod future_slot;
+mod hostile;
+mod https;
+mod install;
+mod license_db;
+mod machine_zone;
+mod misconfig;
+mod payload;
+mod receivers;
+mod retries;
+mod run_task;
+mod schedule;
+mod signatures;
+mod state_paths;
