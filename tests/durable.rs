@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::ports::ClosedPort;
 use crate::support::{Test, later, stderr, stdout};
 use keyhook::receiver::{Reply, Request, Server};
 
@@ -222,15 +223,11 @@ fn a_receiver_failing_the_first_requests_gets_them_on_retry() {
 
 #[test]
 fn a_receiver_down_then_back_gets_everything() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/hook");
-    let test = many(4, &url, "retry_interval = \"1h\"");
+    let down = ClosedPort::new();
+    let test = many(4, &down.url("/hook"), "retry_interval = \"1h\"");
     assert_eq!(code(&test, ["run-task", "all"]), Some(1));
-    let server = Server::start(&format!("127.0.0.1:{port}"), |_| Reply::ok()).unwrap();
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let _back = down.forward_to(&server);
     test.keyhook(["retry", "--now", &later(3601)])
         .assert()
         .success();

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::support::ports::ClosedPort;
 use crate::support::{self, Test, stdout};
 use keyhook::receiver::{Reply, Server};
 
@@ -103,13 +104,8 @@ fn a_500_is_a_failure_with_status_and_body_and_exit_1() {
 
 #[test]
 fn connection_refused_is_a_failure() {
-    // Bind a port, then free it, so nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let test = renewals(&format!("http://127.0.0.1:{port}/"), "");
+    let down = ClosedPort::new();
+    let test = renewals(&down.url("/"), "");
     let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod ports;
 pub mod unprivileged;
 
 use std::path::{Path, PathBuf};
