@@ -1,7 +1,8 @@
 //! `keyhook run-task` against a real receiver on 127.0.0.1: what arrives, and every failure path.
 
-use std::time::Duration;
+use std::sync::Arc;
 
+use crate::support::gate::Gate;
 use crate::support::ports::ClosedPort;
 use crate::support::{self, Test, stdout};
 use keyhook::receiver::{Reply, Server};
@@ -118,20 +119,25 @@ fn connection_refused_is_a_failure() {
 
 #[test]
 fn a_receiver_that_never_answers_times_out() {
-    let server = Server::start("127.0.0.1:0", |_| {
-        Reply::ok().with_delay(Duration::from_secs(5))
+    // Every answer is held until keyhook has exited, so it can only have given up on its own:
+    // no clock bound, which a busy machine could miss.
+    let gate = Gate::new();
+    let server = Server::start("127.0.0.1:0", {
+        let gate = Arc::clone(&gate);
+        move |_| {
+            gate.hold();
+            Reply::ok()
+        }
     })
     .unwrap();
     let test = renewals(&server.url("/"), "timeout = \"300ms\"");
-    let started = std::time::Instant::now();
     let output = test.keyhook(["run-task", "renewals"]).output().unwrap();
+    assert_eq!(gate.expired(), 0, "keyhook waited for an answer");
+    gate.open();
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
-    assert!(text.contains("no answer within 300ms"), "{text}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "the timeout was honoured"
-    );
+    assert_eq!(text.matches("no answer within 300ms").count(), 3, "{text}");
+    assert_eq!(gate.arrived(), 3, "each request was sent");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod gate;
 pub mod pki;
 pub mod ports;
 pub mod unprivileged;
