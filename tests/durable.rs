@@ -243,6 +243,10 @@ fn a_receiver_failing_the_first_requests_gets_them_on_retry() {
         "{}",
         stdout(&output)
     );
+    let _redacted = test.redacted().bind_to_scope();
+    let status = test.keyhook(["status"]).output().unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    insta::assert_snapshot!("status_with_failures", stdout(&status));
     // Not due yet: the first wait is 5 s (±10%).
     let early = test
         .keyhook(["retry", "--now", &later(2)])
@@ -261,6 +265,15 @@ fn a_receiver_failing_the_first_requests_gets_them_on_retry() {
         stdout(&output)
     );
     assert_all_arrived_once_or_identically(&server, 5);
+    let log = test
+        .keyhook(["log", "--json", "--attempts"])
+        .output()
+        .unwrap();
+    assert!(log.status.success(), "{}", stderr(&log));
+    insta::assert_snapshot!("log_json_attempts", stdout(&log));
+    let status = test.keyhook(["status"]).output().unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    insta::assert_snapshot!("status_all_delivered", stdout(&status));
 }
 
 #[test]

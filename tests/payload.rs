@@ -91,6 +91,8 @@ fn dry_run_payloads_show_the_same_bytes_and_signature_but_not_the_secret() {
     assert!(stdout.contains(&format!("X-QLM-Signature: {FIXTURE_SIGNATURE}")));
     assert!(stdout.contains("Content-Length: 886"));
     assert!(!stdout.contains("my-secret-key"));
+    let _redacted = test.redacted().bind_to_scope();
+    insta::assert_snapshot!(stdout);
 }
 
 #[test]

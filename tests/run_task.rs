@@ -193,6 +193,8 @@ fn json_summary_lists_failures() {
     assert_eq!(json["failures"][0]["activation_key"], "KEY-3");
     assert_eq!(json["failures"][0]["status"], 422);
     assert!(json["elapsed"].as_f64().is_some());
+    let _redacted = test.redacted().bind_to_scope();
+    insta::assert_snapshot!(stdout(&output));
 }
 
 #[test]

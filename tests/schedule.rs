@@ -229,6 +229,7 @@ fn next_shows_run_times_with_zone_and_offset() {
     ] {
         assert!(text.contains(line), "{line}:\n{text}");
     }
+    insta::assert_snapshot!(text);
     let list = test
         .keyhook(["list", "--now", "2026-03-27T12:00:00Z"])
         .output()

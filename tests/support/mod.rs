@@ -114,6 +114,20 @@ impl Test {
         command
     }
 
+    /// insta settings for output that users and scripts read: what changes from run to run
+    /// (delivery ids, elapsed times, ports, this test's folder) is replaced by a name, so the
+    /// snapshot pins everything else. Bind it: `let _redacted = test.redacted().bind_to_scope();`
+    pub fn redacted(&self) -> insta::Settings {
+        let mut settings = insta::Settings::clone_current();
+        let folder = self.dir.path().to_string_lossy();
+        settings.add_filter(&regex_escape(&folder), "[folder]");
+        settings.add_filter(r"msg_[0-9a-f]{28}", "msg_[id]");
+        settings.add_filter(r"127\.0\.0\.1:[0-9]+", "127.0.0.1:[port]");
+        settings.add_filter(r#""elapsed": ?[0-9.e-]+"#, r#""elapsed": "[elapsed]""#);
+        settings.add_filter(r#""duration_ms": ?[0-9]+"#, r#""duration_ms": "[ms]""#);
+        settings
+    }
+
     /// `keyhook <args>` in the folder, with the clock pinned to [`NOW`] in UTC.
     pub fn keyhook<I, S>(&self, args: I) -> Command
     where
@@ -153,4 +167,16 @@ pub fn later(seconds: i64) -> String {
     (now + chrono::Duration::seconds(seconds))
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string()
+}
+
+/// `text` as a regular expression that matches only itself.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::new();
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
