@@ -322,7 +322,8 @@ pub struct PruneArgs {
 /// `db` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Create an empty license database with QLM's LicenseKeys table (no change if it exists).
+    /// Create an empty license database with QLM's LicenseKeys, Customers and Products tables
+    /// (no change to those that exist).
     Init,
 
     /// Write a demo license database with licenses spread around today.
