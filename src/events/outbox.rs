@@ -263,9 +263,10 @@ fn create_triggers(tx: &Connection, plan: &TablePlan) -> Result<(), InstallError
         tx.execute_batch(sql)?;
     }
     let table = quote(&plan.table);
+    let column = quote(plan.columns.first().map_or("rowid", String::as_str));
     for probe in [
         format!("INSERT INTO {table} DEFAULT VALUES"),
-        format!("UPDATE {table} SET rowid = rowid WHERE 0"),
+        format!("UPDATE {table} SET {column} = {column} WHERE 0"),
         format!("DELETE FROM {table} WHERE 0"),
     ] {
         if let Err(error) = tx.prepare(&probe) {

@@ -153,3 +153,25 @@ fn wide_tables_are_snapshotted_in_several_objects() {
     assert_eq!(value.as_object().unwrap().len(), 131);
     assert_eq!(value["c129"], "last");
 }
+
+#[test]
+fn a_without_rowid_table_gets_triggers_too() {
+    let mut conn = database();
+    conn.execute_batch("CREATE TABLE Seats (Code TEXT PRIMARY KEY, Holder TEXT) WITHOUT ROWID")
+        .unwrap();
+    let mut catalog = Catalog::builtin();
+    let user: crate::events::catalog::Source = toml::from_str(
+        "table = \"Seats\"\nkey = \"Code\"\npayload = \"generic\"\n\
+         [[event]]\nname = \"seat.taken\"\noperation = \"update\"\n\
+         condition = \"NEW.Holder IS NOT NULL\"\n",
+    )
+    .unwrap();
+    catalog.sources.push(user);
+    install(&mut conn, &catalog).unwrap();
+    conn.execute_batch("INSERT INTO Seats VALUES ('A1', NULL); UPDATE Seats SET Holder = 'me';")
+        .unwrap();
+    assert_eq!(
+        events(&conn),
+        [("seat.taken".into(), "Seats".into(), Some("A1".into()))]
+    );
+}
