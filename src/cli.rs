@@ -123,6 +123,11 @@ pub enum Command {
     #[command(subcommand)]
     Db(DbCommand),
 
+    /// Event capture: the catalog of event types, and the triggers that record them in the
+    /// license database.
+    #[command(subcommand)]
+    Events(EventsCommand),
+
     /// Run a local webhook receiver that prints what it gets and checks signatures (over HTTPS
     /// with --tls-cert and --tls-key).
     Listen(ListenArgs),
@@ -322,11 +327,57 @@ pub struct PruneArgs {
 /// `db` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Create an empty license database with QLM's LicenseKeys table (no change if it exists).
+    /// Create an empty license database with QLM's LicenseKeys, Customers and Products tables
+    /// (no change to those that exist).
     Init,
 
     /// Write a demo license database with licenses spread around today.
     Demo(DbDemoArgs),
+}
+
+/// `events` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print the event catalog: the built-in events over QLM's tables, then those of
+    /// `events.toml` in the configuration folder.
+    Catalog(EventsCatalogArgs),
+
+    /// Add the triggers that append each event to the outbox table `keyhook_outbox`, in the
+    /// same transaction as the change; upgrade them when a table or the catalog changed.
+    ///
+    /// This and `events uninstall` are the only writes keyhook makes to the license database.
+    /// One transaction; running it again changes nothing and says so.
+    Install,
+
+    /// Remove exactly what `events install` added: the triggers, the outbox and its record.
+    Uninstall(EventsUninstallArgs),
+
+    /// Whether the triggers are installed and still match their tables, and the outbox's size.
+    Status(EventsStatusArgs),
+}
+
+/// Arguments of `events catalog`.
+#[derive(Debug, Args)]
+pub struct EventsCatalogArgs {
+    /// One JSON array of the event types.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `events uninstall`.
+#[derive(Debug, Args)]
+pub struct EventsUninstallArgs {
+    /// Also when the outbox still holds events (they are deleted with it).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `events status`.
+#[derive(Debug, Args)]
+pub struct EventsStatusArgs {
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `db demo`.

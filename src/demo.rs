@@ -6,6 +6,7 @@ use rusqlite::{Connection, Statement, params};
 use std::fmt::Write as _;
 
 mod data;
+mod related;
 mod row;
 
 use data::{BUNDLES, COMPANIES, NOTES, PEOPLE, PRODUCT_PROPERTIES, PRODUCTS, SEATS, USER_DATA};
@@ -33,7 +34,8 @@ impl Default for DemoOptions {
 }
 
 /// Inserts `options.licenses` rows into an existing LicenseKeys table (schema::create was
-/// already called) in one transaction and returns how many were written.
+/// already called) in one transaction and returns how many were written. The products, and
+/// the customers the licenses refer to, are written in the same transaction.
 ///
 /// Row numbers continue after the table's highest `ID`, so running it twice adds new licenses
 /// (with new activation keys) instead of duplicates.
@@ -58,6 +60,7 @@ pub fn populate(conn: &mut Connection, options: &DemoOptions) -> rusqlite::Resul
         }
     }
     create_indexes(&tx, &indexes)?;
+    related::populate_related(&tx)?;
     tx.commit()?;
     Ok(options.licenses)
 }

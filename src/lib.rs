@@ -9,6 +9,7 @@ pub mod definitions;
 pub mod delivery;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod file_access;
 pub mod licenses;
 pub mod receiver;

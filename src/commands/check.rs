@@ -15,6 +15,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     problems.extend(search_problems(context));
     problems.extend(task_problems(context));
     problems.extend(bad_rows(context));
+    problems.extend(super::events::check_problems(context));
     if let Err(error) = definitions.settings.tls.load() {
         problems.push(Problem {
             file: definitions.dir.join(settings::FILE),

@@ -5,6 +5,7 @@ mod db;
 mod demo;
 mod dry_run;
 mod enable;
+mod events;
 mod list;
 mod listen;
 mod log;
@@ -26,7 +27,7 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 
-use crate::cli::{Cli, Command, DbCommand, GlobalArgs, SecretCommand};
+use crate::cli::{Cli, Command, DbCommand, EventsCommand, GlobalArgs, SecretCommand};
 use crate::definitions::{Definitions, Search, Task};
 use crate::error::{Error, Exit, Result};
 use crate::licenses::query::LicenseDb;
@@ -68,6 +69,12 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Check => check::run(&context, &mut out),
         Command::Db(DbCommand::Init) => db::init(&context, &mut out),
         Command::Db(DbCommand::Demo(args)) => db::demo(&context, &args, &mut out),
+        Command::Events(EventsCommand::Catalog(args)) => events::catalog(&context, &args, &mut out),
+        Command::Events(EventsCommand::Install) => events::install(&context, &mut out),
+        Command::Events(EventsCommand::Uninstall(args)) => {
+            events::uninstall(&context, &args, &mut out)
+        }
+        Command::Events(EventsCommand::Status(args)) => events::status(&context, &args, &mut out),
         Command::Listen(args) => listen::run(&args, &mut out),
         Command::Demo(args) => demo::run(&context, &args, &mut out),
     }

@@ -303,3 +303,24 @@ fn a_today_without_room_for_four_digit_years_is_an_error() {
     assert!(populate(&mut conn, &options).is_err());
     assert_eq!(count(&conn, "1"), 0);
 }
+
+#[test]
+fn every_license_names_a_demo_customer_and_product_with_its_email() {
+    let conn = demo(day(DAYS[0]), 300, 42);
+    let orphans = count(
+        &conn,
+        "CustomerID NOT IN (SELECT CustomerID FROM Customers) \
+         OR ProductID NOT IN (SELECT ProductID FROM Products) \
+         OR Email <> (SELECT Email FROM Customers c WHERE c.CustomerID = LicenseKeys.CustomerID)",
+    );
+    assert_eq!(orphans, 0);
+    let (customers, products): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM Customers), (SELECT count(*) FROM Products)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!((10..=336).contains(&customers), "{customers} customers");
+    assert_eq!(products, PRODUCTS.len() as i64);
+}

@@ -3,6 +3,6 @@
 
 pub mod license_info;
 pub mod macros;
-mod open;
+pub mod open;
 pub mod query;
 pub mod schema;

@@ -153,9 +153,55 @@ pub fn ddl() -> String {
     sql
 }
 
-/// Creates the table and its indexes if they are not there yet.
+/// QLM's customer table. QLM does not publish its full schema: these are the customer fields
+/// its documentation and APIs name (`FullName`, `Company`, `Email`, the address, `UserData1`,
+/// and v11's `PrivacyPolicyConsent` / `PrivacyPolicyLastUpdate`), keyed on `CustomerID`, which
+/// `LicenseKeys.CustomerID` refers to. Plausible, not a copy of QLM's SQL Server DDL.
+pub const CUSTOMERS: &str = "Customers";
+
+/// QLM's product table, keyed on the `ProductID` that `LicenseKeys.ProductID` refers to; the
+/// same caveat as [`CUSTOMERS`]. No encryption key column: a snapshot of it would leak it.
+pub const PRODUCTS: &str = "Products";
+
+/// The customer and product tables' `CREATE` statements.
+pub const RELATED_DDL: &str = "CREATE TABLE IF NOT EXISTS Customers (
+    CustomerID INTEGER PRIMARY KEY,
+    FullName TEXT,
+    Contact TEXT,
+    Company TEXT,
+    Email TEXT,
+    Phone TEXT,
+    Fax TEXT,
+    Address1 TEXT,
+    Address2 TEXT,
+    City TEXT,
+    State TEXT,
+    Zip TEXT,
+    Country TEXT,
+    UserData1 TEXT,
+    OptIn INTEGER NOT NULL DEFAULT 0,
+    OrganizationID INTEGER,
+    PrivacyPolicyConsent INTEGER NOT NULL DEFAULT 0,
+    PrivacyPolicyLastUpdate TEXT,
+    CreationDate TEXT,
+    LastUpdatedDate TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_Customers_Email ON Customers(Email);
+CREATE TABLE IF NOT EXISTS Products (
+    ProductID INTEGER PRIMARY KEY,
+    ProductName TEXT NOT NULL,
+    MajorVersion INTEGER,
+    MinorVersion INTEGER,
+    Features TEXT,
+    Description TEXT,
+    CreationDate TEXT
+);
+";
+
+/// Creates the tables and their indexes if they are not there yet.
 pub fn create(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(&ddl())
+    conn.execute_batch(&ddl())?;
+    conn.execute_batch(RELATED_DDL)
 }
 
 #[cfg(test)]
@@ -190,6 +236,22 @@ mod tests {
         let fresh = Connection::open_in_memory().unwrap();
         create(&fresh).unwrap();
         assert!(missing_columns(&fresh, all_columns()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn create_makes_the_customer_and_product_tables() {
+        let conn = Connection::open_in_memory().unwrap();
+        create(&conn).unwrap();
+        for (table, key) in [(CUSTOMERS, "CustomerID"), (PRODUCTS, "ProductID")] {
+            let pk: String = conn
+                .query_row(
+                    &format!("SELECT name FROM pragma_table_info('{table}') WHERE pk = 1"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(pk, key);
+        }
     }
 
     #[test]

@@ -1,0 +1,435 @@
+//! The event catalog as data: which table changes are which events. The built-ins (over QLM's
+//! schema, in `builtin.toml`) and a user's `events.toml` share one format and one validation.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::definitions::{Problem, read_toml};
+
+/// The file in the configuration folder where users add their own sources.
+pub const FILE: &str = "events.toml";
+
+/// The built-in catalog, in the format of [`FILE`].
+pub const BUILTIN: &str = include_str!("builtin.toml");
+
+/// What `origin` says for the built-in sources.
+pub const BUILTIN_ORIGIN: &str = "built-in";
+
+/// Every event type keyhook knows, built-ins first.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub sources: Vec<Source>,
+}
+
+/// One table whose changes are events.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The table, as named in the license database.
+    pub table: String,
+    /// The column that identifies a row: the event's row key; events of one key keep their
+    /// commit order.
+    pub key: String,
+    /// What the payload of these events describes.
+    pub payload: PayloadKind,
+    /// The events this table's changes fire.
+    #[serde(rename = "event", default)]
+    pub events: Vec<Event>,
+    /// Where the source was read from: `built-in`, or the file's path.
+    #[serde(skip_deserializing)]
+    pub origin: String,
+}
+
+/// What a payload describes, and so which payload shape dispatch builds from the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadKind {
+    /// QLM's `LicenseInfo`.
+    License,
+    /// QLM's `CustomerInfo`.
+    Customer,
+    /// A product row.
+    Product,
+    /// The row as it is, column by column.
+    Generic,
+}
+
+/// One event type.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// The canonical, dotted name (`license.activated`): what the outbox records.
+    pub name: String,
+    /// QLM's name for it (`license_activated`); default: `name` with `_` for `.`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qlm: Option<String>,
+    /// Other names a webhook may subscribe with (`activation.created`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The change that fires it.
+    pub operation: Operation,
+    /// SQL over the OLD (update, delete) and NEW (insert, update) row; the event fires only
+    /// when it is true. It runs inside the writer's transaction: keep it cheap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// One line for `keyhook events catalog`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A row change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Insert,
+    Update,
+    Delete,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    source: Vec<Source>,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 3] = [Operation::Insert, Operation::Update, Operation::Delete];
+
+    /// `insert`, `update`, `delete`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        }
+    }
+
+    /// The row the snapshot and key are taken from.
+    pub fn row(self) -> &'static str {
+        match self {
+            Operation::Delete => "OLD",
+            _ => "NEW",
+        }
+    }
+}
+
+impl Event {
+    /// QLM's name for the event.
+    pub fn qlm_name(&self) -> String {
+        self.qlm
+            .clone()
+            .unwrap_or_else(|| self.name.replace('.', "_"))
+    }
+
+    /// Every name it answers to: canonical, QLM's, aliases.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = vec![self.name.clone(), self.qlm_name()];
+        names.extend(self.aliases.iter().cloned());
+        names
+    }
+}
+
+impl Catalog {
+    /// The built-in catalog alone.
+    pub fn builtin() -> Catalog {
+        let file: CatalogFile = match toml::from_str(BUILTIN) {
+            Ok(file) => file,
+            Err(error) => unreachable!("builtin.toml is tested to parse: {error}"),
+        };
+        Catalog {
+            sources: with_origin(file.source, BUILTIN_ORIGIN),
+        }
+    }
+
+    /// The built-ins and, if the folder has one, its `events.toml`, validated together.
+    pub fn load(dir: &Path) -> Result<Catalog, Vec<Problem>> {
+        let mut catalog = Catalog::builtin();
+        let path = dir.join(FILE);
+        if path.exists() {
+            let file: CatalogFile = read_toml(&path).map_err(|problem| vec![problem])?;
+            let origin = path.display().to_string();
+            catalog.sources.extend(with_origin(file.source, &origin));
+        }
+        let problems = catalog.problems();
+        if problems.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The event called `name` in either style or by an alias, and its source.
+    pub fn find(&self, name: &str) -> Option<(&Source, &Event)> {
+        self.events()
+            .find(|(_, event)| event.names().iter().any(|known| known == name))
+    }
+
+    /// Every (source, event), in catalog order.
+    pub fn events(&self) -> impl Iterator<Item = (&Source, &Event)> {
+        self.sources
+            .iter()
+            .flat_map(|source| source.events.iter().map(move |event| (source, event)))
+    }
+
+    /// The tables, each once (case-insensitively), in catalog order.
+    pub fn tables(&self) -> Vec<&str> {
+        let mut tables: Vec<&str> = Vec::new();
+        for source in &self.sources {
+            if !tables.iter().any(|t| t.eq_ignore_ascii_case(&source.table)) {
+                tables.push(&source.table);
+            }
+        }
+        tables
+    }
+
+    /// The key column of `table`, and its events of `operation`, in catalog order.
+    pub fn events_of(&self, table: &str, operation: Operation) -> (String, Vec<&Event>) {
+        let mut key = String::new();
+        let mut events = Vec::new();
+        for source in self
+            .sources
+            .iter()
+            .filter(|s| s.table.eq_ignore_ascii_case(table))
+        {
+            key.clone_from(&source.key);
+            events.extend(source.events.iter().filter(|e| e.operation == operation));
+        }
+        (key, events)
+    }
+
+    /// What is wrong in the files, without the database: names, duplicates, keys.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let mut problem = |field: &str, message: String| {
+                problems.push(source.problem(index, field, message));
+            };
+            if !is_identifier(&source.table) {
+                problem("table", format!("`{}` is not a table name", source.table));
+            } else if is_reserved(&source.table) {
+                problem(
+                    "table",
+                    format!("`{}` is keyhook's or SQLite's own", source.table),
+                );
+            }
+            if !is_identifier(&source.key) {
+                problem("key", format!("`{}` is not a column name", source.key));
+            }
+            if source.events.is_empty() {
+                problem("event", "the source has no [[source.event]]".into());
+            }
+            let other_key = self.sources[..index].iter().find(|s| {
+                s.table.eq_ignore_ascii_case(&source.table)
+                    && !s.key.eq_ignore_ascii_case(&source.key)
+            });
+            if let Some(other) = other_key {
+                problem(
+                    "key",
+                    format!(
+                        "`{}`, but {} gives table `{}` the key `{}`",
+                        source.key, other.origin, other.table, other.key
+                    ),
+                );
+            }
+            for event in &source.events {
+                let mut event_problem = |field: &str, message: String| {
+                    problem(&format!("event `{}`: field `{field}`", event.name), message);
+                };
+                if !is_dotted(&event.name) {
+                    event_problem(
+                        "name",
+                        format!(
+                            "`{}` is not a dotted lowercase name such as `license.renewed`",
+                            event.name
+                        ),
+                    );
+                }
+                if let Some(qlm) = &event.qlm
+                    && !is_word(qlm)
+                {
+                    event_problem(
+                        "qlm",
+                        format!("`{qlm}` is not a QLM-style name such as `license_renewed`"),
+                    );
+                }
+                for alias in &event.aliases {
+                    if !is_dotted(alias) && !is_word(alias) {
+                        event_problem("aliases", format!("`{alias}` is not an event name"));
+                    }
+                }
+                if event
+                    .condition
+                    .as_deref()
+                    .is_some_and(|c| c.trim().is_empty())
+                {
+                    event_problem(
+                        "condition",
+                        "is empty; leave it out to fire on every change".into(),
+                    );
+                }
+                let mut own = event.names();
+                own.dedup();
+                for name in own {
+                    match seen.iter().find(|(known, _)| *known == name) {
+                        Some((_, owner)) => event_problem(
+                            "name",
+                            format!("`{name}` is already the name of {owner}"),
+                        ),
+                        None => seen.push((name, format!("`{}` ({})", event.name, source.origin))),
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// What is wrong against the database: tables, key columns, conditions. Read-only.
+    pub fn problems_in(&self, conn: &Connection) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let columns = match table_columns(conn, &source.table) {
+                Ok(columns) if columns.is_empty() => {
+                    let hint = match source.origin == BUILTIN_ORIGIN {
+                        true => " (`keyhook db init` adds QLM's tables that are missing)",
+                        false => "",
+                    };
+                    problems.push(source.problem(
+                        index,
+                        "table",
+                        format!("the license database has no table `{}`{hint}", source.table),
+                    ));
+                    continue;
+                }
+                Ok(columns) => columns,
+                Err(error) => {
+                    problems.push(source.problem(
+                        index,
+                        "table",
+                        format!("could not read its columns: {error}"),
+                    ));
+                    continue;
+                }
+            };
+            if !columns.iter().any(|c| c.eq_ignore_ascii_case(&source.key)) {
+                problems.push(source.problem(
+                    index,
+                    "key",
+                    format!("table `{}` has no column `{}`", source.table, source.key),
+                ));
+            }
+            for event in &source.events {
+                if let Some(condition) = &event.condition
+                    && let Err(error) =
+                        conn.prepare(&condition_probe(&source.table, event.operation, condition))
+                {
+                    let message = format!(
+                        "{}; write columns as {}",
+                        sqlite_message(&error),
+                        rows_named(event.operation)
+                    );
+                    problems.push(source.problem(
+                        index,
+                        &format!("event `{}`: field `condition`", event.name),
+                        message,
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
+impl Source {
+    fn problem(&self, index: usize, field: &str, message: String) -> Problem {
+        let file = PathBuf::from(&self.origin);
+        let field = match field.starts_with("event ") {
+            true => field.to_string(),
+            false => format!("field `{field}`"),
+        };
+        Problem {
+            file,
+            message: format!(
+                "source {} (table `{}`): {field}: {message}",
+                index + 1,
+                self.table
+            ),
+        }
+    }
+}
+
+fn with_origin(mut sources: Vec<Source>, origin: &str) -> Vec<Source> {
+    for source in &mut sources {
+        source.origin = origin.to_string();
+    }
+    sources
+}
+
+/// A statement that compiles exactly when the condition would compile in the trigger: OLD and
+/// NEW as the trigger has them, and a shadow copy of the table so that an unqualified column
+/// (which a trigger cannot resolve) is an error here too.
+fn condition_probe(table: &str, operation: Operation, condition: &str) -> String {
+    let table = quote(table);
+    let rows = match operation {
+        Operation::Insert => format!("{table} AS NEW"),
+        Operation::Update => format!("{table} AS OLD, {table} AS NEW"),
+        Operation::Delete => format!("{table} AS OLD"),
+    };
+    format!("SELECT 1 FROM {rows}, {table} AS keyhook_shadow WHERE (\n{condition}\n)")
+}
+
+fn rows_named(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Insert => "NEW.<column> (an insert has no OLD row)",
+        Operation::Update => "OLD.<column> or NEW.<column>",
+        Operation::Delete => "OLD.<column> (a delete has no NEW row)",
+    }
+}
+
+/// SQLite's words for a failure, without rusqlite's wrapping.
+pub fn sqlite_message(error: &rusqlite::Error) -> String {
+    match error {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The table's column names in order; empty when there is no such table.
+pub fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare("SELECT name FROM pragma_table_info(?1)")?;
+    statement.query_map([table], |row| row.get(0))?.collect()
+}
+
+/// `"name"`, with inner quotes doubled: an SQL identifier whatever it holds.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn is_identifier(name: &str) -> bool {
+    !name.trim().is_empty() && !name.contains(['\0', '\n'])
+}
+
+fn is_reserved(table: &str) -> bool {
+    let lower = table.to_ascii_lowercase();
+    lower.starts_with("keyhook_") || lower.starts_with("sqlite_")
+}
+
+/// `license_renewed`: lowercase ASCII letters, digits and `_`, starting with a letter.
+fn is_word(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// `license.renewed`: two or more words joined by dots.
+fn is_dotted(name: &str) -> bool {
+    name.contains('.') && name.split('.').all(is_word)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! Whether the installed triggers still match their tables and the catalog. Triggers are
+//! schema: `ALTER TABLE ... ADD COLUMN` leaves their column list (and so every snapshot)
+//! without the new column, and a dropped and re-created table loses them. Read-only.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::catalog::{Catalog, table_columns};
+use super::outbox::{META, TablePlan, sql_hash};
+
+/// One table's triggers, compared with what install would make now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TableState {
+    /// Installed, and what install would make now.
+    Current,
+    /// In the catalog, never installed.
+    NotInstalled,
+    /// The table is not in the database.
+    TableMissing,
+    /// Recorded triggers are gone: the table was dropped and re-created, or they were dropped.
+    TriggersMissing { triggers: Vec<String> },
+    /// Columns were added or removed since install: snapshots miss the new ones.
+    ColumnsChanged {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    /// The triggers' SQL is not what install recorded: edited outside keyhook.
+    TriggersEdited,
+    /// The catalog (events.toml) changed since install.
+    CatalogChanged,
+    /// Installed, but no longer in the catalog.
+    NotInCatalog,
+}
+
+impl std::fmt::Display for TableState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableState::Current => write!(f, "triggers current"),
+            TableState::NotInstalled => write!(f, "no triggers installed"),
+            TableState::TableMissing => write!(f, "the table is not in the database"),
+            TableState::TriggersMissing { triggers } => write!(
+                f,
+                "trigger(s) {} are gone (was the table dropped and re-created?): its changes \
+                 make no events",
+                triggers.join(", ")
+            ),
+            TableState::ColumnsChanged { added, removed } => {
+                let mut parts = Vec::new();
+                if !added.is_empty() {
+                    parts.push(format!(
+                        "column(s) {} added since install are missing from snapshots",
+                        added.join(", ")
+                    ));
+                }
+                if !removed.is_empty() {
+                    parts.push(format!(
+                        "column(s) {} removed since install",
+                        removed.join(", ")
+                    ));
+                }
+                write!(f, "{}", parts.join("; "))
+            }
+            TableState::TriggersEdited => {
+                write!(f, "the triggers were changed outside keyhook")
+            }
+            TableState::CatalogChanged => {
+                write!(f, "the event catalog changed since install")
+            }
+            TableState::NotInCatalog => write!(f, "no longer in the event catalog"),
+        }
+    }
+}
+
+/// One table's comparison.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableStatus {
+    pub table: String,
+    #[serde(flatten)]
+    pub state: TableState,
+    /// The trigger names install recorded for it.
+    pub installed_triggers: Vec<String>,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// Whether install ever ran (the meta table is there).
+    pub installed: bool,
+    pub tables: Vec<TableStatus>,
+}
+
+impl Status {
+    /// Installed, and every table current.
+    pub fn is_current(&self) -> bool {
+        self.installed
+            && self
+                .tables
+                .iter()
+                .all(|table| table.state == TableState::Current)
+    }
+}
+
+/// What install recorded for one table.
+struct Recorded {
+    table: String,
+    columns: Vec<String>,
+    triggers: Vec<String>,
+    sql_sha256: String,
+}
+
+/// Compares every catalog table (and every recorded one) with what install would make now.
+pub fn status(conn: &Connection, catalog: &Catalog) -> rusqlite::Result<Status> {
+    let installed = has_table(conn, META)?;
+    let recorded = if installed {
+        recorded(conn)?
+    } else {
+        Vec::new()
+    };
+    let mut tables = Vec::new();
+    for table in catalog.tables() {
+        let record = recorded
+            .iter()
+            .find(|r| r.table.eq_ignore_ascii_case(table));
+        let state = table_state(conn, catalog, table, record)?;
+        tables.push(TableStatus {
+            table: table.to_string(),
+            state,
+            installed_triggers: record.map(|r| r.triggers.clone()).unwrap_or_default(),
+        });
+    }
+    for record in &recorded {
+        let listed = catalog
+            .tables()
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(&record.table));
+        if !listed {
+            tables.push(TableStatus {
+                table: record.table.clone(),
+                state: TableState::NotInCatalog,
+                installed_triggers: record.triggers.clone(),
+            });
+        }
+    }
+    Ok(Status { installed, tables })
+}
+
+fn table_state(
+    conn: &Connection,
+    catalog: &Catalog,
+    table: &str,
+    record: Option<&Recorded>,
+) -> rusqlite::Result<TableState> {
+    let columns = table_columns(conn, table)?;
+    if columns.is_empty() {
+        return Ok(TableState::TableMissing);
+    }
+    let Some(record) = record else {
+        return Ok(TableState::NotInstalled);
+    };
+    let mut installed_sql = Vec::new();
+    let mut missing = Vec::new();
+    for name in &record.triggers {
+        match trigger_sql(conn, name, table)? {
+            Some(sql) => installed_sql.push(sql),
+            None => missing.push(name.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(TableState::TriggersMissing { triggers: missing });
+    }
+    let lacks = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter()
+            .filter(|c| !b.iter().any(|d| d.eq_ignore_ascii_case(c)))
+            .cloned()
+            .collect()
+    };
+    let (added, removed) = (
+        lacks(&columns, &record.columns),
+        lacks(&record.columns, &columns),
+    );
+    if !added.is_empty() || !removed.is_empty() {
+        return Ok(TableState::ColumnsChanged { added, removed });
+    }
+    if sql_hash(installed_sql.iter().map(String::as_str)) != record.sql_sha256 {
+        return Ok(TableState::TriggersEdited);
+    }
+    if TablePlan::new(catalog, table, columns).sql_hash() != record.sql_sha256 {
+        return Ok(TableState::CatalogChanged);
+    }
+    Ok(TableState::Current)
+}
+
+/// The SQL of trigger `name` if it exists on `table`.
+fn trigger_sql(conn: &Connection, name: &str, table: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1 \
+         AND tbl_name = ?2 COLLATE NOCASE",
+        [name, table],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
+fn recorded(conn: &Connection) -> rusqlite::Result<Vec<Recorded>> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT table_name, columns, triggers, sql_sha256 FROM {META} ORDER BY rowid"
+    ))?;
+    let list = |text: String| serde_json::from_str::<Vec<String>>(&text).unwrap_or_default();
+    statement
+        .query_map([], |row| {
+            Ok(Recorded {
+                table: row.get(0)?,
+                columns: list(row.get(1)?),
+                triggers: list(row.get(2)?),
+                sql_sha256: row.get(3)?,
+            })
+        })?
+        .collect()
+}
+
+/// Each recorded table and its trigger names.
+pub fn recorded_triggers(conn: &Connection) -> rusqlite::Result<Vec<(String, Vec<String>)>> {
+    Ok(recorded(conn)?
+        .into_iter()
+        .map(|r| (r.table, r.triggers))
+        .collect())
+}
+
+/// Whether the database has a table called `name`.
+pub fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+        [name],
+        |row| row.get(0),
+    )
+}

@@ -1,0 +1,11 @@
+//! Event capture: which license-database changes are events ([`catalog`]), the triggers and
+//! outbox table that record them in the writer's own transaction ([`outbox`]), whether the
+//! installed triggers still fit ([`drift`]), and time-based expiry ([`expiry`]).
+//!
+//! Dispatch (outbox rows to deliveries) builds on [`outbox::read_after`] and
+//! [`expiry::expired_between`]; it is not here yet.
+
+pub mod catalog;
+pub mod drift;
+pub mod expiry;
+pub mod outbox;

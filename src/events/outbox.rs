@@ -1,0 +1,395 @@
+//! The transactional outbox in the license database: triggers that append one row per event
+//! inside the writer's own transaction (so an event exists if and only if its change
+//! committed), the record of what was installed, and reading the rows back.
+//!
+//! Installing and uninstalling are the only writes keyhook makes to the license database.
+
+use rusqlite::{Connection, TransactionBehavior};
+use sha2::{Digest, Sha256};
+
+use super::catalog::{Catalog, Event, Operation, quote, sqlite_message, table_columns};
+use super::drift::{self, TableState};
+
+/// The outbox table. `seq` is AUTOINCREMENT: SQLite has one writer at a time, so sequence
+/// numbers grow in commit order and a reader's high-water mark never skips a row; a rolled
+/// back transaction leaves a gap, never a row.
+pub const OUTBOX: &str = "keyhook_outbox";
+
+/// What install put where: one row per table with triggers.
+pub const META: &str = "keyhook_events_meta";
+
+const OUTBOX_DDL: &str = "CREATE TABLE keyhook_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_type TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    row_key TEXT,
+    created_ms INTEGER NOT NULL,
+    snapshot TEXT NOT NULL
+)";
+
+const META_DDL: &str = "CREATE TABLE keyhook_events_meta (
+    table_name TEXT PRIMARY KEY COLLATE NOCASE,
+    columns TEXT NOT NULL,
+    triggers TEXT NOT NULL,
+    sql_sha256 TEXT NOT NULL,
+    installed_ms INTEGER NOT NULL,
+    keyhook_version TEXT NOT NULL
+)";
+
+/// Now, in UTC milliseconds, with functions every SQLite has: the triggers run in the
+/// writer's SQLite, which may be older than keyhook's (`unixepoch('subsec')` is 3.42+).
+const NOW_MS: &str = "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
+
+/// Columns per `json_object` call: older SQLite builds allow 127 arguments per function.
+const COLUMNS_PER_OBJECT: usize = 60;
+
+/// One outbox row: one event of one committed change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxRow {
+    /// Commit order.
+    pub seq: i64,
+    /// The canonical dotted name; the catalog gives the others.
+    pub event_type: String,
+    pub table_name: String,
+    /// The row's key, as text.
+    pub row_key: Option<String>,
+    /// When the change was made (UTC, ms), by the writer's clock.
+    pub created_ms: i64,
+    /// The row as of that change (the old row for a delete), a JSON object by column.
+    pub snapshot: String,
+}
+
+/// The triggers one table should have now: their names and SQL, for its current columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePlan {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub triggers: Vec<(String, String)>,
+}
+
+impl TablePlan {
+    /// The triggers for `table`'s events in `catalog`, over `columns`.
+    pub fn new(catalog: &Catalog, table: &str, columns: Vec<String>) -> TablePlan {
+        let mut triggers = Vec::new();
+        for operation in Operation::ALL {
+            let (key, events) = catalog.events_of(table, operation);
+            if !events.is_empty() {
+                let name = trigger_name(table, operation);
+                let sql = trigger_sql(&name, table, &key, operation, &events, &columns);
+                triggers.push((name, sql));
+            }
+        }
+        TablePlan {
+            table: table.to_string(),
+            columns,
+            triggers,
+        }
+    }
+
+    /// The SHA-256 of the triggers' SQL, as recorded in the meta table.
+    pub fn sql_hash(&self) -> String {
+        sql_hash(self.triggers.iter().map(|(_, sql)| sql.as_str()))
+    }
+}
+
+/// The SHA-256, hex, of trigger statements in order.
+pub fn sql_hash<'a>(statements: impl Iterator<Item = &'a str>) -> String {
+    let mut hasher = Sha256::new();
+    for sql in statements {
+        hasher.update(sql.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// `keyhook_<table>_<operation>`.
+pub fn trigger_name(table: &str, operation: Operation) -> String {
+    format!("keyhook_{table}_{}", operation.word())
+}
+
+/// One `AFTER` trigger: one `INSERT` into the outbox per event, in catalog order, each
+/// guarded by the event's condition. SQLite stores this text as given, so what is installed
+/// can be compared with what would be installed now.
+fn trigger_sql(
+    name: &str,
+    table: &str,
+    key: &str,
+    operation: Operation,
+    events: &[&Event],
+    columns: &[String],
+) -> String {
+    let row = operation.row();
+    let mut sql = format!(
+        "CREATE TRIGGER {} AFTER {} ON {} FOR EACH ROW BEGIN\n",
+        quote(name),
+        operation.word().to_uppercase(),
+        quote(table)
+    );
+    let snapshot = snapshot_sql(row, columns);
+    for event in events {
+        sql.push_str(&format!(
+            "INSERT INTO {OUTBOX} (event_type, table_name, row_key, created_ms, snapshot) \
+             SELECT {}, {}, {row}.{}, {NOW_MS}, {snapshot}",
+            literal(&event.name),
+            literal(table),
+            quote(key)
+        ));
+        if let Some(condition) = &event.condition {
+            sql.push_str(&format!(" WHERE (\n{}\n)", condition.trim()));
+        }
+        sql.push_str(";\n");
+    }
+    sql.push_str("END");
+    sql
+}
+
+/// `json_object('Col', value, ...)` over every column of `row`. A BLOB (which JSON cannot
+/// hold, and which would fail the writer's statement) is written as its hex text.
+pub(super) fn snapshot_sql(row: &str, columns: &[String]) -> String {
+    let objects: Vec<String> = columns
+        .chunks(COLUMNS_PER_OBJECT)
+        .map(|chunk| {
+            let pairs: Vec<String> = chunk
+                .iter()
+                .map(|column| {
+                    let value = format!("{row}.{}", quote(column));
+                    format!(
+                        "{}, CASE typeof({value}) WHEN 'blob' THEN hex({value}) ELSE {value} END",
+                        literal(column)
+                    )
+                })
+                .collect();
+            format!("json_object({})", pairs.join(", "))
+        })
+        .collect();
+    // Joined as text, `{"a":1` + `,` + `"b":2}`: json_patch would drop the NULL columns. Every
+    // value is a scalar, so the object's only `}` is its last character and its only `{` the
+    // first.
+    let mut objects = objects.into_iter();
+    let first = objects.next().unwrap_or_else(|| "json_object()".into());
+    objects.fold(first, |merged, next| {
+        format!("(rtrim({merged}, '}}') || ',' || ltrim({next}, '{{'))")
+    })
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// What `install` did, one line per change; empty when nothing needed to change.
+pub type Report = Vec<String>;
+
+/// Why install or uninstall changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("the event catalog does not fit the license database:\n{}", .0.join("\n"))]
+    Catalog(Vec<String>),
+    #[error(
+        "the outbox holds {0} event(s) that uninstall would delete; pass --force to delete them"
+    )]
+    OutboxNotEmpty(i64),
+    #[error("{0}")]
+    Sql(String),
+}
+
+impl From<rusqlite::Error> for InstallError {
+    fn from(error: rusqlite::Error) -> InstallError {
+        InstallError::Sql(sqlite_message(&error))
+    }
+}
+
+/// Creates the outbox and the meta table if needed, and makes every catalog table's triggers
+/// current; removes those of tables no longer in the catalog. One transaction: all or nothing.
+pub fn install(conn: &mut Connection, catalog: &Catalog) -> Result<Report, InstallError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let problems = catalog.problems_in(&tx);
+    if !problems.is_empty() {
+        let lines = problems.iter().map(ToString::to_string).collect();
+        return Err(InstallError::Catalog(lines));
+    }
+    let mut report = Report::new();
+    for (table, ddl) in [(OUTBOX, OUTBOX_DDL), (META, META_DDL)] {
+        if !drift::has_table(&tx, table)? {
+            tx.execute_batch(ddl)?;
+            report.push(format!("created table {table}"));
+        }
+    }
+    let status = drift::status(&tx, catalog)?;
+    for table in &status.tables {
+        if table.state == TableState::Current {
+            continue;
+        }
+        drop_triggers(&tx, &table.installed_triggers)?;
+        if table.state == TableState::NotInCatalog {
+            tx.execute(
+                &format!("DELETE FROM {META} WHERE table_name = ?1"),
+                [&table.table],
+            )?;
+            report.push(format!(
+                "{}: removed its triggers ({})",
+                table.table, table.state
+            ));
+            continue;
+        }
+        let plan = TablePlan::new(catalog, &table.table, table_columns(&tx, &table.table)?);
+        create_triggers(&tx, &plan)?;
+        let names: Vec<&str> = plan
+            .triggers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let verb = match table.state {
+            TableState::NotInstalled => "created".to_string(),
+            ref state => format!("replaced ({state})"),
+        };
+        report.push(format!(
+            "{}: {verb} triggers {}",
+            table.table,
+            names.join(", ")
+        ));
+    }
+    if report.is_empty() {
+        return Ok(report); // dropping `tx` rolls back: nothing was written
+    }
+    tx.commit()?;
+    Ok(report)
+}
+
+/// Creates `plan`'s triggers, records them, and compiles a statement of each kind on the
+/// table, so a trigger that cannot run fails here rather than in the writer's transaction.
+fn create_triggers(tx: &Connection, plan: &TablePlan) -> Result<(), InstallError> {
+    for (name, sql) in &plan.triggers {
+        tx.execute(&format!("DROP TRIGGER IF EXISTS {}", quote(name)), [])?;
+        tx.execute_batch(sql)?;
+    }
+    let table = quote(&plan.table);
+    let column = quote(plan.columns.first().map_or("rowid", String::as_str));
+    for probe in [
+        format!("INSERT INTO {table} DEFAULT VALUES"),
+        format!("UPDATE {table} SET {column} = {column} WHERE 0"),
+        format!("DELETE FROM {table} WHERE 0"),
+    ] {
+        if let Err(error) = tx.prepare(&probe) {
+            return Err(InstallError::Sql(format!(
+                "the triggers on {} would fail the writer's statements: {}",
+                plan.table,
+                sqlite_message(&error)
+            )));
+        }
+    }
+    let names: Vec<&str> = plan
+        .triggers
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    tx.execute(
+        &format!(
+            "INSERT OR REPLACE INTO {META} \
+             (table_name, columns, triggers, sql_sha256, installed_ms, keyhook_version) \
+             VALUES (?1, ?2, ?3, ?4, {NOW_MS}, ?5)"
+        ),
+        rusqlite::params![
+            plan.table,
+            serde_json::to_string(&plan.columns).unwrap_or_default(),
+            serde_json::to_string(&names).unwrap_or_default(),
+            plan.sql_hash(),
+            env!("CARGO_PKG_VERSION"),
+        ],
+    )?;
+    Ok(())
+}
+
+fn drop_triggers(tx: &Connection, names: &[String]) -> rusqlite::Result<()> {
+    for name in names {
+        tx.execute(&format!("DROP TRIGGER IF EXISTS {}", quote(name)), [])?;
+    }
+    Ok(())
+}
+
+/// Removes the triggers, the meta table and the outbox: exactly what install added. Refuses
+/// while the outbox holds rows, unless `force`.
+pub fn uninstall(conn: &mut Connection, force: bool) -> Result<Report, InstallError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut report = Report::new();
+    if drift::has_table(&tx, META)? {
+        for (table, triggers) in drift::recorded_triggers(&tx)? {
+            drop_triggers(&tx, &triggers)?;
+            report.push(format!("{table}: removed triggers {}", triggers.join(", ")));
+        }
+    }
+    if drift::has_table(&tx, OUTBOX)? {
+        let rows: i64 =
+            tx.query_row(&format!("SELECT count(*) FROM {OUTBOX}"), [], |r| r.get(0))?;
+        if rows > 0 && !force {
+            return Err(InstallError::OutboxNotEmpty(rows));
+        }
+        tx.execute_batch(&format!("DROP TABLE {OUTBOX}"))?;
+        report.push(format!("dropped table {OUTBOX} ({rows} event(s))"));
+    }
+    if drift::has_table(&tx, META)? {
+        tx.execute_batch(&format!("DROP TABLE {META}"))?;
+        report.push(format!("dropped table {META}"));
+    }
+    if !report.is_empty() {
+        tx.commit()?;
+    }
+    Ok(report)
+}
+
+/// Up to `limit` outbox rows after sequence `after`, in commit order: what dispatch takes.
+pub fn read_after(conn: &Connection, after: i64, limit: u32) -> rusqlite::Result<Vec<OutboxRow>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT seq, event_type, table_name, row_key, created_ms, snapshot FROM {OUTBOX} \
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    statement
+        .query_map(rusqlite::params![after, limit], |row| {
+            Ok(OutboxRow {
+                seq: row.get(0)?,
+                event_type: row.get(1)?,
+                table_name: row.get(2)?,
+                row_key: row.get(3)?,
+                created_ms: row.get(4)?,
+                snapshot: row.get(5)?,
+            })
+        })?
+        .collect()
+}
+
+/// The outbox's size, and what is after a high-water mark (`taken`; none yet: all of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub total: i64,
+    pub pending: i64,
+    /// The oldest pending row's `created_ms`.
+    pub oldest_pending_ms: Option<i64>,
+    pub last_seq: Option<i64>,
+}
+
+/// Counts the outbox rows; `None` when there is no outbox.
+pub fn counts(conn: &Connection, taken: Option<i64>) -> rusqlite::Result<Option<Counts>> {
+    if !drift::has_table(conn, OUTBOX)? {
+        return Ok(None);
+    }
+    let after = taken.unwrap_or(i64::MIN);
+    conn.query_row(
+        &format!(
+            "SELECT count(*), (SELECT count(*) FROM {OUTBOX} WHERE seq > ?1), \
+             (SELECT created_ms FROM {OUTBOX} WHERE seq > ?1 ORDER BY seq LIMIT 1), max(seq) \
+             FROM {OUTBOX}"
+        ),
+        [after],
+        |row| {
+            Ok(Counts {
+                total: row.get(0)?,
+                pending: row.get(1)?,
+                oldest_pending_ms: row.get(2)?,
+                last_seq: row.get(3)?,
+            })
+        },
+    )
+    .map(Some)
+}
+
+#[cfg(test)]
+mod tests;
