@@ -1,12 +1,10 @@
 //! Event capture: `keyhook events install|uninstall|status|catalog` on a real SQLite file,
 //! changes committed (and rolled back) by another connection, as QLM's writer would make them.
 
-mod support;
-
+use crate::support::{Test, stderr, stdout};
 use rusqlite::Connection;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
-use support::{Test, stderr, stdout};
 
 fn run(test: &Test, args: &[&str]) -> (Option<i32>, String, String) {
     let output = test.keyhook(args).output().unwrap();

@@ -9,6 +9,7 @@ mod demo;
 mod dry_run;
 mod durable;
 mod durations;
+mod events;
 mod future_slot;
 mod hostile;
 mod https;
