@@ -13,6 +13,7 @@ pub mod file_access;
 pub mod licenses;
 pub mod receiver;
 pub mod schedule;
+pub mod secret;
 pub mod state;
 
 use std::ffi::OsString;

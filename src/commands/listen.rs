@@ -7,13 +7,14 @@ use anyhow::anyhow;
 
 use super::{printable, success};
 use crate::cli::ListenArgs;
-use crate::definitions::secret::{Secret, SecretSource};
+use crate::definitions::secret::SecretSource;
 use crate::delivery::http::DELIVERY_HEADER;
 use crate::delivery::signature::QLM_HEADER;
 use crate::delivery::standard;
 use crate::delivery::verify::{self, StandardHeaders};
 use crate::error::{Error, Result};
 use crate::receiver::{Reply, Request, Server, ServerTls};
+use crate::secret::Secret;
 
 pub fn run(args: &ListenArgs, out: &mut impl Write) -> Result {
     let secret = listen_secret(args)?;

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use super::standard;
-use crate::definitions::secret::Secret;
+use crate::secret::Secret;
 
 /// A signature scheme a webhook can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
