@@ -132,12 +132,12 @@ impl Context {
 
     /// Opens (creating and migrating) keyhook's state database.
     pub fn state(&self) -> Result<StateDb> {
-        StateDb::open(&self.state_path).map_err(Error::runtime)
+        Ok(StateDb::open(&self.state_path)?)
     }
 
     /// Whether the state file is there; an error when it cannot be looked at.
     pub fn state_exists(&self) -> Result<bool> {
-        StateDb::exists(&self.state_path).map_err(Error::runtime)
+        Ok(StateDb::exists(&self.state_path)?)
     }
 
     /// Opens the license database read-only.
@@ -286,7 +286,7 @@ pub fn future_state(
 pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
     let mut known = None;
     if context.state_exists()? {
-        let states = context.state()?.task_states().map_err(Error::runtime)?;
+        let states = context.state()?.task_states()?;
         known = states
             .into_iter()
             .find(|(stem, _)| *stem == task.stem)

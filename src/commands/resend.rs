@@ -15,9 +15,7 @@ use crate::state::deliveries::Queue;
 /// The one delivery `id` names: an id, or a prefix that only one id starts with.
 fn find(context: &Context, state: &StateDb, id: &str) -> Result<(i64, String)> {
     const SHOWN: usize = 5;
-    let mut found = state
-        .find_deliveries(id, SHOWN + 1)
-        .map_err(Error::runtime)?;
+    let mut found = state.find_deliveries(id, SHOWN + 1)?;
     match found.len() {
         0 => Err(Error::config(anyhow!(
             "no delivery `{id}` in {} (see `keyhook log`)",
@@ -47,7 +45,7 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
     let state = context.state()?;
     let now = context.clock.now().timestamp();
     let (seq, stem) = find(context, &state, &args.delivery_id)?;
-    state.requeue(seq, now).map_err(Error::runtime)?;
+    state.requeue(seq, now)?;
     let task = context.definitions.task(&stem).ok_or_else(|| {
         Error::config(anyhow!(
             "delivery `{}` belongs to task `{stem}`, which no longer exists",
@@ -85,8 +83,7 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
         &context.clock,
         stop.flag(),
         &observe,
-    )
-    .map_err(Error::runtime)?;
+    )?;
     for line in messages.into_inner().unwrap_or_default() {
         writeln!(out, "{line}")?;
     }

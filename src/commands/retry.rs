@@ -6,7 +6,7 @@ use super::Context;
 use super::sending::{self, Stop};
 use crate::cli::RetryArgs;
 use crate::delivery::run::{self, Event};
-use crate::error::{Error, Exit, Result};
+use crate::error::{Exit, Result};
 use crate::state::deliveries::Queue;
 
 pub fn run(context: &Context, args: &RetryArgs, out: &mut impl Write) -> Result {
@@ -32,7 +32,7 @@ pub(super) fn send_due(
         .and_then(|name| context.definitions.task(name))
         .map(|task| task.stem.clone());
     let mut exit = Exit::Success;
-    for stem in state.tasks_with_due(now).map_err(Error::runtime)? {
+    for stem in state.tasks_with_due(now)? {
         if only.as_ref().is_some_and(|only| *only != stem) {
             continue;
         }
@@ -74,7 +74,7 @@ fn retry_task(
         return Ok(Exit::Locked);
     };
     let now = context.clock.now().timestamp();
-    let task_state = state.task_state(stem, now).map_err(Error::runtime)?;
+    let task_state = state.task_state(stem, now)?;
     if task_state.webhook_gone.is_some() {
         writeln!(
             out,
@@ -83,7 +83,7 @@ fn retry_task(
         )?;
         return Ok(Exit::DeliveryFailed);
     }
-    state.release_claims(stem, None).map_err(Error::runtime)?;
+    state.release_claims(stem, None)?;
     let failures = std::sync::Mutex::new(Vec::new());
     let observe = |event: &Event| {
         if let (Some(error), Ok(mut failures)) = (&event.attempt.error, failures.lock()) {
@@ -103,8 +103,7 @@ fn retry_task(
         &context.clock,
         stop.flag(),
         &observe,
-    )
-    .map_err(Error::runtime)?;
+    )?;
     for line in failures.into_inner().unwrap_or_default() {
         writeln!(out, "{line}")?;
     }

@@ -156,13 +156,13 @@ pub(super) fn execute(
     };
     let mut state = context.state()?;
     let now = context.clock.now().timestamp();
-    let task_state = state.task_state(&task.stem, now).map_err(Error::runtime)?;
+    let task_state = state.task_state(&task.stem, now)?;
     if let Some(warning) = super::future_state(context, task, &task_state) {
         writeln!(std::io::stderr(), "warning: {warning}")?;
     }
     let mut report = Report::empty(task);
     if let Some(slot) = options.slot
-        && state.slot_ran(&task.stem, slot).map_err(Error::runtime)?
+        && state.slot_ran(&task.stem, slot)?
     {
         report.skipped = Some(format!(
             "already ran for its slot at {}; nothing to do (`run-task --force` runs it again)",
@@ -171,9 +171,7 @@ pub(super) fn execute(
         return Ok(report);
     }
     // Holding the lock, any claim left on this task is a killed process's.
-    state
-        .release_claims(&task.stem, None)
-        .map_err(Error::runtime)?;
+    state.release_claims(&task.stem, None)?;
     let gone = task_state.webhook_gone.is_some();
     let enabled = task.webhook.enabled && context.definitions.settings.webhooks_enabled;
     let last_run = super::date_placeholder(context, task, &task_state);
@@ -226,8 +224,7 @@ pub(super) fn execute(
             &context.clock,
             stop.flag(),
             &observe,
-        )
-        .map_err(Error::runtime)?;
+        )?;
         progress.finish_and_clear();
         report.failures = failures.into_inner().unwrap_or_default();
         if options.live && progress.is_hidden() {
@@ -237,9 +234,7 @@ pub(super) fn execute(
         }
     }
     if !report.tally.interrupted {
-        state
-            .finish_run(run_id, context.clock.tick().timestamp())
-            .map_err(Error::runtime)?;
+        state.finish_run(run_id, context.clock.tick().timestamp())?;
     }
     report.delivered = report.tally.delivered;
     report.failed = report.tally.retrying + report.tally.dead;
