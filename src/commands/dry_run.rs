@@ -14,7 +14,7 @@ use crate::delivery::http::DELIVERY_HEADER;
 use crate::delivery::payload;
 use crate::error::{Error, Result};
 use crate::licenses::license_info::{License, RowError};
-use crate::licenses::macros::{self, DATE_FORMAT};
+use crate::licenses::macros::DATE_FORMAT;
 use crate::licenses::query::{LicenseDb, format_value};
 
 /// The columns of the preview table: (heading, LicenseInfo field).
@@ -51,7 +51,7 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
         Some(task) => super::last_run_for_preview(context, task)?,
         None => None,
     };
-    let values = placeholder_values(context, task, search, last_run)?;
+    let values = super::placeholder_values(context, task, search, last_run)?;
     let mut db = context.license_db()?;
     let fail = |error| super::query_error(search, error);
     if args.count {
@@ -136,38 +136,6 @@ fn bad_rows(bad: &[RowError], out: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The values of a search's placeholders now, in the task's zone if it sets one.
-pub fn placeholder_values(
-    context: &Context,
-    task: Option<&Task>,
-    search: &Search,
-    last_run: Option<i64>,
-) -> Result<Vec<NaiveDateTime>> {
-    search
-        .template
-        .values(&macro_context(context, task, last_run))
-        .map_err(|error| Error::config(anyhow!("{}: field `sql`: {error}", search.path.display())))
-}
-
-/// What placeholders are computed from: now and `[date]`, in the task's zone.
-pub fn macro_context(
-    context: &Context,
-    task: Option<&Task>,
-    last_run: Option<i64>,
-) -> macros::Context {
-    let zone = task
-        .and_then(|task| task.timezone)
-        .unwrap_or(context.clock.zone());
-    let last_run = last_run
-        .and_then(|unix| chrono::DateTime::from_timestamp(unix, 0))
-        .map(|at| at.with_timezone(&zone).naive_local());
-    macros::Context {
-        now: context.clock.now().with_timezone(&zone).naive_local(),
-        zone,
-        last_run,
-    }
-}
-
 fn not_found(context: &Context, name: &str) -> Error {
     let definitions = &context.definitions;
     let broken = definitions
@@ -218,10 +186,8 @@ fn describe(
             format_value(value)
         )?;
     }
-    let zone = task
-        .and_then(|task| task.timezone)
-        .unwrap_or(context.clock.zone());
-    let now = context.clock.now().with_timezone(&zone);
+    let super::Moment { now, zone } = super::moment(context, task);
+    let now = now.with_timezone(&zone);
     writeln!(
         out,
         "Now:       {} {} ({zone})",

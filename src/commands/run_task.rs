@@ -7,7 +7,6 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::dry_run::placeholder_values;
 use super::sending::{self, Stop};
 use super::{Context, printable};
 use crate::cli::RunTaskArgs;
@@ -175,7 +174,7 @@ pub(super) fn execute(
     let gone = task_state.webhook_gone.is_some();
     let enabled = task.webhook.enabled && context.definitions.settings.webhooks_enabled;
     let last_run = super::date_placeholder(context, task, &task_state);
-    let values = placeholder_values(context, Some(task), search, Some(last_run))?;
+    let values = super::placeholder_values(context, Some(task), search, Some(last_run))?;
     let mut db = context.license_db()?;
     let recorded = run::record(
         &mut state,
