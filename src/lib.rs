@@ -15,6 +15,7 @@ pub mod receiver;
 pub mod schedule;
 pub mod secret;
 pub mod state;
+pub mod task_source;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -149,6 +149,8 @@ pub struct RunRecorder<'a> {
     run_id: i64,
     task: String,
     now: i64,
+    /// The state file, for errors.
+    path: std::path::PathBuf,
 }
 
 impl StateDb {
@@ -179,6 +181,7 @@ impl StateDb {
             run_id,
             task: task.to_string(),
             now,
+            path,
         })
     }
 
@@ -528,6 +531,17 @@ impl RunRecorder<'_> {
         license_id: i64,
         activation_key: &str,
         body: &[u8],
+    ) -> Result<(), StateError> {
+        self.insert_delivery(id, license_id, activation_key, body)
+            .map_err(|source| self.error(source))
+    }
+
+    fn insert_delivery(
+        &self,
+        id: &str,
+        license_id: i64,
+        activation_key: &str,
+        body: &[u8],
     ) -> rusqlite::Result<()> {
         let mut statement = self.transaction.prepare_cached(
             "INSERT INTO deliveries (id, run_id, task, license_id, activation_key, body,
@@ -552,6 +566,16 @@ impl RunRecorder<'_> {
         license_id: i64,
         activation_key: &str,
         reason: &str,
+    ) -> Result<(), StateError> {
+        self.insert_bad(license_id, activation_key, reason)
+            .map_err(|source| self.error(source))
+    }
+
+    fn insert_bad(
+        &self,
+        license_id: i64,
+        activation_key: &str,
+        reason: &str,
     ) -> rusqlite::Result<()> {
         let mut statement = self.transaction.prepare_cached(
             "INSERT INTO bad_rows (run_id, task, license_id, activation_key, reason, created_at)
@@ -570,12 +594,25 @@ impl RunRecorder<'_> {
 
     /// Commits the run (with `matched`, every row the search reached) and all its deliveries
     /// at once; returns the run id.
-    pub fn commit(self, matched: u64) -> rusqlite::Result<i64> {
-        self.transaction.execute(
-            "UPDATE runs SET matched = ?2 WHERE id = ?1",
-            params![self.run_id, i64::try_from(matched).unwrap_or(i64::MAX)],
-        )?;
-        self.transaction.commit()?;
-        Ok(self.run_id)
+    pub fn commit(self, matched: u64) -> Result<i64, StateError> {
+        let run_id = self.run_id;
+        let path = self.path.clone();
+        let committed = self
+            .transaction
+            .execute(
+                "UPDATE runs SET matched = ?2 WHERE id = ?1",
+                params![run_id, i64::try_from(matched).unwrap_or(i64::MAX)],
+            )
+            .and_then(|_| self.transaction.commit());
+        committed.map_err(|source| StateError::Sql { path, source })?;
+        Ok(run_id)
+    }
+
+    /// Recording errors are reported as the state database's, whatever their kind.
+    fn error(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sql {
+            path: self.path.clone(),
+            source,
+        }
     }
 }

@@ -1,0 +1,69 @@
+//! Recording: every item a source yields is in the state database, a pending delivery of a new
+//! run, before the first POST. One transaction: nothing is visible until the run commits.
+
+use super::id;
+use crate::state::deliveries::RunRecorder;
+use crate::state::{StateDb, StateError};
+
+/// A run about to be recorded.
+pub struct NewRun<'a> {
+    /// The source the deliveries belong to (a task's stem).
+    pub source: &'a str,
+    /// Its name, as shown.
+    pub name: &'a str,
+    /// The scheduled slot it runs for; `None` for a forced run.
+    pub slot: Option<i64>,
+    pub now: i64,
+    /// Whether the run sends: without it only the run, its count and its bad items are kept.
+    pub sends: bool,
+}
+
+/// What a delivery is about: a license, by its id and activation key.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub license_id: i64,
+    pub activation_key: &'a str,
+}
+
+/// Records the items of one run, all or none.
+pub struct Recorder<'a> {
+    run: RunRecorder<'a>,
+    sends: bool,
+}
+
+impl Recorder<'_> {
+    /// Starts recording `run`: nothing is visible to other processes until [`Recorder::commit`].
+    pub fn begin<'a>(state: &'a mut StateDb, run: &NewRun) -> Result<Recorder<'a>, StateError> {
+        let recorder = state.begin_run(run.source, run.name, run.slot, run.now, run.sends)?;
+        Ok(Recorder {
+            run: recorder,
+            sends: run.sends,
+        })
+    }
+
+    /// Whether items become deliveries: a source need not build a body otherwise.
+    pub fn sends(&self) -> bool {
+        self.sends
+    }
+
+    /// Records one pending delivery of `body`, under a new delivery id.
+    pub fn add(&mut self, subject: Subject, body: &[u8]) -> Result<(), StateError> {
+        if !self.sends {
+            return Ok(());
+        }
+        self.run
+            .add(&id::new(), subject.license_id, subject.activation_key, body)
+    }
+
+    /// Records an item the source could not make (a license row that cannot be read): kept
+    /// with the run, never sent.
+    pub fn add_bad(&mut self, subject: Subject, reason: &str) -> Result<(), StateError> {
+        self.run
+            .add_bad(subject.license_id, subject.activation_key, reason)
+    }
+
+    /// Commits the run with `matched`, every item the source reached; returns the run id.
+    pub fn commit(self, matched: u64) -> Result<i64, StateError> {
+        self.run.commit(matched)
+    }
+}
