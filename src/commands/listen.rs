@@ -14,6 +14,7 @@ use crate::delivery::standard;
 use crate::delivery::verify::{self, StandardHeaders};
 use crate::error::{Error, Result};
 use crate::receiver::{Reply, Request, Server, ServerTls};
+use crate::schedule::clock;
 use crate::secret::Secret;
 
 pub fn run(args: &ListenArgs, out: &mut impl Write) -> Result {
@@ -128,7 +129,8 @@ pub fn verdict(request: &Request, secret: Option<&Secret>) -> String {
                     timestamp: request.header(standard::TIMESTAMP_HEADER),
                     signature: request.header(standard::SIGNATURE_HEADER),
                 };
-                let now = chrono::Utc::now().timestamp();
+                // Signed with the real time (never --now), so checked against it.
+                let now = clock::real_now().timestamp();
                 verify::standard(
                     &headers,
                     &request.body,

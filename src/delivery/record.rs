@@ -67,3 +67,58 @@ impl Recorder<'_> {
         self.run.commit(matched)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::deliveries::{LogFilter, Queue};
+
+    fn run(sends: bool) -> NewRun<'static> {
+        NewRun {
+            source: "renewals",
+            name: "Renewals",
+            slot: None,
+            now: 1000,
+            sends,
+        }
+    }
+
+    fn subject(license_id: i64) -> Subject<'static> {
+        Subject {
+            license_id,
+            activation_key: "KEY",
+        }
+    }
+
+    #[test]
+    fn a_run_is_recorded_whole_and_only_its_deliveries_are_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+        let mut recorder = Recorder::begin(&mut state, &run(true)).unwrap();
+        recorder.add(subject(1), b"{\"a\":1}").unwrap();
+        recorder.add(subject(2), b"{\"a\":2}").unwrap();
+        recorder.add_bad(subject(3), "unreadable").unwrap();
+        let run_id = recorder.commit(3).unwrap();
+        let claimed = state
+            .claim(Queue::Run("renewals", run_id), "me", 1000, 10)
+            .unwrap();
+        let bodies: Vec<&[u8]> = claimed.iter().map(|c| c.body.as_slice()).collect();
+        assert_eq!(bodies, [b"{\"a\":1}".as_slice(), b"{\"a\":2}"]);
+        assert!(claimed.iter().all(|c| c.id.starts_with("msg_")));
+        assert_eq!(state.bad_rows(&LogFilter::default()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_run_that_does_not_send_keeps_no_deliveries_and_an_unfinished_one_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+        let mut recorder = Recorder::begin(&mut state, &run(false)).unwrap();
+        assert!(!recorder.sends());
+        recorder.add(subject(1), b"{}").unwrap();
+        recorder.commit(1).unwrap();
+        let mut recorder = Recorder::begin(&mut state, &run(true)).unwrap();
+        recorder.add(subject(2), b"{}").unwrap();
+        drop(recorder);
+        assert!(state.log(&LogFilter::default()).unwrap().is_empty());
+    }
+}

@@ -285,6 +285,49 @@ mod tests {
     }
 
     #[test]
+    fn verdicts_decide_status_next_time_and_gone() {
+        let policy = fixed(600, 3);
+        let delivered = Attempt {
+            error: None,
+            ..failed(Some(200), None)
+        };
+        let decide = |attempt: &Attempt, before| policy.verdict(attempt, before, 900, 1_000_500);
+        let cases = [
+            (decide(&delivered, 0), Status::Delivered, 1000, None, false),
+            (
+                decide(&failed(Some(500), None), 0),
+                Status::Failed,
+                1601,
+                None,
+                false,
+            ),
+            (
+                decide(&failed(Some(500), None), 3),
+                Status::Dead,
+                1000,
+                Some("gave up after 3 retries"),
+                false,
+            ),
+            (
+                decide(&failed(Some(410), None), 0),
+                Status::Dead,
+                1000,
+                Some("410 Gone: the webhook is disabled"),
+                true,
+            ),
+        ];
+        for (decision, status, next, reason, gone) in cases {
+            let expected = Decision {
+                status,
+                next_attempt_at: next,
+                reason: reason.map(str::to_string),
+                gone,
+            };
+            assert_eq!(decision, expected);
+        }
+    }
+
+    #[test]
     fn give_up_after_bounds_the_age() {
         let policy = RetryPolicy {
             give_up_after: Some(Duration::from_secs(3600)),
