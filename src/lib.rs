@@ -1,7 +1,9 @@
 //! keyhook: scheduled, signed webhooks from a software-license database in QLM's schema.
 //!
 //! Data flows one way: [`definitions`] (TOML) → [`licenses`] (matches) → [`delivery`] (bytes,
-//! signature, POST). [`commands`] wire them together and are the only code that prints.
+//! signature, POST) → [`state`] (what happened). [`task_source`] turns a task into the plain
+//! values the delivery engine takes; [`commands`] wire them together and are the only code
+//! that prints.
 
 pub mod cli;
 pub mod commands;
