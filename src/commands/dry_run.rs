@@ -64,19 +64,7 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
     }
     describe(context, task, search, &values, out)?;
     let limit = args.limit.unwrap_or(u64::MAX);
-    let (mut shown, mut bad) = (Vec::new(), Vec::new());
-    let seen = if limit == 0 {
-        0
-    } else {
-        db.for_each(&search.template, &values, |row| {
-            match row {
-                Ok(license) => shown.push(license),
-                Err(error) => bad.push(error),
-            }
-            ((shown.len() + bad.len()) as u64) < limit
-        })
-        .map_err(fail)?
-    };
+    let (shown, bad, seen) = first_rows(&mut db, search, &values, limit)?;
     let total = if seen < limit {
         seen
     } else {
@@ -89,6 +77,29 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
     bad_rows(&bad, out)?;
     summary(total, seen, out)?;
     success()
+}
+
+/// The first `limit` rows the search reaches: licenses, bad rows, and how many in all.
+fn first_rows(
+    db: &mut LicenseDb,
+    search: &Search,
+    values: &[NaiveDateTime],
+    limit: u64,
+) -> Result<(Vec<License>, Vec<RowError>, u64)> {
+    let (mut shown, mut bad) = (Vec::new(), Vec::new());
+    if limit == 0 {
+        return Ok((shown, bad, 0));
+    }
+    let seen = db
+        .for_each(&search.template, values, |row| {
+            match row {
+                Ok(license) => shown.push(license),
+                Err(error) => bad.push(error),
+            }
+            ((shown.len() + bad.len()) as u64) < limit
+        })
+        .map_err(|error| super::query_error(search, error))?;
+    Ok((shown, bad, seen))
 }
 
 /// `dry-run --json`: one `LicenseInfo` per line; bad rows are named on standard error, so
