@@ -7,10 +7,10 @@
 
 use std::io::Write;
 
-use keyhook::definitions::secret::Secret;
 use keyhook::delivery::standard::{self, DEFAULT_TOLERANCE_SECS, Key};
 use keyhook::delivery::verify::{self, StandardHeaders};
 use keyhook::receiver::{Reply, Request, Server};
+use keyhook::secret::Secret;
 
 fn main() {
     let Some(secret) = std::env::var("KEYHOOK_SECRET")

@@ -107,6 +107,13 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// The state database failing is an operational error (exit 3), with its own message.
+impl From<crate::state::StateError> for Error {
+    fn from(error: crate::state::StateError) -> Error {
+        Error::runtime(error)
+    }
+}
+
 /// The result of a command.
 pub type Result<T = Exit> = std::result::Result<T, Error>;
 

@@ -1,7 +1,9 @@
 //! keyhook: scheduled, signed webhooks from a software-license database in QLM's schema.
 //!
 //! Data flows one way: [`definitions`] (TOML) → [`licenses`] (matches) → [`delivery`] (bytes,
-//! signature, POST). [`commands`] wire them together and are the only code that prints.
+//! signature, POST) → [`state`] (what happened). [`task_source`] turns a task into the plain
+//! values the delivery engine takes; [`commands`] wire them together and are the only code
+//! that prints.
 
 pub mod cli;
 pub mod commands;
@@ -14,7 +16,9 @@ pub mod file_access;
 pub mod licenses;
 pub mod receiver;
 pub mod schedule;
+pub mod secret;
 pub mod state;
+pub mod task_source;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -3,11 +3,12 @@
 
 use std::io::Write;
 
-use super::dry_run::{self, placeholder_values};
 use super::{Context, sending};
+use super::{moment, placeholder_values};
 use crate::definitions::secret::SecretSource;
 use crate::definitions::{Problem, Task, settings};
 use crate::error::{Exit, Result};
+use crate::licenses::placeholders;
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let definitions = &context.definitions;
@@ -46,10 +47,7 @@ fn search_problems(context: &Context) -> Vec<Problem> {
     let mut problems = Vec::new();
     for search in &definitions.searches {
         let now = context.clock.now().timestamp();
-        if let Err(error) =
-            search
-                .template
-                .values(&dry_run::macro_context(context, None, Some(now)))
+        if let Err(error) = placeholders::values(&search.template, moment(context, None), Some(now))
         {
             problems.push(Problem {
                 file: search.path.clone(),
@@ -96,9 +94,7 @@ fn task_problems(context: &Context) -> Vec<Problem> {
         }
         let last_run = super::last_run_for_preview(context, task).ok().flatten();
         if let Err(error) =
-            search
-                .template
-                .values(&dry_run::macro_context(context, Some(task), last_run))
+            placeholders::values(&search.template, moment(context, Some(task)), last_run)
         {
             problems.push(problem(format!(
                 "search `{}` in this task's zone: {error}",

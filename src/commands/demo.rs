@@ -11,11 +11,12 @@ use super::sending::Stop;
 use super::{Context, run_task, success};
 use crate::cli::DemoArgs;
 use crate::definitions::Definitions;
-use crate::definitions::secret::{Secret, SecretSource};
+use crate::definitions::secret::SecretSource;
 use crate::delivery::signature::{self, QLM_HEADER};
 use crate::demo::DemoOptions;
 use crate::error::{Error, Exit, Result};
 use crate::receiver::{Reply, Server};
+use crate::secret::Secret;
 
 /// The example search and task, built in so the demo runs from any folder.
 const SEARCH: (&str, &str) = (

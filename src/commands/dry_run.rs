@@ -14,7 +14,7 @@ use crate::delivery::http::DELIVERY_HEADER;
 use crate::delivery::payload;
 use crate::error::{Error, Result};
 use crate::licenses::license_info::{License, RowError};
-use crate::licenses::macros::{self, DATE_FORMAT};
+use crate::licenses::macros::DATE_FORMAT;
 use crate::licenses::query::{LicenseDb, format_value};
 
 /// The columns of the preview table: (heading, LicenseInfo field).
@@ -51,7 +51,7 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
         Some(task) => super::last_run_for_preview(context, task)?,
         None => None,
     };
-    let values = placeholder_values(context, task, search, last_run)?;
+    let values = super::placeholder_values(context, task, search, last_run)?;
     let mut db = context.license_db()?;
     let fail = |error| super::query_error(search, error);
     if args.count {
@@ -64,19 +64,7 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
     }
     describe(context, task, search, &values, out)?;
     let limit = args.limit.unwrap_or(u64::MAX);
-    let (mut shown, mut bad) = (Vec::new(), Vec::new());
-    let seen = if limit == 0 {
-        0
-    } else {
-        db.for_each(&search.template, &values, |row| {
-            match row {
-                Ok(license) => shown.push(license),
-                Err(error) => bad.push(error),
-            }
-            ((shown.len() + bad.len()) as u64) < limit
-        })
-        .map_err(fail)?
-    };
+    let (shown, bad, seen) = first_rows(&mut db, search, &values, limit)?;
     let total = if seen < limit {
         seen
     } else {
@@ -89,6 +77,29 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
     bad_rows(&bad, out)?;
     summary(total, seen, out)?;
     success()
+}
+
+/// The first `limit` rows the search reaches: licenses, bad rows, and how many in all.
+fn first_rows(
+    db: &mut LicenseDb,
+    search: &Search,
+    values: &[NaiveDateTime],
+    limit: u64,
+) -> Result<(Vec<License>, Vec<RowError>, u64)> {
+    let (mut shown, mut bad) = (Vec::new(), Vec::new());
+    if limit == 0 {
+        return Ok((shown, bad, 0));
+    }
+    let seen = db
+        .for_each(&search.template, values, |row| {
+            match row {
+                Ok(license) => shown.push(license),
+                Err(error) => bad.push(error),
+            }
+            ((shown.len() + bad.len()) as u64) < limit
+        })
+        .map_err(|error| super::query_error(search, error))?;
+    Ok((shown, bad, seen))
 }
 
 /// `dry-run --json`: one `LicenseInfo` per line; bad rows are named on standard error, so
@@ -134,38 +145,6 @@ fn bad_rows(bad: &[RowError], out: &mut impl Write) -> std::io::Result<()> {
         writeln!(out, "  bad row: {error}")?;
     }
     Ok(())
-}
-
-/// The values of a search's placeholders now, in the task's zone if it sets one.
-pub fn placeholder_values(
-    context: &Context,
-    task: Option<&Task>,
-    search: &Search,
-    last_run: Option<i64>,
-) -> Result<Vec<NaiveDateTime>> {
-    search
-        .template
-        .values(&macro_context(context, task, last_run))
-        .map_err(|error| Error::config(anyhow!("{}: field `sql`: {error}", search.path.display())))
-}
-
-/// What placeholders are computed from: now and `[date]`, in the task's zone.
-pub fn macro_context(
-    context: &Context,
-    task: Option<&Task>,
-    last_run: Option<i64>,
-) -> macros::Context {
-    let zone = task
-        .and_then(|task| task.timezone)
-        .unwrap_or(context.clock.zone());
-    let last_run = last_run
-        .and_then(|unix| chrono::DateTime::from_timestamp(unix, 0))
-        .map(|at| at.with_timezone(&zone).naive_local());
-    macros::Context {
-        now: context.clock.now().with_timezone(&zone).naive_local(),
-        zone,
-        last_run,
-    }
 }
 
 fn not_found(context: &Context, name: &str) -> Error {
@@ -218,10 +197,8 @@ fn describe(
             format_value(value)
         )?;
     }
-    let zone = task
-        .and_then(|task| task.timezone)
-        .unwrap_or(context.clock.zone());
-    let now = context.clock.now().with_timezone(&zone);
+    let super::Moment { now, zone } = super::moment(context, task);
+    let now = now.with_timezone(&zone);
     writeln!(
         out,
         "Now:       {} {} ({zone})",

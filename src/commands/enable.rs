@@ -4,19 +4,14 @@ use std::io::Write;
 
 use super::{Context, success};
 use crate::cli::EnableArgs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub fn run(context: &Context, args: &EnableArgs, out: &mut impl Write) -> Result {
     let task = context.task(&args.task)?;
     let state = context.state()?;
     let now = context.clock.now().timestamp();
-    let was = state
-        .task_state(&task.stem, now)
-        .map_err(Error::runtime)?
-        .webhook_gone;
-    state
-        .set_webhook_gone(&task.stem, None)
-        .map_err(Error::runtime)?;
+    let was = state.task_state(&task.stem, now)?.webhook_gone;
+    state.set_webhook_gone(&task.stem, None)?;
     match was {
         Some(_) => writeln!(
             out,

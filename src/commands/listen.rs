@@ -7,13 +7,15 @@ use anyhow::anyhow;
 
 use super::{printable, success};
 use crate::cli::ListenArgs;
-use crate::definitions::secret::{Secret, SecretSource};
+use crate::definitions::secret::SecretSource;
 use crate::delivery::http::DELIVERY_HEADER;
 use crate::delivery::signature::QLM_HEADER;
 use crate::delivery::standard;
 use crate::delivery::verify::{self, StandardHeaders};
 use crate::error::{Error, Result};
 use crate::receiver::{Reply, Request, Server, ServerTls};
+use crate::schedule::clock;
+use crate::secret::Secret;
 
 pub fn run(args: &ListenArgs, out: &mut impl Write) -> Result {
     let secret = listen_secret(args)?;
@@ -127,7 +129,8 @@ pub fn verdict(request: &Request, secret: Option<&Secret>) -> String {
                     timestamp: request.header(standard::TIMESTAMP_HEADER),
                     signature: request.header(standard::SIGNATURE_HEADER),
                 };
-                let now = chrono::Utc::now().timestamp();
+                // Signed with the real time (never --now), so checked against it.
+                let now = clock::real_now().timestamp();
                 verify::standard(
                     &headers,
                     &request.body,

@@ -33,7 +33,7 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         for entry in &entries {
             let mut json = serde_json::to_value(entry).map_err(|e| Error::runtime(anyhow!(e)))?;
             if args.attempts {
-                let attempts = state.attempts(&entry.id).map_err(Error::runtime)?;
+                let attempts = state.attempts(&entry.id)?;
                 json["attempts"] =
                     serde_json::to_value(attempts).map_err(|e| Error::runtime(anyhow!(e)))?;
             }
@@ -61,7 +61,7 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
                 printable::short(&entry.activation_key),
                 entry.status.as_str()
             )?;
-            for attempt in state.attempts(&entry.id).map_err(Error::runtime)? {
+            for attempt in state.attempts(&entry.id)? {
                 let outcome = attempt
                     .error
                     .map(|error| printable::short(&error))
@@ -112,10 +112,10 @@ fn read(
     let entries = if only_bad {
         Vec::new()
     } else {
-        state.log(filter).map_err(Error::runtime)?
+        state.log(filter)?
     };
     let bad = if status.is_none() || only_bad {
-        state.bad_rows(filter).map_err(Error::runtime)?
+        state.bad_rows(filter)?
     } else {
         Vec::new()
     };

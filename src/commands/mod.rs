@@ -30,6 +30,7 @@ use anyhow::anyhow;
 use crate::cli::{Cli, Command, DbCommand, EventsCommand, GlobalArgs, SecretCommand};
 use crate::definitions::{Definitions, Search, Task};
 use crate::error::{Error, Exit, Result};
+use crate::licenses::placeholders::{self, History, Moment};
 use crate::licenses::query::LicenseDb;
 use crate::schedule::clock::{self, Clock};
 use crate::schedule::zone;
@@ -139,12 +140,12 @@ impl Context {
 
     /// Opens (creating and migrating) keyhook's state database.
     pub fn state(&self) -> Result<StateDb> {
-        StateDb::open(&self.state_path).map_err(Error::runtime)
+        Ok(StateDb::open(&self.state_path)?)
     }
 
     /// Whether the state file is there; an error when it cannot be looked at.
     pub fn state_exists(&self) -> Result<bool> {
-        StateDb::exists(&self.state_path).map_err(Error::runtime)
+        Ok(StateDb::exists(&self.state_path)?)
     }
 
     /// Opens the license database read-only.
@@ -241,24 +242,41 @@ pub fn current_slot(context: &Context, task: &Task) -> Result<Option<i64>> {
         .map(|slot| slot.timestamp()))
 }
 
-/// `[date]` for a run now: the last run, else `first_run_since`, else when first seen.
+/// When and in which zone placeholders are computed: now, in the task's zone if it sets one.
+pub fn moment(context: &Context, task: Option<&Task>) -> Moment {
+    Moment {
+        now: context.clock.now(),
+        zone: task.map_or(context.clock.zone(), |task| context.zone_of(task)),
+    }
+}
+
+/// `[date]` for a run of `task` now, from what the state database knows of it.
 pub fn date_placeholder(
     context: &Context,
     task: &Task,
     state: &crate::state::runs::TaskState,
 ) -> i64 {
-    use crate::definitions::task::FirstRunSince;
-    if let Some(last_run) = state.last_run {
-        return last_run;
-    }
-    match task.first_run_since {
-        Some(FirstRunSince::Age(age)) => {
-            clock::before(context.clock.now(), age).map_or(state.first_seen, |at| at.timestamp())
-        }
-        Some(FirstRunSince::Time(time)) => clock::resolve_local(time, context.zone_of(task))
-            .map_or(state.first_seen, |at| at.timestamp()),
-        None => state.first_seen,
-    }
+    let history = History {
+        last_run: state.last_run,
+        first_seen: state.first_seen,
+    };
+    placeholders::last_run(
+        &history,
+        task.first_run_since.as_ref(),
+        moment(context, Some(task)),
+    )
+}
+
+/// The values of a search's placeholders now, in the task's zone if it sets one; a value
+/// that cannot be computed is a configuration error naming the search file.
+pub fn placeholder_values(
+    context: &Context,
+    task: Option<&Task>,
+    search: &Search,
+    last_run: Option<i64>,
+) -> Result<Vec<chrono::NaiveDateTime>> {
+    placeholders::values(&search.template, moment(context, task), last_run)
+        .map_err(|error| Error::config(anyhow!("{}: field `sql`: {error}", search.path.display())))
 }
 
 /// Says what is wrong when a task's state holds a time later than now (its last slot, last
@@ -293,7 +311,7 @@ pub fn future_state(
 pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
     let mut known = None;
     if context.state_exists()? {
-        let states = context.state()?.task_states().map_err(Error::runtime)?;
+        let states = context.state()?.task_states()?;
         known = states
             .into_iter()
             .find(|(stem, _)| *stem == task.stem)

@@ -15,7 +15,7 @@ pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result 
         .ok_or_else(|| Error::config(anyhow!("--older-than: reaches before any time")))?
         .timestamp();
     let state = context.state()?;
-    let deleted = state.prune(before).map_err(Error::runtime)?;
+    let deleted = state.prune(before)?;
     writeln!(
         out,
         "deleted {deleted} settled deliveries of runs older than {}; pending and failed ones are kept",

@@ -1,13 +1,15 @@
 //! `keyhook resend`: one delivery again, now, by hand: the same id and body.
 
 use std::io::Write;
+use std::sync::Mutex;
 
 use anyhow::anyhow;
 
 use super::Context;
 use super::sending::{self, Stop};
 use crate::cli::ResendArgs;
-use crate::delivery::run;
+use crate::definitions::task::shown_url;
+use crate::delivery::dispatch::Event;
 use crate::error::{Error, Result};
 use crate::state::StateDb;
 use crate::state::deliveries::Queue;
@@ -15,9 +17,7 @@ use crate::state::deliveries::Queue;
 /// The one delivery `id` names: an id, or a prefix that only one id starts with.
 fn find(context: &Context, state: &StateDb, id: &str) -> Result<(i64, String)> {
     const SHOWN: usize = 5;
-    let mut found = state
-        .find_deliveries(id, SHOWN + 1)
-        .map_err(Error::runtime)?;
+    let mut found = state.find_deliveries(id, SHOWN + 1)?;
     match found.len() {
         0 => Err(Error::config(anyhow!(
             "no delivery `{id}` in {} (see `keyhook log`)",
@@ -47,49 +47,44 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
     let state = context.state()?;
     let now = context.clock.now().timestamp();
     let (seq, stem) = find(context, &state, &args.delivery_id)?;
-    state.requeue(seq, now).map_err(Error::runtime)?;
+    state.requeue(seq, now)?;
     let task = context.definitions.task(&stem).ok_or_else(|| {
         Error::config(anyhow!(
             "delivery `{}` belongs to task `{stem}`, which no longer exists",
             args.delivery_id
         ))
     })?;
-    let target = sending::target(context, task)?;
-    let Some(_lock) = sending::lock(context, &stem)? else {
+    let Some(held) = sending::hold(context, task)? else {
         return Err(sending::locked(task));
     };
     let stop = Stop::install();
-    let messages = std::sync::Mutex::new(Vec::new());
-    let observe = |event: &run::Event| {
-        let line = match &event.attempt.error {
-            None => format!(
-                "delivered {} to {} (HTTP {})",
-                event.delivery.id,
-                crate::definitions::task::shown_url(&target.url),
-                event.attempt.status.unwrap_or(0)
-            ),
-            Some(error) => format!(
-                "failed {}: {}",
-                event.delivery.id,
-                super::printable::short(error)
-            ),
-        };
+    let messages = Mutex::new(Vec::new());
+    let url = shown_url(&held.target.endpoint.url);
+    let observe = |event: &Event| {
         if let Ok(mut messages) = messages.lock() {
-            messages.push(line);
+            messages.push(message(event, &url));
         }
     };
-    let tally = run::send(
-        &state,
-        Queue::One(seq),
-        &target,
-        &context.clock,
-        stop.flag(),
-        &observe,
-    )
-    .map_err(Error::runtime)?;
+    let tally = held.send(context, &state, Queue::One(seq), &stop, &observe)?;
     for line in messages.into_inner().unwrap_or_default() {
         writeln!(out, "{line}")?;
     }
     sending::aftermath(context, task, &tally, out)?;
     Ok(sending::exit_of(&tally, &stop))
+}
+
+/// What became of the one attempt.
+fn message(event: &Event, url: &str) -> String {
+    match &event.attempt.error {
+        None => format!(
+            "delivered {} to {url} (HTTP {})",
+            event.delivery.id,
+            event.attempt.status.unwrap_or(0)
+        ),
+        Some(error) => format!(
+            "failed {}: {}",
+            event.delivery.id,
+            super::printable::short(error)
+        ),
+    }
 }

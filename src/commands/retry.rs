@@ -2,11 +2,15 @@
 
 use std::io::Write;
 
-use super::Context;
-use super::sending::{self, Stop};
+use std::sync::Mutex;
+
+use super::sending::{self, Failure, Stop};
+use super::{Context, printable};
 use crate::cli::RetryArgs;
-use crate::delivery::run::{self, Event};
-use crate::error::{Error, Exit, Result};
+use crate::definitions::Task;
+use crate::delivery::dispatch::{Event, Tally};
+use crate::error::{Exit, Result};
+use crate::state::StateDb;
 use crate::state::deliveries::Queue;
 
 pub fn run(context: &Context, args: &RetryArgs, out: &mut impl Write) -> Result {
@@ -32,7 +36,7 @@ pub(super) fn send_due(
         .and_then(|name| context.definitions.task(name))
         .map(|task| task.stem.clone());
     let mut exit = Exit::Success;
-    for stem in state.tasks_with_due(now).map_err(Error::runtime)? {
+    for stem in state.tasks_with_due(now)? {
         if only.as_ref().is_some_and(|only| *only != stem) {
             continue;
         }
@@ -46,7 +50,7 @@ pub(super) fn send_due(
 
 fn retry_task(
     context: &Context,
-    state: &crate::state::StateDb,
+    state: &StateDb,
     stem: &str,
     stop: &Stop,
     out: &mut impl Write,
@@ -58,24 +62,24 @@ fn retry_task(
         )?;
         return Ok(Exit::DeliveryFailed);
     };
-    let target = match sending::target(context, task) {
-        Ok(target) => target,
-        Err(error) => {
+    let held = match sending::hold(context, task) {
+        Ok(Some(held)) => held,
+        Ok(None) => {
+            writeln!(
+                out,
+                "{}: another keyhook process is running it; its retries wait",
+                task.name
+            )?;
+            return Ok(Exit::Locked);
+        }
+        Err(error) if error.exit == Exit::Config => {
             writeln!(out, "{}: retries wait: {error}", task.name)?;
             return Ok(Exit::Config);
         }
-    };
-    let Some(_lock) = sending::lock(context, stem)? else {
-        writeln!(
-            out,
-            "{}: another keyhook process is running it; its retries wait",
-            task.name
-        )?;
-        return Ok(Exit::Locked);
+        Err(error) => return Err(error),
     };
     let now = context.clock.now().timestamp();
-    let task_state = state.task_state(stem, now).map_err(Error::runtime)?;
-    if task_state.webhook_gone.is_some() {
+    if state.task_state(stem, now)?.webhook_gone.is_some() {
         writeln!(
             out,
             "WARNING: {}: webhook DISABLED after 410 Gone; retries wait until `keyhook enable {stem}`",
@@ -83,31 +87,33 @@ fn retry_task(
         )?;
         return Ok(Exit::DeliveryFailed);
     }
-    state.release_claims(stem, None).map_err(Error::runtime)?;
-    let failures = std::sync::Mutex::new(Vec::new());
+    let failures = Mutex::new(Vec::new());
     let observe = |event: &Event| {
-        if let (Some(error), Ok(mut failures)) = (&event.attempt.error, failures.lock()) {
-            failures.push(format!(
-                "failed: license {} ({}), delivery {}: {}",
-                event.delivery.license_id,
-                super::printable::short(&event.delivery.activation_key),
-                event.delivery.id,
-                super::printable::short(error)
-            ));
+        if let (Some(failure), Ok(mut failures)) = (Failure::of(event), failures.lock()) {
+            failures.push(failure);
         }
     };
-    let tally = run::send(
-        state,
-        Queue::DueForTask(stem, now),
-        &target,
-        &context.clock,
-        stop.flag(),
-        &observe,
-    )
-    .map_err(Error::runtime)?;
-    for line in failures.into_inner().unwrap_or_default() {
-        writeln!(out, "{line}")?;
+    let queue = Queue::DueForTask(stem, now);
+    let tally = held.send(context, state, queue, stop, &observe)?;
+    for failure in failures.into_inner().unwrap_or_default() {
+        writeln!(out, "{}", failure_line(&failure))?;
     }
+    print(task, &tally, out)?;
+    sending::aftermath(context, task, &tally, out)?;
+    Ok(sending::exit_of(&tally, stop))
+}
+
+fn failure_line(failure: &Failure) -> String {
+    format!(
+        "failed: license {} ({}), delivery {}: {}",
+        failure.license_id,
+        printable::short(&failure.activation_key),
+        failure.delivery_id,
+        printable::short(&failure.error)
+    )
+}
+
+fn print(task: &Task, tally: &Tally, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{}: retried {}, {} delivered, {} failed",
@@ -115,7 +121,5 @@ fn retry_task(
         tally.delivered + tally.retrying + tally.dead,
         tally.delivered,
         tally.retrying + tally.dead
-    )?;
-    sending::aftermath(context, task, &tally, out)?;
-    Ok(sending::exit_of(&tally, stop))
+    )
 }

@@ -9,7 +9,7 @@ use super::run_task::{self, Options};
 use super::sending::{Stop, local_time};
 use super::{Context, retry};
 use crate::definitions::Task;
-use crate::error::{Error, Exit, Result};
+use crate::error::{Exit, Result};
 use crate::schedule::due::{self, Decision, Facts};
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
@@ -32,9 +32,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let state = context.state()?;
     let now = context.clock.now();
     let stems: Vec<&str> = tasks.iter().map(|task| task.stem.as_str()).collect();
-    let known = state
-        .see_tasks(&stems, now.timestamp())
-        .map_err(Error::runtime)?;
+    let known = state.see_tasks(&stems, now.timestamp())?;
     drop(state);
     for task in tasks {
         if stop.exit().is_some() {
@@ -101,15 +99,13 @@ fn skip(context: &Context, task: &Task, slot: i64, out: &mut impl Write) -> Resu
     let window = humantime::format_duration(window.to_std().unwrap_or_default()).to_string();
     let why = format!("missed by more than the catch-up window ({window})");
     let state = context.state()?;
-    state
-        .record_skip(
-            &task.stem,
-            &task.name,
-            slot,
-            context.clock.now().timestamp(),
-            &why,
-        )
-        .map_err(Error::runtime)?;
+    state.record_skip(
+        &task.stem,
+        &task.name,
+        slot,
+        context.clock.now().timestamp(),
+        &why,
+    )?;
     writeln!(
         out,
         "{}: skipped the slot at {}: {why}",

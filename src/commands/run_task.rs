@@ -7,27 +7,16 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::dry_run::placeholder_values;
-use super::sending::{self, Stop};
+use super::sending::{self, Failure, Held, Stop};
 use super::{Context, printable};
 use crate::cli::RunTaskArgs;
 use crate::definitions::Task;
-use crate::delivery::run::{self, Event, Tally};
-use crate::error::{Error, Exit, Result};
+use crate::delivery::dispatch::{Event, Tally};
+use crate::error::{Exit, Result};
 use crate::licenses::license_info::RowError;
-use crate::state::deliveries::{Queue, Status};
-
-/// One failed attempt, for the `--json` summary.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct Failure {
-    pub license_id: i64,
-    pub activation_key: String,
-    pub delivery_id: String,
-    pub status: Option<u16>,
-    pub error: String,
-    /// `failed` (will be retried) or `dead`.
-    pub state: &'static str,
-}
+use crate::state::StateDb;
+use crate::state::deliveries::Queue;
+use crate::task_source::{self, RecordError, Recorded, TaskRun};
 
 /// A license row that could not be read, for the summaries.
 #[derive(Debug, Clone, Serialize)]
@@ -150,102 +139,136 @@ pub(super) fn execute(
     let search = context.search_of(task)?;
     context.ensure_valid(&task.path)?;
     context.ensure_valid(&search.path)?;
-    let mut target = sending::target(context, task)?;
-    let Some(_lock) = sending::lock(context, &task.stem)? else {
+    let Some(mut held) = sending::hold(context, task)? else {
         return Err(sending::locked(task));
     };
     let mut state = context.state()?;
     let now = context.clock.now().timestamp();
-    let task_state = state.task_state(&task.stem, now).map_err(Error::runtime)?;
+    let task_state = state.task_state(&task.stem, now)?;
     if let Some(warning) = super::future_state(context, task, &task_state) {
         writeln!(std::io::stderr(), "warning: {warning}")?;
     }
     let mut report = Report::empty(task);
-    if let Some(slot) = options.slot
-        && state.slot_ran(&task.stem, slot).map_err(Error::runtime)?
-    {
-        report.skipped = Some(format!(
-            "already ran for its slot at {}; nothing to do (`run-task --force` runs it again)",
-            sending::local_time(context, slot)
-        ));
+    report.skipped = already_ran(context, &state, task, options.slot)?;
+    if report.skipped.is_some() {
         return Ok(report);
     }
-    // Holding the lock, any claim left on this task is a killed process's.
-    state
-        .release_claims(&task.stem, None)
-        .map_err(Error::runtime)?;
-    let gone = task_state.webhook_gone.is_some();
     let enabled = task.webhook.enabled && context.definitions.settings.webhooks_enabled;
     let last_run = super::date_placeholder(context, task, &task_state);
-    let values = placeholder_values(context, Some(task), search, Some(last_run))?;
-    let mut db = context.license_db()?;
-    let recorded = run::record(
-        &mut state,
-        &mut db,
+    let values = super::placeholder_values(context, Some(task), search, Some(last_run))?;
+    let run = TaskRun {
         task,
         search,
-        &values,
-        options.slot,
+        values: &values,
+        slot: options.slot,
         now,
-        enabled,
-    )
-    .map_err(|error| run_error(search, error))?;
-    let (run_id, matched) = (recorded.run_id, recorded.matched);
-    report.run_id = Some(run_id);
-    report.matched = matched;
-    report.bad_rows = recorded.bad_rows;
-    report.bad = recorded.bad.into_iter().map(BadRow::from).collect();
-    let matched = matched - recorded.bad_rows;
-    // Never more workers (threads, connections) than deliveries.
-    let wanted = options.concurrency.or(task.concurrency).unwrap_or(1);
-    target.concurrency = wanted
-        .min(usize::try_from(matched).unwrap_or(usize::MAX))
-        .max(1);
+        sends: enabled,
+    };
+    report.recorded(record(context, &mut state, &run)?);
+    let gone = task_state.webhook_gone.is_some();
     report.sent = enabled && !gone;
+    let to_send = report.matched - report.bad_rows;
+    match held_back(context, task, enabled, gone, to_send) {
+        Some(warning) => {
+            report.warnings.push(warning);
+            report.tally.gone = gone;
+        }
+        None => {
+            held.target.concurrency = workers(options, task, to_send);
+            send(context, &state, &held, &mut report, options, stop, out)?;
+        }
+    }
+    if !report.tally.interrupted {
+        state.finish_run(
+            report.run_id.unwrap_or_default(),
+            context.clock.tick().timestamp(),
+        )?;
+    }
+    report.finish(to_send, started);
+    Ok(report)
+}
+
+/// Why a run for `slot` is not needed: that slot already ran.
+fn already_ran(
+    context: &Context,
+    state: &StateDb,
+    task: &Task,
+    slot: Option<i64>,
+) -> Result<Option<String>> {
+    let Some(slot) = slot else { return Ok(None) };
+    if !state.slot_ran(&task.stem, slot)? {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "already ran for its slot at {}; nothing to do (`run-task --force` runs it again)",
+        sending::local_time(context, slot)
+    )))
+}
+
+/// Records the run: every match a pending delivery (when it sends), before the first POST.
+fn record(context: &Context, state: &mut StateDb, run: &TaskRun) -> Result<Recorded> {
+    let mut db = context.license_db()?;
+    task_source::record(state, &mut db, run).map_err(|error| match error {
+        RecordError::Query(error) => super::query_error(run.search, error),
+        RecordError::State(error) => error.into(),
+    })
+}
+
+/// Why nothing is sent, when nothing is: the webhook is disabled, or its receiver said 410.
+fn held_back(
+    context: &Context,
+    task: &Task,
+    enabled: bool,
+    gone: bool,
+    waiting: u64,
+) -> Option<String> {
     if !enabled {
-        report.warnings.push(format!(
+        return Some(format!(
             "{}: webhook disabled ({}); nothing was sent",
             task.name,
             disabled_by(context, task)
         ));
-    } else if gone {
-        report.warnings.push(format!(
+    }
+    gone.then(|| {
+        format!(
             "WARNING: task `{}`: webhook DISABLED since its receiver answered 410 Gone; \
-             {matched} deliveries wait. Fix the url, then `keyhook enable {}`",
+             {waiting} deliveries wait. Fix the url, then `keyhook enable {}`",
             task.name, task.stem
-        ));
-        report.tally.gone = true;
-    } else {
-        let failures = Mutex::new(Vec::new());
-        let progress = progress_bar(options.live, matched);
-        let observe = |event: &Event| observe(event, options.live, &progress, &failures);
-        report.tally = run::send(
-            &state,
-            Queue::Run(&task.stem, run_id),
-            &target,
-            &context.clock,
-            stop.flag(),
-            &observe,
         )
-        .map_err(Error::runtime)?;
-        progress.finish_and_clear();
-        report.failures = failures.into_inner().unwrap_or_default();
-        if options.live && progress.is_hidden() {
-            for failure in &report.failures {
-                writeln!(out, "{}", failure_line(failure))?;
-            }
+    })
+}
+
+/// Never more workers (threads, connections) than deliveries.
+fn workers(options: &Options, task: &Task, deliveries: u64) -> usize {
+    let wanted = options.concurrency.or(task.concurrency).unwrap_or(1);
+    wanted
+        .min(usize::try_from(deliveries).unwrap_or(usize::MAX))
+        .max(1)
+}
+
+/// Sends the run's deliveries, showing failures as they come (or after, without a terminal).
+fn send(
+    context: &Context,
+    state: &StateDb,
+    held: &Held,
+    report: &mut Report,
+    options: &Options,
+    stop: &Stop,
+    out: &mut impl Write,
+) -> Result<()> {
+    let failures = Mutex::new(Vec::new());
+    let progress = progress_bar(options.live, report.matched - report.bad_rows);
+    let observe = |event: &Event| observe(event, options.live, &progress, &failures);
+    let queue = Queue::Run(&held.task.stem, report.run_id.unwrap_or_default());
+    report.tally = held.send(context, state, queue, stop, &observe)?;
+    progress.finish_and_clear();
+    report.failures = failures.into_inner().unwrap_or_default();
+    if options.live && progress.is_hidden() {
+        for failure in &report.failures {
+            writeln!(out, "{}", failure_line(failure))?;
         }
     }
-    if !report.tally.interrupted {
-        state
-            .finish_run(run_id, context.clock.tick().timestamp())
-            .map_err(Error::runtime)?;
-    }
-    report.delivered = report.tally.delivered;
-    report.failed = report.tally.retrying + report.tally.dead;
-    report.not_sent = matched.saturating_sub(report.delivered + report.failed);
-    report.elapsed = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    Ok(report)
+    Ok(())
 }
 
 impl Report {
@@ -257,6 +280,22 @@ impl Report {
         } else {
             exit
         }
+    }
+
+    /// What recording came to.
+    fn recorded(&mut self, recorded: Recorded) {
+        self.run_id = Some(recorded.run_id);
+        self.matched = recorded.matched;
+        self.bad_rows = recorded.bad_rows;
+        self.bad = recorded.bad.into_iter().map(BadRow::from).collect();
+    }
+
+    /// The counts from the tally, so that they add up to the matches; the time taken.
+    fn finish(&mut self, to_send: u64, started: Instant) {
+        self.delivered = self.tally.delivered;
+        self.failed = self.tally.retrying + self.tally.dead;
+        self.not_sent = to_send.saturating_sub(self.delivered + self.failed);
+        self.elapsed = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     }
 
     fn empty(task: &Task) -> Report {
@@ -281,20 +320,8 @@ impl Report {
 
 fn observe(event: &Event, live: bool, progress: &ProgressBar, failures: &Mutex<Vec<Failure>>) {
     progress.inc(1);
-    let Some(error) = &event.attempt.error else {
+    let Some(failure) = Failure::of(event) else {
         return;
-    };
-    let failure = Failure {
-        license_id: event.delivery.license_id,
-        activation_key: event.delivery.activation_key.clone(),
-        delivery_id: event.delivery.id.clone(),
-        status: event.attempt.status,
-        error: error.clone(),
-        state: if event.status == Status::Dead {
-            "dead"
-        } else {
-            "failed"
-        },
     };
     if live && !progress.is_hidden() {
         progress.println(failure_line(&failure));
@@ -322,13 +349,6 @@ fn disabled_by(context: &Context, task: &Task) -> String {
         )
     } else {
         format!("[webhook] enabled = false in {}", task.path.display())
-    }
-}
-
-fn run_error(search: &crate::definitions::Search, error: run::RunError) -> Error {
-    match error {
-        run::RunError::Query(error) => super::query_error(search, error),
-        run::RunError::State(error) => Error::runtime(error),
     }
 }
 

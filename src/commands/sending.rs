@@ -1,5 +1,6 @@
-//! What the sending commands (`run-task`, `retry`, `resend`, `run-due`) share: the task lock,
-//! the resolved target, stop signals, and how an outcome is printed and turned into an exit.
+//! What the sending commands (`run-task`, `retry`, `resend`, `run-due`) share: the one send
+//! path (target resolved, task lock held, stale claims released, queue dispatched), stop
+//! signals, the failures collected, and how an outcome is printed and turned into an exit.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -8,13 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::anyhow;
 use chrono::TimeZone;
 
+use serde::Serialize;
+
 use super::Context;
 use crate::definitions::Task;
-use crate::definitions::retry::policy;
-use crate::delivery::run::{Tally, Target};
-use crate::delivery::signature::Signer;
+use crate::delivery::dispatch::{self, Event, Tally};
+use crate::delivery::target::Target;
 use crate::error::{Error, Exit, Result};
+use crate::state::StateDb;
+use crate::state::deliveries::{Queue, Status};
 use crate::state::lock::{Acquired, TaskLock};
+use crate::task_source;
 
 /// Set by SIGINT or SIGTERM: senders finish the request in flight, record it, and stop.
 pub struct Stop {
@@ -103,13 +108,81 @@ pub fn target(context: &Context, task: &Task) -> Result<Target> {
 
 /// [`target`], with the problem in words about the `[webhook]` table; `check` runs this too.
 pub fn resolve_target(context: &Context, task: &Task) -> std::result::Result<Target, String> {
-    let mut secrets = task.webhook.secret.resolve_all()?;
-    secrets.extend(task.webhook.previous_secrets.iter().cloned());
-    let signer = Signer::new(&task.webhook.schemes, &secrets)?;
-    let settings = &context.definitions.settings;
-    let policy = policy(&task.webhook.retry, &settings.retry)?;
-    let tls = task.webhook.tls.over(&settings.tls).load()?;
-    Ok(Target::new(task, signer, policy, tls))
+    task_source::target(task, &context.definitions.settings)
+}
+
+/// A task ready to send: its target resolved and its lock held (until this is dropped).
+pub struct Held<'a> {
+    pub task: &'a Task,
+    pub target: Target,
+    _lock: TaskLock,
+}
+
+/// Resolves `task`'s target (a configuration error if it cannot be), then takes its lock:
+/// `None` when another process holds it.
+pub fn hold<'a>(context: &Context, task: &'a Task) -> Result<Option<Held<'a>>> {
+    let target = target(context, task)?;
+    Ok(lock(context, &task.stem)?.map(|lock| Held {
+        task,
+        target,
+        _lock: lock,
+    }))
+}
+
+impl Held<'_> {
+    /// The one send path: claims a killed process left go back to the queue (only the lock's
+    /// holder may do that), then `queue` is sent (claim, POST, commit; a stop or a 410 halts
+    /// it), calling `observe` after every attempt.
+    pub fn send(
+        &self,
+        context: &Context,
+        state: &StateDb,
+        queue: Queue,
+        stop: &Stop,
+        observe: &(dyn Fn(&Event) + Sync),
+    ) -> Result<Tally> {
+        state.release_claims(&self.task.stem, None)?;
+        let tally = dispatch::send(
+            state,
+            queue,
+            &self.target,
+            &context.clock,
+            stop.flag(),
+            observe,
+        )?;
+        Ok(tally)
+    }
+}
+
+/// One failed attempt, as the sending commands print it and `run-task --json` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub license_id: i64,
+    pub activation_key: String,
+    pub delivery_id: String,
+    pub status: Option<u16>,
+    pub error: String,
+    /// `failed` (will be retried) or `dead`.
+    pub state: &'static str,
+}
+
+impl Failure {
+    /// The failure an attempt was, if it was one.
+    pub fn of(event: &Event) -> Option<Failure> {
+        let error = event.attempt.error.as_ref()?;
+        Some(Failure {
+            license_id: event.delivery.license_id,
+            activation_key: event.delivery.activation_key.clone(),
+            delivery_id: event.delivery.id.clone(),
+            status: event.attempt.status,
+            error: error.clone(),
+            state: if event.status == Status::Dead {
+                "dead"
+            } else {
+                "failed"
+            },
+        })
+    }
 }
 
 /// The exit for a tally: failures, a 410, or a stop.

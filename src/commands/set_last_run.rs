@@ -31,9 +31,7 @@ pub fn run(context: &Context, args: &SetLastRunArgs, out: &mut impl Write) -> Re
         .latest_at_or_before(at, zone)
         .map(|slot| slot.timestamp());
     let state = context.state()?;
-    state
-        .set_last_run(&task.stem, at.timestamp(), slot, now.timestamp())
-        .map_err(Error::runtime)?;
+    state.set_last_run(&task.stem, at.timestamp(), slot, now.timestamp())?;
     writeln!(
         out,
         "{}: last run set to {}; its next run's [date] is that time",

@@ -6,7 +6,7 @@ use comfy_table::{Table, presets};
 
 use super::sending::local_time;
 use super::{Context, success};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
     if !context.state_exists()? {
@@ -18,9 +18,9 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         return success();
     }
     let state = context.state()?;
-    let runs = state.latest_runs().map_err(Error::runtime)?;
-    let skips = state.latest_skips().map_err(Error::runtime)?;
-    let states = state.task_states().map_err(Error::runtime)?;
+    let runs = state.latest_runs()?;
+    let skips = state.latest_skips()?;
+    let states = state.task_states()?;
     let mut table = Table::new();
     table.load_preset(presets::UTF8_FULL_CONDENSED);
     table.set_header([

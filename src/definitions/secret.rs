@@ -1,34 +1,9 @@
-//! Where a webhook's secret comes from, and a type that never prints it.
+//! Where a webhook's secret comes from (the task file, the environment, a file, a systemd
+//! credential), and reading it; the value itself is a [`Secret`].
 
 use std::path::{Path, PathBuf};
 
-/// A secret key. Its `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for signing only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+use crate::secret::Secret;
 
 /// One of the ways a task file can give its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +29,7 @@ impl SecretSource {
             credential,
         } = fields;
         match (literal, env, file, credential) {
-            (Some(value), None, None, None) => Ok(SecretSource::Literal(Secret(value))),
+            (Some(value), None, None, None) => Ok(SecretSource::Literal(Secret::new(value))),
             (None, Some(name), None, None) => Ok(SecretSource::Env(name)),
             (None, None, Some(path), None) => Ok(SecretSource::File(task_dir.join(path))),
             (None, None, None, Some(name)) if name.contains('/') || name.is_empty() => Err(
@@ -83,7 +58,7 @@ impl SecretSource {
     /// still in a rotation window.
     pub fn resolve_all(&self) -> Result<Vec<Secret>, String> {
         let text = match self {
-            SecretSource::Literal(secret) => secret.0.clone(),
+            SecretSource::Literal(secret) => secret.expose().to_string(),
             SecretSource::Env(name) => std::env::var(name)
                 .map_err(|_| format!("environment variable {name} (secret_env) is not set"))?,
             SecretSource::File(path) => read_secret_file(path, "secret_file")?,

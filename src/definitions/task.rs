@@ -7,13 +7,14 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::retry::{RetryFields, ScheduleField};
-use super::secret::{Secret, SecretFields, SecretSource};
+use super::secret::{SecretFields, SecretSource};
 use super::settings::parse_duration;
 use super::tls::TlsFiles;
 use super::{Problem, read_toml, stem};
 use crate::delivery::signature::Scheme;
 use crate::schedule::schedule::Schedule;
 use crate::schedule::{clock, zone};
+use crate::secret::Secret;
 
 /// The TOML form of a task.
 #[derive(Debug, Deserialize)]

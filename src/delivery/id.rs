@@ -3,6 +3,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A new id, `msg_` then 12 hex digits of milliseconds (ids sort by creation) and 16 random.
+///
+/// The real time, not the run's [`Clock`](crate::schedule::clock::Clock): an id only has to be
+/// unique and sort by creation, it decides nothing, and a pinned `--now` would make every
+/// run's ids start alike.
 pub fn new() -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,13 +1,17 @@
-//! Delivery: the exact payload bytes, their signature, the HTTP POST, and the loop that runs
-//! a task's search and sends one request per match.
+//! Delivery: the engine every source feeds. It takes plain values (a [`target::Target`]:
+//! endpoint, signer, retry policy; and items to record) and never reads a definition file, a
+//! search or a task. Recording (`record.rs`) puts every item in the state database before the
+//! first POST; the dispatcher (`dispatch.rs`) claims, signs, sends and commits.
 
+pub mod dispatch;
 pub mod http;
 pub mod id;
 pub mod payload;
+pub mod record;
 pub mod retry;
-pub mod run;
 pub mod signature;
 pub mod standard;
+pub mod target;
 pub mod tls;
 mod tls_errors;
 mod transport;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::http::Attempt;
+use crate::state::deliveries::Status;
 
 /// The Standard Webhooks recommendation, offered as `retry_schedule = "standard"`.
 pub const STANDARD_SCHEDULE: [u64; 9] = [
@@ -55,7 +56,57 @@ pub enum Verdict {
     Gone,
 }
 
+/// What an attempt makes of its delivery. Deciding writes nothing: the dispatcher stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub status: Status,
+    /// Unix seconds: when to try again, or when the delivery settled.
+    pub next_attempt_at: i64,
+    /// Why it will not be retried, for a dead delivery.
+    pub reason: Option<String>,
+    /// The receiver answered 410 Gone: its webhook is to be disabled.
+    pub gone: bool,
+}
+
 impl RetryPolicy {
+    /// Decides what `attempt`, finished at `now_ms` (Unix milliseconds), makes of a delivery
+    /// created at `created_at` (Unix seconds) that had `attempts_before` attempts.
+    pub fn verdict(
+        &self,
+        attempt: &Attempt,
+        attempts_before: i64,
+        created_at: i64,
+        now_ms: i64,
+    ) -> Decision {
+        let now = now_ms.div_euclid(1000);
+        let settled = |status, reason: Option<String>, gone| Decision {
+            status,
+            next_attempt_at: now,
+            reason,
+            gone,
+        };
+        if attempt.delivered() {
+            return settled(Status::Delivered, None, false);
+        }
+        let attempts = u32::try_from(attempts_before)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        match self.after_failure(attempt, attempts, created_at, now_ms) {
+            Verdict::RetryAt(at) => Decision {
+                status: Status::Failed,
+                next_attempt_at: at,
+                reason: None,
+                gone: false,
+            },
+            Verdict::Dead(reason) => settled(Status::Dead, Some(reason), false),
+            Verdict::Gone => settled(
+                Status::Dead,
+                Some("410 Gone: the webhook is disabled".to_string()),
+                true,
+            ),
+        }
+    }
+
     /// The Standard Webhooks schedule: 9 retries over about three days.
     pub fn standard() -> RetryPolicy {
         RetryPolicy {
@@ -98,7 +149,7 @@ impl RetryPolicy {
         if attempts > self.max_retries {
             return Verdict::Dead(format!("gave up after {} retries", self.max_retries));
         }
-        let wait = retry_after(attempt).unwrap_or_else(|| self.wait(attempts));
+        let wait = retry_after(attempt, now_ms).unwrap_or_else(|| self.wait(attempts));
         let wait_ms = i64::try_from(wait.as_millis())
             .unwrap_or(i64::MAX)
             .max(1000);
@@ -133,8 +184,9 @@ fn ceil_seconds(ms: i64) -> i64 {
     ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) != 0)
 }
 
-/// A 429 or 503 may say when to come back: seconds, or an HTTP date. Capped at a day.
-fn retry_after(attempt: &Attempt) -> Option<Duration> {
+/// A 429 or 503 may say when to come back: seconds, or an HTTP date (counted from the failure
+/// at `now_ms`, the run's clock). Capped at a day.
+fn retry_after(attempt: &Attempt, now_ms: i64) -> Option<Duration> {
     if !matches!(attempt.status, Some(429 | 503)) {
         return None;
     }
@@ -143,7 +195,7 @@ fn retry_after(attempt: &Attempt) -> Option<Duration> {
         Ok(seconds) => seconds,
         Err(_) => {
             let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            u64::try_from(at.timestamp() - chrono::Utc::now().timestamp()).unwrap_or(0)
+            u64::try_from(at.timestamp() - now_ms.div_euclid(1000)).unwrap_or(0)
         }
     };
     Some(Duration::from_secs(seconds.min(24 * 3600)))
@@ -197,6 +249,12 @@ mod tests {
             (failed(Some(429), Some("120")), 1, Verdict::RetryAt(1120)),
             (failed(Some(503), Some("30")), 1, Verdict::RetryAt(1030)),
             (failed(Some(500), Some("30")), 1, Verdict::RetryAt(1600)),
+            // An HTTP date counts from the failure, on the run's clock.
+            (
+                failed(Some(503), Some("Thu, 01 Jan 1970 00:17:40 +0000")),
+                1,
+                Verdict::RetryAt(1060),
+            ),
             (
                 failed(Some(429), Some("999999")),
                 1,
@@ -224,6 +282,49 @@ mod tests {
             lenient.after_failure(&failed(Some(404), None), 1, 0, 0),
             Verdict::RetryAt(10)
         );
+    }
+
+    #[test]
+    fn verdicts_decide_status_next_time_and_gone() {
+        let policy = fixed(600, 3);
+        let delivered = Attempt {
+            error: None,
+            ..failed(Some(200), None)
+        };
+        let decide = |attempt: &Attempt, before| policy.verdict(attempt, before, 900, 1_000_500);
+        let cases = [
+            (decide(&delivered, 0), Status::Delivered, 1000, None, false),
+            (
+                decide(&failed(Some(500), None), 0),
+                Status::Failed,
+                1601,
+                None,
+                false,
+            ),
+            (
+                decide(&failed(Some(500), None), 3),
+                Status::Dead,
+                1000,
+                Some("gave up after 3 retries"),
+                false,
+            ),
+            (
+                decide(&failed(Some(410), None), 0),
+                Status::Dead,
+                1000,
+                Some("410 Gone: the webhook is disabled"),
+                true,
+            ),
+        ];
+        for (decision, status, next, reason, gone) in cases {
+            let expected = Decision {
+                status,
+                next_attempt_at: next,
+                reason: reason.map(str::to_string),
+                gone,
+            };
+            assert_eq!(decision, expected);
+        }
     }
 
     #[test]

@@ -2,12 +2,11 @@
 //! followed by the secret's UTF-8 bytes (a plain hash, not an HMAC: QLM's scheme, kept as is).
 //! The Standard Webhooks scheme lives in [`super::standard`]; a [`Signer`] sends either or both.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sha2::{Digest, Sha256};
 
 use super::standard;
-use crate::definitions::secret::Secret;
+use crate::schedule::clock;
+use crate::secret::Secret;
 
 /// A signature scheme a webhook can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -60,9 +59,7 @@ impl Signer {
             headers.push((QLM_HEADER, qlm(body, secret)));
         }
         if !self.standard.is_empty() {
-            let timestamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_secs() as i64);
+            let timestamp = clock::real_now().timestamp();
             let signature = standard::header(&self.standard, delivery_id, timestamp, body);
             headers.push((standard::ID_HEADER, delivery_id.to_string()));
             headers.push((standard::TIMESTAMP_HEADER, timestamp.to_string()));

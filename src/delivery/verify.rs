@@ -3,8 +3,8 @@
 
 use super::signature::{QLM_HEADER, verify_qlm};
 use super::standard::{self, Key};
-use crate::definitions::secret::Secret;
 use crate::licenses::schema::LICENSE_INFO;
+use crate::secret::Secret;
 
 /// Why a request does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

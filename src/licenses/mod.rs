@@ -1,8 +1,9 @@
-//! The license database: its schema, the placeholder grammar, safe read-only evaluation of a
-//! search, and the mapping from a row to QLM's `LicenseInfo`.
+//! The license database: its schema, the placeholder grammar and values, safe read-only
+//! evaluation of a search, and the mapping from a row to QLM's `LicenseInfo`.
 
 pub mod license_info;
 pub mod macros;
 pub mod open;
+pub mod placeholders;
 pub mod query;
 pub mod schema;

@@ -15,7 +15,7 @@ impl Clock {
     /// The real clock, read once so that every placeholder in a run agrees.
     pub fn system(zone: Tz) -> Clock {
         Clock {
-            now: Utc::now(),
+            now: real_now(),
             zone,
             pinned: false,
         }
@@ -38,7 +38,7 @@ impl Clock {
     /// The time to stamp an event with: the pinned time, or the real time now (a run that
     /// takes minutes stamps its attempts as they happen).
     pub fn tick(&self) -> DateTime<Utc> {
-        if self.pinned { self.now } else { Utc::now() }
+        if self.pinned { self.now } else { real_now() }
     }
 
     /// The current instant in the configured zone.
@@ -55,6 +55,14 @@ impl Clock {
     pub fn is_pinned(&self) -> bool {
         self.pinned
     }
+}
+
+/// The real time now, whatever `--now` says: the one place keyhook reads the wall clock.
+/// Schedules, placeholders and attempt times go through a [`Clock`]; only what a receiver
+/// checks against its own clock (Standard Webhooks timestamps, signed and verified) uses this
+/// directly, since a pinned time there would make every signature stale.
+pub fn real_now() -> DateTime<Utc> {
+    Utc::now()
 }
 
 /// `at` less a user's `age`, or `None` when that is before any time chrono can hold.

@@ -1,61 +1,18 @@
-//! Running a task durably: record every match as a pending delivery in one transaction, then
-//! send them, committing each attempt's outcome as soon as it is known.
+//! The dispatcher: claims deliveries from the state database, hands them to worker threads
+//! that sign and POST them, and commits each attempt's outcome as soon as it is known; it
+//! halts on a stop or a 410 Gone. Every source's deliveries go out through [`send`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
-use std::time::Duration;
-
-use chrono::NaiveDateTime;
 
 use super::http::{Attempt, DELIVERY_HEADER, Sender};
-use super::retry::{RetryPolicy, Verdict};
-use super::signature::Signer;
-use super::tls::TlsOptions;
-use super::{id, payload};
-use crate::definitions::{Search, Task};
-use crate::licenses::license_info::RowError;
-use crate::licenses::query::{LicenseDb, QueryError};
+use super::id;
+use super::retry::Decision;
+use super::target::Target;
 use crate::schedule::clock::Clock;
 use crate::state::deliveries::{AttemptRecord, Claimed, Outcome, Queue, Status};
 use crate::state::{StateDb, StateError};
-
-/// Why a run could not be carried out.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Query(#[from] QueryError),
-    #[error(transparent)]
-    State(#[from] StateError),
-}
-
-/// Where and how a task's deliveries are sent.
-pub struct Target {
-    pub task: String,
-    pub url: String,
-    pub signer: Signer,
-    pub timeout: Duration,
-    pub policy: RetryPolicy,
-    /// Requests in flight at once, each on its own keep-alive connection.
-    pub concurrency: usize,
-    /// What an `https://` receiver must prove, and what keyhook proves to it.
-    pub tls: TlsOptions,
-}
-
-impl Target {
-    /// The target of a task, with its secret resolved and policy settled.
-    pub fn new(task: &Task, signer: Signer, policy: RetryPolicy, tls: TlsOptions) -> Target {
-        Target {
-            tls,
-            task: task.stem.clone(),
-            url: task.webhook.url.clone(),
-            signer,
-            timeout: task.webhook.timeout,
-            policy,
-            concurrency: 1,
-        }
-    }
-}
 
 /// One attempt, as it happens.
 pub struct Event<'a> {
@@ -78,70 +35,6 @@ pub struct Tally {
     pub gone: bool,
     /// A stop was requested (SIGINT/SIGTERM); what was not sent stays pending.
     pub interrupted: bool,
-}
-
-/// What recording a run came to.
-#[derive(Debug, Default)]
-pub struct Recorded {
-    pub run_id: i64,
-    /// Every row the search reached, bad ones included.
-    pub matched: u64,
-    /// Rows that could not be read as a license: recorded with the run, never sent.
-    pub bad_rows: u64,
-    /// The first [`BAD_ROWS_SHOWN`] of them, to show.
-    pub bad: Vec<RowError>,
-}
-
-/// How many bad rows a run keeps in memory to show (all are recorded).
-pub const BAD_ROWS_SHOWN: usize = 100;
-
-/// Records every match of `search` as a pending delivery of a new run, in one transaction,
-/// before anything is sent; with `sent` false only the run, its match count and its bad rows
-/// are recorded. A bad row is recorded as such and holds back no other.
-#[allow(clippy::too_many_arguments)]
-pub fn record(
-    state: &mut StateDb,
-    db: &mut LicenseDb,
-    task: &Task,
-    search: &Search,
-    values: &[NaiveDateTime],
-    slot: Option<i64>,
-    now: i64,
-    sent: bool,
-) -> Result<Recorded, RunError> {
-    let path = state.path().to_path_buf();
-    let mut recorder = state.begin_run(&task.stem, &task.name, slot, now, sent)?;
-    let mut failure = None;
-    let mut recorded = Recorded::default();
-    let matched = db.for_each(&search.template, values, |row| {
-        let added = match row {
-            Ok(_) if !sent => Ok(()),
-            Ok(license) => {
-                let body = payload::body(&task.name, &task.webhook.user_data, &license.info);
-                let key = license.info.text("ActivationKey");
-                recorder.add(&id::new(), license.id, &key, &body)
-            }
-            Err(bad) => {
-                let added = recorder.add_bad(bad.id, &bad.key, &bad.to_string());
-                recorded.bad_rows += 1;
-                if recorded.bad.len() < BAD_ROWS_SHOWN {
-                    recorded.bad.push(bad);
-                }
-                added
-            }
-        };
-        added.map_err(|error| failure = Some(error)).is_ok()
-    })?;
-    let state_error = |source| StateError::Sql {
-        path: path.clone(),
-        source,
-    };
-    if let Some(error) = failure {
-        return Err(state_error(error).into());
-    }
-    recorded.run_id = recorder.commit(matched).map_err(state_error)?;
-    recorded.matched = matched;
-    Ok(recorded)
 }
 
 /// Sends the deliveries of `queue` until none is left or `stop` is set, calling `observe`
@@ -181,7 +74,7 @@ pub fn send(
     };
     let result = dispatcher.run_workers(workers);
     // Whatever was claimed but not sent (a stop, a 410) goes back to the queue.
-    state.release_claims(&target.task, Some(&claimer))?;
+    state.release_claims(&target.source, Some(&claimer))?;
     result?;
     let mut tally = dispatcher.tally;
     tally.interrupted = stop.load(Ordering::SeqCst);
@@ -231,7 +124,7 @@ fn post_jobs(
     report: &mpsc::Sender<(Claimed, Option<Attempt>)>,
     halt: &Halt,
 ) {
-    let sender = Sender::new(target.timeout, &target.tls);
+    let sender = Sender::new(target.endpoint.timeout, &target.endpoint.tls);
     loop {
         let job = match jobs.lock() {
             Ok(jobs) => jobs.recv(),
@@ -262,7 +155,7 @@ fn post_one(target: &Target, sender: &Sender, delivery: &Claimed) -> Attempt {
         .map(|(name, value)| (*name, value.as_str()))
         .collect();
     headers.push((DELIVERY_HEADER, delivery.id.as_str()));
-    sender.post(&target.url, &delivery.body, &headers)
+    sender.post(&target.endpoint.url, &delivery.body, &headers)
 }
 
 /// How many deliveries are claimed at once: few enough that a stop hands little back.
@@ -311,7 +204,7 @@ impl Dispatcher<'_> {
                 .collect();
             // Hand out the next deliveries first, so they are waiting during this commit.
             handed += self.feed(work, depth - handed)?;
-            self.record(sent)?;
+            self.commit(sent)?;
         }
     }
 
@@ -340,30 +233,29 @@ impl Dispatcher<'_> {
         Ok(self.claimed.pop_front())
     }
 
-    fn record(&mut self, arrived: Vec<(Claimed, Attempt)>) -> Result<(), StateError> {
-        let finished = self.clock.tick();
+    /// Stores what the attempts that arrived make of their deliveries, in one transaction,
+    /// then reports them. The policy decides; this writes.
+    fn commit(&mut self, arrived: Vec<(Claimed, Attempt)>) -> Result<(), StateError> {
+        let finished = self.clock.tick().timestamp_millis();
         let mut outcomes = Vec::with_capacity(arrived.len());
         let mut reasons = Vec::with_capacity(arrived.len());
+        let mut gone = false;
         for (delivery, attempt) in &arrived {
-            let (status, next, reason) =
-                self.verdict(delivery, attempt, finished.timestamp_millis())?;
-            let error = attempt.error.as_deref().map(|error| match &reason {
-                Some(reason) => format!("{error} ({reason})"),
-                None => error.to_string(),
-            });
-            outcomes.push(Outcome {
-                seq: delivery.seq,
-                attempt: AttemptRecord {
-                    at_ms: finished.timestamp_millis(),
-                    status: attempt.status,
-                    error,
-                    duration_ms: i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX),
-                    excerpt: attempt.excerpt.clone(),
-                },
-                status,
-                next_attempt_at: next,
-            });
-            reasons.push(reason);
+            let decision = self.target.policy.verdict(
+                attempt,
+                delivery.attempts,
+                delivery.created_at,
+                finished,
+            );
+            gone |= decision.gone;
+            outcomes.push(outcome(delivery, attempt, &decision, finished));
+            reasons.push(decision.reason);
+        }
+        if gone {
+            self.halt.gone.store(true, Ordering::SeqCst);
+            let now = finished.div_euclid(1000);
+            self.state
+                .set_webhook_gone(&self.target.source, Some(now))?;
         }
         self.state.record_attempts(&outcomes)?;
         for (((delivery, attempt), outcome), reason) in arrived.iter().zip(&outcomes).zip(&reasons)
@@ -380,40 +272,6 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    fn verdict(
-        &mut self,
-        delivery: &Claimed,
-        attempt: &Attempt,
-        now_ms: i64,
-    ) -> Result<(Status, i64, Option<String>), StateError> {
-        let now = now_ms.div_euclid(1000);
-        if attempt.delivered() {
-            return Ok((Status::Delivered, now, None));
-        }
-        let attempts = u32::try_from(delivery.attempts)
-            .unwrap_or(u32::MAX)
-            .saturating_add(1);
-        Ok(
-            match self
-                .target
-                .policy
-                .after_failure(attempt, attempts, delivery.created_at, now_ms)
-            {
-                Verdict::RetryAt(at) => (Status::Failed, at, None),
-                Verdict::Dead(reason) => (Status::Dead, now, Some(reason)),
-                Verdict::Gone => {
-                    self.halt.gone.store(true, Ordering::SeqCst);
-                    self.state.set_webhook_gone(&self.target.task, Some(now))?;
-                    (
-                        Status::Dead,
-                        now,
-                        Some("410 Gone: the webhook is disabled".to_string()),
-                    )
-                }
-            },
-        )
-    }
-
     fn count(&mut self, status: Status, gone: bool) {
         match status {
             Status::Delivered => self.tally.delivered += 1,
@@ -422,5 +280,28 @@ impl Dispatcher<'_> {
             Status::Pending => {}
         }
         self.tally.gone |= gone;
+    }
+}
+
+/// An attempt as stored, and the state it leaves its delivery in.
+fn outcome(delivery: &Claimed, attempt: &Attempt, decision: &Decision, at_ms: i64) -> Outcome {
+    let error = attempt
+        .error
+        .as_deref()
+        .map(|error| match &decision.reason {
+            Some(reason) => format!("{error} ({reason})"),
+            None => error.to_string(),
+        });
+    Outcome {
+        seq: delivery.seq,
+        attempt: AttemptRecord {
+            at_ms,
+            status: attempt.status,
+            error,
+            duration_ms: i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX),
+            excerpt: attempt.excerpt.clone(),
+        },
+        status: decision.status,
+        next_attempt_at: decision.next_attempt_at,
     }
 }

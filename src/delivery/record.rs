@@ -1,0 +1,124 @@
+//! Recording: every item a source yields is in the state database, a pending delivery of a new
+//! run, before the first POST. One transaction: nothing is visible until the run commits.
+
+use super::id;
+use crate::state::deliveries::RunRecorder;
+use crate::state::{StateDb, StateError};
+
+/// A run about to be recorded.
+pub struct NewRun<'a> {
+    /// The source the deliveries belong to (a task's stem).
+    pub source: &'a str,
+    /// Its name, as shown.
+    pub name: &'a str,
+    /// The scheduled slot it runs for; `None` for a forced run.
+    pub slot: Option<i64>,
+    pub now: i64,
+    /// Whether the run sends: without it only the run, its count and its bad items are kept.
+    pub sends: bool,
+}
+
+/// What a delivery is about: a license, by its id and activation key.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub license_id: i64,
+    pub activation_key: &'a str,
+}
+
+/// Records the items of one run, all or none.
+pub struct Recorder<'a> {
+    run: RunRecorder<'a>,
+    sends: bool,
+}
+
+impl Recorder<'_> {
+    /// Starts recording `run`: nothing is visible to other processes until [`Recorder::commit`].
+    pub fn begin<'a>(state: &'a mut StateDb, run: &NewRun) -> Result<Recorder<'a>, StateError> {
+        let recorder = state.begin_run(run.source, run.name, run.slot, run.now, run.sends)?;
+        Ok(Recorder {
+            run: recorder,
+            sends: run.sends,
+        })
+    }
+
+    /// Whether items become deliveries: a source need not build a body otherwise.
+    pub fn sends(&self) -> bool {
+        self.sends
+    }
+
+    /// Records one pending delivery of `body`, under a new delivery id.
+    pub fn add(&mut self, subject: Subject, body: &[u8]) -> Result<(), StateError> {
+        if !self.sends {
+            return Ok(());
+        }
+        self.run
+            .add(&id::new(), subject.license_id, subject.activation_key, body)
+    }
+
+    /// Records an item the source could not make (a license row that cannot be read): kept
+    /// with the run, never sent.
+    pub fn add_bad(&mut self, subject: Subject, reason: &str) -> Result<(), StateError> {
+        self.run
+            .add_bad(subject.license_id, subject.activation_key, reason)
+    }
+
+    /// Commits the run with `matched`, every item the source reached; returns the run id.
+    pub fn commit(self, matched: u64) -> Result<i64, StateError> {
+        self.run.commit(matched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::deliveries::{LogFilter, Queue};
+
+    fn run(sends: bool) -> NewRun<'static> {
+        NewRun {
+            source: "renewals",
+            name: "Renewals",
+            slot: None,
+            now: 1000,
+            sends,
+        }
+    }
+
+    fn subject(license_id: i64) -> Subject<'static> {
+        Subject {
+            license_id,
+            activation_key: "KEY",
+        }
+    }
+
+    #[test]
+    fn a_run_is_recorded_whole_and_only_its_deliveries_are_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+        let mut recorder = Recorder::begin(&mut state, &run(true)).unwrap();
+        recorder.add(subject(1), b"{\"a\":1}").unwrap();
+        recorder.add(subject(2), b"{\"a\":2}").unwrap();
+        recorder.add_bad(subject(3), "unreadable").unwrap();
+        let run_id = recorder.commit(3).unwrap();
+        let claimed = state
+            .claim(Queue::Run("renewals", run_id), "me", 1000, 10)
+            .unwrap();
+        let bodies: Vec<&[u8]> = claimed.iter().map(|c| c.body.as_slice()).collect();
+        assert_eq!(bodies, [b"{\"a\":1}".as_slice(), b"{\"a\":2}"]);
+        assert!(claimed.iter().all(|c| c.id.starts_with("msg_")));
+        assert_eq!(state.bad_rows(&LogFilter::default()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_run_that_does_not_send_keeps_no_deliveries_and_an_unfinished_one_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+        let mut recorder = Recorder::begin(&mut state, &run(false)).unwrap();
+        assert!(!recorder.sends());
+        recorder.add(subject(1), b"{}").unwrap();
+        recorder.commit(1).unwrap();
+        let mut recorder = Recorder::begin(&mut state, &run(true)).unwrap();
+        recorder.add(subject(2), b"{}").unwrap();
+        drop(recorder);
+        assert!(state.log(&LogFilter::default()).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,168 @@
+//! Reading deliveries back: `keyhook log`, its bad rows, attempts and bodies.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::Status;
+use crate::state::{StateDb, StateError};
+
+/// A delivery as `keyhook log` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogEntry {
+    pub id: String,
+    pub task: String,
+    pub run_id: i64,
+    pub license_id: i64,
+    pub activation_key: String,
+    pub status: Status,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub bytes: i64,
+}
+
+/// A license row a run could not read, as `keyhook log` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BadRowEntry {
+    pub task: String,
+    pub run_id: i64,
+    pub license_id: i64,
+    pub activation_key: String,
+    /// Always `bad`: never sent, never retried.
+    pub status: &'static str,
+    pub error: String,
+    pub created_at: i64,
+}
+
+/// One attempt as `keyhook log --attempts` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptEntry {
+    pub at_ms: i64,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub excerpt: Option<String>,
+}
+
+/// What `keyhook log` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub task: Option<String>,
+    pub status: Option<Status>,
+    pub since: Option<i64>,
+    pub limit: Option<u64>,
+}
+
+impl StateDb {
+    /// Deliveries, newest first.
+    pub fn log(&self, filter: &LogFilter) -> Result<Vec<LogEntry>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT id, task, run_id, license_id, activation_key, status, attempts, created_at,
+                        updated_at, next_attempt_at, last_status, last_error, length(body)
+                 FROM deliveries
+                 WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR created_at >= ?3)
+                 ORDER BY seq DESC LIMIT ?4",
+            )
+            .map_err(|e| self.error(e))?;
+        // A limit beyond i64 is no limit, never a wrap to a negative one.
+        let limit = filter
+            .limit
+            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let status = filter.status.map(Status::as_str);
+        let rows = statement
+            .query_map(params![filter.task, status, filter.since, limit], |row| {
+                let status: String = row.get(5)?;
+                let status = Status::parse(&status).unwrap_or(Status::Pending);
+                Ok(LogEntry {
+                    id: row.get(0)?,
+                    task: row.get(1)?,
+                    run_id: row.get(2)?,
+                    license_id: row.get(3)?,
+                    activation_key: row.get(4)?,
+                    status,
+                    attempts: row.get(6)?,
+                    created_at: row.get(7)?,
+                    updated_at: row.get(8)?,
+                    next_attempt_at: matches!(status, Status::Pending | Status::Failed)
+                        .then(|| row.get(9))
+                        .transpose()?,
+                    last_status: row.get(10)?,
+                    last_error: row.get(11)?,
+                    bytes: row.get(12)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// License rows that runs could not read, newest first.
+    pub fn bad_rows(&self, filter: &LogFilter) -> Result<Vec<BadRowEntry>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT task, run_id, license_id, activation_key, reason, created_at
+                 FROM bad_rows
+                 WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR created_at >= ?2)
+                 ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(|e| self.error(e))?;
+        let limit = filter
+            .limit
+            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = statement
+            .query_map(params![filter.task, filter.since, limit], |row| {
+                Ok(BadRowEntry {
+                    task: row.get(0)?,
+                    run_id: row.get(1)?,
+                    license_id: row.get(2)?,
+                    activation_key: row.get(3)?,
+                    status: "bad",
+                    error: row.get(4)?,
+                    created_at: row.get(5)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// A delivery's attempts, oldest first.
+    pub fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptEntry>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT a.at, a.status, a.error, a.duration_ms, a.excerpt
+                 FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq
+                 WHERE d.id = ?1 ORDER BY a.n",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([delivery_id], |row| {
+                Ok(AttemptEntry {
+                    at_ms: row.get(0)?,
+                    status: row.get(1)?,
+                    error: row.get(2)?,
+                    duration_ms: row.get(3)?,
+                    excerpt: row.get(4)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The body stored for a delivery.
+    pub fn body(&self, delivery_id: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT body FROM deliveries WHERE id = ?1",
+                [delivery_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+}

@@ -1,0 +1,138 @@
+//! A scheduled task as a source for the delivery engine: its target resolved from the task
+//! file and settings, and its search's matches recorded as deliveries (the body built here).
+//! The engine (`delivery`) sees only plain values: an endpoint, a signer, a policy, items.
+
+use chrono::NaiveDateTime;
+
+use crate::definitions::retry::policy;
+use crate::definitions::{Search, Settings, Task};
+use crate::delivery::payload;
+use crate::delivery::record::{NewRun, Recorder, Subject};
+use crate::delivery::signature::Signer;
+use crate::delivery::target::{Endpoint, Target};
+use crate::licenses::license_info::{License, RowError};
+use crate::licenses::query::{LicenseDb, QueryError};
+use crate::state::{StateDb, StateError};
+
+/// Why a run could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What recording a run came to.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub run_id: i64,
+    /// Every row the search reached, bad ones included.
+    pub matched: u64,
+    /// Rows that could not be read as a license: recorded with the run, never sent.
+    pub bad_rows: u64,
+    /// The first [`BAD_ROWS_SHOWN`] of them, to show.
+    pub bad: Vec<RowError>,
+}
+
+/// How many bad rows a run keeps in memory to show (all are recorded).
+pub const BAD_ROWS_SHOWN: usize = 100;
+
+/// A run of a task, about to be recorded.
+pub struct TaskRun<'a> {
+    pub task: &'a Task,
+    pub search: &'a Search,
+    /// The values of the search's placeholders.
+    pub values: &'a [NaiveDateTime],
+    pub slot: Option<i64>,
+    pub now: i64,
+    /// Whether the run sends: without it only the run, its count and its bad rows are kept.
+    pub sends: bool,
+}
+
+/// The target of `task`: its secrets resolved, its signer built, its retry policy settled
+/// (the task's keys over the settings'), its TLS files loaded. The error is in words about
+/// the `[webhook]` table.
+pub fn target(task: &Task, settings: &Settings) -> Result<Target, String> {
+    let mut secrets = task.webhook.secret.resolve_all()?;
+    secrets.extend(task.webhook.previous_secrets.iter().cloned());
+    let signer = Signer::new(&task.webhook.schemes, &secrets)?;
+    let policy = policy(&task.webhook.retry, &settings.retry)?;
+    let tls = task.webhook.tls.over(&settings.tls).load()?;
+    Ok(Target {
+        source: task.stem.clone(),
+        endpoint: Endpoint {
+            url: task.webhook.url.clone(),
+            timeout: task.webhook.timeout,
+            tls,
+        },
+        signer,
+        policy,
+        concurrency: 1,
+    })
+}
+
+/// Records every match of the run's search as a pending delivery of a new run, in one
+/// transaction, before anything is sent. A bad row is recorded as such and holds back no
+/// other.
+pub fn record(
+    state: &mut StateDb,
+    db: &mut LicenseDb,
+    run: &TaskRun,
+) -> Result<Recorded, RecordError> {
+    let task = run.task;
+    let new_run = NewRun {
+        source: &task.stem,
+        name: &task.name,
+        slot: run.slot,
+        now: run.now,
+        sends: run.sends,
+    };
+    let mut recorder = Recorder::begin(state, &new_run)?;
+    let mut failure = None;
+    let mut recorded = Recorded::default();
+    let matched = db.for_each(&run.search.template, run.values, |row| {
+        let added = match row {
+            Ok(license) => add(&mut recorder, task, &license),
+            Err(bad) => add_bad(&mut recorder, &mut recorded, bad),
+        };
+        added.map_err(|error| failure = Some(error)).is_ok()
+    })?;
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    recorded.run_id = recorder.commit(matched)?;
+    recorded.matched = matched;
+    Ok(recorded)
+}
+
+/// One license: its body, built once, recorded to be signed and sent as is.
+fn add(recorder: &mut Recorder, task: &Task, license: &License) -> Result<(), StateError> {
+    if !recorder.sends() {
+        return Ok(());
+    }
+    let body = payload::body(&task.name, &task.webhook.user_data, &license.info);
+    let key = license.info.text("ActivationKey");
+    let subject = Subject {
+        license_id: license.id,
+        activation_key: &key,
+    };
+    recorder.add(subject, &body)
+}
+
+fn add_bad(
+    recorder: &mut Recorder,
+    recorded: &mut Recorded,
+    bad: RowError,
+) -> Result<(), StateError> {
+    let subject = Subject {
+        license_id: bad.id,
+        activation_key: &bad.key,
+    };
+    let added = recorder.add_bad(subject, &bad.to_string());
+    recorded.bad_rows += 1;
+    if recorded.bad.len() < BAD_ROWS_SHOWN {
+        recorded.bad.push(bad);
+    }
+    added
+}
