@@ -202,3 +202,6 @@ impl StateDb {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
