@@ -1,6 +1,7 @@
 //! The user's definitions: `keyhook.toml` settings, saved searches in `searches/` and
 //! scheduled tasks in `tasks/`, loaded and validated before anything runs.
 
+pub mod endpoint;
 pub mod retry;
 pub mod search;
 pub mod secret;
