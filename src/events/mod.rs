@@ -8,4 +8,5 @@
 pub mod catalog;
 pub mod drift;
 pub mod expiry;
+pub mod names;
 pub mod outbox;
