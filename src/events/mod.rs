@@ -10,3 +10,4 @@ pub mod drift;
 pub mod expiry;
 pub mod names;
 pub mod outbox;
+pub mod payload;

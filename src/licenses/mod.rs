@@ -6,3 +6,4 @@ pub mod macros;
 pub mod open;
 pub mod query;
 pub mod schema;
+pub mod snapshot;
