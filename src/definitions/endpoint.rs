@@ -5,13 +5,17 @@
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::retry::{self, RetryFields, ScheduleField};
+use super::rotation;
 use super::secret::{Secret, SecretFields, SecretSource};
-use super::settings::parse_duration;
+use super::settings::{Settings, parse_duration};
 use super::tls::TlsFiles;
-use crate::delivery::signature::Scheme;
+use crate::delivery::retry::RetryPolicy;
+use crate::delivery::signature::{Scheme, Signer};
+use crate::delivery::tls::TlsOptions;
 
 /// The request timeout when a file sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,6 +181,41 @@ impl Endpoint {
             timeout,
             retry,
             tls,
+        })
+    }
+}
+
+/// What sending needs, resolved now: the signer, the retry policy, the TLS options.
+pub struct Resolved {
+    pub signer: Signer,
+    pub policy: RetryPolicy,
+    pub tls: TlsOptions,
+    pub timeout: Duration,
+}
+
+impl Endpoint {
+    /// Every secret to sign with at `now`: the source's (current first), `previous_secrets`,
+    /// then those a rotation of a `secret_file` keeps until their overlap ends.
+    pub fn secrets(&self, now: DateTime<Utc>) -> Result<Vec<Secret>, String> {
+        let mut secrets = self.secret.resolve_all()?;
+        secrets.extend(self.previous_secrets.iter().cloned());
+        if let SecretSource::File(path) = &self.secret {
+            secrets.extend(rotation::previous(path, now)?);
+        }
+        Ok(secrets)
+    }
+
+    /// Resolves the secrets, signer, retry policy (over `settings`' keys) and TLS files (over
+    /// `settings`' `ca_file`): what a send needs and what `check` validates.
+    pub fn resolve(&self, settings: &Settings, now: DateTime<Utc>) -> Result<Resolved, String> {
+        let signer = Signer::new(&self.schemes, &self.secrets(now)?)?;
+        let policy = retry::policy(&self.retry, &settings.retry)?;
+        let tls = self.tls.over(&settings.tls).load()?;
+        Ok(Resolved {
+            signer,
+            policy,
+            tls,
+            timeout: self.timeout,
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod qlm_events;
 pub mod registry;
 pub mod retry;
+pub mod rotation;
 pub mod search;
 pub mod secret;
 pub mod settings;
