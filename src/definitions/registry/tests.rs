@@ -119,3 +119,46 @@ fn environments() {
     assert!(Environment::parse("prod").is_err());
     assert_eq!(Environment::default().to_string(), "production");
 }
+
+#[test]
+fn webhooks_for_picks_active_subscribers_of_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("webhooks")).unwrap();
+    let write = |stem: &str, extra: &str| {
+        let text = format!(
+            "name = \"{stem}\"\nurl = \"https://{stem}.example/x\"\nsecret = \"s\"\n{extra}\n"
+        );
+        std::fs::write(dir.path().join(format!("webhooks/{stem}.toml")), text).unwrap();
+    };
+    write("all", "events = [\"license.*\"]");
+    write("off", "events = [\"license.*\"]\nenabled = false");
+    write("staging", "events = [\"*\"]\nenvironment = \"staging\"");
+    write("customers", "events = [\"customer_modified\"]");
+    std::fs::write(
+        dir.path().join("keyhook.toml"),
+        "[events]\nwebHookSecretKey = \"s\"\nlicense_activated = \"https://q.example/x\"\n",
+    )
+    .unwrap();
+    let definitions = super::super::Definitions::load(dir.path());
+    assert!(
+        definitions.problems.is_empty(),
+        "{:?}",
+        definitions.problems
+    );
+    let names = |event: &str, environment| -> Vec<String> {
+        let found = definitions.webhooks_for(event, environment);
+        found.iter().map(|w| w.name.clone()).collect()
+    };
+    let production = Environment::Production;
+    assert_eq!(
+        names("license.activated", production),
+        ["all", "qlm:license_activated:1"]
+    );
+    assert_eq!(
+        names("license_activated", production),
+        names("license.activated", production)
+    );
+    assert_eq!(names("customer.updated", production), ["customers"]);
+    assert_eq!(names("customer.updated", Environment::Staging), ["staging"]);
+    assert!(names("customer.updated", Environment::Development).is_empty());
+}
