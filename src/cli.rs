@@ -54,6 +54,12 @@ pub struct GlobalArgs {
     /// Time zone for "today" and schedules, overriding `timezone` in keyhook.toml.
     #[arg(long, global = true, env = "KEYHOOK_TIMEZONE", value_name = "ZONE")]
     pub timezone: Option<String>,
+
+    /// This runner's environment: only webhooks of this environment fire (production,
+    /// staging or development) [default: production]. `webhooks list` shows only them too.
+    #[arg(long, global = true, env = "KEYHOOK_ENVIRONMENT", value_name = "ENV",
+          value_parser = crate::definitions::registry::Environment::parse)]
+    pub environment: Option<crate::definitions::registry::Environment>,
 }
 
 /// The subcommands.
@@ -98,9 +104,14 @@ pub enum Command {
     /// Delete settled deliveries (delivered or dead) of old runs, to keep the state file bounded.
     Prune(PruneArgs),
 
-    /// Secrets: `keyhook secret new` prints a fresh Standard Webhooks secret.
+    /// Secrets: `keyhook secret new` prints a fresh Standard Webhooks secret; `secret rotate`
+    /// replaces a webhook's.
     #[command(subcommand)]
     Secret(SecretCommand),
+
+    /// The event webhooks of `webhooks/*.toml` and of `[events]` in keyhook.toml.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
 
     /// Print the signature of a body, to reproduce what keyhook sends (or a spec's vectors).
     Sign(SignArgs),
@@ -207,6 +218,48 @@ pub struct SetLastRunArgs {
 pub enum SecretCommand {
     /// Print a fresh `whsec_` secret: 32 random bytes from the OS, base64.
     New,
+
+    /// Write a new `whsec_` secret to a webhook's `secret_file`, keeping the old one as a
+    /// previous secret for 24 hours (in `<secret_file>.previous`): requests are signed with
+    /// both meanwhile, so receivers can switch without losing any.
+    Rotate(RotateArgs),
+}
+
+/// Arguments of `secret rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The webhook: file stem (`crm-activations`) or name.
+    pub webhook: String,
+}
+
+/// `webhooks` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// One line per webhook: name, URL, environment, events, status.
+    List(WebhooksListArgs),
+}
+
+/// Whether a webhook is sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusArg {
+    Active,
+    Inactive,
+}
+
+/// Arguments of `webhooks list`.
+#[derive(Debug, Args)]
+pub struct WebhooksListArgs {
+    /// Only active (enabled) or inactive webhooks.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+
+    /// Only webhooks whose name or URL contains this text (case-insensitively).
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+
+    /// One JSON array.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which signature scheme to sign or check.
@@ -225,8 +278,13 @@ pub struct SignArgs {
     pub scheme: SchemeArg,
 
     /// Environment variable holding the secret.
-    #[arg(long, value_name = "NAME")]
-    pub secret_env: String,
+    #[arg(long, value_name = "NAME", required_unless_present = "webhook")]
+    pub secret_env: Option<String>,
+
+    /// Sign as this webhook signs now (`--now`): its current secret, and for `standard` every
+    /// previous secret still in its rotation window, one `v1,` signature each.
+    #[arg(long, value_name = "WEBHOOK", conflicts_with = "secret_env")]
+    pub webhook: Option<String>,
 
     /// The message (delivery) id; needed by `standard`.
     #[arg(long)]

@@ -24,3 +24,4 @@ mod run_task;
 mod schedule;
 mod signatures;
 mod state_paths;
+mod webhooks;

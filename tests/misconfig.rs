@@ -17,7 +17,7 @@ fn a_wrong_config_folder_is_an_error_not_a_quiet_success() {
     let file = test.path("licenses.db").to_str().unwrap().to_string();
     for (config, says) in [
         (missing.as_str(), "does not exist"),
-        (empty.as_str(), "has neither tasks/ nor searches/"),
+        (empty.as_str(), "has no tasks/, searches/ or webhooks/"),
         (file.as_str(), "is not a folder"),
     ] {
         for args in [

@@ -6,6 +6,7 @@ use std::io::Write;
 use super::{Context, sending};
 use super::{moment, placeholder_values};
 use crate::definitions::secret::SecretSource;
+use crate::definitions::tls::TlsFiles;
 use crate::definitions::{Problem, Task, settings};
 use crate::error::{Exit, Result};
 use crate::licenses::placeholders;
@@ -15,6 +16,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let mut problems: Vec<Problem> = definitions.problems.clone();
     problems.extend(search_problems(context));
     problems.extend(task_problems(context));
+    problems.extend(webhook_problems(context));
     problems.extend(bad_rows(context));
     problems.extend(super::events::check_problems(context));
     if let Err(error) = definitions.settings.tls.load() {
@@ -32,9 +34,18 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
             writeln!(out, "warning: {}: {warning}", task.path.display())?;
         }
     }
+    for (file, warning) in webhook_warnings(context) {
+        writeln!(out, "warning: {}: {warning}", file.display())?;
+    }
     let (searches, tasks) = (definitions.searches.len(), definitions.tasks.len());
     if problems.is_empty() {
-        writeln!(out, "ok: {searches} searches and {tasks} tasks are valid")?;
+        match definitions.webhooks.len() {
+            0 => writeln!(out, "ok: {searches} searches and {tasks} tasks are valid")?,
+            webhooks => writeln!(
+                out,
+                "ok: {searches} searches, {tasks} tasks and {webhooks} webhooks are valid"
+            )?,
+        }
         return Ok(Exit::Success);
     }
     writeln!(out, "{} problem(s) found", problems.len())?;
@@ -138,15 +149,42 @@ fn bad_rows(context: &Context) -> Vec<Problem> {
 
 /// What is allowed but unwise in a task: secrets others can read, signatures sent in clear.
 fn warnings(task: &Task) -> Vec<String> {
+    let webhook = &task.webhook;
+    let urls = [("[webhook] url", webhook.url.as_str())];
+    endpoint_warnings(&task.path, &webhook.secret, &webhook.tls, &urls)
+}
+
+/// [`warnings`] for each webhook file, and once for QLM's `[events]` (they share a secret).
+fn webhook_warnings(context: &Context) -> Vec<(std::path::PathBuf, String)> {
+    let mut found: Vec<(std::path::PathBuf, String)> = Vec::new();
+    for webhook in &context.definitions.webhooks {
+        let urls: Vec<(&str, &str)> = webhook.urls.iter().map(|u| ("url", u.as_str())).collect();
+        let endpoint = &webhook.endpoint;
+        for warning in endpoint_warnings(&webhook.path, &endpoint.secret, &endpoint.tls, &urls) {
+            let warning = (webhook.path.clone(), warning);
+            if !found.contains(&warning) {
+                found.push(warning);
+            }
+        }
+    }
+    found
+}
+
+fn endpoint_warnings(
+    file: &std::path::Path,
+    secret: &SecretSource,
+    tls: &TlsFiles,
+    urls: &[(&str, &str)],
+) -> Vec<String> {
     let mut warnings = Vec::new();
-    if matches!(task.webhook.secret, SecretSource::Literal(_)) && readable_by_others(&task.path) {
+    if matches!(secret, SecretSource::Literal(_)) && readable_by_others(file) {
         warnings.push(
             "holds a literal `secret` and other users can read the file; chmod 600 it, or use \
              secret_env, secret_file or secret_credential"
                 .to_string(),
         );
     }
-    if let Some(client) = &task.webhook.tls.client
+    if let Some(client) = &tls.client
         && readable_by_others(&client.key)
     {
         warnings.push(format!(
@@ -154,13 +192,34 @@ fn warnings(task: &Task) -> Vec<String> {
             client.key.display()
         ));
     }
-    if let Some(host) = cleartext_host(&task.webhook.url) {
-        warnings.push(format!(
-            "[webhook] url sends payloads and their signatures unencrypted to {host}, which \
-             is not this machine; use https://"
-        ));
+    for (field, url) in urls {
+        if let Some(host) = cleartext_host(url) {
+            warnings.push(format!(
+                "{field} sends payloads and their signatures unencrypted to {host}, which is \
+                 not this machine; use https://"
+            ));
+        }
     }
     warnings
+}
+
+/// What a send to each webhook resolves first, by the same code: its secrets (with those a
+/// rotation keeps), signer, retry policy and TLS files. Its event names were checked on load.
+fn webhook_problems(context: &Context) -> Vec<Problem> {
+    let settings = &context.definitions.settings;
+    let mut problems: Vec<Problem> = Vec::new();
+    for webhook in &context.definitions.webhooks {
+        if let Err(error) = webhook.endpoint.resolve(settings, context.clock.now()) {
+            let problem = Problem {
+                file: webhook.path.clone(),
+                message: error,
+            };
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
+        }
+    }
+    problems
 }
 
 /// The host of an `http://` url that leaves this machine.

@@ -80,6 +80,7 @@ fn demonstrate(
         clock: context.clock,
         state_path: folder.join(crate::state::DEFAULT_FILE),
         db_path,
+        environment: context.environment,
     };
     let mut task = demo.task("upcoming-renewals")?.clone();
     task.webhook.url = server.url("/hooks/qlm");

@@ -22,13 +22,16 @@ mod set_last_run;
 mod sign;
 mod status;
 mod verify;
+mod webhooks;
 
 use std::path::PathBuf;
 
 use anyhow::anyhow;
 
-use crate::cli::{Cli, Command, DbCommand, EventsCommand, GlobalArgs, SecretCommand};
-use crate::definitions::{Definitions, Search, Task};
+use crate::cli::{
+    Cli, Command, DbCommand, EventsCommand, GlobalArgs, SecretCommand, WebhooksCommand,
+};
+use crate::definitions::{Definitions, Environment, Search, Task};
 use crate::error::{Error, Exit, Result};
 use crate::licenses::placeholders::{self, History, Moment};
 use crate::licenses::query::LicenseDb;
@@ -42,6 +45,8 @@ pub struct Context {
     pub clock: Clock,
     pub db_path: PathBuf,
     pub state_path: PathBuf,
+    /// `--environment` (`KEYHOOK_ENVIRONMENT`) as given; [`Context::environment`] settles it.
+    pub environment: Option<Environment>,
 }
 
 /// Runs the parsed command line.
@@ -64,7 +69,9 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Enable(args) => enable::run(&context, &args, &mut out),
         Command::Prune(args) => prune::run(&context, &args, &mut out),
         Command::Secret(SecretCommand::New) => secret::new(&mut out),
-        Command::Sign(args) => sign::run(&args, &mut out),
+        Command::Secret(SecretCommand::Rotate(args)) => secret::rotate(&context, &args, &mut out),
+        Command::Webhooks(WebhooksCommand::List(args)) => webhooks::list(&context, &args, &mut out),
+        Command::Sign(args) => sign::run(&context, &args, &mut out),
         Command::Verify(args) => verify::run(&context, &args, &mut out),
         Command::List => list::run(&context, &mut out),
         Command::Check => check::run(&context, &mut out),
@@ -97,6 +104,8 @@ fn reads_definitions(command: &Command) -> bool {
             | Command::Enable(_)
             | Command::List
             | Command::Check
+            | Command::Webhooks(_)
+            | Command::Secret(SecretCommand::Rotate(_))
     )
 }
 
@@ -130,7 +139,13 @@ impl Context {
             clock,
             db_path: global.db.clone(),
             state_path,
+            environment: global.environment,
         })
+    }
+
+    /// The runner's environment: only its webhooks fire. Production unless set.
+    pub fn environment(&self) -> Environment {
+        self.environment.unwrap_or_default()
     }
 
     /// The zone a task's schedule and dates are read in.

@@ -1,7 +1,12 @@
-//! The user's definitions: `keyhook.toml` settings, saved searches in `searches/` and
-//! scheduled tasks in `tasks/`, loaded and validated before anything runs.
+//! The user's definitions: `keyhook.toml` settings, saved searches in `searches/`, scheduled
+//! tasks in `tasks/` and event webhooks in `webhooks/`, loaded and validated before anything
+//! runs.
 
+pub mod endpoint;
+pub mod qlm_events;
+pub mod registry;
 pub mod retry;
+pub mod rotation;
 pub mod search;
 pub mod secret;
 pub mod settings;
@@ -11,6 +16,9 @@ pub mod toml_error;
 
 use std::path::{Path, PathBuf};
 
+use crate::events::catalog::Catalog;
+
+pub use registry::{Environment, EventWebhook};
 pub use search::Search;
 pub use settings::Settings;
 pub use task::Task;
@@ -35,12 +43,17 @@ pub struct Definitions {
     pub settings: Settings,
     pub searches: Vec<Search>,
     pub tasks: Vec<Task>,
+    /// `webhooks/*.toml`, then those of QLM's `[events]` table in `keyhook.toml`.
+    pub webhooks: Vec<EventWebhook>,
+    /// The event types webhooks subscribe to: the built-ins and `events.toml`.
+    pub catalog: Catalog,
     /// Files that could not be loaded, and references that do not resolve.
     pub problems: Vec<Problem>,
 }
 
 impl Definitions {
-    /// Loads `dir/keyhook.toml`, `dir/searches/*.toml` and `dir/tasks/*.toml`.
+    /// Loads `dir/keyhook.toml`, `dir/searches/*.toml`, `dir/tasks/*.toml` and
+    /// `dir/webhooks/*.toml`.
     pub fn load(dir: &Path) -> Definitions {
         // `searches/x.toml` reads better in messages than `./searches/x.toml`.
         let dir = if dir == Path::new(".") {
@@ -55,18 +68,33 @@ impl Definitions {
         });
         let searches = load_all(&dir.join("searches"), &mut problems, Search::load);
         let tasks = load_all(&dir.join("tasks"), &mut problems, Task::load);
+        // A broken events.toml is reported by `check` (and refused by `events install`);
+        // here its events are simply unknown.
+        let catalog = Catalog::load(dir).unwrap_or_else(|_| Catalog::builtin());
+        let mut webhooks = load_all(&dir.join("webhooks"), &mut problems, |path| {
+            EventWebhook::load(path, &catalog)
+        });
+        if let Some(events) = &settings.events {
+            match qlm_events::load(events, &dir.join(settings::FILE), &catalog) {
+                Ok(qlm) => webhooks.extend(qlm),
+                Err(problem) => problems.push(problem),
+            }
+        }
         let mut definitions = Definitions {
             dir: dir.to_path_buf(),
             settings,
             searches,
             tasks,
+            webhooks,
+            catalog,
             problems,
         };
         definitions.check_references();
         definitions
     }
 
-    /// Fails unless the configuration folder exists and holds `tasks/` or `searches/`.
+    /// Fails unless the configuration folder exists and holds `tasks/`, `searches/` or
+    /// `webhooks/`.
     pub fn ensure_folder(&self) -> anyhow::Result<()> {
         let shown = if self.dir.as_os_str().is_empty() {
             Path::new(".")
@@ -91,10 +119,14 @@ impl Definitions {
                 shown.display()
             ),
         }
-        if !shown.join("tasks").is_dir() && !shown.join("searches").is_dir() {
+        if !["tasks", "searches", "webhooks"]
+            .iter()
+            .any(|folder| shown.join(folder).is_dir())
+        {
             anyhow::bail!(
-                "configuration folder {} has neither tasks/ nor searches/; point --config (or \
-                 KEYHOOK_CONFIG) at the folder that holds them (`keyhook demo` shows the layout)",
+                "configuration folder {} has no tasks/, searches/ or webhooks/; point --config \
+                 (or KEYHOOK_CONFIG) at the folder that holds them (`keyhook demo` shows the \
+                 layout)",
                 shown.display()
             );
         }
@@ -109,6 +141,25 @@ impl Definitions {
     /// The task named by file stem or by `name` (case-insensitively).
     pub fn task(&self, key: &str) -> Option<&Task> {
         find(&self.tasks, key, |task| (&task.stem, &task.name))
+    }
+
+    /// The webhook named by file stem or by `name` (case-insensitively).
+    pub fn webhook(&self, key: &str) -> Option<&EventWebhook> {
+        find(&self.webhooks, key, |webhook| {
+            (&webhook.stem, &webhook.name)
+        })
+    }
+
+    /// The active webhooks subscribed to `event` (any of its names) in `environment`, in
+    /// list order. The global `webhooks_enabled` is not applied here: dispatch applies it,
+    /// as runs of tasks do.
+    pub fn webhooks_for(&self, event: &str, environment: Environment) -> Vec<&EventWebhook> {
+        let event = crate::events::names::canonical(event, &self.catalog)
+            .unwrap_or_else(|| event.to_string());
+        self.webhooks
+            .iter()
+            .filter(|webhook| webhook.fires_for(&event, environment))
+            .collect()
     }
 
     /// The search a task runs.
@@ -157,6 +208,7 @@ impl Definitions {
         }
         found.extend(duplicates(&self.searches, |s| (&s.name, &s.path)));
         found.extend(duplicates(&self.tasks, |t| (&t.name, &t.path)));
+        found.extend(duplicates(&self.webhooks, |w| (&w.name, &w.path)));
         self.problems.extend(found);
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use super::qlm_events::QlmEvents;
 use super::retry::{self, RetryFields, ScheduleField};
 use super::tls::TlsFiles;
 use super::{Problem, read_toml};
@@ -37,6 +38,9 @@ struct SettingsFile {
     /// PEM file of private CA certificates trusted beside the system's, for every task that
     /// sets none (relative to this file).
     ca_file: Option<String>,
+    /// QLM's event webhooks: one `;`-separated URL string per QLM event name, and QLM's
+    /// `webHookMaxRetries`, `webHookRetryInterval`, `webHookSecretKey`, `webHooksEnabled`.
+    events: Option<QlmEvents>,
 }
 
 /// Validated global settings.
@@ -50,6 +54,8 @@ pub struct Settings {
     pub retry: RetryFields,
     /// `ca_file`, for tasks that set none.
     pub tls: TlsFiles,
+    /// The `[events]` table, turned into webhooks by [`super::Definitions::load`].
+    pub events: Option<QlmEvents>,
 }
 
 impl Default for Settings {
@@ -60,6 +66,7 @@ impl Default for Settings {
             webhooks_enabled: true,
             retry: RetryFields::default(),
             tls: TlsFiles::default(),
+            events: None,
         }
     }
 }
@@ -90,6 +97,7 @@ impl Settings {
         Ok(Settings {
             retry,
             tls,
+            events: file.events,
             timezone: file
                 .timezone
                 .map(|name| zone::parse(&name))

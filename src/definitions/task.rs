@@ -6,8 +6,9 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::retry::{RetryFields, ScheduleField};
-use super::secret::{SecretFields, SecretSource};
+use super::endpoint::{Endpoint, with_endpoint_keys};
+use super::retry::RetryFields;
+use super::secret::SecretSource;
 use super::settings::parse_duration;
 use super::tls::TlsFiles;
 use super::{Problem, read_toml, stem};
@@ -52,65 +53,20 @@ struct TaskFile {
     webhook: WebhookFile,
 }
 
-/// The TOML form of a task's `[webhook]` table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebhookFile {
-    /// false: runs are evaluated and logged, nothing is sent.
-    #[serde(default = "yes")]
-    enabled: bool,
-    /// http:// or https:// address to POST to.
-    url: String,
-    /// The secret key, written in the file (prefer `secret_env` or `secret_file`).
-    #[serde(default)]
-    secret: Option<String>,
-    /// Name of an environment variable holding the secret key.
-    #[serde(default)]
-    secret_env: Option<String>,
-    /// Path of a file holding the secret key (relative to the task file).
-    #[serde(default)]
-    secret_file: Option<String>,
-    /// Name of a systemd credential (`LoadCredential=`) holding the secret key.
-    #[serde(default)]
-    secret_credential: Option<String>,
-    /// Older secrets still accepted by receivers during a rotation: one more Standard
-    /// Webhooks signature each.
-    #[serde(default)]
-    previous_secrets: Vec<String>,
-    /// "qlm" (default), "standard", or ["qlm", "standard"] to send both header sets.
-    #[serde(default)]
-    signature: Option<SchemeField>,
-    /// Sent as `WebHookUserData` in every payload.
-    #[serde(default)]
-    user_data: String,
-    /// How long one request may take, e.g. "30s".
-    #[serde(default)]
-    timeout: Option<String>,
-    /// Retries after the first attempt; default from keyhook.toml, else the schedule's length.
-    #[serde(default)]
-    max_retries: Option<u32>,
-    /// A fixed wait between attempts (QLM's behaviour), e.g. "10m".
-    #[serde(default)]
-    retry_interval: Option<String>,
-    /// "standard" or a list of waits such as ["30s", "5m", "1h"].
-    #[serde(default)]
-    retry_schedule: Option<ScheduleField>,
-    /// A delivery older than this is not retried again, e.g. "3d".
-    #[serde(default)]
-    give_up_after: Option<String>,
-    /// Retry 4xx answers other than 408 and 429 too.
-    #[serde(default)]
-    retry_4xx: Option<bool>,
-    /// PEM file of private CA certificates trusted beside the system's (relative to the task
-    /// file); default the one in keyhook.toml.
-    #[serde(default)]
-    ca_file: Option<String>,
-    /// PEM client certificate (chain) for receivers that require mutual TLS.
-    #[serde(default)]
-    client_cert: Option<String>,
-    /// PEM private key of `client_cert`; keep it readable by keyhook's user only.
-    #[serde(default)]
-    client_key: Option<String>,
+with_endpoint_keys! {
+    /// The TOML form of a task's `[webhook]` table.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct WebhookFile {
+        /// false: runs are evaluated and logged, nothing is sent.
+        #[serde(default = "yes")]
+        enabled: bool,
+        /// http:// or https:// address to POST to.
+        url: String,
+        /// Sent as `WebHookUserData` in every payload.
+        #[serde(default)]
+        user_data: String,
+    }
 }
 
 fn yes() -> bool {
@@ -134,14 +90,6 @@ pub struct Task {
     pub timezone: Option<Tz>,
     pub concurrency: Option<usize>,
     pub webhook: Webhook,
-}
-
-/// `signature`: one scheme or a list.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum SchemeField {
-    One(Scheme),
-    Many(Vec<Scheme>),
 }
 
 /// The `[date]` of a task's first run.
@@ -170,7 +118,7 @@ pub struct Webhook {
 }
 
 /// The request timeout when a task sets none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub use super::endpoint::DEFAULT_TIMEOUT;
 
 impl Task {
     /// Loads and validates one task file.
@@ -230,52 +178,20 @@ impl Task {
 }
 
 impl Webhook {
-    fn from_file(file: WebhookFile, task_path: &Path) -> Result<Webhook, String> {
+    fn from_file(mut file: WebhookFile, task_path: &Path) -> Result<Webhook, String> {
         check_url(&file.url).map_err(|error| format!("field `url`: {error}"))?;
         let task_dir = task_path.parent().unwrap_or(Path::new("."));
-        let fields = SecretFields {
-            literal: file.secret,
-            env: file.secret_env,
-            file: file.secret_file,
-            credential: file.secret_credential,
-        };
-        let secret = SecretSource::from_fields(fields, task_dir)?;
-        let tls = TlsFiles::from_fields(file.ca_file, file.client_cert, file.client_key, task_dir)?;
-        let timeout = match file.timeout {
-            Some(text) => {
-                parse_duration(&text).map_err(|error| format!("field `timeout`: {error}"))?
-            }
-            None => DEFAULT_TIMEOUT,
-        };
-        let retry = RetryFields {
-            max_retries: file.max_retries,
-            retry_interval: file.retry_interval,
-            retry_schedule: file.retry_schedule,
-            give_up_after: file.give_up_after,
-            retry_4xx: file.retry_4xx,
-        };
-        super::retry::policy(&retry, &RetryFields::default())?;
-        let schemes = match file.signature {
-            None => vec![Scheme::Qlm],
-            Some(SchemeField::One(scheme)) => vec![scheme],
-            Some(SchemeField::Many(list)) if list.is_empty() => {
-                return Err("field `signature`: the list is empty".into());
-            }
-            Some(SchemeField::Many(mut list)) => {
-                list.dedup();
-                list
-            }
-        };
+        let endpoint = Endpoint::from_keys(file.take_endpoint_keys(), task_dir)?;
         Ok(Webhook {
-            tls,
-            retry,
-            schemes,
-            previous_secrets: file.previous_secrets.into_iter().map(Secret::new).collect(),
             enabled: file.enabled,
             url: file.url,
-            secret,
+            secret: endpoint.secret,
             user_data: file.user_data,
-            timeout,
+            timeout: endpoint.timeout,
+            retry: endpoint.retry,
+            schemes: endpoint.schemes,
+            previous_secrets: endpoint.previous_secrets,
+            tls: endpoint.tls,
         })
     }
 }

@@ -133,24 +133,41 @@ impl LicenseInfo {
 
     /// Reads the `LicenseInfo` columns of a row, starting at column `first`.
     pub fn from_row(row: &rusqlite::Row, first: usize, id: i64) -> Result<Self, RowError> {
-        let mut values = Vec::with_capacity(LICENSE_INFO.len());
-        for (offset, (column, kind)) in LICENSE_INFO.iter().enumerate() {
-            let value = row.get_ref(first + offset).map_err(|error| RowError {
-                id,
-                key: key_of(row),
-                column,
-                problem: error.to_string(),
-            })?;
-            let field = convert(value, *kind).map_err(|problem| RowError {
-                id,
-                key: key_of(row),
-                column,
-                problem,
-            })?;
-            values.push(field);
-        }
+        let values = read_fields(&LICENSE_INFO, |offset, _| {
+            row.get_ref(first + offset)
+                .map_err(|error| error.to_string())
+        })
+        .map_err(|(column, problem)| RowError {
+            id,
+            key: key_of(row),
+            column,
+            problem,
+        })?;
         Ok(LicenseInfo { values })
     }
+
+    /// A `LicenseInfo` from values already read by [`read_fields`] over [`LICENSE_INFO`].
+    pub(crate) fn from_fields(values: Vec<Field>) -> LicenseInfo {
+        debug_assert_eq!(values.len(), LICENSE_INFO.len());
+        LicenseInfo { values }
+    }
+}
+
+/// The fields of `table`, in its order, from `value(offset, column)`: one mapping (types,
+/// NULL rules, dates, license models) for a SQLite row and an event's JSON snapshot alike.
+/// An error names the column and what is wrong with its value.
+pub fn read_fields<'a>(
+    table: &[(&'static str, Kind)],
+    mut value: impl FnMut(usize, &'static str) -> Result<ValueRef<'a>, String>,
+) -> Result<Vec<Field>, (&'static str, String)> {
+    let mut values = Vec::with_capacity(table.len());
+    for (offset, (column, kind)) in table.iter().enumerate() {
+        let field = value(offset, column)
+            .and_then(|value| convert(value, *kind))
+            .map_err(|problem| (*column, problem))?;
+        values.push(field);
+    }
+    Ok(values)
 }
 
 fn convert(value: ValueRef, kind: Kind) -> Result<Field, String> {

@@ -7,3 +7,4 @@ pub mod open;
 pub mod placeholders;
 pub mod query;
 pub mod schema;
+pub mod snapshot;

@@ -163,6 +163,31 @@ pub const CUSTOMERS: &str = "Customers";
 /// same caveat as [`CUSTOMERS`]. No encryption key column: a snapshot of it would leak it.
 pub const PRODUCTS: &str = "Products";
 
+/// The fields of `CustomerInfo` in event payloads, in this order: the columns of
+/// [`CUSTOMERS`] with the JSON types and NULL rules of `LicenseInfo`.
+pub const CUSTOMER_INFO: [(&str, Kind); 20] = [
+    ("CustomerID", Kind::Int),
+    ("FullName", Kind::Text),
+    ("Contact", Kind::Text),
+    ("Company", Kind::Text),
+    ("Email", Kind::Text),
+    ("Phone", Kind::Text),
+    ("Fax", Kind::Text),
+    ("Address1", Kind::Text),
+    ("Address2", Kind::Text),
+    ("City", Kind::Text),
+    ("State", Kind::Text),
+    ("Zip", Kind::Text),
+    ("Country", Kind::Text),
+    ("UserData1", Kind::Text),
+    ("OptIn", Kind::Bool),
+    ("OrganizationID", Kind::Int),
+    ("PrivacyPolicyConsent", Kind::Bool),
+    ("PrivacyPolicyLastUpdate", Kind::Date),
+    ("CreationDate", Kind::Date),
+    ("LastUpdatedDate", Kind::Date),
+];
+
 /// The customer and product tables' `CREATE` statements.
 pub const RELATED_DDL: &str = "CREATE TABLE IF NOT EXISTS Customers (
     CustomerID INTEGER PRIMARY KEY,

@@ -1,0 +1,151 @@
+//! `keyhook webhooks list`: the registry, one line (or JSON object) per webhook.
+
+use std::io::Write;
+
+use anyhow::anyhow;
+use comfy_table::{Table, presets};
+use serde_json::json;
+
+use super::{Context, success};
+use crate::cli::{StatusArg, WebhooksListArgs};
+use crate::definitions::EventWebhook;
+use crate::definitions::task::shown_url;
+use crate::error::{Error, Result};
+
+pub fn list(context: &Context, args: &WebhooksListArgs, out: &mut impl Write) -> Result {
+    let webhooks = selected(context, args);
+    if args.json {
+        let list: Vec<serde_json::Value> = webhooks.iter().map(|w| as_json(w)).collect();
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+        return success();
+    }
+    if webhooks.is_empty() {
+        writeln!(out, "no webhooks{}", filters_said(context, args))?;
+    } else {
+        let mut table = Table::new();
+        table.load_preset(presets::NOTHING);
+        table.set_header([
+            "NAME",
+            "URL",
+            "ENVIRONMENT",
+            "EVENTS",
+            "STATUS",
+            "LAST DELIVERY",
+            "FAILURES",
+        ]);
+        for webhook in &webhooks {
+            table.add_row(row(webhook));
+        }
+        writeln!(out, "{table}")?;
+    }
+    if !context.definitions.problems.is_empty() {
+        writeln!(
+            out,
+            "{} definition file(s) have problems; run `keyhook check` to see them.",
+            context.definitions.problems.len()
+        )?;
+    }
+    success()
+}
+
+/// The webhooks the filters keep: `--environment` (or `KEYHOOK_ENVIRONMENT`), `--status`,
+/// `--search` over name, file stem and URLs.
+fn selected<'a>(context: &'a Context, args: &WebhooksListArgs) -> Vec<&'a EventWebhook> {
+    let search = args.search.as_deref().map(str::to_lowercase);
+    context
+        .definitions
+        .webhooks
+        .iter()
+        .filter(|w| context.environment.is_none_or(|e| w.environment == e))
+        .filter(|w| match args.status {
+            Some(StatusArg::Active) => w.enabled,
+            Some(StatusArg::Inactive) => !w.enabled,
+            None => true,
+        })
+        .filter(|w| {
+            search.as_deref().is_none_or(|text| {
+                [&w.name, &w.stem]
+                    .into_iter()
+                    .chain(&w.urls)
+                    .any(|field| field.to_lowercase().contains(text))
+            })
+        })
+        .collect()
+}
+
+// The state database records no webhook deliveries yet (dispatch will), so the last
+// delivery and the failures are shown as unknown (`-`, or null in JSON), never as zero.
+fn row(webhook: &EventWebhook) -> Vec<String> {
+    let mut urls = webhook.urls.iter().map(|url| shown_url(url));
+    let first = urls.next().unwrap_or_default();
+    let url = match webhook.urls.len() {
+        0 | 1 => first,
+        n => format!("{first} (+{} more)", n - 1),
+    };
+    vec![
+        webhook.name.clone(),
+        url,
+        webhook.environment.to_string(),
+        webhook.events.len().to_string(),
+        status(webhook).to_string(),
+        "-".into(),
+        "-".into(),
+    ]
+}
+
+fn as_json(webhook: &EventWebhook) -> serde_json::Value {
+    let urls: Vec<String> = webhook.urls.iter().map(|url| shown_url(url)).collect();
+    json!({
+        "name": webhook.name,
+        "stem": webhook.stem,
+        "file": webhook.path.display().to_string(),
+        "urls": urls,
+        "environment": webhook.environment,
+        "events": webhook.events,
+        "status": status(webhook),
+        "format": webhook.format,
+        "description": webhook.description,
+        "last_delivery": null,
+        "failures": null,
+    })
+}
+
+fn status(webhook: &EventWebhook) -> &'static str {
+    if webhook.enabled {
+        "active"
+    } else {
+        "inactive"
+    }
+}
+
+fn filters_said(context: &Context, args: &WebhooksListArgs) -> String {
+    let mut said = Vec::new();
+    if let Some(environment) = context.environment {
+        said.push(format!("in {environment}"));
+    }
+    if let Some(status) = args.status {
+        said.push(format!("{status:?}").to_lowercase());
+    }
+    if let Some(text) = &args.search {
+        said.push(format!("matching `{text}`"));
+    }
+    match said.is_empty() {
+        true => format!(" in {}", context.definitions.dir_name()),
+        false => format!(" {}", said.join(", ")),
+    }
+}
+
+/// The webhook called `name`, or a configuration error that says what there is.
+pub fn find<'a>(context: &'a Context, name: &str) -> Result<&'a EventWebhook> {
+    let definitions = &context.definitions;
+    if let Some(problem) = definitions.broken("webhooks", name) {
+        return Err(Error::config(anyhow!("{problem}")));
+    }
+    definitions.webhook(name).ok_or_else(|| {
+        Error::config(anyhow!(
+            "no webhook is called `{name}` in {} (webhooks: {})",
+            definitions.dir.join("webhooks").display(),
+            crate::definitions::names(&definitions.webhooks, |w| &w.stem)
+        ))
+    })
+}

@@ -1,0 +1,130 @@
+//! The request body for one event, byte for byte: built from the event's snapshot (so it
+//! describes that change, not a later state of the row), once, and then signed and sent as is.
+//!
+//! - `format = "qlm"`: `{"EventType":"license_activated","LicenseInfo":{...}}`, QLM's shape,
+//!   with the 35-field `LicenseInfo` of scheduled tasks; customer events carry `CustomerInfo`
+//!   ([`CUSTOMER_INFO`]), product events `ProductInfo` and others `Data` (the row as it is).
+//! - `format = "standard"`: `{"type":"license.activated","timestamp":"<RFC 3339, UTC, ms>",
+//!   "data":{...}}`, Standard Webhooks' structure, `data` being the same object.
+//!
+//! A test event (`webhooks test`) ends with `"Test":true` (qlm) or `data.test = true`
+//! (standard), so a receiver can tell it from a real change.
+
+use chrono::{SecondsFormat, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use super::catalog::{Catalog, PayloadKind};
+use super::names::TIME_BASED;
+use crate::definitions::registry::Format;
+use crate::licenses::license_info::RowError;
+use crate::licenses::schema::CUSTOMER_INFO;
+use crate::licenses::snapshot::{self, Snapshot};
+
+/// One event, as plain values: what an outbox row (or an expiry) holds.
+#[derive(Debug, Clone, Copy)]
+pub struct EventBody<'a> {
+    /// The canonical dotted name (`license.activated`).
+    pub event_type: &'a str,
+    /// When the change was made, UTC milliseconds.
+    pub created_ms: i64,
+    /// The row as of the change, a JSON object by column.
+    pub snapshot: &'a str,
+    /// Marked as a test event.
+    pub test: bool,
+}
+
+/// Why an event's snapshot cannot be sent truthfully; like a bad row, it holds back no other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("{0}")]
+    License(#[from] RowError),
+    #[error("customer {id}: column {column} {problem}")]
+    Customer {
+        id: i64,
+        column: &'static str,
+        problem: String,
+    },
+    #[error("event snapshot is not a JSON object: {0}")]
+    Snapshot(String),
+}
+
+/// The body for `event` in `format`; `catalog` says what kind of row the event describes.
+pub fn body(format: Format, event: &EventBody, catalog: &Catalog) -> Result<Vec<u8>, PayloadError> {
+    let snapshot: Snapshot = serde_json::from_str(event.snapshot)
+        .map_err(|error| PayloadError::Snapshot(error.to_string()))?;
+    let (kind, qlm_name) = describe(event.event_type, catalog);
+    let data = data(kind, snapshot)?;
+    let mut object = Map::new();
+    match format {
+        Format::Qlm => {
+            object.insert("EventType".into(), Value::String(qlm_name));
+            object.insert(qlm_key(kind).into(), data);
+            if event.test {
+                object.insert("Test".into(), Value::Bool(true));
+            }
+        }
+        Format::Standard => {
+            let mut data = data;
+            if event.test
+                && let Value::Object(fields) = &mut data
+            {
+                fields.insert("test".into(), Value::Bool(true));
+            }
+            object.insert("type".into(), Value::String(event.event_type.into()));
+            object.insert("timestamp".into(), Value::String(rfc3339(event.created_ms)));
+            object.insert("data".into(), data);
+        }
+    }
+    // Serializing a Value into a Vec cannot fail.
+    Ok(serde_json::to_vec(&Value::Object(object)).expect("a payload always serializes"))
+}
+
+/// The kind of row an event describes and its QLM-style name.
+fn describe(event_type: &str, catalog: &Catalog) -> (PayloadKind, String) {
+    if let Some((source, event)) = catalog.find(event_type) {
+        return (source.payload, event.qlm_name());
+    }
+    match TIME_BASED.iter().find(|(name, _)| *name == event_type) {
+        Some((_, qlm)) => (PayloadKind::License, qlm.to_string()),
+        None => (PayloadKind::Generic, event_type.replace('.', "_")),
+    }
+}
+
+fn data(kind: PayloadKind, snapshot: Snapshot) -> Result<Value, PayloadError> {
+    let value = match kind {
+        PayloadKind::License => serde_json::to_value(snapshot::license_info(&snapshot)?),
+        PayloadKind::Customer => {
+            let record =
+                snapshot::record(&CUSTOMER_INFO, &snapshot).map_err(|(column, problem)| {
+                    PayloadError::Customer {
+                        id: snapshot::id_of(&snapshot, "CustomerID"),
+                        column,
+                        problem,
+                    }
+                })?;
+            serde_json::to_value(record)
+        }
+        PayloadKind::Product | PayloadKind::Generic => Ok(Value::Object(snapshot)),
+    };
+    Ok(value.expect("fields always serialize"))
+}
+
+fn qlm_key(kind: PayloadKind) -> &'static str {
+    match kind {
+        PayloadKind::License => "LicenseInfo",
+        PayloadKind::Customer => "CustomerInfo",
+        PayloadKind::Product => "ProductInfo",
+        PayloadKind::Generic => "Data",
+    }
+}
+
+/// `2026-11-23T10:00:00.123Z`.
+fn rfc3339(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests;
