@@ -288,6 +288,14 @@ pub struct LogArgs {
     #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
 
+    /// Only this webhook's deliveries (to every URL it has).
+    #[arg(long, value_name = "NAME")]
+    pub webhook: Option<String>,
+
+    /// Only deliveries of this event type, e.g. license.activated.
+    #[arg(long, value_name = "TYPE")]
+    pub event: Option<String>,
+
     /// Only deliveries in this state; `bad`: only the license rows a run could not read.
     #[arg(long, value_parser = ["pending", "failed", "delivered", "dead", "bad"])]
     pub status: Option<String>,
