@@ -2,10 +2,11 @@
 //! outbox table that record them in the writer's own transaction ([`outbox`]), whether the
 //! installed triggers still fit ([`drift`]), and time-based expiry ([`expiry`]).
 //!
-//! Dispatch (outbox rows to deliveries) builds on [`outbox::read_after`] and
-//! [`expiry::expired_between`]; it is not here yet.
+//! [`dispatch`] turns outbox rows after the state database's cursor into deliveries, one per
+//! subscribed webhook source, recorded with the cursor in one transaction.
 
 pub mod catalog;
+pub mod dispatch;
 pub mod drift;
 pub mod expiry;
 pub mod outbox;
