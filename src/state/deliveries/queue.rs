@@ -216,3 +216,6 @@ impl StateDb {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

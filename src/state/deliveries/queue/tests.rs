@@ -1,0 +1,130 @@
+//! The queue on a real SQLite file: what a claim takes, what a release gives back, and what
+//! recording an attempt makes of its delivery.
+
+use super::super::{AttemptRecord, Outcome, Queue, Status};
+use crate::state::StateDb;
+
+/// A state file with one run of `task` holding `count` pending deliveries, created at 1000.
+fn queue_of(count: i64) -> (tempfile::TempDir, StateDb, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+    let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
+    for n in 1..=count {
+        run.add(&format!("msg_{n:028}"), n, &format!("K{n}"), b"{}")
+            .unwrap();
+    }
+    let run_id = run.commit(count as u64).unwrap();
+    (dir, state, run_id)
+}
+
+fn outcome(seq: i64, status: Status, next: i64) -> Outcome {
+    Outcome {
+        seq,
+        attempt: AttemptRecord {
+            at_ms: 1_000_500,
+            status: Some(if status == Status::Delivered {
+                200
+            } else {
+                500
+            }),
+            error: (status != Status::Delivered).then(|| "HTTP 500".to_string()),
+            duration_ms: 3,
+            excerpt: String::new(),
+        },
+        status,
+        next_attempt_at: next,
+    }
+}
+
+#[test]
+fn a_claim_takes_the_oldest_unclaimed_and_never_twice() {
+    let (_dir, state, run_id) = queue_of(5);
+    let first = state.claim(Queue::Run("t", run_id), "a", 1000, 2).unwrap();
+    let ids: Vec<i64> = first.iter().map(|c| c.license_id).collect();
+    assert_eq!(ids, [1, 2]);
+    let second = state.claim(Queue::Run("t", run_id), "b", 1000, 10).unwrap();
+    let ids: Vec<i64> = second.iter().map(|c| c.license_id).collect();
+    assert_eq!(ids, [3, 4, 5], "claimed deliveries are not claimed again");
+    assert!(
+        state
+            .claim(Queue::Run("t", run_id), "c", 1000, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn releasing_one_claimer_gives_back_only_its_own() {
+    let (_dir, state, run_id) = queue_of(4);
+    state.claim(Queue::Run("t", run_id), "a", 1000, 2).unwrap();
+    state.claim(Queue::Run("t", run_id), "b", 1000, 2).unwrap();
+    state.release_claims("t", Some("a")).unwrap();
+    let again = state.claim(Queue::Run("t", run_id), "c", 1000, 10).unwrap();
+    let ids: Vec<i64> = again.iter().map(|c| c.license_id).collect();
+    assert_eq!(ids, [1, 2]);
+    state.release_claims("t", None).unwrap();
+    assert_eq!(
+        state
+            .claim(Queue::Run("t", run_id), "d", 1000, 10)
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn an_attempt_is_stored_and_moves_its_delivery_on() {
+    let (_dir, state, run_id) = queue_of(3);
+    let claimed = state.claim(Queue::Run("t", run_id), "a", 1000, 3).unwrap();
+    state
+        .record_attempts(&[
+            outcome(claimed[0].seq, Status::Delivered, 1000),
+            outcome(claimed[1].seq, Status::Failed, 1060),
+            outcome(claimed[2].seq, Status::Dead, 1000),
+        ])
+        .unwrap();
+    // A run sends each delivery once: none of them is in its queue any more.
+    assert!(
+        state
+            .claim(Queue::Run("t", run_id), "b", 5000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    // The failed one is due for a retry at 1060, not before; delivered and dead never.
+    assert!(
+        state
+            .claim(Queue::DueForTask("t", 1059), "b", 1059, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let due = state
+        .claim(Queue::DueForTask("t", 1060), "b", 1060, 10)
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].license_id, due[0].attempts), (2, 1));
+    let attempts = state.attempts(&claimed[1].id).unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].error.as_deref(), Some("HTTP 500"));
+}
+
+#[test]
+fn a_requeued_delivery_is_due_again_whatever_its_status() {
+    let (_dir, state, run_id) = queue_of(1);
+    let claimed = state.claim(Queue::Run("t", run_id), "a", 1000, 1).unwrap();
+    state
+        .record_attempts(&[outcome(claimed[0].seq, Status::Delivered, 1000)])
+        .unwrap();
+    assert!(
+        state
+            .claim(Queue::One(claimed[0].seq), "b", 2000, 1)
+            .unwrap()
+            .is_empty()
+    );
+    state.requeue(claimed[0].seq, 2000).unwrap();
+    let again = state
+        .claim(Queue::One(claimed[0].seq), "b", 2000, 1)
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, claimed[0].id, "the same delivery id");
+    assert_eq!(state.tasks_with_due(2000).unwrap(), ["t"]);
+}
