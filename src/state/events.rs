@@ -127,6 +127,14 @@ impl StateDb {
             .map_err(|e| self.error(e))
     }
 
+    /// Whether `source` is an event webhook's (not a task's).
+    pub fn is_webhook_source(&self, source: &str) -> Result<bool, StateError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM webhook_sources WHERE source = ?1")
+            .and_then(|mut statement| statement.exists([source]))
+            .map_err(|e| self.error(e))
+    }
+
     /// Re-enables every source of `webhook` after a 410; returns how many were disabled.
     pub fn enable_webhook(&self, webhook: &str) -> Result<usize, StateError> {
         self.conn
