@@ -175,8 +175,8 @@ fn send_source(
 ) -> Result<Exit> {
     let name = &source.route.source;
     let now = context.clock.now().timestamp();
-    if let Some(at) = state.see_source(name, &source.route.webhook, &source.url, now)? {
-        let _ = at;
+    let gone = state.see_source(name, &source.route.webhook, &source.url, now)?;
+    if gone.is_some() {
         writeln!(
             out,
             "WARNING: {name}: webhook DISABLED after 410 Gone; deliveries wait until \
