@@ -80,6 +80,19 @@ pub enum Command {
     /// others were sent), 75 a due task was locked by another process.
     RunDue,
 
+    /// One dispatch pass: new events in the license database's outbox become deliveries to
+    /// the webhooks that subscribe to them, and every webhook's due deliveries are sent.
+    ///
+    /// Exit: 0 all fine or nothing to send, 1 some deliveries failed, 2 configuration error,
+    /// 3 runtime error, 75 a webhook was being sent by another process, 130/143 stopped by
+    /// SIGINT/SIGTERM (what was not sent stays pending).
+    Dispatch(DispatchArgs),
+
+    /// Dispatch continuously: notices commits to the license database within milliseconds
+    /// (`PRAGMA data_version`), sends retries when due, and stops cleanly (exit 0) on SIGTERM
+    /// or Ctrl-C. Run it as a service (examples/systemd/keyhook-watch.service).
+    Watch(WatchArgs),
+
     /// The next run times of one task or of every enabled task.
     Next(NextArgs),
 
@@ -145,6 +158,18 @@ pub enum Command {
 
     /// See keyhook work end to end: a demo database, a local receiver, the example task.
     Demo(DemoArgs),
+}
+
+/// Arguments of `dispatch`.
+#[derive(Debug, Args)]
+pub struct DispatchArgs {}
+
+/// Arguments of `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// How often to look for a commit (a cheap counter read), e.g. 25ms.
+    #[arg(long, env = "KEYHOOK_POLL", value_name = "TIME", default_value = "25ms", value_parser = duration)]
+    pub poll: Duration,
 }
 
 /// Arguments of `dry-run`.
@@ -345,6 +370,14 @@ pub struct LogArgs {
     /// Only this task's deliveries.
     #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
+
+    /// Only this webhook's deliveries (to every URL it has).
+    #[arg(long, value_name = "NAME")]
+    pub webhook: Option<String>,
+
+    /// Only deliveries of this event type, e.g. license.activated.
+    #[arg(long, value_name = "TYPE")]
+    pub event: Option<String>,
 
     /// Only deliveries in this state; `bad`: only the license rows a run could not read.
     #[arg(long, value_parser = ["pending", "failed", "delivered", "dead", "bad"])]

@@ -6,6 +6,7 @@ mod support;
 mod bad_rows;
 mod db;
 mod demo;
+mod dispatch;
 mod dry_run;
 mod durable;
 mod durations;

@@ -7,6 +7,19 @@ use crate::cli::EnableArgs;
 use crate::error::Result;
 
 pub fn run(context: &Context, args: &EnableArgs, out: &mut impl Write) -> Result {
+    if context.definitions.task(&args.task).is_none() && context.state_exists()? {
+        // An event webhook: every URL of it that a 410 disabled.
+        let enabled = context.state()?.enable_webhook(&args.task)?;
+        if enabled > 0 {
+            writeln!(
+                out,
+                "{}: webhook re-enabled ({enabled} URL(s)); waiting deliveries go with the next \
+                 `keyhook dispatch` or `keyhook retry`",
+                args.task
+            )?;
+            return success();
+        }
+    }
     let task = context.task(&args.task)?;
     let state = context.state()?;
     let now = context.clock.now().timestamp();

@@ -96,6 +96,8 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
         status: args.status.as_deref().and_then(Status::parse),
         since,
         limit: Some(args.limit),
+        webhook: args.webhook.clone(),
+        event: args.event.clone(),
     })
 }
 
@@ -114,7 +116,8 @@ fn read(
     } else {
         state.log(filter)?
     };
-    let bad = if status.is_none() || only_bad {
+    let about_events = filter.webhook.is_some() || filter.event.is_some();
+    let bad = if (status.is_none() || only_bad) && !about_events {
         state.bad_rows(filter)?
     } else {
         Vec::new()
@@ -155,7 +158,10 @@ fn table(context: &Context, entries: &[LogEntry]) -> Table {
     for entry in entries {
         table.add_row([
             entry.id.clone(),
-            entry.task.clone(),
+            match &entry.event_type {
+                Some(event) => format!("{} {event}", entry.task),
+                None => entry.task.clone(),
+            },
             format!(
                 "{} {}",
                 entry.license_id,
@@ -168,12 +174,21 @@ fn table(context: &Context, entries: &[LogEntry]) -> Table {
                 .next_attempt_at
                 .map(|at| local_time(context, at))
                 .unwrap_or_default(),
-            entry
-                .last_error
-                .as_deref()
-                .map(printable::short)
-                .unwrap_or_default(),
+            last_column(entry),
         ]);
     }
     table
+}
+
+/// The last error, or for an event delivery held back by an earlier one, why it waits.
+fn last_column(entry: &LogEntry) -> String {
+    if let Some(earlier) = &entry.waiting_for {
+        let entity = entry.order_key.as_deref().unwrap_or_default();
+        return format!("waiting for {earlier} (earlier event of the same {entity})");
+    }
+    entry
+        .last_error
+        .as_deref()
+        .map(printable::short)
+        .unwrap_or_default()
 }

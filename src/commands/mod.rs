@@ -3,6 +3,7 @@
 mod check;
 mod db;
 mod demo;
+mod dispatch;
 mod dry_run;
 mod enable;
 mod events;
@@ -22,6 +23,8 @@ mod set_last_run;
 mod sign;
 mod status;
 mod verify;
+mod watch;
+mod webhook_sources;
 mod webhooks;
 
 use std::path::PathBuf;
@@ -60,6 +63,8 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::DryRun(args) => dry_run::run(&context, &args, &mut out),
         Command::RunTask(args) => run_task::run(&context, &args, &mut out),
         Command::RunDue => run_due::run(&context, &mut out),
+        Command::Dispatch(args) => dispatch::run(&context, &args, &mut out),
+        Command::Watch(args) => watch::run(&context, &args, &mut out),
         Command::Next(args) => next::run(&context, &args, &mut out),
         Command::SetLastRun(args) => set_last_run::run(&context, &args, &mut out),
         Command::Retry(args) => retry::run(&context, &args, &mut out),

@@ -18,15 +18,17 @@ pub fn run(context: &Context, args: &RetryArgs, out: &mut impl Write) -> Result 
         context.task(name)?;
     }
     let stop = Stop::install();
-    let exit = send_due(context, args.task.as_deref(), &stop, out)?;
+    let exit = send_due(context, args.task.as_deref(), true, &stop, out)?;
     Ok(exit)
 }
 
-/// Sends the due deliveries of every task (or of `only`), task by task, each under its lock.
-/// Prints one line per task that had any; returns the combined exit.
+/// Sends the due deliveries of every task (or of `only`), task by task, each under its lock,
+/// then (with `webhooks`) those of event webhooks. Prints one line per source that had any;
+/// returns the combined exit.
 pub(super) fn send_due(
     context: &Context,
     only: Option<&str>,
+    webhooks: bool,
     stop: &Stop,
     out: &mut impl Write,
 ) -> Result<Exit> {
@@ -36,7 +38,12 @@ pub(super) fn send_due(
         .and_then(|name| context.definitions.task(name))
         .map(|task| task.stem.clone());
     let mut exit = Exit::Success;
+    let mut webhook_sources = Vec::new();
     for stem in state.tasks_with_due(now)? {
+        if state.is_webhook_source(&stem)? {
+            webhook_sources.push(stem);
+            continue;
+        }
         if only.as_ref().is_some_and(|only| *only != stem) {
             continue;
         }
@@ -44,6 +51,14 @@ pub(super) fn send_due(
             break;
         }
         exit = exit.worst(retry_task(context, &state, &stem, stop, out)?);
+    }
+    if webhooks && only.is_none() && !webhook_sources.is_empty() {
+        exit = exit.worst(super::dispatch::send_sources(
+            context,
+            &webhook_sources,
+            stop,
+            out,
+        )?);
     }
     Ok(exit)
 }

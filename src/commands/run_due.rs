@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::anyhow;
 use chrono::DateTime;
 
+use super::dispatch::Dispatcher;
 use super::run_task::{self, Options};
 use super::sending::{Stop, local_time};
 use super::{Context, retry};
@@ -19,7 +20,8 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         writeln!(out, "error: {problem}")?;
         exit = Exit::Config;
     }
-    exit = exit.worst(retry::send_due(context, None, &stop, out)?);
+    exit = exit.worst(retry::send_due(context, None, false, &stop, out)?);
+    exit = exit.worst(dispatch_events(context, &stop, out)?);
     let tasks: Vec<&Task> = context
         .definitions
         .tasks
@@ -65,6 +67,19 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         });
     }
     Ok(exit.worst(stop.exit().unwrap_or(Exit::Success)))
+}
+
+/// Events too, so one cron line covers both: a pass when any webhook is active in the
+/// runner's environment (`--environment`, `KEYHOOK_ENVIRONMENT`, default production).
+fn dispatch_events(context: &Context, stop: &Stop, out: &mut impl Write) -> Result<Exit> {
+    if context.definitions.webhooks.is_empty() {
+        return Ok(Exit::Success);
+    }
+    let mut quiet = Vec::new();
+    let Some(mut dispatcher) = Dispatcher::new(context, &mut quiet)? else {
+        return Ok(Exit::Success);
+    };
+    dispatcher.pass(context, stop, out)
 }
 
 fn run_slot(

@@ -141,17 +141,51 @@ impl Held<'_> {
         stop: &Stop,
         observe: &(dyn Fn(&Event) + Sync),
     ) -> Result<Tally> {
-        state.release_claims(&self.task.stem, None)?;
-        let tally = dispatch::send(
-            state,
-            queue,
-            &self.target,
-            &context.clock,
-            stop.flag(),
-            observe,
-        )?;
-        Ok(tally)
+        send_held(context, state, &self.target, queue, stop, observe)
     }
+}
+
+/// A webhook source (one URL of an event webhook) ready to send: its lock held.
+pub struct HeldSource<'a> {
+    pub target: &'a Target,
+    _lock: TaskLock,
+}
+
+/// Takes the lock of `target`'s source: `None` when another process holds it.
+pub fn hold_source<'a>(context: &Context, target: &'a Target) -> Result<Option<HeldSource<'a>>> {
+    Ok(lock(context, &target.source)?.map(|lock| HeldSource {
+        target,
+        _lock: lock,
+    }))
+}
+
+impl HeldSource<'_> {
+    /// The one send path, as [`Held::send`].
+    pub fn send(
+        &self,
+        context: &Context,
+        state: &StateDb,
+        queue: Queue,
+        stop: &Stop,
+        observe: &(dyn Fn(&Event) + Sync),
+    ) -> Result<Tally> {
+        send_held(context, state, self.target, queue, stop, observe)
+    }
+}
+
+/// The one send path, for a source whose lock is held: claims a killed process left go back
+/// to the queue (only the lock's holder may do that), then `queue` is sent.
+fn send_held(
+    context: &Context,
+    state: &StateDb,
+    target: &Target,
+    queue: Queue,
+    stop: &Stop,
+    observe: &(dyn Fn(&Event) + Sync),
+) -> Result<Tally> {
+    state.release_claims(&target.source, None)?;
+    let tally = dispatch::send(state, queue, target, &context.clock, stop.flag(), observe)?;
+    Ok(tally)
 }
 
 /// One failed attempt, as the sending commands print it and `run-task --json` reports it.

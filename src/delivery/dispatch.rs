@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 
-use super::http::{Attempt, DELIVERY_HEADER, Sender};
+use super::http::{Attempt, DELIVERY_HEADER, EVENT_HEADER, Sender};
 use super::id;
 use super::retry::Decision;
 use super::target::Target;
@@ -155,6 +155,9 @@ fn post_one(target: &Target, sender: &Sender, delivery: &Claimed) -> Attempt {
         .map(|(name, value)| (*name, value.as_str()))
         .collect();
     headers.push((DELIVERY_HEADER, delivery.id.as_str()));
+    if let Some(event_type) = &delivery.event_type {
+        headers.push((EVENT_HEADER, event_type.as_str()));
+    }
     sender.post(&target.endpoint.url, &delivery.body, &headers)
 }
 

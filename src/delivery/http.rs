@@ -24,6 +24,9 @@ pub const USER_AGENT: &str = concat!("keyhook/", env!("CARGO_PKG_VERSION"));
 /// The header carrying the delivery id, the same on every attempt of a delivery.
 pub const DELIVERY_HEADER: &str = "X-Keyhook-Delivery";
 
+/// The event type of an event delivery (none for a scheduled task's).
+pub const EVENT_HEADER: &str = "X-Keyhook-Event";
+
 /// What one POST came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {

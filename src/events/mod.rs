@@ -3,10 +3,11 @@
 //! installed triggers still fit ([`drift`]), and time-based expiry ([`expiry`]); what a
 //! webhook's `events` list means ([`names`]) and an event's request body ([`payload`]).
 //!
-//! Dispatch (outbox rows to deliveries) builds on [`outbox::read_after`] and
-//! [`expiry::expired_between`]; it is not here yet.
+//! [`dispatch`] turns outbox rows after the state database's cursor into deliveries, one per
+//! subscribed webhook source, recorded with the cursor in one transaction.
 
 pub mod catalog;
+pub mod dispatch;
 pub mod drift;
 pub mod expiry;
 pub mod names;

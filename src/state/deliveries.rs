@@ -64,6 +64,8 @@ pub struct Claimed {
     pub body: Vec<u8>,
     pub attempts: i64,
     pub created_at: i64,
+    /// The event type, for an event delivery: sent as `X-Keyhook-Event`.
+    pub event_type: Option<String>,
 }
 
 /// One attempt, as stored.

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -114,6 +114,40 @@ CREATE TABLE bad_rows (
 );
 CREATE INDEX bad_rows_run ON bad_rows (run_id);
 CREATE INDEX bad_rows_task ON bad_rows (task, created_at);
+"#,
+    // v7: event deliveries. They share `deliveries` (`task` holds the webhook's source: its
+    // name, `#2`, `#3`... for further URLs) and add what an event needs: its type (a header),
+    // its stable key, and the entity whose events keep commit order. The order index holds
+    // only waiting event deliveries, so task deliveries (order_key NULL) never touch it.
+    // `outbox_cursors` is the last outbox seq taken per license database, moved in the same
+    // transaction as the deliveries it produced; `expiries_seen` dedupes `license.expired`;
+    // `webhook_sources` is what a 410 disables for a webhook, as `tasks.webhook_gone` is for
+    // a task.
+    r#"
+ALTER TABLE deliveries ADD COLUMN event_type TEXT;
+ALTER TABLE deliveries ADD COLUMN event_key TEXT;
+ALTER TABLE deliveries ADD COLUMN order_key TEXT;
+CREATE INDEX deliveries_order ON deliveries (task, order_key, seq)
+    WHERE order_key IS NOT NULL AND status IN ('pending', 'failed');
+CREATE TABLE outbox_cursors (
+    license_db  TEXT PRIMARY KEY,     -- the license database's canonical path
+    taken       INTEGER NOT NULL,     -- the last outbox seq turned into deliveries
+    updated_at  INTEGER NOT NULL
+);
+CREATE TABLE expiries_seen (
+    license_db  TEXT NOT NULL,
+    license_id  INTEGER NOT NULL,
+    expiry      TEXT NOT NULL,        -- the expiry value: a renewal that moves it re-arms it
+    seen_at     INTEGER NOT NULL,
+    PRIMARY KEY (license_db, license_id, expiry)
+) WITHOUT ROWID;
+CREATE TABLE webhook_sources (
+    source        TEXT PRIMARY KEY,   -- the webhook's name, `#2`... for further URLs
+    webhook       TEXT NOT NULL,
+    url           TEXT NOT NULL,
+    first_seen    INTEGER NOT NULL,
+    webhook_gone  INTEGER             -- set when the receiver answered 410 Gone
+);
 "#,
 ];
 
@@ -226,6 +260,49 @@ mod tests {
             .query_row("SELECT count(*) FROM attempts", [], |row| row.get(0))
             .unwrap();
         assert_eq!(left, 1);
+    }
+
+    #[test]
+    fn v7_keeps_task_deliveries_as_they_were_and_adds_the_event_columns_and_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut conn = Connection::open(&path).unwrap();
+        for step in &MIGRATIONS[..6] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (id, task, name, started_at) VALUES (1, 't', 'T', 0);
+             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key, body,
+                                     created_at, next_attempt_at, updated_at)
+             VALUES (1, 'a', 1, 't', 1, 'K1', x'7b7d', 0, 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn, &path).unwrap();
+        let row: (String, Option<String>, Option<String>) = conn
+            .query_row(
+                "SELECT status, event_type, order_key FROM deliveries WHERE seq = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("pending".into(), None, None));
+        for table in ["outbox_cursors", "expiries_seen", "webhook_sources"] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+        // A task delivery is not in the order index: it costs task sends no page.
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM deliveries INDEXED BY deliveries_order
+                 WHERE order_key IS NOT NULL AND status IN ('pending', 'failed')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexed, 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (with the exact body sent) and attempts. WAL mode; every change is a transaction.
 
 pub mod deliveries;
+pub mod events;
 pub mod lock;
 mod migrations;
 mod open_error;

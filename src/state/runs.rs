@@ -151,13 +151,20 @@ impl StateDb {
             .map_err(|e| self.error(e))
     }
 
-    /// Records that the receiver answered 410 Gone (or, with `None`, re-enables the webhook).
-    pub fn set_webhook_gone(&self, task: &str, at: Option<i64>) -> Result<(), StateError> {
+    /// Records that the receiver answered 410 Gone (or, with `None`, re-enables the webhook):
+    /// on the task, or the webhook source, called `source`.
+    pub fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError> {
         self.conn
             .execute(
                 "UPDATE tasks SET webhook_gone = ?2 WHERE task = ?1",
-                params![task, at],
+                params![source, at],
             )
+            .and_then(|_| {
+                self.conn.execute(
+                    "UPDATE webhook_sources SET webhook_gone = ?2 WHERE source = ?1",
+                    params![source, at],
+                )
+            })
             .map(drop)
             .map_err(|e| self.error(e))
     }

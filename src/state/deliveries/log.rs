@@ -21,6 +21,15 @@ pub struct LogEntry {
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
     pub bytes: i64,
+    /// The event type, for an event delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// The earlier delivery of the same entity this one waits for, while it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// `<table>:<row key>`, for an event delivery: whose events keep commit order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
 }
 
 /// A license row a run could not read, as `keyhook log` shows it.
@@ -53,6 +62,10 @@ pub struct LogFilter {
     pub status: Option<Status>,
     pub since: Option<i64>,
     pub limit: Option<u64>,
+    /// A webhook's name: its deliveries to every URL.
+    pub webhook: Option<String>,
+    /// An event type (canonical name).
+    pub event: Option<String>,
 }
 
 impl StateDb {
@@ -62,10 +75,19 @@ impl StateDb {
             .conn
             .prepare_cached(
                 "SELECT id, task, run_id, license_id, activation_key, status, attempts, created_at,
-                        updated_at, next_attempt_at, last_status, last_error, length(body)
-                 FROM deliveries
+                        updated_at, next_attempt_at, last_status, last_error, length(body),
+                        event_type, CASE WHEN order_key IS NOT NULL
+                                          AND status IN ('pending', 'failed') THEN
+                            (SELECT e.id FROM deliveries AS e
+                             WHERE e.task = d.task AND e.order_key = d.order_key
+                               AND e.seq < d.seq AND e.order_key IS NOT NULL
+                               AND e.status IN ('pending', 'failed')
+                             ORDER BY e.seq LIMIT 1) END, order_key
+                 FROM deliveries AS d
                  WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR status = ?2)
                    AND (?3 IS NULL OR created_at >= ?3)
+                   AND (?5 IS NULL OR task = ?5 OR substr(task, 1, length(?5) + 1) = ?5 || '#')
+                   AND (?6 IS NULL OR event_type = ?6)
                  ORDER BY seq DESC LIMIT ?4",
             )
             .map_err(|e| self.error(e))?;
@@ -75,27 +97,40 @@ impl StateDb {
             .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
         let status = filter.status.map(Status::as_str);
         let rows = statement
-            .query_map(params![filter.task, status, filter.since, limit], |row| {
-                let status: String = row.get(5)?;
-                let status = Status::parse(&status).unwrap_or(Status::Pending);
-                Ok(LogEntry {
-                    id: row.get(0)?,
-                    task: row.get(1)?,
-                    run_id: row.get(2)?,
-                    license_id: row.get(3)?,
-                    activation_key: row.get(4)?,
+            .query_map(
+                params![
+                    filter.task,
                     status,
-                    attempts: row.get(6)?,
-                    created_at: row.get(7)?,
-                    updated_at: row.get(8)?,
-                    next_attempt_at: matches!(status, Status::Pending | Status::Failed)
-                        .then(|| row.get(9))
-                        .transpose()?,
-                    last_status: row.get(10)?,
-                    last_error: row.get(11)?,
-                    bytes: row.get(12)?,
-                })
-            })
+                    filter.since,
+                    limit,
+                    filter.webhook,
+                    filter.event
+                ],
+                |row| {
+                    let status: String = row.get(5)?;
+                    let status = Status::parse(&status).unwrap_or(Status::Pending);
+                    Ok(LogEntry {
+                        id: row.get(0)?,
+                        task: row.get(1)?,
+                        run_id: row.get(2)?,
+                        license_id: row.get(3)?,
+                        activation_key: row.get(4)?,
+                        status,
+                        attempts: row.get(6)?,
+                        created_at: row.get(7)?,
+                        updated_at: row.get(8)?,
+                        next_attempt_at: matches!(status, Status::Pending | Status::Failed)
+                            .then(|| row.get(9))
+                            .transpose()?,
+                        last_status: row.get(10)?,
+                        last_error: row.get(11)?,
+                        bytes: row.get(12)?,
+                        event_type: row.get(13)?,
+                        waiting_for: row.get(14)?,
+                        order_key: row.get(15)?,
+                    })
+                },
+            )
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }

@@ -6,6 +6,14 @@ use rusqlite::types::Value;
 use super::{Claimed, Found, Outcome, Queue};
 use crate::state::{StateDb, StateError};
 
+/// An event delivery waits while an earlier one (lower seq) of the same source and entity
+/// is pending or failed, claimed or not; a dead one no longer holds it back. Task deliveries
+/// (no order key) skip the check, and the lookup reads an index of waiting event deliveries.
+const IN_ORDER: &str = "(d.order_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM deliveries AS e INDEXED BY deliveries_order
+    WHERE e.task = d.task AND e.order_key = d.order_key AND e.seq < d.seq
+      AND e.order_key IS NOT NULL AND e.status IN ('pending', 'failed')))";
+
 impl StateDb {
     /// Claims up to `limit` deliveries from `queue` for `claimer`, oldest first.
     pub fn claim(
@@ -29,16 +37,21 @@ impl StateDb {
         };
         // The planner would rather use the run_id index and sort every pending row.
         let (source, task_filter) = match queue {
-            Queue::One(_) => ("deliveries", "?1 = ?1"),
-            _ => ("deliveries INDEXED BY deliveries_task_queue", "task = ?1"),
+            Queue::One(_) => ("deliveries AS d", "?1 = ?1"),
+            _ => (
+                "deliveries AS d INDEXED BY deliveries_task_queue",
+                "task = ?1",
+            ),
         };
         let sql = format!(
             "UPDATE deliveries SET claimed_by = ?3
              WHERE seq IN (SELECT seq FROM {source}
                            WHERE {task_filter} AND {filter} AND next_attempt_at <= ?2
                              AND status IN ('pending', 'failed') AND claimed_by IS NULL
+                             AND {IN_ORDER}
                            ORDER BY seq LIMIT ?4)
-             RETURNING seq, id, task, license_id, activation_key, body, attempts, created_at"
+             RETURNING seq, id, task, license_id, activation_key, body, attempts, created_at,
+                       event_type"
         );
         let mut statement = self.conn.prepare_cached(&sql).map_err(|e| self.error(e))?;
         let rows = statement
@@ -54,6 +67,7 @@ impl StateDb {
                         body: row.get(5)?,
                         attempts: row.get(6)?,
                         created_at: row.get(7)?,
+                        event_type: row.get(8)?,
                     })
                 },
             )

@@ -1,0 +1,226 @@
+//! `keyhook dispatch`: one pass. New outbox rows become deliveries (recorded with the cursor),
+//! then every webhook source's due deliveries go out through the one send path. `run-due`
+//! and `watch` run the same pass.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use rusqlite::{Connection, OpenFlags};
+
+use super::Context;
+use super::sending::{self, Stop};
+use super::webhook_sources::{self, Source};
+use crate::cli::DispatchArgs;
+use crate::delivery::dispatch::Tally;
+use crate::error::{Error, Exit, Result};
+use crate::events::catalog::Catalog;
+use crate::events::dispatch::{Pass, Taken, take};
+use crate::events::drift;
+use crate::events::outbox::OUTBOX;
+use crate::state::StateDb;
+use crate::state::deliveries::Queue;
+
+/// Outbox rows read and recorded per state transaction.
+const BATCH: u32 = 500;
+
+pub fn run(context: &Context, _: &DispatchArgs, out: &mut impl Write) -> Result {
+    let stop = Stop::install();
+    let Some(mut dispatcher) = Dispatcher::new(context, out)? else {
+        return Ok(Exit::Success);
+    };
+    let exit = dispatcher.pass(context, &stop, out)?;
+    Ok(exit.worst(stop.exit().unwrap_or(Exit::Success)))
+}
+
+/// What passes share: the webhook sources, the catalog, and the outbox read-only.
+pub struct Dispatcher {
+    pub sources: Vec<Source>,
+    catalog: Catalog,
+    /// The license database's canonical path: the cursor's key.
+    pub license_db: PathBuf,
+    pub outbox: Connection,
+}
+
+impl Dispatcher {
+    /// Loads the active webhooks of the runner's environment and opens the outbox; `None`
+    /// (said) when there is nothing to dispatch: no webhook, or events not installed.
+    pub fn new(context: &Context, out: &mut impl Write) -> Result<Option<Dispatcher>> {
+        let definitions = &context.definitions;
+        for webhook in &definitions.webhooks {
+            context.ensure_valid(&webhook.path)?;
+        }
+        let environment = context.environment();
+        let catalog = definitions.catalog.clone();
+        let now = context.clock.now();
+        let sources = webhook_sources::load(definitions, environment, now)
+            .map_err(|error| Error::config(anyhow!("{error}")))?;
+        if sources.is_empty() {
+            writeln!(out, "no active webhooks in environment `{environment}`")?;
+            return Ok(None);
+        }
+        let (license_db, outbox) = open_outbox(context)?;
+        if !drift::has_table(&outbox, OUTBOX).map_err(|e| Error::runtime(anyhow!(e)))? {
+            return Err(Error::config(anyhow!(
+                "events are not installed in {}: run `keyhook events install` first",
+                context.db_path.display()
+            )));
+        }
+        Ok(Some(Dispatcher {
+            sources,
+            catalog,
+            license_db,
+            outbox,
+        }))
+    }
+
+    /// Takes new events, then sends every source's due deliveries.
+    pub fn pass(&mut self, context: &Context, stop: &Stop, out: &mut impl Write) -> Result<Exit> {
+        let taken = self.take(context)?;
+        if taken.events > 0 {
+            writeln!(
+                out,
+                "dispatch: {} new event(s), {} deliveries recorded",
+                taken.events, taken.deliveries
+            )?;
+        }
+        let state = context.state()?;
+        let mut exit = Exit::Success;
+        for source in &self.sources {
+            if stop.exit().is_some() {
+                break;
+            }
+            exit = exit.worst(send_source(context, &state, source, stop, out)?);
+        }
+        Ok(exit)
+    }
+
+    /// Records the deliveries of the events after the cursor.
+    pub fn take(&self, context: &Context) -> Result<Taken> {
+        let mut state = context.state()?;
+        let now = context.clock.now().timestamp();
+        let body = |route: &crate::events::dispatch::Route, row: &_| {
+            let source = self.sources.iter().find(|s| s.route.source == route.source);
+            source.map_or_else(
+                || Err("its webhook is gone".to_string()),
+                |s| webhook_sources::body(s, &self.catalog, row),
+            )
+        };
+        let routes: Vec<_> = self.sources.iter().map(|s| s.route.clone()).collect();
+        let pass = Pass {
+            license_db: &self.license_db.to_string_lossy(),
+            routes: &routes,
+            body: &body,
+            batch: BATCH,
+        };
+        let mut unsendable = Vec::new();
+        let taken = take(&mut state, &self.outbox, &pass, now, &mut unsendable).map_err(
+            |error| match error {
+                crate::events::dispatch::DispatchError::State(error) => error.into(),
+                other => Error::runtime(anyhow!("{}: {other}", context.db_path.display())),
+            },
+        )?;
+        for skipped in &unsendable {
+            eprintln!(
+                "warning: event delivery {} was not recorded: {}",
+                skipped.id,
+                super::printable::short(&skipped.reason)
+            );
+        }
+        Ok(taken)
+    }
+}
+
+/// Sends the due deliveries of the webhook sources `names` (`retry`), in the runner's
+/// environment.
+pub fn send_sources(
+    context: &Context,
+    names: &[String],
+    stop: &Stop,
+    out: &mut impl Write,
+) -> Result<Exit> {
+    let mut quiet = Vec::new();
+    let sources = match Dispatcher::new(context, &mut quiet)? {
+        Some(dispatcher) => dispatcher.sources,
+        None => Vec::new(),
+    };
+    let state = context.state()?;
+    let mut exit = Exit::Success;
+    for name in names {
+        let Some(source) = sources.iter().find(|s| s.route.source == *name) else {
+            writeln!(
+                out,
+                "{name}: deliveries wait, but its webhook is gone, inactive or of another \
+                 environment; they stay pending"
+            )?;
+            exit = exit.worst(Exit::DeliveryFailed);
+            continue;
+        };
+        exit = exit.worst(send_source(context, &state, source, stop, out)?);
+    }
+    Ok(exit)
+}
+
+/// The license database read-only, and its canonical path.
+pub fn open_outbox(context: &Context) -> Result<(PathBuf, Connection)> {
+    let path = &context.db_path;
+    let canonical = std::fs::canonicalize(path)
+        .map_err(|error| Error::config(anyhow!("license database {}: {error}", path.display())))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(&canonical, flags)
+        .and_then(|conn| conn.busy_timeout(Duration::from_secs(5)).map(|()| conn))
+        .map_err(|error| Error::runtime(anyhow!("license database {}: {error}", path.display())))?;
+    Ok((canonical, conn))
+}
+
+/// Sends one source's due deliveries under its lock; a 410 left it disabled.
+fn send_source(
+    context: &Context,
+    state: &StateDb,
+    source: &Source,
+    stop: &Stop,
+    out: &mut impl Write,
+) -> Result<Exit> {
+    let name = &source.route.source;
+    let now = context.clock.now().timestamp();
+    let gone = state.see_source(name, &source.route.webhook, &source.url, now)?;
+    if gone.is_some() {
+        writeln!(
+            out,
+            "WARNING: {name}: webhook DISABLED after 410 Gone; deliveries wait until \
+             `keyhook enable {}`",
+            source.route.webhook
+        )?;
+        return Ok(Exit::DeliveryFailed);
+    }
+    let Some(held) = sending::hold_source(context, &source.target)? else {
+        writeln!(
+            out,
+            "{name}: another keyhook process is sending it; it waits"
+        )?;
+        return Ok(Exit::Locked);
+    };
+    let observe = |_: &crate::delivery::dispatch::Event| {};
+    let tally = held.send(context, state, Queue::DueForTask(name, now), stop, &observe)?;
+    print(name, &tally, out)?;
+    Ok(sending::exit_of(&tally, stop))
+}
+
+fn print(name: &str, tally: &Tally, out: &mut impl Write) -> std::io::Result<()> {
+    let sent = tally.delivered + tally.retrying + tally.dead;
+    if sent == 0 && !tally.gone {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{name}: sent {sent}, {} delivered, {} failed{}",
+        tally.delivered,
+        tally.retrying + tally.dead,
+        if tally.gone {
+            " (410 Gone: webhook DISABLED)"
+        } else {
+            ""
+        }
+    )
+}

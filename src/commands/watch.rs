@@ -1,0 +1,113 @@
+//! `keyhook watch`: the long-running dispatcher. It polls `PRAGMA data_version` on a
+//! connection it keeps open (a read of a counter in shared memory, no query of the outbox),
+//! runs a pass when another connection committed, and once a second for the retries that
+//! came due. A busy or replaced license database is a warning, never the end.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use super::Context;
+use super::dispatch::{Dispatcher, open_outbox};
+use super::sending::Stop;
+use crate::cli::WatchArgs;
+use crate::error::{Exit, Result};
+
+/// How often due retries are looked for, and the license file's identity checked.
+const TICK: Duration = Duration::from_secs(1);
+
+pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result {
+    let stop = Stop::install();
+    let Some(mut dispatcher) = Dispatcher::new(context, out)? else {
+        return Ok(Exit::Config);
+    };
+    writeln!(
+        out,
+        "watching {} for {} webhook source(s); stop with SIGTERM or Ctrl-C",
+        dispatcher.license_db.display(),
+        dispatcher.sources.len()
+    )?;
+    out.flush()?;
+    let mut watch = Watch {
+        version: None,
+        next_tick: Instant::now(),
+        inode: inode(context),
+    };
+    while stop.exit().is_none() {
+        if watch.due(&dispatcher) {
+            if let Err(error) = dispatcher.pass(context, &stop, out) {
+                warn(&format!("dispatch pass failed, trying again: {error:#}"));
+            }
+            out.flush()?;
+        }
+        if Instant::now() >= watch.next_tick {
+            watch.next_tick = Instant::now() + TICK;
+            watch.reopen_if_replaced(context, &mut dispatcher);
+        }
+        std::thread::sleep(args.poll);
+    }
+    writeln!(out, "stopped")?;
+    // A stop is how a service ends: exit 0 (a second Ctrl-C exits at once with 130).
+    Ok(Exit::Success)
+}
+
+/// What the loop remembers between polls.
+struct Watch {
+    /// The last `data_version` a pass ran for; `None` before the first pass.
+    version: Option<i64>,
+    next_tick: Instant,
+    inode: Option<u64>,
+}
+
+impl Watch {
+    /// Whether to run a pass now: another connection committed, or a tick came.
+    fn due(&mut self, dispatcher: &Dispatcher) -> bool {
+        let version = dispatcher
+            .outbox
+            .query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0));
+        let version = match version {
+            Ok(version) => Some(version),
+            Err(error) => {
+                warn(&format!("license database unreadable for now: {error}"));
+                None
+            }
+        };
+        let changed = version.is_some() && version != self.version;
+        if changed || Instant::now() >= self.next_tick {
+            self.version = version.or(self.version);
+            return true;
+        }
+        false
+    }
+
+    /// A license database replaced by another file (a restore, a copy) is reopened.
+    fn reopen_if_replaced(&mut self, context: &Context, dispatcher: &mut Dispatcher) {
+        let now = inode(context);
+        if now.is_none() || now == self.inode {
+            return;
+        }
+        match open_outbox(context) {
+            Ok((path, conn)) => {
+                warn(&format!(
+                    "license database {} was replaced; reopened it",
+                    path.display()
+                ));
+                dispatcher.license_db = path;
+                dispatcher.outbox = conn;
+                self.inode = now;
+                self.version = None;
+            }
+            Err(error) => warn(&format!(
+                "license database replaced, not reopened yet: {error}"
+            )),
+        }
+    }
+}
+
+fn inode(context: &Context) -> Option<u64> {
+    std::fs::metadata(&context.db_path).ok().map(|m| m.ino())
+}
+
+fn warn(message: &str) {
+    eprintln!("warning: {message}");
+}

@@ -1,0 +1,97 @@
+//! The registry's webhooks as sources for the delivery engine: one source per (webhook, URL),
+//! each with its route (which event types it wants), its target (endpoint, signer, policy)
+//! and its body format.
+
+use crate::definitions::Definitions;
+use crate::definitions::registry::{Environment, EventWebhook, Format};
+use crate::delivery::target::{Endpoint, Target};
+use crate::events::catalog::Catalog;
+use crate::events::dispatch::Route;
+use crate::events::outbox::OutboxRow;
+use crate::events::payload::{self, EventBody};
+
+/// One URL of one webhook: a route for dispatch and a target for the engine.
+pub struct Source {
+    pub route: Route,
+    pub url: String,
+    pub format: Format,
+    pub target: Target,
+}
+
+/// The active webhooks of `environment`, one source per URL; nothing when the global
+/// `webhooks_enabled = false`. A webhook whose secret or TLS files cannot be resolved is an
+/// error naming its file (`check` reports the same).
+pub fn load(
+    definitions: &Definitions,
+    environment: Environment,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Source>, String> {
+    if !definitions.settings.webhooks_enabled {
+        return Ok(Vec::new());
+    }
+    let mut sources = Vec::new();
+    for webhook in &definitions.webhooks {
+        if !webhook.enabled || webhook.environment != environment {
+            continue;
+        }
+        sources.extend(
+            sources_of(webhook, definitions, now)
+                .map_err(|error| format!("{}: {error}", webhook.path.display()))?,
+        );
+    }
+    Ok(sources)
+}
+
+/// The delivery source of a webhook's `index`th URL: its name, then `name#2`, `name#3`...
+pub fn source_name(webhook: &EventWebhook, index: usize) -> String {
+    match index {
+        0 => webhook.name.clone(),
+        n => format!("{}#{}", webhook.name, n + 1),
+    }
+}
+
+fn sources_of(
+    webhook: &EventWebhook,
+    definitions: &Definitions,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Source>, String> {
+    let events: std::collections::BTreeSet<String> = webhook.events.iter().cloned().collect();
+    let mut sources = Vec::new();
+    for (index, url) in webhook.urls.iter().enumerate() {
+        let resolved = webhook.endpoint.resolve(&definitions.settings, now)?;
+        let source = source_name(webhook, index);
+        sources.push(Source {
+            route: Route {
+                source: source.clone(),
+                webhook: webhook.name.clone(),
+                events: events.clone(),
+            },
+            url: url.clone(),
+            format: webhook.format,
+            target: Target {
+                source,
+                endpoint: Endpoint {
+                    url: url.clone(),
+                    timeout: resolved.timeout,
+                    tls: resolved.tls,
+                },
+                signer: resolved.signer,
+                policy: resolved.policy,
+                concurrency: webhook.concurrency.unwrap_or(1),
+            },
+        });
+    }
+    Ok(sources)
+}
+
+/// The exact bytes a source is sent for an outbox row, in the source's format; or why the
+/// row's snapshot cannot be sent as its kind (a bad value in a column, as a bad license row).
+pub fn body(source: &Source, catalog: &Catalog, row: &OutboxRow) -> Result<Vec<u8>, String> {
+    let event = EventBody {
+        event_type: &row.event_type,
+        created_ms: row.created_ms,
+        snapshot: &row.snapshot,
+        test: false,
+    };
+    payload::body(source.format, &event, catalog).map_err(|error| error.to_string())
+}

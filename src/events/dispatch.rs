@@ -1,0 +1,174 @@
+//! Dispatch: outbox rows after the cursor become deliveries, one per (event, subscribed
+//! webhook source), recorded with the cursor in one state transaction. Plain values: the
+//! routes (which sources want which event types) and the body builder come from the caller;
+//! sending is the delivery engine's.
+
+use std::collections::BTreeSet;
+
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+
+use super::outbox::{OutboxRow, read_after};
+use crate::state::events::{EventBatch, EventDelivery, Recorded};
+use crate::state::{StateDb, StateError};
+
+/// One webhook URL as dispatch sees it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The delivery source: the webhook's name, `#2`, `#3`... for further URLs.
+    pub source: String,
+    /// The webhook's name.
+    pub webhook: String,
+    /// The canonical event types it subscribes to (wildcards and aliases already expanded).
+    pub events: BTreeSet<String>,
+}
+
+/// The exact bytes for an event to a route, or why its row cannot be sent.
+pub type BodyOf<'a> = dyn Fn(&Route, &OutboxRow) -> Result<Vec<u8>, String> + 'a;
+
+/// What one pass reads and where it records.
+pub struct Pass<'a> {
+    /// The license database's canonical path: the cursor's key.
+    pub license_db: &'a str,
+    pub routes: &'a [Route],
+    /// The exact bytes to send for an event to a route, or why the event's row cannot be
+    /// sent (a bad value in its snapshot): then that delivery is not recorded, and said.
+    pub body: &'a BodyOf<'a>,
+    /// Outbox rows read (and recorded) per transaction.
+    pub batch: u32,
+}
+
+/// What a pass took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// Outbox rows read past.
+    pub events: u64,
+    /// Deliveries recorded.
+    pub deliveries: u64,
+}
+
+/// An event a route was not sent: its delivery id and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsendable {
+    pub id: String,
+    pub reason: String,
+}
+
+/// Why a pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("could not read the outbox: {0}")]
+    Outbox(#[from] rusqlite::Error),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Reads every outbox row after the cursor, batch by batch, and records its deliveries with
+/// the cursor. A batch another dispatcher recorded first is read again from its cursor.
+pub fn take(
+    state: &mut StateDb,
+    outbox: &Connection,
+    pass: &Pass,
+    now: i64,
+    unsendable: &mut Vec<Unsendable>,
+) -> Result<Taken, DispatchError> {
+    let mut taken = Taken::default();
+    loop {
+        let from = state.outbox_cursor(pass.license_db)?;
+        let rows = read_after(outbox, from, pass.batch)?;
+        let Some(last) = rows.last() else {
+            return Ok(taken);
+        };
+        let batch = EventBatch {
+            license_db: pass.license_db.to_string(),
+            from,
+            taken: last.seq,
+            deliveries: deliveries(pass, &rows, unsendable),
+            expiries: Vec::new(),
+        };
+        if state.record_events(&batch, now)? == Recorded::Done {
+            taken.events += rows.len() as u64;
+            taken.deliveries += batch.deliveries.len() as u64;
+        }
+    }
+}
+
+/// One delivery per row and subscribed route, in commit order.
+fn deliveries(
+    pass: &Pass,
+    rows: &[OutboxRow],
+    unsendable: &mut Vec<Unsendable>,
+) -> Vec<EventDelivery> {
+    let mut deliveries = Vec::new();
+    for row in rows {
+        let subject = Subject::of(row);
+        for route in pass.routes {
+            if route.events.contains(&row.event_type) {
+                let id = delivery_id(row.seq, &route.source);
+                let body = match (pass.body)(route, row) {
+                    Ok(body) => body,
+                    Err(reason) => {
+                        unsendable.push(Unsendable { id, reason });
+                        continue;
+                    }
+                };
+                deliveries.push(EventDelivery {
+                    id,
+                    source: route.source.clone(),
+                    event_type: row.event_type.clone(),
+                    event_key: event_key(row.seq),
+                    order_key: row
+                        .row_key
+                        .as_ref()
+                        .map(|key| format!("{}:{key}", row.table_name)),
+                    license_id: subject.license_id,
+                    activation_key: subject.activation_key.clone(),
+                    body,
+                });
+            }
+        }
+    }
+    deliveries
+}
+
+/// The event's stable id: its outbox seq.
+pub fn event_key(seq: i64) -> String {
+    format!("evt_{seq:012x}")
+}
+
+/// The delivery's stable id: the event's, and the source's hash, so each (event, source) has
+/// its own id, the same on every pass that takes it and every re-send.
+pub fn delivery_id(seq: i64, source: &str) -> String {
+    let hash = Sha256::digest(source.as_bytes());
+    let short: String = hash[..4].iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{}_{short}", event_key(seq))
+}
+
+/// The license a row is about, as far as its snapshot says: shown by `log` and `status`.
+struct Subject {
+    license_id: i64,
+    activation_key: String,
+}
+
+impl Subject {
+    fn of(row: &OutboxRow) -> Subject {
+        let snapshot: serde_json::Value =
+            serde_json::from_str(&row.snapshot).unwrap_or(serde_json::Value::Null);
+        let is_license = snapshot.get("ActivationKey").is_some();
+        let license_id = match is_license {
+            true => snapshot.get("ID").and_then(serde_json::Value::as_i64),
+            false => None,
+        };
+        Subject {
+            license_id: license_id.unwrap_or_default(),
+            activation_key: snapshot
+                .get("ActivationKey")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! Event deliveries: the outbox cursor and the deliveries a dispatch pass makes, committed
+//! together, so a kill between the license database and this one neither loses nor
+//! duplicates an event (the outbox is only read; this commit is the single decision).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::{StateDb, StateError};
+
+/// One delivery of one event to one webhook URL, about to be recorded.
+#[derive(Debug, Clone)]
+pub struct EventDelivery {
+    /// Stable: the same on every pass that takes this event for this source.
+    pub id: String,
+    /// The webhook's source: its name, `#2`, `#3`... for further URLs.
+    pub source: String,
+    pub event_type: String,
+    /// The event's stable id, shared by its deliveries to every webhook.
+    pub event_key: String,
+    /// `<table>:<row key>`: deliveries of one source and key go in commit order.
+    pub order_key: Option<String>,
+    pub license_id: i64,
+    pub activation_key: String,
+    pub body: Vec<u8>,
+}
+
+/// What a pass records: the new cursor, and its deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct EventBatch {
+    /// The license database's canonical path: whose outbox the cursor is in.
+    pub license_db: String,
+    /// The cursor the pass read from; the commit is refused if another pass moved it.
+    pub from: i64,
+    /// The last outbox seq this batch took.
+    pub taken: i64,
+    pub deliveries: Vec<EventDelivery>,
+    /// `license.expired` keys `(license id, expiry)` the batch emits.
+    pub expiries: Vec<(i64, String)>,
+}
+
+/// Whether a batch was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Done,
+    /// Another pass moved the cursor first: nothing was written; read again from it.
+    Raced,
+}
+
+impl StateDb {
+    /// The last outbox seq taken from `license_db`, 0 when none yet.
+    pub fn outbox_cursor(&self, license_db: &str) -> Result<i64, StateError> {
+        self.conn
+            .query_row(
+                "SELECT taken FROM outbox_cursors WHERE license_db = ?1",
+                [license_db],
+                |row| row.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Records `batch`'s deliveries (one run per source) and moves the cursor, in one
+    /// transaction, unless the cursor is no longer at `batch.from`.
+    pub fn record_events(&mut self, batch: &EventBatch, now: i64) -> Result<Recorded, StateError> {
+        let path = self.path().to_path_buf();
+        let error = |source| super::classify(&path, source);
+        let transaction = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(error)?;
+        if !move_cursor(&transaction, batch, now).map_err(error)? {
+            return Ok(Recorded::Raced);
+        }
+        insert_deliveries(&transaction, &batch.deliveries, now).map_err(error)?;
+        let mut seen = transaction
+            .prepare_cached(
+                "INSERT OR IGNORE INTO expiries_seen (license_db, license_id, expiry, seen_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(error)?;
+        for (license_id, expiry) in &batch.expiries {
+            seen.execute(params![batch.license_db, license_id, expiry, now])
+                .map_err(error)?;
+        }
+        drop(seen);
+        transaction.commit().map_err(error)?;
+        Ok(Recorded::Done)
+    }
+
+    /// Whether `license.expired` was already emitted for this license and expiry value.
+    pub fn expiry_seen(
+        &self,
+        license_db: &str,
+        license_id: i64,
+        expiry: &str,
+    ) -> Result<bool, StateError> {
+        self.conn
+            .prepare_cached(
+                "SELECT 1 FROM expiries_seen
+                 WHERE license_db = ?1 AND license_id = ?2 AND expiry = ?3",
+            )
+            .and_then(|mut statement| statement.exists(params![license_db, license_id, expiry]))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Notes a webhook source (its webhook and URL), so a 410 can disable it and `status`
+    /// can list it; returns when it was disabled, if it is.
+    pub fn see_source(
+        &self,
+        source: &str,
+        webhook: &str,
+        url: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StateError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO webhook_sources (source, webhook, url, first_seen)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (source) DO UPDATE SET webhook = ?2, url = ?3
+                 RETURNING webhook_gone",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![source, webhook, url, now], |row| row.get(0))
+            })
+            .map_err(|e| self.error(e))
+    }
+
+    /// Whether `source` is an event webhook's (not a task's).
+    pub fn is_webhook_source(&self, source: &str) -> Result<bool, StateError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM webhook_sources WHERE source = ?1")
+            .and_then(|mut statement| statement.exists([source]))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Re-enables every source of `webhook` after a 410; returns how many were disabled.
+    pub fn enable_webhook(&self, webhook: &str) -> Result<usize, StateError> {
+        self.conn
+            .execute(
+                "UPDATE webhook_sources SET webhook_gone = NULL
+                 WHERE webhook = ?1 AND webhook_gone IS NOT NULL",
+                [webhook],
+            )
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// Compare-and-set: moves the cursor from `batch.from` to `batch.taken`; false if another
+/// pass got there first.
+fn move_cursor(transaction: &Transaction, batch: &EventBatch, now: i64) -> rusqlite::Result<bool> {
+    let current: i64 = transaction
+        .query_row(
+            "SELECT taken FROM outbox_cursors WHERE license_db = ?1",
+            [&batch.license_db],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    if current != batch.from {
+        return Ok(false);
+    }
+    transaction.execute(
+        "INSERT INTO outbox_cursors (license_db, taken, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (license_db) DO UPDATE SET taken = ?2, updated_at = ?3",
+        params![batch.license_db, batch.taken, now],
+    )?;
+    Ok(true)
+}
+
+/// One run per source (what prune and `status` go by), then its deliveries in event order.
+fn insert_deliveries(
+    transaction: &Transaction,
+    deliveries: &[EventDelivery],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut runs: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut insert = transaction.prepare_cached(
+        "INSERT INTO deliveries (id, run_id, task, license_id, activation_key, body, created_at,
+             next_attempt_at, updated_at, event_type, event_key, order_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8, ?9, ?10)",
+    )?;
+    for delivery in deliveries {
+        let source = delivery.source.as_str();
+        let run_id = match runs.get(source) {
+            Some(run_id) => *run_id,
+            None => {
+                transaction.execute(
+                    "INSERT INTO runs (task, name, started_at, finished_at) VALUES (?1, ?1, ?2, ?2)",
+                    params![source, now],
+                )?;
+                *runs
+                    .entry(source)
+                    .or_insert(transaction.last_insert_rowid())
+            }
+        };
+        insert.execute(params![
+            delivery.id,
+            run_id,
+            source,
+            delivery.license_id,
+            delivery.activation_key,
+            delivery.body,
+            now,
+            delivery.event_type,
+            delivery.event_key,
+            delivery.order_key
+        ])?;
+    }
+    let mut matched = transaction
+        .prepare_cached("UPDATE runs SET matched = (SELECT count(*) FROM deliveries WHERE run_id = ?1) WHERE id = ?1")?;
+    for run_id in runs.values() {
+        matched.execute([run_id])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+//! Event dispatch: committed changes reach the webhooks that subscribe to them, once (re-sends
+//! keep their id), in commit order per license; `watch` notices a commit within a second.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::gate::Gate;
+use crate::support::{Test, later, stdout};
+use keyhook::receiver::{Reply, Request, Server};
+
+/// A configuration with one webhook posting every license event to `url`, events installed.
+fn with_webhook(url: &str, extra: &str) -> Test {
+    let test = Test::new().write(
+        "webhooks/hook.toml",
+        &format!(
+            "name = \"hook\"\nurl = \"{url}\"\nevents = [\"license.*\"]\nsecret = \"s3cret\"\n\
+             format = \"standard\"\n{extra}\n"
+        ),
+    );
+    test.keyhook(["events", "install"]).assert().success();
+    test
+}
+
+/// The license database, as another program (the writer) opens it.
+fn writer(test: &Test) -> rusqlite::Connection {
+    rusqlite::Connection::open(test.path("licenses.db")).unwrap()
+}
+
+fn code<const N: usize>(test: &Test, args: [&str; N]) -> Option<i32> {
+    test.keyhook(args).output().unwrap().status.code()
+}
+
+/// (delivery id, event type, license id) of each request, in arrival order.
+fn seen(server: &Server) -> Vec<(String, String, i64)> {
+    server.requests().iter().map(describe).collect()
+}
+
+fn describe(request: &Request) -> (String, String, i64) {
+    let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    (
+        request.header("X-Keyhook-Delivery").unwrap().to_string(),
+        request.header("X-Keyhook-Event").unwrap().to_string(),
+        // The payload is the license's `LicenseInfo`; every test license's key is `K<ID>`.
+        json["data"]["ActivationKey"].as_str().unwrap()[1..]
+            .parse()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn each_committed_change_is_delivered_once_and_a_rolled_back_one_never() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    let mut conn = writer(&test);
+    conn.execute(
+        "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
+        [],
+    )
+    .unwrap();
+    let rolled_back = conn.transaction().unwrap();
+    rolled_back
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (2, 'K2')",
+            [],
+        )
+        .unwrap();
+    rolled_back.rollback().unwrap();
+    conn.execute("UPDATE LicenseKeys SET Email = 'a@b.c' WHERE ID = 1", [])
+        .unwrap();
+    assert_eq!(code(&test, ["dispatch"]), Some(0));
+    let got = seen(&server);
+    let events: Vec<(&str, i64)> = got.iter().map(|(_, e, id)| (e.as_str(), *id)).collect();
+    assert_eq!(events, [("license.created", 1), ("license.updated", 1)]);
+    for (id, _, _) in &got {
+        assert!(id.starts_with("evt_") && id.len() == 25, "{id}");
+    }
+    let request = &server.requests()[0];
+    assert_eq!(
+        request.header("webhook-id"),
+        None,
+        "qlm signature by default"
+    );
+    assert!(request.header("X-QLM-Signature").is_some());
+    // A second pass finds nothing new.
+    assert_eq!(code(&test, ["dispatch"]), Some(0));
+    assert_eq!(server.request_count(), 2);
+    let log = stdout(
+        &test
+            .keyhook(["log", "--webhook", "hook", "--event", "license.updated"])
+            .output()
+            .unwrap(),
+    );
+    assert!(log.contains("hook license.updated"), "{log}");
+    assert!(!log.contains("license.created"), "{log}");
+}
+
+#[test]
+fn a_later_event_of_a_license_waits_for_its_failing_earlier_one_then_follows_it() {
+    let calls = AtomicUsize::new(0);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        match calls.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::status(503),
+            _ => Reply::ok(),
+        }
+    })
+    .unwrap();
+    let test = with_webhook(
+        &server.url("/"),
+        "retry_schedule = [\"1m\"]\nmax_retries = 3",
+    );
+    let conn = writer(&test);
+    conn.execute_batch(
+        "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1');
+         INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (2, 'K2');
+         UPDATE LicenseKeys SET Email = 'a@b.c' WHERE ID = 1;",
+    )
+    .unwrap();
+    assert_eq!(code(&test, ["dispatch"]), Some(1));
+    let first: Vec<(String, i64)> = seen(&server)
+        .into_iter()
+        .map(|(_, e, id)| (e, id))
+        .collect();
+    assert_eq!(
+        first,
+        [("license.created".into(), 1), ("license.created".into(), 2)]
+    );
+    let log = stdout(&test.keyhook(["log"]).output().unwrap());
+    assert!(log.contains("waiting for evt_"), "{log}");
+    assert!(log.contains("LicenseKeys:1"), "{log}");
+    // Not due yet: nothing moves.
+    assert_eq!(code(&test, ["dispatch"]), Some(0));
+    assert_eq!(server.request_count(), 2);
+    // After the retry wait, the creation goes, then the update.
+    let due = later(120);
+    assert_eq!(code(&test, ["--now", &due, "dispatch"]), Some(0));
+    let all = seen(&server);
+    let license_1: Vec<&str> = all
+        .iter()
+        .filter(|(_, _, id)| *id == 1)
+        .map(|(_, e, _)| e.as_str())
+        .collect();
+    assert_eq!(
+        license_1,
+        ["license.created", "license.created", "license.updated"]
+    );
+    assert_eq!(all[0].0, all[2].0, "the retry keeps the delivery id");
+}
+
+/// A receiver that answers 200 until its `n`-th request, which it holds (with every later
+/// one) until the gate opens.
+fn holding_from(n: usize) -> (Server, Arc<Gate>) {
+    let gate = Gate::new();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let server = Server::start("127.0.0.1:0", {
+        let gate = Arc::clone(&gate);
+        move |_| {
+            if arrived.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+                gate.hold();
+            }
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    (server, gate)
+}
+
+#[test]
+fn sigkill_mid_send_loses_nothing_and_duplicates_only_as_resends_with_the_same_id() {
+    let (server, gate) = holding_from(3);
+    let test = with_webhook(&server.url("/"), "");
+    let conn = writer(&test);
+    for id in 1..=6 {
+        conn.execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (?1, ?2)",
+            rusqlite::params![id, format!("K{id}")],
+        )
+        .unwrap();
+    }
+    let mut child = test
+        .process(["dispatch"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(gate.wait_arrived(1), "the third request arrives");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    gate.open();
+    // Killed between passes too: more changes, then a pass that completes.
+    conn.execute("UPDATE LicenseKeys SET Email = 'x@y.z' WHERE ID = 2", [])
+        .unwrap();
+    assert_eq!(code(&test, ["dispatch"]), Some(0));
+    let mut bodies: BTreeMap<String, BTreeSet<Vec<u8>>> = BTreeMap::new();
+    let mut events = BTreeSet::new();
+    for request in server.requests() {
+        let (id, event, license) = describe(&request);
+        bodies.entry(id).or_default().insert(request.body.clone());
+        events.insert((event, license));
+    }
+    assert_eq!(
+        bodies.len(),
+        7,
+        "six creations and one update, each under one id"
+    );
+    assert!(
+        bodies.values().all(|b| b.len() == 1),
+        "a re-send is byte-identical"
+    );
+    assert!(events.contains(&("license.updated".to_string(), 2)));
+}
+
+#[test]
+fn watch_delivers_a_commit_within_a_second_and_stops_cleanly_on_sigterm() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    let mut child = test
+        .process(["watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+    let committed = Instant::now();
+    writer(&test)
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (7, 'K7')",
+            [],
+        )
+        .unwrap();
+    assert!(
+        server.wait_for(1, Duration::from_secs(1)),
+        "delivered within a second"
+    );
+    let latency = committed.elapsed();
+    assert!(latency < Duration::from_secs(1), "{latency:?}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(server.request_count(), 1);
+}
