@@ -262,6 +262,23 @@ pub struct RotateArgs {
 pub enum WebhooksCommand {
     /// One line per webhook: name, URL, environment, events, status.
     List(WebhooksListArgs),
+
+    /// Send a sample event, marked as a test, to each URL of a webhook, through the real
+    /// delivery path (recorded, signed, same headers), one attempt with no retry; show the
+    /// response. Exit 0 when every URL answered 2xx, 1 otherwise.
+    Test(WebhooksTestArgs),
+}
+
+/// Arguments of `webhooks test`.
+#[derive(Debug, Args)]
+pub struct WebhooksTestArgs {
+    /// The webhook: file stem (`crm-activations`) or name.
+    pub name: String,
+
+    /// The event type to send, in either naming style [default: the first the webhook
+    /// subscribes to].
+    #[arg(long, value_name = "TYPE")]
+    pub event: Option<String>,
 }
 
 /// Whether a webhook is sent to.

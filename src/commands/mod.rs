@@ -25,6 +25,7 @@ mod status;
 mod verify;
 mod watch;
 mod webhook_sources;
+mod webhook_test;
 mod webhooks;
 
 use std::path::PathBuf;
@@ -76,6 +77,9 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Secret(SecretCommand::New) => secret::new(&mut out),
         Command::Secret(SecretCommand::Rotate(args)) => secret::rotate(&context, &args, &mut out),
         Command::Webhooks(WebhooksCommand::List(args)) => webhooks::list(&context, &args, &mut out),
+        Command::Webhooks(WebhooksCommand::Test(args)) => {
+            webhook_test::run(&context, &args, &mut out)
+        }
         Command::Sign(args) => sign::run(&context, &args, &mut out),
         Command::Verify(args) => verify::run(&context, &args, &mut out),
         Command::List => list::run(&context, &mut out),

@@ -7,6 +7,7 @@ use anyhow::anyhow;
 
 use super::Context;
 use super::sending::{self, Stop};
+use super::webhook_sources;
 use crate::cli::ResendArgs;
 use crate::definitions::task::shown_url;
 use crate::delivery::dispatch::Event;
@@ -47,6 +48,9 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
     let state = context.state()?;
     let now = context.clock.now().timestamp();
     let (seq, stem) = find(context, &state, &args.delivery_id)?;
+    if context.definitions.task(&stem).is_none() && state.is_webhook_source(&stem)? {
+        return resend_event(context, &state, seq, &stem, out);
+    }
     state.requeue(seq, now)?;
     let task = context.definitions.task(&stem).ok_or_else(|| {
         Error::config(anyhow!(
@@ -70,6 +74,52 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
         writeln!(out, "{line}")?;
     }
     sending::aftermath(context, task, &tally, out)?;
+    Ok(sending::exit_of(&tally, &stop))
+}
+
+/// An event delivery again, to its webhook URL (`source`), under that source's lock.
+fn resend_event(
+    context: &Context,
+    state: &StateDb,
+    seq: i64,
+    name: &str,
+    out: &mut impl Write,
+) -> Result {
+    let now = context.clock.now();
+    let source = webhook_sources::find(&context.definitions, name, now)
+        .map_err(|error| Error::config(anyhow!("{error}")))?
+        .ok_or_else(|| {
+            Error::config(anyhow!(
+                "the delivery belongs to webhook URL `{name}`, which is no longer in the \
+                 registry (webhooks/*.toml, [events])"
+            ))
+        })?;
+    state.requeue(seq, now.timestamp())?;
+    let Some(held) = sending::hold_source(context, &source.target)? else {
+        return Err(Error::locked(anyhow!(
+            "webhook URL `{name}` is being sent by another keyhook process; this one did nothing"
+        )));
+    };
+    let stop = Stop::install();
+    let messages = Mutex::new(Vec::new());
+    let url = shown_url(&source.url);
+    let observe = |event: &Event| {
+        if let Ok(mut messages) = messages.lock() {
+            messages.push(message(event, &url));
+        }
+    };
+    let tally = held.send(context, state, Queue::One(seq), &stop, &observe)?;
+    for line in messages.into_inner().unwrap_or_default() {
+        writeln!(out, "{line}")?;
+    }
+    if tally.gone {
+        writeln!(
+            out,
+            "WARNING: {url} answered 410 Gone: webhook URL `{name}` is DISABLED; fix it, then \
+             run `keyhook enable {}`",
+            source.route.webhook
+        )?;
+    }
     Ok(sending::exit_of(&tally, &stop))
 }
 

@@ -1,12 +1,17 @@
-//! `keyhook status`: per task, the last run, its counts, and pending and dead deliveries.
+//! `keyhook status`: per task, the last run, its counts, and pending and dead deliveries;
+//! per event webhook URL, its last delivery, its waiting and failed deliveries, its 410 state.
 
 use std::io::Write;
 
 use comfy_table::{Table, presets};
 
 use super::sending::local_time;
+use super::webhook_sources::source_name;
 use super::{Context, success};
+use crate::definitions::task::shown_url;
 use crate::error::Result;
+use crate::state::StateDb;
+use crate::state::sources::SourceSummary;
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
     if !context.state_exists()? {
@@ -62,6 +67,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         ]);
     }
     writeln!(out, "{table}")?;
+    webhooks(context, &state, out)?;
     for skip in &skips {
         if context.definitions.task(&skip.task).is_none() {
             continue;
@@ -75,4 +81,53 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         )?;
     }
     success()
+}
+
+/// One row per URL of each event webhook, beside the tasks; nothing when there are none.
+fn webhooks(context: &Context, state: &StateDb, out: &mut impl Write) -> Result<()> {
+    let webhooks = &context.definitions.webhooks;
+    if webhooks.is_empty() {
+        return Ok(());
+    }
+    let summaries = state.source_summaries()?;
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    table.set_header([
+        "Webhook",
+        "URL",
+        "Last delivered",
+        "Pending",
+        "Failed",
+        "Dead",
+        "State",
+    ]);
+    for webhook in webhooks {
+        for (index, url) in webhook.urls.iter().enumerate() {
+            let source = source_name(webhook, index);
+            let known = summaries.iter().find(|s| s.source == source);
+            let summary = known.cloned().unwrap_or_default();
+            let state = match (summary.gone, webhook.enabled) {
+                (Some(at), _) => format!("DISABLED: 410 Gone at {}", local_time(context, at)),
+                (None, false) => "inactive".into(),
+                (None, true) => format!("active ({})", webhook.environment),
+            };
+            table.add_row([
+                source,
+                shown_url(url),
+                last_delivered(context, &summary),
+                summary.pending.to_string(),
+                summary.failed.to_string(),
+                summary.dead.to_string(),
+                state,
+            ]);
+        }
+    }
+    writeln!(out, "{table}")?;
+    Ok(())
+}
+
+fn last_delivered(context: &Context, summary: &SourceSummary) -> String {
+    summary
+        .last_delivered
+        .map_or_else(|| "never".into(), |at| local_time(context, at))
 }

@@ -42,6 +42,24 @@ pub fn load(
     Ok(sources)
 }
 
+/// The source called `name` among every webhook of the registry (whatever its environment or
+/// status: `resend` is by hand), its secret and TLS files resolved; `None` if no URL has it.
+pub fn find(
+    definitions: &Definitions,
+    name: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Source>, String> {
+    for webhook in &definitions.webhooks {
+        let Some(index) = (0..webhook.urls.len()).find(|i| source_name(webhook, *i) == name) else {
+            continue;
+        };
+        let sources = sources_of(webhook, definitions, now)
+            .map_err(|error| format!("{}: {error}", webhook.path.display()))?;
+        return Ok(sources.into_iter().nth(index));
+    }
+    Ok(None)
+}
+
 /// The delivery source of a webhook's `index`th URL: its name, then `name#2`, `name#3`...
 pub fn source_name(webhook: &EventWebhook, index: usize) -> String {
     match index {
@@ -50,7 +68,7 @@ pub fn source_name(webhook: &EventWebhook, index: usize) -> String {
     }
 }
 
-fn sources_of(
+pub fn sources_of(
     webhook: &EventWebhook,
     definitions: &Definitions,
     now: chrono::DateTime<chrono::Utc>,

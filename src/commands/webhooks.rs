@@ -6,16 +6,23 @@ use anyhow::anyhow;
 use comfy_table::{Table, presets};
 use serde_json::json;
 
+use super::sending::local_time;
+use super::webhook_sources::source_name;
 use super::{Context, success};
 use crate::cli::{StatusArg, WebhooksListArgs};
 use crate::definitions::EventWebhook;
 use crate::definitions::task::shown_url;
 use crate::error::{Error, Result};
+use crate::state::sources::SourceSummary;
 
 pub fn list(context: &Context, args: &WebhooksListArgs, out: &mut impl Write) -> Result {
     let webhooks = selected(context, args);
+    let history = History::read(context)?;
     if args.json {
-        let list: Vec<serde_json::Value> = webhooks.iter().map(|w| as_json(w)).collect();
+        let list: Vec<serde_json::Value> = webhooks
+            .iter()
+            .map(|w| as_json(w, &history.of(w)))
+            .collect();
         writeln!(out, "{}", serde_json::Value::Array(list))?;
         return success();
     }
@@ -34,7 +41,7 @@ pub fn list(context: &Context, args: &WebhooksListArgs, out: &mut impl Write) ->
             "FAILURES",
         ]);
         for webhook in &webhooks {
-            table.add_row(row(webhook));
+            table.add_row(row(context, webhook, &history.of(webhook)));
         }
         writeln!(out, "{table}")?;
     }
@@ -73,14 +80,22 @@ fn selected<'a>(context: &'a Context, args: &WebhooksListArgs) -> Vec<&'a EventW
         .collect()
 }
 
-// The state database records no webhook deliveries yet (dispatch will), so the last
-// delivery and the failures are shown as unknown (`-`, or null in JSON), never as zero.
-fn row(webhook: &EventWebhook) -> Vec<String> {
+fn row(context: &Context, webhook: &EventWebhook, seen: &Seen) -> Vec<String> {
     let mut urls = webhook.urls.iter().map(|url| shown_url(url));
     let first = urls.next().unwrap_or_default();
     let url = match webhook.urls.len() {
         0 | 1 => first,
         n => format!("{first} (+{} more)", n - 1),
+    };
+    let (last, failures) = match seen {
+        Seen::Unknown => ("-".into(), "-".into()),
+        Seen::Known {
+            last_delivered,
+            failures,
+        } => (
+            last_delivered.map_or("never".into(), |at| local_time(context, at)),
+            failures.to_string(),
+        ),
     };
     vec![
         webhook.name.clone(),
@@ -88,13 +103,20 @@ fn row(webhook: &EventWebhook) -> Vec<String> {
         webhook.environment.to_string(),
         webhook.events.len().to_string(),
         status(webhook).to_string(),
-        "-".into(),
-        "-".into(),
+        last,
+        failures,
     ]
 }
 
-fn as_json(webhook: &EventWebhook) -> serde_json::Value {
+fn as_json(webhook: &EventWebhook, seen: &Seen) -> serde_json::Value {
     let urls: Vec<String> = webhook.urls.iter().map(|url| shown_url(url)).collect();
+    let (last, failures) = match seen {
+        Seen::Unknown => (None, None),
+        Seen::Known {
+            last_delivered,
+            failures,
+        } => (*last_delivered, Some(*failures)),
+    };
     json!({
         "name": webhook.name,
         "stem": webhook.stem,
@@ -105,9 +127,53 @@ fn as_json(webhook: &EventWebhook) -> serde_json::Value {
         "status": status(webhook),
         "format": webhook.format,
         "description": webhook.description,
-        "last_delivery": null,
-        "failures": null,
+        "last_delivery": last,
+        "failures": failures,
     })
+}
+
+/// What the state database says of a webhook, over all its URLs.
+enum Seen {
+    /// No state database (at this `--state` path): nothing is known, not zero.
+    Unknown,
+    Known {
+        /// Unix seconds.
+        last_delivered: Option<i64>,
+        /// Deliveries failed (to be retried) or dead.
+        failures: i64,
+    },
+}
+
+/// The state database's record of every webhook source, read once; `None` without one.
+struct History(Option<Vec<SourceSummary>>);
+
+impl History {
+    /// Reads it only if the state file exists: listing never creates one.
+    fn read(context: &Context) -> Result<History> {
+        if !context.state_exists()? {
+            return Ok(History(None));
+        }
+        Ok(History(Some(context.state()?.source_summaries()?)))
+    }
+
+    fn of(&self, webhook: &EventWebhook) -> Seen {
+        let Some(summaries) = &self.0 else {
+            return Seen::Unknown;
+        };
+        let sources: Vec<String> = (0..webhook.urls.len())
+            .map(|index| source_name(webhook, index))
+            .collect();
+        let mine = summaries.iter().filter(|s| sources.contains(&s.source));
+        let (mut last_delivered, mut failures) = (None, 0);
+        for summary in mine {
+            last_delivered = last_delivered.max(summary.last_delivered);
+            failures += summary.failures();
+        }
+        Seen::Known {
+            last_delivered,
+            failures,
+        }
+    }
 }
 
 fn status(webhook: &EventWebhook) -> &'static str {

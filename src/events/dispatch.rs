@@ -139,9 +139,14 @@ pub fn event_key(seq: i64) -> String {
 /// The delivery's stable id: the event's, and the source's hash, so each (event, source) has
 /// its own id, the same on every pass that takes it and every re-send.
 pub fn delivery_id(seq: i64, source: &str) -> String {
+    delivery_id_of(&event_key(seq), source)
+}
+
+/// The delivery id of the event `event_key` to `source`: the key, and the source's hash.
+pub fn delivery_id_of(event_key: &str, source: &str) -> String {
     let hash = Sha256::digest(source.as_bytes());
     let short: String = hash[..4].iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{}_{short}", event_key(seq))
+    format!("{event_key}_{short}")
 }
 
 /// The license a row is about, as far as its snapshot says: shown by `log` and `status`.

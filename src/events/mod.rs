@@ -13,3 +13,4 @@ pub mod expiry;
 pub mod names;
 pub mod outbox;
 pub mod payload;
+pub mod sample;

@@ -89,6 +89,32 @@ impl StateDb {
         Ok(Recorded::Done)
     }
 
+    /// Records deliveries made outside a pass (a `webhooks test` event): no cursor moves.
+    /// Returns their sequence numbers, in order.
+    pub fn record_deliveries(
+        &mut self,
+        deliveries: &[EventDelivery],
+        now: i64,
+    ) -> Result<Vec<i64>, StateError> {
+        let path = self.path().to_path_buf();
+        let error = |source| super::classify(&path, source);
+        let transaction = self.conn.transaction().map_err(error)?;
+        insert_deliveries(&transaction, deliveries, now).map_err(error)?;
+        let mut seqs = Vec::new();
+        for delivery in deliveries {
+            let seq = transaction
+                .query_row(
+                    "SELECT seq FROM deliveries WHERE id = ?1",
+                    [&delivery.id],
+                    |row| row.get(0),
+                )
+                .map_err(error)?;
+            seqs.push(seq);
+        }
+        transaction.commit().map_err(error)?;
+        Ok(seqs)
+    }
+
     /// Whether `license.expired` was already emitted for this license and expiry value.
     pub fn expiry_seen(
         &self,

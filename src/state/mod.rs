@@ -7,6 +7,7 @@ pub mod lock;
 mod migrations;
 mod open_error;
 pub mod runs;
+pub mod sources;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

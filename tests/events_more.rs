@@ -1,0 +1,179 @@
+//! The rest of the event webhooks: `webhooks test`, `status` and `resend` for webhooks,
+//! `license.expired` in dispatch, `events prune`.
+
+use crate::support::{Test, later, stdout};
+use keyhook::receiver::{Reply, Server};
+
+/// A configuration with one webhook `hook` posting `events` to `url` (QLM format, secret
+/// `s3cret`), events installed.
+fn with_hook(url: &str, events: &str, extra: &str) -> Test {
+    let test = Test::new().write(
+        "webhooks/hook.toml",
+        &format!(
+            "name = \"hook\"\nurl = \"{url}\"\nevents = {events}\nsecret = \"s3cret\"\n{extra}\n"
+        ),
+    );
+    test.keyhook(["events", "install"]).assert().success();
+    test
+}
+
+fn run<const N: usize>(test: &Test, args: [&str; N]) -> (Option<i32>, String) {
+    let output = test.keyhook(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+#[test]
+fn webhooks_test_sends_a_signed_sample_event_marked_as_a_test_once() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok().with_body("thanks")).unwrap();
+    let test = with_hook(
+        &server.url("/"),
+        "[\"license_activated\", \"customer.*\"]",
+        "",
+    );
+    let (code, text) = run(&test, ["webhooks", "test", "hook"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("test license.activated to http://127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HTTP 200: delivered") && text.contains("response: thanks"),
+        "{text}"
+    );
+    let request = &server.requests()[0];
+    let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(json["EventType"], "license_activated");
+    assert_eq!(json["Test"], true);
+    assert_eq!(json["LicenseInfo"]["ActivationKey"], "TEST-0000-0000-1001");
+    assert_eq!(request.header("X-Keyhook-Event"), Some("license.activated"));
+    let id = request.header("X-Keyhook-Delivery").unwrap();
+    assert!(id.starts_with("evt_test_"), "{id}");
+    let secret = keyhook::secret::Secret::new("s3cret");
+    let signature = request.header("X-QLM-Signature").unwrap();
+    assert!(keyhook::delivery::signature::verify_qlm(
+        &request.body,
+        &secret,
+        signature
+    ));
+    let log = stdout(&test.keyhook(["log", "--webhook", "hook"]).output().unwrap());
+    assert!(log.contains(id) && log.contains("delivered"), "{log}");
+    // Another event of another kind.
+    let (code, text) = run(
+        &test,
+        ["webhooks", "test", "hook", "--event", "customer_modified"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&server.requests()[1].body).unwrap();
+    assert_eq!(json["EventType"], "customer_modified");
+    assert_eq!(json["CustomerInfo"]["Company"], "Example Inc.");
+}
+
+#[test]
+fn a_failing_webhooks_test_exits_1_shows_the_escaped_answer_and_is_not_retried() {
+    let server = Server::start("127.0.0.1:0", |_| {
+        Reply::status(500).with_body("\u{1b}[2Jboom")
+    })
+    .unwrap();
+    let test = with_hook(&server.url("/"), "[\"license.*\"]", "");
+    let (code, text) = run(
+        &test,
+        ["webhooks", "test", "hook", "--event", "license.expired"],
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("HTTP 500"), "{text}");
+    assert!(
+        text.contains("\\u{1b}[2Jboom") && !text.contains('\u{1b}'),
+        "{text}"
+    );
+    let (code, _) = run(&test, ["--now", &later(7 * 86_400), "retry"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(server.request_count(), 1, "a test is sent once");
+    let (code, text) = run(
+        &test,
+        ["webhooks", "test", "hook", "--event", "licence.nope"],
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("`licence.nope` is not an event"), "{text}");
+}
+
+#[test]
+fn status_list_and_resend_cover_webhooks() {
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Reply::status(500),
+            _ => Reply::ok(),
+        }
+    })
+    .unwrap();
+    let url = server.url("/").replace("127.0.0.1", "user:pw@127.0.0.1");
+    let test = with_hook(&url, "[\"license.*\"]", "retry_schedule = [\"1h\"]");
+    let listed = |test: &Test| -> serde_json::Value {
+        let output = test
+            .keyhook(["webhooks", "list", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()[0].clone()
+    };
+    assert_eq!(
+        listed(&test)["failures"],
+        serde_json::Value::Null,
+        "no state yet"
+    );
+    rusqlite::Connection::open(test.path("licenses.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(run(&test, ["dispatch"]).0, Some(1));
+    let (_, status) = run(&test, ["status"]);
+    let line = status
+        .lines()
+        .find(|l| l.contains("│ hook"))
+        .expect(&status);
+    assert!(
+        line.contains("never") && line.contains("active (production)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("***@127.0.0.1") && !line.contains("pw"),
+        "{line}"
+    );
+    let counts: Vec<&str> = line.split(['│', '┆']).map(str::trim).collect();
+    assert_eq!(
+        counts.get(4..7).unwrap_or_default(),
+        ["0", "1", "0"].as_slice(),
+        "pending, failed, dead: {line}"
+    );
+    let hook = listed(&test);
+    assert_eq!(
+        (hook["failures"].as_i64(), hook["last_delivery"].as_i64()),
+        (Some(1), None)
+    );
+    let (_, table) = run(&test, ["webhooks", "list"]);
+    assert!(table.contains("never"), "{table}");
+    // `resend` by a prefix of the event delivery's id: same id, now delivered.
+    let id = server.requests()[0]
+        .header("X-Keyhook-Delivery")
+        .unwrap()
+        .to_string();
+    let (code, text) = run(&test, ["resend", &id[..16]]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("delivered {id}")), "{text}");
+    assert_eq!(
+        server.requests()[1].header("X-Keyhook-Delivery"),
+        Some(id.as_str())
+    );
+    let hook = listed(&test);
+    assert_eq!(hook["failures"].as_i64(), Some(0));
+    assert!(hook["last_delivery"].as_i64().is_some(), "{hook}");
+    let (_, status) = run(&test, ["status"]);
+    assert!(status.contains("2026-11-23 10:00:00"), "{status}");
+}
