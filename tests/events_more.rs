@@ -177,3 +177,50 @@ fn status_list_and_resend_cover_webhooks() {
     let (_, status) = run(&test, ["status"]);
     assert!(status.contains("2026-11-23 10:00:00"), "{status}");
 }
+
+#[test]
+fn an_expiry_fires_license_expired_once_and_a_renewal_re_arms_it() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_hook(&server.url("/"), "[\"license_expired\"]", "");
+    rusqlite::Connection::open(test.path("licenses.db"))
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate)
+             VALUES (1, 'K1', '2026-11-23T12:00:00'), (2, 'K2', '2020-01-01T00:00:00');",
+        )
+        .unwrap();
+    let pass = |now: &str| run(&test, ["--now", now, "dispatch"]);
+    assert_eq!(pass("2026-11-23T10:00:00").0, Some(0));
+    assert_eq!(
+        server.request_count(),
+        0,
+        "not expired yet, and old expiries stay quiet"
+    );
+    let (code, text) = pass("2026-11-23T13:00:00");
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(server.request_count(), 1, "{text}");
+    let first = server.requests()[0].clone();
+    let json: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
+    assert_eq!(json["EventType"], "license_expired");
+    assert_eq!(json["LicenseInfo"]["ActivationKey"], "K1");
+    assert_eq!(first.header("X-Keyhook-Event"), Some("license.expired"));
+    let id = first.header("X-Keyhook-Delivery").unwrap().to_string();
+    assert!(id.starts_with("evt_exp_1_"), "{id}");
+    assert_eq!(pass("2026-11-23T14:00:00").0, Some(0));
+    assert_eq!(server.request_count(), 1, "once");
+    rusqlite::Connection::open(test.path("licenses.db"))
+        .unwrap()
+        .execute(
+            "UPDATE LicenseKeys SET SubscriptionExpiryDate = '2026-11-24T12:00:00' WHERE ID = 1",
+            [],
+        )
+        .unwrap();
+    assert_eq!(pass("2026-11-25T00:00:00").0, Some(0));
+    assert_eq!(pass("2026-11-25T01:00:00").0, Some(0));
+    assert_eq!(server.request_count(), 2, "the renewal re-armed it, once");
+    let second = server.requests()[1]
+        .header("X-Keyhook-Delivery")
+        .unwrap()
+        .to_string();
+    assert!(second.starts_with("evt_exp_1_") && second != id, "{second}");
+}

@@ -16,8 +16,9 @@ use crate::cli::DispatchArgs;
 use crate::delivery::dispatch::Tally;
 use crate::error::{Error, Exit, Result};
 use crate::events::catalog::Catalog;
-use crate::events::dispatch::{Pass, Taken, take};
+use crate::events::dispatch::{DispatchError, Pass, Taken, take};
 use crate::events::drift;
+use crate::events::expired::take_expired;
 use crate::events::outbox::OUTBOX;
 use crate::state::StateDb;
 use crate::state::deliveries::Queue;
@@ -115,12 +116,17 @@ impl Dispatcher {
             batch: BATCH,
         };
         let mut unsendable = Vec::new();
-        let taken = take(&mut state, &self.outbox, &pass, now, &mut unsendable).map_err(
-            |error| match error {
-                crate::events::dispatch::DispatchError::State(error) => error.into(),
-                other => Error::runtime(anyhow!("{}: {other}", context.db_path.display())),
-            },
-        )?;
+        let failed = |error| match error {
+            DispatchError::State(error) => error.into(),
+            other => Error::runtime(anyhow!("{}: {other}", context.db_path.display())),
+        };
+        let mut taken =
+            take(&mut state, &self.outbox, &pass, now, &mut unsendable).map_err(failed)?;
+        let (at, zone) = (context.clock.now(), context.clock.zone());
+        let expired = take_expired(&mut state, &self.outbox, &pass, at, zone, &mut unsendable)
+            .map_err(failed)?;
+        taken.events += expired.events;
+        taken.deliveries += expired.deliveries;
         for skipped in &unsendable {
             eprintln!(
                 "warning: event delivery {} was not recorded: {}",

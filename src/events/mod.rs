@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod dispatch;
 pub mod drift;
+pub mod expired;
 pub mod expiry;
 pub mod names;
 pub mod outbox;

@@ -196,7 +196,7 @@ fn move_cursor(transaction: &Transaction, batch: &EventBatch, now: i64) -> rusql
 }
 
 /// One run per source (what prune and `status` go by), then its deliveries in event order.
-fn insert_deliveries(
+pub(super) fn insert_deliveries(
     transaction: &Transaction,
     deliveries: &[EventDelivery],
     now: i64,

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -147,6 +147,15 @@ CREATE TABLE webhook_sources (
     url           TEXT NOT NULL,
     first_seen    INTEGER NOT NULL,
     webhook_gone  INTEGER             -- set when the receiver answered 410 Gone
+);
+"#,
+    // v8: how far `license.expired` scans got per license database (the next window starts
+    // there), moved in the same transaction as the expiries and deliveries they found.
+    r#"
+CREATE TABLE expiry_scans (
+    license_db  TEXT PRIMARY KEY,     -- the license database's canonical path
+    scanned_to  TEXT NOT NULL,        -- the window's end, as the database writes dates
+    updated_at  INTEGER NOT NULL
 );
 "#,
 ];

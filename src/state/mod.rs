@@ -3,6 +3,7 @@
 
 pub mod deliveries;
 pub mod events;
+pub mod expiries;
 pub mod lock;
 mod migrations;
 mod open_error;

@@ -1,0 +1,159 @@
+//! `license.expired` in a dispatch pass: the licenses whose expiry passed in the window
+//! `(previous scan, now]` (the first window starts when events were installed, or now if that
+//! is later) become deliveries to the webhooks that subscribe to it. Each `(license, expiry
+//! value)` is recorded in the state database with its deliveries in one transaction, so an
+//! expiry fires once, and a renewal that moves it re-arms it. The license database is only read.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use rusqlite::{Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use super::dispatch::{DispatchError, Pass, Route, Taken, Unsendable, delivery_id_of};
+use super::expiry::{Expiry, expired_between};
+use super::outbox::{META, OutboxRow};
+use crate::licenses::schema::TABLE;
+use crate::state::StateDb;
+use crate::state::events::EventDelivery;
+use crate::state::expiries::Expired;
+
+/// The time-based event's canonical name.
+pub const EXPIRED: &str = "license.expired";
+
+/// How dates are written in the license database (QLM's wall-clock text).
+const FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
+
+/// Scans the window ending `now` (read in `zone`, the zone the database's dates are in) and
+/// records the new expiries' deliveries; nothing (no scan) when no route subscribes.
+pub fn take_expired(
+    state: &mut StateDb,
+    conn: &Connection,
+    pass: &Pass,
+    now: DateTime<Utc>,
+    zone: Tz,
+    unsendable: &mut Vec<Unsendable>,
+) -> Result<Taken, DispatchError> {
+    let routes: Vec<&Route> = pass
+        .routes
+        .iter()
+        .filter(|r| r.events.contains(EXPIRED))
+        .collect();
+    if routes.is_empty() {
+        return Ok(Taken::default());
+    }
+    let until = now.with_timezone(&zone).format(FORMAT).to_string();
+    let since = match state.expiry_scanned_to(pass.license_db)? {
+        Some(since) => since,
+        None => installed_at(conn, zone)?
+            .unwrap_or_else(|| until.clone())
+            .min(until.clone()),
+    };
+    let mut found = Vec::new();
+    for expiry in expired_between(conn, &since, &until)? {
+        if !state.expiry_seen(pass.license_db, expiry.license_id, &expiry.expiry)? {
+            found.push(expired(pass, &routes, &expiry, zone, unsendable));
+        }
+    }
+    let deliveries = found.iter().map(|f| f.deliveries.len() as u64).sum();
+    let events = state.record_expired(pass.license_db, &found, &until, now.timestamp())?;
+    Ok(Taken { events, deliveries })
+}
+
+/// When events were installed, as the database writes dates; `None` if not recorded.
+fn installed_at(conn: &Connection, zone: Tz) -> rusqlite::Result<Option<String>> {
+    let sql = format!("SELECT min(installed_ms) FROM {META}");
+    let ms: Option<i64> = conn
+        .query_row(&sql, [], |row| row.get(0))
+        .optional()?
+        .flatten();
+    Ok(ms
+        .and_then(DateTime::from_timestamp_millis)
+        .map(|at| at.with_timezone(&zone).format(FORMAT).to_string()))
+}
+
+/// One expiry's deliveries, one per subscribed route.
+fn expired(
+    pass: &Pass,
+    routes: &[&Route],
+    expiry: &Expiry,
+    zone: Tz,
+    unsendable: &mut Vec<Unsendable>,
+) -> Expired {
+    let key = event_key(expiry.license_id, &expiry.expiry);
+    let row = OutboxRow {
+        seq: 0,
+        event_type: EXPIRED.to_string(),
+        table_name: TABLE.to_string(),
+        row_key: Some(expiry.license_id.to_string()),
+        created_ms: expiry_ms(&expiry.expiry, zone),
+        snapshot: expiry.snapshot.clone(),
+    };
+    let activation_key = serde_json::from_str::<serde_json::Value>(&expiry.snapshot)
+        .ok()
+        .and_then(|s| s["ActivationKey"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut deliveries = Vec::new();
+    for route in routes {
+        let id = delivery_id_of(&key, &route.source);
+        match (pass.body)(route, &row) {
+            Ok(body) => deliveries.push(EventDelivery {
+                id,
+                source: route.source.clone(),
+                event_type: EXPIRED.to_string(),
+                event_key: key.clone(),
+                order_key: Some(format!("{TABLE}:{}", expiry.license_id)),
+                license_id: expiry.license_id,
+                activation_key: activation_key.clone(),
+                body,
+            }),
+            Err(reason) => unsendable.push(Unsendable { id, reason }),
+        }
+    }
+    Expired {
+        license_id: expiry.license_id,
+        expiry: expiry.expiry.clone(),
+        deliveries,
+    }
+}
+
+/// The stable id of a license's expiry: `evt_exp_<license id, hex>_<8 hex of the expiry
+/// value's SHA-256>`. `x` is no hex digit, so it never equals an outbox event's `evt_<seq>`.
+pub fn event_key(license_id: i64, expiry: &str) -> String {
+    let hash = Sha256::digest(expiry.as_bytes());
+    format!("evt_exp_{license_id:x}_{}", hex::encode(&hash[..4]))
+}
+
+/// When the license expired (UTC ms): the `timestamp` of its event; 0 if it cannot be read.
+fn expiry_ms(expiry: &str, zone: Tz) -> i64 {
+    let parsed = NaiveDateTime::parse_from_str(expiry, FORMAT).or_else(|_| {
+        chrono::NaiveDate::parse_from_str(expiry, "%Y-%m-%d")
+            .map(|d| d.and_time(Default::default()))
+    });
+    parsed
+        .ok()
+        .and_then(|at| zone.from_local_datetime(&at).earliest())
+        .map_or(0, |at| at.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_keys_are_stable_distinct_and_never_an_outbox_key() {
+        let a = event_key(42, "2026-11-20T10:00:00");
+        assert_eq!(a, event_key(42, "2026-11-20T10:00:00"));
+        assert_ne!(
+            a,
+            event_key(42, "2027-11-20T10:00:00"),
+            "a renewal is a new event"
+        );
+        assert_ne!(a, event_key(43, "2026-11-20T10:00:00"));
+        assert!(a.starts_with("evt_exp_2a_"), "{a}");
+        assert!(!a[4..16].chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(
+            expiry_ms("2026-01-01T00:00:00", chrono_tz::UTC),
+            1_767_225_600_000
+        );
+    }
+}
