@@ -453,7 +453,8 @@ pub enum EventsCommand {
     /// Add the triggers that append each event to the outbox table `keyhook_outbox`, in the
     /// same transaction as the change; upgrade them when a table or the catalog changed.
     ///
-    /// This and `events uninstall` are the only writes keyhook makes to the license database.
+    /// This, `events uninstall` and `events prune` are the only writes keyhook makes to the
+    /// license database.
     /// One transaction; running it again changes nothing and says so.
     Install,
 
@@ -462,6 +463,19 @@ pub enum EventsCommand {
 
     /// Whether the triggers are installed and still match their tables, and the outbox's size.
     Status(EventsStatusArgs),
+
+    /// Delete outbox rows that dispatch has taken (at or before the state database's cursor)
+    /// and that are older than `--older-than`: a write to the license database, to keyhook's
+    /// own table only, reported with the number of rows removed.
+    Prune(EventsPruneArgs),
+}
+
+/// Arguments of `events prune`.
+#[derive(Debug, Args)]
+pub struct EventsPruneArgs {
+    /// Delete taken outbox rows older than this, e.g. 30d.
+    #[arg(long, value_name = "AGE", value_parser = duration)]
+    pub older_than: Duration,
 }
 
 /// Arguments of `events catalog`.

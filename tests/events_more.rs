@@ -224,3 +224,51 @@ fn an_expiry_fires_license_expired_once_and_a_renewal_re_arms_it() {
         .to_string();
     assert!(second.starts_with("evt_exp_1_") && second != id, "{second}");
 }
+
+#[test]
+fn events_prune_removes_only_taken_rows_older_than_the_age_and_says_how_many() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let refused = Test::new();
+    let (code, text) = run(&refused, ["events", "prune", "--older-than", "1d"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("events are not installed"), "{text}");
+    let test = with_hook(&server.url("/"), "[\"license.created\"]", "");
+    let writer = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    let insert = |id: i64| {
+        writer
+            .execute(
+                "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (?1, ?2)",
+                rusqlite::params![id, format!("K{id}")],
+            )
+            .unwrap();
+    };
+    (1..=3).for_each(insert);
+    assert_eq!(run(&test, ["dispatch"]).0, Some(0));
+    insert(4);
+    // Rows 1, 3 and 4 are old; 2 is new; 4 is not taken yet.
+    writer
+        .execute_batch(
+            "UPDATE keyhook_outbox SET created_ms = 0;
+             UPDATE keyhook_outbox SET created_ms = 4102444800000 WHERE seq = 2;",
+        )
+        .unwrap();
+    let (code, text) = run(&test, ["events", "prune", "--older-than", "1d"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("removed 2 outbox row(s)"), "{text}");
+    let left: Vec<i64> = writer
+        .prepare("SELECT seq FROM keyhook_outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, [2, 4]);
+    let (_, text) = run(&test, ["events", "prune", "--older-than", "1d"]);
+    assert!(text.contains("removed 0 outbox row(s)"), "{text}");
+    let (code, text) = run(&test, ["events", "prune", "--older-than", "soon"]);
+    assert_eq!(code, Some(2), "{text}");
+    // Dispatch goes on from its cursor: the untaken row and a new one, nothing twice.
+    insert(5);
+    assert_eq!(run(&test, ["dispatch"]).0, Some(0));
+    assert_eq!(server.request_count(), 5);
+}

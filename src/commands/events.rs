@@ -1,5 +1,6 @@
 //! `keyhook events catalog|install|uninstall|status`, and what `check` says about events.
-//! Install and uninstall are the only commands that open the license database for writing.
+//! Install, uninstall and prune are the only commands that open the license database for
+//! writing.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,7 +11,7 @@ use comfy_table::{Table, presets};
 use rusqlite::{Connection, OpenFlags};
 
 use super::{Context, success};
-use crate::cli::{EventsCatalogArgs, EventsStatusArgs, EventsUninstallArgs};
+use crate::cli::{EventsCatalogArgs, EventsPruneArgs, EventsStatusArgs, EventsUninstallArgs};
 use crate::definitions::Problem;
 use crate::error::{Error, Result};
 use crate::events::catalog::{self, Catalog};
@@ -151,6 +152,36 @@ pub fn status(context: &Context, args: &EventsStatusArgs, out: &mut impl Write) 
             "`keyhook events install` brings the triggers up to date"
         )?;
     }
+    success()
+}
+
+/// Deletes the outbox rows dispatch has taken (seq at or before the state's cursor for this
+/// license database) that are older than `--older-than`; says how many.
+pub fn prune(context: &Context, args: &EventsPruneArgs, out: &mut impl Write) -> Result {
+    let mut conn = open_for_writing(&context.db_path)?;
+    let db = context.db_path.display();
+    if !drift::has_table(&conn, OUTBOX).map_err(|e| Error::runtime(anyhow!("{db}: {e}")))? {
+        return Err(Error::config(anyhow!(
+            "events are not installed in {db}: there is no outbox to prune"
+        )));
+    }
+    let (canonical, _) = super::dispatch::open_outbox(context)?;
+    let taken = match context.state_exists()? {
+        true => context
+            .state()?
+            .outbox_cursor(&canonical.to_string_lossy())?,
+        false => 0,
+    };
+    let age = chrono::Duration::from_std(args.older_than).unwrap_or(chrono::Duration::MAX);
+    let before = context.clock.now() - age;
+    let removed = outbox::prune(&mut conn, taken, before.timestamp_millis())
+        .map_err(|e| Error::runtime(anyhow!("{db}: {e}; nothing was removed")))?;
+    let age = humantime::format_duration(args.older_than);
+    writeln!(
+        out,
+        "removed {removed} outbox row(s) from {db}: taken by dispatch (seq <= {taken}) and \
+         older than {age}"
+    )?;
     success()
 }
 

@@ -92,6 +92,7 @@ pub fn dispatch(cli: Cli) -> Result {
             events::uninstall(&context, &args, &mut out)
         }
         Command::Events(EventsCommand::Status(args)) => events::status(&context, &args, &mut out),
+        Command::Events(EventsCommand::Prune(args)) => events::prune(&context, &args, &mut out),
         Command::Listen(args) => listen::run(&args, &mut out),
         Command::Demo(args) => demo::run(&context, &args, &mut out),
     }

@@ -1,8 +1,8 @@
 //! `license.expired` is time-based: no row changes when a license expires, so no trigger can
 //! see it. It is found by a read-only scan instead, and never written to the license database
-//! (install and uninstall stay the only writes keyhook makes there).
+//! (install, uninstall and prune stay the only writes keyhook makes there).
 //!
-//! The design dispatch will follow: each pass calls [`expired_between`] for the window
+//! How dispatch uses it (`super::expired`): each pass calls [`expired_between`] for the window
 //! `(since, now]`, where `since` is the previous pass's `now` (or, on the first pass, the time
 //! events were installed, so old expiries do not all fire at once). An event is keyed on the
 //! license and its expiry value, `(ID, expiry)`: dispatch records that key in the state

@@ -2,7 +2,8 @@
 //! inside the writer's own transaction (so an event exists if and only if its change
 //! committed), the record of what was installed, and reading the rows back.
 //!
-//! Installing and uninstalling are the only writes keyhook makes to the license database.
+//! Installing, uninstalling and pruning taken rows are the only writes keyhook makes to the
+//! license database.
 
 use rusqlite::{Connection, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -42,6 +43,19 @@ const NOW_MS: &str = "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS
 
 /// Columns per `json_object` call: older SQLite builds allow 127 arguments per function.
 const COLUMNS_PER_OBJECT: usize = 60;
+
+/// Deletes the rows at or before `taken` (what dispatch has turned into deliveries) created
+/// before `before_ms`, in one transaction; returns how many. `seq` is AUTOINCREMENT, so a
+/// deleted seq is never handed out again, and the cursor stays valid.
+pub fn prune(conn: &mut Connection, taken: i64, before_ms: i64) -> rusqlite::Result<usize> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let removed = tx.execute(
+        &format!("DELETE FROM {OUTBOX} WHERE seq <= ?1 AND created_ms < ?2"),
+        [taken, before_ms],
+    )?;
+    tx.commit()?;
+    Ok(removed)
+}
 
 /// One outbox row: one event of one committed change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
