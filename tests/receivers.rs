@@ -342,6 +342,26 @@ fn demo_runs_end_to_end() {
     assert_eq!(words[0], "✓", "{verified}");
     assert_eq!(words[1], words[3], "{verified}");
     assert!(words[1].parse::<u32>().unwrap() > 0, "{verified}");
+    // The event path: each change arrives as its event, signed, in commit order.
+    let events: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("DEMO-EVENT-0001"))
+        .collect();
+    assert_eq!(events.len(), 3, "{text}");
+    for (line, event) in events.iter().zip([
+        "license.created",
+        "license.activated",
+        "license.deactivated",
+    ]) {
+        assert!(
+            line.contains(event) && line.contains("evt_") && line.contains('✓'),
+            "{line}"
+        );
+    }
+    assert!(
+        text.contains("✓ 3 of 3 event signatures verified"),
+        "{text}"
+    );
 }
 
 #[test]

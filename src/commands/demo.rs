@@ -100,7 +100,17 @@ fn demonstrate(
     if stop.exit().is_some() {
         return success();
     }
-    show_received(&server, &secret, report.matched, out)
+    let exit = show_received(&server, &secret, report.matched, out)?;
+    if stop.exit().is_some() {
+        return Ok(exit);
+    }
+    writeln!(out)?;
+    let events = super::demo_events::show(&demo, &server, &secret, stop, out)?;
+    writeln!(
+        out,
+        "Next: `keyhook dry-run upcoming-renewals` on your own database, or see README.md."
+    )?;
+    Ok(exit.worst(events))
 }
 
 /// A receiver on a free loopback port that accepts requests signed with `secret`.
@@ -167,10 +177,6 @@ fn show_received(server: &Server, secret: &Secret, matched: u64, out: &mut impl 
         out,
         "{mark} {verified} of {} signatures verified; {matched} licenses matched.",
         requests.len()
-    )?;
-    writeln!(
-        out,
-        "Next: `keyhook dry-run upcoming-renewals` on your own database, or see README.md."
     )?;
     Ok(if all {
         Exit::Success

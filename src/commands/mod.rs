@@ -3,6 +3,7 @@
 mod check;
 mod db;
 mod demo;
+mod demo_events;
 mod dispatch;
 mod dry_run;
 mod enable;
