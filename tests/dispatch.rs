@@ -69,7 +69,17 @@ fn each_committed_change_is_delivered_once_and_a_rolled_back_one_never() {
     rolled_back.rollback().unwrap();
     conn.execute("UPDATE LicenseKeys SET Email = 'a@b.c' WHERE ID = 1", [])
         .unwrap();
+    let status = stdout(&test.keyhook(["events", "status"]).output().unwrap());
+    assert!(
+        status.contains("outbox: 2 rows, 2 not yet taken"),
+        "{status}"
+    );
     assert_eq!(code(&test, ["dispatch"]), Some(0));
+    let status = stdout(&test.keyhook(["events", "status"]).output().unwrap());
+    assert!(
+        status.contains("outbox: 2 rows, 0 not yet taken"),
+        "{status}"
+    );
     let got = seen(&server);
     let events: Vec<(&str, i64)> = got.iter().map(|(_, e, id)| (e.as_str(), *id)).collect();
     assert_eq!(events, [("license.created", 1), ("license.updated", 1)]);

@@ -119,8 +119,8 @@ pub fn status(context: &Context, args: &EventsStatusArgs, out: &mut impl Write) 
         ))
     };
     let status = drift::status(&conn, &catalog).map_err(failure)?;
-    // Until dispatch records what it took, every row is pending.
-    let counts = outbox::counts(&conn, None).map_err(failure)?;
+    let taken = taken_by_dispatch(context)?;
+    let counts = outbox::counts(&conn, taken).map_err(failure)?;
     if args.json {
         let json = serde_json::json!({ "status": status, "outbox": counts, "current": status.is_current() });
         writeln!(out, "{json}")?;
@@ -142,8 +142,10 @@ pub fn status(context: &Context, args: &EventsStatusArgs, out: &mut impl Write) 
         let oldest = counts.oldest_pending_ms.map_or("none".into(), utc_ms);
         writeln!(
             out,
-            "outbox: {} rows, {} pending (nothing dispatches them yet), oldest pending {oldest}",
-            counts.total, counts.pending
+            "outbox: {} rows, {} not yet taken by dispatch (state {}), oldest of them {oldest}",
+            counts.total,
+            counts.pending,
+            context.state_path.display()
         )?;
     }
     if !status.is_current() {
@@ -153,6 +155,19 @@ pub fn status(context: &Context, args: &EventsStatusArgs, out: &mut impl Write) 
         )?;
     }
     success()
+}
+
+/// The last outbox row dispatch took for this license database, by the state's cursor; `None`
+/// when the state file does not exist yet (nothing taken).
+fn taken_by_dispatch(context: &Context) -> Result<Option<i64>> {
+    if !context.state_exists()? {
+        return Ok(None);
+    }
+    let Ok(canonical) = std::fs::canonicalize(&context.db_path) else {
+        return Ok(None);
+    };
+    let state = context.state()?;
+    Ok(Some(state.outbox_cursor(&canonical.to_string_lossy())?))
 }
 
 /// Deletes the outbox rows dispatch has taken (seq at or before the state's cursor for this
