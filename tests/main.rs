@@ -11,6 +11,7 @@ mod dry_run;
 mod durable;
 mod durations;
 mod events;
+mod events_chaos;
 mod events_more;
 mod future_slot;
 mod hostile;

@@ -37,6 +37,9 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
         if watch.due(&dispatcher) {
             if let Err(error) = dispatcher.pass(context, &stop, out) {
                 warn(&format!("dispatch pass failed, trying again: {error:#}"));
+                // The commit that started it is not taken yet: the next poll tries again,
+                // rather than the next tick (a second later) or the next commit.
+                watch.version = None;
             }
             out.flush()?;
         }
