@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use keyhook::receiver::{Reply, Server};
 use rusqlite::types::Value;
 
 use crate::support::{Test, pki::Ca, repo, stderr, stdout, text};
@@ -226,28 +227,20 @@ fn insert_on_server(schema: &Schema, rows: &[Vec<(&str, Value)>]) {
     }
 }
 
-/// The example searches, run on both back ends over the same rows, give the same payloads.
-#[test]
-fn the_same_rows_give_byte_identical_payloads_from_sqlite_and_postgresql() {
-    let Some(schema) = Schema::new() else { return };
+/// A folder with the example searches, a task for each (and one scanning in table order),
+/// and the same licenses in SQLite (`licenses.db`) and in `schema`: 600 demo rows and the odd
+/// ones.
+fn on_both(schema: &Schema, url: &str) -> Test {
     let mut test = Test::new();
     for search in SEARCHES {
         let toml = std::fs::read_to_string(repo().join(format!("searches/{search}.toml")));
         test = test
             .write(&format!("searches/{search}.toml"), &toml.unwrap())
-            .task(
-                &format!("{search}-task"),
-                search,
-                "http://127.0.0.1:9/hook",
-                "",
-            );
+            .task(&format!("{search}-task"), search, url, "");
     }
-    let test = test.search("enabled", "Disabled = 0").task(
-        "enabled-task",
-        "enabled",
-        "http://127.0.0.1:9/hook",
-        "",
-    );
+    let test = test
+        .search("enabled", "Disabled = 0")
+        .task("enabled-task", "enabled", url, "");
     let demo = ["db", "demo", "--force", "--licenses", "600"];
     test.keyhook(demo).assert().success();
     test.keyhook(demo)
@@ -258,7 +251,21 @@ fn the_same_rows_give_byte_identical_payloads_from_sqlite_and_postgresql() {
     for row in &odd {
         test.license(row);
     }
-    insert_on_server(&schema, &odd);
+    insert_on_server(schema, &odd);
+    test
+}
+
+fn sorted_lines(text: &str) -> String {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines.join("\n")
+}
+
+/// The example searches, run on both back ends over the same rows, give the same payloads.
+#[test]
+fn the_same_rows_give_byte_identical_payloads_from_sqlite_and_postgresql() {
+    let Some(schema) = Schema::new() else { return };
+    let test = on_both(&schema, "http://127.0.0.1:9/hook");
     for search in SEARCHES.iter().chain(&["enabled"]) {
         let task = format!("{search}-task");
         let args = ["dry-run", task.as_str(), "--payloads"];
@@ -271,13 +278,8 @@ fn the_same_rows_give_byte_identical_payloads_from_sqlite_and_postgresql() {
         assert!(server.status.success(), "{search}: {}", stderr(&server));
         let (lite, pg) = (stdout(&sqlite), stdout(&server));
         assert!(lite.contains("\nPOST "), "{search} matches nothing: {lite}");
-        let sorted = |text: &str| {
-            let mut lines: Vec<&str> = text.lines().collect();
-            lines.sort_unstable();
-            lines.join("\n")
-        };
         // SQLite walks a date index, PostgreSQL may not: the same payloads, maybe reordered.
-        assert_eq!(sorted(&lite), sorted(&pg), "{search}");
+        assert_eq!(sorted_lines(&lite), sorted_lines(&pg), "{search}");
     }
     // A scan in table order on both sides: the whole output, byte for byte.
     let args = ["dry-run", "enabled-task", "--payloads"];
@@ -294,6 +296,40 @@ fn the_same_rows_give_byte_identical_payloads_from_sqlite_and_postgresql() {
     assert!(lite.contains(r#""ExpiryDate":null"#));
     assert!(lite.contains(r#""LicenseModel":9"#));
     assert!(lite.contains(r#""ExpiryDate":"2026-11-30T00:00:00""#));
+}
+
+/// What a receiver gets from `run-task`: the same bodies from either back end.
+#[test]
+fn run_task_posts_the_same_bodies_from_either_back_end() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_both(&schema, &server.url("/hook"));
+    let task = "upcoming-renewals-task";
+    let output = test.keyhook(["run-task", task]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let from_sqlite = bodies(&server);
+    assert!(from_sqlite.len() > 10, "{}", stdout(&output));
+    let output = test
+        .keyhook(["--state", "pg-state.db", "run-task", task])
+        .env("KEYHOOK_DB", schema.url())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let all = bodies(&server);
+    let from_postgres: Vec<String> = all[from_sqlite.len()..].to_vec();
+    let sorted = |mut bodies: Vec<String>| {
+        bodies.sort_unstable();
+        bodies
+    };
+    assert_eq!(sorted(from_sqlite), sorted(from_postgres));
+}
+
+fn bodies(server: &Server) -> Vec<String> {
+    let requests = server.requests();
+    let bodies = requests
+        .iter()
+        .map(|request| String::from_utf8(request.body.clone()));
+    bodies.collect::<Result<_, _>>().unwrap()
 }
 
 /// The README's example searches, shipped in `searches/`.
