@@ -33,12 +33,14 @@ pub struct GlobalArgs {
     )]
     pub config: PathBuf,
 
-    /// The SQLite license database.
+    /// The license database: a SQLite file, or a PostgreSQL server as a URL
+    /// (`postgres://user@host/db?sslmode=verify-full`).
     #[arg(
         long,
         global = true,
         env = "KEYHOOK_DB",
-        value_name = "PATH",
+        hide_env_values = true,
+        value_name = "PATH|URL",
         default_value = "licenses.db"
     )]
     pub db: PathBuf,

@@ -6,6 +6,7 @@ use rusqlite::{Connection, Statement, params};
 use std::fmt::Write as _;
 
 mod data;
+pub mod postgres;
 mod related;
 mod row;
 

@@ -10,8 +10,9 @@ use crate::delivery::payload;
 use crate::delivery::record::{NewRun, Recorder, Subject};
 use crate::delivery::signature::Signer;
 use crate::delivery::target::{Endpoint, Target};
+use crate::licenses::database::LicenseDatabase;
 use crate::licenses::license_info::{License, RowError};
-use crate::licenses::query::{LicenseDb, QueryError};
+use crate::licenses::query::QueryError;
 use crate::state::{StateDb, StateError};
 
 /// Why a run could not be recorded.
@@ -77,7 +78,7 @@ pub fn target(task: &Task, settings: &Settings) -> Result<Target, String> {
 /// other.
 pub fn record(
     state: &mut StateDb,
-    db: &mut LicenseDb,
+    db: &mut dyn LicenseDatabase,
     run: &TaskRun,
 ) -> Result<Recorded, RecordError> {
     let task = run.task;

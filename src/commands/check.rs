@@ -37,6 +37,9 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     for (file, warning) in webhook_warnings(context) {
         writeln!(out, "warning: {}: {warning}", file.display())?;
     }
+    if let Some(warning) = role_warning(context) {
+        writeln!(out, "warning: {warning}")?;
+    }
     let (searches, tasks) = (definitions.searches.len(), definitions.tasks.len());
     if problems.is_empty() {
         match definitions.webhooks.len() {
@@ -67,7 +70,7 @@ fn search_problems(context: &Context) -> Vec<Problem> {
         }
     }
     match context.license_db() {
-        Ok(db) => {
+        Ok(mut db) => {
             for search in &definitions.searches {
                 if let Err(error) = db.check(&search.template) {
                     problems.push(Problem {
@@ -83,6 +86,16 @@ fn search_problems(context: &Context) -> Vec<Problem> {
         }),
     }
     problems
+}
+
+/// A license database on a server whose role could write the license table: the checks on a
+/// search are a second line, a SELECT-only role the first.
+fn role_warning(context: &Context) -> Option<String> {
+    let mut db = context.license_db().ok()?;
+    match db.write_warning() {
+        Ok(warning) => warning,
+        Err(error) => Some(format!("could not check what the role may do: {error}")),
+    }
 }
 
 /// What a run of each task resolves before sending: its secrets, signer and retry policy,

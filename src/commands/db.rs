@@ -13,9 +13,14 @@ use crate::cli::DbDemoArgs;
 use crate::demo::{self, DemoOptions};
 use crate::error::{Error, Exit, Result};
 use crate::file_access::{self, Presence};
+use crate::licenses::database::Location;
+use crate::licenses::postgres::{connect, schema as pg_schema};
 use crate::licenses::schema;
 
 pub fn init(context: &Context, out: &mut impl Write) -> Result {
+    if let Location::Postgres(url) = &context.db {
+        return init_postgres(url, out);
+    }
     let path = &context.db_path;
     if let Presence::Unusable(reason) = file_access::presence(path) {
         return Err(init_error(path, reason));
@@ -97,6 +102,9 @@ fn init_error(path: &Path, reason: String) -> Error {
 }
 
 pub fn demo(context: &Context, args: &DbDemoArgs, out: &mut impl Write) -> Result {
+    if let Location::Postgres(url) = &context.db {
+        return demo_postgres(context, url, args, out);
+    }
     let path = &context.db_path;
     if path.exists() && !args.force {
         return Err(Error::config(anyhow!(
@@ -160,4 +168,71 @@ pub fn write_demo(
     std::fs::rename(&temporary, path)
         .with_context(|| format!("could not move the demo database to {}", path.display()))?;
     Ok(Some(written))
+}
+
+/// `db init` on a server: the tables created in one transaction, or an incomplete existing
+/// license table named with what it lacks.
+fn init_postgres(url: &str, out: &mut impl Write) -> Result {
+    let shown = connect::redact(url);
+    let fail = |reason: String| init_error(Path::new(&shown), reason);
+    let mut client = connect::connect(url).map_err(fail)?;
+    let count = pg_schema::init(&mut client).map_err(|e| fail(connect::error_text(&e)))?;
+    let count = count.map_err(|missing| {
+        Error::runtime(anyhow!(
+            "license database {shown} already has a {} table, without QLM's column(s) {}; \
+             nothing was changed: add them (`ALTER TABLE {} ADD COLUMN ...`), or point --db \
+             (KEYHOOK_DB) at another schema or database",
+            schema::TABLE,
+            missing.join(", "),
+            schema::TABLE
+        ))
+    })?;
+    writeln!(out, "license database {shown} is ready ({count} licenses)")?;
+    success()
+}
+
+/// `db demo` on a server: in one transaction, so an interrupted or failed demo leaves the
+/// tables as they were; `--force` replaces existing QLM tables.
+fn demo_postgres(context: &Context, url: &str, args: &DbDemoArgs, out: &mut impl Write) -> Result {
+    let shown = connect::redact(url);
+    let fail = |error: postgres::Error| {
+        Error::runtime(anyhow!(
+            "could not write demo data to {shown}: {}",
+            connect::error_text(&error)
+        ))
+    };
+    let mut client = connect::connect(url)
+        .map_err(|reason| Error::runtime(anyhow!("could not connect to {shown}: {reason}")))?;
+    let mut transaction = client.transaction().map_err(fail)?;
+    let exists = pg_schema::table_schema(&mut transaction).map_err(fail)?;
+    if exists.is_some() && !args.force {
+        return Err(Error::config(anyhow!(
+            "{shown} already has a {} table; pass --force to replace it (and the Customers and \
+             Products tables) with demo data",
+            schema::TABLE
+        )));
+    }
+    pg_schema::drop_all(&mut transaction).map_err(fail)?;
+    pg_schema::create(&mut transaction).map_err(fail)?;
+    let today = context.clock.local_now().date_naive();
+    let options = DemoOptions {
+        licenses: args.licenses,
+        today,
+        seed: args.seed,
+    };
+    let stop = Stop::install();
+    let written = demo::postgres::populate(&mut transaction, &options, &stop.shared_flag())
+        .map_err(|error| {
+            Error::runtime(anyhow!("could not write demo data to {shown}: {error:#}"))
+        })?;
+    let Some(written) = written.filter(|_| stop.exit().is_none()) else {
+        eprintln!("interrupted: {shown} was left as it was");
+        return Ok(stop.exit().unwrap_or(Exit::Interrupted(2)));
+    };
+    transaction.commit().map_err(fail)?;
+    writeln!(
+        out,
+        "wrote {written} demo licenses to {shown} (dates around {today})"
+    )?;
+    success()
 }

@@ -79,6 +79,7 @@ fn demonstrate(
         definitions: Definitions::load(folder),
         clock: context.clock,
         state_path: folder.join(crate::state::DEFAULT_FILE),
+        db: crate::licenses::database::Location::Sqlite(db_path.clone()),
         db_path,
         environment: context.environment,
     };

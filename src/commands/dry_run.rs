@@ -13,9 +13,10 @@ use crate::definitions::{Search, Task};
 use crate::delivery::http::DELIVERY_HEADER;
 use crate::delivery::payload;
 use crate::error::{Error, Result};
+use crate::licenses::database::LicenseDatabase;
 use crate::licenses::license_info::{License, RowError};
 use crate::licenses::macros::DATE_FORMAT;
-use crate::licenses::query::{LicenseDb, format_value};
+use crate::licenses::query::format_value;
 
 /// The columns of the preview table: (heading, LicenseInfo field).
 const COLUMNS: [(&str, &str); 7] = [
@@ -60,11 +61,11 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
         return success();
     }
     if args.json {
-        return json(&mut db, search, &values, args.limit, out);
+        return json(db.as_mut(), search, &values, args.limit, out);
     }
     describe(context, task, search, &values, out)?;
     let limit = args.limit.unwrap_or(u64::MAX);
-    let (shown, bad, seen) = first_rows(&mut db, search, &values, limit)?;
+    let (shown, bad, seen) = first_rows(db.as_mut(), search, &values, limit)?;
     let total = if seen < limit {
         seen
     } else {
@@ -81,7 +82,7 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
 
 /// The first `limit` rows the search reaches: licenses, bad rows, and how many in all.
 fn first_rows(
-    db: &mut LicenseDb,
+    db: &mut dyn LicenseDatabase,
     search: &Search,
     values: &[NaiveDateTime],
     limit: u64,
@@ -105,7 +106,7 @@ fn first_rows(
 /// `dry-run --json`: one `LicenseInfo` per line; bad rows are named on standard error, so
 /// standard output stays one JSON object a line.
 fn json(
-    db: &mut LicenseDb,
+    db: &mut dyn LicenseDatabase,
     search: &Search,
     values: &[NaiveDateTime],
     limit: Option<u64>,

@@ -38,8 +38,8 @@ use crate::cli::{
 };
 use crate::definitions::{Definitions, Environment, Search, Task};
 use crate::error::{Error, Exit, Result};
+use crate::licenses::database::{self, LicenseDatabase, Location};
 use crate::licenses::placeholders::{self, History, Moment};
-use crate::licenses::query::LicenseDb;
 use crate::schedule::clock::{self, Clock};
 use crate::schedule::zone;
 use crate::state::StateDb;
@@ -48,7 +48,10 @@ use crate::state::StateDb;
 pub struct Context {
     pub definitions: Definitions,
     pub clock: Clock,
+    /// `--db` as given: a SQLite file's path, or a `postgres://` URL.
     pub db_path: PathBuf,
+    /// Where the license database is: which back end, and where.
+    pub db: Location,
     pub state_path: PathBuf,
     /// `--environment` (`KEYHOOK_ENVIRONMENT`) as given; [`Context::environment`] settles it.
     pub environment: Option<Environment>,
@@ -59,6 +62,13 @@ pub fn dispatch(cli: Cli) -> Result {
     let context = Context::new(&cli.global)?;
     if reads_definitions(&cli.command) {
         context.definitions.ensure_folder().map_err(Error::config)?;
+    }
+    if matches!(context.db, Location::Postgres(_)) && reads_events(&cli.command) {
+        return Err(Error::config(anyhow!(
+            "event webhooks (events, dispatch, watch) need a SQLite license database for now: \
+             on PostgreSQL only scheduled tasks run (--db {})",
+            context.db.describe()
+        )));
     }
     let mut out = std::io::stdout().lock();
     match cli.command {
@@ -97,6 +107,14 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Listen(args) => listen::run(&args, &mut out),
         Command::Demo(args) => demo::run(&context, &args, &mut out),
     }
+}
+
+/// Commands that read or change the license database's event outbox, which is SQLite's.
+fn reads_events(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Events(_) | Command::Dispatch(_) | Command::Watch(_)
+    )
 }
 
 /// Commands that act on the tasks and searches: a wrong `--config` must not make them quietly
@@ -141,14 +159,18 @@ impl Context {
             ),
             None => Clock::system(zone),
         };
-        let state_path = match &global.state {
-            Some(path) => path.clone(),
-            None => StateDb::default_path(&global.db),
+        let db = Location::parse(&global.db);
+        let state_path = match (&global.state, &db) {
+            (Some(path), _) => path.clone(),
+            // Beside a server's license database there is no folder: the current one.
+            (None, Location::Postgres(_)) => PathBuf::from(crate::state::DEFAULT_FILE),
+            (None, Location::Sqlite(path)) => StateDb::default_path(path),
         };
         Ok(Context {
             definitions,
             clock,
             db_path: global.db.clone(),
+            db,
             state_path,
             environment: global.environment,
         })
@@ -175,8 +197,8 @@ impl Context {
     }
 
     /// Opens the license database read-only.
-    pub fn license_db(&self) -> Result<LicenseDb> {
-        LicenseDb::open(&self.db_path, self.definitions.settings.query_timeout).map_err(|error| {
+    pub fn license_db(&self) -> Result<Box<dyn LicenseDatabase>> {
+        database::open(&self.db, self.definitions.settings.query_timeout).map_err(|error| {
             match error {
                 crate::licenses::query::QueryError::Missing(_) => Error::config(error),
                 _ => Error::runtime(error),

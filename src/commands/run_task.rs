@@ -208,7 +208,7 @@ fn already_ran(
 /// Records the run: every match a pending delivery (when it sends), before the first POST.
 fn record(context: &Context, state: &mut StateDb, run: &TaskRun) -> Result<Recorded> {
     let mut db = context.license_db()?;
-    task_source::record(state, &mut db, run).map_err(|error| match error {
+    task_source::record(state, db.as_mut(), run).map_err(|error| match error {
         RecordError::Query(error) => super::query_error(run.search, error),
         RecordError::State(error) => error.into(),
     })

@@ -51,7 +51,9 @@ pub(super) fn populate_related(tx: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The person and company a demo `CustomerID` was made from (see `Row::fill_customer`).
-fn customer_of(id: i64) -> Option<(&'static str, &'static str, String, &'static str, i64)> {
+pub(super) fn customer_of(
+    id: i64,
+) -> Option<(&'static str, &'static str, String, &'static str, i64)> {
     let index = usize::try_from(id.checked_sub(1000)?).ok()?;
     let (person, company) = (index / COMPANIES.len(), index % COMPANIES.len());
     let (name, country) = *PEOPLE.get(person)?;

@@ -211,55 +211,87 @@ impl Row {
     }
 
     pub(super) fn insert(&self, insert: &mut Statement<'_>) -> rusqlite::Result<()> {
-        let dates = &self.dates;
-        insert.execute(params![
-            self.updated_on_server,
-            self.key,
-            self.person.0,
-            self.person.1,
-            self.affiliate,
-            self.email,
-            self.duration,
-            nullable(&dates.expiry),
-            self.admin_encryption,
-            nullable(&dates.maintenance),
-            self.features,
-            nullable(&self.order_id),
-            nullable(&self.receipt_id),
-            nullable(&self.subscription_id),
-            self.model,
-            self.product.0,
-            self.version.0,
-            self.version.1,
-            self.seats,
-            self.floating_seats,
-            self.user_data,
-            self.new_features,
-            -1,
-            nullable(&self.computer_id),
-            nullable(&self.computer_name),
-            self.comment,
-            nullable(&self.legacy_key),
-            self.seats - self.activations,
-            nullable(&dates.order),
-            self.product_properties,
-            self.bundle,
-            self.product.1,
-            self.max_release_count,
-            self.max_release_period,
-            self.organization_id,
-            nullable(&dates.subscription_expiry),
-            self.disabled,
-            nullable(&dates.activation),
-            self.activations,
-            nullable(&dates.release),
-            self.order_status,
-            nullable(&dates.last_accessed),
-            self.customer_id,
-            nullable(&dates.creation),
-        ])?;
+        insert.execute(rusqlite::params_from_iter(self.cells()))?;
         Ok(())
     }
+
+    /// The row's values in the order of `INSERT`'s columns: `LicenseInfo`'s, then the
+    /// extra license columns (see `schema`).
+    pub(super) fn cells(&self) -> [Cell<'_>; 44] {
+        let dates = &self.dates;
+        let flag = |on: bool| Cell::Int(i64::from(on));
+        let optional = |text: Option<&'static str>| text.map_or(Cell::Null, Cell::Text);
+        [
+            flag(self.updated_on_server),
+            Cell::Text(&self.key),
+            Cell::Text(self.person.0),
+            Cell::Text(self.person.1),
+            optional(self.affiliate),
+            Cell::Text(&self.email),
+            Cell::Int(self.duration),
+            or_null(&dates.expiry),
+            flag(self.admin_encryption),
+            or_null(&dates.maintenance),
+            Cell::Text(self.features),
+            or_null(&self.order_id),
+            or_null(&self.receipt_id),
+            or_null(&self.subscription_id),
+            Cell::Text(self.model),
+            Cell::Int(self.product.0),
+            Cell::Int(self.version.0),
+            Cell::Int(self.version.1),
+            Cell::Int(self.seats),
+            Cell::Int(self.floating_seats),
+            optional(self.user_data),
+            optional(self.new_features),
+            Cell::Int(-1),
+            or_null(&self.computer_id),
+            or_null(&self.computer_name),
+            optional(self.comment),
+            or_null(&self.legacy_key),
+            Cell::Int(self.seats - self.activations),
+            or_null(&dates.order),
+            optional(self.product_properties),
+            optional(self.bundle),
+            Cell::Text(self.product.1),
+            Cell::Int(self.max_release_count),
+            Cell::Int(self.max_release_period),
+            Cell::Int(self.organization_id),
+            or_null(&dates.subscription_expiry),
+            flag(self.disabled),
+            or_null(&dates.activation),
+            Cell::Int(self.activations),
+            or_null(&dates.release),
+            self.order_status.map_or(Cell::Null, Cell::Int),
+            or_null(&dates.last_accessed),
+            Cell::Int(self.customer_id),
+            or_null(&dates.creation),
+        ]
+    }
+}
+
+/// One value of a demo row, bound to SQLite's `INSERT` or written to PostgreSQL's `COPY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cell<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
+
+impl rusqlite::ToSql for Cell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value};
+        Ok(match self {
+            Cell::Null => ToSqlOutput::Owned(Value::Null),
+            Cell::Int(number) => ToSqlOutput::from(*number),
+            Cell::Text(text) => ToSqlOutput::from(*text),
+        })
+    }
+}
+
+/// Empty text is written as NULL.
+fn or_null(text: &str) -> Cell<'_> {
+    nullable(text).map_or(Cell::Null, Cell::Text)
 }
 
 /// Activated within three days of the order, but never later than yesterday.

@@ -60,6 +60,13 @@ pub enum QueryError {
     MultipleStatements,
     #[error("SQLite rejected the search: {0}")]
     Sql(String),
+    #[error("PostgreSQL rejected the search: {0}")]
+    PgSql(String),
+    #[error(
+        "could not use license database {db}: {reason}; point --db (KEYHOOK_DB) at the \
+         license database, and check that the server answers and lets this role in"
+    )]
+    Server { db: String, reason: String },
     #[error("the search ran longer than its deadline of {0:?} and was stopped")]
     Deadline(Duration),
     #[error(
@@ -83,6 +90,7 @@ impl QueryError {
                 | QueryError::Empty
                 | QueryError::MultipleStatements
                 | QueryError::Sql(_)
+                | QueryError::PgSql(_)
         )
     }
 }
@@ -266,7 +274,7 @@ fn bind(statement: &mut Statement, values: &[NaiveDateTime]) -> Result<(), Query
     Ok(())
 }
 
-fn condition(template: &Template) -> Result<&str, QueryError> {
+pub(super) fn condition(template: &Template) -> Result<&str, QueryError> {
     let trimmed = template.sql.trim();
     if trimmed.is_empty() {
         return Err(QueryError::Empty);
@@ -277,12 +285,17 @@ fn condition(template: &Template) -> Result<&str, QueryError> {
 /// The statement a search runs. The condition sits on lines of its own so that a trailing
 /// `--` comment in it cannot swallow the closing parenthesis.
 fn select_sql(template: &Template) -> Result<String, QueryError> {
+    Ok(select_statement(condition(template)?))
+}
+
+/// `SELECT <the columns a license is read from> FROM LicenseKeys WHERE (<condition>)`, the
+/// same for every back end.
+pub(super) fn select_statement(condition: &str) -> String {
     let columns: Vec<&str> = LICENSE_INFO.iter().map(|(name, _)| *name).collect();
-    Ok(format!(
-        "SELECT ID, SubscriptionExpiryDate, {} FROM {TABLE} WHERE (\n{}\n)",
+    format!(
+        "SELECT ID, SubscriptionExpiryDate, {} FROM {TABLE} WHERE (\n{condition}\n)",
         columns.join(", "),
-        condition(template)?
-    ))
+    )
 }
 
 /// What a search may do: read the license table and call functions. Anything else is

@@ -1,0 +1,353 @@
+//! Connecting to PostgreSQL from a libpq-style URL, with TLS through rustls: `sslmode` as libpq
+//! reads it (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`) and `sslrootcert`.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use postgres::config::SslMode;
+use postgres::{Client, Config, NoTls};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{WebPkiServerVerifier, verify_server_cert_signed_by_trust_anchor};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// What libpq's `sslmode` asks of the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    /// TLS if the server offers it, its certificate unchecked (libpq's default).
+    Prefer,
+    /// TLS or nothing, its certificate unchecked.
+    Require,
+    /// TLS, the certificate chained to a trusted root; any host name.
+    VerifyCa,
+    /// TLS, the certificate chained to a trusted root and naming the host.
+    VerifyFull,
+}
+
+/// A URL taken apart: what `postgres` reads, and the TLS settings keyhook reads itself.
+#[derive(Debug)]
+pub struct Target {
+    pub config: Config,
+    pub mode: TlsMode,
+    pub root_cert: Option<String>,
+}
+
+/// Parses `url`; the error never quotes it (it may hold a password).
+pub fn parse(url: &str) -> Result<Target, String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let (mut mode, mut root_cert, mut kept) = (TlsMode::Prefer, None, Vec::new());
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => mode = tls_mode(value)?,
+            "sslrootcert" => root_cert = Some(percent_decode(value)),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config = Config::from_str(&rest).map_err(|error| error.to_string())?;
+    config.ssl_mode(match mode {
+        TlsMode::Disable => SslMode::Disable,
+        TlsMode::Prefer => SslMode::Prefer,
+        _ => SslMode::Require,
+    });
+    Ok(Target {
+        config,
+        mode,
+        root_cert,
+    })
+}
+
+fn tls_mode(value: &str) -> Result<TlsMode, String> {
+    Ok(match value {
+        "disable" | "allow" => TlsMode::Disable,
+        "prefer" => TlsMode::Prefer,
+        "require" => TlsMode::Require,
+        "verify-ca" => TlsMode::VerifyCa,
+        "verify-full" => TlsMode::VerifyFull,
+        other => {
+            return Err(format!(
+                "sslmode `{other}` is not one of disable, allow, prefer, require, verify-ca, \
+                 verify-full"
+            ));
+        }
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = text.get(index + 1..index + 3);
+        match (
+            bytes[index],
+            hex.and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                index += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Connects, with TLS as `sslmode` asks.
+pub fn connect(url: &str) -> Result<Client, String> {
+    let target = parse(url)?;
+    if target.mode == TlsMode::Disable {
+        return target.config.connect(NoTls).map_err(|e| error_text(&e));
+    }
+    let tls = MakeRustlsConnect::new(tls_config(target.mode, target.root_cert.as_deref())?);
+    target.config.connect(tls).map_err(|e| error_text(&e))
+}
+
+/// The error and its causes, on one line.
+pub fn error_text(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return db.message().to_string();
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+        source = cause_of(source);
+    }
+    text
+}
+
+fn cause_of<'a>(
+    error: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    error.and_then(std::error::Error::source)
+}
+
+fn tls_config(mode: TlsMode, root_cert: Option<&str>) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?;
+    let verifier: Arc<dyn ServerCertVerifier> = match mode {
+        TlsMode::VerifyCa | TlsMode::VerifyFull => {
+            let roots = Arc::new(roots(root_cert)?);
+            let algorithms = provider.signature_verification_algorithms;
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider)
+                .build()
+                .map_err(|error| error.to_string())?;
+            Arc::new(Verify {
+                full: mode == TlsMode::VerifyFull,
+                webpki,
+                roots,
+                algorithms,
+            })
+        }
+        _ => Arc::new(Unchecked(provider.signature_verification_algorithms)),
+    };
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+/// `sslrootcert` if given (as libpq: it replaces the system's roots), else the system's.
+fn roots(root_cert: Option<&str>) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match root_cert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|error| format!("could not read sslrootcert {path}: {error}"))?;
+            let certs = crate::delivery::tls::parse_ca(&pem)
+                .map_err(|error| format!("sslrootcert {path}: {error}"))?;
+            store.add_parsable_certificates(certs);
+        }
+        None => {
+            store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    Ok(store)
+}
+
+/// `verify-ca` and `verify-full`: the chain checked by webpki; the name only for `verify-full`.
+#[derive(Debug)]
+struct Verify {
+    full: bool,
+    webpki: Arc<WebPkiServerVerifier>,
+    roots: Arc<RootCertStore>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Verify {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.full {
+            return self.webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp,
+                now,
+            );
+        }
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// `prefer` and `require`, as libpq means them: encrypted, but the certificate not checked.
+/// The handshake's own signatures are still verified.
+#[derive(Debug)]
+struct Unchecked(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// The URL with its password (in the user part or a `password=` parameter) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut shown = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            let authority = match authority.rsplit_once('@') {
+                Some((user, host)) => match user.split_once(':') {
+                    Some((name, _)) => format!("{name}:***@{host}"),
+                    None => authority.to_string(),
+                },
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_string(),
+    };
+    if !query.is_empty() {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => pair.to_string(),
+            })
+            .collect();
+        shown = format!("{shown}?{}", pairs.join("&"));
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        let cases = [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgresql://h/db?user=u&password=secret&sslmode=require",
+                "postgresql://h/db?user=u&password=***&sslmode=require",
+            ),
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact(url), shown, "{url}");
+            assert!(!redact(url).contains("secret"));
+        }
+    }
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_read_by_keyhook() {
+        let target = parse("postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem")
+            .expect("parses");
+        assert_eq!(target.mode, TlsMode::VerifyFull);
+        assert_eq!(target.root_cert.as_deref(), Some("/tmp/ca.pem"));
+        assert_eq!(target.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(target.config.get_dbname(), Some("db"));
+        let default = parse("postgresql://h/db?application_name=x").expect("parses");
+        assert_eq!(default.mode, TlsMode::Prefer);
+        assert!(parse("postgres://h/db?sslmode=sometimes").is_err());
+    }
+}
