@@ -47,6 +47,7 @@ pub fn show(
         definitions: Definitions::load(&demo.definitions.dir),
         clock: demo.clock,
         db_path: demo.db_path.clone(),
+        db: demo.db.clone(),
         state_path: demo.state_path.clone(),
         environment: None,
     };
