@@ -1,10 +1,11 @@
-//! The dispatcher: claims deliveries from the state database, hands them to worker threads
-//! that sign and POST them, and commits each attempt's outcome as soon as it is known; it
-//! halts on a stop or a 410 Gone. Every source's deliveries go out through [`send`].
+//! The dispatcher: claims deliveries from the state database for worker threads that sign
+//! and POST them, and commits the attempts' outcomes in groups, within a few milliseconds of
+//! their answers; it halts on a stop or a 410 Gone. Every source's deliveries go out through [`send`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::http::{Attempt, DELIVERY_HEADER, EVENT_HEADER, Sender};
 use super::id;
@@ -37,16 +38,29 @@ pub struct Tally {
     pub interrupted: bool,
 }
 
+/// An answered attempt waits at most this long before its commit starts...
+pub const COMMIT_EVERY: Duration = Duration::from_millis(5);
+/// ... or until this many answers wait with it.
+pub const COMMIT_GROUP: usize = 256;
+/// Workers wait before their next POST while this many answers are not committed yet, so a
+/// kill re-sends at most this many deliveries (plus those in flight, one per worker).
+pub const MAX_UNCOMMITTED: usize = 2 * COMMIT_GROUP;
+
+/// How many deliveries are claimed at once (the workers take them one at a time).
+const CLAIM_BATCH: usize = 256;
+
 /// Sends the deliveries of `queue` until none is left or `stop` is set, calling `observe`
 /// after every attempt.
 ///
 /// `target.concurrency` workers (1 by default: strictly one request at a time) each POST one
 /// delivery at a time over their own keep-alive connection, while this thread alone touches
-/// the state database: it claims deliveries, hands them out, and commits each outcome as soon
-/// as it comes back (outcomes arriving together share a commit). Each worker has its next
-/// delivery waiting before its current one is answered, so neither a commit nor a thread
-/// hand-off sits between one request and the next; a stop or a 410 still halts before the
-/// next POST, since the worker checks for both first.
+/// the state database: it claims deliveries in batches and commits the outcomes in groups,
+/// within [`COMMIT_EVERY`] of an answer or once [`COMMIT_GROUP`] answers wait (workers stop
+/// before the next POST while [`MAX_UNCOMMITTED`] do). The threads meet through one lock,
+/// not a hand-off per delivery: a worker takes its next delivery from the claimed ones and
+/// leaves its answer with the others, and wakes this thread only when it runs low on work or
+/// a group is full. A stop or a 410 still halts before the next POST: the worker checks for
+/// both first.
 pub fn send(
     state: &StateDb,
     queue: Queue,
@@ -69,7 +83,6 @@ pub fn send(
         halt: &halt,
         observe,
         claimer: &claimer,
-        claimed: VecDeque::new(),
         tally: Tally::default(),
     };
     let result = dispatcher.run_workers(workers);
@@ -79,28 +92,6 @@ pub fn send(
     let mut tally = dispatcher.tally;
     tally.interrupted = stop.load(Ordering::SeqCst);
     Ok(tally)
-}
-
-impl Dispatcher<'_> {
-    /// `workers` threads POST while this one claims, hands out and commits.
-    fn run_workers(&mut self, workers: usize) -> Result<(), StateError> {
-        let target = self.target;
-        let (work, jobs) = mpsc::sync_channel::<Claimed>(workers);
-        let jobs = Mutex::new(jobs);
-        let (report, outcomes) = mpsc::channel::<(Claimed, Option<Attempt>)>();
-        let halt = self.halt;
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                let (jobs, report) = (&jobs, report.clone());
-                scope.spawn(move || post_jobs(target, jobs, &report, halt));
-            }
-            drop(report);
-            let result = self.run(&work, &outcomes, workers);
-            // Closing the work channel lets the workers finish.
-            drop(work);
-            result
-        })
-    }
 }
 
 /// Why nothing more is sent: a stop was asked for (SIGINT/SIGTERM), or the webhook answered
@@ -116,21 +107,115 @@ impl Halt<'_> {
     }
 }
 
+/// An attempt's result: `None` when the delivery went back unsent (a halt).
+type Answered = (Claimed, Option<Attempt>);
+
+/// Where the dispatcher and the workers meet.
+#[derive(Default)]
+struct Pipeline {
+    shared: Mutex<Shared>,
+    /// Workers sleep here, waiting for work or for the commit to catch up.
+    ready: Condvar,
+    /// The dispatcher sleeps here, at most [`COMMIT_EVERY`].
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Claimed, not taken by a worker yet.
+    todo: VecDeque<Claimed>,
+    /// Answered (or handed back unsent), not committed yet.
+    done: Vec<Answered>,
+    /// When the oldest of `done` arrived.
+    oldest: Option<Instant>,
+    /// Taken by a worker and not back yet.
+    out: usize,
+    /// Being committed right now.
+    committing: usize,
+    /// Nothing more will be claimed: the queue is empty, a halt, or an error; workers that
+    /// find nothing to take return.
+    no_more: bool,
+    /// Whether the dispatcher sleeps on `wake`.
+    dispatcher_waits: bool,
+    /// How many workers sleep on `ready`.
+    workers_wait: usize,
+}
+
+impl Shared {
+    /// No delivery waits for a worker and none is out.
+    fn idle(&self) -> bool {
+        self.todo.is_empty() && self.out == 0
+    }
+}
+
+impl Pipeline {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Dispatcher<'_> {
+    /// `workers` threads POST while this one claims and commits.
+    fn run_workers(&mut self, workers: usize) -> Result<(), StateError> {
+        let target = self.target;
+        let pipeline = Pipeline::default();
+        let halt = self.halt;
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let pipeline = &pipeline;
+                scope.spawn(move || post_jobs(target, pipeline, halt, workers));
+            }
+            let result = self.run(&pipeline, workers);
+            if result.is_err() {
+                // Let the workers finish: what they answer now is not committed, and goes
+                // out again with the same ids.
+                let mut shared = pipeline.lock();
+                shared.no_more = true;
+                shared.todo.clear();
+                drop(shared);
+                pipeline.ready.notify_all();
+            }
+            result
+        })
+    }
+}
+
+/// Below this many claimed deliveries waiting, the dispatcher claims more.
+fn low_water(workers: usize) -> usize {
+    CLAIM_BATCH / 2 + workers
+}
+
 /// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it, unless
 /// `halt` is up: then the delivery goes back unsent (`None`).
-fn post_jobs(
-    target: &Target,
-    jobs: &Mutex<mpsc::Receiver<Claimed>>,
-    report: &mpsc::Sender<(Claimed, Option<Attempt>)>,
-    halt: &Halt,
-) {
+fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt, workers: usize) {
     let sender = Sender::new(target.endpoint.timeout, &target.endpoint.tls);
     loop {
-        let job = match jobs.lock() {
-            Ok(jobs) => jobs.recv(),
-            Err(_) => return,
+        let delivery = {
+            let mut shared = pipeline.lock();
+            loop {
+                if shared.done.len() + shared.committing < MAX_UNCOMMITTED {
+                    if let Some(delivery) = shared.todo.pop_front() {
+                        shared.out += 1;
+                        if shared.dispatcher_waits && shared.todo.len() == low_water(workers) {
+                            pipeline.wake.notify_one();
+                        }
+                        break delivery;
+                    }
+                    if shared.no_more {
+                        return;
+                    }
+                }
+                if shared.dispatcher_waits {
+                    pipeline.wake.notify_one();
+                }
+                shared.workers_wait += 1;
+                shared = pipeline
+                    .ready
+                    .wait(shared)
+                    .unwrap_or_else(|e| e.into_inner());
+                shared.workers_wait -= 1;
+            }
         };
-        let Ok(delivery) = job else { return };
         let attempt = if halt.is_up() {
             None
         } else {
@@ -141,8 +226,16 @@ fn post_jobs(
             }
             Some(attempt)
         };
-        if report.send((delivery, attempt)).is_err() {
-            return;
+        let mut shared = pipeline.lock();
+        shared.out -= 1;
+        if shared.done.is_empty() {
+            shared.oldest = Some(Instant::now());
+        }
+        shared.done.push((delivery, attempt));
+        if shared.dispatcher_waits
+            && (shared.done.len() >= COMMIT_GROUP || shared.idle() || halt.is_up())
+        {
+            pipeline.wake.notify_one();
         }
     }
 }
@@ -161,9 +254,6 @@ fn post_one(target: &Target, sender: &Sender, delivery: &Claimed) -> Attempt {
     sender.post(&target.endpoint.url, &delivery.body, &headers)
 }
 
-/// How many deliveries are claimed at once: few enough that a stop hands little back.
-const CLAIM_BATCH: usize = 64;
-
 /// The state-owning side of [`send`].
 struct Dispatcher<'a> {
     state: &'a StateDb,
@@ -173,72 +263,88 @@ struct Dispatcher<'a> {
     halt: &'a Halt<'a>,
     observe: &'a (dyn Fn(&Event) + Sync),
     claimer: &'a str,
-    /// Claimed, not yet handed to a worker.
-    claimed: VecDeque<Claimed>,
     tally: Tally,
 }
 
 impl Dispatcher<'_> {
-    fn run(
-        &mut self,
-        work: &mpsc::SyncSender<Claimed>,
-        outcomes: &mpsc::Receiver<(Claimed, Option<Attempt>)>,
-        workers: usize,
-    ) -> Result<(), StateError> {
-        // One delivery out and one waiting per worker. (Handed out means claimed: a kill
-        // re-sends at most these, with the same ids.)
-        let depth = 2 * workers;
-        let mut handed = 0;
+    fn run(&mut self, pipeline: &Pipeline, workers: usize) -> Result<(), StateError> {
+        // The last claim came back short and nothing was committed since: claiming again
+        // finds nothing new (an event delivery waits for the commit of the one before it).
+        let mut exhausted = false;
+        let mut shared = pipeline.lock();
         loop {
-            handed += self.feed(work, depth - handed)?;
-            if handed == 0 {
+            if self.halt.is_up() && !shared.no_more {
+                // Unsent deliveries (after a stop or a 410) stay claimed until `send`
+                // releases them; the workers hand back what they take from now on.
+                shared.no_more = true;
+                pipeline.ready.notify_all();
+            }
+            if !shared.no_more && !exhausted && shared.todo.len() <= low_water(workers) {
+                drop(shared);
+                let now = self.clock.tick().timestamp();
+                let batch = self
+                    .state
+                    .claim(self.queue, self.claimer, now, CLAIM_BATCH)?;
+                shared = pipeline.lock();
+                exhausted = batch.len() < CLAIM_BATCH;
+                shared.todo.extend(batch);
+                if shared.workers_wait > 0 {
+                    pipeline.ready.notify_all();
+                }
+                continue;
+            }
+            let now = Instant::now();
+            let due = shared.oldest.map(|oldest| oldest + COMMIT_EVERY);
+            let idle = shared.idle();
+            if !shared.done.is_empty()
+                && (idle
+                    || shared.done.len() >= COMMIT_GROUP
+                    || due.is_some_and(|due| due <= now)
+                    || self.halt.is_up())
+            {
+                let group = std::mem::take(&mut shared.done);
+                shared.oldest = None;
+                shared.committing = group.len();
+                drop(shared);
+                let committed = self.commit(group);
+                shared = pipeline.lock();
+                shared.committing = 0;
+                exhausted = false;
+                if shared.workers_wait > 0 {
+                    pipeline.ready.notify_all();
+                }
+                committed?;
+                continue;
+            }
+            if idle && (exhausted || shared.no_more) {
+                shared.no_more = true;
+                pipeline.ready.notify_all();
                 return Ok(());
             }
-            let Ok(first) = outcomes.recv() else {
-                return Ok(());
-            };
-            let mut arrived = vec![first];
-            arrived.extend(outcomes.try_iter());
-            handed -= arrived.len();
-            // Unsent deliveries (after a stop or a 410) stay claimed until `send` releases them.
-            let sent: Vec<(Claimed, Attempt)> = arrived
-                .into_iter()
-                .filter_map(|(delivery, attempt)| Some((delivery, attempt?)))
-                .collect();
-            // Hand out the next deliveries first, so they are waiting during this commit.
-            handed += self.feed(work, depth - handed)?;
-            self.commit(sent)?;
+            // Asleep until a worker needs work, fills a group or has nothing out, or the
+            // oldest answer is due (at most COMMIT_EVERY: a stop is noticed by then too).
+            let sleep = due.map_or(COMMIT_EVERY, |due| due.saturating_duration_since(now));
+            shared.dispatcher_waits = true;
+            shared = pipeline
+                .wake
+                .wait_timeout(shared, sleep)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            shared.dispatcher_waits = false;
         }
-    }
-
-    /// Hands up to `room` deliveries to the workers; returns how many.
-    fn feed(&mut self, work: &mpsc::SyncSender<Claimed>, room: usize) -> Result<usize, StateError> {
-        let mut handed = 0;
-        while handed < room && !self.halt.is_up() {
-            let Some(delivery) = self.next()? else { break };
-            if work.send(delivery).is_err() {
-                break;
-            }
-            handed += 1;
-        }
-        Ok(handed)
-    }
-
-    /// The next delivery to send, claiming a batch when none is left.
-    fn next(&mut self) -> Result<Option<Claimed>, StateError> {
-        if self.claimed.is_empty() {
-            let now = self.clock.tick().timestamp();
-            let batch = self
-                .state
-                .claim(self.queue, self.claimer, now, CLAIM_BATCH)?;
-            self.claimed.extend(batch);
-        }
-        Ok(self.claimed.pop_front())
     }
 
     /// Stores what the attempts that arrived make of their deliveries, in one transaction,
     /// then reports them. The policy decides; this writes.
-    fn commit(&mut self, arrived: Vec<(Claimed, Attempt)>) -> Result<(), StateError> {
+    fn commit(&mut self, arrived: Vec<Answered>) -> Result<(), StateError> {
+        // Unsent deliveries (after a stop or a 410) stay claimed until `send` releases them.
+        let arrived: Vec<(Claimed, Attempt)> = arrived
+            .into_iter()
+            .filter_map(|(delivery, attempt)| Some((delivery, attempt?)))
+            .collect();
+        if arrived.is_empty() {
+            return Ok(());
+        }
         let finished = self.clock.tick().timestamp_millis();
         let mut outcomes = Vec::with_capacity(arrived.len());
         let mut reasons = Vec::with_capacity(arrived.len());
