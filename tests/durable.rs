@@ -18,7 +18,8 @@ fn many(count: i64, url: &str, extra_webhook: &str) -> Test {
     let test = Test::new()
         .search("all", "SubscriptionExpiryDate > [today_start]")
         .task("all", "all", url, extra_webhook);
-    let conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    let mut conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    let conn = conn.transaction().unwrap();
     for id in 1..=count {
         conn.execute(
             "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate) VALUES (?1, ?2, '2027-01-01T00:00:00')",
@@ -26,6 +27,7 @@ fn many(count: i64, url: &str, extra_webhook: &str) -> Test {
         )
         .unwrap();
     }
+    conn.commit().unwrap();
     test
 }
 
@@ -154,6 +156,83 @@ fn sigkill_at_several_points_loses_nothing() {
         assert_all_arrived_once_or_identically(&server, 30);
         integrity(&test);
     }
+}
+
+/// How many requests reached `server` beyond one per license: deliveries sent again.
+fn re_sends(server: &Server) -> usize {
+    by_key(server)
+        .values()
+        .map(|requests| requests.len() - 1)
+        .sum()
+}
+
+/// How many deliveries the state file holds as delivered (read while keyhook runs).
+fn delivered_in_state(test: &Test) -> i64 {
+    let path = test.path("keyhook-state.db");
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row(
+        "SELECT count(*) FROM deliveries WHERE status = 'delivered'",
+        [],
+        |row| row.get(0),
+    )
+    .unwrap_or(0)
+}
+
+#[test]
+fn answers_are_committed_without_waiting_for_more_so_a_kill_re_sends_only_the_one_in_flight() {
+    // Outcomes are committed in groups, but within a few milliseconds of their answer: while
+    // request 300 is held, the 299 answered before it reach the state file without any
+    // further answer, and a SIGKILL then re-sends the held one alone.
+    let (server, gate, _) = holding_from(300);
+    let test = many(400, &server.url("/"), "");
+    let mut child = test.process(["run-task", "all"]).spawn().unwrap();
+    assert!(gate.wait_arrived(1), "request 300 is out");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered_in_state(&test) < 299 {
+        assert!(
+            Instant::now() < deadline,
+            "the answered deliveries were never committed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    gate.open();
+    assert_eq!(delivered_in_state(&test), 299);
+    test.keyhook(["retry"]).assert().success();
+    assert_all_arrived_once_or_identically(&server, 400);
+    assert_eq!(
+        re_sends(&server),
+        1,
+        "only the request in flight went out again"
+    );
+    integrity(&test);
+}
+
+#[test]
+fn a_kill_at_full_speed_re_sends_at_most_the_uncommitted_window() {
+    // Killed as soon as request 700 arrives: what was answered but not committed yet goes out
+    // again (same id, same bytes), never more than the window keyhook states.
+    let window = keyhook::delivery::dispatch::MAX_UNCOMMITTED + 1;
+    let (server, gate, _) = holding_from(700);
+    let test = many(900, &server.url("/"), "");
+    let mut child = test.process(["run-task", "all"]).spawn().unwrap();
+    assert!(gate.wait_arrived(1), "request 700 is out");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    gate.open();
+    integrity(&test);
+    test.keyhook(["retry"]).assert().success();
+    assert_all_arrived_once_or_identically(&server, 900);
+    let again = re_sends(&server);
+    assert!(
+        (1..=window).contains(&again),
+        "{again} re-sends, at most {window}"
+    );
 }
 
 #[test]
