@@ -229,6 +229,10 @@ fn whole(number: f64) -> Result<i64, String> {
 /// exist (`2026-02-30`, `2026-01-31T25:00`) is an error: sending it would mislead.
 fn normalize_date(stored: &str) -> Result<String, String> {
     let trimmed = stored.trim();
+    if is_canonical_date(trimmed) {
+        // Already `YYYY-MM-DDTHH:MM:SS` and a real moment: what formatting it would give back.
+        return Ok(trimmed.to_string());
+    }
     match clock::parse_wall_clock(trimmed) {
         Some(date) => Ok(date.format(DATE_FORMAT).to_string()),
         None if impossible_date(trimmed) => {
@@ -236,6 +240,41 @@ fn normalize_date(stored: &str) -> Result<String, String> {
         }
         None => Ok(stored.to_string()),
     }
+}
+
+/// Whether `text` is exactly `YYYY-MM-DDTHH:MM:SS` and names a day and a time that exist: the
+/// form dates go out in, which most databases store (parsing and formatting it again, as
+/// other forms are, was a quarter of the cost of reading a license).
+fn is_canonical_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.len() != 19 {
+        return false;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        bytes[range].iter().try_fold(0u32, |total, byte| {
+            byte.is_ascii_digit()
+                .then(|| total * 10 + u32::from(byte - b'0'))
+        })
+    };
+    let separators = bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes[10] == b'T'
+        && bytes[13] == b':'
+        && bytes[16] == b':';
+    let parts = (
+        number(0..4),
+        number(5..7),
+        number(8..10),
+        number(11..13),
+        number(14..16),
+        number(17..19),
+    );
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = parts else {
+        return false;
+    };
+    separators
+        && chrono::NaiveDate::from_ymd_opt(year as i32, month, day).is_some()
+        && chrono::NaiveTime::from_hms_opt(hour, minute, second).is_some()
 }
 
 /// Whether `text` is shaped like `YYYY-MM-DD[THH:MM...]` but names no real day or time.
@@ -305,6 +344,55 @@ impl Serialize for LicenseInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `normalize_date` without the shortcut.
+    fn normalize_slowly(text: &str) -> Option<String> {
+        match clock::parse_wall_clock(text) {
+            Some(date) => Some(date.format(DATE_FORMAT).to_string()),
+            None if impossible_date(text) => None,
+            None => Some(text.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_canonical_date_shortcut_agrees_with_parsing_and_formatting() {
+        let table = [
+            "2026-01-31T08:00:00",
+            "0999-12-31T23:59:59",
+            "2024-02-29T00:00:00",
+            "2026-02-29T00:00:00",
+            "2026-02-30T10:00:00",
+            "2026-01-31T24:00:00",
+            "2026-01-31T23:60:00",
+            "2026-01-31T23:59:60",
+            "2026-13-01T00:00:00",
+            "2026-00-10T00:00:00",
+            "2026-01-31 08:00:00",
+            "2026-01-31T08:00:0x",
+            "+026-01-31T08:00:00",
+            "2026-01-31T08:00:00.5",
+        ];
+        for text in table {
+            let slow = clock::parse_wall_clock(text)
+                .map(|date| date.format(DATE_FORMAT).to_string())
+                .filter(|formatted| formatted == text);
+            // The shortcut is taken only where parsing and formatting give the text back (a
+            // leap second, `:60`, is left to them).
+            if is_canonical_date(text) {
+                assert!(slow.is_some(), "{text}");
+            }
+            assert_eq!(normalize_date(text).ok(), normalize_slowly(text), "{text}");
+        }
+        assert!(
+            [
+                "2026-01-31T08:00:00",
+                "0999-12-31T23:59:59",
+                "2024-02-29T00:00:00"
+            ]
+            .iter()
+            .all(|text| is_canonical_date(text))
+        );
+    }
 
     #[test]
     fn conversions_table() {
