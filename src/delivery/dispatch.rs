@@ -12,7 +12,7 @@ use super::retry::Decision;
 use super::target::Target;
 use crate::schedule::clock::Clock;
 use crate::state::deliveries::{AttemptRecord, Claimed, Outcome, Queue, Status};
-use crate::state::{StateDb, StateError};
+use crate::state::{DeliveryQueue, StateError};
 
 /// One attempt, as it happens.
 pub struct Event<'a> {
@@ -48,7 +48,7 @@ pub struct Tally {
 /// hand-off sits between one request and the next; a stop or a 410 still halts before the
 /// next POST, since the worker checks for both first.
 pub fn send(
-    state: &StateDb,
+    state: &dyn DeliveryQueue,
     queue: Queue,
     target: &Target,
     clock: &Clock,
@@ -166,7 +166,7 @@ const CLAIM_BATCH: usize = 64;
 
 /// The state-owning side of [`send`].
 struct Dispatcher<'a> {
-    state: &'a StateDb,
+    state: &'a dyn DeliveryQueue,
     queue: Queue<'a>,
     target: &'a Target,
     clock: &'a Clock,
