@@ -56,7 +56,9 @@ WINDOW_LITERAL = (
 )
 
 # Targets (see the brief in bench/README.md).
-FLOOR_RATIO = 0.6
+FLOOR_RATIO = 0.9  # answers in one write
+SPLIT_FLOOR_RATIO = 0.85  # answers in three writes
+RECORD_US_PER_MATCH = 6.0
 REFERENCE_RATIO = 4.0
 DRY_RUN_RATIO = 1.5
 RSS_GROWTH = 1.2
@@ -131,6 +133,21 @@ def build_keyhook(args):
     return os.path.join(REPO_DIR, "target", "release", "keyhook")
 
 
+def build_tls_receiver(args):
+    """The HTTPS receiver (examples/bench_tls_receiver.rs), built in release mode; None (and
+    the HTTPS figure is n/a) when it cannot be built."""
+    if args.tls_receiver:
+        return os.path.abspath(args.tls_receiver)
+    log("building the HTTPS receiver: cargo build --release --locked --example "
+        "bench_tls_receiver")
+    result = subprocess.run(["cargo", "build", "--release", "--locked", "--example",
+                             "bench_tls_receiver"], cwd=REPO_DIR)
+    if result.returncode != 0:
+        log("could not build examples/bench_tls_receiver.rs: no HTTPS figure")
+        return None
+    return os.path.join(REPO_DIR, "target", "release", "examples", "bench_tls_receiver")
+
+
 def compile_c(work):
     binaries = {}
     for name, extra in (("receiver", ["-pthread"]), ("floor", [])):
@@ -200,22 +217,40 @@ def machine_info(keyhook):
 
 
 class Receiver:
-    def __init__(self, binary, delay_ms=0):
-        cmd = [binary, "--port", "0"] + (["--delay-ms", str(delay_ms)] if delay_ms else [])
+    """bench/receiver.c; with split=True it answers in three writes (status line, header
+    fields, body)."""
+
+    scheme = "http"
+
+    def __init__(self, binary, delay_ms=0, split=False, cmd=None):
+        if cmd is None:
+            cmd = [binary, "--port", "0"] + (["--delay-ms", str(delay_ms)] if delay_ms else [])
+            cmd += ["--split", "1"] if split else []
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True)
         line = self.process.stdout.readline()
         if not line.startswith("PORT "):
             raise RuntimeError(f"receiver did not start: {line!r}")
         self.port = int(line.split()[1])
-        self.url = f"http://127.0.0.1:{self.port}/hooks/qlm"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}/hooks/qlm"
 
-    def count(self):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        connection.request("GET", "/__count")
+    def connection(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def get(self, path):
+        connection = self.connection()
+        connection.request("GET", path)
         answer = int(connection.getresponse().read())
         connection.close()
         return answer
+
+    def count(self):
+        return self.get("/__count")
+
+    def first(self):
+        """CLOCK_MONOTONIC ns at which the first request since the last call arrived (None if
+        this receiver cannot tell)."""
+        return self.get("/__first") or None
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -224,6 +259,25 @@ class Receiver:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+class TlsReceiver(Receiver):
+    """examples/bench_tls_receiver.rs: keyhook's own receiver over TLS, its certificate signed
+    by a CA made at start-up and written to `ca_file`."""
+
+    scheme = "https"
+
+    def __init__(self, binary, ca_file):
+        self.ca_file = ca_file
+        super().__init__(None, cmd=[binary, ca_file])
+
+    def connection(self):
+        import ssl
+        context = ssl.create_default_context(cafile=self.ca_file)
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=context)
+
+    def first(self):
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,16 +299,19 @@ def children_of(pid):
         return []
 
 
-def measured(cmd, gnu_time, cap_seconds, work):
+def measured(cmd, gnu_time, cap_seconds, work, env=None):
     """Runs cmd with peak RSS measured; SIGTERMs it after cap_seconds (then SIGKILL).
 
-    Returns dict: seconds, returncode, stdout, stderr, rss_kb, capped."""
+    Returns dict: seconds, returncode, stdout, stderr, rss_kb, capped, started_ns (the
+    CLOCK_MONOTONIC time it was started, as the receivers' `GET /__first` counts) and
+    cpu_seconds (user + system time of the process and its children, from wait4())."""
     rss_file = os.path.join(work, "time-v.txt")
     full = [gnu_time, "-v", "-o", rss_file] + cmd if gnu_time else cmd
     out_path, err_path = os.path.join(work, "cmd.out"), os.path.join(work, "cmd.err")
     with open(out_path, "w") as out, open(err_path, "w") as err:
+        started_ns = time.monotonic_ns()
         start = time.perf_counter()
-        process = subprocess.Popen(full, stdout=out, stderr=err)
+        process = subprocess.Popen(full, stdout=out, stderr=err, env=env)
         capped = False
         rusage = None
         deadline = start + cap_seconds
@@ -305,8 +362,9 @@ def measured(cmd, gnu_time, cap_seconds, work):
         stdout = file.read()
     with open(err_path) as file:
         stderr = file.read()
+    cpu = rusage.ru_utime + rusage.ru_stime if rusage else None
     return {"seconds": seconds, "returncode": returncode, "stdout": stdout, "stderr": stderr,
-            "rss_kb": rss_kb, "capped": capped}
+            "rss_kb": rss_kb, "capped": capped, "started_ns": started_ns, "cpu_seconds": cpu}
 
 
 def machine_busy_seconds():
@@ -378,7 +436,9 @@ class Keyhook:
         return int(result.stdout.strip().splitlines()[-1])
 
 
-def write_config(config, receiver_url, slow_url, forty_sql, concurrency_matches):
+def write_config(config, receiver_url, slow_url, forty_sql, concurrency_matches,
+                 split_url=None, tls=None):
+    """The searches and tasks; `tls` is (url, ca_file) of the HTTPS receiver."""
     os.makedirs(os.path.join(config, "searches"), exist_ok=True)
     os.makedirs(os.path.join(config, "tasks"), exist_ok=True)
     searches = {
@@ -390,15 +450,20 @@ def write_config(config, receiver_url, slow_url, forty_sql, concurrency_matches)
         with open(os.path.join(config, "searches", f"{stem}.toml"), "w") as file:
             file.write(f'name = "{name}"\nsql = "{sql}"\n')
     tasks = {
-        "deliver": ("forty", receiver_url, TASK_NAME),
-        "slow": ("firstn", slow_url, "Bench Slow Receiver"),
+        "deliver": ("forty", receiver_url, TASK_NAME, None),
+        "slow": ("firstn", slow_url, "Bench Slow Receiver", None),
     }
-    for stem, (search, url, name) in tasks.items():
+    if split_url:
+        tasks["deliver_split"] = ("forty", split_url, "Bench Split Answers", None)
+    if tls:
+        tasks["deliver_tls"] = ("forty", tls[0], "Bench HTTPS", tls[1])
+    for stem, (search, url, name, ca_file) in tasks.items():
         with open(os.path.join(config, "tasks", f"{stem}.toml"), "w") as file:
             file.write(
                 f'name = "{name}"\nsearch = "{search}"\nschedule = "every 1 day"\n'
                 f'at = "08:00"\n\n[webhook]\nurl = "{url}"\nsecret = "{SECRET}"\n'
                 f'user_data = "{USER_DATA}"\ntimeout = "30s"\n'
+                + (f'ca_file = "{ca_file}"\n' if ca_file else "")
             )
 
 
@@ -555,18 +620,20 @@ def state_bytes(state):
 
 
 def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, work,
-                     concurrency=None, config=None):
+                     concurrency=None, config=None, env=None):
     samples = []
 
     def once():
         state = os.path.join(work, f"state-{task}-{len(samples)}.db")
         before = receiver.count()
+        receiver.first()  # starts the receiver's "first request" clock over
         args = ["run-task", task, "--force", "--json"]
         if concurrency is not None:
             args += ["--concurrency", str(concurrency)]
         os.sync()  # the previous run's writes must not be flushed during this one
         outcome = measured(keyhook.cmd(*args, db=db, state=state, config=config), gnu_time, cap,
-                           work)
+                           work, env=env)
+        first_ns = receiver.first()
         delivered = receiver.count() - before
         summary = {}
         try:
@@ -583,7 +650,15 @@ def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, w
             "capped": outcome["capped"],
             "returncode": outcome["returncode"],
             "state_bytes": state_bytes(state),
+            "cpu_seconds": outcome["cpu_seconds"],
+            # Process start to the first request's arrival: start-up, the search, building
+            # every body and recording every pending delivery (all before the first POST).
+            "record_seconds": ((first_ns - outcome["started_ns"]) / 1e9
+                               if first_ns and delivered else None),
         }
+        # The sending phase alone: from the first request's arrival to the process's end.
+        if sample["record_seconds"] is not None and outcome["seconds"] > sample["record_seconds"]:
+            sample["send_rps"] = delivered / (outcome["seconds"] - sample["record_seconds"])
         if outcome["returncode"] != 0 and not outcome["capped"]:
             sample["error"] = (outcome["stderr"] or outcome["stdout"]).strip()[-400:]
         samples.append(sample)
@@ -601,6 +676,10 @@ def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, w
     repeat(runs, budget, once)
     first = samples[0]
     rss = [s["rss_kb"] for s in samples if s["rss_kb"]]
+    cpu = [s["cpu_seconds"] / s["delivered"] for s in samples
+           if s["cpu_seconds"] is not None and s["delivered"]]
+    record = [s["record_seconds"] / s["matched"] for s in samples
+              if s["record_seconds"] is not None and s["matched"]]
     return {
         "runs": len(samples),
         "settings": "defaults" if config is None else "query_timeout = \"10m\"",
@@ -616,11 +695,46 @@ def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, w
         "rss_mb": median(rss) / 1024 if rss else None,
         "rss_mb_max": max(rss) / 1024 if rss else None,
         "state_bytes": first["state_bytes"],
+        "cpu_us_per_delivery": median(cpu) * 1e6 if cpu else None,
+        "cpu_us_per_delivery_each": [round(c * 1e6, 1) for c in cpu],
+        "record_seconds": median([s["record_seconds"] for s in samples
+                                  if s["record_seconds"] is not None]),
+        "record_us_per_match": median(record) * 1e6 if record else None,
+        "record_us_per_match_each": [round(r * 1e6, 2) for r in record],
+        "send_rps": median([s["send_rps"] for s in samples if "send_rps" in s]),
         # Every match is recorded before the first POST, so this is per recorded delivery
         # (the same as per sent delivery when the run completed).
         "state_bytes_per_delivery": (first["state_bytes"] / (first["matched"] or first["delivered"])
                                      if (first["matched"] or first["delivered"]) else None),
     }
+
+
+DEFAULT_TRANSPORT_ENV = "KEYHOOK_BENCH_DEFAULT_TRANSPORT"
+
+
+def measure_answers(keyhook, c_bins, db, matches, receivers, runs, budget, cap, gnu_time, work):
+    """(g) At one size: keyhook vs the floor against a receiver answering in one write and one
+    answering in three; keyhook with ureq's default connector against both (the A/B of
+    src/delivery/transport.rs); keyhook over HTTPS. Each keyhook figure is taken right after
+    the floor it is compared with."""
+    out = {"matches": matches}
+    requests = max(1000, min(matches, 40000))
+    ab_env = dict(os.environ, **{DEFAULT_TRANSPORT_ENV: "1"})
+    for mode, task in (("whole", "deliver"), ("split", "deliver_split")):
+        receiver = receivers[mode]
+        os.sync()
+        floor = measure_floor(c_bins["floor"], receiver, requests, 3)
+        log(f"(g) floor, answers {mode}: {floor['rps']:,.0f} req/s")
+        custom = measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, work)
+        default = measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, work,
+                                   env=ab_env)
+        out[mode] = {"floor": floor, "keyhook": custom, "keyhook_default_connector": default}
+    tls = receivers.get("tls")
+    if tls:
+        log("(g) keyhook over HTTPS")
+        out["https"] = measure_run_task(keyhook, "deliver_tls", db, tls, runs, budget, cap,
+                                        gnu_time, work)
+    return out
 
 
 def measure_run_due(keyhook, db, receiver_url, receiver, work, runs):
@@ -677,6 +791,14 @@ def verdict(ok):
     return "met" if ok else "NOT met"
 
 
+def sending(run, floor):
+    """The sending phase's rate and ratio, as words for a target's "measured" cell."""
+    if not run.get("send_rps"):
+        return ""
+    return (f"; sending phase alone (after the record phase): {run['send_rps']:,.0f}/s = "
+            f"{run['send_rps'] / floor['rps']:.3f} x")
+
+
 def evaluate(results, quick):
     targets = []
     rt, ref = results["run_task"], results["reference"]
@@ -689,7 +811,8 @@ def evaluate(results, quick):
         targets.append({
             "target": f"run-task sequential deliveries/s >= {FLOOR_RATIO} x floor "
                       f"(~{size} matches, durable log on)",
-            "measured": f"{main['rps']:,.0f}/s = {vs_floor:.3f} x floor ({floor['rps']:,.0f}/s)",
+            "measured": f"{main['rps']:,.0f}/s = {vs_floor:.3f} x floor ({floor['rps']:,.0f}/s)"
+                        + sending(main, floor),
             "status": verdict(vs_floor >= FLOOR_RATIO),
         })
         # The floor is the ceiling of any sequential sender on this loopback: when four times
@@ -704,6 +827,28 @@ def evaluate(results, quick):
                       f"reference (~{size} matches)",
             "measured": f"{vs_ref:.2f} x reference ({ref[size]['rps']:,.0f}/s){reach}",
             "status": verdict(vs_ref >= REFERENCE_RATIO),
+        })
+    answers = results.get("answers", {})
+    split = answers.get("split")
+    if split:
+        ratio = split["keyhook"]["rps"] / split["floor"]["rps"]
+        targets.append({
+            "target": f"run-task sequential deliveries/s >= {SPLIT_FLOOR_RATIO} x floor, receiver "
+                      f"answering in three writes (~{size} matches, durable log on)",
+            "measured": f"{split['keyhook']['rps']:,.0f}/s = {ratio:.3f} x floor "
+                        f"({split['floor']['rps']:,.0f}/s)" + sending(split['keyhook'],
+                                                                     split['floor']),
+            "status": verdict(ratio >= SPLIT_FLOOR_RATIO),
+        })
+    record = main.get("record_us_per_match") if main else None
+    if record is not None:
+        each = ", ".join(f"{label}: {r['record_us_per_match']:.1f}"
+                         for label, r in rt.items() if r.get("record_us_per_match") is not None)
+        targets.append({
+            "target": f"record phase (start-up, search, bodies, pending rows: process start to "
+                      f"the first request) <= {RECORD_US_PER_MATCH:g} us per match (~{size})",
+            "measured": f"{record:.1f} us per match ({each})",
+            "status": verdict(record <= RECORD_US_PER_MATCH),
         })
     dry = results["dry_run"]
     big = max(dry, key=lambda k: int(k.replace("M", "000000").replace("k", "000")))
@@ -788,6 +933,55 @@ def evaluate(results, quick):
     return targets
 
 
+def record_cell(r):
+    if r.get("record_us_per_match") is None:
+        return "n/a"
+    return f"{r['record_seconds']:.2f} s = {r['record_us_per_match']:.1f} us/match"
+
+
+def answers_section(results, add):
+    a = results.get("answers")
+    if not a:
+        return
+    add(f"\n## (g) answers in one write vs three, ureq's default connector, HTTPS "
+        f"(~{a['matches']:,} matches, sequential, median)\n")
+    add("The split receiver writes the status line, the header fields and the body in three "
+        "calls on a TCP_NODELAY socket. \"Default connector\" is the same keyhook binary with "
+        f"`{DEFAULT_TRANSPORT_ENV}=1`, which makes src/delivery/transport.rs hand plain http:// "
+        "to ureq's own TCP connector (benchmark only): the A/B of keyhook's transport.\n")
+    add("Rates are whole-process (record phase included); \"sending\" is the rate from the first "
+        "request's arrival to the end of the process, the part the transport affects.\n")
+    add("| receiver | floor/s | keyhook/s | vs floor | sending/s | vs floor | CPU per delivery "
+        "| keyhook, ureq's default connector/s | vs floor | sending/s | CPU per delivery "
+        "| keyhook transport / default (sending) |")
+    add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for mode, words in (("whole", "one write per answer"), ("split", "three writes per answer")):
+        m = a.get(mode)
+        if not m:
+            continue
+        f, k, d = m["floor"]["rps"], m["keyhook"], m["keyhook_default_connector"]
+        ks, ds = k.get("send_rps"), d.get("send_rps")
+        add(f"| {words} | {f:,.0f} | {k['rps']:,.0f} | {k['rps'] / f:.3f} x | {fmt(ks)} | "
+            f"{fmt(ks / f if ks else None, 3, ' x')} | "
+            f"{fmt(k.get('cpu_us_per_delivery'), 1, ' us')} | {d['rps']:,.0f} | "
+            f"{d['rps'] / f:.3f} x | {fmt(ds)} | {fmt(d.get('cpu_us_per_delivery'), 1, ' us')} | "
+            f"{fmt(ks / ds if ks and ds else None, 2, ' x')} |")
+    h = a.get("https")
+    if h:
+        plain = a["whole"]["keyhook"]
+        add(f"\nHTTPS (keyhook's own receiver over TLS, examples/bench_tls_receiver.rs, a "
+            f"private CA trusted through `ca_file`, one keep-alive connection): "
+            f"**{h['rps']:,.0f} deliveries/s**, CPU **{fmt(h.get('cpu_us_per_delivery'), 1, ' us')}"
+            f"** per delivery (runs: {', '.join(f'{x:,.0f}' for x in h['rps_each'])}); plain "
+            f"HTTP in the same minute: {plain['rps']:,.0f}/s, "
+            f"{fmt(plain.get('cpu_us_per_delivery'), 1, ' us')} per delivery. The HTTPS receiver "
+            f"is Rust (rustls) rather than C, so part of the gap is the receiver's.")
+        for error in h["errors"]:
+            add(f"\nHTTPS error: {error[:300]}")
+    else:
+        add("\nHTTPS: n/a (no HTTPS receiver).")
+
+
 def markdown(results):
     m, lines = results["machine"], []
     add = lines.append
@@ -849,8 +1043,8 @@ def markdown(results):
         "POSTs, but keeps NO durable log; keyhook also records every delivery and attempt in its "
         "state database, so it does more work per delivery.\n")
     add("| matches | runs | keyhook deliveries/s | adjacent floor/s | vs floor | Python reference/s | keyhook / reference "
-        "| wall time | peak RSS | state bytes per recorded delivery |")
-    add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        "| wall time | peak RSS | state bytes per recorded delivery | record phase | CPU per delivery |")
+    add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, r in results["run_task"].items():
         ref = results["reference"].get(label)
         near = results["floor_at"].get(label, floor)
@@ -864,9 +1058,16 @@ def markdown(results):
             f"{r['rps'] / near['rps']:.3f} x | "
             f"{fmt(ref['rps'] if ref else None)} | {vs_ref} | "
             f"{r['seconds']:.2f} s | {fmt(r['rss_mb'], 1, ' MB')} | "
-            f"{fmt(r['state_bytes_per_delivery'], 0, ' B')} |")
+            f"{fmt(r['state_bytes_per_delivery'], 0, ' B')} | {record_cell(r)} | "
+            f"{fmt(r.get('cpu_us_per_delivery'), 1, ' us')} |")
         for error in r["errors"]:
-            add(f"|  error: {error[:200]} | | | | | | | | | |")
+            add(f"|  error: {error[:200]} | | | | | | | | | | | |")
+    add("\nRecord phase: from starting the process to the receiver having the first request in "
+        "full (the receiver's CLOCK_MONOTONIC time, `GET /__first`): start-up, the search, every "
+        "body built and every pending delivery inserted (all of that happens before the first "
+        "POST), per match. CPU per delivery: user + system time of the keyhook process "
+        "(wait4()), whole run, divided by the deliveries.")
+    answers_section(results, add)
 
     due = results["run_due"]
     add("\n## (d) run-due, 100 tasks, nothing due\n")
@@ -917,6 +1118,8 @@ def main():
     parser.add_argument("--big-cap", type=float, default=150.0,
                         help="the same cap for the ~400k run-task (default 150)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--tls-receiver", help="the HTTPS receiver binary (default: build "
+                                               "examples/bench_tls_receiver.rs)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -924,6 +1127,7 @@ def main():
     quick = args.quick
     gnu_time = ensure_gnu_time()
     binary = build_keyhook(args)
+    tls_binary = build_tls_receiver(args)
     work = tempfile.mkdtemp(prefix="keyhook-bench-")
     data_dir = os.path.abspath(args.data_dir) if args.data_dir else work
     os.makedirs(data_dir, exist_ok=True)
@@ -945,11 +1149,22 @@ def main():
         receivers.append(receiver)
         slow = Receiver(c_bins["receiver"], delay_ms=20)
         receivers.append(slow)
+        split_receiver = Receiver(c_bins["receiver"], split=True)
+        receivers.append(split_receiver)
+        tls_receiver = None
+        if tls_binary:
+            try:
+                tls_receiver = TlsReceiver(tls_binary, os.path.join(work, "bench-ca.pem"))
+                receivers.append(tls_receiver)
+            except (OSError, RuntimeError) as error:
+                results["notes"].append(f"No HTTPS figure: the HTTPS receiver did not start "
+                                        f"({error}).")
 
         forty_sql, forty_where, forty_params = choose_forty(dbs[sizes[-1] if quick else 100_000])
         results["forty_search"] = forty_sql
         conc_n = 500 if quick else 2000
-        write_config(config, receiver.url, slow.url, forty_sql, conc_n)
+        write_config(config, receiver.url, slow.url, forty_sql, conc_n, split_receiver.url,
+                     (tls_receiver.url, tls_receiver.ca_file) if tls_receiver else None)
 
         results["databases"] = {}
         for n in sizes:
@@ -1043,6 +1258,13 @@ def main():
                 f"{args.big_cap:g} s at 400k) was stopped with SIGTERM; its "
                 "rate is deliveries received / time until it exited, and its peak RSS is the "
                 "peak so far.")
+
+        # (g) answers in one write vs three, the transport A/B, HTTPS.
+        main_n = sizes[0] if quick else 100_000
+        results["answers"] = measure_answers(
+            keyhook, c_bins, dbs[main_n], results["databases"][size_label(main_n)]["forty_matches"],
+            {"whole": receiver, "split": split_receiver, "tls": tls_receiver},
+            2 if quick else 3, 150, args.cap, gnu_time, work)
 
         # (e) concurrency.
         if keyhook.has_flag("run-task", "--concurrency"):

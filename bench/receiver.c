@@ -9,8 +9,13 @@
  * Prints "PORT <n>" on stdout once listening (port 0 picks a free one), then serves until
  * killed. With --delay-ms each request is answered that many milliseconds after it arrived
  * (each connection has its own thread, so connections are delayed in parallel).
+ * With --split 1 each answer leaves in three writes, the status line, the header fields and the
+ * body, on a TCP_NODELAY socket (so three segments), as many real servers answer.
  * `GET /__count` answers the number of other requests answered so far (the benchmark reads it
  * before and after a run to count deliveries independently of keyhook's own summary).
+ * `GET /__first` answers the CLOCK_MONOTONIC time (ns) at which the first other request since
+ * the previous `GET /__first` had arrived in full (0 if none), and starts over: the benchmark
+ * times a run's record phase as "first request arrived" minus "process started".
  * On SIGTERM/SIGINT it prints "REQUESTS <n>" (requests answered) on stderr and exits.
  */
 #define _GNU_SOURCE
@@ -30,10 +35,22 @@
 #include <unistd.h>
 
 static int delay_ms = 0;
+static int split = 0;
 static atomic_long served = 0;
+static atomic_llong first_ns = 0;
 
 static const char RESPONSE[] =
     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+/* The same answer in its three pieces, for --split. */
+static const char STATUS_LINE[] = "HTTP/1.1 200 OK\r\n";
+static const char HEADER_FIELDS[] = "Content-Length: 2\r\nContent-Type: text/plain\r\n\r\n";
+static const char BODY[] = "ok";
+
+static long long monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static int write_all(int fd, const char *data, size_t len) {
     while (len > 0) {
@@ -97,9 +114,13 @@ static void *serve(void *arg) {
             if (n <= 0) goto done;
             have += (size_t)n;
         }
-        if (have >= 12 && memcmp(buf, "GET /__count", 12) == 0) {
+        int count = have >= 12 && memcmp(buf, "GET /__count", 12) == 0;
+        int first = have >= 12 && memcmp(buf, "GET /__first", 12) == 0;
+        if (count || first) {
             char answer[128], number[32];
-            int digits = snprintf(number, sizeof number, "%ld", (long)atomic_load(&served));
+            int digits = count ? snprintf(number, sizeof number, "%ld", (long)atomic_load(&served))
+                               : snprintf(number, sizeof number, "%lld",
+                                          (long long)atomic_exchange(&first_ns, 0));
             int n = snprintf(answer, sizeof answer,
                              "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", digits, number);
             if (write_all(fd, answer, (size_t)n) != 0) goto done;
@@ -107,12 +128,23 @@ static void *serve(void *arg) {
             have -= total;
             continue;
         }
+        if (atomic_load_explicit(&first_ns, memory_order_relaxed) == 0) {
+            long long expected = 0;
+            atomic_compare_exchange_strong(&first_ns, &expected, monotonic_ns());
+        }
         if (delay_ms > 0) {
             struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
             while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
             }
         }
-        if (write_all(fd, RESPONSE, sizeof RESPONSE - 1) != 0) goto done;
+        if (split) {
+            if (write_all(fd, STATUS_LINE, sizeof STATUS_LINE - 1) != 0 ||
+                write_all(fd, HEADER_FIELDS, sizeof HEADER_FIELDS - 1) != 0 ||
+                write_all(fd, BODY, sizeof BODY - 1) != 0)
+                goto done;
+        } else if (write_all(fd, RESPONSE, sizeof RESPONSE - 1) != 0) {
+            goto done;
+        }
         atomic_fetch_add(&served, 1);
         memmove(buf, buf + total, have - total);
         have -= total;
@@ -138,8 +170,10 @@ int main(int argc, char **argv) {
             port = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--delay-ms") == 0 && i + 1 < argc) {
             delay_ms = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--split") == 0 && i + 1 < argc) {
+            split = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--port N] [--delay-ms N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--port N] [--delay-ms N] [--split 1]\n", argv[0]);
             return 2;
         }
     }

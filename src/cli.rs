@@ -50,8 +50,26 @@ pub struct GlobalArgs {
     pub now: Option<String>,
 
     /// keyhook's own state: runs, delivery log, retry queue [default: keyhook-state.db beside --db].
-    #[arg(long, global = true, env = "KEYHOOK_STATE", value_name = "PATH")]
+    /// A PostgreSQL URL (`postgres://user@host/db?schema=keyhook`) shares it between hosts.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYHOOK_STATE",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     pub state: Option<PathBuf>,
+
+    /// This host's name in a shared (PostgreSQL) state: `status` and `log` show it
+    /// [default: the machine's hostname].
+    #[arg(long, global = true, env = "KEYHOOK_HOST", value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// How long a claim on a delivery or a slot lasts in a shared state before another host may
+    /// take it over (the server's clock decides), e.g. 5m.
+    #[arg(long, global = true, env = "KEYHOOK_LEASE", value_name = "DURATION",
+          default_value = "5m", value_parser = duration)]
+    pub lease: Duration,
 
     /// Time zone for "today" and schedules, overriding `timezone` in keyhook.toml.
     #[arg(long, global = true, env = "KEYHOOK_TIMEZONE", value_name = "ZONE")]
@@ -148,6 +166,10 @@ pub enum Command {
     /// Create or fill a license database.
     #[command(subcommand)]
     Db(DbCommand),
+
+    /// keyhook's own state: move it from a SQLite file to a PostgreSQL server.
+    #[command(subcommand)]
+    State(StateCommand),
 
     /// Event capture: the catalog of event types, and the triggers that record them in the
     /// license database.
@@ -443,6 +465,27 @@ pub enum DbCommand {
 
     /// Write a demo license database with licenses spread around today.
     Demo(DbDemoArgs),
+}
+
+/// `state` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy a SQLite state (tasks, runs, deliveries with their bodies and ids, attempts, bad
+    /// rows) into a PostgreSQL state, in one transaction; refused when the target already
+    /// holds runs or deliveries, so it never duplicates. Event webhook state is not moved.
+    Migrate(StateMigrateArgs),
+}
+
+/// Arguments of `state migrate`.
+#[derive(Debug, Args)]
+pub struct StateMigrateArgs {
+    /// The SQLite state file to read (left as it is).
+    #[arg(long, value_name = "PATH")]
+    pub from: PathBuf,
+
+    /// The PostgreSQL state to fill: `postgres://user@host/db?schema=keyhook`.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
 }
 
 /// `events` subcommands.

@@ -13,7 +13,7 @@ use crate::delivery::target::{Endpoint, Target};
 use crate::licenses::database::LicenseDatabase;
 use crate::licenses::license_info::{License, RowError};
 use crate::licenses::query::QueryError;
-use crate::state::{StateDb, StateError};
+use crate::state::{State, StateError};
 
 /// Why a run could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ pub fn target(task: &Task, settings: &Settings) -> Result<Target, String> {
 /// transaction, before anything is sent. A bad row is recorded as such and holds back no
 /// other.
 pub fn record(
-    state: &mut StateDb,
+    state: &mut State,
     db: &mut dyn LicenseDatabase,
     run: &TaskRun,
 ) -> Result<Recorded, RecordError> {

@@ -21,6 +21,7 @@ mod license_db;
 mod machine_zone;
 mod misconfig;
 mod payload;
+mod pg_state;
 mod postgres;
 mod receivers;
 mod retries;

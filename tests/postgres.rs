@@ -11,15 +11,15 @@ use rusqlite::types::Value;
 use crate::support::{Test, pki::Ca, repo, stderr, stdout, text};
 
 /// A schema of this test's own, dropped (with everything in it) when the guard goes.
-struct Schema {
-    base: String,
-    name: String,
+pub(crate) struct Schema {
+    pub(crate) base: String,
+    pub(crate) name: String,
 }
 
 impl Schema {
     /// A new schema on the test server; `None` (the test is skipped) without
     /// `KEYHOOK_TEST_POSTGRES`, except under CI, where that is a failure.
-    fn new() -> Option<Schema> {
+    pub(crate) fn new() -> Option<Schema> {
         let Ok(base) = std::env::var("KEYHOOK_TEST_POSTGRES") else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -55,7 +55,7 @@ impl Schema {
         self.url_with("")
     }
 
-    fn client(&self) -> postgres::Client {
+    pub(crate) fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.base, postgres::NoTls).expect("connect to the test server")
     }
 

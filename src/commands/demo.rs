@@ -79,6 +79,8 @@ fn demonstrate(
         definitions: Definitions::load(folder),
         clock: context.clock,
         state_path: folder.join(crate::state::DEFAULT_FILE),
+        state_location: crate::state::Location::File(folder.join(crate::state::DEFAULT_FILE)),
+        identity: context.identity.clone(),
         db: crate::licenses::database::Location::Sqlite(db_path.clone()),
         db_path,
         environment: context.environment,

@@ -49,6 +49,8 @@ pub fn show(
         db_path: demo.db_path.clone(),
         db: demo.db.clone(),
         state_path: demo.state_path.clone(),
+        state_location: demo.state_location.clone(),
+        identity: demo.identity.clone(),
         environment: None,
     };
     change(&conn).map_err(|e| failed("a change", &e))?;

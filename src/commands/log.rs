@@ -10,7 +10,7 @@ use super::{Context, printable, success};
 use crate::cli::LogArgs;
 use crate::error::{Error, Result};
 use crate::schedule::clock;
-use crate::state::StateDb;
+use crate::state::State;
 use crate::state::deliveries::{BadRowEntry, LogEntry, LogFilter, Status};
 
 pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
@@ -23,7 +23,7 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         )?;
         return success();
     }
-    let state = context.state()?;
+    let state = context.open_state()?;
     let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
     if args.json {
         for row in &bad {
@@ -51,7 +51,7 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     if entries.is_empty() {
         return success();
     }
-    writeln!(out, "{}", table(context, &entries))?;
+    writeln!(out, "{}", table(context, &entries, state.is_shared()))?;
     if args.attempts {
         for entry in &entries {
             writeln!(
@@ -66,9 +66,13 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
                     .error
                     .map(|error| printable::short(&error))
                     .unwrap_or_else(|| format!("HTTP {}", attempt.status.unwrap_or(0)));
+                let host = attempt
+                    .host
+                    .map(|host| format!("  from {host}"))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "  {}  {:>5} ms  {outcome}",
+                    "  {}  {:>5} ms  {outcome}{host}",
                     local_time(context, attempt.at_ms / 1000),
                     attempt.duration_ms
                 )?;
@@ -106,7 +110,7 @@ const BAD_ROWS: &str =
 
 /// The deliveries and the bad rows that `--status` asks for (`bad`: only bad rows).
 fn read(
-    state: &StateDb,
+    state: &State,
     filter: &LogFilter,
     status: Option<&str>,
 ) -> Result<(Vec<LogEntry>, Vec<BadRowEntry>)> {
@@ -142,10 +146,11 @@ fn bad_table(context: &Context, rows: &[BadRowEntry]) -> Table {
     table
 }
 
-fn table(context: &Context, entries: &[LogEntry]) -> Table {
+/// The deliveries; with a shared state, which host made each one's last attempt.
+fn table(context: &Context, entries: &[LogEntry], shared: bool) -> Table {
     let mut table = Table::new();
     table.load_preset(presets::UTF8_FULL_CONDENSED);
-    table.set_header([
+    let mut header = vec![
         "Delivery",
         "Task",
         "License",
@@ -154,9 +159,13 @@ fn table(context: &Context, entries: &[LogEntry]) -> Table {
         "Created",
         "Next try",
         "Last error",
-    ]);
+    ];
+    if shared {
+        header.push("Host");
+    }
+    table.set_header(header);
     for entry in entries {
-        table.add_row([
+        let mut row = vec![
             entry.id.clone(),
             match &entry.event_type {
                 Some(event) => format!("{} {event}", entry.task),
@@ -175,7 +184,11 @@ fn table(context: &Context, entries: &[LogEntry]) -> Table {
                 .map(|at| local_time(context, at))
                 .unwrap_or_default(),
             last_column(entry),
-        ]);
+        ];
+        if shared {
+            row.push(entry.host.clone().unwrap_or_default());
+        }
+        table.add_row(row);
     }
     table
 }

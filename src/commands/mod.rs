@@ -22,6 +22,7 @@ mod secret;
 mod sending;
 mod set_last_run;
 mod sign;
+mod state;
 mod status;
 mod verify;
 mod watch;
@@ -34,7 +35,8 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 
 use crate::cli::{
-    Cli, Command, DbCommand, EventsCommand, GlobalArgs, SecretCommand, WebhooksCommand,
+    Cli, Command, DbCommand, EventsCommand, GlobalArgs, SecretCommand, StateCommand,
+    WebhooksCommand,
 };
 use crate::definitions::{Definitions, Environment, Search, Task};
 use crate::error::{Error, Exit, Result};
@@ -42,7 +44,8 @@ use crate::licenses::database::{self, LicenseDatabase, Location};
 use crate::licenses::placeholders::{self, History, Moment};
 use crate::schedule::clock::{self, Clock};
 use crate::schedule::zone;
-use crate::state::StateDb;
+use crate::state::postgres::Identity;
+use crate::state::{self as state_db, State, StateDb};
 
 /// What every command starts from: definitions loaded, clock read, paths settled.
 pub struct Context {
@@ -52,7 +55,12 @@ pub struct Context {
     pub db_path: PathBuf,
     /// Where the license database is: which back end, and where.
     pub db: Location,
+    /// The SQLite state's path; for a state on a server, its URL without the password.
     pub state_path: PathBuf,
+    /// Where the state is: a file, or a server shared by several hosts.
+    pub state_location: state_db::Location,
+    /// This host's name and its lease, for a shared state.
+    pub identity: Identity,
     /// `--environment` (`KEYHOOK_ENVIRONMENT`) as given; [`Context::environment`] settles it.
     pub environment: Option<Environment>,
 }
@@ -62,6 +70,16 @@ pub fn dispatch(cli: Cli) -> Result {
     let context = Context::new(&cli.global)?;
     if reads_definitions(&cli.command) {
         context.definitions.ensure_folder().map_err(Error::config)?;
+    }
+    if matches!(context.state_location, state_db::Location::Postgres(_))
+        && !shares_state(&cli.command)
+    {
+        return Err(Error::config(anyhow!(
+            "this command needs a SQLite state for now: on a PostgreSQL state (--state {}) \
+             keyhook runs tasks (run-task, run-due, retry, resend, dry-run) and reports them \
+             (status, log); `keyhook state migrate` moves a SQLite state there",
+            context.state_path.display()
+        )));
     }
     if matches!(context.db, Location::Postgres(_)) && reads_events(&cli.command) {
         return Err(Error::config(anyhow!(
@@ -97,6 +115,7 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Check => check::run(&context, &mut out),
         Command::Db(DbCommand::Init) => db::init(&context, &mut out),
         Command::Db(DbCommand::Demo(args)) => db::demo(&context, &args, &mut out),
+        Command::State(StateCommand::Migrate(args)) => state::migrate(&context, &args, &mut out),
         Command::Events(EventsCommand::Catalog(args)) => events::catalog(&context, &args, &mut out),
         Command::Events(EventsCommand::Install) => events::install(&context, &mut out),
         Command::Events(EventsCommand::Uninstall(args)) => {
@@ -107,6 +126,29 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Listen(args) => listen::run(&args, &mut out),
         Command::Demo(args) => demo::run(&context, &args, &mut out),
     }
+}
+
+/// Commands that work on a state shared on PostgreSQL; the others need a SQLite state.
+fn shares_state(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::DryRun(_)
+            | Command::RunTask(_)
+            | Command::RunDue
+            | Command::Retry(_)
+            | Command::Resend(_)
+            | Command::Log(_)
+            | Command::Status
+            | Command::Next(_)
+            | Command::List
+            | Command::Check
+            | Command::Sign(_)
+            | Command::Verify(_)
+            | Command::Secret(_)
+            | Command::Listen(_)
+            | Command::Db(_)
+            | Command::State(_)
+    )
 }
 
 /// Commands that read or change the license database's event outbox, which is SQLite's.
@@ -160,11 +202,30 @@ impl Context {
             None => Clock::system(zone),
         };
         let db = Location::parse(&global.db);
+        let state_location = global
+            .state
+            .as_deref()
+            .map(state_db::Location::parse)
+            .unwrap_or_else(|| state_db::Location::File(PathBuf::new()));
         let state_path = match (&global.state, &db) {
+            _ if let state_db::Location::Postgres(url) = &state_location => {
+                PathBuf::from(crate::licenses::postgres::connect::redact(url))
+            }
             (Some(path), _) => path.clone(),
             // Beside a server's license database there is no folder: the current one.
             (None, Location::Postgres(_)) => PathBuf::from(crate::state::DEFAULT_FILE),
             (None, Location::Sqlite(path)) => StateDb::default_path(path),
+        };
+        let state_location = match state_location {
+            state_db::Location::File(_) => state_db::Location::File(state_path.clone()),
+            server => server,
+        };
+        let identity = Identity {
+            host: global
+                .host
+                .clone()
+                .unwrap_or_else(crate::state::postgres::hostname),
+            lease: global.lease,
         };
         Ok(Context {
             definitions,
@@ -172,6 +233,8 @@ impl Context {
             db_path: global.db.clone(),
             db,
             state_path,
+            state_location,
+            identity,
             environment: global.environment,
         })
     }
@@ -186,14 +249,24 @@ impl Context {
         task.timezone.unwrap_or(self.clock.zone())
     }
 
-    /// Opens (creating and migrating) keyhook's state database.
+    /// Opens (creating and migrating) keyhook's state database, for the commands that need it
+    /// in SQLite (the others refuse a state on a server before they start).
     pub fn state(&self) -> Result<StateDb> {
         Ok(StateDb::open(&self.state_path)?)
     }
 
-    /// Whether the state file is there; an error when it cannot be looked at.
+    /// Opens (creating and migrating) keyhook's state, on whichever back end it is.
+    pub fn open_state(&self) -> Result<State> {
+        Ok(State::open(&self.state_location, &self.identity)?)
+    }
+
+    /// Whether the state is there (a server always is); an error when a file cannot be looked
+    /// at.
     pub fn state_exists(&self) -> Result<bool> {
-        Ok(StateDb::exists(&self.state_path)?)
+        match &self.state_location {
+            state_db::Location::Postgres(_) => Ok(true),
+            state_db::Location::File(_) => Ok(StateDb::exists(&self.state_path)?),
+        }
     }
 
     /// Opens the license database read-only.
@@ -359,7 +432,7 @@ pub fn future_state(
 pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
     let mut known = None;
     if context.state_exists()? {
-        let states = context.state()?.task_states()?;
+        let states = context.open_state()?.task_states()?;
         known = states
             .into_iter()
             .find(|(stem, _)| *stem == task.stem)

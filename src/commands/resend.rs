@@ -12,11 +12,11 @@ use crate::cli::ResendArgs;
 use crate::definitions::task::shown_url;
 use crate::delivery::dispatch::Event;
 use crate::error::{Error, Result};
-use crate::state::StateDb;
 use crate::state::deliveries::Queue;
+use crate::state::{State, StateDb};
 
 /// The one delivery `id` names: an id, or a prefix that only one id starts with.
-fn find(context: &Context, state: &StateDb, id: &str) -> Result<(i64, String)> {
+fn find(context: &Context, state: &State, id: &str) -> Result<(i64, String)> {
     const SHOWN: usize = 5;
     let mut found = state.find_deliveries(id, SHOWN + 1)?;
     match found.len() {
@@ -45,11 +45,14 @@ fn find(context: &Context, state: &StateDb, id: &str) -> Result<(i64, String)> {
 }
 
 pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result {
-    let state = context.state()?;
+    let state = context.open_state()?;
     let now = context.clock.now().timestamp();
     let (seq, stem) = find(context, &state, &args.delivery_id)?;
-    if context.definitions.task(&stem).is_none() && state.is_webhook_source(&stem)? {
-        return resend_event(context, &state, seq, &stem, out);
+    if let State::Sqlite(db) = &state
+        && context.definitions.task(&stem).is_none()
+        && db.is_webhook_source(&stem)?
+    {
+        return resend_event(context, db, seq, &stem, out);
     }
     state.requeue(seq, now)?;
     let task = context.definitions.task(&stem).ok_or_else(|| {
@@ -58,7 +61,7 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
             args.delivery_id
         ))
     })?;
-    let Some(held) = sending::hold(context, task)? else {
+    let Some(held) = sending::hold(context, &state, task)? else {
         return Err(sending::locked(task));
     };
     let stop = Stop::install();

@@ -10,7 +10,7 @@ use crate::cli::RetryArgs;
 use crate::definitions::Task;
 use crate::delivery::dispatch::{Event, Tally};
 use crate::error::{Exit, Result};
-use crate::state::StateDb;
+use crate::state::State;
 use crate::state::deliveries::Queue;
 
 pub fn run(context: &Context, args: &RetryArgs, out: &mut impl Write) -> Result {
@@ -32,7 +32,7 @@ pub(super) fn send_due(
     stop: &Stop,
     out: &mut impl Write,
 ) -> Result<Exit> {
-    let state = context.state()?;
+    let state = context.open_state()?;
     let now = context.clock.now().timestamp();
     let only = only
         .and_then(|name| context.definitions.task(name))
@@ -65,7 +65,7 @@ pub(super) fn send_due(
 
 fn retry_task(
     context: &Context,
-    state: &StateDb,
+    state: &State,
     stem: &str,
     stop: &Stop,
     out: &mut impl Write,
@@ -77,8 +77,17 @@ fn retry_task(
         )?;
         return Ok(Exit::DeliveryFailed);
     };
-    let held = match sending::hold(context, task) {
+    let held = match sending::hold(context, state, task) {
         Ok(Some(held)) => held,
+        Ok(None) if state.is_shared() => {
+            // Several hosts share the state: another one is sending them now.
+            writeln!(
+                out,
+                "{}: another host or process is sending its retries",
+                task.name
+            )?;
+            return Ok(Exit::Success);
+        }
         Ok(None) => {
             writeln!(
                 out,

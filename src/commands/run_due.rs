@@ -31,7 +31,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     if tasks.is_empty() {
         return Ok(exit);
     }
-    let state = context.state()?;
+    let state = context.open_state()?;
     let now = context.clock.now();
     let stems: Vec<&str> = tasks.iter().map(|task| task.stem.as_str()).collect();
     let known = state.see_tasks(&stems, now.timestamp())?;
@@ -75,6 +75,14 @@ fn dispatch_events(context: &Context, stop: &Stop, out: &mut impl Write) -> Resu
     if context.definitions.webhooks.is_empty() {
         return Ok(Exit::Success);
     }
+    if let crate::state::Location::Postgres(_) = context.state_location {
+        writeln!(
+            out,
+            "event webhooks need a SQLite state for now; not dispatched (--state {})",
+            context.state_path.display()
+        )?;
+        return Ok(Exit::Config);
+    }
     let mut quiet = Vec::new();
     let Some(mut dispatcher) = Dispatcher::new(context, &mut quiet)? else {
         return Ok(Exit::Success);
@@ -113,7 +121,7 @@ fn skip(context: &Context, task: &Task, slot: i64, out: &mut impl Write) -> Resu
     let window = task.catch_up.unwrap_or_else(|| task.schedule.period());
     let window = humantime::format_duration(window.to_std().unwrap_or_default()).to_string();
     let why = format!("missed by more than the catch-up window ({window})");
-    let state = context.state()?;
+    let state = context.open_state()?;
     state.record_skip(
         &task.stem,
         &task.name,

@@ -14,8 +14,8 @@ use crate::definitions::Task;
 use crate::delivery::dispatch::{Event, Tally};
 use crate::error::{Exit, Result};
 use crate::licenses::license_info::RowError;
-use crate::state::StateDb;
 use crate::state::deliveries::Queue;
+use crate::state::{SlotClaim, State, StateError};
 use crate::task_source::{self, RecordError, Recorded, TaskRun};
 
 /// A license row that could not be read, for the summaries.
@@ -139,16 +139,30 @@ pub(super) fn execute(
     let search = context.search_of(task)?;
     context.ensure_valid(&task.path)?;
     context.ensure_valid(&search.path)?;
-    let Some(mut held) = sending::hold(context, task)? else {
+    let mut state = context.open_state()?;
+    let mut report = Report::empty(task);
+    // A slot that ran is said so first; then, among hosts, the slot's claim decides.
+    report.skipped = already_ran(context, &state, task, options.slot)?;
+    if report.skipped.is_some() {
+        return Ok(report);
+    }
+    if let Some(slot) = options.slot
+        && let SlotClaim::Taken { host } = state.claim_slot(&task.stem, slot)?
+    {
+        report.skipped = Some(taken(context, slot, &host));
+        return Ok(report);
+    }
+    let Some(mut held) = sending::hold(context, &state, task)? else {
+        if let Some(slot) = options.slot {
+            state.release_slot(&task.stem, slot)?;
+        }
         return Err(sending::locked(task));
     };
-    let mut state = context.state()?;
     let now = context.clock.now().timestamp();
     let task_state = state.task_state(&task.stem, now)?;
     if let Some(warning) = super::future_state(context, task, &task_state) {
         writeln!(std::io::stderr(), "warning: {warning}")?;
     }
-    let mut report = Report::empty(task);
     report.skipped = already_ran(context, &state, task, options.slot)?;
     if report.skipped.is_some() {
         return Ok(report);
@@ -164,7 +178,16 @@ pub(super) fn execute(
         now,
         sends: enabled,
     };
-    report.recorded(record(context, &mut state, &run)?);
+    // Every match a pending delivery (when it sends), recorded before the first POST.
+    let mut db = context.license_db()?;
+    match task_source::record(&mut state, db.as_mut(), &run) {
+        Ok(recorded) => report.recorded(recorded),
+        Err(RecordError::State(StateError::SlotTaken { slot, .. })) => {
+            report.skipped = Some(taken(context, slot, "another host"));
+            return Ok(report);
+        }
+        Err(error) => return Err(record_error(run.search, error)),
+    }
     let gone = task_state.webhook_gone.is_some();
     report.sent = enabled && !gone;
     let to_send = report.matched - report.bad_rows;
@@ -188,10 +211,18 @@ pub(super) fn execute(
     Ok(report)
 }
 
+/// What a host that lost the race for a slot says (and exits 0).
+fn taken(context: &Context, slot: i64, host: &str) -> String {
+    format!(
+        "its slot at {} is run by host `{host}`; nothing to do here",
+        sending::local_time(context, slot)
+    )
+}
+
 /// Why a run for `slot` is not needed: that slot already ran.
 fn already_ran(
     context: &Context,
-    state: &StateDb,
+    state: &State,
     task: &Task,
     slot: Option<i64>,
 ) -> Result<Option<String>> {
@@ -205,13 +236,12 @@ fn already_ran(
     )))
 }
 
-/// Records the run: every match a pending delivery (when it sends), before the first POST.
-fn record(context: &Context, state: &mut StateDb, run: &TaskRun) -> Result<Recorded> {
-    let mut db = context.license_db()?;
-    task_source::record(state, db.as_mut(), run).map_err(|error| match error {
-        RecordError::Query(error) => super::query_error(run.search, error),
+/// Why a run could not be recorded, as the command reports it.
+fn record_error(search: &crate::definitions::Search, error: RecordError) -> crate::error::Error {
+    match error {
+        RecordError::Query(error) => super::query_error(search, error),
         RecordError::State(error) => error.into(),
-    })
+    }
 }
 
 /// Why nothing is sent, when nothing is: the webhook is disabled, or its receiver said 410.
@@ -249,7 +279,7 @@ fn workers(options: &Options, task: &Task, deliveries: u64) -> usize {
 /// Sends the run's deliveries, showing failures as they come (or after, without a terminal).
 fn send(
     context: &Context,
-    state: &StateDb,
+    state: &State,
     held: &Held,
     report: &mut Report,
     options: &Options,

@@ -16,9 +16,10 @@ use crate::definitions::Task;
 use crate::delivery::dispatch::{self, Event, Tally};
 use crate::delivery::target::Target;
 use crate::error::{Error, Exit, Result};
-use crate::state::StateDb;
 use crate::state::deliveries::{Queue, Status};
 use crate::state::lock::{Acquired, TaskLock};
+use crate::state::postgres::PgLock;
+use crate::state::{DeliveryQueue, State};
 use crate::task_source;
 
 /// Set by SIGINT or SIGTERM: senders finish the request in flight, record it, and stop.
@@ -111,18 +112,37 @@ pub fn resolve_target(context: &Context, task: &Task) -> std::result::Result<Tar
     task_source::target(task, &context.definitions.settings)
 }
 
+/// A task's lock: a file lock beside a SQLite state, a session advisory lock on a server.
+/// Either is let go when dropped, or when the process dies.
+#[derive(Debug)]
+#[expect(dead_code, reason = "held for its drop, which lets the lock go")]
+pub enum Lock {
+    File(TaskLock),
+    Server(Box<PgLock>),
+}
+
+/// Takes the task's lock in `state`, or says (`None`) that another process holds it.
+fn lock_in(context: &Context, state: &State, task: &str) -> Result<Option<Lock>> {
+    match state {
+        State::Sqlite(_) => Ok(lock(context, task)?.map(Lock::File)),
+        State::Postgres(server) => Ok(server
+            .try_lock(task)?
+            .map(|lock| Lock::Server(Box::new(lock)))),
+    }
+}
+
 /// A task ready to send: its target resolved and its lock held (until this is dropped).
 pub struct Held<'a> {
     pub task: &'a Task,
     pub target: Target,
-    _lock: TaskLock,
+    _lock: Lock,
 }
 
 /// Resolves `task`'s target (a configuration error if it cannot be), then takes its lock:
 /// `None` when another process holds it.
-pub fn hold<'a>(context: &Context, task: &'a Task) -> Result<Option<Held<'a>>> {
+pub fn hold<'a>(context: &Context, state: &State, task: &'a Task) -> Result<Option<Held<'a>>> {
     let target = target(context, task)?;
-    Ok(lock(context, &task.stem)?.map(|lock| Held {
+    Ok(lock_in(context, state, &task.stem)?.map(|lock| Held {
         task,
         target,
         _lock: lock,
@@ -136,12 +156,22 @@ impl Held<'_> {
     pub fn send(
         &self,
         context: &Context,
-        state: &StateDb,
+        state: &State,
         queue: Queue,
         stop: &Stop,
         observe: &(dyn Fn(&Event) + Sync),
     ) -> Result<Tally> {
-        send_held(context, state, &self.target, queue, stop, observe)
+        let tally = send_held(context, state.queue(), &self.target, queue, stop, observe)?;
+        let lost = state.take_lost_leases();
+        if lost > 0 {
+            eprintln!(
+                "warning: task `{}`: {lost} outcome(s) not recorded: their lease ran out and \
+                 another host took the deliveries over (the receiver may see them twice, with \
+                 the same delivery id); a longer --lease (KEYHOOK_LEASE) avoids it",
+                self.task.name
+            );
+        }
+        Ok(tally)
     }
 }
 
@@ -164,7 +194,7 @@ impl HeldSource<'_> {
     pub fn send(
         &self,
         context: &Context,
-        state: &StateDb,
+        state: &crate::state::StateDb,
         queue: Queue,
         stop: &Stop,
         observe: &(dyn Fn(&Event) + Sync),
@@ -177,7 +207,7 @@ impl HeldSource<'_> {
 /// to the queue (only the lock's holder may do that), then `queue` is sent.
 fn send_held(
     context: &Context,
-    state: &StateDb,
+    state: &dyn DeliveryQueue,
     target: &Target,
     queue: Queue,
     stop: &Stop,

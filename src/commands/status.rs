@@ -22,13 +22,14 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         )?;
         return success();
     }
-    let state = context.state()?;
+    let state = context.open_state()?;
     let runs = state.latest_runs()?;
+    let shared = state.is_shared();
     let skips = state.latest_skips()?;
     let states = state.task_states()?;
     let mut table = Table::new();
     table.load_preset(presets::UTF8_FULL_CONDENSED);
-    table.set_header([
+    let mut header = vec![
         "Task",
         "Last run",
         "Matched",
@@ -38,7 +39,12 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         "Dead",
         "Bad rows",
         "Webhook",
-    ]);
+    ];
+    if shared {
+        // Several hosts share the state: which one ran each task last.
+        header.insert(2, "Host");
+    }
+    table.set_header(header);
     for task in &context.definitions.tasks {
         let run = runs.iter().find(|run| run.task == task.stem);
         let gone = states
@@ -53,7 +59,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         let count = |pick: fn(&crate::state::runs::RunSummary) -> i64| {
             run.map(pick).unwrap_or(0).to_string()
         };
-        table.add_row([
+        let mut row = vec![
             task.name.clone(),
             run.map(|run| local_time(context, run.started_at))
                 .unwrap_or_else(|| "never".into()),
@@ -64,10 +70,16 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
             count(|run| run.dead),
             count(|run| run.bad_rows),
             webhook,
-        ]);
+        ];
+        if shared {
+            row.insert(2, run.and_then(|run| run.host.clone()).unwrap_or_default());
+        }
+        table.add_row(row);
     }
     writeln!(out, "{table}")?;
-    webhooks(context, &state, out)?;
+    if let crate::state::State::Sqlite(state) = &state {
+        webhooks(context, state, out)?;
+    }
     for skip in &skips {
         if context.definitions.task(&skip.task).is_none() {
             continue;

@@ -13,7 +13,7 @@ use super::retry::Decision;
 use super::target::Target;
 use crate::schedule::clock::Clock;
 use crate::state::deliveries::{AttemptRecord, Claimed, Outcome, Queue, Status};
-use crate::state::{StateDb, StateError};
+use crate::state::{DeliveryQueue, StateError};
 
 /// One attempt, as it happens.
 pub struct Event<'a> {
@@ -62,7 +62,7 @@ const CLAIM_BATCH: usize = 256;
 /// a group is full. A stop or a 410 still halts before the next POST: the worker checks for
 /// both first.
 pub fn send(
-    state: &StateDb,
+    state: &dyn DeliveryQueue,
     queue: Queue,
     target: &Target,
     clock: &Clock,
@@ -256,7 +256,7 @@ fn post_one(target: &Target, sender: &Sender, delivery: &Claimed) -> Attempt {
 
 /// The state-owning side of [`send`].
 struct Dispatcher<'a> {
-    state: &'a StateDb,
+    state: &'a dyn DeliveryQueue,
     queue: Queue<'a>,
     target: &'a Target,
     clock: &'a Clock,

@@ -3,7 +3,8 @@
 
 use super::id;
 use crate::state::deliveries::RunRecorder;
-use crate::state::{StateDb, StateError};
+use crate::state::postgres::PgRecorder;
+use crate::state::{State, StateError};
 
 /// A run about to be recorded.
 pub struct NewRun<'a> {
@@ -27,16 +28,30 @@ pub struct Subject<'a> {
 
 /// Records the items of one run, all or none.
 pub struct Recorder<'a> {
-    run: RunRecorder<'a>,
+    run: Recording<'a>,
     sends: bool,
+}
+
+/// A run's open transaction, in whichever back end holds the state.
+enum Recording<'a> {
+    Sqlite(RunRecorder<'a>),
+    Postgres(PgRecorder<'a>),
 }
 
 impl Recorder<'_> {
     /// Starts recording `run`: nothing is visible to other processes until [`Recorder::commit`].
-    pub fn begin<'a>(state: &'a mut StateDb, run: &NewRun) -> Result<Recorder<'a>, StateError> {
-        let recorder = state.begin_run(run.source, run.name, run.slot, run.now, run.sends)?;
+    pub fn begin<'a>(state: &'a mut State, run: &NewRun) -> Result<Recorder<'a>, StateError> {
+        let (source, name, slot, now, sends) = (run.source, run.name, run.slot, run.now, run.sends);
+        let recording = match state {
+            State::Sqlite(state) => {
+                Recording::Sqlite(state.begin_run(source, name, slot, now, sends)?)
+            }
+            State::Postgres(state) => {
+                Recording::Postgres(state.begin_run(source, name, slot, now, sends)?)
+            }
+        };
         Ok(Recorder {
-            run: recorder,
+            run: recording,
             sends: run.sends,
         })
     }
@@ -51,26 +66,36 @@ impl Recorder<'_> {
         if !self.sends {
             return Ok(());
         }
-        self.run
-            .add(&id::new(), subject.license_id, subject.activation_key, body)
+        let (id, license_id, key) = (id::new(), subject.license_id, subject.activation_key);
+        match &mut self.run {
+            Recording::Sqlite(run) => run.add(&id, license_id, key, body),
+            Recording::Postgres(run) => run.add(&id, license_id, key, body),
+        }
     }
 
     /// Records an item the source could not make (a license row that cannot be read): kept
     /// with the run, never sent.
     pub fn add_bad(&mut self, subject: Subject, reason: &str) -> Result<(), StateError> {
-        self.run
-            .add_bad(subject.license_id, subject.activation_key, reason)
+        let (license_id, key) = (subject.license_id, subject.activation_key);
+        match &mut self.run {
+            Recording::Sqlite(run) => run.add_bad(license_id, key, reason),
+            Recording::Postgres(run) => run.add_bad(license_id, key, reason),
+        }
     }
 
     /// Commits the run with `matched`, every item the source reached; returns the run id.
     pub fn commit(self, matched: u64) -> Result<i64, StateError> {
-        self.run.commit(matched)
+        match self.run {
+            Recording::Sqlite(run) => run.commit(matched),
+            Recording::Postgres(run) => run.commit(matched),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StateDb;
     use crate::state::deliveries::{LogFilter, Queue};
 
     fn run(sends: bool) -> NewRun<'static> {
@@ -93,13 +118,14 @@ mod tests {
     #[test]
     fn a_run_is_recorded_whole_and_only_its_deliveries_are_queued() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+        let mut state = State::Sqlite(StateDb::open(&dir.path().join("state.db")).unwrap());
         let mut recorder = Recorder::begin(&mut state, &run(true)).unwrap();
         recorder.add(subject(1), b"{\"a\":1}").unwrap();
         recorder.add(subject(2), b"{\"a\":2}").unwrap();
         recorder.add_bad(subject(3), "unreadable").unwrap();
         let run_id = recorder.commit(3).unwrap();
         let claimed = state
+            .queue()
             .claim(Queue::Run("renewals", run_id), "me", 1000, 10)
             .unwrap();
         let bodies: Vec<&[u8]> = claimed.iter().map(|c| c.body.as_slice()).collect();
@@ -111,7 +137,7 @@ mod tests {
     #[test]
     fn a_run_that_does_not_send_keeps_no_deliveries_and_an_unfinished_one_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+        let mut state = State::Sqlite(StateDb::open(&dir.path().join("state.db")).unwrap());
         let mut recorder = Recorder::begin(&mut state, &run(false)).unwrap();
         assert!(!recorder.sends());
         recorder.add(subject(1), b"{}").unwrap();

@@ -1,9 +1,15 @@
 //! The socket under ureq for plain `http://` receivers, costing no more system calls than a
 //! hand-written client: each request leaves in one write, socket timeouts are set only when
-//! they change, and a pooled connection is checked with one non-blocking peek. (ureq's own
-//! TCP transport writes headers and body separately, sets both timeouts on every call and
-//! checks a connection with three calls: 12 system calls a POST instead of 4.) `https://` and
-//! proxied requests go through ureq's default connector unchanged.
+//! they change, and a pooled connection is checked with one non-blocking peek when it is
+//! taken from the pool (not also when it goes back, right after it answered). ureq's own TCP
+//! transport writes headers and body separately and checks a connection with three calls, on
+//! both sides of the pool: 9 system calls a POST instead of 3. `https://` and proxied requests
+//! go through ureq's default connector unchanged.
+//!
+//! Written for ureq's `unversioned` transport API, which is exempt from semver: Cargo.toml
+//! pins ureq's minor version (`~3.5`). For the benchmark's A/B figure only, the environment
+//! variable [`DEFAULT_TRANSPORT_ENV`] set to `1` sends plain `http://` through ureq's default
+//! connector too (`bench/bench.py` reports both).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -24,10 +30,25 @@ const TIMEOUT_STEP: Duration = Duration::from_millis(10);
 /// Output held back beyond this is written at once rather than with the rest of the request.
 const HOLD_AT_MOST: usize = 64 * 1024;
 
+/// Benchmark only: `1` makes [`PlainHttpConnector`] hand `http://` to ureq's default
+/// connector, so `bench/bench.py` can measure this transport against ureq's own.
+pub const DEFAULT_TRANSPORT_ENV: &str = "KEYHOOK_BENCH_DEFAULT_TRANSPORT";
+
 /// Opens [`OneWrite`] transports for `http://`, and defers everything else to ureq.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PlainHttpConnector {
     fallback: DefaultConnector,
+    /// [`DEFAULT_TRANSPORT_ENV`] was `1`: ureq's connector for everything.
+    default_only: bool,
+}
+
+impl Default for PlainHttpConnector {
+    fn default() -> PlainHttpConnector {
+        PlainHttpConnector {
+            fallback: DefaultConnector::default(),
+            default_only: std::env::var_os(DEFAULT_TRANSPORT_ENV).is_some_and(|value| value == "1"),
+        }
+    }
 }
 
 impl Connector<()> for PlainHttpConnector {
@@ -38,7 +59,7 @@ impl Connector<()> for PlainHttpConnector {
         details: &ConnectionDetails,
         chained: Option<()>,
     ) -> Result<Option<Self::Out>, Error> {
-        if details.needs_tls() || details.config.proxy().is_some() {
+        if self.default_only || details.needs_tls() || details.config.proxy().is_some() {
             return self.fallback.connect(details, chained);
         }
         let stream = Arc::new(open(details)?);
@@ -50,6 +71,7 @@ impl Connector<()> for PlainHttpConnector {
             held: Vec::new(),
             read_timeout: None,
             write_timeout: None,
+            just_answered: false,
         })))
     }
 }
@@ -93,6 +115,11 @@ struct OneWrite {
     /// The timeouts as last set on the socket.
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// The last read brought bytes and no liveness check came since: the receiver has just
+    /// answered on this connection. ureq checks a connection when it goes back to the pool,
+    /// right after the answer, and again when it is taken out for the next request; only the
+    /// second can learn something the answer did not say, so the first is free.
+    just_answered: bool,
 }
 
 impl OneWrite {
@@ -146,6 +173,7 @@ impl Transport for OneWrite {
             match (&*self.stream).read(self.buffers.input_append_buf()) {
                 Ok(amount) => {
                     self.buffers.input_appended(amount);
+                    self.just_answered = amount > 0;
                     return Ok(amount > 0);
                 }
                 // A signal (SIGTERM asks to stop after this request): keep waiting.
@@ -156,15 +184,22 @@ impl Transport for OneWrite {
     }
 
     fn is_open(&mut self) -> bool {
+        if !self.held.is_empty() {
+            return false;
+        }
+        // Returning to the pool straight after an answer: whatever the receiver does next (close,
+        // stray bytes) is seen by the peek when the connection is taken out again.
+        if std::mem::take(&mut self.just_answered) {
+            return true;
+        }
         // One non-blocking peek: nothing waiting means open; an end of stream or stray bytes
         // mean the connection must not be reused.
         let mut byte = [0u8; 1];
         let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-        self.held.is_empty()
-            && matches!(
-                rustix::net::recv(&*self.stream, &mut byte, flags),
-                Err(rustix::io::Errno::AGAIN)
-            )
+        matches!(
+            rustix::net::recv(&*self.stream, &mut byte, flags),
+            Err(rustix::io::Errno::AGAIN)
+        )
     }
 }
 
@@ -262,6 +297,44 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
         }
         receiver.join().unwrap();
+    }
+
+    #[test]
+    fn only_the_check_after_an_answer_is_skipped() {
+        // The receiver answers, then closes: the check as the connection goes back to the
+        // pool (straight after the answer) passes without a system call, the one when it is
+        // taken out again sees the close.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        peer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        drop(peer);
+        let mut transport = OneWrite {
+            stream: Arc::new(stream),
+            buffers: LazyBuffers::new(1024, 1024),
+            held: Vec::new(),
+            read_timeout: None,
+            write_timeout: None,
+            just_answered: false,
+        };
+        assert!(
+            transport
+                .await_input(after(Duration::from_secs(5)))
+                .unwrap()
+        );
+        let answer = transport.buffers.input().len();
+        transport.buffers.input_consume(answer);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            transport.is_open(),
+            "going back to the pool after an answer"
+        );
+        assert!(
+            !transport.is_open(),
+            "taken out of the pool after the close"
+        );
+        assert!(!transport.is_open());
     }
 
     #[test]

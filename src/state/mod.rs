@@ -1,12 +1,14 @@
 //! keyhook's own state, in a SQLite file apart from the license database: runs, deliveries
 //! (with the exact body sent) and attempts. WAL mode; every change is a transaction.
 
+mod backend;
 pub mod deliveries;
 pub mod events;
 pub mod expiries;
 pub mod lock;
 mod migrations;
 mod open_error;
+pub mod postgres;
 pub mod runs;
 pub mod sources;
 
@@ -16,6 +18,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::file_access::{self, Presence};
+
+pub use backend::{DeliveryQueue, Location, SlotClaim, State};
 
 /// The state file's name when `--state` is not given: beside the license database.
 pub const DEFAULT_FILE: &str = "keyhook-state.db";
@@ -45,6 +49,12 @@ pub enum StateError {
         .path.display()
     )]
     Unusable { path: PathBuf, reason: String },
+    #[error("state database {shown}: {detail}")]
+    Postgres { shown: String, detail: String },
+    /// Another host recorded this slot's run first: the normal outcome of a race, not a
+    /// failure.
+    #[error("the slot at {slot} of task `{task}` was run by another host")]
+    SlotTaken { task: String, slot: i64 },
     #[error("state database {}", .path.display())]
     Sql {
         path: PathBuf,

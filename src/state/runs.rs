@@ -32,6 +32,9 @@ pub struct RunSummary {
     pub dead: i64,
     /// License rows the run could not read: recorded, never sent.
     pub bad_rows: i64,
+    /// The host that ran it, on a shared (PostgreSQL) state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl StateDb {
@@ -261,6 +264,7 @@ impl StateDb {
                     failed: row.get(11)?,
                     dead: row.get(12)?,
                     bad_rows: row.get(13)?,
+                    host: None,
                 })
             })
             .map_err(|e| self.error(e))?;

@@ -30,6 +30,9 @@ pub struct LogEntry {
     /// `<table>:<row key>`, for an event delivery: whose events keep commit order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_key: Option<String>,
+    /// The host that made the last attempt, on a shared (PostgreSQL) state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// A license row a run could not read, as `keyhook log` shows it.
@@ -53,6 +56,9 @@ pub struct AttemptEntry {
     pub error: Option<String>,
     pub duration_ms: i64,
     pub excerpt: Option<String>,
+    /// The host that made it, on a shared (PostgreSQL) state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// What `keyhook log` asks for.
@@ -128,6 +134,7 @@ impl StateDb {
                         event_type: row.get(13)?,
                         waiting_for: row.get(14)?,
                         order_key: row.get(15)?,
+                        host: None,
                     })
                 },
             )
@@ -183,6 +190,7 @@ impl StateDb {
                     error: row.get(2)?,
                     duration_ms: row.get(3)?,
                     excerpt: row.get(4)?,
+                    host: None,
                 })
             })
             .map_err(|e| self.error(e))?;

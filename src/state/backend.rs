@@ -1,0 +1,238 @@
+//! The state boundary: one enum over the two back ends, so the commands that run, send and
+//! report (`run-task`, `run-due`, `retry`, `resend`, `status`, `log`) are written once. The
+//! SQLite state is [`StateDb`] (the rest of this folder); the server's is [`PgState`]. The
+//! send loop sees only [`DeliveryQueue`].
+
+use std::path::{Path, PathBuf};
+
+use super::deliveries::{
+    AttemptEntry, BadRowEntry, Claimed, Found, LogEntry, LogFilter, Outcome, Queue,
+};
+use super::postgres::{Identity, PgState};
+use super::runs::{RunSummary, TaskState};
+use super::{StateDb, StateError};
+
+pub use super::postgres::SlotClaim;
+
+/// Where the state is: `--state` as given.
+#[derive(Debug, Clone)]
+pub enum Location {
+    File(PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// A `postgres://` or `postgresql://` URL is a server; anything else is a file path.
+    pub fn parse(state: &Path) -> Location {
+        let text = state.to_string_lossy();
+        let lower = text.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Location::Postgres(text.into_owned())
+        } else {
+            Location::File(state.to_path_buf())
+        }
+    }
+}
+
+/// What the send loop needs of a state: claim, record, give back.
+pub trait DeliveryQueue {
+    /// Claims up to `limit` deliveries of `queue` for `claimer`, oldest first.
+    fn claim(
+        &self,
+        queue: Queue,
+        claimer: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StateError>;
+    /// Gives back the claims of `claimer` (or, with `None`, those a dead sender left).
+    fn release_claims(&self, task: &str, claimer: Option<&str>) -> Result<(), StateError>;
+    /// Commits attempts and their deliveries' new statuses together.
+    fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError>;
+    /// Records a 410 Gone (or, with `None`, re-enables).
+    fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError>;
+}
+
+impl DeliveryQueue for StateDb {
+    fn claim(
+        &self,
+        queue: Queue,
+        claimer: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StateError> {
+        StateDb::claim(self, queue, claimer, now, limit)
+    }
+    fn release_claims(&self, task: &str, claimer: Option<&str>) -> Result<(), StateError> {
+        StateDb::release_claims(self, task, claimer)
+    }
+    fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
+        StateDb::record_attempts(self, outcomes)
+    }
+    fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError> {
+        StateDb::set_webhook_gone(self, source, at)
+    }
+}
+
+impl DeliveryQueue for PgState {
+    /// The claimer is this process (host and pid), whatever the send loop calls itself.
+    fn claim(
+        &self,
+        queue: Queue,
+        _claimer: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StateError> {
+        PgState::claim(self, queue, now, limit)
+    }
+    fn release_claims(&self, task: &str, _claimer: Option<&str>) -> Result<(), StateError> {
+        PgState::release_claims(self, task)
+    }
+    fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
+        PgState::record_attempts(self, outcomes)
+    }
+    fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError> {
+        PgState::set_webhook_gone(self, source, at)
+    }
+}
+
+/// An open state, on either back end. Opened once per command, so its size does not matter.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per command, never moved in a loop"
+)]
+pub enum State {
+    Sqlite(StateDb),
+    Postgres(PgState),
+}
+
+/// Calls the same method on whichever back end is open.
+macro_rules! each {
+    ($self:expr, $state:ident => $call:expr) => {
+        match $self {
+            State::Sqlite($state) => $call,
+            State::Postgres($state) => $call,
+        }
+    };
+}
+
+impl State {
+    /// Opens (creating and migrating) the state at `location`.
+    pub fn open(location: &Location, identity: &Identity) -> Result<State, StateError> {
+        match location {
+            Location::File(path) => StateDb::open(path).map(State::Sqlite),
+            Location::Postgres(url) => PgState::open(url, identity.clone()).map(State::Postgres),
+        }
+    }
+
+    /// The send loop's view of it.
+    pub fn queue(&self) -> &dyn DeliveryQueue {
+        each!(self, state => state)
+    }
+
+    /// Whether several hosts may share it.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, State::Postgres(_))
+    }
+
+    /// Outcomes left unrecorded since the last call because another host took over their
+    /// delivery after the lease ran out (always 0 on SQLite).
+    pub fn take_lost_leases(&self) -> u64 {
+        match self {
+            State::Sqlite(_) => 0,
+            State::Postgres(state) => state.take_lost_leases(),
+        }
+    }
+
+    /// Claims a scheduled slot for this host: always this host's on SQLite, where the task's
+    /// file lock and the recorded run decide.
+    pub fn claim_slot(&self, task: &str, slot: i64) -> Result<SlotClaim, StateError> {
+        match self {
+            State::Sqlite(_) => Ok(SlotClaim::Won),
+            State::Postgres(state) => state.claim_slot(task, slot),
+        }
+    }
+
+    /// Gives back a slot claim whose run could not start.
+    pub fn release_slot(&self, task: &str, slot: i64) -> Result<(), StateError> {
+        match self {
+            State::Sqlite(_) => Ok(()),
+            State::Postgres(state) => state.release_slot(task, slot),
+        }
+    }
+
+    pub fn task_state(&self, task: &str, now: i64) -> Result<TaskState, StateError> {
+        each!(self, state => state.task_state(task, now))
+    }
+
+    pub fn task_states(&self) -> Result<Vec<(String, TaskState)>, StateError> {
+        each!(self, state => state.task_states())
+    }
+
+    pub fn see_tasks(
+        &self,
+        tasks: &[&str],
+        now: i64,
+    ) -> Result<Vec<(String, TaskState)>, StateError> {
+        each!(self, state => state.see_tasks(tasks, now))
+    }
+
+    pub fn record_skip(
+        &self,
+        task: &str,
+        name: &str,
+        slot: i64,
+        now: i64,
+        why: &str,
+    ) -> Result<(), StateError> {
+        each!(self, state => state.record_skip(task, name, slot, now, why))
+    }
+
+    pub fn slot_ran(&self, task: &str, slot: i64) -> Result<bool, StateError> {
+        each!(self, state => state.slot_ran(task, slot))
+    }
+
+    pub fn finish_run(&self, run_id: i64, now: i64) -> Result<(), StateError> {
+        each!(self, state => state.finish_run(run_id, now))
+    }
+
+    pub fn latest_runs(&self) -> Result<Vec<RunSummary>, StateError> {
+        each!(self, state => state.latest_runs())
+    }
+
+    pub fn latest_skips(&self) -> Result<Vec<RunSummary>, StateError> {
+        each!(self, state => state.latest_skips())
+    }
+
+    pub fn tasks_with_due(&self, now: i64) -> Result<Vec<String>, StateError> {
+        each!(self, state => state.tasks_with_due(now))
+    }
+
+    /// Whether `source` is an event webhook's URL; event webhooks are SQLite's for now.
+    pub fn is_webhook_source(&self, source: &str) -> Result<bool, StateError> {
+        match self {
+            State::Sqlite(state) => state.is_webhook_source(source),
+            State::Postgres(_) => Ok(false),
+        }
+    }
+
+    pub fn find_deliveries(&self, id: &str, limit: usize) -> Result<Vec<Found>, StateError> {
+        each!(self, state => state.find_deliveries(id, limit))
+    }
+
+    pub fn requeue(&self, seq: i64, now: i64) -> Result<(), StateError> {
+        each!(self, state => state.requeue(seq, now))
+    }
+
+    pub fn log(&self, filter: &LogFilter) -> Result<Vec<LogEntry>, StateError> {
+        each!(self, state => state.log(filter))
+    }
+
+    pub fn bad_rows(&self, filter: &LogFilter) -> Result<Vec<BadRowEntry>, StateError> {
+        each!(self, state => state.bad_rows(filter))
+    }
+
+    pub fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptEntry>, StateError> {
+        each!(self, state => state.attempts(delivery_id))
+    }
+}

@@ -1,0 +1,277 @@
+//! Runs, per-task state and slot claims on the server: the same questions as the SQLite
+//! state's `runs.rs`, and who gets to run a slot.
+
+use postgres::Row;
+
+use super::PgState;
+use crate::state::StateError;
+use crate::state::runs::{RunSummary, TaskState};
+
+/// Who runs a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotClaim {
+    /// This host: it runs the slot.
+    Won,
+    /// Another host claimed it (or ran it) first.
+    Taken { host: String },
+}
+
+impl PgState {
+    pub fn task_state(&self, task: &str, now: i64) -> Result<TaskState, StateError> {
+        let mut client = self.client.borrow_mut();
+        client
+            .execute(
+                "INSERT INTO tasks (task, first_seen) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&task, &now],
+            )
+            .map_err(|e| self.error(&e))?;
+        client
+            .query_one(
+                "SELECT first_seen, last_run, last_slot, webhook_gone FROM tasks WHERE task = $1",
+                &[&task],
+            )
+            .map(|row| task_state(&row, 0))
+            .map_err(|e| self.error(&e))
+    }
+
+    pub fn task_states(&self) -> Result<Vec<(String, TaskState)>, StateError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT task, first_seen, last_run, last_slot, webhook_gone FROM tasks ORDER BY task",
+                &[],
+            )
+            .map_err(|e| self.error(&e))?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), task_state(row, 1)))
+            .collect())
+    }
+
+    /// Records the tasks not seen before as first seen `now` (one statement, all or none).
+    pub fn see_tasks(
+        &self,
+        tasks: &[&str],
+        now: i64,
+    ) -> Result<Vec<(String, TaskState)>, StateError> {
+        let tasks: Vec<String> = tasks.iter().map(|task| task.to_string()).collect();
+        self.client
+            .borrow_mut()
+            .execute(
+                "INSERT INTO tasks (task, first_seen) SELECT unnest($1::text[]), $2
+                 ON CONFLICT DO NOTHING",
+                &[&tasks, &now],
+            )
+            .map_err(|e| self.error(&e))?;
+        self.task_states()
+    }
+
+    pub fn record_skip(
+        &self,
+        task: &str,
+        name: &str,
+        slot: i64,
+        now: i64,
+        why: &str,
+    ) -> Result<(), StateError> {
+        let mut client = self.client.borrow_mut();
+        let mut transaction = client.transaction().map_err(|e| self.error(&e))?;
+        transaction
+            .execute(
+                "INSERT INTO runs (task, name, slot, started_at, finished_at, sent, skipped, host)
+                 VALUES ($1, $2, $3, $4, $4, false, $5, $6) ON CONFLICT DO NOTHING",
+                &[&task, &name, &slot, &now, &why, &self.identity.host],
+            )
+            .map_err(|e| self.error(&e))?;
+        transaction
+            .execute(
+                "UPDATE tasks SET last_slot = greatest(coalesce(last_slot, $2), $2) WHERE task = $1",
+                &[&task, &slot],
+            )
+            .map_err(|e| self.error(&e))?;
+        transaction.commit().map_err(|e| self.error(&e))
+    }
+
+    pub fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError> {
+        self.client
+            .borrow_mut()
+            .execute(
+                "UPDATE tasks SET webhook_gone = $2 WHERE task = $1",
+                &[&source, &at],
+            )
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
+    pub fn slot_ran(&self, task: &str, slot: i64) -> Result<bool, StateError> {
+        self.client
+            .borrow_mut()
+            .query_opt(
+                "SELECT 1 FROM runs WHERE task = $1 AND slot = $2",
+                &[&task, &slot],
+            )
+            .map(|found| found.is_some())
+            .map_err(|e| self.error(&e))
+    }
+
+    /// Claims `slot` of `task` for this host until the lease ends (by the server's clock). A
+    /// claim is taken over only when it expired and its run was never recorded.
+    pub fn claim_slot(&self, task: &str, slot: i64) -> Result<SlotClaim, StateError> {
+        let mut client = self.client.borrow_mut();
+        let won = client
+            .query_opt(
+                "INSERT INTO slot_claims AS c (task, slot, host, claimed_until)
+                 VALUES ($1, $2, $3, now() + $4::bigint * interval '1 millisecond')
+                 ON CONFLICT (task, slot) DO UPDATE
+                     SET host = excluded.host, claimed_at = now(),
+                         claimed_until = excluded.claimed_until
+                     WHERE c.claimed_until < now()
+                       AND NOT EXISTS (SELECT 1 FROM runs r
+                                       WHERE r.task = c.task AND r.slot = c.slot)
+                 RETURNING host",
+                &[&task, &slot, &self.identity.host, &self.lease_ms()],
+            )
+            .map_err(|e| self.error(&e))?;
+        if won.is_some() {
+            return Ok(SlotClaim::Won);
+        }
+        let holder = client
+            .query_opt(
+                "SELECT coalesce((SELECT host FROM runs WHERE task = $1 AND slot = $2),
+                                 (SELECT host FROM slot_claims WHERE task = $1 AND slot = $2))",
+                &[&task, &slot],
+            )
+            .map_err(|e| self.error(&e))?
+            .and_then(|row| row.get::<_, Option<String>>(0));
+        Ok(SlotClaim::Taken {
+            host: holder.unwrap_or_else(|| "another host".into()),
+        })
+    }
+
+    /// Gives a slot claim back, its run not started (the task's lock was busy).
+    pub fn release_slot(&self, task: &str, slot: i64) -> Result<(), StateError> {
+        self.client
+            .borrow_mut()
+            .execute(
+                "DELETE FROM slot_claims WHERE task = $1 AND slot = $2 AND host = $3
+                   AND NOT EXISTS (SELECT 1 FROM runs WHERE task = $1 AND slot = $2)",
+                &[&task, &slot, &self.identity.host],
+            )
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
+    pub fn set_last_run(
+        &self,
+        task: &str,
+        at: i64,
+        slot: Option<i64>,
+        now: i64,
+    ) -> Result<(), StateError> {
+        self.task_state(task, at)?;
+        self.client
+            .borrow_mut()
+            .execute(
+                "UPDATE tasks SET last_run = $2,
+                     last_slot = CASE WHEN last_slot > $4 THEN $3 ELSE last_slot END,
+                     first_seen = CASE WHEN first_seen > $4 THEN least(first_seen, $2)
+                                       ELSE first_seen END
+                 WHERE task = $1",
+                &[&task, &at, &slot, &now],
+            )
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
+    pub fn finish_run(&self, run_id: i64, now: i64) -> Result<(), StateError> {
+        let mut client = self.client.borrow_mut();
+        let mut transaction = client.transaction().map_err(|e| self.error(&e))?;
+        transaction
+            .execute(
+                "UPDATE runs SET finished_at = $2 WHERE id = $1",
+                &[&run_id, &now],
+            )
+            .map_err(|e| self.error(&e))?;
+        // A later slot finished first (by another host) keeps its place.
+        transaction
+            .execute(
+                "UPDATE tasks SET last_run = greatest(runs.started_at, coalesce(tasks.last_run, 0)),
+                     last_slot = greatest(coalesce(runs.slot, tasks.last_slot), tasks.last_slot)
+                 FROM runs WHERE runs.id = $1 AND tasks.task = runs.task",
+                &[&run_id],
+            )
+            .map_err(|e| self.error(&e))?;
+        transaction.commit().map_err(|e| self.error(&e))
+    }
+
+    pub fn latest_runs(&self) -> Result<Vec<RunSummary>, StateError> {
+        self.run_summaries(
+            "WHERE r.id IN (SELECT max(id) FROM runs WHERE skipped IS NULL GROUP BY task)",
+            "ORDER BY r.task",
+        )
+    }
+
+    pub fn latest_skips(&self) -> Result<Vec<RunSummary>, StateError> {
+        self.run_summaries(
+            "WHERE r.id IN (SELECT max(id) FROM runs GROUP BY task) AND r.skipped IS NOT NULL",
+            "ORDER BY r.task",
+        )
+    }
+
+    pub fn run(&self, run_id: i64) -> Result<Option<RunSummary>, StateError> {
+        Ok(self
+            .run_summaries(&format!("WHERE r.id = {run_id}"), "")?
+            .pop())
+    }
+
+    fn run_summaries(&self, filter: &str, order: &str) -> Result<Vec<RunSummary>, StateError> {
+        let sql = format!(
+            "SELECT r.id, r.task, r.name, r.slot, r.started_at, r.finished_at, r.matched, r.sent,
+                    r.skipped,
+                    count(d.seq) FILTER (WHERE d.status = 'delivered'),
+                    count(d.seq) FILTER (WHERE d.status = 'pending'),
+                    count(d.seq) FILTER (WHERE d.status = 'failed'),
+                    count(d.seq) FILTER (WHERE d.status = 'dead'),
+                    (SELECT count(*) FROM bad_rows b WHERE b.run_id = r.id),
+                    r.host
+             FROM runs r LEFT JOIN deliveries d ON d.run_id = r.id {filter}
+             GROUP BY r.id {order}"
+        );
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(&sql, &[])
+            .map_err(|e| self.error(&e))?;
+        Ok(rows.iter().map(run_summary).collect())
+    }
+}
+
+fn run_summary(row: &Row) -> RunSummary {
+    RunSummary {
+        id: row.get(0),
+        task: row.get(1),
+        name: row.get(2),
+        slot: row.get(3),
+        started_at: row.get(4),
+        finished_at: row.get(5),
+        matched: row.get(6),
+        sent: row.get(7),
+        skipped: row.get(8),
+        delivered: row.get(9),
+        pending: row.get(10),
+        failed: row.get(11),
+        dead: row.get(12),
+        bad_rows: row.get(13),
+        host: row.get(14),
+    }
+}
+
+fn task_state(row: &Row, first: usize) -> TaskState {
+    TaskState {
+        first_seen: row.get(first),
+        last_run: row.get(first + 1),
+        last_slot: row.get(first + 2),
+        webhook_gone: row.get(first + 3),
+    }
+}

@@ -1,0 +1,371 @@
+//! keyhook's state on PostgreSQL, shared by several hosts: the same behaviour as the SQLite
+//! state (each case below runs against both), each slot run by one host, deliveries claimed
+//! with a lease that another host takes over after a SIGKILL, and `state migrate`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use keyhook::receiver::{Reply, Server};
+
+use crate::postgres::Schema;
+use crate::support::gate::Gate;
+use crate::support::{Test, stdout};
+
+/// Where a test keeps its state.
+enum Backend {
+    Sqlite,
+    Postgres(Schema),
+}
+
+impl Backend {
+    /// The back end, or `None` when the PostgreSQL tests are skipped (outside CI).
+    fn new(postgres: bool) -> Option<Backend> {
+        if postgres {
+            Schema::new().map(Backend::Postgres)
+        } else {
+            Some(Backend::Sqlite)
+        }
+    }
+
+    /// `test` with its state here.
+    fn apply(&self, test: Test) -> Test {
+        match self {
+            Backend::Sqlite => test,
+            Backend::Postgres(schema) => test.env("KEYHOOK_STATE", &state_url(schema)),
+        }
+    }
+}
+
+fn state_url(schema: &Schema) -> String {
+    let joiner = if schema.base.contains('?') { '&' } else { '?' };
+    format!("{}{joiner}schema={}", schema.base, schema.name)
+}
+
+/// Each case once per back end: `<case>_on_sqlite` and `<case>_on_postgres`.
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test] fn $case() { if let Some(backend) = super::Backend::new(false) { super::$case(&backend) } })*
+        }
+        mod on_postgres {
+            $(#[test] fn $case() { if let Some(backend) = super::Backend::new(true) { super::$case(&backend) } })*
+        }
+    };
+}
+
+on_both!(
+    a_run_delivers_everything_and_log_and_status_say_so,
+    a_slot_runs_once,
+    failures_are_retried_with_the_same_id_and_bytes,
+    resend_sends_the_same_id_and_bytes,
+);
+
+/// `count` matching licenses and a task `stem` posting them to `url`.
+fn licenses(test: Test, count: i64) -> Test {
+    let test = test.search("all", "SubscriptionExpiryDate > '2000-01-01'");
+    for id in 1..=count {
+        test.simple_license(id, "2027-01-01T00:00:00");
+    }
+    test
+}
+
+fn ids(server: &Server) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|r| {
+            r.header("X-Keyhook-Delivery")
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+fn a_run_delivers_everything_and_log_and_status_say_so(backend: &Backend) {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = backend.apply(licenses(Test::new(), 5).task("t", "all", &server.url("/"), ""));
+    let run = test.keyhook(["run-task", "t"]).output().unwrap();
+    assert!(run.status.success(), "{}", stdout(&run));
+    assert!(
+        stdout(&run).contains("5 matched, 5 delivered, 0 failed"),
+        "{}",
+        stdout(&run)
+    );
+    let sent: HashSet<String> = ids(&server).into_iter().collect();
+    assert_eq!(sent.len(), 5);
+    let log = test.keyhook(["log", "--json"]).output().unwrap();
+    let logged: HashSet<String> = stdout(&log)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .inspect(|entry| assert_eq!(entry["status"], "delivered"))
+        .map(|entry| entry["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(logged, sent);
+    let status = stdout(&test.keyhook(["status"]).output().unwrap());
+    assert!(status.contains("┆ 5 "), "{status}");
+}
+
+fn a_slot_runs_once(backend: &Backend) {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = backend.apply(licenses(Test::new(), 2).task("t", "all", &server.url("/"), ""));
+    test.keyhook(["run-task", "t"]).assert().success();
+    let again = test.keyhook(["run-task", "t"]).output().unwrap();
+    assert!(again.status.success());
+    assert!(stdout(&again).contains("already ran"), "{}", stdout(&again));
+    assert_eq!(server.request_count(), 2);
+}
+
+fn failures_are_retried_with_the_same_id_and_bytes(backend: &Backend) {
+    let calls = AtomicUsize::new(0);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = backend.apply(licenses(Test::new(), 3).task("t", "all", &server.url("/"), ""));
+    assert_eq!(
+        test.keyhook(["run-task", "t"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    let later = "2026-11-23T11:00:00";
+    let retry = test.keyhook(["--now", later, "retry"]).output().unwrap();
+    assert!(retry.status.success(), "{}", stdout(&retry));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 6);
+    for (first, again) in requests[..3].iter().zip(&requests[3..]) {
+        assert_eq!(
+            first.header("X-Keyhook-Delivery"),
+            again.header("X-Keyhook-Delivery")
+        );
+        assert_eq!(first.body, again.body);
+    }
+}
+
+fn resend_sends_the_same_id_and_bytes(backend: &Backend) {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = backend.apply(licenses(Test::new(), 1).task("t", "all", &server.url("/"), ""));
+    test.keyhook(["run-task", "t"]).assert().success();
+    let id = ids(&server)[0].clone();
+    let resend = test.keyhook(["resend", &id]).output().unwrap();
+    assert!(resend.status.success(), "{}", stdout(&resend));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].header("X-Keyhook-Delivery"), Some(id.as_str()));
+    assert_eq!(requests[0].body, requests[1].body);
+}
+
+/// Rows of a query in the test's schema.
+fn query(schema: &Schema, sql: &str) -> Vec<postgres::Row> {
+    let mut client = schema.client();
+    client
+        .batch_execute(&format!("SET search_path = {}", schema.name))
+        .unwrap();
+    client.query(sql, &[]).unwrap()
+}
+
+#[test]
+fn three_hosts_calling_run_due_together_run_each_slot_once_and_send_each_delivery_once() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let mut test = licenses(Test::new(), 3);
+    for task in ["a", "b", "c"] {
+        test = test.write(
+            &format!("tasks/{task}.toml"),
+            &format!(
+                "name = \"{task}\"\nsearch = \"all\"\nschedule = \"every 1 hour\"\n\n\
+                 [webhook]\nurl = \"{}\"\nsecret = \"s\"\n",
+                server.url("/")
+            ),
+        );
+    }
+    let test = test.env("KEYHOOK_STATE", &state_url(&schema));
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
+        .unwrap()
+        .and_hms_opt(0, 0, 30)
+        .unwrap();
+    const INSTANTS: i64 = 100;
+    for hour in 0..INSTANTS {
+        let now = (start + chrono::Duration::hours(hour))
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        let hosts: Vec<_> = ["h1", "h2", "h3"]
+            .iter()
+            .map(|host| {
+                test.process(["--now", &now, "--host", host, "run-due"])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for host in hosts {
+            let output = host.wait_with_output().unwrap();
+            assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+        }
+    }
+    let runs = query(&schema, "SELECT task, slot, host FROM runs");
+    let mut slots = HashSet::new();
+    for row in &runs {
+        let slot: (String, Option<i64>) = (row.get(0), row.get(1));
+        assert!(slots.insert(slot.clone()), "slot {slot:?} ran twice");
+    }
+    assert!(
+        runs.len() as i64 >= 3 * (INSTANTS - 1),
+        "{} runs",
+        runs.len()
+    );
+    let hosts: HashSet<String> = runs.iter().map(|row| row.get(2)).collect();
+    println!("runs by {} hosts", hosts.len());
+    let sent = ids(&server);
+    let unique: HashSet<&String> = sent.iter().collect();
+    assert_eq!(unique.len(), sent.len(), "a delivery id was sent twice");
+    assert_eq!(
+        sent.len(),
+        runs.len() * 3,
+        "each license of each run arrived"
+    );
+    let senders = query(
+        &schema,
+        "SELECT count(DISTINCT host) FROM attempts GROUP BY delivery_seq HAVING count(*) > 1",
+    );
+    assert!(senders.is_empty(), "a delivery was attempted twice");
+}
+
+#[test]
+fn a_host_killed_mid_run_leaves_its_deliveries_to_another_after_the_lease() {
+    let Some(schema) = Schema::new() else { return };
+    let gate = Gate::new();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let server = Server::start("127.0.0.1:0", {
+        let (gate, arrived) = (Arc::clone(&gate), Arc::clone(&arrived));
+        move |_| {
+            if arrived.fetch_add(1, Ordering::SeqCst) + 1 >= 3 {
+                gate.hold();
+            }
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = licenses(Test::new(), 10)
+        .task("t", "all", &server.url("/"), "")
+        .env("KEYHOOK_STATE", &state_url(&schema))
+        .env("KEYHOOK_LEASE", "2s");
+    let mut first = test
+        .process(["--host", "dies", "run-task", "t"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while arrived.load(Ordering::SeqCst) < 3 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    gate.open();
+    // Its claims hold until the lease ends: another host sends nothing of them before.
+    let early = test
+        .keyhook(["--host", "takes-over", "retry"])
+        .output()
+        .unwrap();
+    assert!(early.status.success(), "{}", stdout(&early));
+    assert_eq!(server.request_count(), 3, "{}", stdout(&early));
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = test
+        .keyhook(["--host", "takes-over", "retry"])
+        .output()
+        .unwrap();
+    assert!(after.status.success(), "{}", stdout(&after));
+    let mut by_key: HashMap<String, Vec<(String, Vec<u8>)>> = HashMap::new();
+    for request in server.requests() {
+        let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let key = json["LicenseInfo"]["ActivationKey"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let id = request.header("X-Keyhook-Delivery").unwrap().to_string();
+        by_key
+            .entry(key)
+            .or_default()
+            .push((id, request.body.clone()));
+    }
+    assert_eq!(by_key.len(), 10, "every license arrived");
+    for (key, sends) in by_key {
+        assert!(
+            sends.iter().all(|send| *send == sends[0]),
+            "{key}: same id and bytes"
+        );
+    }
+    let waiting = query(
+        &schema,
+        "SELECT count(*) FROM deliveries WHERE status <> 'delivered'",
+    );
+    assert_eq!(waiting[0].get::<_, i64>(0), 0);
+    let log = stdout(&test.keyhook(["log"]).output().unwrap());
+    assert!(log.contains("takes-over") && log.contains("dies"), "{log}");
+}
+
+#[test]
+fn state_migrate_moves_history_and_pending_deliveries_once() {
+    let Some(schema) = Schema::new() else { return };
+    let calls = AtomicUsize::new(0);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = licenses(Test::new(), 4).task("t", "all", &server.url("/"), "");
+    assert_eq!(
+        test.keyhook(["run-task", "t"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    let url = state_url(&schema);
+    let state = test.path("keyhook-state.db");
+    let state = state.to_str().unwrap();
+    let moved = test
+        .keyhook(["state", "migrate", "--from", state, "--to", &url])
+        .output()
+        .unwrap();
+    assert!(moved.status.success(), "{}", stdout(&moved));
+    assert!(
+        stdout(&moved).contains("1 runs, 4 deliveries (2 pending or failed), 4 attempts"),
+        "{}",
+        stdout(&moved)
+    );
+    let again = test
+        .keyhook(["state", "migrate", "--from", state, "--to", &url])
+        .output()
+        .unwrap();
+    assert_ne!(again.status.code(), Some(0), "a second migrate is refused");
+    let test = test.env("KEYHOOK_STATE", &url);
+    let before: HashSet<String> = ids(&server).into_iter().collect();
+    let retry = test
+        .keyhook(["--now", "2026-11-23T11:00:00", "retry"])
+        .output()
+        .unwrap();
+    assert!(retry.status.success(), "{}", stdout(&retry));
+    let requests = ids(&server);
+    assert_eq!(requests.len(), 6);
+    assert!(
+        requests[4..].iter().all(|id| before.contains(id)),
+        "the same ids"
+    );
+    let status = stdout(&test.keyhook(["status"]).output().unwrap());
+    assert!(status.contains("┆ 4 "), "{status}");
+    // The run's slot came along: it is not run again.
+    let again = stdout(&test.keyhook(["run-task", "t"]).output().unwrap());
+    assert!(again.contains("already ran"), "{again}");
+}
