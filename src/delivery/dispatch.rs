@@ -46,8 +46,10 @@ pub const COMMIT_GROUP: usize = 256;
 /// kill re-sends at most this many deliveries (plus those in flight, one per worker).
 pub const MAX_UNCOMMITTED: usize = 2 * COMMIT_GROUP;
 
-/// How many deliveries are claimed at once (the workers take them one at a time).
-const CLAIM_BATCH: usize = 256;
+/// How many deliveries are claimed at once (the workers take them one at a time). Claimed
+/// ones wait for a POST, so on a shared PostgreSQL state this, with the HTTP timeout, is what
+/// a lease must outlast.
+const CLAIM_BATCH: usize = 64;
 
 /// Sends the deliveries of `queue` until none is left or `stop` is set, calling `observe`
 /// after every attempt.
@@ -182,7 +184,7 @@ impl Dispatcher<'_> {
 
 /// Below this many claimed deliveries waiting, the dispatcher claims more.
 fn low_water(workers: usize) -> usize {
-    CLAIM_BATCH / 2 + workers
+    CLAIM_BATCH / 4 + workers
 }
 
 /// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it, unless
