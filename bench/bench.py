@@ -65,6 +65,11 @@ RSS_GROWTH = 1.2
 RSS_LIMIT_MB = 50.0
 RUN_DUE_LIMIT_MS = 20.0
 CONCURRENCY_SPEEDUP = 12.0
+# Issue 15: CPUs idle vs kept awake (a niced busy loop per core), at ~40k matches.
+AWAKE_FLOOR_RATIO = 0.6
+IDLE_FLOOR_RATIO = 0.95
+CPU_US_PER_DELIVERY = 25.0
+FAST_CONCURRENCY_SPEEDUP = 1.5
 
 
 def log(message):
@@ -737,6 +742,104 @@ def measure_answers(keyhook, c_bins, db, matches, receivers, runs, budget, cap, 
     return out
 
 
+class BusyLoops:
+    """A `nice -n 19` busy loop per core while it is open (when `on`): the CPUs never idle,
+    so a loopback round trip does not wait for a sleeping virtual CPU to wake, and what is
+    left to see is each side's own CPU cost."""
+
+    def __init__(self, on):
+        self.on, self.loops = on, []
+
+    def __enter__(self):
+        if self.on:
+            self.loops = [subprocess.Popen(["nice", "-n", "19", "sh", "-c", "while :; do :; done"])
+                          for _ in range(os.cpu_count() or 1)]
+            time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc):
+        for loop in self.loops:
+            loop.kill()
+        for loop in self.loops:
+            loop.wait()
+        return False
+
+
+def load_average():
+    with open("/proc/loadavg") as file:
+        return float(file.read().split()[0])
+
+
+REGIMES = ("idle", "awake")
+
+
+def measure_regimes(keyhook, c_bins, dbs, labels, results, receiver, gnu_time, work, cap, quick):
+    """(h) The side by side of issue 15, per size and regime: the floor right before and right
+    after keyhook, with the busy loops (awake) running for the whole pair or not (idle)."""
+    out = {}
+    for n, db in dbs.items():
+        label = labels[n]
+        matches = results["databases"][size_label(n)]["forty_matches"]
+        runs = 1 if n >= 1_000_000 or quick else 3
+        out[label] = {}
+        for regime in REGIMES:
+            log(f"(h) ~{label} matches, CPUs {regime}")
+            with BusyLoops(regime == "awake"):
+                load_before = load_average()
+                requests = max(1000, min(matches, 40000))
+                before = measure_floor(c_bins["floor"], receiver, requests, 3)
+                run = measure_run_task(keyhook, "deliver", db, receiver, runs, 240, cap,
+                                       gnu_time, work)
+                after = measure_floor(c_bins["floor"], receiver, requests, 3)
+                load_after = load_average()
+            floor = (before["rps"] + after["rps"]) / 2
+            out[label][regime] = {
+                "keyhook_rps": run["rps"],
+                "keyhook_rps_each": run["rps_each"],
+                "send_rps": run["send_rps"],
+                "floor_rps": floor,
+                "floor_rps_before": before["rps"],
+                "floor_rps_after": after["rps"],
+                "ratio": run["rps"] / floor,
+                "cpu_us_per_delivery": run["cpu_us_per_delivery"],
+                "cpu_us_per_delivery_each": run["cpu_us_per_delivery_each"],
+                "record_us_per_match": run["record_us_per_match"],
+                "delivered": run["delivered"],
+                "matched": run["matched"],
+                "runs": run["runs"],
+                "load_before": load_before,
+                "load_after": load_after,
+            }
+            r = out[label][regime]
+            log(f"  keyhook {r['keyhook_rps']:,.0f}/s, floor {floor:,.0f}/s: {r['ratio']:.2f} x; "
+                f"CPU {fmt(r['cpu_us_per_delivery'], 1)} us/delivery; "
+                f"load {load_before:.2f} -> {load_after:.2f}")
+    return out
+
+
+def measure_fast_concurrency(keyhook, db, receiver, gnu_time, work, cap, quick):
+    """(i) --concurrency 16 vs 1 against the receiver that answers at once, per regime."""
+    out = {}
+    runs = 2 if quick else 3
+    for regime in REGIMES:
+        with BusyLoops(regime == "awake"):
+            load = load_average()
+            c1 = measure_run_task(keyhook, "deliver", db, receiver, runs, 120, cap, gnu_time,
+                                  work, concurrency=1)
+            c16 = measure_run_task(keyhook, "deliver", db, receiver, runs, 120, cap, gnu_time,
+                                   work, concurrency=16)
+        out[regime] = {
+            "delivered": c1["delivered"],
+            "c1_rps": c1["rps"], "c16_rps": c16["rps"],
+            "c1_cpu_us": c1["cpu_us_per_delivery"], "c16_cpu_us": c16["cpu_us_per_delivery"],
+            "c16_received_each": c16["received_each"], "matched": c16["matched"],
+            "speedup": c16["rps"] / c1["rps"], "load": load,
+        }
+        log(f"(i) CPUs {regime}: -c 1 {c1['rps']:,.0f}/s, -c 16 {c16['rps']:,.0f}/s: "
+            f"{out[regime]['speedup']:.2f} x")
+    return out
+
+
 def measure_run_due(keyhook, db, receiver_url, receiver, work, runs):
     if not keyhook.has_command("run-due"):
         return {"available": False, "note": "`run-due` is not a command of this build"}
@@ -797,6 +900,50 @@ def sending(run, floor):
         return ""
     return (f"; sending phase alone (after the record phase): {run['send_rps']:,.0f}/s = "
             f"{run['send_rps'] / floor['rps']:.3f} x")
+
+
+def evaluate_regimes(results, quick):
+    """Issue 15's targets, from (h) and (i)."""
+    targets = []
+    size = "4k" if quick else "40k"
+    main = results.get("regimes", {}).get(size)
+    if main:
+        awake, idle = main["awake"], main["idle"]
+        targets.append({
+            "target": f"CPUs kept awake: run-task >= {AWAKE_FLOOR_RATIO} x floor (~{size})",
+            "measured": f"{awake['keyhook_rps']:,.0f}/s vs {awake['floor_rps']:,.0f}/s: "
+                        f"{awake['ratio']:.2f} x (load {awake['load_before']:.1f})",
+            "status": verdict(awake["ratio"] >= AWAKE_FLOOR_RATIO),
+        })
+        cpu = awake["cpu_us_per_delivery"]
+        targets.append({
+            "target": f"CPUs kept awake: <= {CPU_US_PER_DELIVERY:g} us CPU per delivery (~{size})",
+            "measured": f"{fmt(cpu, 1, ' us')} (idle: {fmt(idle['cpu_us_per_delivery'], 1, ' us')})",
+            "status": verdict(cpu is not None and cpu <= CPU_US_PER_DELIVERY),
+        })
+        record = awake["record_us_per_match"]
+        targets.append({
+            "target": f"record phase <= {RECORD_US_PER_MATCH:g} us per match (~{size}, awake)",
+            "measured": fmt(record, 1, " us"),
+            "status": verdict(record is not None and record <= RECORD_US_PER_MATCH),
+        })
+        targets.append({
+            "target": f"CPUs idle: run-task >= {IDLE_FLOOR_RATIO} x floor (~{size})",
+            "measured": f"{idle['keyhook_rps']:,.0f}/s vs {idle['floor_rps']:,.0f}/s: "
+                        f"{idle['ratio']:.2f} x (load {idle['load_before']:.1f})",
+            "status": verdict(idle["ratio"] >= IDLE_FLOOR_RATIO),
+        })
+    fast = results.get("fast_concurrency", {}).get("idle")
+    if fast:
+        targets.append({
+            "target": f"--concurrency 16 >= {FAST_CONCURRENCY_SPEEDUP} x sequential, receiver "
+                      "answering at once",
+            "measured": f"{fast['c16_rps']:,.0f}/s vs {fast['c1_rps']:,.0f}/s: "
+                        f"{fast['speedup']:.2f} x (CPUs idle; awake: "
+                        f"{results['fast_concurrency']['awake']['speedup']:.2f} x)",
+            "status": verdict(fast["speedup"] >= FAST_CONCURRENCY_SPEEDUP),
+        })
+    return targets
 
 
 def evaluate(results, quick):
@@ -982,6 +1129,39 @@ def answers_section(results, add):
         add("\nHTTPS: n/a (no HTTPS receiver).")
 
 
+def regimes_section(results, add):
+    regimes = results.get("regimes")
+    if not regimes:
+        return
+    add("\n## (h) CPUs idle vs kept awake: keyhook vs the floor, side by side\n")
+    add("`run-task deliver --force`, sequential, durable log on, whole process; the floor "
+        "client measured right before and right after (their mean is the floor); *awake*: a "
+        "`nice -n 19` busy loop per core for the whole trio. CPU is keyhook's user + system "
+        "(`wait4`) per delivery, record phase included; the load average is `/proc/loadavg` "
+        "before and after (the busy loops add about one per core). Rates move with the "
+        "machine; CPU per delivery much less.\n")
+    add("| matches | CPUs | keyhook/s | floor/s | ratio | CPU per delivery | record phase per "
+        "match | load |")
+    add("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for label, by_regime in regimes.items():
+        for regime, r in by_regime.items():
+            add(f"| ~{label} ({r['matched']:,}) | {regime} | {r['keyhook_rps']:,.0f} | "
+                f"{r['floor_rps']:,.0f} | {r['ratio']:.2f} x | "
+                f"{fmt(r['cpu_us_per_delivery'], 1, ' us')} | "
+                f"{fmt(r['record_us_per_match'], 1, ' us')} | "
+                f"{r['load_before']:.2f} -> {r['load_after']:.2f} |")
+    fast = results.get("fast_concurrency")
+    if fast:
+        add("\n## (i) --concurrency 16 vs 1, receiver answering at once\n")
+        add("| CPUs | deliveries | -c 1 /s | -c 16 /s | speedup | CPU per delivery (1 / 16) "
+            "| load |")
+        add("| --- | --- | --- | --- | --- | --- | --- |")
+        for regime, r in fast.items():
+            add(f"| {regime} | {r['delivered']:,} | {r['c1_rps']:,.0f} | {r['c16_rps']:,.0f} | "
+                f"{r['speedup']:.2f} x | {fmt(r['c1_cpu_us'], 1)} / {fmt(r['c16_cpu_us'], 1)} us "
+                f"| {r['load']:.2f} |")
+
+
 def markdown(results):
     m, lines = results["machine"], []
     add = lines.append
@@ -1013,6 +1193,14 @@ def markdown(results):
     for label, d in results["databases"].items():
         add(f"| {label} | {fmt(d['generate_seconds'], 1, ' s') if d['generate_seconds'] is not None else 'reused'}"
             f" | {d['mb']:.0f} MB | {d['window_matches']:,} | {d['forty_matches']:,} |")
+
+    if "dry_run" not in results:  # --regimes-only
+        regimes_section(results, add)
+        if results.get("notes"):
+            add("\n## Notes\n")
+            for note in results["notes"]:
+                add(f"- {note}")
+        return "\n".join(lines) + "\n"
 
     add("\n## (a) dry-run --count vs sqlite3 shell (whole process, median)\n")
     add("| licenses | matches | keyhook dry-run --count | sqlite3 shell | ratio |")
@@ -1091,6 +1279,7 @@ def markdown(results):
             f"{conc['deliveries'] * conc['delay_ms'] / 16000:.1f} s at 16).")
     else:
         add("n/a: " + conc.get("note", conc.get("error", "")))
+    regimes_section(results, add)
     if results.get("notes"):
         add("\n## Notes\n")
         for note in results["notes"]:
@@ -1120,6 +1309,11 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--tls-receiver", help="the HTTPS receiver binary (default: build "
                                                "examples/bench_tls_receiver.rs)")
+    parser.add_argument("--regimes-only", action="store_true",
+                        help="only (h) and (i): keyhook vs the floor with CPUs idle and kept "
+                             "awake, and --concurrency 16 vs 1 against a fast receiver")
+    parser.add_argument("--no-400k", action="store_true",
+                        help="skip the 1M-license database (~400k matches; ~700 MB of disk)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -1127,7 +1321,7 @@ def main():
     quick = args.quick
     gnu_time = ensure_gnu_time()
     binary = build_keyhook(args)
-    tls_binary = build_tls_receiver(args)
+    tls_binary = None if args.regimes_only else build_tls_receiver(args)
     work = tempfile.mkdtemp(prefix="keyhook-bench-")
     data_dir = os.path.abspath(args.data_dir) if args.data_dir else work
     os.makedirs(data_dir, exist_ok=True)
@@ -1141,6 +1335,9 @@ def main():
         keyhook = Keyhook(binary, config)
 
         sizes = [10_000] if quick else [10_000, 100_000, 1_000_000]
+        if args.no_400k and not quick:
+            sizes = [10_000, 100_000]
+            results["notes"].append("The ~400k case was skipped (--no-400k).")
         dbs, gen = generate_databases(keyhook, sizes, data_dir, reuse=bool(args.data_dir))
         log("sync (so writing the databases back does not disturb the measurements)")
         os.sync()
@@ -1189,123 +1386,133 @@ def main():
                                          3 if quick else 5)
         log(f"floor: {results['floor']['rps']:,.0f} req/s")
 
-        # (a) dry-run --count vs the sqlite3 shell.
-        results["dry_run"] = {}
-        for n in sizes:
-            results["dry_run"][size_label(n)] = measure_dry_run(keyhook, dbs[n], 3 if quick else 5)
-            d = results["dry_run"][size_label(n)]
-            if "ratio" in d:
-                log(f"dry-run {size_label(n)}: keyhook {d['keyhook_ms']:.1f} ms, "
-                    f"sqlite3 {d['sqlite3_ms']:.1f} ms")
-
-        # (b, c, f) run-task, next to the Python reference.
         labels = {10_000: "4k", 100_000: "40k", 1_000_000: "400k"}
-        results["reference"] = {}
-        results["run_task"] = {}
-        plan = {  # runs, budget seconds (repeats stop when the next would exceed it)
-            10_000: (2 if quick else 5, 60),
-            100_000: (3, 150),
-            1_000_000: (3, 240),
-        }
-        results["floor_at"] = {}
-        for n in sizes:
-            label = labels[n]
-            runs, budget = plan[n]
-            matches = results["databases"][size_label(n)]["forty_matches"]
-            os.sync()
-            results["floor_at"][label] = measure_floor(c_bins["floor"], receiver,
-                                                       max(1000, min(matches, 40000)), 3)
-            log(f"floor before ~{label}: {results['floor_at'][label]['rps']:,.0f} req/s")
-            if label == ("4k" if quick else "40k"):
-                # For scale: the same floor, headers and body written in two calls.
-                results["floor_split"] = measure_floor(c_bins["floor"], receiver,
-                                                       max(1000, min(matches, 40000)), 3,
-                                                       split=True)
-                log(f"floor, two writes per request: {results['floor_split']['rps']:,.0f} req/s")
-            if n <= 100_000:
-                log(f"Python reference, ~{label} matches")
-                results["reference"][label] = measure_reference(
-                    dbs[n], forty_where, forty_params, receiver, runs, budget)
-                log(f"  reference: {results['reference'][label]['rps']:,.0f}/s")
-            log(f"keyhook run-task, ~{label} matches")
-            cap = args.cap if n < 1_000_000 else args.big_cap
-            measured_task = measure_run_task(
-                keyhook, "deliver", dbs[n], receiver, runs, budget, cap, gnu_time, work)
-            if deadline_error(measured_task) and measured_task["delivered"] == 0:
-                error = measured_task["errors"][0]
-                results["notes"].append(
-                    f"With default settings, `run-task` at ~{label} matches FAILS (exit 3): "
-                    f"{error.splitlines()[-1].rstrip('.')}. It was measured again with "
-                    f"`query_timeout = \"10m\"` in keyhook.toml.")
-                log("  the search hit its deadline: again with query_timeout = 10m")
-                measured_task = measure_run_task(
-                    keyhook, "deliver", dbs[n], receiver, 1 if n >= 1_000_000 else runs, budget,
-                    cap, gnu_time, work, config=long_timeout_config(config, work))
-                measured_task["default_settings_error"] = error
-            results["run_task"][label] = measured_task
-        if not quick:
-            results["notes"].append("The Python reference is not run at 400k (it would take "
-                                    "minutes and its rate does not depend on the size).")
-        for label, r in results["run_task"].items():
-            wrong = [n for n in r["received_each"] if r["matched"] is not None and n != r["matched"]]
-            if wrong and not r["capped"]:
-                results["notes"].append(
-                    f"CORRECTNESS: run-task at ~{label} matched {r['matched']:,} licenses but the "
-                    f"receiver answered {r['received_each']} POSTs.")
-        if any(r["capped"] for r in results["run_task"].values()):
-            results["notes"].append(
-                f"A run-task that reached its time cap (--cap {args.cap:g} s, --big-cap "
-                f"{args.big_cap:g} s at 400k) was stopped with SIGTERM; its "
-                "rate is deliveries received / time until it exited, and its peak RSS is the "
-                "peak so far.")
+        if not args.regimes_only:
+            # (a) dry-run --count vs the sqlite3 shell.
+            results["dry_run"] = {}
+            for n in sizes:
+                results["dry_run"][size_label(n)] = measure_dry_run(keyhook, dbs[n], 3 if quick else 5)
+                d = results["dry_run"][size_label(n)]
+                if "ratio" in d:
+                    log(f"dry-run {size_label(n)}: keyhook {d['keyhook_ms']:.1f} ms, "
+                        f"sqlite3 {d['sqlite3_ms']:.1f} ms")
 
-        # (g) answers in one write vs three, the transport A/B, HTTPS.
-        main_n = sizes[0] if quick else 100_000
-        results["answers"] = measure_answers(
-            keyhook, c_bins, dbs[main_n], results["databases"][size_label(main_n)]["forty_matches"],
-            {"whole": receiver, "split": split_receiver, "tls": tls_receiver},
-            2 if quick else 3, 150, args.cap, gnu_time, work)
-
-        # (e) concurrency.
-        if keyhook.has_flag("run-task", "--concurrency"):
-            db = dbs[sizes[0]]
-            expected = keyhook.count("firstn", db)
-            c1 = measure_run_task(keyhook, "slow", db, slow, 1 if quick else 3, 90, args.cap,
-                                  gnu_time, work, concurrency=1)
-            c16 = measure_run_task(keyhook, "slow", db, slow, 3, 60, args.cap, gnu_time, work,
-                                   concurrency=16)
-            results["concurrency"] = {
-                "available": True,
-                "deliveries": expected,
-                "delay_ms": 20,
-                "c1": c1,
-                "c16": c16,
-                "speedup": c1["seconds"] / c16["seconds"],
+            # (b, c, f) run-task, next to the Python reference.
+            labels = {10_000: "4k", 100_000: "40k", 1_000_000: "400k"}
+            results["reference"] = {}
+            results["run_task"] = {}
+            plan = {  # runs, budget seconds (repeats stop when the next would exceed it)
+                10_000: (2 if quick else 5, 60),
+                100_000: (3, 150),
+                1_000_000: (3, 240),
             }
-            for label, r in (("--concurrency 1", c1), ("--concurrency 16", c16)):
-                if r["delivered"] != expected:
+            results["floor_at"] = {}
+            for n in sizes:
+                label = labels[n]
+                runs, budget = plan[n]
+                matches = results["databases"][size_label(n)]["forty_matches"]
+                os.sync()
+                results["floor_at"][label] = measure_floor(c_bins["floor"], receiver,
+                                                           max(1000, min(matches, 40000)), 3)
+                log(f"floor before ~{label}: {results['floor_at'][label]['rps']:,.0f} req/s")
+                if label == ("4k" if quick else "40k"):
+                    # For scale: the same floor, headers and body written in two calls.
+                    results["floor_split"] = measure_floor(c_bins["floor"], receiver,
+                                                           max(1000, min(matches, 40000)), 3,
+                                                           split=True)
+                    log(f"floor, two writes per request: {results['floor_split']['rps']:,.0f} req/s")
+                if n <= 100_000:
+                    log(f"Python reference, ~{label} matches")
+                    results["reference"][label] = measure_reference(
+                        dbs[n], forty_where, forty_params, receiver, runs, budget)
+                    log(f"  reference: {results['reference'][label]['rps']:,.0f}/s")
+                log(f"keyhook run-task, ~{label} matches")
+                cap = args.cap if n < 1_000_000 else args.big_cap
+                measured_task = measure_run_task(
+                    keyhook, "deliver", dbs[n], receiver, runs, budget, cap, gnu_time, work)
+                if deadline_error(measured_task) and measured_task["delivered"] == 0:
+                    error = measured_task["errors"][0]
                     results["notes"].append(
-                        f"CORRECTNESS: `run-task {label}` made the receiver answer "
-                        f"{r['delivered']:,} POSTs for {expected:,} matching licenses "
-                        f"(first run; runs: {r['received_each']}): "
-                        + ("deliveries were sent more than once." if r["delivered"] > expected
-                           else "some were never sent."))
-        else:
-            results["concurrency"] = {"available": False,
-                                      "note": "`run-task --concurrency` is not in this build"}
+                        f"With default settings, `run-task` at ~{label} matches FAILS (exit 3): "
+                        f"{error.splitlines()[-1].rstrip('.')}. It was measured again with "
+                        f"`query_timeout = \"10m\"` in keyhook.toml.")
+                    log("  the search hit its deadline: again with query_timeout = 10m")
+                    measured_task = measure_run_task(
+                        keyhook, "deliver", dbs[n], receiver, 1 if n >= 1_000_000 else runs, budget,
+                        cap, gnu_time, work, config=long_timeout_config(config, work))
+                    measured_task["default_settings_error"] = error
+                results["run_task"][label] = measured_task
+            if not quick:
+                results["notes"].append("The Python reference is not run at 400k (it would take "
+                                        "minutes and its rate does not depend on the size).")
+            for label, r in results["run_task"].items():
+                wrong = [n for n in r["received_each"] if r["matched"] is not None and n != r["matched"]]
+                if wrong and not r["capped"]:
+                    results["notes"].append(
+                        f"CORRECTNESS: run-task at ~{label} matched {r['matched']:,} licenses but the "
+                        f"receiver answered {r['received_each']} POSTs.")
+            if any(r["capped"] for r in results["run_task"].values()):
+                results["notes"].append(
+                    f"A run-task that reached its time cap (--cap {args.cap:g} s, --big-cap "
+                    f"{args.big_cap:g} s at 400k) was stopped with SIGTERM; its "
+                    "rate is deliveries received / time until it exited, and its peak RSS is the "
+                    "peak so far.")
 
-        # The floor again: a drift between the two says the machine was not steady.
-        results["floor_end"] = measure_floor(c_bins["floor"], receiver, floor_requests,
-                                             3 if quick else 5)
-        log(f"floor at the end: {results['floor_end']['rps']:,.0f} req/s")
+            # (g) answers in one write vs three, the transport A/B, HTTPS.
+            main_n = sizes[0] if quick else 100_000
+            results["answers"] = measure_answers(
+                keyhook, c_bins, dbs[main_n], results["databases"][size_label(main_n)]["forty_matches"],
+                {"whole": receiver, "split": split_receiver, "tls": tls_receiver},
+                2 if quick else 3, 150, args.cap, gnu_time, work)
 
-        # (d) run-due.
-        log("run-due with 100 tasks, nothing due")
-        results["run_due"] = measure_run_due(keyhook, dbs[sizes[0]], receiver.url, receiver,
-                                             work, 10 if quick else 20)
+            # (e) concurrency.
+            if keyhook.has_flag("run-task", "--concurrency"):
+                db = dbs[sizes[0]]
+                expected = keyhook.count("firstn", db)
+                c1 = measure_run_task(keyhook, "slow", db, slow, 1 if quick else 3, 90, args.cap,
+                                      gnu_time, work, concurrency=1)
+                c16 = measure_run_task(keyhook, "slow", db, slow, 3, 60, args.cap, gnu_time, work,
+                                       concurrency=16)
+                results["concurrency"] = {
+                    "available": True,
+                    "deliveries": expected,
+                    "delay_ms": 20,
+                    "c1": c1,
+                    "c16": c16,
+                    "speedup": c1["seconds"] / c16["seconds"],
+                }
+                for label, r in (("--concurrency 1", c1), ("--concurrency 16", c16)):
+                    if r["delivered"] != expected:
+                        results["notes"].append(
+                            f"CORRECTNESS: `run-task {label}` made the receiver answer "
+                            f"{r['delivered']:,} POSTs for {expected:,} matching licenses "
+                            f"(first run; runs: {r['received_each']}): "
+                            + ("deliveries were sent more than once." if r["delivered"] > expected
+                               else "some were never sent."))
+            else:
+                results["concurrency"] = {"available": False,
+                                          "note": "`run-task --concurrency` is not in this build"}
+
+            # The floor again: a drift between the two says the machine was not steady.
+            results["floor_end"] = measure_floor(c_bins["floor"], receiver, floor_requests,
+                                                 3 if quick else 5)
+            log(f"floor at the end: {results['floor_end']['rps']:,.0f} req/s")
+
+            # (d) run-due.
+            log("run-due with 100 tasks, nothing due")
+            results["run_due"] = measure_run_due(keyhook, dbs[sizes[0]], receiver.url, receiver,
+                                                 work, 10 if quick else 20)
+
+        # (h) CPUs idle vs kept awake, and (i) concurrency against a fast receiver.
+        results["regimes"] = measure_regimes(keyhook, c_bins, {n: dbs[n] for n in sizes}, labels,
+                                             results, receiver, gnu_time, work, args.cap, quick)
+        results["fast_concurrency"] = measure_fast_concurrency(
+            keyhook, dbs[sizes[0] if quick else 100_000], receiver, gnu_time, work, args.cap,
+            quick)
 
         results["total_seconds"] = time.perf_counter() - started
-        results["targets"] = evaluate(results, quick)
+        results["targets"] = ([] if args.regimes_only else evaluate(results, quick)) \
+            + evaluate_regimes(results, quick)
     finally:
         for r in receivers:
             r.stop()
