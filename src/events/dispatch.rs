@@ -63,8 +63,10 @@ pub enum DispatchError {
     State(#[from] StateError),
 }
 
-/// Reads every outbox row after the cursor, batch by batch, and records its deliveries with
-/// the cursor. A batch another dispatcher recorded first is read again from its cursor.
+/// Reads the outbox rows after the cursor, batch by batch, and records their deliveries with
+/// the cursor, until a batch comes back short: rows committed meanwhile are the next pass's,
+/// so a pass never chases a busy writer while nothing is sent. A batch another dispatcher
+/// recorded first is read again from its cursor.
 pub fn take(
     state: &mut StateDb,
     outbox: &Connection,
@@ -89,6 +91,9 @@ pub fn take(
         if state.record_events(&batch, now)? == Recorded::Done {
             taken.events += rows.len() as u64;
             taken.deliveries += batch.deliveries.len() as u64;
+            if rows.len() < pass.batch as usize {
+                return Ok(taken);
+            }
         }
     }
 }
