@@ -132,11 +132,11 @@ impl Dispatcher {
     fn take(&mut self, context: &Context) -> Result<Taken> {
         let state = self.state.as_mut().expect("opened by pass");
         let now = context.clock.tick().timestamp();
-        let body = |route: &crate::events::dispatch::Route, row: &_| {
+        let body = |route: &crate::events::dispatch::Route, row: &_, snapshot: &_| {
             let source = self.sources.iter().find(|s| s.route.source == route.source);
             source.map_or_else(
                 || Err("its webhook is gone".to_string()),
-                |s| webhook_sources::body(s, &self.catalog, row),
+                |s| webhook_sources::body(s, &self.catalog, row, snapshot),
             )
         };
         let routes: Vec<_> = self.sources.iter().map(|s| s.route.clone()).collect();

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use super::dispatch::{DispatchError, Pass, Route, Taken, Unsendable, delivery_id_of};
 use super::expiry::{Expiry, expired_between, next_expiry_after};
 use super::outbox::{META, OutboxRow};
+use super::payload;
 use crate::licenses::schema::TABLE;
 use crate::state::StateDb;
 use crate::state::events::EventDelivery;
@@ -108,14 +109,20 @@ fn expired(
         created_ms: expiry_ms(&expiry.expiry, zone),
         snapshot: expiry.snapshot.clone(),
     };
-    let activation_key = serde_json::from_str::<serde_json::Value>(&expiry.snapshot)
+    let snapshot = payload::parse(&expiry.snapshot);
+    let activation_key = snapshot
+        .as_ref()
         .ok()
-        .and_then(|s| s["ActivationKey"].as_str().map(str::to_string))
+        .and_then(|s| s.get("ActivationKey")?.as_str().map(str::to_string))
         .unwrap_or_default();
     let mut deliveries = Vec::new();
     for route in routes {
         let id = delivery_id_of(&key, &route.source);
-        match (pass.body)(route, &row) {
+        let body = match &snapshot {
+            Ok(snapshot) => (pass.body)(route, &row, snapshot),
+            Err(error) => Err(error.to_string()),
+        };
+        match body {
             Ok(body) => deliveries.push(EventDelivery {
                 id,
                 source: route.source.clone(),
