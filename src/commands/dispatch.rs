@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 
 use super::Context;
@@ -35,13 +36,18 @@ pub fn run(context: &Context, _: &DispatchArgs, out: &mut impl Write) -> Result 
     Ok(exit.worst(stop.exit().unwrap_or(Exit::Success)))
 }
 
-/// What passes share: the webhook sources, the catalog, and the outbox read-only.
+/// What passes share: the webhook sources (secrets and TLS resolved once), the catalog, the
+/// outbox read-only, and the state database once opened (opening it checks the schema).
 pub struct Dispatcher {
     pub sources: Vec<Source>,
     catalog: Catalog,
     /// The license database's canonical path: the cursor's key.
     pub license_db: PathBuf,
     pub outbox: Connection,
+    /// Opened by the first pass and kept; dropped after a failed pass, so the next reopens it.
+    state: Option<StateDb>,
+    /// `watch`'s cadence for the `license.expired` scan; `None`: every pass scans.
+    expiry_gate: Option<ExpiryGate>,
 }
 
 impl Dispatcher {
@@ -73,11 +79,36 @@ impl Dispatcher {
             catalog,
             license_db,
             outbox,
+            state: None,
+            expiry_gate: None,
         }))
     }
 
-    /// Takes new events, then sends every source's due deliveries.
+    /// From now on, the `license.expired` scan runs on its own cadence rather than every pass
+    /// (`watch`): see [`ExpiryGate`].
+    pub fn gate_expiry_scans(&mut self) {
+        self.expiry_gate = Some(ExpiryGate::default());
+    }
+
+    /// Takes new events, then sends every source's due deliveries. Times are the clock's
+    /// ticks (the real time unless pinned), so a long `watch` sees retries come due.
     pub fn pass(&mut self, context: &Context, stop: &Stop, out: &mut impl Write) -> Result<Exit> {
+        if self.state.is_none() {
+            self.state = Some(context.state()?);
+        }
+        let result = self.pass_with_state(context, stop, out);
+        if result.is_err() {
+            self.state = None;
+        }
+        result
+    }
+
+    fn pass_with_state(
+        &mut self,
+        context: &Context,
+        stop: &Stop,
+        out: &mut impl Write,
+    ) -> Result<Exit> {
         let taken = self.take(context)?;
         if taken.events > 0 {
             writeln!(
@@ -86,26 +117,26 @@ impl Dispatcher {
                 taken.events, taken.deliveries
             )?;
         }
-        let state = context.state()?;
+        let state = self.state.as_ref().expect("opened by pass");
         let mut exit = Exit::Success;
         for source in &self.sources {
             if stop.exit().is_some() {
                 break;
             }
-            exit = exit.worst(send_source(context, &state, source, stop, out)?);
+            exit = exit.worst(send_source(context, state, source, stop, out)?);
         }
         Ok(exit)
     }
 
     /// Records the deliveries of the events after the cursor.
-    pub fn take(&self, context: &Context) -> Result<Taken> {
-        let mut state = context.state()?;
-        let now = context.clock.now().timestamp();
-        let body = |route: &crate::events::dispatch::Route, row: &_| {
+    fn take(&mut self, context: &Context) -> Result<Taken> {
+        let state = self.state.as_mut().expect("opened by pass");
+        let now = context.clock.tick().timestamp();
+        let body = |route: &crate::events::dispatch::Route, row: &_, snapshot: &_| {
             let source = self.sources.iter().find(|s| s.route.source == route.source);
             source.map_or_else(
                 || Err("its webhook is gone".to_string()),
-                |s| webhook_sources::body(s, &self.catalog, row),
+                |s| webhook_sources::body(s, &self.catalog, row, snapshot),
             )
         };
         let routes: Vec<_> = self.sources.iter().map(|s| s.route.clone()).collect();
@@ -120,11 +151,27 @@ impl Dispatcher {
             DispatchError::State(error) => error.into(),
             other => Error::runtime(anyhow!("{}: {other}", context.db_path.display())),
         };
-        let mut taken =
-            take(&mut state, &self.outbox, &pass, now, &mut unsendable).map_err(failed)?;
-        let (at, zone) = (context.clock.now(), context.clock.zone());
-        let expired = take_expired(&mut state, &self.outbox, &pass, at, zone, &mut unsendable)
-            .map_err(failed)?;
+        let mut taken = take(state, &self.outbox, &pass, now, &mut unsendable).map_err(failed)?;
+        let (at, zone) = (context.clock.tick(), context.clock.zone());
+        let expired = match &mut self.expiry_gate {
+            Some(gate) if !gate.due(at) => Taken::default(),
+            gate => {
+                let look_ahead = gate.is_some();
+                let scan = take_expired(
+                    state,
+                    &self.outbox,
+                    &pass,
+                    (at, zone),
+                    look_ahead,
+                    &mut unsendable,
+                )
+                .map_err(failed)?;
+                if let Some(gate) = gate {
+                    gate.scanned(at, scan.next_expiry);
+                }
+                scan.taken
+            }
+        };
         taken.events += expired.events;
         taken.deliveries += expired.deliveries;
         for skipped in &unsendable {
@@ -135,6 +182,38 @@ impl Dispatcher {
             );
         }
         Ok(taken)
+    }
+}
+
+/// When `watch` scans for `license.expired`. The scan reads the whole license table (the
+/// expiry is an expression, not an indexed column), so it runs when the clock reaches the
+/// earliest expiry the previous scan saw ahead of it, and otherwise once a minute, not on
+/// every pass. Skipping a scan loses nothing: the next scan's window starts where the last
+/// one ended. A change that moves an expiry sooner than the one expected is seen by the
+/// minute's scan at the latest.
+#[derive(Debug, Default)]
+pub struct ExpiryGate {
+    /// When the last scan ran; `None` before the first.
+    last: Option<DateTime<Utc>>,
+    /// The earliest expiry after the last scan's window, when there is one.
+    next_expiry: Option<DateTime<Utc>>,
+}
+
+/// How often `watch` scans for `license.expired` when no expiry is expected sooner.
+pub const EXPIRY_RESCAN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+impl ExpiryGate {
+    fn due(&self, now: DateTime<Utc>) -> bool {
+        let Some(last) = self.last else { return true };
+        // A clock that went back scans too: the window logic handles it.
+        now < last
+            || now - last >= EXPIRY_RESCAN
+            || self.next_expiry.is_some_and(|next| now >= next)
+    }
+
+    fn scanned(&mut self, at: DateTime<Utc>, next_expiry: Option<DateTime<Utc>>) {
+        self.last = Some(at);
+        self.next_expiry = next_expiry;
     }
 }
 
@@ -175,9 +254,26 @@ pub fn open_outbox(context: &Context) -> Result<(PathBuf, Connection)> {
         .map_err(|error| Error::config(anyhow!("license database {}: {error}", path.display())))?;
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(&canonical, flags)
-        .and_then(|conn| conn.busy_timeout(Duration::from_secs(5)).map(|()| conn))
+        .and_then(|mut conn| conn.busy_handler(Some(retry_soon)).map(|()| conn))
         .map_err(|error| Error::runtime(anyhow!("license database {}: {error}", path.display())))?;
     Ok((canonical, conn))
+}
+
+/// The outbox connection's busy handler: up to about 5 s, as a busy timeout would wait, but
+/// in short, even steps. SQLite's own busy timeout sleeps ever longer (1, 2, 5 ... 100 ms):
+/// against a writer committing 100 times a second in rollback-journal mode (a locked file
+/// for most of each commit), a reader that sleeps 100 ms keeps waking inside the next commit,
+/// and one read of the outbox took 0.3-2.6 s. Retrying every 0.2 ms, then every 2 ms, finds
+/// the gap between two commits.
+fn retry_soon(attempt: i32) -> bool {
+    const QUICK: i32 = 50;
+    let pause = match attempt < QUICK {
+        true => Duration::from_micros(200),
+        false => Duration::from_millis(2),
+    };
+    std::thread::sleep(pause);
+    // 50 x 0.2 ms + 2,495 x 2 ms: 5 s in all.
+    attempt < QUICK + 2_495
 }
 
 /// Sends one source's due deliveries under its lock; a 410 left it disabled.
@@ -189,7 +285,7 @@ fn send_source(
     out: &mut impl Write,
 ) -> Result<Exit> {
     let name = &source.route.source;
-    let now = context.clock.now().timestamp();
+    let now = context.clock.tick().timestamp();
     let gone = state.see_source(name, &source.route.webhook, &source.url, now)?;
     if gone.is_some() {
         writeln!(

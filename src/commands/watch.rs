@@ -21,6 +21,7 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
     let Some(mut dispatcher) = Dispatcher::new(context, out)? else {
         return Ok(Exit::Config);
     };
+    dispatcher.gate_expiry_scans();
     writeln!(
         out,
         "watching {} for {} webhook source(s); stop with SIGTERM or Ctrl-C",
@@ -34,12 +35,18 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
         inode: inode(context),
     };
     while stop.exit().is_none() {
+        // After a pass that went through, poll again at once: what was committed during it
+        // is not kept waiting a poll interval.
+        let mut pause = true;
         if watch.due(&dispatcher) {
-            if let Err(error) = dispatcher.pass(context, &stop, out) {
-                warn(&format!("dispatch pass failed, trying again: {error:#}"));
-                // The commit that started it is not taken yet: the next poll tries again,
-                // rather than the next tick (a second later) or the next commit.
-                watch.version = None;
+            match dispatcher.pass(context, &stop, out) {
+                Ok(_) => pause = false,
+                Err(error) => {
+                    warn(&format!("dispatch pass failed, trying again: {error:#}"));
+                    // The commit that started it is not taken yet: the next poll tries again,
+                    // rather than the next tick (a second later) or the next commit.
+                    watch.version = None;
+                }
             }
             out.flush()?;
         }
@@ -47,7 +54,9 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
             watch.next_tick = Instant::now() + TICK;
             watch.reopen_if_replaced(context, &mut dispatcher);
         }
-        std::thread::sleep(args.poll);
+        if pause {
+            std::thread::sleep(args.poll);
+        }
     }
     writeln!(out, "stopped")?;
     // A stop is how a service ends: exit 0 (a second Ctrl-C exits at once with 130).

@@ -9,6 +9,7 @@ use crate::events::catalog::Catalog;
 use crate::events::dispatch::Route;
 use crate::events::outbox::OutboxRow;
 use crate::events::payload::{self, EventBody};
+use crate::licenses::snapshot::Snapshot;
 
 /// One URL of one webhook: a route for dispatch and a target for the engine.
 pub struct Source {
@@ -102,14 +103,20 @@ pub fn sources_of(
     Ok(sources)
 }
 
-/// The exact bytes a source is sent for an outbox row, in the source's format; or why the
-/// row's snapshot cannot be sent as its kind (a bad value in a column, as a bad license row).
-pub fn body(source: &Source, catalog: &Catalog, row: &OutboxRow) -> Result<Vec<u8>, String> {
+/// The exact bytes a source is sent for an outbox row (its snapshot already read), in the
+/// source's format; or why the row's snapshot cannot be sent as its kind (a bad value in a
+/// column, as a bad license row).
+pub fn body(
+    source: &Source,
+    catalog: &Catalog,
+    row: &OutboxRow,
+    snapshot: &Snapshot,
+) -> Result<Vec<u8>, String> {
     let event = EventBody {
         event_type: &row.event_type,
         created_ms: row.created_ms,
         snapshot: &row.snapshot,
         test: false,
     };
-    payload::body(source.format, &event, catalog).map_err(|error| error.to_string())
+    payload::body_of(source.format, &event, snapshot, catalog).map_err(|error| error.to_string())
 }

@@ -9,6 +9,8 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use super::outbox::{OutboxRow, read_after};
+use super::payload;
+use crate::licenses::snapshot::Snapshot;
 use crate::state::events::{EventBatch, EventDelivery, Recorded};
 use crate::state::{StateDb, StateError};
 
@@ -23,8 +25,9 @@ pub struct Route {
     pub events: BTreeSet<String>,
 }
 
-/// The exact bytes for an event to a route, or why its row cannot be sent.
-pub type BodyOf<'a> = dyn Fn(&Route, &OutboxRow) -> Result<Vec<u8>, String> + 'a;
+/// The exact bytes for an event (its row, and its snapshot as read once for all its routes)
+/// to a route, or why its row cannot be sent.
+pub type BodyOf<'a> = dyn Fn(&Route, &OutboxRow, &Snapshot) -> Result<Vec<u8>, String> + 'a;
 
 /// What one pass reads and where it records.
 pub struct Pass<'a> {
@@ -63,8 +66,10 @@ pub enum DispatchError {
     State(#[from] StateError),
 }
 
-/// Reads every outbox row after the cursor, batch by batch, and records its deliveries with
-/// the cursor. A batch another dispatcher recorded first is read again from its cursor.
+/// Reads the outbox rows after the cursor, batch by batch, and records their deliveries with
+/// the cursor, until a batch comes back short: rows committed meanwhile are the next pass's,
+/// so a pass never chases a busy writer while nothing is sent. A batch another dispatcher
+/// recorded first is read again from its cursor.
 pub fn take(
     state: &mut StateDb,
     outbox: &Connection,
@@ -89,43 +94,61 @@ pub fn take(
         if state.record_events(&batch, now)? == Recorded::Done {
             taken.events += rows.len() as u64;
             taken.deliveries += batch.deliveries.len() as u64;
+            if rows.len() < pass.batch as usize {
+                return Ok(taken);
+            }
         }
     }
 }
 
-/// One delivery per row and subscribed route, in commit order.
+/// One delivery per row and subscribed route, in commit order. Each row's snapshot is read
+/// once, for its subject and every route's body.
 fn deliveries(
     pass: &Pass,
     rows: &[OutboxRow],
     unsendable: &mut Vec<Unsendable>,
 ) -> Vec<EventDelivery> {
-    let mut deliveries = Vec::new();
+    let hashes: Vec<String> = pass.routes.iter().map(|r| source_hash(&r.source)).collect();
+    let mut deliveries = Vec::with_capacity(rows.len());
     for row in rows {
-        let subject = Subject::of(row);
-        for route in pass.routes {
-            if route.events.contains(&row.event_type) {
-                let id = delivery_id(row.seq, &route.source);
-                let body = match (pass.body)(route, row) {
-                    Ok(body) => body,
-                    Err(reason) => {
-                        unsendable.push(Unsendable { id, reason });
-                        continue;
-                    }
-                };
-                deliveries.push(EventDelivery {
-                    id,
-                    source: route.source.clone(),
-                    event_type: row.event_type.clone(),
-                    event_key: event_key(row.seq),
-                    order_key: row
-                        .row_key
-                        .as_ref()
-                        .map(|key| format!("{}:{key}", row.table_name)),
-                    license_id: subject.license_id,
-                    activation_key: subject.activation_key.clone(),
-                    body,
-                });
-            }
+        let mut wanted = pass
+            .routes
+            .iter()
+            .zip(&hashes)
+            .filter(|(route, _)| route.events.contains(&row.event_type))
+            .peekable();
+        if wanted.peek().is_none() {
+            continue;
+        }
+        let key = event_key(row.seq);
+        let snapshot = payload::parse(&row.snapshot);
+        let subject = Subject::of(snapshot.as_ref().ok());
+        for (route, hash) in wanted {
+            let id = format!("{key}_{hash}");
+            let body = match &snapshot {
+                Ok(snapshot) => (pass.body)(route, row, snapshot),
+                Err(error) => Err(error.to_string()),
+            };
+            let body = match body {
+                Ok(body) => body,
+                Err(reason) => {
+                    unsendable.push(Unsendable { id, reason });
+                    continue;
+                }
+            };
+            deliveries.push(EventDelivery {
+                id,
+                source: route.source.clone(),
+                event_type: row.event_type.clone(),
+                event_key: key.clone(),
+                order_key: row
+                    .row_key
+                    .as_ref()
+                    .map(|key| format!("{}:{key}", row.table_name)),
+                license_id: subject.license_id,
+                activation_key: subject.activation_key.clone(),
+                body,
+            });
         }
     }
     deliveries
@@ -144,9 +167,12 @@ pub fn delivery_id(seq: i64, source: &str) -> String {
 
 /// The delivery id of the event `event_key` to `source`: the key, and the source's hash.
 pub fn delivery_id_of(event_key: &str, source: &str) -> String {
-    let hash = Sha256::digest(source.as_bytes());
-    let short: String = hash[..4].iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{event_key}_{short}")
+    format!("{event_key}_{}", source_hash(source))
+}
+
+/// The 8 hex digits of a source's SHA-256 that end its deliveries' ids.
+fn source_hash(source: &str) -> String {
+    hex::encode(&Sha256::digest(source.as_bytes())[..4])
 }
 
 /// The license a row is about, as far as its snapshot says: shown by `log` and `status`.
@@ -156,18 +182,18 @@ struct Subject {
 }
 
 impl Subject {
-    fn of(row: &OutboxRow) -> Subject {
-        let snapshot: serde_json::Value =
-            serde_json::from_str(&row.snapshot).unwrap_or(serde_json::Value::Null);
-        let is_license = snapshot.get("ActivationKey").is_some();
-        let license_id = match is_license {
-            true => snapshot.get("ID").and_then(serde_json::Value::as_i64),
-            false => None,
+    /// From the row's snapshot; nothing when it could not be read.
+    fn of(snapshot: Option<&Snapshot>) -> Subject {
+        let key = snapshot.and_then(|s| s.get("ActivationKey"));
+        let license_id = match key {
+            Some(_) => snapshot
+                .and_then(|s| s.get("ID"))
+                .and_then(serde_json::Value::as_i64),
+            None => None,
         };
         Subject {
             license_id: license_id.unwrap_or_default(),
-            activation_key: snapshot
-                .get("ActivationKey")
+            activation_key: key
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or_default()
                 .to_string(),

@@ -10,8 +10,9 @@ use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::dispatch::{DispatchError, Pass, Route, Taken, Unsendable, delivery_id_of};
-use super::expiry::{Expiry, expired_between};
+use super::expiry::{Expiry, expired_between, next_expiry_after};
 use super::outbox::{META, OutboxRow};
+use super::payload;
 use crate::licenses::schema::TABLE;
 use crate::state::StateDb;
 use crate::state::events::EventDelivery;
@@ -23,23 +24,32 @@ pub const EXPIRED: &str = "license.expired";
 /// How dates are written in the license database (QLM's wall-clock text).
 const FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 
+/// What a scan took, and the earliest expiry after its window (when asked for): the time a
+/// caller that scans on a cadence (`watch`) should scan again at the latest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scan {
+    pub taken: Taken,
+    pub next_expiry: Option<DateTime<Utc>>,
+}
+
 /// Scans the window ending `now` (read in `zone`, the zone the database's dates are in) and
-/// records the new expiries' deliveries; nothing (no scan) when no route subscribes.
+/// records the new expiries' deliveries; nothing (no scan) when no route subscribes. With
+/// `look_ahead`, also finds the earliest expiry after the window.
 pub fn take_expired(
     state: &mut StateDb,
     conn: &Connection,
     pass: &Pass,
-    now: DateTime<Utc>,
-    zone: Tz,
+    (now, zone): (DateTime<Utc>, Tz),
+    look_ahead: bool,
     unsendable: &mut Vec<Unsendable>,
-) -> Result<Taken, DispatchError> {
+) -> Result<Scan, DispatchError> {
     let routes: Vec<&Route> = pass
         .routes
         .iter()
         .filter(|r| r.events.contains(EXPIRED))
         .collect();
     if routes.is_empty() {
-        return Ok(Taken::default());
+        return Ok(Scan::default());
     }
     let until = now.with_timezone(&zone).format(FORMAT).to_string();
     let since = match state.expiry_scanned_to(pass.license_db)? {
@@ -56,7 +66,18 @@ pub fn take_expired(
     }
     let deliveries = found.iter().map(|f| f.deliveries.len() as u64).sum();
     let events = state.record_expired(pass.license_db, &found, &until, now.timestamp())?;
-    Ok(Taken { events, deliveries })
+    let next_expiry = match look_ahead {
+        true => next_expiry_after(conn, &until)?
+            .map(|next| expiry_ms(&next, zone))
+            // 0: not a date this reads; the caller's own cadence covers it.
+            .filter(|ms| *ms != 0)
+            .and_then(DateTime::from_timestamp_millis),
+        false => None,
+    };
+    Ok(Scan {
+        taken: Taken { events, deliveries },
+        next_expiry,
+    })
 }
 
 /// When events were installed, as the database writes dates; `None` if not recorded.
@@ -88,14 +109,20 @@ fn expired(
         created_ms: expiry_ms(&expiry.expiry, zone),
         snapshot: expiry.snapshot.clone(),
     };
-    let activation_key = serde_json::from_str::<serde_json::Value>(&expiry.snapshot)
+    let snapshot = payload::parse(&expiry.snapshot);
+    let activation_key = snapshot
+        .as_ref()
         .ok()
-        .and_then(|s| s["ActivationKey"].as_str().map(str::to_string))
+        .and_then(|s| s.get("ActivationKey")?.as_str().map(str::to_string))
         .unwrap_or_default();
     let mut deliveries = Vec::new();
     for route in routes {
         let id = delivery_id_of(&key, &route.source);
-        match (pass.body)(route, &row) {
+        let body = match &snapshot {
+            Ok(snapshot) => (pass.body)(route, &row, snapshot),
+            Err(error) => Err(error.to_string()),
+        };
+        match body {
             Ok(body) => deliveries.push(EventDelivery {
                 id,
                 source: route.source.clone(),

@@ -51,6 +51,12 @@ pub fn expired_between(conn: &Connection, since: &str, now: &str) -> rusqlite::R
         .collect()
 }
 
+/// The earliest expiry after `after` (same text form), if any license has one. Read-only.
+pub fn next_expiry_after(conn: &Connection, after: &str) -> rusqlite::Result<Option<String>> {
+    let sql = format!("SELECT min({EXPIRY}) FROM {TABLE} AS NEW WHERE {EXPIRY} > ?1");
+    conn.query_row(&sql, [after], |row| row.get(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +86,12 @@ mod tests {
             ]
         );
         assert!(ids("2026-11-21T10:00:00", "2026-11-23T00:00:00").is_empty());
+        let next = |after: &str| next_expiry_after(&conn, after).unwrap();
+        assert_eq!(
+            next("2026-11-20T10:00:00").as_deref(),
+            Some("2026-11-21T10:00:00")
+        );
+        assert_eq!(next("2026-12-20T10:00:00"), None);
         conn.execute_batch(
             "UPDATE LicenseKeys SET ExpiryDate = '2026-11-22T09:00:00' WHERE ID = 2",
         )

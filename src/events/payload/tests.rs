@@ -131,3 +131,23 @@ fn time_based_and_product_events() {
         (PayloadKind::License, "license_expired".to_string())
     );
 }
+
+#[test]
+fn bodies_written_straight_are_the_bytes_of_the_json_value_path() {
+    let (_conn, rows) = changes();
+    let catalog = Catalog::builtin();
+    for row in &rows {
+        let event = event(&rows, &row.event_type, false);
+        let snapshot = parse(event.snapshot).unwrap();
+        for format in [Format::Qlm, Format::Standard] {
+            let straight = body_of(format, &event, &snapshot, &catalog).unwrap();
+            let valued = test_body(format, &event, snapshot.clone(), &catalog).unwrap();
+            assert_eq!(
+                String::from_utf8(straight).unwrap(),
+                String::from_utf8(valued).unwrap(),
+                "{} {format:?}",
+                row.event_type
+            );
+        }
+    }
+}
