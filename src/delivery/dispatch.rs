@@ -195,17 +195,19 @@ fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt, workers: usize) 
         let delivery = {
             let mut shared = pipeline.lock();
             loop {
-                if shared.done.len() + shared.committing < MAX_UNCOMMITTED {
-                    if let Some(delivery) = shared.todo.pop_front() {
-                        shared.out += 1;
-                        if shared.dispatcher_waits && shared.todo.len() == low_water(workers) {
-                            pipeline.wake.notify_one();
-                        }
-                        break delivery;
+                if shared.no_more && shared.todo.is_empty() {
+                    // Done, or the dispatcher gave up on an error (then what is uncommitted
+                    // never will be, so waiting for the commit to catch up would be forever).
+                    return;
+                }
+                if shared.done.len() + shared.committing < MAX_UNCOMMITTED
+                    && let Some(delivery) = shared.todo.pop_front()
+                {
+                    shared.out += 1;
+                    if shared.dispatcher_waits && shared.todo.len() == low_water(workers) {
+                        pipeline.wake.notify_one();
                     }
-                    if shared.no_more {
-                        return;
-                    }
+                    break delivery;
                 }
                 if shared.dispatcher_waits {
                     pipeline.wake.notify_one();
