@@ -116,6 +116,8 @@ impl Dispatcher {
                 "dispatch: {} new event(s), {} deliveries recorded",
                 taken.events, taken.deliveries
             )?;
+            // Said as it happens: sending may take a while (and a benchmark times the line).
+            out.flush()?;
         }
         let state = self.state.as_ref().expect("opened by pass");
         let mut exit = Exit::Success;
