@@ -26,6 +26,7 @@ import argparse
 import datetime as dt
 import http.client
 import os
+import resource
 import shutil
 import signal
 import sqlite3
@@ -160,8 +161,12 @@ def measure_latency(keyhook, work, seconds, rate):
             break
         time.sleep(0.2)
     load_after = load()
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     watch.send_signal(signal.SIGTERM)
     watch.wait(timeout=10)
+    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    watch_cpu = ((usage_after.ru_utime - usage_before.ru_utime)
+                 + (usage_after.ru_stime - usage_before.ru_stime))
     receiver.kill()
     receiver.wait()
     conn.close()
@@ -183,6 +188,7 @@ def measure_latency(keyhook, work, seconds, rate):
         "max_ms": max(latencies) if latencies else None,
         "load": f"{load_before} -> {load_after}",
         "watch_warnings": len(warnings),
+        "watch_cpu_s": watch_cpu,
     }
 
 
@@ -237,16 +243,31 @@ def measure_dispatch(keyhook, binaries, work, db, expected, floor_requests):
     before = receiver.count()
     load_before = load()
     passes = 0
+    recorded_at = None
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     while True:
         passes += 1
-        result = subprocess.run(keyhook_cmd(keyhook, config, db, state, "dispatch"),
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            log(f"dispatch exited {result.returncode}: {result.stderr[-500:]}")
+        errors = tempfile.TemporaryFile(mode="w+")
+        child = subprocess.Popen(keyhook_cmd(keyhook, config, db, state, "dispatch"),
+                                 stdout=subprocess.PIPE, stderr=errors, text=True)
+        # `dispatch` says (and flushes) "... deliveries recorded" when its record phase ends:
+        # the time of that line splits the pass into recording and sending.
+        for line in child.stdout:
+            if recorded_at is None and "deliveries recorded" in line:
+                recorded_at = time.perf_counter() - t
+        child.wait()
+        errors.seek(0)
+        stderr = errors.read()
+        errors.close()
+        if child.returncode != 0:
+            log(f"dispatch exited {child.returncode}: {stderr[-500:]}")
         if receiver.count() - before >= expected or passes >= 5:
             break
     seconds = time.perf_counter() - t
+    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = ((usage_after.ru_utime - usage_before.ru_utime)
+           + (usage_after.ru_stime - usage_before.ru_stime))
     delivered = receiver.count() - before
     load_after = load()
     floor_after = bench.measure_floor(binaries["floor"], receiver, floor_requests, 3)
@@ -267,10 +288,22 @@ def measure_dispatch(keyhook, binaries, work, db, expected, floor_requests):
         "ratio": rate / floor,
         "state_bytes": state_bytes,
         "load": f"{load_before} -> {load_after}",
+        "cpu_s": cpu,
+        "record_s": recorded_at,
     }
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def split(tp):
+    """The record phase (start to the "deliveries recorded" line) and the send phase (the rest)."""
+    if tp.get("record_s") is None or tp["passes"] != 1:
+        return "phases not split"
+    record = tp["record_s"] / max(tp["expected"], 1) * 1e6
+    send = (tp["seconds"] - tp["record_s"]) / max(tp["delivered"], 1) * 1e6
+    return (f"record phase {tp['record_s']:.2f} s ({record:.0f} µs per event, process start "
+            f"included), send phase {tp['seconds'] - tp['record_s']:.2f} s ({send:.0f} µs per delivery)")
 
 
 def verdict(ok):
@@ -301,7 +334,9 @@ def report(args, results, keyhook):
             f"| (a) commit → receiver under `watch`, {lat['changes']:,} inserts at "
             f"{lat['rate']:.0f}/s | p50 {lat['p50_ms']:.1f} ms, p90 {lat['p90_ms']:.1f} ms, "
             f"p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms ({lat['arrived']:,} of "
-            f"{lat['changes']:,} arrived) | p50 ≤ 50 ms, p99 ≤ 250 ms | "
+            f"{lat['changes']:,} arrived); `watch` used {lat['watch_cpu_s']:.2f} s of CPU "
+            f"({lat['watch_cpu_s'] / max(lat['arrived'], 1) * 1e6:,.0f} µs per event, idle time "
+            f"included) | p50 ≤ 50 ms, p99 ≤ 250 ms | "
             f"{verdict(lat['p50_ms'] <= 50 and lat['p99_ms'] <= 250 and lat['arrived'] == lat['changes'])} | "
             f"{lat['load']}{noisy(lat['load'])} |")
     if tp:
@@ -309,7 +344,9 @@ def report(args, results, keyhook):
             f"| (b) `keyhook dispatch` of {tp['expected']:,} events, sequential, durable | "
             f"{tp['rate']:,.0f}/s ({tp['delivered']:,} in {tp['seconds']:.2f} s, "
             f"{tp['passes']} pass(es)); floor {tp['floor']:,.0f}/s (before {tp['floor_before']:,.0f}, "
-            f"after {tp['floor_after']:,.0f}): **{tp['ratio']:.2f} x** | ≥ 0.7 x floor | "
+            f"after {tp['floor_after']:,.0f}): **{tp['ratio']:.2f} x**; CPU (user + system) "
+            f"{tp['cpu_s'] / max(tp['delivered'], 1) * 1e6:.0f} µs per delivery; {split(tp)} "
+            f"| ≥ 0.7 x floor | "
             f"{verdict(tp['ratio'] >= 0.7 and tp['delivered'] == tp['expected'])} | "
             f"{tp['load']}{noisy(tp['load'])} |")
     if cost:

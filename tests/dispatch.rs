@@ -254,3 +254,45 @@ fn watch_delivers_a_commit_within_a_second_and_stops_cleanly_on_sigterm() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(server.request_count(), 1);
 }
+
+#[test]
+fn watch_sends_a_retry_when_it_comes_due() {
+    // Each pass reads the clock afresh: a watch started before a retry's time still sends it.
+    let calls = AtomicUsize::new(0);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        match calls.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::status(503),
+            _ => Reply::ok(),
+        }
+    })
+    .unwrap();
+    let test = with_webhook(
+        &server.url("/"),
+        "retry_schedule = [\"2s\"]\nmax_retries = 3",
+    );
+    // The real clock: a pinned one never reaches the retry's time.
+    let mut child = test
+        .process(["watch"])
+        .env_remove("KEYHOOK_NOW")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+    writer(&test)
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (7, 'K7')",
+            [],
+        )
+        .unwrap();
+    let retried = server.wait_for(2, Duration::from_secs(10));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(retried, "the retry was sent by the running watch");
+    let all = seen(&server);
+    assert_eq!(all[0].0, all[1].0, "the retry keeps the delivery id");
+}

@@ -116,6 +116,8 @@ impl Dispatcher {
                 "dispatch: {} new event(s), {} deliveries recorded",
                 taken.events, taken.deliveries
             )?;
+            // Said as it happens: sending may take a while (and a benchmark times the line).
+            out.flush()?;
         }
         let state = self.state.as_ref().expect("opened by pass");
         let mut exit = Exit::Success;
@@ -325,4 +327,33 @@ fn print(name: &str, tally: &Tally, out: &mut impl Write) -> std::io::Result<()>
             ""
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn watch_scans_for_expiries_at_start_at_the_next_expiry_and_once_a_minute() {
+        let mut gate = ExpiryGate::default();
+        assert!(gate.due(at("2026-11-23T10:00:00Z")), "the first pass scans");
+        gate.scanned(at("2026-11-23T10:00:00Z"), Some(at("2026-11-23T10:00:20Z")));
+        assert!(!gate.due(at("2026-11-23T10:00:01Z")));
+        assert!(!gate.due(at("2026-11-23T10:00:19Z")));
+        assert!(
+            gate.due(at("2026-11-23T10:00:20Z")),
+            "the expiry seen ahead"
+        );
+        gate.scanned(at("2026-11-23T10:00:20Z"), None);
+        assert!(!gate.due(at("2026-11-23T10:01:19Z")));
+        assert!(
+            gate.due(at("2026-11-23T10:01:20Z")),
+            "a minute after the last"
+        );
+        assert!(gate.due(at("2026-11-23T09:00:00Z")), "a clock set back");
+    }
 }

@@ -132,7 +132,8 @@ impl StateDb {
     }
 
     /// Notes a webhook source (its webhook and URL), so a 410 can disable it and `status`
-    /// can list it; returns when it was disabled, if it is.
+    /// can list it; returns when it was disabled, if it is. A source already noted as it is
+    /// costs a read, not a write (`watch` calls this on every pass).
     pub fn see_source(
         &self,
         source: &str,
@@ -140,6 +141,23 @@ impl StateDb {
         url: &str,
         now: i64,
     ) -> Result<Option<i64>, StateError> {
+        let known: Option<(String, String, Option<i64>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT webhook, url, webhook_gone FROM webhook_sources WHERE source = ?1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row([source], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                    .optional()
+            })
+            .map_err(|e| self.error(e))?;
+        if let Some((known_webhook, known_url, gone)) = known
+            && known_webhook == webhook
+            && known_url == url
+        {
+            return Ok(gone);
+        }
         self.conn
             .prepare_cached(
                 "INSERT INTO webhook_sources (source, webhook, url, first_seen)

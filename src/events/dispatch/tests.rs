@@ -129,3 +129,13 @@ fn a_rolled_back_change_is_no_event_and_a_killed_pass_is_taken_again_whole() {
     assert_eq!(recorded, planned);
     assert_eq!(recorded.len(), 1, "the rolled back insert made no event");
 }
+
+#[test]
+fn delivery_ids_keep_their_form() {
+    // `evt_<seq, 12 hex>_<8 hex of the source's SHA-256>`, as every earlier pass made them.
+    assert_eq!(delivery_id(1, "hook"), "evt_000000000001_0648298b");
+    assert_eq!(
+        delivery_id_of("evt_exp_2a_00000000", "hook"),
+        "evt_exp_2a_00000000_0648298b"
+    );
+}
