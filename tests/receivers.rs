@@ -403,3 +403,50 @@ fn rust_example_receiver_verifies_both_schemes() {
         "{lines:?}"
     );
 }
+
+/// Event webhooks too: dispatched events, in Standard Webhooks' format and signature, are
+/// accepted by the `standardwebhooks` library, under their stable `evt_` ids.
+#[test]
+fn the_standardwebhooks_library_accepts_dispatched_events() {
+    let has_library = Command::new("python3")
+        .args(["-c", "import standardwebhooks"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !has_library {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs standardwebhooks (pip)"
+        );
+        eprintln!("skipped: pip install standardwebhooks to run this test");
+        return;
+    }
+    let mut command = Command::new("python3");
+    command
+        .arg(support::repo().join("examples/receivers/check_standardwebhooks.py"))
+        .args(["--secret-env", "CHECK_SECRET", "--listen", "0"])
+        .env("CHECK_SECRET", WHSEC);
+    let mut receiver = Receiver::start(command);
+    let test = Test::new().write(
+        "webhooks/hook.toml",
+        &format!(
+            "name = \"hook\"\nurl = \"{}/hooks\"\nevents = [\"license.*\"]\n\
+             secret = \"{WHSEC}\"\nsignature = \"standard\"\nformat = \"standard\"\n",
+            receiver.url
+        ),
+    );
+    test.keyhook(["events", "install"]).assert().success();
+    let conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    conn.execute_batch(
+        "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1');
+         UPDATE LicenseKeys SET ComputerID = 'PC-1' WHERE ID = 1;",
+    )
+    .unwrap();
+    let output = test.keyhook(["dispatch"]).output().unwrap();
+    assert!(output.status.success(), "{}", stdout(&output));
+    // Created, then activated and updated: three events, each verified by the library.
+    let lines = receiver.read_lines(3);
+    assert!(
+        lines.len() == 3 && lines.iter().all(|l| l.starts_with("valid evt_")),
+        "{lines:?}"
+    );
+}
