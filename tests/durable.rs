@@ -594,7 +594,7 @@ fn the_state_database_holds_no_secret_and_the_exact_body() {
     let conn = rusqlite::Connection::open(test.path("keyhook-state.db")).unwrap();
     let body: Vec<u8> = conn
         .query_row(
-            "SELECT body FROM deliveries WHERE activation_key = 'KEY-0001'",
+            "SELECT b.body FROM deliveries AS d JOIN delivery_bodies AS b USING (seq) WHERE d.activation_key = 'KEY-0001'",
             [],
             |r| r.get(0),
         )

@@ -2,11 +2,13 @@
 //! before each send and updated as soon as each attempt's outcome is known (`queue`), read
 //! back for `keyhook log` (`log`), and pruned once settled (`prune`).
 
+mod claims;
 mod log;
 mod prune;
 mod queue;
 mod recording;
 
+pub use claims::ClaimBook;
 pub use log::{AttemptEntry, BadRowEntry, LogEntry, LogFilter};
 pub use recording::RunRecorder;
 

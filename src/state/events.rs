@@ -221,10 +221,12 @@ pub(super) fn insert_deliveries(
 ) -> rusqlite::Result<()> {
     let mut runs: BTreeMap<&str, i64> = BTreeMap::new();
     let mut insert = transaction.prepare_cached(
-        "INSERT INTO deliveries (id, run_id, task, license_id, activation_key, body, created_at,
+        "INSERT INTO deliveries (id, run_id, task, license_id, activation_key, created_at,
              next_attempt_at, updated_at, event_type, event_key, order_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7, ?8, ?9)",
     )?;
+    let mut store =
+        transaction.prepare_cached("INSERT INTO delivery_bodies (seq, body) VALUES (?1, ?2)")?;
     for delivery in deliveries {
         let source = delivery.source.as_str();
         let run_id = match runs.get(source) {
@@ -245,12 +247,12 @@ pub(super) fn insert_deliveries(
             source,
             delivery.license_id,
             delivery.activation_key,
-            delivery.body,
             now,
             delivery.event_type,
             delivery.event_key,
             delivery.order_key
         ])?;
+        store.execute(params![transaction.last_insert_rowid(), delivery.body])?;
     }
     let mut matched = transaction
         .prepare_cached("UPDATE runs SET matched = (SELECT count(*) FROM deliveries WHERE run_id = ?1) WHERE id = ?1")?;

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -157,6 +157,21 @@ CREATE TABLE expiry_scans (
     scanned_to  TEXT NOT NULL,        -- the window's end, as the database writes dates
     updated_at  INTEGER NOT NULL
 );
+"#,
+    // v9: bodies in their own table, written once when a delivery is recorded and never
+    // again. A delivery row changes three times (recorded, claimed, its outcome); with a
+    // 1-2 KB body in it, each change rewrote (and logged to the WAL) about a third of a page
+    // per delivery, and the queue's pages did not fit SQLite's page cache.
+    r#"
+CREATE TABLE delivery_bodies (
+    seq   INTEGER PRIMARY KEY REFERENCES deliveries (seq) ON DELETE CASCADE,
+    body  BLOB NOT NULL                   -- the exact bytes sent, on every attempt
+);
+INSERT INTO delivery_bodies (seq, body) SELECT seq, body FROM deliveries;
+ALTER TABLE deliveries DROP COLUMN body;
+-- Claims on a SQLite state are kept in memory now (`deliveries/claims.rs`); this finds the
+-- ones an earlier version wrote, for the lock's next holder to give back, without a scan.
+CREATE INDEX deliveries_claimed ON deliveries (task) WHERE claimed_by IS NOT NULL;
 "#,
 ];
 
@@ -350,5 +365,43 @@ mod tests {
             0,
             "pruned with the run"
         );
+    }
+
+    #[test]
+    fn v9_moves_every_body_to_its_own_table_byte_for_byte_and_deletes_it_with_its_delivery() {
+        let mut conn = at_version(8);
+        conn.execute_batch(
+            "INSERT INTO runs (id, task, name, started_at) VALUES (1, 't', 'T', 0);
+             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key, body,
+                                     created_at, next_attempt_at, updated_at)
+             VALUES (1, 'a', 1, 't', 1, 'K1', x'7b0a7d', 0, 0, 0),
+                    (2, 'b', 1, 't', 2, 'K2', x'00ff', 0, 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new("state.db")).unwrap();
+        let body = |seq: i64| -> Vec<u8> {
+            conn.query_row(
+                "SELECT body FROM delivery_bodies WHERE seq = ?1",
+                [seq],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(body(1), b"{\n}");
+        assert_eq!(body(2), [0x00, 0xff]);
+        let columns: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('deliveries') WHERE name = 'body'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(columns, 0, "the body is no longer in the delivery row");
+        conn.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM runs;")
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM delivery_bodies", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "pruned with its run and delivery");
     }
 }

@@ -66,6 +66,8 @@ pub enum StateError {
 pub struct StateDb {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// Deliveries this process's senders hold: see [`deliveries::ClaimBook`].
+    claims: std::cell::RefCell<deliveries::ClaimBook>,
 }
 
 impl StateDb {
@@ -106,6 +108,7 @@ impl StateDb {
         let mut state = StateDb {
             conn,
             path: path.to_path_buf(),
+            claims: Default::default(),
         };
         migrations::migrate(&mut state.conn, path)?;
         // The schema's one CHECK (`deliveries.status IN (4 values)`) builds a temporary b-tree

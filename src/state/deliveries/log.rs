@@ -81,7 +81,8 @@ impl StateDb {
             .conn
             .prepare_cached(
                 "SELECT id, task, run_id, license_id, activation_key, status, attempts, created_at,
-                        updated_at, next_attempt_at, last_status, last_error, length(body),
+                        updated_at, next_attempt_at, last_status, last_error,
+                        (SELECT length(body) FROM delivery_bodies AS b WHERE b.seq = d.seq),
                         event_type, CASE WHEN order_key IS NOT NULL
                                           AND status IN ('pending', 'failed') THEN
                             (SELECT e.id FROM deliveries AS e
@@ -201,7 +202,7 @@ impl StateDb {
     pub fn body(&self, delivery_id: &str) -> Result<Option<Vec<u8>>, StateError> {
         self.conn
             .query_row(
-                "SELECT body FROM deliveries WHERE id = ?1",
+                "SELECT body FROM delivery_bodies WHERE seq = (SELECT seq FROM deliveries WHERE id = ?1)",
                 [delivery_id],
                 |row| row.get(0),
             )

@@ -16,11 +16,46 @@ const IN_ORDER: &str = "(d.order_key IS NULL OR NOT EXISTS (
 
 impl StateDb {
     /// Claims up to `limit` deliveries from `queue` for `claimer`, oldest first.
+    ///
+    /// A claim on a SQLite state is kept in this process ([`ClaimBook`](super::ClaimBook)): only the holder of
+    /// the source's lock sends from it. It looks above the highest seq handed out first, and
+    /// below it (where only deliveries held back or given back can be) only when that comes
+    /// back short.
     pub fn claim(
         &self,
         queue: Queue,
         claimer: &str,
         now: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StateError> {
+        let source = match queue {
+            Queue::Run(task, _) | Queue::DueForTask(task, _) => task,
+            Queue::One(_) => "",
+        };
+        let cursor = self.claims.borrow().cursor(source);
+        let mut claimed = self.waiting(queue, now, (cursor + 1, i64::MAX), limit)?;
+        if claimed.len() < limit && cursor > 0 {
+            let held = self.claims.borrow().held_count();
+            let below = self.waiting(queue, now, (i64::MIN, cursor), limit + held)?;
+            let book = self.claims.borrow();
+            claimed.extend(below.into_iter().filter(|d| !book.is_held(d.seq)));
+        }
+        claimed.sort_by_key(|delivery| delivery.seq);
+        claimed.truncate(limit);
+        let mut book = self.claims.borrow_mut();
+        claimed.retain(|delivery| !book.is_held(delivery.seq));
+        for delivery in &claimed {
+            book.hold(delivery.seq, &delivery.task, claimer);
+        }
+        Ok(claimed)
+    }
+
+    /// Up to `limit` deliveries of `queue` due at `now` with a seq in `seqs`, oldest first.
+    fn waiting(
+        &self,
+        queue: Queue,
+        now: i64,
+        seqs: (i64, i64),
         limit: usize,
     ) -> Result<Vec<Claimed>, StateError> {
         // Every queue is read through the task's queue index (task, seq), which holds only
@@ -44,49 +79,49 @@ impl StateDb {
             ),
         };
         let sql = format!(
-            "UPDATE deliveries SET claimed_by = ?3
-             WHERE seq IN (SELECT seq FROM {source}
-                           WHERE {task_filter} AND {filter} AND next_attempt_at <= ?2
-                             AND status IN ('pending', 'failed') AND claimed_by IS NULL
-                             AND {IN_ORDER}
-                           ORDER BY seq LIMIT ?4)
-             RETURNING seq, id, task, license_id, activation_key, body, attempts, created_at,
-                       event_type"
+            "SELECT seq, id, task, license_id, activation_key,
+                    (SELECT body FROM delivery_bodies AS b WHERE b.seq = d.seq),
+                    attempts, created_at, event_type
+             FROM {source}
+             WHERE {task_filter} AND {filter} AND next_attempt_at <= ?2
+               AND status IN ('pending', 'failed') AND claimed_by IS NULL
+               AND seq BETWEEN ?3 AND ?6 AND {IN_ORDER}
+             ORDER BY seq LIMIT ?4"
         );
         let mut statement = self.conn.prepare_cached(&sql).map_err(|e| self.error(e))?;
+        let limit = limit.min(1 << 20) as i64;
         let rows = statement
-            .query_map(
-                params![task, due, claimer, limit.min(1 << 20) as i64, key],
-                |row| {
-                    Ok(Claimed {
-                        seq: row.get(0)?,
-                        id: row.get(1)?,
-                        task: row.get(2)?,
-                        license_id: row.get(3)?,
-                        activation_key: row.get(4)?,
-                        body: row.get(5)?,
-                        attempts: row.get(6)?,
-                        created_at: row.get(7)?,
-                        event_type: row.get(8)?,
-                    })
-                },
-            )
+            .query_map(params![task, due, seqs.0, limit, key, seqs.1], |row| {
+                Ok(Claimed {
+                    seq: row.get(0)?,
+                    id: row.get(1)?,
+                    task: row.get(2)?,
+                    license_id: row.get(3)?,
+                    activation_key: row.get(4)?,
+                    body: row.get(5)?,
+                    attempts: row.get(6)?,
+                    created_at: row.get(7)?,
+                    event_type: row.get(8)?,
+                })
+            })
             .map_err(|e| self.error(e))?;
-        let mut claimed: Vec<Claimed> =
-            rows.collect::<Result<_, _>>().map_err(|e| self.error(e))?;
-        claimed.sort_by_key(|delivery| delivery.seq);
-        Ok(claimed)
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
     /// Gives back claims: of one process that stopped early, or (`None`) every claim on a
-    /// task, which only the holder of the task's lock may do.
+    /// task, which only the holder of the task's lock may do (claims written to the file by
+    /// an earlier version included).
     pub fn release_claims(&self, task: &str, claimer: Option<&str>) -> Result<(), StateError> {
+        self.claims.borrow_mut().release(task, claimer);
+        if claimer.is_some() {
+            return Ok(());
+        }
         self.conn
-            .execute(
+            .prepare_cached(
                 "UPDATE deliveries SET claimed_by = NULL
-                 WHERE task = ?1 AND claimed_by IS NOT NULL AND (?2 IS NULL OR claimed_by = ?2)",
-                params![task, claimer],
+                 WHERE task = ?1 AND claimed_by IS NOT NULL",
             )
+            .and_then(|mut statement| statement.execute([task]))
             .map(drop)
             .map_err(|e| self.error(e))
     }
@@ -99,7 +134,14 @@ impl StateDb {
         self.cached("BEGIN")?;
         let recorded = self.record_in_transaction(outcomes);
         match recorded {
-            Ok(()) => self.cached("COMMIT"),
+            Ok(()) => {
+                self.cached("COMMIT")?;
+                let mut book = self.claims.borrow_mut();
+                for outcome in outcomes {
+                    book.settle(outcome.seq);
+                }
+                Ok(())
+            }
             Err(error) => {
                 let _ = self.cached("ROLLBACK");
                 Err(error)
@@ -131,7 +173,7 @@ impl StateDb {
             .conn
             .prepare_cached(
                 "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
-                     updated_at = ?4, last_status = ?5, last_error = ?6, claimed_by = NULL
+                     updated_at = ?4, last_status = ?5, last_error = ?6
                  WHERE seq = ?1",
             )
             .map_err(|e| self.error(e))?;

@@ -67,20 +67,24 @@ impl RunRecorder<'_> {
         activation_key: &str,
         body: &[u8],
     ) -> rusqlite::Result<()> {
-        let mut statement = self.transaction.prepare_cached(
-            "INSERT INTO deliveries (id, run_id, task, license_id, activation_key, body,
+        let mut delivery = self.transaction.prepare_cached(
+            "INSERT INTO deliveries (id, run_id, task, license_id, activation_key,
                  created_at, next_attempt_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
         )?;
-        statement.execute(params![
+        delivery.execute(params![
             id,
             self.run_id,
             self.task,
             license_id,
             activation_key,
-            body,
             self.now
         ])?;
+        let seq = self.transaction.last_insert_rowid();
+        let mut stored = self
+            .transaction
+            .prepare_cached("INSERT INTO delivery_bodies (seq, body) VALUES (?1, ?2)")?;
+        stored.execute(params![seq, body])?;
         Ok(())
     }
 

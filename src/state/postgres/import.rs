@@ -155,7 +155,9 @@ impl PgState {
         let mut read = from
             .conn
             .prepare(
-                "SELECT seq, id, run_id, task, license_id, activation_key, body, status, attempts,
+                "SELECT seq, id, run_id, task, license_id, activation_key,
+                        (SELECT body FROM delivery_bodies AS b WHERE b.seq = deliveries.seq),
+                        status, attempts,
                         created_at, next_attempt_at, updated_at, last_status, last_error,
                         event_type, event_key, order_key
                  FROM deliveries ORDER BY seq",
