@@ -42,7 +42,7 @@ impl Location {
 }
 
 /// One license database: a search's template checked, counted or streamed as licenses.
-pub trait LicenseDatabase {
+pub trait LicenseDatabase: Send {
     /// How messages name the database (a path, or a URL without its password).
     fn describe(&self) -> String;
 
