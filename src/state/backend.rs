@@ -96,11 +96,7 @@ impl DeliveryQueue for PgState {
     }
 }
 
-/// An open state, on either back end. Opened once per command, so its size does not matter.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per command, never moved in a loop"
-)]
+/// An open state, on either back end.
 pub enum State {
     Sqlite(StateDb),
     Postgres(PgState),

@@ -79,6 +79,10 @@ mod tests {
         assert!(!book.is_held(2) && book.is_held(3));
         book.settle(3);
         assert_eq!(book.held_count(), 0);
-        assert_eq!(book.cursor("t"), 2, "the cursor only tells where new ones start");
+        assert_eq!(
+            book.cursor("t"),
+            2,
+            "the cursor only tells where new ones start"
+        );
     }
 }
