@@ -2,7 +2,7 @@
 //! each JSON value becomes the SQLite value the trigger's `json_object` was given, and goes
 //! through the same mapping as a row of a search ([`read_fields`]).
 
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::ValueRef;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Map;
 
@@ -44,15 +44,12 @@ fn read(
     table: &[(&'static str, Kind)],
     snapshot: &Snapshot,
 ) -> Result<Vec<Field>, (&'static str, String)> {
-    let mut values = Vec::with_capacity(table.len());
-    for (column, _) in table {
-        values.push(sqlite_value(column, snapshot).map_err(|problem| (*column, problem))?);
-    }
-    read_fields(table, |offset, _| Ok(ValueRef::from(&values[offset])))
+    read_fields(table, |_, column| sqlite_value(column, snapshot))
 }
 
-/// The value `json_object` was given for `column` (SQLite's names are case-insensitive).
-fn sqlite_value(column: &str, snapshot: &Snapshot) -> Result<Value, String> {
+/// The value `json_object` was given for `column` (SQLite's names are case-insensitive),
+/// borrowed from the snapshot.
+fn sqlite_value<'a>(column: &str, snapshot: &'a Snapshot) -> Result<ValueRef<'a>, String> {
     let value = snapshot.get(column).or_else(|| {
         snapshot
             .iter()
@@ -61,13 +58,13 @@ fn sqlite_value(column: &str, snapshot: &Snapshot) -> Result<Value, String> {
     });
     match value {
         None => Err("is missing from the event's snapshot (`keyhook events status`)".into()),
-        Some(serde_json::Value::Null) => Ok(Value::Null),
-        Some(serde_json::Value::Bool(flag)) => Ok(Value::Integer(i64::from(*flag))),
+        Some(serde_json::Value::Null) => Ok(ValueRef::Null),
+        Some(serde_json::Value::Bool(flag)) => Ok(ValueRef::Integer(i64::from(*flag))),
         Some(serde_json::Value::Number(number)) => match number.as_i64() {
-            Some(integer) => Ok(Value::Integer(integer)),
-            None => Ok(Value::Real(number.as_f64().unwrap_or(f64::NAN))),
+            Some(integer) => Ok(ValueRef::Integer(integer)),
+            None => Ok(ValueRef::Real(number.as_f64().unwrap_or(f64::NAN))),
         },
-        Some(serde_json::Value::String(text)) => Ok(Value::Text(text.clone())),
+        Some(serde_json::Value::String(text)) => Ok(ValueRef::Text(text.as_bytes())),
         Some(other) => Err(format!("holds JSON {other}, not a value a column holds")),
     }
 }
