@@ -14,4 +14,5 @@ pub mod expiry;
 pub mod names;
 pub mod outbox;
 pub mod payload;
+pub mod postgres;
 pub mod sample;
