@@ -285,8 +285,8 @@ fn two_writers_whose_transactions_overlap_are_both_delivered_once() {
         sender.send(()).unwrap();
     });
     let waited = blocked_or_done(&schema, &done);
-    assert!(waited, "B's event waits for A's transaction to end");
-    // A dispatch while A is open and B waits: nothing committed, nothing taken.
+    // A dispatch while A is open: B waits for it (else B committed seq 2 and is taken here,
+    // moving the cursor past A's seq 1).
     let (code, out, err) = run(&test, &["dispatch"]);
     assert_eq!(code, Some(0), "{out}{err}");
     first.commit().unwrap();
@@ -306,9 +306,10 @@ fn two_writers_whose_transactions_overlap_are_both_delivered_once() {
                 .to_string()
         })
         .collect();
-    assert_eq!(keys, ["\"K1\"", "\"K2\""], "in commit order");
+    assert_eq!(keys, ["\"K1\"", "\"K2\""], "both, in commit order");
     ids.dedup();
     assert_eq!(ids.len(), 2, "each once");
+    assert!(waited, "B's event waited for A's transaction to end");
 }
 
 fn spawn_watch(
@@ -366,4 +367,33 @@ fn watch_is_woken_by_notify_survives_killed_connections_and_stops_on_sigterm() {
     assert!(status.success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(server.request_count(), 4);
+}
+
+#[test]
+fn an_expiry_on_the_server_fires_license_expired_once() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    schema.run(
+        "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate) \
+         VALUES (1, 'K1', '2026-11-23T12:00:00'), (2, 'K2', '2020-01-01T00:00:00')",
+    );
+    let pass = |now: &str| run(&test, &["--now", now, "dispatch"]);
+    let (code, out, err) = pass("2026-11-23T10:00:00");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(server.request_count(), 4, "two creations, to two webhooks");
+    assert_eq!(pass("2026-11-23T13:00:00").0, Some(0));
+    assert_eq!(server.request_count(), 6, "K1's expiry, to two webhooks");
+    assert_eq!(pass("2026-11-23T14:00:00").0, Some(0));
+    assert_eq!(server.request_count(), 6, "once");
+    let requests = server.requests();
+    let expired = requests
+        .iter()
+        .find(|r| r.target == "/qlm" && r.header("X-Keyhook-Event") == Some("license.expired"))
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&expired.body).unwrap();
+    assert_eq!(json["LicenseInfo"]["ActivationKey"], "K1");
+    let id = expired.header("X-Keyhook-Delivery").unwrap();
+    assert!(id.starts_with("evt_exp_1_"), "{id}");
 }

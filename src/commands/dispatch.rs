@@ -19,7 +19,7 @@ use crate::delivery::dispatch::Tally;
 use crate::error::{Error, Exit, Result};
 use crate::events::catalog::Catalog;
 use crate::events::dispatch::{DispatchError, Pass, Taken};
-use crate::events::expired::{EXPIRED, take_expired};
+use crate::events::expired::take_expired;
 use crate::state::StateDb;
 use crate::state::deliveries::Queue;
 
@@ -67,14 +67,6 @@ impl Dispatcher {
             return Ok(None);
         }
         let (license_db, outbox) = LicenseOutbox::open(context)?;
-        let expired = sources.iter().any(|s| s.route.events.contains(EXPIRED));
-        if outbox.sqlite().is_none() && expired {
-            eprintln!(
-                "warning: {EXPIRED} is not fired on a PostgreSQL license database yet: no \
-                 row changes when a license expires, and its scan reads SQLite only; the \
-                 other events are dispatched"
-            );
-        }
         Ok(Some(Dispatcher {
             sources,
             catalog,
@@ -159,7 +151,7 @@ impl Dispatcher {
             .take(state, &pass, now, &mut unsendable)
             .map_err(failed)?;
         let (at, zone) = (context.clock.tick(), context.clock.zone());
-        let expired = match (&mut self.expiry_gate, self.outbox.sqlite()) {
+        let expired = match (&mut self.expiry_gate, self.outbox.expiries()) {
             (_, None) => Taken::default(),
             (Some(gate), _) if !gate.due(at) => Taken::default(),
             (gate, Some(conn)) => {

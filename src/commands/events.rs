@@ -38,6 +38,7 @@ pub fn catalog(context: &Context, args: &EventsCatalogArgs, out: &mut impl Write
                     "payload": source.payload,
                     "operation": event.operation,
                     "condition": event.condition.as_deref().map(str::trim),
+                    "condition_postgres": event.condition_postgres.as_deref().map(str::trim),
                     "description": event.description,
                     "origin": source.origin,
                 })

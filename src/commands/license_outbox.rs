@@ -10,6 +10,7 @@ use rusqlite::Connection;
 use super::Context;
 use crate::error::{Error, Result};
 use crate::events::dispatch::{DispatchError, Outbox, Pass, Taken, Unsendable, take};
+use crate::events::expiry::Expiries;
 use crate::events::postgres::{PgEventsError, PgOutbox};
 use crate::licenses::database::Location;
 use crate::licenses::postgres::connect;
@@ -81,7 +82,17 @@ impl LicenseOutbox {
         }
     }
 
-    /// The SQLite connection, for what only SQLite has yet (`license.expired`, `data_version`).
+    /// Where the `license.expired` scan reads; `None` while a server's connection is broken.
+    pub fn expiries(&mut self) -> Option<&mut dyn Expiries> {
+        match self {
+            LicenseOutbox::Sqlite(conn) => Some(conn),
+            LicenseOutbox::Server { outbox, .. } => {
+                outbox.as_deref_mut().map(|pg| pg as &mut dyn Expiries)
+            }
+        }
+    }
+
+    /// The SQLite connection, for what only SQLite has (`PRAGMA data_version`).
     pub fn sqlite(&self) -> Option<&Connection> {
         match self {
             LicenseOutbox::Sqlite(conn) => Some(conn),

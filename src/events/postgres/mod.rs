@@ -5,6 +5,7 @@
 //! search path.
 
 pub mod drift;
+pub mod expiry;
 pub mod install;
 pub mod plan;
 

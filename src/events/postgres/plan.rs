@@ -202,3 +202,44 @@ fn dollar_quoted(body: &str) -> String {
 pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::postgres::channel;
+
+    fn column(index: usize) -> Column {
+        Column {
+            name: format!("c{index}"),
+            type_name: match index {
+                0 => "boolean".into(),
+                1 => "bytea".into(),
+                _ => "integer".into(),
+            },
+            key: format!("C{index}"),
+        }
+    }
+
+    #[test]
+    fn snapshots_keep_column_order_in_objects_of_fifty_and_read_values_as_sqlite_holds_them() {
+        let columns: Vec<Column> = (0..120).map(column).collect();
+        let sql = snapshot_sql("NEW", &columns);
+        assert_eq!(sql.matches("json_build_object(").count(), 3, "{sql}");
+        assert!(sql.starts_with("(left((left(json_build_object('C0', NEW.\"c0\"::int, "));
+        assert!(sql.contains("'C1', upper(encode(NEW.\"c1\", 'hex'))"));
+        let c49 = sql.find("'C49'").unwrap();
+        let c50 = sql.find("'C50'").unwrap();
+        assert!(c49 < c50 && sql[c49..c50].contains(")::text, -1) || ', ' || substr("));
+        assert_eq!(snapshot_sql("OLD", &[]), "json_build_object()::text");
+    }
+
+    #[test]
+    fn channels_are_per_schema_and_fit_postgresqls_limit() {
+        assert_eq!(channel("public"), "keyhook_outbox:public");
+        let long = channel(&"é".repeat(40));
+        assert!(
+            long.len() <= 63 && long.starts_with("keyhook_outbox:é"),
+            "{long}"
+        );
+    }
+}
