@@ -1,7 +1,8 @@
 //! `keyhook watch`: the long-running dispatcher. It polls `PRAGMA data_version` on a
 //! connection it keeps open (a read of a counter in shared memory, no query of the outbox),
 //! runs a pass when another connection committed, and once a second for the retries that
-//! came due. A busy or replaced license database is a warning, never the end.
+//! came due. A busy or replaced license database is a warning, never the end. On a
+//! PostgreSQL license database, `watch_postgres` waits for `NOTIFY` instead.
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
