@@ -191,7 +191,9 @@ pub struct DispatchArgs {}
 /// Arguments of `watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// How often to look for a commit (a cheap counter read), e.g. 25ms.
+    /// How often to look for a commit (a cheap counter read), e.g. 25ms. On a PostgreSQL
+    /// license database a commit notifies watch; this is then how often it looks without one
+    /// (for retries that came due), at least 1s.
     #[arg(long, env = "KEYHOOK_POLL", value_name = "TIME", default_value = "25ms", value_parser = duration)]
     pub poll: Duration,
 }

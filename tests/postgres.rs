@@ -51,7 +51,7 @@ impl Schema {
         )
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.url_with("")
     }
 
@@ -60,7 +60,7 @@ impl Schema {
     }
 
     /// Runs SQL in the schema.
-    fn run(&self, sql: &str) {
+    pub(crate) fn run(&self, sql: &str) {
         let mut client = self.client();
         client
             .batch_execute(&format!("SET search_path = {}; {sql}", self.name))

@@ -11,16 +11,15 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 
 use super::Context;
+use super::license_outbox::LicenseOutbox;
 use super::sending::{self, Stop};
 use super::webhook_sources::{self, Source};
 use crate::cli::DispatchArgs;
 use crate::delivery::dispatch::Tally;
 use crate::error::{Error, Exit, Result};
 use crate::events::catalog::Catalog;
-use crate::events::dispatch::{DispatchError, Pass, Taken, take};
-use crate::events::drift;
+use crate::events::dispatch::{DispatchError, Pass, Taken};
 use crate::events::expired::take_expired;
-use crate::events::outbox::OUTBOX;
 use crate::state::StateDb;
 use crate::state::deliveries::Queue;
 
@@ -43,7 +42,7 @@ pub struct Dispatcher {
     catalog: Catalog,
     /// The license database's canonical path: the cursor's key.
     pub license_db: PathBuf,
-    pub outbox: Connection,
+    pub outbox: LicenseOutbox,
     /// Opened by the first pass and kept; dropped after a failed pass, so the next reopens it.
     state: Option<StateDb>,
     /// `watch`'s cadence for the `license.expired` scan; `None`: every pass scans.
@@ -67,13 +66,7 @@ impl Dispatcher {
             writeln!(out, "no active webhooks in environment `{environment}`")?;
             return Ok(None);
         }
-        let (license_db, outbox) = open_outbox(context)?;
-        if !drift::has_table(&outbox, OUTBOX).map_err(|e| Error::runtime(anyhow!(e)))? {
-            return Err(Error::config(anyhow!(
-                "events are not installed in {}: run `keyhook events install` first",
-                context.db_path.display()
-            )));
-        }
+        let (license_db, outbox) = LicenseOutbox::open(context)?;
         Ok(Some(Dispatcher {
             sources,
             catalog,
@@ -153,21 +146,19 @@ impl Dispatcher {
             DispatchError::State(error) => error.into(),
             other => Error::runtime(anyhow!("{}: {other}", context.db_path.display())),
         };
-        let mut taken = take(state, &self.outbox, &pass, now, &mut unsendable).map_err(failed)?;
+        let mut taken = self
+            .outbox
+            .take(state, &pass, now, &mut unsendable)
+            .map_err(failed)?;
         let (at, zone) = (context.clock.tick(), context.clock.zone());
-        let expired = match &mut self.expiry_gate {
-            Some(gate) if !gate.due(at) => Taken::default(),
-            gate => {
+        let expired = match (&mut self.expiry_gate, self.outbox.expiries()) {
+            (_, None) => Taken::default(),
+            (Some(gate), _) if !gate.due(at) => Taken::default(),
+            (gate, Some(conn)) => {
                 let look_ahead = gate.is_some();
-                let scan = take_expired(
-                    state,
-                    &self.outbox,
-                    &pass,
-                    (at, zone),
-                    look_ahead,
-                    &mut unsendable,
-                )
-                .map_err(failed)?;
+                let scan =
+                    take_expired(state, conn, &pass, (at, zone), look_ahead, &mut unsendable)
+                        .map_err(failed)?;
                 if let Some(gate) = gate {
                     gate.scanned(at, scan.next_expiry);
                 }

@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use comfy_table::{Table, presets};
 use rusqlite::{Connection, OpenFlags};
 
-use super::{Context, success};
+use super::{Context, events_postgres, success};
 use crate::cli::{EventsCatalogArgs, EventsPruneArgs, EventsStatusArgs, EventsUninstallArgs};
 use crate::definitions::Problem;
 use crate::error::{Error, Result};
@@ -18,6 +18,7 @@ use crate::events::catalog::{self, Catalog};
 use crate::events::drift::{self, TableState};
 use crate::events::outbox::{self, InstallError, OUTBOX};
 use crate::file_access::{self, Presence};
+use crate::licenses::database::Location;
 
 /// How long install waits for the license database's writers to let it in.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +38,7 @@ pub fn catalog(context: &Context, args: &EventsCatalogArgs, out: &mut impl Write
                     "payload": source.payload,
                     "operation": event.operation,
                     "condition": event.condition.as_deref().map(str::trim),
+                    "condition_postgres": event.condition_postgres.as_deref().map(str::trim),
                     "description": event.description,
                     "origin": source.origin,
                 })
@@ -72,6 +74,9 @@ pub fn catalog(context: &Context, args: &EventsCatalogArgs, out: &mut impl Write
 
 pub fn install(context: &Context, out: &mut impl Write) -> Result {
     let catalog = load_catalog(context)?;
+    if let Location::Postgres(url) = &context.db {
+        return events_postgres::install(url, &catalog, out);
+    }
     let mut conn = open_for_writing(&context.db_path)?;
     let report = outbox::install(&mut conn, &catalog).map_err(|e| install_error(context, e))?;
     let db = context.db_path.display();
@@ -95,6 +100,9 @@ pub fn install(context: &Context, out: &mut impl Write) -> Result {
 }
 
 pub fn uninstall(context: &Context, args: &EventsUninstallArgs, out: &mut impl Write) -> Result {
+    if let Location::Postgres(url) = &context.db {
+        return events_postgres::uninstall(url, args, out);
+    }
     let mut conn = open_for_writing(&context.db_path)?;
     let report = outbox::uninstall(&mut conn, args.force).map_err(|e| install_error(context, e))?;
     let db = context.db_path.display();
@@ -111,6 +119,9 @@ pub fn uninstall(context: &Context, args: &EventsUninstallArgs, out: &mut impl W
 
 pub fn status(context: &Context, args: &EventsStatusArgs, out: &mut impl Write) -> Result {
     let catalog = load_catalog(context)?;
+    if let Location::Postgres(url) = &context.db {
+        return events_postgres::status(context, url, (&catalog, args), out);
+    }
     let conn = open_read_only(&context.db_path)?;
     let failure = |error: rusqlite::Error| {
         Error::runtime(anyhow!(
@@ -173,6 +184,9 @@ fn taken_by_dispatch(context: &Context) -> Result<Option<i64>> {
 /// Deletes the outbox rows dispatch has taken (seq at or before the state's cursor for this
 /// license database) that are older than `--older-than`; says how many.
 pub fn prune(context: &Context, args: &EventsPruneArgs, out: &mut impl Write) -> Result {
+    if let Location::Postgres(url) = &context.db {
+        return events_postgres::prune(context, url, args, out);
+    }
     let mut conn = open_for_writing(&context.db_path)?;
     let db = context.db_path.display();
     if !drift::has_table(&conn, OUTBOX).map_err(|e| Error::runtime(anyhow!("{db}: {e}")))? {
@@ -290,7 +304,7 @@ fn open_read_only(path: &Path) -> Result<Connection> {
 }
 
 /// `2026-11-23T10:00:00.123Z`.
-fn utc_ms(ms: i64) -> String {
+pub fn utc_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map_or_else(
         || ms.to_string(),
         |at| at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),

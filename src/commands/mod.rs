@@ -8,6 +8,8 @@ mod dispatch;
 mod dry_run;
 mod enable;
 mod events;
+mod events_postgres;
+mod license_outbox;
 mod list;
 mod listen;
 mod log;
@@ -26,6 +28,7 @@ mod state;
 mod status;
 mod verify;
 mod watch;
+mod watch_postgres;
 mod webhook_sources;
 mod webhook_test;
 mod webhooks;
@@ -79,13 +82,6 @@ pub fn dispatch(cli: Cli) -> Result {
              keyhook runs tasks (run-task, run-due, retry, resend, dry-run) and reports them \
              (status, log); `keyhook state migrate` moves a SQLite state there",
             context.state_path.display()
-        )));
-    }
-    if matches!(context.db, Location::Postgres(_)) && reads_events(&cli.command) {
-        return Err(Error::config(anyhow!(
-            "event webhooks (events, dispatch, watch) need a SQLite license database for now: \
-             on PostgreSQL only scheduled tasks run (--db {})",
-            context.db.describe()
         )));
     }
     let mut out = std::io::stdout().lock();
@@ -148,14 +144,6 @@ fn shares_state(command: &Command) -> bool {
             | Command::Listen(_)
             | Command::Db(_)
             | Command::State(_)
-    )
-}
-
-/// Commands that read or change the license database's event outbox, which is SQLite's.
-fn reads_events(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Events(_) | Command::Dispatch(_) | Command::Watch(_)
     )
 }
 

@@ -1,7 +1,8 @@
 //! `keyhook watch`: the long-running dispatcher. It polls `PRAGMA data_version` on a
 //! connection it keeps open (a read of a counter in shared memory, no query of the outbox),
 //! runs a pass when another connection committed, and once a second for the retries that
-//! came due. A busy or replaced license database is a warning, never the end.
+//! came due. A busy or replaced license database is a warning, never the end. On a
+//! PostgreSQL license database, `watch_postgres` waits for `NOTIFY` instead.
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -9,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use super::Context;
 use super::dispatch::{Dispatcher, open_outbox};
+use super::license_outbox::LicenseOutbox;
 use super::sending::Stop;
+use super::watch_postgres;
 use crate::cli::WatchArgs;
 use crate::error::{Exit, Result};
+use crate::licenses::database::Location;
 
 /// How often due retries are looked for, and the license file's identity checked.
 const TICK: Duration = Duration::from_secs(1);
@@ -29,6 +33,9 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
         dispatcher.sources.len()
     )?;
     out.flush()?;
+    if let Location::Postgres(url) = &context.db {
+        return watch_postgres::run(context, url, args.poll, (dispatcher, stop), out);
+    }
     let mut watch = Watch {
         version: None,
         next_tick: Instant::now(),
@@ -74,9 +81,10 @@ struct Watch {
 impl Watch {
     /// Whether to run a pass now: another connection committed, or a tick came.
     fn due(&mut self, dispatcher: &Dispatcher) -> bool {
-        let version = dispatcher
-            .outbox
-            .query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0));
+        let Some(outbox) = dispatcher.outbox.sqlite() else {
+            return false;
+        };
+        let version = outbox.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0));
         let version = match version {
             Ok(version) => Some(version),
             Err(error) => {
@@ -105,7 +113,7 @@ impl Watch {
                     path.display()
                 ));
                 dispatcher.license_db = path;
-                dispatcher.outbox = conn;
+                dispatcher.outbox = LicenseOutbox::Sqlite(conn);
                 self.inode = now;
                 self.version = None;
             }

@@ -74,6 +74,11 @@ pub struct Event {
     /// when it is true. It runs inside the writer's transaction: keep it cheap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// The same condition in PostgreSQL's SQL, for a license database on a server. Required
+    /// there when `condition` is set: SQLite's SQL is not translated (`ifnull`, `IS NOT` and
+    /// 0/1 comparisons differ), so each dialect's text is what the user wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_postgres: Option<String>,
     /// One line for `keyhook events catalog`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -261,14 +266,23 @@ impl Catalog {
                         event_problem("aliases", format!("`{alias}` is not an event name"));
                     }
                 }
-                if event
-                    .condition
-                    .as_deref()
-                    .is_some_and(|c| c.trim().is_empty())
-                {
+                for (field, text) in [
+                    ("condition", &event.condition),
+                    ("condition_postgres", &event.condition_postgres),
+                ] {
+                    if text.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                        event_problem(
+                            field,
+                            "is empty; leave it out to fire on every change".into(),
+                        );
+                    }
+                }
+                if event.condition.is_none() && event.condition_postgres.is_some() {
                     event_problem(
-                        "condition",
-                        "is empty; leave it out to fire on every change".into(),
+                        "condition_postgres",
+                        "is set without `condition`: the event would fire on every change in \
+                         SQLite; write both"
+                            .into(),
                     );
                 }
                 let mut own = event.names();

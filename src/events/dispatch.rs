@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::outbox::{OutboxRow, read_after};
 use super::payload;
+use super::postgres::{PgEventsError, PgOutbox};
 use crate::licenses::snapshot::Snapshot;
 use crate::state::events::{EventBatch, EventDelivery, Recorded};
 use crate::state::{StateDb, StateError};
@@ -62,8 +63,28 @@ pub struct Unsendable {
 pub enum DispatchError {
     #[error("could not read the outbox: {0}")]
     Outbox(#[from] rusqlite::Error),
+    #[error("could not read the outbox: {0}")]
+    Server(#[from] PgEventsError),
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+/// Where a pass reads outbox rows: a SQLite license database or a server.
+pub trait Outbox {
+    /// Up to `limit` rows after sequence `after`, in commit order.
+    fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, DispatchError>;
+}
+
+impl Outbox for Connection {
+    fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, DispatchError> {
+        Ok(read_after(self, after, limit)?)
+    }
+}
+
+impl Outbox for PgOutbox {
+    fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, DispatchError> {
+        Ok(PgOutbox::read_after(self, after, limit)?)
+    }
 }
 
 /// Reads the outbox rows after the cursor, batch by batch, and records their deliveries with
@@ -72,7 +93,7 @@ pub enum DispatchError {
 /// recorded first is read again from its cursor.
 pub fn take(
     state: &mut StateDb,
-    outbox: &Connection,
+    outbox: &mut dyn Outbox,
     pass: &Pass,
     now: i64,
     unsendable: &mut Vec<Unsendable>,
@@ -80,7 +101,7 @@ pub fn take(
     let mut taken = Taken::default();
     loop {
         let from = state.outbox_cursor(pass.license_db)?;
-        let rows = read_after(outbox, from, pass.batch)?;
+        let rows = outbox.read_after(from, pass.batch)?;
         let Some(last) = rows.last() else {
             return Ok(taken);
         };

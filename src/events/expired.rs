@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::dispatch::{DispatchError, Pass, Route, Taken, Unsendable, delivery_id_of};
-use super::expiry::{Expiry, expired_between, next_expiry_after};
+use super::expiry::{Expiries, Expiry};
 use super::outbox::{META, OutboxRow};
 use super::payload;
 use crate::licenses::schema::TABLE;
@@ -37,7 +37,7 @@ pub struct Scan {
 /// `look_ahead`, also finds the earliest expiry after the window.
 pub fn take_expired(
     state: &mut StateDb,
-    conn: &Connection,
+    conn: &mut dyn Expiries,
     pass: &Pass,
     (now, zone): (DateTime<Utc>, Tz),
     look_ahead: bool,
@@ -54,12 +54,12 @@ pub fn take_expired(
     let until = now.with_timezone(&zone).format(FORMAT).to_string();
     let since = match state.expiry_scanned_to(pass.license_db)? {
         Some(since) => since,
-        None => installed_at(conn, zone)?
+        None => installed_at(conn.installed_ms()?, zone)
             .unwrap_or_else(|| until.clone())
             .min(until.clone()),
     };
     let mut found = Vec::new();
-    for expiry in expired_between(conn, &since, &until)? {
+    for expiry in conn.expired_between(&since, &until)? {
         if !state.expiry_seen(pass.license_db, expiry.license_id, &expiry.expiry)? {
             found.push(expired(pass, &routes, &expiry, zone, unsendable));
         }
@@ -67,7 +67,8 @@ pub fn take_expired(
     let deliveries = found.iter().map(|f| f.deliveries.len() as u64).sum();
     let events = state.record_expired(pass.license_db, &found, &until, now.timestamp())?;
     let next_expiry = match look_ahead {
-        true => next_expiry_after(conn, &until)?
+        true => conn
+            .next_expiry_after(&until)?
             .map(|next| expiry_ms(&next, zone))
             // 0: not a date this reads; the caller's own cadence covers it.
             .filter(|ms| *ms != 0)
@@ -81,15 +82,18 @@ pub fn take_expired(
 }
 
 /// When events were installed, as the database writes dates; `None` if not recorded.
-fn installed_at(conn: &Connection, zone: Tz) -> rusqlite::Result<Option<String>> {
+fn installed_at(ms: Option<i64>, zone: Tz) -> Option<String> {
+    ms.and_then(DateTime::from_timestamp_millis)
+        .map(|at| at.with_timezone(&zone).format(FORMAT).to_string())
+}
+
+/// When install first ran, from its record in a SQLite license database.
+pub fn installed_ms(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     let sql = format!("SELECT min(installed_ms) FROM {META}");
-    let ms: Option<i64> = conn
+    Ok(conn
         .query_row(&sql, [], |row| row.get(0))
         .optional()?
-        .flatten();
-    Ok(ms
-        .and_then(DateTime::from_timestamp_millis)
-        .map(|at| at.with_timezone(&zone).format(FORMAT).to_string()))
+        .flatten())
 }
 
 /// One expiry's deliveries, one per subscribed route.

@@ -13,12 +13,37 @@
 use rusqlite::Connection;
 
 use super::catalog::table_columns;
+use super::dispatch::DispatchError;
 use super::outbox::snapshot_sql;
 use crate::licenses::schema::TABLE;
 
 /// The expiry a license has: its subscription's end, else its own.
 pub const EXPIRY: &str =
     "coalesce(nullif(NEW.SubscriptionExpiryDate, ''), nullif(NEW.ExpiryDate, ''))";
+
+/// Where a pass finds expiries: a SQLite license database or a server.
+pub trait Expiries {
+    /// When events were installed (UTC ms), if recorded: where the first window starts.
+    fn installed_ms(&mut self) -> Result<Option<i64>, DispatchError>;
+    /// See [`expired_between`].
+    fn expired_between(&mut self, since: &str, now: &str) -> Result<Vec<Expiry>, DispatchError>;
+    /// See [`next_expiry_after`].
+    fn next_expiry_after(&mut self, after: &str) -> Result<Option<String>, DispatchError>;
+}
+
+impl Expiries for Connection {
+    fn installed_ms(&mut self) -> Result<Option<i64>, DispatchError> {
+        Ok(super::expired::installed_ms(self)?)
+    }
+
+    fn expired_between(&mut self, since: &str, now: &str) -> Result<Vec<Expiry>, DispatchError> {
+        Ok(expired_between(self, since, now)?)
+    }
+
+    fn next_expiry_after(&mut self, after: &str) -> Result<Option<String>, DispatchError> {
+        Ok(next_expiry_after(self, after)?)
+    }
+}
 
 /// One license whose expiry passed in the window.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,9 @@
 //! installed triggers still fit ([`drift`]), and time-based expiry ([`expiry`]); what a
 //! webhook's `events` list means ([`names`]) and an event's request body ([`payload`]).
 //!
+//! On a PostgreSQL license database, [`postgres`] makes the same outbox with PL/pgSQL
+//! triggers, kept in commit order by a transaction-level advisory lock.
+//!
 //! [`dispatch`] turns outbox rows after the state database's cursor into deliveries, one per
 //! subscribed webhook source, recorded with the cursor in one transaction.
 
@@ -14,4 +17,5 @@ pub mod expiry;
 pub mod names;
 pub mod outbox;
 pub mod payload;
+pub mod postgres;
 pub mod sample;

@@ -106,6 +106,10 @@ fn file_problems_name_the_file_the_source_and_the_field() {
             "[[source]]\ntable = \"T\"\nkey = \"ID\"\npayload = \"generic\"\n[[source.event]]\nname = \"t.x\"\noperation = \"upsert\"\n",
             "unknown variant `upsert`",
         ),
+        (
+            "[[source]]\ntable = \"T\"\nkey = \"ID\"\npayload = \"generic\"\n[[source.event]]\nname = \"t.x\"\noperation = \"update\"\ncondition_postgres = \"NEW.A <> OLD.A\"\n",
+            "field `condition_postgres`: is set without `condition`",
+        ),
     ];
     for (text, expected) in cases {
         let problems = messages(catalog_with(text).unwrap_err());

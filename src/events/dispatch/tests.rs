@@ -46,8 +46,8 @@ fn each_event_goes_once_to_each_subscribed_source_under_a_stable_id() {
              UPDATE LicenseKeys SET Email = 'a@b.c' WHERE ID = 1;",
         )
         .unwrap();
-    let reader = Connection::open(dir.path().join("licenses.db")).unwrap();
-    let taken = take(&mut state, &reader, &pass, 100, &mut Vec::new()).unwrap();
+    let mut reader = Connection::open(dir.path().join("licenses.db")).unwrap();
+    let taken = take(&mut state, &mut reader, &pass, 100, &mut Vec::new()).unwrap();
     assert_eq!(
         taken,
         Taken {
@@ -57,7 +57,7 @@ fn each_event_goes_once_to_each_subscribed_source_under_a_stable_id() {
     );
     // Nothing new: nothing taken, and the cursor stayed with the deliveries.
     assert_eq!(
-        take(&mut state, &reader, &pass, 100, &mut Vec::new()).unwrap(),
+        take(&mut state, &mut reader, &pass, 100, &mut Vec::new()).unwrap(),
         Taken::default()
     );
     assert_eq!(state.outbox_cursor("/x/licenses.db").unwrap(), 3);
@@ -115,7 +115,7 @@ fn a_rolled_back_change_is_no_event_and_a_killed_pass_is_taken_again_whole() {
         body: &body,
         batch: 100,
     };
-    let reader = Connection::open(dir.path().join("licenses.db")).unwrap();
+    let mut reader = Connection::open(dir.path().join("licenses.db")).unwrap();
     // A pass killed before its commit left nothing: the same ids come out next time.
     let rows = read_after(&reader, 0, 100).unwrap();
     let planned: Vec<String> = deliveries(&pass, &rows, &mut Vec::new())
@@ -123,7 +123,7 @@ fn a_rolled_back_change_is_no_event_and_a_killed_pass_is_taken_again_whole() {
         .map(|d| d.id)
         .collect();
     let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
-    take(&mut state, &reader, &pass, 100, &mut Vec::new()).unwrap();
+    take(&mut state, &mut reader, &pass, 100, &mut Vec::new()).unwrap();
     let log = state.log(&LogFilter::default()).unwrap();
     let recorded: Vec<String> = log.into_iter().map(|e| e.id).collect();
     assert_eq!(recorded, planned);

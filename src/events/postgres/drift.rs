@@ -1,0 +1,149 @@
+//! Whether the triggers on a server still match their tables and the catalog, in the same
+//! terms as SQLite's ([`crate::events::drift`]): `ALTER TABLE ... ADD COLUMN` leaves a
+//! function's column list (and so every snapshot) without the new column, and a dropped and
+//! re-created table loses its triggers. Read-only.
+
+use postgres::GenericClient;
+
+use super::plan::{TablePlan, bodies_hash};
+use super::{META, columns, relation};
+use crate::events::catalog::Catalog;
+pub use crate::events::drift::{Status, TableState, TableStatus};
+use crate::licenses::postgres::quote_identifier as quote;
+
+/// What install recorded for one table.
+pub struct Recorded {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub triggers: Vec<String>,
+    pub sql_sha256: String,
+}
+
+/// Compares every catalog table (and every recorded one) with what install would make now.
+pub fn status(
+    client: &mut impl GenericClient,
+    schema: &str,
+    catalog: &Catalog,
+) -> Result<Status, postgres::Error> {
+    let installed = relation(client, schema, META)?.is_some();
+    let recorded = match installed {
+        true => recorded(client, schema)?,
+        false => Vec::new(),
+    };
+    let mut tables = Vec::new();
+    for table in catalog.tables() {
+        let record = recorded
+            .iter()
+            .find(|r| r.table.eq_ignore_ascii_case(table));
+        tables.push(TableStatus {
+            table: table.to_string(),
+            state: table_state(client, schema, catalog, table, record)?,
+            installed_triggers: record.map(|r| r.triggers.clone()).unwrap_or_default(),
+        });
+    }
+    for record in &recorded {
+        let listed = catalog
+            .tables()
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(&record.table));
+        if !listed {
+            tables.push(TableStatus {
+                table: record.table.clone(),
+                state: TableState::NotInCatalog,
+                installed_triggers: record.triggers.clone(),
+            });
+        }
+    }
+    Ok(Status { installed, tables })
+}
+
+fn table_state(
+    client: &mut impl GenericClient,
+    schema: &str,
+    catalog: &Catalog,
+    table: &str,
+    record: Option<&Recorded>,
+) -> Result<TableState, postgres::Error> {
+    let Some(rel) = relation(client, schema, table)? else {
+        return Ok(TableState::TableMissing);
+    };
+    let Some(record) = record else {
+        return Ok(TableState::NotInstalled);
+    };
+    let mut bodies = Vec::new();
+    let mut missing = Vec::new();
+    for name in &record.triggers {
+        match installed_body(client, schema, &rel, name)? {
+            Some(body) => bodies.push(body),
+            None => missing.push(name.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(TableState::TriggersMissing { triggers: missing });
+    }
+    let now = columns(client, schema, &rel)?;
+    let names: Vec<String> = now.iter().map(|c| c.name.clone()).collect();
+    let lacks = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter().filter(|c| !b.contains(c)).cloned().collect()
+    };
+    let (added, removed) = (
+        lacks(&names, &record.columns),
+        lacks(&record.columns, &names),
+    );
+    if !added.is_empty() || !removed.is_empty() {
+        return Ok(TableState::ColumnsChanged { added, removed });
+    }
+    if bodies_hash(bodies.iter().map(String::as_str)) != record.sql_sha256 {
+        return Ok(TableState::TriggersEdited);
+    }
+    let plan = TablePlan::new(catalog, schema, (table, &rel), now);
+    if plan.sql_hash() != record.sql_sha256 {
+        return Ok(TableState::CatalogChanged);
+    }
+    Ok(TableState::Current)
+}
+
+/// The body of the function trigger `name` on `rel` calls, if that trigger exists and calls
+/// keyhook's function of the same name.
+fn installed_body(
+    client: &mut impl GenericClient,
+    schema: &str,
+    rel: &str,
+    name: &str,
+) -> Result<Option<String>, postgres::Error> {
+    let row = client.query_opt(
+        "SELECT p.prosrc FROM pg_catalog.pg_trigger t \
+         JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
+         WHERE n.nspname = $1 AND c.relname = $2 AND t.tgname = $3 AND p.proname = $3 \
+         AND p.pronamespace = n.oid",
+        &[&schema, &rel, &name],
+    )?;
+    row.map(|row| row.try_get(0)).transpose()
+}
+
+/// What install recorded, table by table.
+pub fn recorded(
+    client: &mut impl GenericClient,
+    schema: &str,
+) -> Result<Vec<Recorded>, postgres::Error> {
+    let sql = format!(
+        "SELECT table_name, columns, triggers, sql_sha256 FROM {}.{META} ORDER BY installed_ms, \
+         table_name",
+        quote(schema)
+    );
+    let list = |text: String| serde_json::from_str::<Vec<String>>(&text).unwrap_or_default();
+    client
+        .query(&sql, &[])?
+        .iter()
+        .map(|row| {
+            Ok(Recorded {
+                table: row.try_get(0)?,
+                columns: list(row.try_get(1)?),
+                triggers: list(row.try_get(2)?),
+                sql_sha256: row.try_get(3)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,203 @@
+//! Event capture on a PostgreSQL license database: the same catalog, outbox columns and meta
+//! record as SQLite's, with PL/pgSQL trigger functions ([`plan`]), installed and removed in
+//! one transaction ([`install`]), compared with their tables ([`drift`]). The outbox and its
+//! record live in the license table's schema; the triggers name it, whatever the writer's
+//! search path.
+
+pub mod drift;
+pub mod expiry;
+pub mod install;
+pub mod plan;
+
+use postgres::{Client, GenericClient};
+
+use super::outbox::{Counts, OutboxRow};
+use crate::licenses::postgres::{connect, schema};
+
+pub use super::outbox::{META, OUTBOX};
+
+/// One column of a table with triggers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Column {
+    /// As PostgreSQL names it (`activationkey`).
+    pub name: String,
+    /// Its type, as `format_type` writes it (`integer`, `timestamp(0) without time zone`).
+    pub type_name: String,
+    /// Its key in a snapshot: QLM's spelling (`ActivationKey`) for QLM's columns, else `name`.
+    pub key: String,
+}
+
+/// The outbox on a server: a connection, and the schema the license table (and so the outbox)
+/// is in.
+pub struct PgOutbox {
+    pub client: Client,
+    pub schema: String,
+}
+
+/// Why the outbox on a server could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PgEventsError {
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("the server has no license table `LicenseKeys` on the URL's search path")]
+    NoLicenseTable,
+    #[error("{0}")]
+    Sql(String),
+}
+
+impl From<postgres::Error> for PgEventsError {
+    fn from(error: postgres::Error) -> PgEventsError {
+        PgEventsError::Sql(connect::error_text(&error))
+    }
+}
+
+impl PgOutbox {
+    /// Connects and finds the license table's schema.
+    pub fn connect(url: &str) -> Result<PgOutbox, PgEventsError> {
+        let mut client = connect::connect(url).map_err(PgEventsError::Connect)?;
+        let schema = schema::table_schema(&mut client)?.ok_or(PgEventsError::NoLicenseTable)?;
+        Ok(PgOutbox { client, schema })
+    }
+
+    /// `"schema".keyhook_outbox`.
+    pub fn outbox(&self) -> String {
+        format!("{}.{OUTBOX}", quote(&self.schema))
+    }
+
+    /// Whether events are installed (the outbox is there).
+    pub fn installed(&mut self) -> Result<bool, PgEventsError> {
+        let schema = self.schema.clone();
+        Ok(relation(&mut self.client, &schema, OUTBOX)?.is_some())
+    }
+
+    /// Up to `limit` outbox rows after sequence `after`, in commit order (see
+    /// [`plan::OUTBOX_LOCK`] for why seq order is commit order here too).
+    pub fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, PgEventsError> {
+        let sql = format!(
+            "SELECT seq, event_type, table_name, row_key, created_ms, snapshot FROM {} \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            self.outbox()
+        );
+        let rows = self.client.query(&sql, &[&after, &i64::from(limit)])?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxRow {
+                    seq: row.try_get(0)?,
+                    event_type: row.try_get(1)?,
+                    table_name: row.try_get(2)?,
+                    row_key: row.try_get(3)?,
+                    created_ms: row.try_get(4)?,
+                    snapshot: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The outbox's size and what is after `taken`; `None` when there is no outbox.
+    pub fn counts(&mut self, taken: Option<i64>) -> Result<Option<Counts>, PgEventsError> {
+        if !self.installed()? {
+            return Ok(None);
+        }
+        let outbox = self.outbox();
+        let sql = format!(
+            "SELECT count(*), (SELECT count(*) FROM {outbox} WHERE seq > $1), \
+             (SELECT created_ms FROM {outbox} WHERE seq > $1 ORDER BY seq LIMIT 1), max(seq) \
+             FROM {outbox}"
+        );
+        let row = self.client.query_one(&sql, &[&taken.unwrap_or(i64::MIN)])?;
+        Ok(Some(Counts {
+            total: row.try_get(0)?,
+            pending: row.try_get(1)?,
+            oldest_pending_ms: row.try_get(2)?,
+            last_seq: row.try_get(3)?,
+        }))
+    }
+
+    /// Deletes the rows at or before `taken` created before `before_ms`; returns how many. The
+    /// identity column never hands a deleted seq out again, so the cursor stays valid.
+    pub fn prune(&mut self, taken: i64, before_ms: i64) -> Result<u64, PgEventsError> {
+        let sql = format!(
+            "DELETE FROM {} WHERE seq <= $1 AND created_ms < $2",
+            self.outbox()
+        );
+        Ok(self.client.execute(&sql, &[&taken, &before_ms])?)
+    }
+}
+
+/// The channel the triggers notify on commit, one per schema: `keyhook_outbox:<schema>`,
+/// cut to PostgreSQL's 63-byte limit on a character boundary.
+pub fn channel(schema: &str) -> String {
+    let mut name = format!("{OUTBOX}:{schema}");
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
+}
+
+/// The name of the table `name` in `schema` as PostgreSQL has it: exactly, else folded to
+/// lower case as an unquoted name is (`LicenseKeys` is `licensekeys`).
+pub fn relation(
+    client: &mut impl GenericClient,
+    schema: &str,
+    name: &str,
+) -> Result<Option<String>, postgres::Error> {
+    let row = client.query_opt(
+        "SELECT c.relname::text FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname::text IN ($2::text, lower($2::text)) \
+         ORDER BY c.relname::text = $2::text DESC LIMIT 1",
+        &[&schema, &name],
+    )?;
+    row.map(|row| row.try_get(0)).transpose()
+}
+
+/// The columns of `relation` in `schema`, in order, with their snapshot keys.
+pub fn columns(
+    client: &mut impl GenericClient,
+    schema: &str,
+    relation: &str,
+) -> Result<Vec<Column>, postgres::Error> {
+    let rows = client.query(
+        "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) \
+         FROM pg_catalog.pg_attribute a \
+         WHERE a.attrelid = (SELECT c.oid FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1::text AND c.relname::text = $2::text) \
+         AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        &[&schema, &relation],
+    )?;
+    let known = qlm_spellings();
+    rows.iter()
+        .map(|row| {
+            let name: String = row.try_get(0)?;
+            let key = known
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(&name))
+                .cloned()
+                .unwrap_or_else(|| name.clone());
+            Ok(Column {
+                type_name: row.try_get(1)?,
+                name,
+                key,
+            })
+        })
+        .collect()
+}
+
+/// Every column name of QLM's tables, spelled as SQLite's `db init` spells them.
+fn qlm_spellings() -> Vec<String> {
+    let mut names: Vec<String> = vec!["ID".into()];
+    names.extend(crate::licenses::schema::all_columns().map(str::to_string));
+    names.extend(
+        crate::licenses::schema::RELATED_DDL
+            .lines()
+            .filter(|line| line.starts_with("    "))
+            .filter_map(|line| line.split_whitespace().next())
+            .map(str::to_string),
+    );
+    names
+}
+
+fn quote(name: &str) -> String {
+    crate::licenses::postgres::quote_identifier(name)
+}

@@ -1,0 +1,245 @@
+//! The SQL install puts on a server: per catalog table and operation, a PL/pgSQL trigger
+//! function that appends the events to the outbox, and the trigger that calls it.
+
+use sha2::{Digest, Sha256};
+
+use super::{Column, OUTBOX, channel};
+use crate::events::catalog::{Catalog, Event, Operation};
+use crate::licenses::postgres::quote_identifier as quote;
+
+/// The transaction-level advisory lock every event-writing transaction takes before its first
+/// outbox row (the first 8 bytes of SHA-256("keyhook-outbox")). Why: a sequence hands out
+/// numbers at insert time, not at commit time, so without it a transaction could take seq 10,
+/// commit after another took and committed 11, and a dispatcher whose cursor already moved to
+/// 11 would never see 10. Holding this lock from the first outbox row to commit makes writers
+/// of events take their numbers one transaction at a time, in the order they commit, as
+/// SQLite's single writer does: the cursor "last seq taken" stays a safe high-water mark.
+/// PostgreSQL makes a commit visible before it lets go of the transaction's locks, so a reader
+/// that sees seq n sees every seq below it. The price: transactions that write events to the
+/// same outbox wait for each other from their first event to their commit (a waiting writer
+/// shows `Lock: advisory` in `pg_stat_activity`).
+pub const OUTBOX_LOCK: i64 = 0x6b65_7968_6f6f_6b01;
+
+/// Now, in UTC milliseconds: the writer's clock at the change.
+const NOW_MS: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// `json_build_object` takes at most 100 arguments: 50 columns per call.
+const COLUMNS_PER_OBJECT: usize = 50;
+
+/// The trigger functions and triggers one table should have now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePlan {
+    /// The catalog's name for the table (`LicenseKeys`).
+    pub table: String,
+    /// The table as PostgreSQL names it (`licensekeys`).
+    pub relation: String,
+    pub columns: Vec<Column>,
+    /// Per operation: the trigger's (and its function's) name, and the function's body.
+    pub triggers: Vec<Trigger>,
+}
+
+/// One trigger and the body of the function it calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    pub name: String,
+    pub operation: Operation,
+    pub body: String,
+}
+
+impl TablePlan {
+    /// The triggers for `table`'s events in `catalog`, over `columns`, in `schema`.
+    pub fn new(
+        catalog: &Catalog,
+        schema: &str,
+        (table, relation): (&str, &str),
+        columns: Vec<Column>,
+    ) -> TablePlan {
+        let mut triggers = Vec::new();
+        for operation in Operation::ALL {
+            let (key, events) = catalog.events_of(table, operation);
+            if events.is_empty() {
+                continue;
+            }
+            let key = columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&key))
+                .map_or(key, |c| c.name.clone());
+            let name = crate::events::outbox::trigger_name(table, operation);
+            let body = function_body(schema, table, &key, operation, &events, &columns);
+            triggers.push(Trigger {
+                name,
+                operation,
+                body,
+            });
+        }
+        TablePlan {
+            table: table.to_string(),
+            relation: relation.to_string(),
+            columns,
+            triggers,
+        }
+    }
+
+    /// The SHA-256 of the function bodies, as recorded in the meta table.
+    pub fn sql_hash(&self) -> String {
+        bodies_hash(self.triggers.iter().map(|t| t.body.as_str()))
+    }
+
+    /// The statements that (re)create the functions and triggers, in `schema`.
+    pub fn statements(&self, schema: &str) -> Vec<String> {
+        let relation = format!("{}.{}", quote(schema), quote(&self.relation));
+        let mut statements = Vec::new();
+        for trigger in &self.triggers {
+            let function = format!("{}.{}", quote(schema), quote(&trigger.name));
+            statements.push(format!(
+                "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {}",
+                dollar_quoted(&trigger.body)
+            ));
+            statements.push(format!(
+                "DROP TRIGGER IF EXISTS {} ON {relation}",
+                quote(&trigger.name)
+            ));
+            statements.push(format!(
+                "CREATE TRIGGER {} AFTER {} ON {relation} FOR EACH ROW EXECUTE FUNCTION {function}()",
+                quote(&trigger.name),
+                trigger.operation.word().to_uppercase(),
+            ));
+        }
+        statements
+    }
+}
+
+/// The SHA-256, hex, of function bodies in order.
+pub fn bodies_hash<'a>(bodies: impl Iterator<Item = &'a str>) -> String {
+    let mut hasher = Sha256::new();
+    for body in bodies {
+        hasher.update(body.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The function's body: the lock, then one guarded `INSERT` per event in catalog order, then
+/// a notification (delivered by PostgreSQL only if the transaction commits).
+fn function_body(
+    schema: &str,
+    table: &str,
+    key: &str,
+    operation: Operation,
+    events: &[&Event],
+    columns: &[Column],
+) -> String {
+    let row = operation.row();
+    let outbox = format!("{}.{OUTBOX}", quote(schema));
+    let mut body = format!(
+        "\nDECLARE\n    snapshot text := {};\nBEGIN\n    PERFORM pg_advisory_xact_lock({OUTBOX_LOCK});\n",
+        snapshot_sql(row, columns)
+    );
+    for event in events {
+        let insert = format!(
+            "INSERT INTO {outbox} (event_type, table_name, row_key, created_ms, snapshot) \
+             VALUES ({}, {}, {row}.{}::text, {NOW_MS}, snapshot);",
+            literal(&event.name),
+            literal(table),
+            quote(key)
+        );
+        match &event.condition_postgres {
+            Some(condition) => body.push_str(&format!(
+                "    IF (\n{}\n    ) THEN\n        {insert}\n    END IF;\n",
+                condition.trim()
+            )),
+            None => body.push_str(&format!("    {insert}\n")),
+        }
+    }
+    body.push_str(&format!(
+        "    PERFORM pg_notify({}, '');\n    RETURN NULL;\nEND\n",
+        literal(&channel(schema))
+    ));
+    body
+}
+
+/// The row as one JSON object of text, in the table's column order, keys spelled as SQLite's
+/// `db init` spells QLM's columns: the same snapshot bytes, and so the same payloads, as
+/// SQLite's triggers give for the same row. Not `to_jsonb(NEW)`: jsonb reorders keys and
+/// would name QLM's columns in PostgreSQL's lower case. Values as SQLite holds them: a
+/// boolean as 0/1, bytea as upper-case hex; a timestamp is ISO text
+/// (`2026-01-31T08:00:00`), which a license payload reads as a date.
+pub(crate) fn snapshot_sql(row: &str, columns: &[Column]) -> String {
+    let objects: Vec<String> = columns
+        .chunks(COLUMNS_PER_OBJECT)
+        .map(|chunk| {
+            let pairs: Vec<String> = chunk
+                .iter()
+                .map(|column| {
+                    let value = format!("{row}.{}", quote(&column.name));
+                    let value = match column.type_name.as_str() {
+                        "boolean" => format!("{value}::int"),
+                        "bytea" => format!("upper(encode({value}, 'hex'))"),
+                        _ => value,
+                    };
+                    format!("{}, {value}", literal(&column.key))
+                })
+                .collect();
+            format!("json_build_object({})::text", pairs.join(", "))
+        })
+        .collect();
+    // Joined as text, `{"a" : 1` + `, ` + `"b" : 2}`: every value is a scalar, so an object's
+    // first character is its only `{` and its last its only `}`.
+    let mut objects = objects.into_iter();
+    let first = objects
+        .next()
+        .unwrap_or_else(|| "json_build_object()::text".into());
+    objects.fold(first, |merged, next| {
+        format!("(left({merged}, -1) || ', ' || substr({next}, 2))")
+    })
+}
+
+/// `$keyhook$...$keyhook$`: the body as PostgreSQL stores it (`prosrc`), byte for byte.
+fn dollar_quoted(body: &str) -> String {
+    format!("$keyhook${body}$keyhook$")
+}
+
+pub(crate) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::postgres::channel;
+
+    fn column(index: usize) -> Column {
+        Column {
+            name: format!("c{index}"),
+            type_name: match index {
+                0 => "boolean".into(),
+                1 => "bytea".into(),
+                _ => "integer".into(),
+            },
+            key: format!("C{index}"),
+        }
+    }
+
+    #[test]
+    fn snapshots_keep_column_order_in_objects_of_fifty_and_read_values_as_sqlite_holds_them() {
+        let columns: Vec<Column> = (0..120).map(column).collect();
+        let sql = snapshot_sql("NEW", &columns);
+        assert_eq!(sql.matches("json_build_object(").count(), 3, "{sql}");
+        assert!(sql.starts_with("(left((left(json_build_object('C0', NEW.\"c0\"::int, "));
+        assert!(sql.contains("'C1', upper(encode(NEW.\"c1\", 'hex'))"));
+        let c49 = sql.find("'C49'").unwrap();
+        let c50 = sql.find("'C50'").unwrap();
+        assert!(c49 < c50 && sql[c49..c50].contains(")::text, -1) || ', ' || substr("));
+        assert_eq!(snapshot_sql("OLD", &[]), "json_build_object()::text");
+    }
+
+    #[test]
+    fn channels_are_per_schema_and_fit_postgresqls_limit() {
+        assert_eq!(channel("public"), "keyhook_outbox:public");
+        let long = channel(&"é".repeat(40));
+        assert!(
+            long.len() <= 63 && long.starts_with("keyhook_outbox:é"),
+            "{long}"
+        );
+    }
+}

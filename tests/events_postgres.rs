@@ -1,0 +1,399 @@
+//! Event webhooks on a PostgreSQL license database: install, uninstall and drift; changes
+//! committed on the server delivered signed (and a rolled-back one never), with the same
+//! bytes as SQLite's triggers give for the same changes; two writers whose transactions
+//! overlap both delivered once; `watch` woken by NOTIFY, and back after its connections are
+//! killed. Each test has its own schema (`KEYHOOK_TEST_POSTGRES`).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use keyhook::delivery::standard::{self, Key};
+use keyhook::receiver::{Reply, Request, Server};
+
+use crate::postgres::Schema;
+use crate::support::{Test, stderr, stdout};
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A folder whose `--db` is `schema`, QLM's tables made, with a Standard Webhooks webhook on
+/// `/std` and a QLM-format one on `/qlm`, both for every license event.
+fn on_server(schema: &Schema, url: &str) -> Test {
+    let test = webhooks(Test::new(), url).env("KEYHOOK_DB", &schema.url());
+    test.keyhook(["db", "init"]).assert().success();
+    test
+}
+
+fn webhooks(test: Test, url: &str) -> Test {
+    test.write(
+        "webhooks/std.toml",
+        &format!(
+            "name = \"std\"\nurl = \"{url}/std\"\nevents = [\"license.*\"]\n\
+             secret = \"{WHSEC}\"\nformat = \"standard\"\nsignature = \"standard\"\n"
+        ),
+    )
+    .write(
+        "webhooks/qlm.toml",
+        &format!(
+            "name = \"qlm\"\nurl = \"{url}/qlm\"\nevents = [\"license.*\"]\n\
+             secret = \"s3cret\"\nformat = \"qlm\"\n"
+        ),
+    )
+}
+
+fn run(test: &Test, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = test.keyhook(args).output().unwrap();
+    (output.status.code(), stdout(&output), stderr(&output))
+}
+
+/// keyhook's objects in the schema: tables, functions, triggers.
+fn objects(schema: &Schema) -> Vec<String> {
+    let mut client = schema.client();
+    let rows = client
+        .query(
+            "SELECT 'table ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind = 'r' \
+             UNION ALL SELECT 'function ' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = $1 \
+             UNION ALL SELECT 'trigger ' || t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND NOT t.tgisinternal \
+             ORDER BY 1",
+            &[&schema.name],
+        )
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+#[test]
+fn install_is_idempotent_status_sees_a_new_column_and_uninstall_removes_exactly_it() {
+    let Some(schema) = Schema::new() else { return };
+    let test = on_server(&schema, "http://127.0.0.1:9");
+    let before = objects(&schema);
+    let (code, out, err) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("created table keyhook_outbox\n"), "{out}");
+    assert!(out.contains("LicenseKeys: created triggers keyhook_LicenseKeys_insert, keyhook_LicenseKeys_update, keyhook_LicenseKeys_delete\n"), "{out}");
+    let installed = objects(&schema);
+    assert_eq!(installed.len(), before.len() + 2 + 9 + 9, "{installed:?}");
+    let (code, out, _) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("already installed"), "{out}");
+    assert_eq!(objects(&schema), installed);
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(out.contains("LicenseKeys: triggers current"), "{out}");
+    schema.run("ALTER TABLE LicenseKeys ADD COLUMN Region text");
+    let (code, out, _) = run(&test, &["events", "status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains(
+            "LicenseKeys: column(s) region added since install are missing from snapshots"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("Customers: triggers current"), "{out}");
+    let (_, out, _) = run(&test, &["events", "install"]);
+    assert!(
+        out.contains("LicenseKeys: replaced (column(s) region added"),
+        "{out}"
+    );
+    schema.run("INSERT INTO LicenseKeys (ActivationKey, Region) VALUES ('K1', 'north')");
+    let (code, _, err) = run(&test, &["events", "uninstall"]);
+    assert_eq!(code, Some(2), "the outbox holds an event");
+    assert!(err.contains("pass --force"), "{err}");
+    let (code, out, err) = run(&test, &["events", "uninstall", "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("dropped table keyhook_outbox (1 event(s))"),
+        "{out}"
+    );
+    assert_eq!(objects(&schema), before);
+}
+
+#[test]
+fn a_condition_without_its_postgresql_text_is_refused_by_name() {
+    let Some(schema) = Schema::new() else { return };
+    let test = on_server(&schema, "http://127.0.0.1:9").write(
+        "events.toml",
+        "[[source]]\ntable = \"Products\"\nkey = \"ProductID\"\npayload = \"product\"\n\
+         [[source.event]]\nname = \"product.renamed\"\noperation = \"update\"\n\
+         condition = \"OLD.ProductName IS NOT NEW.ProductName\"\n",
+    );
+    let (code, _, err) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("event `product.renamed`: field `condition_postgres`: is missing"),
+        "{err}"
+    );
+    let test = test.write(
+        "events.toml",
+        "[[source]]\ntable = \"Products\"\nkey = \"ProductID\"\npayload = \"product\"\n\
+         [[source.event]]\nname = \"product.renamed\"\noperation = \"update\"\n\
+         condition = \"OLD.ProductName IS NOT NEW.ProductName\"\n\
+         condition_postgres = \"OLD.ProductNam IS DISTINCT FROM NEW.ProductName\"\n",
+    );
+    let (code, _, err) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("productnam"), "the server's words: {err}");
+    assert!(objects(&schema).iter().all(|o| !o.contains("keyhook")));
+}
+
+/// The changes QLM's writer makes over a license's life, and one rolled back.
+const LIFE: [&str; 4] = [
+    "INSERT INTO LicenseKeys (ID, ActivationKey, FullName, ExpiryDate) \
+     VALUES (1, 'K1', 'Zoë \"Q\" O''Brien', '2026-12-01T00:00:00')",
+    "UPDATE LicenseKeys SET ComputerID = 'PC-1', ActivationCount = 1 WHERE ID = 1",
+    "UPDATE LicenseKeys SET ComputerID = '', ActivationCount = 0 WHERE ID = 1",
+    "DELETE FROM LicenseKeys WHERE ID = 1",
+];
+
+const ROLLED_BACK: &str = "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (2, 'K2')";
+
+fn unix_now() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    now.as_secs() as i64
+}
+
+fn signed(request: &Request) -> bool {
+    let key = Key::from_secret(WHSEC).unwrap();
+    standard::verify(
+        &[key],
+        request.header("webhook-id"),
+        request.header("webhook-timestamp"),
+        request.header("webhook-signature"),
+        &request.body,
+        unix_now(),
+        300,
+    )
+    .is_ok()
+}
+
+fn bodies(requests: &[Request], path: &str) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.target == path)
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn committed_changes_are_delivered_signed_with_sqlites_bytes_and_a_rollback_never() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    let mut client = schema.client();
+    client
+        .batch_execute(&format!("SET search_path = {}", schema.name))
+        .unwrap();
+    let mut rolled_back = client.transaction().unwrap();
+    rolled_back.batch_execute(ROLLED_BACK).unwrap();
+    rolled_back.rollback().unwrap();
+    for change in LIFE {
+        client.batch_execute(change).unwrap();
+    }
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let requests = server.requests();
+    let types: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.target == "/std")
+        .map(|r| r.header("webhook-id").map_or("", |_| "signed"))
+        .collect();
+    assert!(types.iter().all(|t| *t == "signed"));
+    assert!(requests.iter().filter(|r| r.target == "/std").all(signed));
+    let events: Vec<String> = bodies(&requests, "/std")
+        .iter()
+        .map(|body| serde_json::from_str::<serde_json::Value>(body).unwrap()["type"].to_string())
+        .collect();
+    assert_eq!(
+        events.join(" "),
+        "\"license.created\" \"license.activated\" \"license.updated\" \
+         \"license.deactivated\" \"license.updated\" \"license.deleted\""
+    );
+    assert!(bodies(&requests, "/std").iter().all(|b| !b.contains("K2")));
+    let (code, ..) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(server.request_count(), requests.len(), "taken once");
+
+    // The same changes in SQLite: the same QLM-format bodies, byte for byte.
+    let lite = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let sqlite = webhooks(Test::new(), &lite.url(""));
+    sqlite.keyhook(["events", "install"]).assert().success();
+    let conn = rusqlite::Connection::open(sqlite.path("licenses.db")).unwrap();
+    for change in LIFE {
+        conn.execute_batch(change).unwrap();
+    }
+    sqlite.keyhook(["dispatch"]).assert().success();
+    let from_sqlite = bodies(&lite.requests(), "/qlm");
+    assert_eq!(from_sqlite.len(), 6);
+    assert_eq!(from_sqlite, bodies(&requests, "/qlm"));
+    assert!(
+        from_sqlite[0].contains(r#""ExpiryDate":"2026-12-01T00:00:00""#),
+        "{}",
+        from_sqlite[0]
+    );
+}
+
+/// Waits (up to 10 s) until `done` or a session of the schema waits for the advisory lock.
+fn blocked_or_done(schema: &Schema, done: &std::sync::mpsc::Receiver<()>) -> bool {
+    let mut client = schema.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if done.try_recv().is_ok() {
+            return false;
+        }
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND wait_event = 'advisory' AND query LIKE 'INSERT INTO LicenseKeys%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Writer A takes its event first and commits last; writer B's event comes while A is open.
+/// Without ordering, B's commit (seq 2) could be taken before A's (seq 1) commits, and a
+/// cursor at 2 would never see 1. Both must arrive, once each.
+#[test]
+fn two_writers_whose_transactions_overlap_are_both_delivered_once() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    let connect = || {
+        let mut client = schema.client();
+        client
+            .batch_execute(&format!("SET search_path = {}", schema.name))
+            .unwrap();
+        client
+    };
+    let mut a = connect();
+    let mut first = a.transaction().unwrap();
+    first
+        .batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')")
+        .unwrap();
+    let mut b = connect();
+    let (sender, done) = std::sync::mpsc::channel();
+    let second = std::thread::spawn(move || {
+        b.batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (2, 'K2')")
+            .unwrap();
+        sender.send(()).unwrap();
+    });
+    let waited = blocked_or_done(&schema, &done);
+    // A dispatch while A is open: B waits for it (else B committed seq 2 and is taken here,
+    // moving the cursor past A's seq 1).
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    first.commit().unwrap();
+    second.join().unwrap();
+    let (code, ..) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0));
+    let mut ids: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.target == "/std")
+        .map(|r| r.header("webhook-id").unwrap().to_string())
+        .collect();
+    let keys: Vec<String> = bodies(&server.requests(), "/std")
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["data"]["ActivationKey"]
+                .to_string()
+        })
+        .collect();
+    assert_eq!(keys, ["\"K1\"", "\"K2\""], "both, in commit order");
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "each once");
+    assert!(waited, "B's event waited for A's transaction to end");
+}
+
+fn spawn_watch(
+    test: &Test,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    let mut child = test
+        .process(["watch", "--poll", "300s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+    (child, stdout)
+}
+
+#[test]
+fn watch_is_woken_by_notify_survives_killed_connections_and_stops_on_sigterm() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    let (mut child, _stdout) = spawn_watch(&test);
+    let committed = Instant::now();
+    schema.run("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (7, 'K7')");
+    // Two webhooks: two requests. The timer is 300 s: only a notification wakes it this soon.
+    assert!(server.wait_for(2, Duration::from_secs(20)), "delivered");
+    let latency = committed.elapsed();
+    assert!(latency < Duration::from_secs(20), "{latency:?}");
+    // The server ends watch's sessions, as a restart does; it connects again.
+    let mut client = schema.client();
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE pid <> pg_backend_pid() AND query LIKE '%' || $1 || '%'",
+            &[&schema.name],
+        )
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1, "watch's listening connection");
+    schema.run("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (8, 'K8')");
+    assert!(
+        server.wait_for(4, Duration::from_secs(30)),
+        "delivered after reconnecting"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(server.request_count(), 4);
+}
+
+#[test]
+fn an_expiry_on_the_server_fires_license_expired_once() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    schema.run(
+        "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate) \
+         VALUES (1, 'K1', '2026-11-23T12:00:00'), (2, 'K2', '2020-01-01T00:00:00')",
+    );
+    let pass = |now: &str| run(&test, &["--now", now, "dispatch"]);
+    let (code, out, err) = pass("2026-11-23T10:00:00");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(server.request_count(), 4, "two creations, to two webhooks");
+    assert_eq!(pass("2026-11-23T13:00:00").0, Some(0));
+    assert_eq!(server.request_count(), 6, "K1's expiry, to two webhooks");
+    assert_eq!(pass("2026-11-23T14:00:00").0, Some(0));
+    assert_eq!(server.request_count(), 6, "once");
+    let requests = server.requests();
+    let expired = requests
+        .iter()
+        .find(|r| r.target == "/qlm" && r.header("X-Keyhook-Event") == Some("license.expired"))
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&expired.body).unwrap();
+    assert_eq!(json["LicenseInfo"]["ActivationKey"], "K1");
+    let id = expired.header("X-Keyhook-Delivery").unwrap();
+    assert!(id.starts_with("evt_exp_1_"), "{id}");
+}
