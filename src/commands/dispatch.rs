@@ -21,7 +21,7 @@ use crate::events::dispatch::{DispatchError, Pass, Taken, take};
 use crate::events::drift;
 use crate::events::expired::take_expired;
 use crate::events::outbox::OUTBOX;
-use crate::state::StateDb;
+use crate::state::State;
 use crate::state::deliveries::Queue;
 
 /// Outbox rows read and recorded per state transaction.
@@ -45,7 +45,7 @@ pub struct Dispatcher {
     pub license_db: PathBuf,
     pub outbox: Connection,
     /// Opened by the first pass and kept; dropped after a failed pass, so the next reopens it.
-    state: Option<StateDb>,
+    state: Option<State>,
     /// `watch`'s cadence for the `license.expired` scan; `None`: every pass scans.
     expiry_gate: Option<ExpiryGate>,
 }
@@ -94,7 +94,7 @@ impl Dispatcher {
     /// ticks (the real time unless pinned), so a long `watch` sees retries come due.
     pub fn pass(&mut self, context: &Context, stop: &Stop, out: &mut impl Write) -> Result<Exit> {
         if self.state.is_none() {
-            self.state = Some(context.state()?);
+            self.state = Some(context.open_state()?);
         }
         let result = self.pass_with_state(context, stop, out);
         if result.is_err() {
@@ -153,6 +153,7 @@ impl Dispatcher {
             DispatchError::State(error) => error.into(),
             other => Error::runtime(anyhow!("{}: {other}", context.db_path.display())),
         };
+        let state = state.events();
         let mut taken = take(state, &self.outbox, &pass, now, &mut unsendable).map_err(failed)?;
         let (at, zone) = (context.clock.tick(), context.clock.zone());
         let expired = match &mut self.expiry_gate {
@@ -232,7 +233,7 @@ pub fn send_sources(
         Some(dispatcher) => dispatcher.sources,
         None => Vec::new(),
     };
-    let state = context.state()?;
+    let state = context.open_state()?;
     let mut exit = Exit::Success;
     for name in names {
         let Some(source) = sources.iter().find(|s| s.route.source == *name) else {
@@ -281,7 +282,7 @@ fn retry_soon(attempt: i32) -> bool {
 /// Sends one source's due deliveries under its lock; a 410 left it disabled.
 fn send_source(
     context: &Context,
-    state: &StateDb,
+    state: &State,
     source: &Source,
     stop: &Stop,
     out: &mut impl Write,
@@ -298,7 +299,7 @@ fn send_source(
         )?;
         return Ok(Exit::DeliveryFailed);
     }
-    let Some(held) = sending::hold_source(context, &source.target)? else {
+    let Some(held) = sending::hold_source(context, state, &source.target)? else {
         writeln!(
             out,
             "{name}: another keyhook process is sending it; it waits"

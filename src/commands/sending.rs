@@ -162,31 +162,41 @@ impl Held<'_> {
         observe: &(dyn Fn(&Event) + Sync),
     ) -> Result<Tally> {
         let tally = send_held(context, state.queue(), &self.target, queue, stop, observe)?;
-        let lost = state.take_lost_leases();
-        if lost > 0 {
-            eprintln!(
-                "warning: task `{}`: {lost} outcome(s) not recorded: their lease ran out and \
-                 another host took the deliveries over (the receiver may see them twice, with \
-                 the same delivery id); a longer --lease (KEYHOOK_LEASE) avoids it",
-                self.task.name
-            );
-        }
+        warn_lost(state, &self.task.name);
         Ok(tally)
+    }
+}
+
+/// Says (on stderr) how many outcomes of `source` went unrecorded, their lease lost.
+fn warn_lost(state: &State, source: &str) {
+    let lost = state.take_lost_leases();
+    if lost > 0 {
+        eprintln!(
+            "warning: `{source}`: {lost} outcome(s) not recorded: their lease ran out and \
+             another host took the deliveries over (the receiver may see them twice, with the \
+             same delivery id); a longer --lease (KEYHOOK_LEASE) avoids it"
+        );
     }
 }
 
 /// A webhook source (one URL of an event webhook) ready to send: its lock held.
 pub struct HeldSource<'a> {
     pub target: &'a Target,
-    _lock: TaskLock,
+    _lock: Lock,
 }
 
-/// Takes the lock of `target`'s source: `None` when another process holds it.
-pub fn hold_source<'a>(context: &Context, target: &'a Target) -> Result<Option<HeldSource<'a>>> {
-    Ok(lock(context, &target.source)?.map(|lock| HeldSource {
-        target,
-        _lock: lock,
-    }))
+/// Takes the lock of `target`'s source in `state`: `None` when another process holds it.
+pub fn hold_source<'a>(
+    context: &Context,
+    state: &State,
+    target: &'a Target,
+) -> Result<Option<HeldSource<'a>>> {
+    Ok(
+        lock_in(context, state, &target.source)?.map(|lock| HeldSource {
+            target,
+            _lock: lock,
+        }),
+    )
 }
 
 impl HeldSource<'_> {
@@ -194,12 +204,14 @@ impl HeldSource<'_> {
     pub fn send(
         &self,
         context: &Context,
-        state: &crate::state::StateDb,
+        state: &State,
         queue: Queue,
         stop: &Stop,
         observe: &(dyn Fn(&Event) + Sync),
     ) -> Result<Tally> {
-        send_held(context, state, self.target, queue, stop, observe)
+        let tally = send_held(context, state.queue(), self.target, queue, stop, observe)?;
+        warn_lost(state, &self.target.source);
+        Ok(tally)
     }
 }
 

@@ -12,7 +12,7 @@ use super::outbox::{OutboxRow, read_after};
 use super::payload;
 use crate::licenses::snapshot::Snapshot;
 use crate::state::events::{EventBatch, EventDelivery, Recorded};
-use crate::state::{StateDb, StateError};
+use crate::state::{EventStore, StateError};
 
 /// One webhook URL as dispatch sees it.
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ pub enum DispatchError {
 /// so a pass never chases a busy writer while nothing is sent. A batch another dispatcher
 /// recorded first is read again from its cursor.
 pub fn take(
-    state: &mut StateDb,
+    state: &mut dyn EventStore,
     outbox: &Connection,
     pass: &Pass,
     now: i64,

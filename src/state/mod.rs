@@ -3,12 +3,14 @@
 
 mod backend;
 pub mod deliveries;
+mod event_store;
 pub mod events;
 pub mod expiries;
 pub mod lock;
 mod migrations;
 mod open_error;
 pub mod postgres;
+mod rows;
 pub mod runs;
 pub mod sources;
 
@@ -20,6 +22,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::file_access::{self, Presence};
 
 pub use backend::{DeliveryQueue, Location, SlotClaim, State};
+pub use event_store::EventStore;
 
 /// The state file's name when `--state` is not given: beside the license database.
 pub const DEFAULT_FILE: &str = "keyhook-state.db";

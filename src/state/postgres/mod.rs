@@ -4,10 +4,13 @@
 //! database's clock, and per-task session advisory locks.
 
 mod deliveries;
+mod events;
 mod import;
 mod lock;
+mod log;
 mod migrations;
 mod runs;
+mod sources;
 pub use runs::SlotClaim;
 
 use std::cell::{Cell, RefCell};
