@@ -55,6 +55,8 @@ macro_rules! on_both {
     };
 }
 
+mod commands;
+
 on_both!(
     a_run_delivers_everything_and_log_and_status_say_so,
     a_slot_runs_once,

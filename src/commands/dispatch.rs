@@ -300,6 +300,11 @@ fn send_source(
         return Ok(Exit::DeliveryFailed);
     }
     let Some(held) = sending::hold_source(context, state, &source.target)? else {
+        if state.is_shared() {
+            // Several hosts share the state: another one is sending it now, as it should.
+            writeln!(out, "{name}: another host or process is sending it")?;
+            return Ok(Exit::Success);
+        }
         writeln!(
             out,
             "{name}: another keyhook process is sending it; it waits"
