@@ -18,7 +18,7 @@ use crate::delivery::target::Target;
 use crate::error::{Error, Exit, Result};
 use crate::state::deliveries::{Queue, Status};
 use crate::state::lock::{Acquired, TaskLock};
-use crate::state::postgres::PgLock;
+use crate::state::postgres::{PgLock, SessionLock};
 use crate::state::{DeliveryQueue, State};
 use crate::task_source;
 
@@ -182,21 +182,34 @@ fn warn_lost(state: &State, source: &str) {
 /// A webhook source (one URL of an event webhook) ready to send: its lock held.
 pub struct HeldSource<'a> {
     pub target: &'a Target,
-    _lock: Lock,
+    _lock: SourceLock<'a>,
+}
+
+/// A webhook URL's lock: a file lock beside a SQLite state; on a server, the state's own
+/// session holds it (taken on every `watch` pass, it costs no connection).
+#[derive(Debug)]
+#[expect(dead_code, reason = "held for its drop, which lets the lock go")]
+enum SourceLock<'a> {
+    File(TaskLock),
+    Session(SessionLock<'a>),
 }
 
 /// Takes the lock of `target`'s source in `state`: `None` when another process holds it.
 pub fn hold_source<'a>(
     context: &Context,
-    state: &State,
+    state: &'a State,
     target: &'a Target,
 ) -> Result<Option<HeldSource<'a>>> {
-    Ok(
-        lock_in(context, state, &target.source)?.map(|lock| HeldSource {
-            target,
-            _lock: lock,
-        }),
-    )
+    let lock = match state {
+        State::Sqlite(_) => lock(context, &target.source)?.map(SourceLock::File),
+        State::Postgres(server) => server
+            .try_lock_here(&target.source)?
+            .map(SourceLock::Session),
+    };
+    Ok(lock.map(|lock| HeldSource {
+        target,
+        _lock: lock,
+    }))
 }
 
 impl HeldSource<'_> {

@@ -205,6 +205,13 @@ fn dispatch_keeps_per_license_order_and_log_says_what_waits(backend: &Backend) {
         ["license.created", "license.created", "license.updated"]
     );
     assert_eq!(all[0].0, all[2].0, "the retry keeps the delivery id");
+    // `resend` of an event delivery, by a prefix of its id: the same id and bytes.
+    let (code, text) = run(&test, ["resend", &all[3].0[..16]]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("delivered {}", all[3].0)), "{text}");
+    let again = &server.requests()[4];
+    assert_eq!(describe(again).0, all[3].0);
+    assert_eq!(again.body, server.requests()[3].body);
 }
 
 fn run_due_dispatches_events_once(backend: &Backend) {

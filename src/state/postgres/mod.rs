@@ -20,7 +20,7 @@ use postgres::Client;
 
 pub use deliveries::PgRecorder;
 pub use import::Moved;
-pub use lock::PgLock;
+pub use lock::{PgLock, SessionLock};
 
 use super::StateError;
 use crate::licenses::postgres::connect;
