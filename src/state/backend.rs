@@ -121,7 +121,9 @@ impl State {
     /// Opens (creating and migrating) the state at `location`.
     pub fn open(location: &Location, identity: &Identity) -> Result<State, StateError> {
         match location {
-            Location::File(path) => StateDb::open(path).map(State::Sqlite),
+            Location::File(path) => {
+                StateDb::open(path).map(|state| State::Sqlite(state.with_host(&identity.host)))
+            }
             Location::Postgres(url) => PgState::open(url, identity.clone()).map(State::Postgres),
         }
     }

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -157,6 +157,11 @@ CREATE TABLE expiry_scans (
     scanned_to  TEXT NOT NULL,        -- the window's end, as the database writes dates
     updated_at  INTEGER NOT NULL
 );
+"#,
+    // v9: the host that ran each run (`--host`), as on a PostgreSQL state, so `state migrate`
+    // carries it there. Older runs keep NULL: their host is not known.
+    r#"
+ALTER TABLE runs ADD COLUMN host TEXT;
 "#,
 ];
 
@@ -312,6 +317,28 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexed, 0);
+    }
+
+    #[test]
+    fn v9_keeps_runs_with_no_host_and_records_one_from_then_on() {
+        let mut conn = at_version(8);
+        conn.execute_batch(
+            "INSERT INTO runs (id, task, name, started_at) VALUES (1, 't', 'T', 0);",
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new("state.db")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (id, task, name, started_at, host) VALUES (2, 't', 'T', 1, 'h1');",
+        )
+        .unwrap();
+        let hosts: Vec<Option<String>> = conn
+            .prepare("SELECT host FROM runs ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(hosts, [None, Some("h1".to_string())]);
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub enum StateError {
 pub struct StateDb {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// The host its runs are recorded as run by (`--host`); `None`: not said.
+    pub(crate) host: Option<String>,
 }
 
 impl StateDb {
@@ -109,6 +111,7 @@ impl StateDb {
         let mut state = StateDb {
             conn,
             path: path.to_path_buf(),
+            host: None,
         };
         migrations::migrate(&mut state.conn, path)?;
         // The schema's one CHECK (`deliveries.status IN (4 values)`) builds a temporary b-tree
@@ -120,6 +123,12 @@ impl StateDb {
             .execute_batch("PRAGMA ignore_check_constraints = ON;")
             .map_err(|e| classify(path, e))?;
         Ok(state)
+    }
+
+    /// The same state, its runs recorded as run by `host`.
+    pub fn with_host(mut self, host: &str) -> StateDb {
+        self.host = Some(host.to_string());
+        self
     }
 
     /// The default state path for a license database path.

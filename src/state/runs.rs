@@ -117,9 +117,9 @@ impl StateDb {
             .map_err(|e| self.error(e))?;
         transaction
             .execute(
-                "INSERT INTO runs (task, name, slot, started_at, finished_at, sent, skipped)
-                 VALUES (?1, ?2, ?3, ?4, ?4, 0, ?5) ON CONFLICT DO NOTHING",
-                params![task, name, slot, now, why],
+                "INSERT INTO runs (task, name, slot, started_at, finished_at, sent, skipped, host)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 0, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![task, name, slot, now, why, self.host],
             )
             .map_err(|e| self.error(e))?;
         transaction
@@ -233,9 +233,8 @@ impl StateDb {
     }
 
     fn run_summaries(&self, filter: &str) -> Result<Vec<RunSummary>, StateError> {
-        // The SQLite state is one host's: no host column.
         let sql = format!(
-            "SELECT {RUN_SUMMARY}, NULL FROM runs r LEFT JOIN deliveries d ON d.run_id = r.id \
+            "SELECT {RUN_SUMMARY}, r.host FROM runs r LEFT JOIN deliveries d ON d.run_id = r.id \
              {filter} "
         );
         let sql = match sql.find("ORDER BY") {

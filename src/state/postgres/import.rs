@@ -152,7 +152,8 @@ impl PgState {
         let mut read = from
             .conn
             .prepare(
-                "SELECT id, task, name, slot, started_at, finished_at, matched, sent, skipped
+                "SELECT id, task, name, slot, started_at, finished_at, matched, sent, skipped,
+                        host
                  FROM runs ORDER BY id",
             )
             .map_err(sqlite(from))?;
@@ -160,8 +161,8 @@ impl PgState {
         let insert = tx
             .prepare(
                 "INSERT INTO runs (id, task, name, slot, started_at, finished_at, matched, sent,
-                                   skipped)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                   skipped, host)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .map_err(|e| self.error(&e))?;
         while let Some(row) = rows.next().map_err(sqlite(from))? {
@@ -180,6 +181,7 @@ impl PgState {
                     &get(6)?,
                     &sent,
                     &text(8)?,
+                    &text(9)?,
                 ],
             )
             .map_err(|e| self.error(&e))?;
