@@ -92,13 +92,13 @@ pub fn claimed<R: Columns>(row: &R) -> Result<Claimed, R::Error> {
     })
 }
 
-/// A delivery as `log` shows it, over `deliveries AS d`. The back end adds two columns: the
-/// earlier delivery this one waits for (its id) and the host of its last attempt.
+/// A delivery as `log` shows it, over `deliveries AS d`. The back end adds three columns, as
+/// it stores them: the body's length in bytes, the earlier delivery this one waits for (its
+/// id), and the host of its last attempt.
 pub const LOG_ENTRY: &str = "id, task, run_id, license_id, activation_key, status, attempts,
-    created_at, updated_at, next_attempt_at, last_status, last_error,
-    CAST(length(body) AS bigint), event_type, order_key";
+    created_at, updated_at, next_attempt_at, last_status, last_error, event_type, order_key";
 
-/// A log entry from the [`LOG_ENTRY`] columns, then `waiting_for` and `host`.
+/// A log entry from the [`LOG_ENTRY`] columns, then bytes, `waiting_for` and `host`.
 pub fn log_entry<R: Columns>(row: &R) -> Result<LogEntry, R::Error> {
     let status: String = row.cell(5)?;
     let status = Status::parse(&status).unwrap_or(Status::Pending);
@@ -116,9 +116,9 @@ pub fn log_entry<R: Columns>(row: &R) -> Result<LogEntry, R::Error> {
         next_attempt_at: if waiting { row.cell(9)? } else { None },
         last_status: http_status(row.cell(10)?),
         last_error: row.cell(11)?,
-        bytes: row.cell(12)?,
-        event_type: row.cell(13)?,
-        order_key: row.cell(14)?,
+        event_type: row.cell(12)?,
+        order_key: row.cell(13)?,
+        bytes: row.cell(14)?,
         waiting_for: if waiting { row.cell(15)? } else { None },
         host: row.cell(16)?,
     })

@@ -82,7 +82,7 @@ impl StateDb {
         let mut statement = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {LOG_ENTRY},
+                "SELECT {LOG_ENTRY}, length(body),
                         CASE WHEN order_key IS NOT NULL AND status IN ('pending', 'failed') THEN
                             (SELECT e.id FROM deliveries AS e
                              WHERE e.task = d.task AND e.order_key = d.order_key

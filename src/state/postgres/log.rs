@@ -11,7 +11,7 @@ impl PgState {
     /// names it, as on SQLite.
     pub fn log(&self, filter: &LogFilter) -> Result<Vec<LogEntry>, StateError> {
         let sql = format!(
-            "SELECT {LOG_ENTRY},
+            "SELECT {LOG_ENTRY}, CAST(length(body) AS bigint),
                     CASE WHEN order_key IS NOT NULL AND status IN ('pending', 'failed') THEN
                         (SELECT e.id FROM deliveries AS e
                          WHERE e.task = d.task AND e.order_key = d.order_key AND e.seq < d.seq
