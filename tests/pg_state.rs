@@ -55,6 +55,8 @@ macro_rules! on_both {
     };
 }
 
+mod commands;
+
 on_both!(
     a_run_delivers_everything_and_log_and_status_say_so,
     a_slot_runs_once,
@@ -334,7 +336,7 @@ fn state_migrate_moves_history_and_pending_deliveries_once() {
     .unwrap();
     let test = licenses(Test::new(), 4).task("t", "all", &server.url("/"), "");
     assert_eq!(
-        test.keyhook(["run-task", "t"])
+        test.keyhook(["--host", "old-box", "run-task", "t"])
             .output()
             .unwrap()
             .status
@@ -374,6 +376,10 @@ fn state_migrate_moves_history_and_pending_deliveries_once() {
     );
     let status = stdout(&test.keyhook(["status"]).output().unwrap());
     assert!(status.contains("┆ 4 "), "{status}");
+    assert!(
+        status.contains("old-box"),
+        "the host that ran it came along: {status}"
+    );
     // The run's slot came along: it is not run again.
     let again = stdout(&test.keyhook(["run-task", "t"]).output().unwrap());
     assert!(again.contains("already ran"), "{again}");

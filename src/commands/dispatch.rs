@@ -20,7 +20,7 @@ use crate::error::{Error, Exit, Result};
 use crate::events::catalog::Catalog;
 use crate::events::dispatch::{DispatchError, Pass, Taken};
 use crate::events::expired::take_expired;
-use crate::state::StateDb;
+use crate::state::State;
 use crate::state::deliveries::Queue;
 
 /// Outbox rows read and recorded per state transaction.
@@ -44,7 +44,7 @@ pub struct Dispatcher {
     pub license_db: PathBuf,
     pub outbox: LicenseOutbox,
     /// Opened by the first pass and kept; dropped after a failed pass, so the next reopens it.
-    state: Option<StateDb>,
+    state: Option<State>,
     /// `watch`'s cadence for the `license.expired` scan; `None`: every pass scans.
     expiry_gate: Option<ExpiryGate>,
 }
@@ -87,7 +87,7 @@ impl Dispatcher {
     /// ticks (the real time unless pinned), so a long `watch` sees retries come due.
     pub fn pass(&mut self, context: &Context, stop: &Stop, out: &mut impl Write) -> Result<Exit> {
         if self.state.is_none() {
-            self.state = Some(context.state()?);
+            self.state = Some(context.open_state()?);
         }
         let result = self.pass_with_state(context, stop, out);
         if result.is_err() {
@@ -146,6 +146,7 @@ impl Dispatcher {
             DispatchError::State(error) => error.into(),
             other => Error::runtime(anyhow!("{}: {other}", context.db_path.display())),
         };
+        let state = state.events();
         let mut taken = self
             .outbox
             .take(state, &pass, now, &mut unsendable)
@@ -223,7 +224,7 @@ pub fn send_sources(
         Some(dispatcher) => dispatcher.sources,
         None => Vec::new(),
     };
-    let state = context.state()?;
+    let state = context.open_state()?;
     let mut exit = Exit::Success;
     for name in names {
         let Some(source) = sources.iter().find(|s| s.route.source == *name) else {
@@ -272,7 +273,7 @@ fn retry_soon(attempt: i32) -> bool {
 /// Sends one source's due deliveries under its lock; a 410 left it disabled.
 fn send_source(
     context: &Context,
-    state: &StateDb,
+    state: &State,
     source: &Source,
     stop: &Stop,
     out: &mut impl Write,
@@ -289,7 +290,12 @@ fn send_source(
         )?;
         return Ok(Exit::DeliveryFailed);
     }
-    let Some(held) = sending::hold_source(context, &source.target)? else {
+    let Some(held) = sending::hold_source(context, state, &source.target)? else {
+        if state.is_shared() {
+            // Several hosts share the state: another one is sending it now, as it should.
+            writeln!(out, "{name}: another host or process is sending it")?;
+            return Ok(Exit::Success);
+        }
         writeln!(
             out,
             "{name}: another keyhook process is sending it; it waits"

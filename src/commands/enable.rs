@@ -9,7 +9,7 @@ use crate::error::Result;
 pub fn run(context: &Context, args: &EnableArgs, out: &mut impl Write) -> Result {
     if context.definitions.task(&args.task).is_none() && context.state_exists()? {
         // An event webhook: every URL of it that a 410 disabled.
-        let enabled = context.state()?.enable_webhook(&args.task)?;
+        let enabled = context.open_state()?.enable_webhook(&args.task)?;
         if enabled > 0 {
             writeln!(
                 out,
@@ -21,7 +21,7 @@ pub fn run(context: &Context, args: &EnableArgs, out: &mut impl Write) -> Result
         }
     }
     let task = context.task(&args.task)?;
-    let state = context.state()?;
+    let state = context.open_state()?;
     let now = context.clock.now().timestamp();
     let was = state.task_state(&task.stem, now)?.webhook_gone;
     state.set_webhook_gone(&task.stem, None)?;

@@ -177,7 +177,7 @@ fn taken_by_dispatch(context: &Context) -> Result<Option<i64>> {
     let Ok(canonical) = std::fs::canonicalize(&context.db_path) else {
         return Ok(None);
     };
-    let state = context.state()?;
+    let state = context.open_state()?;
     Ok(Some(state.outbox_cursor(&canonical.to_string_lossy())?))
 }
 
@@ -197,7 +197,7 @@ pub fn prune(context: &Context, args: &EventsPruneArgs, out: &mut impl Write) ->
     let (canonical, _) = super::dispatch::open_outbox(context)?;
     let taken = match context.state_exists()? {
         true => context
-            .state()?
+            .open_state()?
             .outbox_cursor(&canonical.to_string_lossy())?,
         false => 0,
     };

@@ -128,7 +128,9 @@ fn taken_by_dispatch(context: &Context, url: &str) -> Result<Option<i64>> {
     if !context.state_exists()? {
         return Ok(None);
     }
-    Ok(Some(context.state()?.outbox_cursor(&connect::redact(url))?))
+    Ok(Some(
+        context.open_state()?.outbox_cursor(&connect::redact(url))?,
+    ))
 }
 
 /// `postgres://...` (schema `public`): where the objects are.

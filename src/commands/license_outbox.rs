@@ -14,7 +14,7 @@ use crate::events::expiry::Expiries;
 use crate::events::postgres::{PgEventsError, PgOutbox};
 use crate::licenses::database::Location;
 use crate::licenses::postgres::connect;
-use crate::state::StateDb;
+use crate::state::EventStore;
 
 /// The outbox of the license database `--db` names.
 pub enum LicenseOutbox {
@@ -61,7 +61,7 @@ impl LicenseOutbox {
     /// Takes the events after the cursor; a server's connection is made first if it broke.
     pub fn take(
         &mut self,
-        state: &mut StateDb,
+        state: &mut dyn EventStore,
         pass: &Pass,
         now: i64,
         unsendable: &mut Vec<Unsendable>,

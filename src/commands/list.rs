@@ -28,7 +28,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     // Last runs come from the state file, when there is one; `list` never creates it.
     let last_runs = match context.state_exists()? {
         true => context
-            .state()?
+            .open_state()?
             .task_states()
             .map_err(crate::error::Error::runtime)?,
         false => Vec::new(),

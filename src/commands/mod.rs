@@ -74,16 +74,6 @@ pub fn dispatch(cli: Cli) -> Result {
     if reads_definitions(&cli.command) {
         context.definitions.ensure_folder().map_err(Error::config)?;
     }
-    if matches!(context.state_location, state_db::Location::Postgres(_))
-        && !shares_state(&cli.command)
-    {
-        return Err(Error::config(anyhow!(
-            "this command needs a SQLite state for now: on a PostgreSQL state (--state {}) \
-             keyhook runs tasks (run-task, run-due, retry, resend, dry-run) and reports them \
-             (status, log); `keyhook state migrate` moves a SQLite state there",
-            context.state_path.display()
-        )));
-    }
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::DryRun(args) => dry_run::run(&context, &args, &mut out),
@@ -122,29 +112,6 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Listen(args) => listen::run(&args, &mut out),
         Command::Demo(args) => demo::run(&context, &args, &mut out),
     }
-}
-
-/// Commands that work on a state shared on PostgreSQL; the others need a SQLite state.
-fn shares_state(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::DryRun(_)
-            | Command::RunTask(_)
-            | Command::RunDue
-            | Command::Retry(_)
-            | Command::Resend(_)
-            | Command::Log(_)
-            | Command::Status
-            | Command::Next(_)
-            | Command::List
-            | Command::Check
-            | Command::Sign(_)
-            | Command::Verify(_)
-            | Command::Secret(_)
-            | Command::Listen(_)
-            | Command::Db(_)
-            | Command::State(_)
-    )
 }
 
 /// Commands that act on the tasks and searches: a wrong `--config` must not make them quietly
@@ -235,12 +202,6 @@ impl Context {
     /// The zone a task's schedule and dates are read in.
     pub fn zone_of(&self, task: &Task) -> chrono_tz::Tz {
         task.timezone.unwrap_or(self.clock.zone())
-    }
-
-    /// Opens (creating and migrating) keyhook's state database, for the commands that need it
-    /// in SQLite (the others refuse a state on a server before they start).
-    pub fn state(&self) -> Result<StateDb> {
-        Ok(StateDb::open(&self.state_path)?)
     }
 
     /// Opens (creating and migrating) keyhook's state, on whichever back end it is.

@@ -14,7 +14,7 @@ pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result 
     let before = clock::before(context.clock.now(), age)
         .ok_or_else(|| Error::config(anyhow!("--older-than: reaches before any time")))?
         .timestamp();
-    let state = context.state()?;
+    let state = context.open_state()?;
     let deleted = state.prune(before)?;
     writeln!(
         out,

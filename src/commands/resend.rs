@@ -12,8 +12,8 @@ use crate::cli::ResendArgs;
 use crate::definitions::task::shown_url;
 use crate::delivery::dispatch::Event;
 use crate::error::{Error, Result};
+use crate::state::State;
 use crate::state::deliveries::Queue;
-use crate::state::{State, StateDb};
 
 /// The one delivery `id` names: an id, or a prefix that only one id starts with.
 fn find(context: &Context, state: &State, id: &str) -> Result<(i64, String)> {
@@ -48,11 +48,8 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
     let state = context.open_state()?;
     let now = context.clock.now().timestamp();
     let (seq, stem) = find(context, &state, &args.delivery_id)?;
-    if let State::Sqlite(db) = &state
-        && context.definitions.task(&stem).is_none()
-        && db.is_webhook_source(&stem)?
-    {
-        return resend_event(context, db, seq, &stem, out);
+    if context.definitions.task(&stem).is_none() && state.is_webhook_source(&stem)? {
+        return resend_event(context, &state, seq, &stem, out);
     }
     state.requeue(seq, now)?;
     let task = context.definitions.task(&stem).ok_or_else(|| {
@@ -83,7 +80,7 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
 /// An event delivery again, to its webhook URL (`source`), under that source's lock.
 fn resend_event(
     context: &Context,
-    state: &StateDb,
+    state: &State,
     seq: i64,
     name: &str,
     out: &mut impl Write,
@@ -98,7 +95,7 @@ fn resend_event(
             ))
         })?;
     state.requeue(seq, now.timestamp())?;
-    let Some(held) = sending::hold_source(context, &source.target)? else {
+    let Some(held) = sending::hold_source(context, state, &source.target)? else {
         return Err(Error::locked(anyhow!(
             "webhook URL `{name}` is being sent by another keyhook process; this one did nothing"
         )));

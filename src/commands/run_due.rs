@@ -75,14 +75,6 @@ fn dispatch_events(context: &Context, stop: &Stop, out: &mut impl Write) -> Resu
     if context.definitions.webhooks.is_empty() {
         return Ok(Exit::Success);
     }
-    if let crate::state::Location::Postgres(_) = context.state_location {
-        writeln!(
-            out,
-            "event webhooks need a SQLite state for now; not dispatched (--state {})",
-            context.state_path.display()
-        )?;
-        return Ok(Exit::Config);
-    }
     let mut quiet = Vec::new();
     let Some(mut dispatcher) = Dispatcher::new(context, &mut quiet)? else {
         return Ok(Exit::Success);

@@ -18,7 +18,7 @@ use crate::delivery::target::Target;
 use crate::error::{Error, Exit, Result};
 use crate::state::deliveries::{Queue, Status};
 use crate::state::lock::{Acquired, TaskLock};
-use crate::state::postgres::PgLock;
+use crate::state::postgres::{PgLock, SessionLock};
 use crate::state::{DeliveryQueue, State};
 use crate::task_source;
 
@@ -162,28 +162,51 @@ impl Held<'_> {
         observe: &(dyn Fn(&Event) + Sync),
     ) -> Result<Tally> {
         let tally = send_held(context, state.queue(), &self.target, queue, stop, observe)?;
-        let lost = state.take_lost_leases();
-        if lost > 0 {
-            eprintln!(
-                "warning: task `{}`: {lost} outcome(s) not recorded: their lease ran out and \
-                 another host took the deliveries over (the receiver may see them twice, with \
-                 the same delivery id); a longer --lease (KEYHOOK_LEASE) avoids it",
-                self.task.name
-            );
-        }
+        warn_lost(state, &self.task.name);
         Ok(tally)
+    }
+}
+
+/// Says (on stderr) how many outcomes of `source` went unrecorded, their lease lost.
+fn warn_lost(state: &State, source: &str) {
+    let lost = state.take_lost_leases();
+    if lost > 0 {
+        eprintln!(
+            "warning: `{source}`: {lost} outcome(s) not recorded: their lease ran out and \
+             another host took the deliveries over (the receiver may see them twice, with the \
+             same delivery id); a longer --lease (KEYHOOK_LEASE) avoids it"
+        );
     }
 }
 
 /// A webhook source (one URL of an event webhook) ready to send: its lock held.
 pub struct HeldSource<'a> {
     pub target: &'a Target,
-    _lock: TaskLock,
+    _lock: SourceLock<'a>,
 }
 
-/// Takes the lock of `target`'s source: `None` when another process holds it.
-pub fn hold_source<'a>(context: &Context, target: &'a Target) -> Result<Option<HeldSource<'a>>> {
-    Ok(lock(context, &target.source)?.map(|lock| HeldSource {
+/// A webhook URL's lock: a file lock beside a SQLite state; on a server, the state's own
+/// session holds it (taken on every `watch` pass, it costs no connection).
+#[derive(Debug)]
+#[expect(dead_code, reason = "held for its drop, which lets the lock go")]
+enum SourceLock<'a> {
+    File(TaskLock),
+    Session(SessionLock<'a>),
+}
+
+/// Takes the lock of `target`'s source in `state`: `None` when another process holds it.
+pub fn hold_source<'a>(
+    context: &Context,
+    state: &'a State,
+    target: &'a Target,
+) -> Result<Option<HeldSource<'a>>> {
+    let lock = match state {
+        State::Sqlite(_) => lock(context, &target.source)?.map(SourceLock::File),
+        State::Postgres(server) => server
+            .try_lock_here(&target.source)?
+            .map(SourceLock::Session),
+    };
+    Ok(lock.map(|lock| HeldSource {
         target,
         _lock: lock,
     }))
@@ -194,12 +217,14 @@ impl HeldSource<'_> {
     pub fn send(
         &self,
         context: &Context,
-        state: &crate::state::StateDb,
+        state: &State,
         queue: Queue,
         stop: &Stop,
         observe: &(dyn Fn(&Event) + Sync),
     ) -> Result<Tally> {
-        send_held(context, state, self.target, queue, stop, observe)
+        let tally = send_held(context, state.queue(), self.target, queue, stop, observe)?;
+        warn_lost(state, &self.target.source);
+        Ok(tally)
     }
 }
 

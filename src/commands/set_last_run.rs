@@ -30,7 +30,7 @@ pub fn run(context: &Context, args: &SetLastRunArgs, out: &mut impl Write) -> Re
         .schedule
         .latest_at_or_before(at, zone)
         .map(|slot| slot.timestamp());
-    let state = context.state()?;
+    let state = context.open_state()?;
     state.set_last_run(&task.stem, at.timestamp(), slot, now.timestamp())?;
     writeln!(
         out,

@@ -10,7 +10,7 @@ use super::webhook_sources::source_name;
 use super::{Context, success};
 use crate::definitions::task::shown_url;
 use crate::error::Result;
-use crate::state::StateDb;
+use crate::state::State;
 use crate::state::sources::SourceSummary;
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
@@ -77,9 +77,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         table.add_row(row);
     }
     writeln!(out, "{table}")?;
-    if let crate::state::State::Sqlite(state) = &state {
-        webhooks(context, state, out)?;
-    }
+    webhooks(context, &state, out)?;
     for skip in &skips {
         if context.definitions.task(&skip.task).is_none() {
             continue;
@@ -96,7 +94,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
 }
 
 /// One row per URL of each event webhook, beside the tasks; nothing when there are none.
-fn webhooks(context: &Context, state: &StateDb, out: &mut impl Write) -> Result<()> {
+fn webhooks(context: &Context, state: &State, out: &mut impl Write) -> Result<()> {
     let webhooks = &context.definitions.webhooks;
     if webhooks.is_empty() {
         return Ok(());

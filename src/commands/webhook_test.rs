@@ -20,6 +20,7 @@ use crate::error::{Error, Exit, Result};
 use crate::events::dispatch::delivery_id_of;
 use crate::events::payload::{self, EventBody};
 use crate::events::{names, sample};
+use crate::state::State;
 use crate::state::deliveries::Queue;
 use crate::state::events::EventDelivery;
 
@@ -45,11 +46,12 @@ pub fn run(context: &Context, args: &WebhooksTestArgs, out: &mut impl Write) -> 
             webhook.name
         )?;
     }
-    let seqs = record(context, &sources, &event_type)?;
+    let mut state = context.open_state()?;
+    let seqs = record(context, &mut state, &sources, &event_type)?;
     let stop = Stop::install();
     let mut exit = Exit::Success;
     for (source, seq) in sources.iter().zip(seqs) {
-        exit = exit.worst(send_one(context, source, seq, &stop, out)?);
+        exit = exit.worst(send_one(context, &state, source, seq, &stop, out)?);
     }
     Ok(exit.worst(stop.exit().unwrap_or(Exit::Success)))
 }
@@ -70,7 +72,12 @@ fn event_of(context: &Context, webhook: &EventWebhook, asked: Option<&str>) -> R
 }
 
 /// Records one test delivery per source, all sharing one event key; their sequence numbers.
-fn record(context: &Context, sources: &[Source], event_type: &str) -> Result<Vec<i64>> {
+fn record(
+    context: &Context,
+    state: &mut State,
+    sources: &[Source],
+    event_type: &str,
+) -> Result<Vec<i64>> {
     let catalog = &context.definitions.catalog;
     let now = context.clock.now();
     let snapshot = sample::snapshot(event_type, catalog);
@@ -97,7 +104,6 @@ fn record(context: &Context, sources: &[Source], event_type: &str) -> Result<Vec
             body,
         });
     }
-    let mut state = context.state()?;
     for source in sources {
         let route = &source.route;
         state.see_source(&route.source, &route.webhook, &source.url, now.timestamp())?;
@@ -108,27 +114,27 @@ fn record(context: &Context, sources: &[Source], event_type: &str) -> Result<Vec
 /// Sends one recorded test delivery under its source's lock and says what came back.
 fn send_one(
     context: &Context,
+    state: &State,
     source: &Source,
     seq: i64,
     stop: &Stop,
     out: &mut impl Write,
 ) -> Result<Exit> {
     let url = shown_url(&source.url);
-    let Some(held) = sending::hold_source(context, &source.target)? else {
+    let Some(held) = sending::hold_source(context, state, &source.target)? else {
         writeln!(
             out,
             "{url}: another keyhook process is sending to it; try again"
         )?;
         return Ok(Exit::Locked);
     };
-    let state = context.state()?;
     let lines = Mutex::new(Vec::new());
     let observe = |event: &Event| {
         if let Ok(mut lines) = lines.lock() {
             lines.extend(describe(event, &url));
         }
     };
-    let tally = held.send(context, &state, Queue::One(seq), stop, &observe)?;
+    let tally = held.send(context, state, Queue::One(seq), stop, &observe)?;
     for line in lines.into_inner().unwrap_or_default() {
         writeln!(out, "{line}")?;
     }

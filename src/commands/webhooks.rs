@@ -153,7 +153,7 @@ impl History {
         if !context.state_exists()? {
             return Ok(History(None));
         }
-        Ok(History(Some(context.state()?.source_summaries()?)))
+        Ok(History(Some(context.open_state()?.source_summaries()?)))
     }
 
     fn of(&self, webhook: &EventWebhook) -> Seen {

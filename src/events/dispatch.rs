@@ -13,7 +13,7 @@ use super::payload;
 use super::postgres::{PgEventsError, PgOutbox};
 use crate::licenses::snapshot::Snapshot;
 use crate::state::events::{EventBatch, EventDelivery, Recorded};
-use crate::state::{StateDb, StateError};
+use crate::state::{EventStore, StateError};
 
 /// One webhook URL as dispatch sees it.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ impl Outbox for PgOutbox {
 /// so a pass never chases a busy writer while nothing is sent. A batch another dispatcher
 /// recorded first is read again from its cursor.
 pub fn take(
-    state: &mut StateDb,
+    state: &mut dyn EventStore,
     outbox: &mut dyn Outbox,
     pass: &Pass,
     now: i64,

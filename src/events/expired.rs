@@ -14,7 +14,7 @@ use super::expiry::{Expiries, Expiry};
 use super::outbox::{META, OutboxRow};
 use super::payload;
 use crate::licenses::schema::TABLE;
-use crate::state::StateDb;
+use crate::state::EventStore;
 use crate::state::events::EventDelivery;
 use crate::state::expiries::Expired;
 
@@ -36,7 +36,7 @@ pub struct Scan {
 /// records the new expiries' deliveries; nothing (no scan) when no route subscribes. With
 /// `look_ahead`, also finds the earliest expiry after the window.
 pub fn take_expired(
-    state: &mut StateDb,
+    state: &mut dyn EventStore,
     conn: &mut dyn Expiries,
     pass: &Pass,
     (now, zone): (DateTime<Utc>, Tz),

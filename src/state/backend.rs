@@ -1,16 +1,17 @@
-//! The state boundary: one enum over the two back ends, so the commands that run, send and
-//! report (`run-task`, `run-due`, `retry`, `resend`, `status`, `log`) are written once. The
+//! The state boundary: one enum over the two back ends, so every command is written once. The
 //! SQLite state is [`StateDb`] (the rest of this folder); the server's is [`PgState`]. The
-//! send loop sees only [`DeliveryQueue`].
+//! send loop sees only [`DeliveryQueue`], a dispatch pass only [`EventStore`].
 
 use std::path::{Path, PathBuf};
 
 use super::deliveries::{
     AttemptEntry, BadRowEntry, Claimed, Found, LogEntry, LogFilter, Outcome, Queue,
 };
+use super::events::EventDelivery;
 use super::postgres::{Identity, PgState};
 use super::runs::{RunSummary, TaskState};
-use super::{StateDb, StateError};
+use super::sources::SourceSummary;
+use super::{EventStore, StateDb, StateError};
 
 pub use super::postgres::SlotClaim;
 
@@ -116,7 +117,9 @@ impl State {
     /// Opens (creating and migrating) the state at `location`.
     pub fn open(location: &Location, identity: &Identity) -> Result<State, StateError> {
         match location {
-            Location::File(path) => StateDb::open(path).map(State::Sqlite),
+            Location::File(path) => {
+                StateDb::open(path).map(|state| State::Sqlite(state.with_host(&identity.host)))
+            }
             Location::Postgres(url) => PgState::open(url, identity.clone()).map(State::Postgres),
         }
     }
@@ -204,12 +207,66 @@ impl State {
         each!(self, state => state.tasks_with_due(now))
     }
 
-    /// Whether `source` is an event webhook's URL; event webhooks are SQLite's for now.
+    /// Whether `source` is an event webhook's URL.
     pub fn is_webhook_source(&self, source: &str) -> Result<bool, StateError> {
-        match self {
-            State::Sqlite(state) => state.is_webhook_source(source),
-            State::Postgres(_) => Ok(false),
-        }
+        each!(self, state => state.is_webhook_source(source))
+    }
+
+    /// A dispatch pass's view of it.
+    pub fn events(&mut self) -> &mut dyn EventStore {
+        each!(self, state => state)
+    }
+
+    /// The last outbox seq dispatch took from `license_db`, 0 when none yet.
+    pub fn outbox_cursor(&self, license_db: &str) -> Result<i64, StateError> {
+        each!(self, state => state.outbox_cursor(license_db))
+    }
+
+    pub fn see_source(
+        &self,
+        source: &str,
+        webhook: &str,
+        url: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StateError> {
+        each!(self, state => state.see_source(source, webhook, url, now))
+    }
+
+    pub fn record_deliveries(
+        &mut self,
+        deliveries: &[EventDelivery],
+        now: i64,
+    ) -> Result<Vec<i64>, StateError> {
+        each!(self, state => state.record_deliveries(deliveries, now))
+    }
+
+    pub fn source_summaries(&self) -> Result<Vec<SourceSummary>, StateError> {
+        each!(self, state => state.source_summaries())
+    }
+
+    /// Records a 410 Gone on a task or webhook source (or, with `None`, re-enables it).
+    pub fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError> {
+        each!(self, state => state.set_webhook_gone(source, at))
+    }
+
+    /// Re-enables every URL of an event webhook; how many were disabled.
+    pub fn enable_webhook(&self, webhook: &str) -> Result<usize, StateError> {
+        each!(self, state => state.enable_webhook(webhook))
+    }
+
+    pub fn set_last_run(
+        &self,
+        task: &str,
+        at: i64,
+        slot: Option<i64>,
+        now: i64,
+    ) -> Result<(), StateError> {
+        each!(self, state => state.set_last_run(task, at, slot, now))
+    }
+
+    /// Forgets settled runs started before `before`; how many deliveries went with them.
+    pub fn prune(&self, before: i64) -> Result<u64, StateError> {
+        each!(self, state => state.prune(before))
     }
 
     pub fn find_deliveries(&self, id: &str, limit: usize) -> Result<Vec<Found>, StateError> {

@@ -73,7 +73,8 @@ impl StateDb {
         if !move_cursor(&transaction, batch, now).map_err(error)? {
             return Ok(Recorded::Raced);
         }
-        insert_deliveries(&transaction, &batch.deliveries, now).map_err(error)?;
+        insert_deliveries(&transaction, &batch.deliveries, self.host.as_deref(), now)
+            .map_err(error)?;
         let mut seen = transaction
             .prepare_cached(
                 "INSERT OR IGNORE INTO expiries_seen (license_db, license_id, expiry, seen_at)
@@ -99,7 +100,7 @@ impl StateDb {
         let path = self.path().to_path_buf();
         let error = |source| super::classify(&path, source);
         let transaction = self.conn.transaction().map_err(error)?;
-        insert_deliveries(&transaction, deliveries, now).map_err(error)?;
+        insert_deliveries(&transaction, deliveries, self.host.as_deref(), now).map_err(error)?;
         let mut seqs = Vec::new();
         for delivery in deliveries {
             let seq = transaction
@@ -217,6 +218,7 @@ fn move_cursor(transaction: &Transaction, batch: &EventBatch, now: i64) -> rusql
 pub(super) fn insert_deliveries(
     transaction: &Transaction,
     deliveries: &[EventDelivery],
+    host: Option<&str>,
     now: i64,
 ) -> rusqlite::Result<()> {
     let mut runs: BTreeMap<&str, i64> = BTreeMap::new();
@@ -233,8 +235,9 @@ pub(super) fn insert_deliveries(
             Some(run_id) => *run_id,
             None => {
                 transaction.execute(
-                    "INSERT INTO runs (task, name, started_at, finished_at) VALUES (?1, ?1, ?2, ?2)",
-                    params![source, now],
+                    "INSERT INTO runs (task, name, started_at, finished_at, host)
+                     VALUES (?1, ?1, ?2, ?2, ?3)",
+                    params![source, now, host],
                 )?;
                 *runs
                     .entry(source)

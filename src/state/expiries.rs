@@ -58,7 +58,7 @@ impl StateDb {
                 }
             }
         }
-        insert_deliveries(&transaction, &deliveries, now).map_err(error)?;
+        insert_deliveries(&transaction, &deliveries, self.host.as_deref(), now).map_err(error)?;
         transaction
             .execute(
                 "INSERT INTO expiry_scans (license_db, scanned_to, updated_at) VALUES (?1, ?2, ?3)

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -173,6 +173,11 @@ ALTER TABLE deliveries DROP COLUMN body;
 -- ones an earlier version wrote, for the lock's next holder to give back, without a scan.
 CREATE INDEX deliveries_claimed ON deliveries (task) WHERE claimed_by IS NOT NULL;
 "#,
+    // v10: the host that ran each run (`--host`), as on a PostgreSQL state, so `state migrate`
+    // carries it there. Older runs keep NULL: their host is not known.
+    r#"
+ALTER TABLE runs ADD COLUMN host TEXT;
+"#,
 ];
 
 /// Brings the schema up to date, in one transaction per step.
@@ -327,6 +332,28 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexed, 0);
+    }
+
+    #[test]
+    fn v10_keeps_runs_with_no_host_and_records_one_from_then_on() {
+        let mut conn = at_version(9);
+        conn.execute_batch(
+            "INSERT INTO runs (id, task, name, started_at) VALUES (1, 't', 'T', 0);",
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new("state.db")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (id, task, name, started_at, host) VALUES (2, 't', 'T', 1, 'h1');",
+        )
+        .unwrap();
+        let hosts: Vec<Option<String>> = conn
+            .prepare("SELECT host FROM runs ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(hosts, [None, Some("h1".to_string())]);
     }
 
     #[test]

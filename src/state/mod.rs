@@ -3,12 +3,14 @@
 
 mod backend;
 pub mod deliveries;
+mod event_store;
 pub mod events;
 pub mod expiries;
 pub mod lock;
 mod migrations;
 mod open_error;
 pub mod postgres;
+mod rows;
 pub mod runs;
 pub mod sources;
 
@@ -20,6 +22,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::file_access::{self, Presence};
 
 pub use backend::{DeliveryQueue, Location, SlotClaim, State};
+pub use event_store::EventStore;
 
 /// The state file's name when `--state` is not given: beside the license database.
 pub const DEFAULT_FILE: &str = "keyhook-state.db";
@@ -68,6 +71,8 @@ pub struct StateDb {
     path: PathBuf,
     /// Deliveries this process's senders hold: see [`deliveries::ClaimBook`].
     claims: std::cell::RefCell<deliveries::ClaimBook>,
+    /// The host its runs are recorded as run by (`--host`); `None`: not said.
+    pub(crate) host: Option<String>,
 }
 
 impl StateDb {
@@ -109,6 +114,7 @@ impl StateDb {
             conn,
             path: path.to_path_buf(),
             claims: Default::default(),
+            host: None,
         };
         migrations::migrate(&mut state.conn, path)?;
         // The schema's one CHECK (`deliveries.status IN (4 values)`) builds a temporary b-tree
@@ -120,6 +126,12 @@ impl StateDb {
             .execute_batch("PRAGMA ignore_check_constraints = ON;")
             .map_err(|e| classify(path, e))?;
         Ok(state)
+    }
+
+    /// The same state, its runs recorded as run by `host`.
+    pub fn with_host(mut self, host: &str) -> StateDb {
+        self.host = Some(host.to_string());
+        self
     }
 
     /// The default state path for a license database path.

@@ -2,6 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::rows::{self, RUN_SUMMARY, TASK_STATE};
 use super::{StateDb, StateError};
 
 /// A task's row in the state database.
@@ -48,9 +49,9 @@ impl StateDb {
             .map_err(|e| self.error(e))?;
         self.conn
             .query_row(
-                "SELECT first_seen, last_run, last_slot, webhook_gone FROM tasks WHERE task = ?1",
+                &format!("SELECT {TASK_STATE} FROM tasks WHERE task = ?1"),
                 [task],
-                |row| task_state(row, 0),
+                |row| rows::task_state(row, 0),
             )
             .map_err(|e| self.error(e))
     }
@@ -59,12 +60,12 @@ impl StateDb {
     pub fn task_states(&self) -> Result<Vec<(String, TaskState)>, StateError> {
         let mut statement = self
             .conn
-            .prepare_cached(
-                "SELECT task, first_seen, last_run, last_slot, webhook_gone FROM tasks ORDER BY task",
-            )
+            .prepare_cached(&format!(
+                "SELECT task, {TASK_STATE} FROM tasks ORDER BY task"
+            ))
             .map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map([], |row| Ok((row.get(0)?, task_state(row, 1)?)))
+            .query_map([], |row| Ok((row.get(0)?, rows::task_state(row, 1)?)))
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
@@ -116,9 +117,9 @@ impl StateDb {
             .map_err(|e| self.error(e))?;
         transaction
             .execute(
-                "INSERT INTO runs (task, name, slot, started_at, finished_at, sent, skipped)
-                 VALUES (?1, ?2, ?3, ?4, ?4, 0, ?5) ON CONFLICT DO NOTHING",
-                params![task, name, slot, now, why],
+                "INSERT INTO runs (task, name, slot, started_at, finished_at, sent, skipped, host)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 0, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![task, name, slot, now, why, self.host],
             )
             .map_err(|e| self.error(e))?;
         transaction
@@ -233,14 +234,8 @@ impl StateDb {
 
     fn run_summaries(&self, filter: &str) -> Result<Vec<RunSummary>, StateError> {
         let sql = format!(
-            "SELECT r.id, r.task, r.name, r.slot, r.started_at, r.finished_at, r.matched, r.sent,
-                    r.skipped,
-                    count(d.seq) FILTER (WHERE d.status = 'delivered'),
-                    count(d.seq) FILTER (WHERE d.status = 'pending'),
-                    count(d.seq) FILTER (WHERE d.status = 'failed'),
-                    count(d.seq) FILTER (WHERE d.status = 'dead'),
-                    (SELECT count(*) FROM bad_rows b WHERE b.run_id = r.id)
-             FROM runs r LEFT JOIN deliveries d ON d.run_id = r.id {filter} "
+            "SELECT {RUN_SUMMARY}, r.host FROM runs r LEFT JOIN deliveries d ON d.run_id = r.id \
+             {filter} "
         );
         let sql = match sql.find("ORDER BY") {
             Some(at) => format!("{} GROUP BY r.id {}", &sql[..at], &sql[at..]),
@@ -248,36 +243,8 @@ impl StateDb {
         };
         let mut statement = self.conn.prepare(&sql).map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map([], |row| {
-                Ok(RunSummary {
-                    id: row.get(0)?,
-                    task: row.get(1)?,
-                    name: row.get(2)?,
-                    slot: row.get(3)?,
-                    started_at: row.get(4)?,
-                    finished_at: row.get(5)?,
-                    matched: row.get(6)?,
-                    sent: row.get(7)?,
-                    skipped: row.get(8)?,
-                    delivered: row.get(9)?,
-                    pending: row.get(10)?,
-                    failed: row.get(11)?,
-                    dead: row.get(12)?,
-                    bad_rows: row.get(13)?,
-                    host: None,
-                })
-            })
+            .query_map([], |row| rows::run_summary(row))
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
-}
-
-/// A task's state from four columns starting at `first`.
-fn task_state(row: &rusqlite::Row, first: usize) -> rusqlite::Result<TaskState> {
-    Ok(TaskState {
-        first_seen: row.get(first)?,
-        last_run: row.get(first + 1)?,
-        last_slot: row.get(first + 2)?,
-        webhook_gone: row.get(first + 3)?,
-    })
 }

@@ -2,6 +2,7 @@ use super::*;
 use crate::events::catalog::Catalog;
 use crate::events::outbox;
 use crate::licenses::schema;
+use crate::state::StateDb;
 use crate::state::deliveries::{LogFilter, Queue};
 
 fn licenses(dir: &std::path::Path) -> Connection {

@@ -3,6 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::Status;
+use crate::state::rows::{self, ATTEMPT, BAD_ROW, LOG_ENTRY};
 use crate::state::{StateDb, StateError};
 
 /// A delivery as `keyhook log` shows it.
@@ -75,33 +76,28 @@ pub struct LogFilter {
 }
 
 impl StateDb {
-    /// Deliveries, newest first.
+    /// Deliveries, newest first; an event delivery held back by an earlier one of its entity
+    /// names it.
     pub fn log(&self, filter: &LogFilter) -> Result<Vec<LogEntry>, StateError> {
         let mut statement = self
             .conn
-            .prepare_cached(
-                "SELECT id, task, run_id, license_id, activation_key, status, attempts, created_at,
-                        updated_at, next_attempt_at, last_status, last_error,
-                        (SELECT length(body) FROM delivery_bodies AS b WHERE b.seq = d.seq),
-                        event_type, CASE WHEN order_key IS NOT NULL
-                                          AND status IN ('pending', 'failed') THEN
+            .prepare_cached(&format!(
+                "SELECT {LOG_ENTRY}, (SELECT length(body) FROM delivery_bodies AS b WHERE b.seq = d.seq),
+                        CASE WHEN order_key IS NOT NULL AND status IN ('pending', 'failed') THEN
                             (SELECT e.id FROM deliveries AS e
                              WHERE e.task = d.task AND e.order_key = d.order_key
                                AND e.seq < d.seq AND e.order_key IS NOT NULL
                                AND e.status IN ('pending', 'failed')
-                             ORDER BY e.seq LIMIT 1) END, order_key
+                             ORDER BY e.seq LIMIT 1) END,
+                        NULL
                  FROM deliveries AS d
                  WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR status = ?2)
                    AND (?3 IS NULL OR created_at >= ?3)
                    AND (?5 IS NULL OR task = ?5 OR substr(task, 1, length(?5) + 1) = ?5 || '#')
                    AND (?6 IS NULL OR event_type = ?6)
-                 ORDER BY seq DESC LIMIT ?4",
-            )
+                 ORDER BY seq DESC LIMIT ?4"
+            ))
             .map_err(|e| self.error(e))?;
-        // A limit beyond i64 is no limit, never a wrap to a negative one.
-        let limit = filter
-            .limit
-            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
         let status = filter.status.map(Status::as_str);
         let rows = statement
             .query_map(
@@ -109,35 +105,11 @@ impl StateDb {
                     filter.task,
                     status,
                     filter.since,
-                    limit,
+                    limit(filter),
                     filter.webhook,
                     filter.event
                 ],
-                |row| {
-                    let status: String = row.get(5)?;
-                    let status = Status::parse(&status).unwrap_or(Status::Pending);
-                    Ok(LogEntry {
-                        id: row.get(0)?,
-                        task: row.get(1)?,
-                        run_id: row.get(2)?,
-                        license_id: row.get(3)?,
-                        activation_key: row.get(4)?,
-                        status,
-                        attempts: row.get(6)?,
-                        created_at: row.get(7)?,
-                        updated_at: row.get(8)?,
-                        next_attempt_at: matches!(status, Status::Pending | Status::Failed)
-                            .then(|| row.get(9))
-                            .transpose()?,
-                        last_status: row.get(10)?,
-                        last_error: row.get(11)?,
-                        bytes: row.get(12)?,
-                        event_type: row.get(13)?,
-                        waiting_for: row.get(14)?,
-                        order_key: row.get(15)?,
-                        host: None,
-                    })
-                },
+                |row| rows::log_entry(row),
             )
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
@@ -147,53 +119,32 @@ impl StateDb {
     pub fn bad_rows(&self, filter: &LogFilter) -> Result<Vec<BadRowEntry>, StateError> {
         let mut statement = self
             .conn
-            .prepare_cached(
-                "SELECT task, run_id, license_id, activation_key, reason, created_at
-                 FROM bad_rows
+            .prepare_cached(&format!(
+                "SELECT {BAD_ROW} FROM bad_rows
                  WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR created_at >= ?2)
-                 ORDER BY id DESC LIMIT ?3",
-            )
+                 ORDER BY id DESC LIMIT ?3"
+            ))
             .map_err(|e| self.error(e))?;
-        let limit = filter
-            .limit
-            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
         let rows = statement
-            .query_map(params![filter.task, filter.since, limit], |row| {
-                Ok(BadRowEntry {
-                    task: row.get(0)?,
-                    run_id: row.get(1)?,
-                    license_id: row.get(2)?,
-                    activation_key: row.get(3)?,
-                    status: "bad",
-                    error: row.get(4)?,
-                    created_at: row.get(5)?,
-                })
+            .query_map(params![filter.task, filter.since, limit(filter)], |row| {
+                rows::bad_row(row)
             })
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
-    /// A delivery's attempts, oldest first.
+    /// A delivery's attempts, oldest first (the SQLite state records no host for them).
     pub fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptEntry>, StateError> {
         let mut statement = self
             .conn
-            .prepare_cached(
-                "SELECT a.at, a.status, a.error, a.duration_ms, a.excerpt
+            .prepare_cached(&format!(
+                "SELECT {ATTEMPT}, NULL
                  FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq
-                 WHERE d.id = ?1 ORDER BY a.n",
-            )
+                 WHERE d.id = ?1 ORDER BY a.n"
+            ))
             .map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map([delivery_id], |row| {
-                Ok(AttemptEntry {
-                    at_ms: row.get(0)?,
-                    status: row.get(1)?,
-                    error: row.get(2)?,
-                    duration_ms: row.get(3)?,
-                    excerpt: row.get(4)?,
-                    host: None,
-                })
-            })
+            .query_map([delivery_id], |row| rows::attempt_entry(row))
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
@@ -209,4 +160,12 @@ impl StateDb {
             .optional()
             .map_err(|e| self.error(e))
     }
+}
+
+/// `--limit` as SQLite's bound: none is -1; one beyond i64 is no limit, never a wrap to a
+/// negative one.
+fn limit(filter: &LogFilter) -> i64 {
+    filter
+        .limit
+        .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX))
 }

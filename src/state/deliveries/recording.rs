@@ -32,8 +32,9 @@ impl StateDb {
         let transaction = self.conn.transaction().map_err(error)?;
         transaction
             .execute(
-                "INSERT INTO runs (task, name, slot, started_at, sent) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![task, name, slot, now, sent],
+                "INSERT INTO runs (task, name, slot, started_at, sent, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![task, name, slot, now, sent, self.host],
             )
             .map_err(error)?;
         let run_id = transaction.last_insert_rowid();

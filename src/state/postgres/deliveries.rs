@@ -6,9 +6,8 @@ use postgres::Statement;
 
 use super::PgState;
 use crate::state::StateError;
-use crate::state::deliveries::{
-    AttemptEntry, BadRowEntry, Claimed, Found, LogEntry, LogFilter, Outcome, Queue, Status,
-};
+use crate::state::deliveries::{Claimed, Found, Outcome, Queue};
+use crate::state::rows::{self, CLAIMED};
 
 /// A run being recorded: an open transaction on the state's connection, rolled back if
 /// dropped before [`PgRecorder::commit`].
@@ -149,6 +148,17 @@ impl Drop for PgRecorder<'_> {
     }
 }
 
+/// An event delivery waits while an earlier one (lower seq) of the same source and entity is
+/// pending or failed, claimed (by any host) or not, as on SQLite; a dead one no longer holds
+/// it back. The subquery reads committed rows, locked ones too, so a predecessor that another
+/// host is sending right now holds its followers back. Event deliveries are recorded one
+/// transaction at a time (see `events.rs`), so a predecessor is never committed after its
+/// follower.
+const IN_ORDER: &str = "(d.order_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM deliveries AS e
+    WHERE e.task = d.task AND e.order_key = d.order_key AND e.seq < d.seq
+      AND e.order_key IS NOT NULL AND e.status IN ('pending', 'failed')))";
+
 impl PgState {
     /// Claims up to `limit` deliveries of `queue`: unclaimed ones and those whose lease ran
     /// out, skipping rows another host is claiming right now. Committed before any POST.
@@ -171,13 +181,13 @@ impl PgState {
         let sql = format!(
             "UPDATE deliveries SET claimed_by = $3,
                  claimed_until = now() + $5::bigint * interval '1 millisecond'
-             WHERE seq IN (SELECT seq FROM deliveries
+             WHERE seq IN (SELECT seq FROM deliveries AS d
                            WHERE {filter} AND next_attempt_at <= $2
                              AND status IN ('pending', 'failed')
                              AND (claimed_by IS NULL OR claimed_until < now())
+                             AND {IN_ORDER}
                            ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING seq, id, task, license_id, activation_key, body, attempts, created_at,
-                       event_type"
+             RETURNING {CLAIMED}"
         );
         let limit = limit.min(1 << 20) as i64;
         let rows = self
@@ -190,18 +200,9 @@ impl PgState {
             .map_err(|e| self.error(&e))?;
         let mut claimed: Vec<Claimed> = rows
             .iter()
-            .map(|row| Claimed {
-                seq: row.get(0),
-                id: row.get(1),
-                task: row.get(2),
-                license_id: row.get(3),
-                activation_key: row.get(4),
-                body: row.get(5),
-                attempts: row.get(6),
-                created_at: row.get(7),
-                event_type: row.get(8),
-            })
-            .collect();
+            .map(rows::claimed)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.error(&e))?;
         claimed.sort_by_key(|delivery| delivery.seq);
         Ok(claimed)
     }
@@ -329,123 +330,5 @@ impl PgState {
             )
             .map(drop)
             .map_err(|e| self.error(&e))
-    }
-
-    /// Deliveries, newest first, with the host of each one's last attempt.
-    pub fn log(&self, filter: &LogFilter) -> Result<Vec<LogEntry>, StateError> {
-        let limit = filter
-            .limit
-            .map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
-        let status = filter.status.map(Status::as_str);
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT id, task, run_id, license_id, activation_key, status, attempts, created_at,
-                        updated_at, next_attempt_at, last_status, last_error, length(body),
-                        event_type, order_key,
-                        (SELECT a.host FROM attempts a WHERE a.delivery_seq = d.seq
-                         ORDER BY a.n DESC LIMIT 1)
-                 FROM deliveries AS d
-                 WHERE ($1::text IS NULL OR task = $1) AND ($2::text IS NULL OR status = $2)
-                   AND ($3::bigint IS NULL OR created_at >= $3)
-                   AND ($5::text IS NULL OR task = $5 OR task LIKE $5 || '#%')
-                   AND ($6::text IS NULL OR event_type = $6)
-                 ORDER BY seq DESC LIMIT $4",
-                &[
-                    &filter.task,
-                    &status,
-                    &filter.since,
-                    &limit,
-                    &filter.webhook,
-                    &filter.event,
-                ],
-            )
-            .map_err(|e| self.error(&e))?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let status: String = row.get(5);
-                let status = Status::parse(&status).unwrap_or(Status::Pending);
-                let last_status: Option<i64> = row.get(10);
-                let bytes: i32 = row.get(12);
-                LogEntry {
-                    id: row.get(0),
-                    task: row.get(1),
-                    run_id: row.get(2),
-                    license_id: row.get(3),
-                    activation_key: row.get(4),
-                    status,
-                    attempts: row.get(6),
-                    created_at: row.get(7),
-                    updated_at: row.get(8),
-                    next_attempt_at: matches!(status, Status::Pending | Status::Failed)
-                        .then(|| row.get(9)),
-                    last_status: last_status.and_then(|s| u16::try_from(s).ok()),
-                    last_error: row.get(11),
-                    bytes: i64::from(bytes),
-                    event_type: row.get(13),
-                    waiting_for: None,
-                    order_key: row.get(14),
-                    host: row.get(15),
-                }
-            })
-            .collect())
-    }
-
-    pub fn bad_rows(&self, filter: &LogFilter) -> Result<Vec<BadRowEntry>, StateError> {
-        let limit = filter
-            .limit
-            .map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT task, run_id, license_id, activation_key, reason, created_at
-                 FROM bad_rows
-                 WHERE ($1::text IS NULL OR task = $1) AND ($2::bigint IS NULL OR created_at >= $2)
-                 ORDER BY id DESC LIMIT $3",
-                &[&filter.task, &filter.since, &limit],
-            )
-            .map_err(|e| self.error(&e))?;
-        Ok(rows
-            .iter()
-            .map(|row| BadRowEntry {
-                task: row.get(0),
-                run_id: row.get(1),
-                license_id: row.get(2),
-                activation_key: row.get(3),
-                status: "bad",
-                error: row.get(4),
-                created_at: row.get(5),
-            })
-            .collect())
-    }
-
-    pub fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptEntry>, StateError> {
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT a.at, a.status, a.error, a.duration_ms, a.excerpt, a.host
-                 FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq
-                 WHERE d.id = $1 ORDER BY a.n",
-                &[&delivery_id],
-            )
-            .map_err(|e| self.error(&e))?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let status: Option<i64> = row.get(1);
-                AttemptEntry {
-                    at_ms: row.get(0),
-                    status: status.and_then(|s| u16::try_from(s).ok()),
-                    error: row.get(2),
-                    duration_ms: row.get(3),
-                    excerpt: row.get(4),
-                    host: row.get(5),
-                }
-            })
-            .collect())
     }
 }

@@ -18,6 +18,43 @@ pub struct Moved {
     pub bad_rows: u64,
 }
 
+/// The event tables `state migrate` copies as they are, and their columns: `true` for an
+/// integer one, `false` for text. A row the target holds already stays (its cursor and scan
+/// move forward only).
+const EVENT_TABLES: [(&str, &[(&str, bool)]); 4] = [
+    (
+        "webhook_sources",
+        &[
+            ("source", false),
+            ("webhook", false),
+            ("url", false),
+            ("first_seen", true),
+            ("webhook_gone", true),
+        ],
+    ),
+    (
+        "outbox_cursors",
+        &[("license_db", false), ("taken", true), ("updated_at", true)],
+    ),
+    (
+        "expiries_seen",
+        &[
+            ("license_db", false),
+            ("license_id", true),
+            ("expiry", false),
+            ("seen_at", true),
+        ],
+    ),
+    (
+        "expiry_scans",
+        &[
+            ("license_db", false),
+            ("scanned_to", false),
+            ("updated_at", true),
+        ],
+    ),
+];
+
 /// A failure on either side, named by the side.
 fn sqlite(from: &StateDb) -> impl Fn(rusqlite::Error) -> StateError + '_ {
     move |error| from.error(error)
@@ -55,6 +92,11 @@ impl PgState {
         self.copy_deliveries(from, &mut tx, &mut moved)?;
         self.copy_attempts(from, &mut tx, &mut moved)?;
         self.copy_bad_rows(from, &mut tx, &mut moved)?;
+        // Without its cursor, dispatch would take every event again; without the rest, a
+        // 410 would be forgotten and expiries fire twice.
+        for (table, columns) in EVENT_TABLES {
+            self.copy_event_table(from, &mut tx, table, columns)?;
+        }
         tx.batch_execute(
             "SELECT setval(pg_get_serial_sequence('runs', 'id'),
                            greatest((SELECT max(id) FROM runs), 1));
@@ -110,7 +152,8 @@ impl PgState {
         let mut read = from
             .conn
             .prepare(
-                "SELECT id, task, name, slot, started_at, finished_at, matched, sent, skipped
+                "SELECT id, task, name, slot, started_at, finished_at, matched, sent, skipped,
+                        host
                  FROM runs ORDER BY id",
             )
             .map_err(sqlite(from))?;
@@ -118,8 +161,8 @@ impl PgState {
         let insert = tx
             .prepare(
                 "INSERT INTO runs (id, task, name, slot, started_at, finished_at, matched, sent,
-                                   skipped)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                   skipped, host)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .map_err(|e| self.error(&e))?;
         while let Some(row) = rows.next().map_err(sqlite(from))? {
@@ -138,6 +181,7 @@ impl PgState {
                     &get(6)?,
                     &sent,
                     &text(8)?,
+                    &text(9)?,
                 ],
             )
             .map_err(|e| self.error(&e))?;
@@ -284,6 +328,53 @@ impl PgState {
             )
             .map_err(|e| self.error(&e))?;
             moved.bad_rows += 1;
+        }
+        Ok(())
+    }
+
+    fn copy_event_table(
+        &self,
+        from: &StateDb,
+        tx: &mut Transaction,
+        table: &str,
+        columns: &[(&str, bool)],
+    ) -> Result<(), StateError> {
+        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+        let conflict = match table {
+            "outbox_cursors" => {
+                "(license_db) DO UPDATE
+                 SET taken = greatest(outbox_cursors.taken, excluded.taken)"
+            }
+            "expiry_scans" => {
+                "(license_db) DO UPDATE
+                 SET scanned_to = greatest(expiry_scans.scanned_to, excluded.scanned_to)"
+            }
+            _ => "DO NOTHING",
+        };
+        let insert = tx
+            .prepare(&format!(
+                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT {conflict}",
+                names.join(", "),
+                marks.join(", ")
+            ))
+            .map_err(|e| self.error(&e))?;
+        let mut read = from
+            .conn
+            .prepare(&format!("SELECT {} FROM {table}", names.join(", ")))
+            .map_err(sqlite(from))?;
+        let mut rows = read.query([]).map_err(sqlite(from))?;
+        while let Some(row) = rows.next().map_err(sqlite(from))? {
+            let mut values: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
+            for (index, (_, integer)) in columns.iter().enumerate() {
+                values.push(match integer {
+                    true => Box::new(row.get::<_, Option<i64>>(index).map_err(sqlite(from))?),
+                    false => Box::new(row.get::<_, Option<String>>(index).map_err(sqlite(from))?),
+                });
+            }
+            let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                values.iter().map(|value| value.as_ref()).collect();
+            tx.execute(&insert, &params).map_err(|e| self.error(&e))?;
         }
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! The per-task lock on a server: a session advisory lock on a connection of its own, held for
-//! the run. PostgreSQL lets go of it when that connection ends, however the process ends.
+//! the run. PostgreSQL lets go of it when that connection ends, however the process ends. A
+//! webhook URL's lock, taken on every `watch` pass, is the same lock taken on the state's own
+//! connection instead ([`SessionLock`]): no connection per pass.
 
 use postgres::Client;
 use sha2::{Digest, Sha256};
@@ -33,6 +35,42 @@ impl PgState {
             .map_err(|e| self.error(&e))?
             .get(0);
         Ok(taken.then_some(PgLock { _client: client }))
+    }
+}
+
+/// An advisory lock held by the state's own session, let go when dropped (or when the session
+/// ends, however the process ends).
+pub struct SessionLock<'a> {
+    state: &'a PgState,
+    key: i64,
+}
+
+impl std::fmt::Debug for SessionLock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionLock")
+    }
+}
+
+impl Drop for SessionLock<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut client) = self.state.client.try_borrow_mut() {
+            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
+        }
+    }
+}
+
+impl PgState {
+    /// Tries once to lock `source` (the same lock as [`PgState::try_lock`]'s) on the state's
+    /// own connection; `None` when another session holds it.
+    pub fn try_lock_here(&self, source: &str) -> Result<Option<SessionLock<'_>>, StateError> {
+        let key = lock_key(&self.schema, source);
+        let taken: bool = self
+            .client
+            .borrow_mut()
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .map_err(|e| self.error(&e))?
+            .get(0);
+        Ok(taken.then_some(SessionLock { state: self, key }))
     }
 }
 

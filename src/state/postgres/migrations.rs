@@ -8,7 +8,8 @@ const MIGRATION_LOCK: i64 = 0x6b65_7968_6f6f_6b01;
 
 /// Each entry moves the schema from version `index` to `index + 1`. Times are Unix seconds as
 /// in the SQLite state, except the leases, which are the server's own `timestamptz`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE tasks (
     task          text PRIMARY KEY,
     first_seen    bigint NOT NULL,
@@ -85,7 +86,40 @@ CREATE TABLE bad_rows (
     created_at      bigint NOT NULL
 );
 CREATE INDEX bad_rows_run ON bad_rows (run_id);
-"#];
+"#,
+    // v2: event deliveries, as in the SQLite state's v7 and v8: the order index holds only
+    // waiting event deliveries; the outbox cursor per license database moves in the same
+    // transaction as the deliveries it produced; `expiries_seen` and `expiry_scans` are
+    // `license.expired`'s; `webhook_sources` is what a 410 disables for a webhook URL.
+    r#"
+CREATE INDEX deliveries_order ON deliveries (task, order_key, seq)
+    WHERE order_key IS NOT NULL AND status IN ('pending', 'failed');
+CREATE TABLE outbox_cursors (
+    license_db  text PRIMARY KEY,     -- the license database's canonical path
+    taken       bigint NOT NULL,      -- the last outbox seq turned into deliveries
+    updated_at  bigint NOT NULL
+);
+CREATE TABLE expiries_seen (
+    license_db  text NOT NULL,
+    license_id  bigint NOT NULL,
+    expiry      text NOT NULL,        -- the expiry value: a renewal that moves it re-arms it
+    seen_at     bigint NOT NULL,
+    PRIMARY KEY (license_db, license_id, expiry)
+);
+CREATE TABLE expiry_scans (
+    license_db  text PRIMARY KEY,
+    scanned_to  text NOT NULL,        -- the window's end, as the database writes dates
+    updated_at  bigint NOT NULL
+);
+CREATE TABLE webhook_sources (
+    source        text PRIMARY KEY,   -- the webhook's name, `#2`... for further URLs
+    webhook       text NOT NULL,
+    url           text NOT NULL,
+    first_seen    bigint NOT NULL,
+    webhook_gone  bigint              -- set when the receiver answered 410 Gone
+);
+"#,
+];
 
 /// The schema version this keyhook knows.
 pub const KNOWN: i64 = MIGRATIONS.len() as i64;

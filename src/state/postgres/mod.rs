@@ -4,10 +4,13 @@
 //! database's clock, and per-task session advisory locks.
 
 mod deliveries;
+mod events;
 mod import;
 mod lock;
+mod log;
 mod migrations;
 mod runs;
+mod sources;
 pub use runs::SlotClaim;
 
 use std::cell::{Cell, RefCell};
@@ -17,7 +20,7 @@ use postgres::Client;
 
 pub use deliveries::PgRecorder;
 pub use import::Moved;
-pub use lock::PgLock;
+pub use lock::{PgLock, SessionLock};
 
 use super::StateError;
 use crate::licenses::postgres::connect;

@@ -1,10 +1,9 @@
 //! Runs, per-task state and slot claims on the server: the same questions as the SQLite
 //! state's `runs.rs`, and who gets to run a slot.
 
-use postgres::Row;
-
 use super::PgState;
 use crate::state::StateError;
+use crate::state::rows::{self, RUN_SUMMARY, TASK_STATE};
 use crate::state::runs::{RunSummary, TaskState};
 
 /// Who runs a slot.
@@ -27,10 +26,10 @@ impl PgState {
             .map_err(|e| self.error(&e))?;
         client
             .query_one(
-                "SELECT first_seen, last_run, last_slot, webhook_gone FROM tasks WHERE task = $1",
+                &format!("SELECT {TASK_STATE} FROM tasks WHERE task = $1"),
                 &[&task],
             )
-            .map(|row| task_state(&row, 0))
+            .and_then(|row| rows::task_state(&row, 0))
             .map_err(|e| self.error(&e))
     }
 
@@ -39,14 +38,14 @@ impl PgState {
             .client
             .borrow_mut()
             .query(
-                "SELECT task, first_seen, last_run, last_slot, webhook_gone FROM tasks ORDER BY task",
+                &format!("SELECT task, {TASK_STATE} FROM tasks ORDER BY task"),
                 &[],
             )
             .map_err(|e| self.error(&e))?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get(0), task_state(row, 1)))
-            .collect())
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, rows::task_state(row, 1)?)))
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(|e| self.error(&e))
     }
 
     /// Records the tasks not seen before as first seen `now` (one statement, all or none).
@@ -91,17 +90,6 @@ impl PgState {
             )
             .map_err(|e| self.error(&e))?;
         transaction.commit().map_err(|e| self.error(&e))
-    }
-
-    pub fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError> {
-        self.client
-            .borrow_mut()
-            .execute(
-                "UPDATE tasks SET webhook_gone = $2 WHERE task = $1",
-                &[&source, &at],
-            )
-            .map(drop)
-            .map_err(|e| self.error(&e))
     }
 
     pub fn slot_ran(&self, task: &str, slot: i64) -> Result<bool, StateError> {
@@ -227,14 +215,7 @@ impl PgState {
 
     fn run_summaries(&self, filter: &str, order: &str) -> Result<Vec<RunSummary>, StateError> {
         let sql = format!(
-            "SELECT r.id, r.task, r.name, r.slot, r.started_at, r.finished_at, r.matched, r.sent,
-                    r.skipped,
-                    count(d.seq) FILTER (WHERE d.status = 'delivered'),
-                    count(d.seq) FILTER (WHERE d.status = 'pending'),
-                    count(d.seq) FILTER (WHERE d.status = 'failed'),
-                    count(d.seq) FILTER (WHERE d.status = 'dead'),
-                    (SELECT count(*) FROM bad_rows b WHERE b.run_id = r.id),
-                    r.host
+            "SELECT {RUN_SUMMARY}, r.host
              FROM runs r LEFT JOIN deliveries d ON d.run_id = r.id {filter}
              GROUP BY r.id {order}"
         );
@@ -243,35 +224,9 @@ impl PgState {
             .borrow_mut()
             .query(&sql, &[])
             .map_err(|e| self.error(&e))?;
-        Ok(rows.iter().map(run_summary).collect())
-    }
-}
-
-fn run_summary(row: &Row) -> RunSummary {
-    RunSummary {
-        id: row.get(0),
-        task: row.get(1),
-        name: row.get(2),
-        slot: row.get(3),
-        started_at: row.get(4),
-        finished_at: row.get(5),
-        matched: row.get(6),
-        sent: row.get(7),
-        skipped: row.get(8),
-        delivered: row.get(9),
-        pending: row.get(10),
-        failed: row.get(11),
-        dead: row.get(12),
-        bad_rows: row.get(13),
-        host: row.get(14),
-    }
-}
-
-fn task_state(row: &Row, first: usize) -> TaskState {
-    TaskState {
-        first_seen: row.get(first),
-        last_run: row.get(first + 1),
-        last_slot: row.get(first + 2),
-        webhook_gone: row.get(first + 3),
+        rows.iter()
+            .map(rows::run_summary)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.error(&e))
     }
 }
