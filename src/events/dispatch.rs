@@ -4,6 +4,7 @@
 //! sending is the delivery engine's.
 
 use std::collections::BTreeSet;
+use std::sync::mpsc;
 
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
@@ -28,7 +29,7 @@ pub struct Route {
 
 /// The exact bytes for an event (its row, and its snapshot as read once for all its routes)
 /// to a route, or why its row cannot be sent.
-pub type BodyOf<'a> = dyn Fn(&Route, &OutboxRow, &Snapshot) -> Result<Vec<u8>, String> + 'a;
+pub type BodyOf<'a> = dyn Fn(&Route, &OutboxRow, &Snapshot) -> Result<Vec<u8>, String> + Sync + 'a;
 
 /// What one pass reads and where it records.
 pub struct Pass<'a> {
@@ -70,7 +71,7 @@ pub enum DispatchError {
 }
 
 /// Where a pass reads outbox rows: a SQLite license database or a server.
-pub trait Outbox {
+pub trait Outbox: Send {
     /// Up to `limit` rows after sequence `after`, in commit order.
     fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, DispatchError>;
 }
@@ -91,6 +92,9 @@ impl Outbox for PgOutbox {
 /// the cursor, until a batch comes back short: rows committed meanwhile are the next pass's,
 /// so a pass never chases a busy writer while nothing is sent. A batch another dispatcher
 /// recorded first is read again from its cursor.
+///
+/// Two threads share the work: one reads the rows and builds their bodies, a batch ahead,
+/// while this one records the batch before.
 pub fn take(
     state: &mut dyn EventStore,
     outbox: &mut dyn Outbox,
@@ -101,24 +105,112 @@ pub fn take(
     let mut taken = Taken::default();
     loop {
         let from = state.outbox_cursor(pass.license_db)?;
-        let rows = outbox.read_after(from, pass.batch)?;
-        let Some(last) = rows.last() else {
+        let recorder = Recorder {
+            state: &mut *state,
+            pass,
+            now,
+        };
+        if recorder.take_from(&mut *outbox, from, &mut taken, unsendable)? == Recorded::Done {
             return Ok(taken);
-        };
-        let batch = EventBatch {
-            license_db: pass.license_db.to_string(),
-            from,
-            taken: last.seq,
-            deliveries: deliveries(pass, &rows, unsendable),
-            expiries: Vec::new(),
-        };
-        if state.record_events(&batch, now)? == Recorded::Done {
-            taken.events += rows.len() as u64;
-            taken.deliveries += batch.deliveries.len() as u64;
-            if rows.len() < pass.batch as usize {
-                return Ok(taken);
-            }
         }
+    }
+}
+
+/// A batch read and made into deliveries, ready to record.
+struct ReadBatch {
+    /// The cursor it follows.
+    from: i64,
+    /// Its last row's seq.
+    last: i64,
+    rows: usize,
+    deliveries: Vec<EventDelivery>,
+    unsendable: Vec<Unsendable>,
+}
+
+/// The recording side of [`take`].
+struct Recorder<'s, 'p> {
+    state: &'s mut dyn EventStore,
+    pass: &'p Pass<'p>,
+    now: i64,
+}
+
+impl Recorder<'_, '_> {
+    /// Records the batches after `from` as the reader brings them, until they end
+    /// ([`Recorded::Done`]) or another dispatcher moves the cursor first ([`Recorded::Raced`]).
+    fn take_from(
+        self,
+        outbox: &mut dyn Outbox,
+        from: i64,
+        taken: &mut Taken,
+        unsendable: &mut Vec<Unsendable>,
+    ) -> Result<Recorded, DispatchError> {
+        let pass = self.pass;
+        let (ready, arrived) = mpsc::sync_channel(1);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(move || read_ahead(outbox, pass, from, &ready));
+            let recorded = self.record_all(&arrived, taken, unsendable);
+            // The reader stops at its next batch once nobody takes them.
+            drop(arrived);
+            let read = match reader.join() {
+                Ok(read) => read,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            let recorded = recorded?;
+            read?;
+            Ok(recorded)
+        })
+    }
+
+    fn record_all(
+        self,
+        arrived: &mpsc::Receiver<ReadBatch>,
+        taken: &mut Taken,
+        unsendable: &mut Vec<Unsendable>,
+    ) -> Result<Recorded, DispatchError> {
+        for read in arrived {
+            let batch = EventBatch {
+                license_db: self.pass.license_db.to_string(),
+                from: read.from,
+                taken: read.last,
+                deliveries: read.deliveries,
+                expiries: Vec::new(),
+            };
+            if self.state.record_events(&batch, self.now)? == Recorded::Raced {
+                return Ok(Recorded::Raced);
+            }
+            taken.events += read.rows as u64;
+            taken.deliveries += batch.deliveries.len() as u64;
+            unsendable.extend(read.unsendable);
+        }
+        Ok(Recorded::Done)
+    }
+}
+
+/// The reading side of [`take`]: batch after batch from `from`, until one comes back short
+/// or nobody takes them any more.
+fn read_ahead(
+    outbox: &mut dyn Outbox,
+    pass: &Pass,
+    mut from: i64,
+    ready: &mpsc::SyncSender<ReadBatch>,
+) -> Result<(), DispatchError> {
+    loop {
+        let rows = outbox.read_after(from, pass.batch)?;
+        let Some(last) = rows.last().map(|row| row.seq) else {
+            return Ok(());
+        };
+        let mut unsendable = Vec::new();
+        let read = ReadBatch {
+            from,
+            last,
+            rows: rows.len(),
+            deliveries: deliveries(pass, &rows, &mut unsendable),
+            unsendable,
+        };
+        if ready.send(read).is_err() || rows.len() < pass.batch as usize {
+            return Ok(());
+        }
+        from = last;
     }
 }
 
