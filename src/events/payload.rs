@@ -195,7 +195,7 @@ fn data(kind: PayloadKind, snapshot: Snapshot) -> Result<Value, PayloadError> {
     let value = match kind {
         PayloadKind::License => serde_json::to_value(snapshot::license_info(&snapshot)?),
         PayloadKind::Customer => serde_json::to_value(customer(&snapshot)?),
-        PayloadKind::Product | PayloadKind::Generic => Ok(Value::Object(snapshot)),
+        PayloadKind::Product | PayloadKind::Generic => Ok(Value::Object(snapshot.into_map())),
     };
     Ok(value.expect("fields always serialize"))
 }

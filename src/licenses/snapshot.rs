@@ -3,14 +3,86 @@
 //! through the same mapping as a row of a search ([`read_fields`]).
 
 use rusqlite::types::ValueRef;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Map;
 
 use super::license_info::{Field, LicenseInfo, RowError, read_fields};
 use super::schema::{Kind, LICENSE_INFO};
 
-/// A snapshot: column name → value.
-pub type Snapshot = Map<String, serde_json::Value>;
+/// A snapshot: the row's columns, name and value, in the order the trigger wrote them.
+///
+/// Read into a list, not a map: an event's snapshot is read once and looked up column by
+/// column in about the order it was written, and building a hash map of 40 columns was half
+/// the cost of reading it. A name written twice (no trigger does) is found by its last value,
+/// as a JSON map would keep it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot(Vec<(String, serde_json::Value)>);
+
+impl Snapshot {
+    /// The value of `column`, by its exact name.
+    pub fn get(&self, column: &str) -> Option<&serde_json::Value> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(name, _)| name == column)
+            .map(|(_, value)| value)
+    }
+
+    /// The value of `column`, looked for at `*hint` first (then everywhere, and then ignoring
+    /// case, as SQLite's names are); `*hint` moves past what was found.
+    fn column(&self, column: &str, hint: &mut usize) -> Option<&serde_json::Value> {
+        let at = match self.0.get(*hint) {
+            Some((name, _)) if name == column && !self.named_again(*hint) => Some(*hint),
+            _ => self.0.iter().rposition(|(name, _)| name == column),
+        };
+        let at = at.or_else(|| {
+            self.0
+                .iter()
+                .rposition(|(name, _)| name.eq_ignore_ascii_case(column))
+        })?;
+        *hint = at + 1;
+        Some(&self.0[at].1)
+    }
+
+    /// Whether the name at `at` comes again later (then the later value is the one).
+    fn named_again(&self, at: usize) -> bool {
+        let name = &self.0[at].0;
+        self.0[at + 1..].iter().any(|(other, _)| other == name)
+    }
+
+    /// The snapshot as a JSON object (a later value of a name written twice wins).
+    pub fn into_map(self) -> Map<String, serde_json::Value> {
+        self.0.into_iter().collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for Snapshot {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Snapshot, D::Error> {
+        struct Columns;
+        impl<'de> Visitor<'de> for Columns {
+            type Value = Snapshot;
+            fn expecting(&self, out: &mut std::fmt::Formatter) -> std::fmt::Result {
+                out.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Snapshot, A::Error> {
+                let mut columns = Vec::with_capacity(map.size_hint().unwrap_or(48));
+                while let Some(column) = map.next_entry()? {
+                    columns.push(column);
+                }
+                Ok(Snapshot(columns))
+            }
+        }
+        deserializer.deserialize_map(Columns)
+    }
+}
+
+impl Serialize for Snapshot {
+    /// As the JSON object it was read from.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.clone().into_map().serialize(serializer)
+    }
+}
 
 /// A row's fields by a fixed table (`CustomerInfo`), serialized in the table's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,18 +116,15 @@ fn read(
     table: &[(&'static str, Kind)],
     snapshot: &Snapshot,
 ) -> Result<Vec<Field>, (&'static str, String)> {
-    read_fields(table, |_, column| sqlite_value(column, snapshot))
+    let mut hint = 0;
+    read_fields(table, |_, column| {
+        sqlite_value(snapshot.column(column, &mut hint))
+    })
 }
 
-/// The value `json_object` was given for `column` (SQLite's names are case-insensitive),
-/// borrowed from the snapshot.
-fn sqlite_value<'a>(column: &str, snapshot: &'a Snapshot) -> Result<ValueRef<'a>, String> {
-    let value = snapshot.get(column).or_else(|| {
-        snapshot
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(column))
-            .map(|(_, value)| value)
-    });
+/// The value `json_object` was given for a column (`None`: the column is not in the
+/// snapshot), borrowed from the snapshot.
+fn sqlite_value(value: Option<&serde_json::Value>) -> Result<ValueRef<'_>, String> {
     match value {
         None => Err("is missing from the event's snapshot (`keyhook events status`)".into()),
         Some(serde_json::Value::Null) => Ok(ValueRef::Null),
