@@ -611,7 +611,7 @@ pub struct DemoArgs {
 
 /// A duration from the command line or its environment variable: `30s`, `5m`, `2h 30m`, `90d`;
 /// positive and at most 100 years, so no arithmetic on it can wrap.
-fn duration(text: &str) -> Result<Duration, String> {
+fn duration(text: &str) -> Result<Duration, crate::definitions::settings::DurationError> {
     crate::definitions::settings::parse_duration(text)
 }
 
