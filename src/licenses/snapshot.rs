@@ -6,8 +6,17 @@ use rusqlite::types::{Value, ValueRef};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Map;
 
-use super::license_info::{Field, LicenseInfo, RowError, read_fields};
+use super::license_info::{Field, FieldError, LicenseInfo, RowError, read_fields};
 use super::schema::{Kind, LICENSE_INFO};
+
+/// Why a snapshot gives no value for a column; worded to follow `column <name>`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SnapshotValueError {
+    #[error("is missing from the event's snapshot (`keyhook events status`)")]
+    Missing,
+    #[error("holds JSON {0}, not a value a column holds")]
+    NotAValue(serde_json::Value),
+}
 
 /// A snapshot: column name → value.
 pub type Snapshot = Map<String, serde_json::Value>;
@@ -26,33 +35,38 @@ pub fn license_info(snapshot: &Snapshot) -> Result<LicenseInfo, RowError> {
         id: id_of(snapshot, "ID"),
         key: text_of(snapshot, "ActivationKey"),
         column,
-        problem,
+        problem: problem.to_string(),
     })?;
     Ok(LicenseInfo::from_fields(values))
 }
 
-/// The fields of `table` in a snapshot; an error names the column and the problem.
+/// The fields of `table` in a snapshot; an error names the column and the problem (in words,
+/// as the event's payload error carries it).
 pub fn record(
     table: &'static [(&'static str, Kind)],
     snapshot: &Snapshot,
 ) -> Result<Record, (&'static str, String)> {
-    let values = read(table, snapshot)?;
+    let values =
+        read(table, snapshot).map_err(|(column, problem)| (column, problem.to_string()))?;
     Ok(Record { table, values })
 }
 
 fn read(
     table: &[(&'static str, Kind)],
     snapshot: &Snapshot,
-) -> Result<Vec<Field>, (&'static str, String)> {
+) -> Result<Vec<Field>, (&'static str, FieldError<SnapshotValueError>)> {
     let mut values = Vec::with_capacity(table.len());
     for (column, _) in table {
-        values.push(sqlite_value(column, snapshot).map_err(|problem| (*column, problem))?);
+        values.push(
+            sqlite_value(column, snapshot)
+                .map_err(|problem| (*column, FieldError::Read(problem)))?,
+        );
     }
     read_fields(table, |offset, _| Ok(ValueRef::from(&values[offset])))
 }
 
 /// The value `json_object` was given for `column` (SQLite's names are case-insensitive).
-fn sqlite_value(column: &str, snapshot: &Snapshot) -> Result<Value, String> {
+fn sqlite_value(column: &str, snapshot: &Snapshot) -> Result<Value, SnapshotValueError> {
     let value = snapshot.get(column).or_else(|| {
         snapshot
             .iter()
@@ -60,7 +74,7 @@ fn sqlite_value(column: &str, snapshot: &Snapshot) -> Result<Value, String> {
             .map(|(_, value)| value)
     });
     match value {
-        None => Err("is missing from the event's snapshot (`keyhook events status`)".into()),
+        None => Err(SnapshotValueError::Missing),
         Some(serde_json::Value::Null) => Ok(Value::Null),
         Some(serde_json::Value::Bool(flag)) => Ok(Value::Integer(i64::from(*flag))),
         Some(serde_json::Value::Number(number)) => match number.as_i64() {
@@ -68,7 +82,7 @@ fn sqlite_value(column: &str, snapshot: &Snapshot) -> Result<Value, String> {
             None => Ok(Value::Real(number.as_f64().unwrap_or(f64::NAN))),
         },
         Some(serde_json::Value::String(text)) => Ok(Value::Text(text.clone())),
-        Some(other) => Err(format!("holds JSON {other}, not a value a column holds")),
+        Some(other) => Err(SnapshotValueError::NotAValue(other.clone())),
     }
 }
 
