@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::delivery::tls::{self, ClientError, TlsOptions};
+use crate::delivery::tls::{self, CertificatesError, ClientError, TlsOptions};
 
 /// Why TLS files were rejected or could not be used. Names the key and the file, never the
 /// content of a key file.
@@ -20,7 +20,10 @@ pub enum TlsFilesError {
         error: std::io::Error,
     },
     #[error("ca_file {}: {why}", .path.display())]
-    Ca { path: PathBuf, why: String },
+    Ca {
+        path: PathBuf,
+        why: CertificatesError,
+    },
     #[error("client_cert {}: {why}", .path.display())]
     Cert { path: PathBuf, why: String },
     #[error("client_key {}: {why}", .path.display())]

@@ -44,9 +44,11 @@ pub enum ConnectError {
     Verifier(rustls::client::VerifierBuilderError),
     #[error("could not read sslrootcert {path}: {error}")]
     ReadRootCert { path: String, error: std::io::Error },
-    /// `why`: what is wrong with the PEM file.
     #[error("sslrootcert {path}: {why}")]
-    RootCert { path: String, why: String },
+    RootCert {
+        path: String,
+        why: crate::delivery::tls::CertificatesError,
+    },
 }
 
 /// A URL taken apart: what `postgres` reads, and the TLS settings keyhook reads itself.
