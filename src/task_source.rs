@@ -6,6 +6,7 @@ use std::sync::mpsc;
 
 use chrono::NaiveDateTime;
 
+use crate::definitions::endpoint::EndpointError;
 use crate::definitions::retry::policy;
 use crate::definitions::{Search, Settings, Task};
 use crate::delivery::payload;
@@ -56,7 +57,7 @@ pub struct TaskRun<'a> {
 /// The target of `task`: its secrets resolved, its signer built, its retry policy settled
 /// (the task's keys over the settings'), its TLS files loaded. The error is in words about
 /// the `[webhook]` table.
-pub fn target(task: &Task, settings: &Settings) -> Result<Target, String> {
+pub fn target(task: &Task, settings: &Settings) -> Result<Target, EndpointError> {
     let mut secrets = task.webhook.secret.resolve_all()?;
     secrets.extend(task.webhook.previous_secrets.iter().cloned());
     let signer = Signer::new(&task.webhook.schemes, &secrets)?;

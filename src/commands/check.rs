@@ -22,7 +22,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     if let Err(error) = definitions.settings.tls.load() {
         problems.push(Problem {
             file: definitions.dir.join(settings::FILE),
-            message: error,
+            message: error.to_string(),
         });
     }
     problems.sort_by(|a, b| a.file.cmp(&b.file));
@@ -225,7 +225,7 @@ fn webhook_problems(context: &Context) -> Vec<Problem> {
         if let Err(error) = webhook.endpoint.resolve(settings, context.clock.now()) {
             let problem = Problem {
                 file: webhook.path.clone(),
-                message: error,
+                message: error.to_string(),
             };
             if !problems.contains(&problem) {
                 problems.push(problem);

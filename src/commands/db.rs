@@ -175,7 +175,7 @@ pub fn write_demo(
 fn init_postgres(url: &str, out: &mut impl Write) -> Result {
     let shown = connect::redact(url);
     let fail = |reason: String| init_error(Path::new(&shown), reason);
-    let mut client = connect::connect(url).map_err(fail)?;
+    let mut client = connect::connect(url).map_err(|error| fail(error.to_string()))?;
     let count = pg_schema::init(&mut client).map_err(|e| fail(connect::error_text(&e)))?;
     let count = count.map_err(|missing| {
         Error::runtime(anyhow!(

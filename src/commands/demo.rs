@@ -52,26 +52,9 @@ fn demonstrate(
     stop: &Stop,
     out: &mut impl Write,
 ) -> Result {
-    for (name, text) in [SEARCH, TASK] {
-        let path = folder.join(name);
-        std::fs::create_dir_all(path.parent().unwrap_or(folder))?;
-        std::fs::write(&path, text)?;
-    }
-    let db_path = folder.join("licenses.db");
-    let options = DemoOptions {
-        licenses: args.licenses,
-        today: context.clock.local_now().date_naive(),
-        seed: 42,
-    };
-    let written = super::db::write_demo(&db_path, &options, stop).map_err(Error::runtime)?;
-    let Some(written) = written else {
+    let Some(db_path) = write_folder(context, args, folder, stop, out)? else {
         return success();
     };
-    writeln!(
-        out,
-        "1. Wrote a demo license database: {written} licenses, {}",
-        db_path.display()
-    )?;
     let secret = Secret::new(random_hex());
     let server = receiver(&secret)?;
     writeln!(out, "2. Started a receiver on {}", server.url("/hooks/qlm"))?;
@@ -114,6 +97,38 @@ fn demonstrate(
         "Next: `keyhook dry-run upcoming-renewals` on your own database, or see README.md."
     )?;
     Ok(exit.worst(events))
+}
+
+/// Writes the example search and task, and a demo license database, into `folder`; the
+/// database's path, or `None` when a stop came while writing it.
+fn write_folder(
+    context: &Context,
+    args: &DemoArgs,
+    folder: &Path,
+    stop: &Stop,
+    out: &mut impl Write,
+) -> Result<Option<PathBuf>> {
+    for (name, text) in [SEARCH, TASK] {
+        let path = folder.join(name);
+        std::fs::create_dir_all(path.parent().unwrap_or(folder))?;
+        std::fs::write(&path, text)?;
+    }
+    let db_path = folder.join("licenses.db");
+    let options = DemoOptions {
+        licenses: args.licenses,
+        today: context.clock.local_now().date_naive(),
+        seed: 42,
+    };
+    let written = super::db::write_demo(&db_path, &options, stop).map_err(Error::runtime)?;
+    let Some(written) = written else {
+        return Ok(None);
+    };
+    writeln!(
+        out,
+        "1. Wrote a demo license database: {written} licenses, {}",
+        db_path.display()
+    )?;
+    Ok(Some(db_path))
 }
 
 /// A receiver on a free loopback port that accepts requests signed with `secret`.

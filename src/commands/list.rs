@@ -5,7 +5,9 @@ use std::io::Write;
 use comfy_table::{Table, presets};
 
 use super::{Context, success};
+use crate::definitions::Task;
 use crate::error::Result;
+use crate::state::runs::TaskState;
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let definitions = &context.definitions;
@@ -35,38 +37,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     };
     let mut tasks = plain_table();
     for task in &definitions.tasks {
-        let schedule = task.schedule.describe();
-        let next = task
-            .schedule
-            .next_after(context.clock.now(), context.zone_of(task))
-            .map(|at| {
-                format!(
-                    "next {}",
-                    at.with_timezone(&context.zone_of(task))
-                        .format("%Y-%m-%d %H:%M %Z")
-                )
-            })
-            .unwrap_or_else(|| "no next run".into());
-        let last = last_runs
-            .iter()
-            .find(|(stem, _)| *stem == task.stem)
-            .and_then(|(_, state)| state.last_run)
-            .map(|at| format!("last {}", super::sending::local_time(context, at)))
-            .unwrap_or_else(|| "never ran".into());
-        let state = match (task.enabled, task.webhook.enabled) {
-            (true, true) => "enabled",
-            (true, false) => "webhook disabled",
-            (false, _) => "disabled",
-        };
-        tasks.add_row(vec![
-            task.stem.clone(),
-            task.name.clone(),
-            schedule,
-            last,
-            next,
-            format!("search: {}", task.search),
-            state.to_string(),
-        ]);
+        tasks.add_row(task_row(context, task, &last_runs));
     }
     write_table(&tasks, definitions.tasks.is_empty(), out)?;
     if !definitions.problems.is_empty() {
@@ -77,6 +48,42 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         )?;
     }
     success()
+}
+
+/// A task's line: stem, name, schedule, last and next run, search, whether it is enabled.
+fn task_row(context: &Context, task: &Task, last_runs: &[(String, TaskState)]) -> Vec<String> {
+    let schedule = task.schedule.describe();
+    let next = task
+        .schedule
+        .next_after(context.clock.now(), context.zone_of(task))
+        .map(|at| {
+            format!(
+                "next {}",
+                at.with_timezone(&context.zone_of(task))
+                    .format("%Y-%m-%d %H:%M %Z")
+            )
+        })
+        .unwrap_or_else(|| "no next run".into());
+    let last = last_runs
+        .iter()
+        .find(|(stem, _)| *stem == task.stem)
+        .and_then(|(_, state)| state.last_run)
+        .map(|at| format!("last {}", super::sending::local_time(context, at)))
+        .unwrap_or_else(|| "never ran".into());
+    let state = match (task.enabled, task.webhook.enabled) {
+        (true, true) => "enabled",
+        (true, false) => "webhook disabled",
+        (false, _) => "disabled",
+    };
+    vec![
+        task.stem.clone(),
+        task.name.clone(),
+        schedule,
+        last,
+        next,
+        format!("search: {}", task.search),
+        state.to_string(),
+    ]
 }
 
 fn plain_table() -> Table {

@@ -26,19 +26,7 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     let state = context.open_state()?;
     let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
     if args.json {
-        for row in &bad {
-            let json = serde_json::to_string(row).map_err(|e| Error::runtime(anyhow!(e)))?;
-            writeln!(out, "{json}")?;
-        }
-        for entry in &entries {
-            let mut json = serde_json::to_value(entry).map_err(|e| Error::runtime(anyhow!(e)))?;
-            if args.attempts {
-                let attempts = state.attempts(&entry.id)?;
-                json["attempts"] =
-                    serde_json::to_value(attempts).map_err(|e| Error::runtime(anyhow!(e)))?;
-            }
-            writeln!(out, "{json}")?;
-        }
+        print_json(&state, &entries, &bad, args.attempts, out)?;
         return success();
     }
     if entries.is_empty() && bad.is_empty() {
@@ -53,33 +41,68 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     }
     writeln!(out, "{}", table(context, &entries, state.is_shared()))?;
     if args.attempts {
-        for entry in &entries {
-            writeln!(
-                out,
-                "\n{} ({}, {}):",
-                entry.id,
-                printable::short(&entry.activation_key),
-                entry.status.as_str()
-            )?;
-            for attempt in state.attempts(&entry.id)? {
-                let outcome = attempt
-                    .error
-                    .map(|error| printable::short(&error))
-                    .unwrap_or_else(|| format!("HTTP {}", attempt.status.unwrap_or(0)));
-                let host = attempt
-                    .host
-                    .map(|host| format!("  from {host}"))
-                    .unwrap_or_default();
-                writeln!(
-                    out,
-                    "  {}  {:>5} ms  {outcome}{host}",
-                    local_time(context, attempt.at_ms / 1000),
-                    attempt.duration_ms
-                )?;
-            }
-        }
+        print_attempts(context, &state, &entries, out)?;
     }
     success()
+}
+
+/// One JSON object per line: the bad rows, then the deliveries (with their attempts).
+fn print_json(
+    state: &State,
+    entries: &[LogEntry],
+    bad: &[BadRowEntry],
+    attempts: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    for row in bad {
+        let json = serde_json::to_string(row).map_err(|e| Error::runtime(anyhow!(e)))?;
+        writeln!(out, "{json}")?;
+    }
+    for entry in entries {
+        let mut json = serde_json::to_value(entry).map_err(|e| Error::runtime(anyhow!(e)))?;
+        if attempts {
+            let attempts = state.attempts(&entry.id)?;
+            json["attempts"] =
+                serde_json::to_value(attempts).map_err(|e| Error::runtime(anyhow!(e)))?;
+        }
+        writeln!(out, "{json}")?;
+    }
+    Ok(())
+}
+
+/// Each delivery's attempts, under the table.
+fn print_attempts(
+    context: &Context,
+    state: &State,
+    entries: &[LogEntry],
+    out: &mut impl Write,
+) -> Result<()> {
+    for entry in entries {
+        writeln!(
+            out,
+            "\n{} ({}, {}):",
+            entry.id,
+            printable::short(&entry.activation_key),
+            entry.status.as_str()
+        )?;
+        for attempt in state.attempts(&entry.id)? {
+            let outcome = attempt
+                .error
+                .map(|error| printable::short(&error))
+                .unwrap_or_else(|| format!("HTTP {}", attempt.status.unwrap_or(0)));
+            let host = attempt
+                .host
+                .map(|host| format!("  from {host}"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {}  {:>5} ms  {outcome}{host}",
+                local_time(context, attempt.at_ms / 1000),
+                attempt.duration_ms
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {

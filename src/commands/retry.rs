@@ -4,7 +4,7 @@ use std::io::Write;
 
 use std::sync::Mutex;
 
-use super::sending::{self, Failure, Stop};
+use super::sending::{self, Failure, Held, Stop};
 use super::{Context, printable};
 use crate::cli::RetryArgs;
 use crate::definitions::Task;
@@ -77,30 +77,9 @@ fn retry_task(
         )?;
         return Ok(Exit::DeliveryFailed);
     };
-    let held = match sending::hold(context, state, task) {
-        Ok(Some(held)) => held,
-        Ok(None) if state.is_shared() => {
-            // Several hosts share the state: another one is sending them now.
-            writeln!(
-                out,
-                "{}: another host or process is sending its retries",
-                task.name
-            )?;
-            return Ok(Exit::Success);
-        }
-        Ok(None) => {
-            writeln!(
-                out,
-                "{}: another keyhook process is running it; its retries wait",
-                task.name
-            )?;
-            return Ok(Exit::Locked);
-        }
-        Err(error) if error.exit == Exit::Config => {
-            writeln!(out, "{}: retries wait: {error}", task.name)?;
-            return Ok(Exit::Config);
-        }
-        Err(error) => return Err(error),
+    let held = match hold(context, state, task, out)? {
+        Ok(held) => held,
+        Err(exit) => return Ok(exit),
     };
     let now = context.clock.now().timestamp();
     if state.task_state(stem, now)?.webhook_gone.is_some() {
@@ -125,6 +104,41 @@ fn retry_task(
     print(task, &tally, out)?;
     sending::aftermath(context, task, &tally, out)?;
     Ok(sending::exit_of(&tally, stop))
+}
+
+/// The task's lock and target, or the exit its retries end with when another host or process
+/// holds the lock or the target cannot be resolved (said on `out`).
+fn hold<'a>(
+    context: &Context,
+    state: &State,
+    task: &'a Task,
+    out: &mut impl Write,
+) -> Result<std::result::Result<Held<'a>, Exit>> {
+    match sending::hold(context, state, task) {
+        Ok(Some(held)) => Ok(Ok(held)),
+        Ok(None) if state.is_shared() => {
+            // Several hosts share the state: another one is sending them now.
+            writeln!(
+                out,
+                "{}: another host or process is sending its retries",
+                task.name
+            )?;
+            Ok(Err(Exit::Success))
+        }
+        Ok(None) => {
+            writeln!(
+                out,
+                "{}: another keyhook process is running it; its retries wait",
+                task.name
+            )?;
+            Ok(Err(Exit::Locked))
+        }
+        Err(error) if error.exit == Exit::Config => {
+            writeln!(out, "{}: retries wait: {error}", task.name)?;
+            Ok(Err(Exit::Config))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 fn failure_line(failure: &Failure) -> String {

@@ -1,67 +1,25 @@
 //! `keyhook run-task`: run one task now, whatever its schedule.
 
+mod report;
+
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 
 use super::sending::{self, Failure, Held, Stop};
 use super::{Context, printable};
 use crate::cli::RunTaskArgs;
 use crate::definitions::Task;
-use crate::delivery::dispatch::{Event, Tally};
-use crate::error::{Exit, Result};
-use crate::licenses::license_info::RowError;
+use crate::delivery::dispatch::Event;
+use crate::error::Result;
 use crate::state::deliveries::Queue;
+use crate::state::runs::TaskState;
 use crate::state::{SlotClaim, State, StateError};
-use crate::task_source::{self, RecordError, Recorded, TaskRun};
+use crate::task_source::{self, RecordError, TaskRun};
 
-/// A license row that could not be read, for the summaries.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct BadRow {
-    pub license_id: i64,
-    pub activation_key: String,
-    pub error: String,
-}
-
-impl From<RowError> for BadRow {
-    fn from(error: RowError) -> BadRow {
-        BadRow {
-            license_id: error.id,
-            activation_key: error.key.clone(),
-            error: error.to_string(),
-        }
-    }
-}
-
-/// What a run came to.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct Report {
-    pub task: String,
-    pub run_id: Option<i64>,
-    pub matched: u64,
-    pub delivered: u64,
-    pub failed: u64,
-    /// Rows the search reached that cannot be read as licenses: recorded, never sent.
-    pub bad_rows: u64,
-    /// Deliveries this run did not send: the webhook is disabled or gone, or a stop came.
-    /// matched = delivered + failed + bad_rows + not_sent.
-    pub not_sent: u64,
-    pub sent: bool,
-    /// Why nothing ran: the slot already ran, or the task is disabled.
-    pub skipped: Option<String>,
-    pub elapsed: f64,
-    pub failures: Vec<Failure>,
-    /// The bad rows (the first hundred; `keyhook log --status bad` lists them all).
-    pub bad: Vec<BadRow>,
-    /// Why deliveries were held back: the webhook is disabled, or its receiver answered 410.
-    /// Printed before the summary; with `--json`, on stderr.
-    pub warnings: Vec<String>,
-    #[serde(skip)]
-    pub tally: Tally,
-}
+pub(super) use report::{Report, summary};
 
 /// How a run is asked for.
 pub(super) struct Options {
@@ -139,34 +97,19 @@ pub(super) fn execute(
     let search = context.search_of(task)?;
     context.ensure_valid(&task.path)?;
     context.ensure_valid(&search.path)?;
-    let mut state = context.open_state()?;
     let mut report = Report::empty(task);
-    // A slot that ran is said so first; then, among hosts, the slot's claim decides.
-    report.skipped = already_ran(context, &state, task, options.slot)?;
-    if report.skipped.is_some() {
-        return Ok(report);
-    }
-    if let Some(slot) = options.slot
-        && let SlotClaim::Taken { host } = state.claim_slot(&task.stem, slot)?
-    {
-        report.skipped = Some(taken(context, slot, &host));
-        return Ok(report);
-    }
-    let Some(mut held) = sending::hold(context, &state, task)? else {
-        if let Some(slot) = options.slot {
-            state.release_slot(&task.stem, slot)?;
+    let Started {
+        mut state,
+        mut held,
+        task_state,
+        now,
+    } = match start(context, task, options.slot)? {
+        Start::Run(started) => *started,
+        Start::Skip(why) => {
+            report.skipped = Some(why);
+            return Ok(report);
         }
-        return Err(sending::locked(task));
     };
-    let now = context.clock.now().timestamp();
-    let task_state = state.task_state(&task.stem, now)?;
-    if let Some(warning) = super::future_state(context, task, &task_state) {
-        writeln!(std::io::stderr(), "warning: {warning}")?;
-    }
-    report.skipped = already_ran(context, &state, task, options.slot)?;
-    if report.skipped.is_some() {
-        return Ok(report);
-    }
     let enabled = task.webhook.enabled && context.definitions.settings.webhooks_enabled;
     let last_run = super::date_placeholder(context, task, &task_state);
     let values = super::placeholder_values(context, Some(task), search, Some(last_run))?;
@@ -178,15 +121,8 @@ pub(super) fn execute(
         now,
         sends: enabled,
     };
-    // Every match a pending delivery (when it sends), recorded before the first POST.
-    let mut db = context.license_db()?;
-    match task_source::record(&mut state, db.as_mut(), &run) {
-        Ok(recorded) => report.recorded(recorded),
-        Err(RecordError::State(StateError::SlotTaken { slot, .. })) => {
-            report.skipped = Some(taken(context, slot, "another host"));
-            return Ok(report);
-        }
-        Err(error) => return Err(record_error(run.search, error)),
+    if !record(context, &mut state, &run, &mut report)? {
+        return Ok(report);
     }
     let gone = task_state.webhook_gone.is_some();
     report.sent = enabled && !gone;
@@ -209,6 +145,75 @@ pub(super) fn execute(
     }
     report.finish(to_send, started);
     Ok(report)
+}
+
+/// Whether a run goes ahead, or why it is skipped.
+enum Start<'a> {
+    Run(Box<Started<'a>>),
+    Skip(String),
+}
+
+/// A run going ahead: the state open, the slot claimed, the task's lock held, its state read
+/// at `now`.
+struct Started<'a> {
+    state: State,
+    held: Held<'a>,
+    task_state: TaskState,
+    now: i64,
+}
+
+/// Claims the slot and holds the task's lock. A slot that ran is said so first; then, among
+/// hosts, the slot's claim decides; once the lock is held, the slot is checked again.
+fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Start<'a>> {
+    let state = context.open_state()?;
+    if let Some(why) = already_ran(context, &state, task, slot)? {
+        return Ok(Start::Skip(why));
+    }
+    if let Some(slot) = slot
+        && let SlotClaim::Taken { host } = state.claim_slot(&task.stem, slot)?
+    {
+        return Ok(Start::Skip(taken(context, slot, &host)));
+    }
+    let Some(held) = sending::hold(context, &state, task)? else {
+        if let Some(slot) = slot {
+            state.release_slot(&task.stem, slot)?;
+        }
+        return Err(sending::locked(task));
+    };
+    let now = context.clock.now().timestamp();
+    let task_state = state.task_state(&task.stem, now)?;
+    if let Some(warning) = super::future_state(context, task, &task_state) {
+        writeln!(std::io::stderr(), "warning: {warning}")?;
+    }
+    if let Some(why) = already_ran(context, &state, task, slot)? {
+        return Ok(Start::Skip(why));
+    }
+    Ok(Start::Run(Box::new(Started {
+        state,
+        held,
+        task_state,
+        now,
+    })))
+}
+
+/// Records every match as a pending delivery (when the run sends), before the first POST.
+/// `false` when another host ran the slot meanwhile: `report.skipped` says so.
+fn record(
+    context: &Context,
+    state: &mut State,
+    run: &TaskRun,
+    report: &mut Report,
+) -> Result<bool> {
+    let mut db = context.license_db()?;
+    match task_source::record(state, db.as_mut(), run) {
+        Ok(recorded) => report.recorded(recorded),
+        Err(RecordError::State(StateError::SlotTaken { slot, .. })) => {
+            report.skipped = Some(taken(context, slot, "another host"));
+            return Ok(false);
+        }
+        Err(error) => return Err(record_error(run.search, error)),
+    }
+    Ok(true)
 }
 
 /// What a host that lost the race for a slot says (and exits 0).
@@ -301,53 +306,6 @@ fn send(
     Ok(())
 }
 
-impl Report {
-    /// The exit for this run: bad rows outrank failed deliveries.
-    pub(super) fn exit(&self, stop: &Stop) -> Exit {
-        let exit = sending::exit_of(&self.tally, stop);
-        if self.bad_rows > 0 {
-            exit.worst(Exit::BadRows)
-        } else {
-            exit
-        }
-    }
-
-    /// What recording came to.
-    fn recorded(&mut self, recorded: Recorded) {
-        self.run_id = Some(recorded.run_id);
-        self.matched = recorded.matched;
-        self.bad_rows = recorded.bad_rows;
-        self.bad = recorded.bad.into_iter().map(BadRow::from).collect();
-    }
-
-    /// The counts from the tally, so that they add up to the matches; the time taken.
-    fn finish(&mut self, to_send: u64, started: Instant) {
-        self.delivered = self.tally.delivered;
-        self.failed = self.tally.retrying + self.tally.dead;
-        self.not_sent = to_send.saturating_sub(self.delivered + self.failed);
-        self.elapsed = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    }
-
-    fn empty(task: &Task) -> Report {
-        Report {
-            task: task.name.clone(),
-            run_id: None,
-            matched: 0,
-            delivered: 0,
-            failed: 0,
-            bad_rows: 0,
-            not_sent: 0,
-            sent: false,
-            skipped: None,
-            elapsed: 0.0,
-            failures: Vec::new(),
-            bad: Vec::new(),
-            warnings: Vec::new(),
-            tally: Tally::default(),
-        }
-    }
-}
-
 fn observe(event: &Event, live: bool, progress: &ProgressBar, failures: &Mutex<Vec<Failure>>) {
     progress.inc(1);
     let Some(failure) = Failure::of(event) else {
@@ -394,20 +352,4 @@ fn progress_bar(live: bool, total: u64) -> ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-/// `Upcoming Renewals: 37 matched, 36 delivered, 1 failed in 0.42 s`, with bad rows and
-/// deliveries not sent when there are any, so the counts add up to the matches.
-pub(super) fn summary(report: &Report) -> String {
-    let mut extra = String::new();
-    if report.bad_rows > 0 {
-        extra.push_str(&format!(", {} bad rows", report.bad_rows));
-    }
-    if report.not_sent > 0 {
-        extra.push_str(&format!(", {} not sent", report.not_sent));
-    }
-    format!(
-        "{}: {} matched, {} delivered, {} failed{extra} in {:.2} s",
-        report.task, report.matched, report.delivered, report.failed, report.elapsed
-    )
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::definitions::Task;
+use crate::definitions::endpoint::EndpointError;
 use crate::delivery::dispatch::{self, Event, Tally};
 use crate::delivery::target::Target;
 use crate::error::{Error, Exit, Result};
@@ -108,7 +109,10 @@ pub fn target(context: &Context, task: &Task) -> Result<Target> {
 }
 
 /// [`target`], with the problem in words about the `[webhook]` table; `check` runs this too.
-pub fn resolve_target(context: &Context, task: &Task) -> std::result::Result<Target, String> {
+pub fn resolve_target(
+    context: &Context,
+    task: &Task,
+) -> std::result::Result<Target, EndpointError> {
     task_source::target(task, &context.definitions.settings)
 }
 

@@ -8,9 +8,11 @@ use comfy_table::{Table, presets};
 use super::sending::local_time;
 use super::webhook_sources::source_name;
 use super::{Context, success};
+use crate::definitions::Task;
 use crate::definitions::task::shown_url;
 use crate::error::Result;
 use crate::state::State;
+use crate::state::runs::{RunSummary, TaskState};
 use crate::state::sources::SourceSummary;
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
@@ -27,6 +29,31 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let shared = state.is_shared();
     let skips = state.latest_skips()?;
     let states = state.task_states()?;
+    writeln!(out, "{}", tasks_table(context, &runs, &states, shared))?;
+    webhooks(context, &state, out)?;
+    for skip in &skips {
+        if context.definitions.task(&skip.task).is_none() {
+            continue;
+        }
+        writeln!(
+            out,
+            "{}: skipped the slot at {} ({}); nothing was sent for it",
+            skip.name,
+            local_time(context, skip.slot.unwrap_or(skip.started_at)),
+            skip.skipped.as_deref().unwrap_or("missed")
+        )?;
+    }
+    success()
+}
+
+/// One row per task: its last run's counts and its webhook's state; with a shared state, the
+/// host that ran it.
+fn tasks_table(
+    context: &Context,
+    runs: &[RunSummary],
+    states: &[(String, TaskState)],
+    shared: bool,
+) -> Table {
     let mut table = Table::new();
     table.load_preset(presets::UTF8_FULL_CONDENSED);
     let mut header = vec![
@@ -51,46 +78,41 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
             .iter()
             .find(|(stem, _)| *stem == task.stem)
             .and_then(|(_, state)| state.webhook_gone);
-        let webhook = match (gone, task.webhook.enabled) {
-            (Some(at), _) => format!("DISABLED: 410 Gone at {}", local_time(context, at)),
-            (None, false) => "disabled in task file".into(),
-            (None, true) => "enabled".into(),
-        };
-        let count = |pick: fn(&crate::state::runs::RunSummary) -> i64| {
-            run.map(pick).unwrap_or(0).to_string()
-        };
-        let mut row = vec![
-            task.name.clone(),
-            run.map(|run| local_time(context, run.started_at))
-                .unwrap_or_else(|| "never".into()),
-            count(|run| run.matched),
-            count(|run| run.delivered),
-            count(|run| run.pending),
-            count(|run| run.failed),
-            count(|run| run.dead),
-            count(|run| run.bad_rows),
-            webhook,
-        ];
+        let mut row = task_row(context, task, run, gone);
         if shared {
             row.insert(2, run.and_then(|run| run.host.clone()).unwrap_or_default());
         }
         table.add_row(row);
     }
-    writeln!(out, "{table}")?;
-    webhooks(context, &state, out)?;
-    for skip in &skips {
-        if context.definitions.task(&skip.task).is_none() {
-            continue;
-        }
-        writeln!(
-            out,
-            "{}: skipped the slot at {} ({}); nothing was sent for it",
-            skip.name,
-            local_time(context, skip.slot.unwrap_or(skip.started_at)),
-            skip.skipped.as_deref().unwrap_or("missed")
-        )?;
-    }
-    success()
+    table
+}
+
+/// A task's row: its last run (if any) and whether its webhook is enabled, disabled in the
+/// task file, or disabled since a 410 at `gone`.
+fn task_row(
+    context: &Context,
+    task: &Task,
+    run: Option<&RunSummary>,
+    gone: Option<i64>,
+) -> Vec<String> {
+    let webhook = match (gone, task.webhook.enabled) {
+        (Some(at), _) => format!("DISABLED: 410 Gone at {}", local_time(context, at)),
+        (None, false) => "disabled in task file".into(),
+        (None, true) => "enabled".into(),
+    };
+    let count = |pick: fn(&RunSummary) -> i64| run.map(pick).unwrap_or(0).to_string();
+    vec![
+        task.name.clone(),
+        run.map(|run| local_time(context, run.started_at))
+            .unwrap_or_else(|| "never".into()),
+        count(|run| run.matched),
+        count(|run| run.delivered),
+        count(|run| run.pending),
+        count(|run| run.failed),
+        count(|run| run.dead),
+        count(|run| run.bad_rows),
+        webhook,
+    ]
 }
 
 /// One row per URL of each event webhook, beside the tasks; nothing when there are none.

@@ -9,63 +9,32 @@ use crate::cli::{SchemeArg, VerifyArgs};
 use crate::definitions::secret::SecretSource;
 use crate::delivery::signature::QLM_HEADER;
 use crate::delivery::standard::{self, Key};
-use crate::delivery::verify::{self, StandardHeaders};
+use crate::delivery::verify::{self, Invalid, StandardHeaders};
 use crate::error::{Error, Exit, Result};
+use crate::secret::Secret;
 
 pub fn run(context: &Context, args: &VerifyArgs, out: &mut impl Write) -> Result {
     let secrets = SecretSource::Env(args.secret_env.clone())
         .resolve_all()
         .map_err(|error| Error::config(anyhow!("--secret-env: {error}")))?;
-    let tolerance = args.tolerance;
-    let (headers, body) = match (&args.headers, &args.body) {
-        (Some(headers), Some(body)) => (
-            parse_headers(
-                &std::fs::read_to_string(headers)
-                    .with_context(|| format!("could not read {}", headers.display()))
-                    .map_err(Error::config)?,
-            ),
-            super::sign::read_body(body)?,
-        ),
-        _ => raw_request()?,
-    };
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    };
+    let (headers, body) = read_request(args)?;
     let scheme = args
         .scheme
-        .unwrap_or(if header(standard::SIGNATURE_HEADER).is_some() {
+        .unwrap_or(if header(&headers, standard::SIGNATURE_HEADER).is_some() {
             SchemeArg::Standard
         } else {
             SchemeArg::Qlm
         });
     let verdict = match scheme {
-        SchemeArg::Qlm => secrets
-            .iter()
-            .map(|secret| verify::qlm(header(QLM_HEADER), &body, secret))
-            .find(|verdict| verdict.is_ok())
-            .unwrap_or_else(|| verify::qlm(header(QLM_HEADER), &body, &secrets[0])),
-        SchemeArg::Standard => {
-            let keys: Vec<Key> = secrets
+        SchemeArg::Qlm => {
+            let signature = header(&headers, QLM_HEADER);
+            secrets
                 .iter()
-                .map(|secret| Key::from_secret(secret.expose()))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|error| Error::config(anyhow!("--secret-env: {error}")))?;
-            let headers = StandardHeaders {
-                id: header(standard::ID_HEADER),
-                timestamp: header(standard::TIMESTAMP_HEADER),
-                signature: header(standard::SIGNATURE_HEADER),
-            };
-            verify::standard(
-                &headers,
-                &body,
-                &keys,
-                context.clock.now().timestamp(),
-                i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX),
-            )
+                .map(|secret| verify::qlm(signature, &body, secret))
+                .find(|verdict| verdict.is_ok())
+                .unwrap_or_else(|| verify::qlm(signature, &body, &secrets[0]))
         }
+        SchemeArg::Standard => verify_standard(context, args, &headers, &body, &secrets)?,
     };
     let name = match scheme {
         SchemeArg::Qlm => "qlm",
@@ -81,6 +50,57 @@ pub fn run(context: &Context, args: &VerifyArgs, out: &mut impl Write) -> Result
             Ok(Exit::DeliveryFailed)
         }
     }
+}
+
+/// The request's headers and body: from --headers and --body, else a raw request on
+/// standard input.
+fn read_request(args: &VerifyArgs) -> Result<(Headers, Vec<u8>)> {
+    match (&args.headers, &args.body) {
+        (Some(headers), Some(body)) => Ok((
+            parse_headers(
+                &std::fs::read_to_string(headers)
+                    .with_context(|| format!("could not read {}", headers.display()))
+                    .map_err(Error::config)?,
+            ),
+            super::sign::read_body(body)?,
+        )),
+        _ => raw_request(),
+    }
+}
+
+/// The value of the first header called `name`, in any case.
+fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// The Standard Webhooks verdict: valid for any of the secrets, within --tolerance of now.
+fn verify_standard(
+    context: &Context,
+    args: &VerifyArgs,
+    headers: &Headers,
+    body: &[u8],
+    secrets: &[Secret],
+) -> Result<std::result::Result<(), Invalid>> {
+    let keys: Vec<Key> = secrets
+        .iter()
+        .map(|secret| Key::from_secret(secret.expose()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|error| Error::config(anyhow!("--secret-env: {error}")))?;
+    let headers = StandardHeaders {
+        id: header(headers, standard::ID_HEADER),
+        timestamp: header(headers, standard::TIMESTAMP_HEADER),
+        signature: header(headers, standard::SIGNATURE_HEADER),
+    };
+    Ok(verify::standard(
+        &headers,
+        body,
+        &keys,
+        context.clock.now().timestamp(),
+        i64::try_from(args.tolerance.as_secs()).unwrap_or(i64::MAX),
+    ))
 }
 
 /// Header names and values, in the order given.

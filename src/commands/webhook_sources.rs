@@ -2,7 +2,10 @@
 //! each with its route (which event types it wants), its target (endpoint, signer, policy)
 //! and its body format.
 
+use std::path::PathBuf;
+
 use crate::definitions::Definitions;
+use crate::definitions::endpoint::EndpointError;
 use crate::definitions::registry::{Environment, EventWebhook, Format};
 use crate::delivery::target::{Endpoint, Target};
 use crate::events::catalog::Catalog;
@@ -19,6 +22,14 @@ pub struct Source {
     pub target: Target,
 }
 
+/// A webhook whose secret, signer, retry policy or TLS files cannot be resolved, and its file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {error}", .path.display())]
+pub struct SourceError {
+    pub path: PathBuf,
+    pub error: EndpointError,
+}
+
 /// The active webhooks of `environment`, one source per URL; nothing when the global
 /// `webhooks_enabled = false`. A webhook whose secret or TLS files cannot be resolved is an
 /// error naming its file (`check` reports the same).
@@ -26,7 +37,7 @@ pub fn load(
     definitions: &Definitions,
     environment: Environment,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<Source>, String> {
+) -> Result<Vec<Source>, SourceError> {
     if !definitions.settings.webhooks_enabled {
         return Ok(Vec::new());
     }
@@ -36,8 +47,10 @@ pub fn load(
             continue;
         }
         sources.extend(
-            sources_of(webhook, definitions, now)
-                .map_err(|error| format!("{}: {error}", webhook.path.display()))?,
+            sources_of(webhook, definitions, now).map_err(|error| SourceError {
+                path: webhook.path.clone(),
+                error,
+            })?,
         );
     }
     Ok(sources)
@@ -49,13 +62,15 @@ pub fn find(
     definitions: &Definitions,
     name: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<Source>, String> {
+) -> Result<Option<Source>, SourceError> {
     for webhook in &definitions.webhooks {
         let Some(index) = (0..webhook.urls.len()).find(|i| source_name(webhook, *i) == name) else {
             continue;
         };
-        let sources = sources_of(webhook, definitions, now)
-            .map_err(|error| format!("{}: {error}", webhook.path.display()))?;
+        let sources = sources_of(webhook, definitions, now).map_err(|error| SourceError {
+            path: webhook.path.clone(),
+            error,
+        })?;
         return Ok(sources.into_iter().nth(index));
     }
     Ok(None)
@@ -73,7 +88,7 @@ pub fn sources_of(
     webhook: &EventWebhook,
     definitions: &Definitions,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<Source>, String> {
+) -> Result<Vec<Source>, EndpointError> {
     let events: std::collections::BTreeSet<String> = webhook.events.iter().cloned().collect();
     let mut sources = Vec::new();
     for (index, url) in webhook.urls.iter().enumerate() {

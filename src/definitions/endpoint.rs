@@ -8,13 +8,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::retry::{self, RetryFields, ScheduleField};
-use super::rotation;
-use super::secret::{SecretFields, SecretSource};
-use super::settings::{Settings, parse_duration};
-use super::tls::TlsFiles;
+use super::retry::{self, RetryError, RetryFields, ScheduleField};
+use super::rotation::{self, RotationError};
+use super::secret::{SecretError, SecretFields, SecretSource};
+use super::settings::{DurationError, Settings, parse_duration};
+use super::tls::{TlsFiles, TlsFilesError};
 use crate::delivery::retry::RetryPolicy;
-use crate::delivery::signature::{Scheme, Signer};
+use crate::delivery::signature::{Scheme, Signer, SignerError};
 use crate::delivery::tls::TlsOptions;
 use crate::secret::Secret;
 
@@ -137,6 +137,25 @@ pub struct EndpointKeys {
     pub client_key: Option<String>,
 }
 
+/// Why the shared keys were rejected, or could not be resolved into what sending needs.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    #[error(transparent)]
+    Tls(#[from] TlsFilesError),
+    #[error(transparent)]
+    Retry(#[from] RetryError),
+    #[error("field `timeout`: {0}")]
+    Timeout(DurationError),
+    #[error("field `signature`: the list is empty")]
+    NoScheme,
+}
+
 /// The shared keys, validated.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -152,7 +171,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Validates the keys; relative paths are taken from `dir`, the folder of the file.
-    pub fn from_keys(keys: EndpointKeys, dir: &Path) -> Result<Endpoint, String> {
+    pub fn from_keys(keys: EndpointKeys, dir: &Path) -> Result<Endpoint, EndpointError> {
         let fields = SecretFields {
             literal: keys.secret,
             env: keys.secret_env,
@@ -162,9 +181,7 @@ impl Endpoint {
         let secret = SecretSource::from_fields(fields, dir)?;
         let tls = TlsFiles::from_fields(keys.ca_file, keys.client_cert, keys.client_key, dir)?;
         let timeout = match keys.timeout {
-            Some(text) => {
-                parse_duration(&text).map_err(|error| format!("field `timeout`: {error}"))?
-            }
+            Some(text) => parse_duration(&text).map_err(EndpointError::Timeout)?,
             None => DEFAULT_TIMEOUT,
         };
         let retry = RetryFields {
@@ -197,7 +214,7 @@ pub struct Resolved {
 impl Endpoint {
     /// Every secret to sign with at `now`: the source's (current first), `previous_secrets`,
     /// then those a rotation of a `secret_file` keeps until their overlap ends.
-    pub fn secrets(&self, now: DateTime<Utc>) -> Result<Vec<Secret>, String> {
+    pub fn secrets(&self, now: DateTime<Utc>) -> Result<Vec<Secret>, EndpointError> {
         let mut secrets = self.secret.resolve_all()?;
         secrets.extend(self.previous_secrets.iter().cloned());
         if let SecretSource::File(path) = &self.secret {
@@ -208,7 +225,11 @@ impl Endpoint {
 
     /// Resolves the secrets, signer, retry policy (over `settings`' keys) and TLS files (over
     /// `settings`' `ca_file`): what a send needs and what `check` validates.
-    pub fn resolve(&self, settings: &Settings, now: DateTime<Utc>) -> Result<Resolved, String> {
+    pub fn resolve(
+        &self,
+        settings: &Settings,
+        now: DateTime<Utc>,
+    ) -> Result<Resolved, EndpointError> {
         let signer = Signer::new(&self.schemes, &self.secrets(now)?)?;
         let policy = retry::policy(&self.retry, &settings.retry)?;
         let tls = self.tls.over(&settings.tls).load()?;
@@ -222,13 +243,11 @@ impl Endpoint {
 }
 
 /// `signature` as a list without repeats; QLM's scheme when it is not set.
-fn schemes(field: Option<SchemeField>) -> Result<Vec<Scheme>, String> {
+fn schemes(field: Option<SchemeField>) -> Result<Vec<Scheme>, EndpointError> {
     match field {
         None => Ok(vec![Scheme::Qlm]),
         Some(SchemeField::One(scheme)) => Ok(vec![scheme]),
-        Some(SchemeField::Many(list)) if list.is_empty() => {
-            Err("field `signature`: the list is empty".into())
-        }
+        Some(SchemeField::Many(list)) if list.is_empty() => Err(EndpointError::NoScheme),
         Some(SchemeField::Many(list)) => {
             let mut unique = Vec::with_capacity(list.len());
             for scheme in list {
@@ -264,9 +283,13 @@ mod tests {
             [Scheme::Standard, Scheme::Qlm],
             "order kept, repeats dropped"
         );
-        let empty = schemes(Some(SchemeField::Many(Vec::new()))).unwrap_err();
+        let empty = schemes(Some(SchemeField::Many(Vec::new())))
+            .unwrap_err()
+            .to_string();
         assert!(empty.contains("field `signature`"), "{empty}");
-        let no_secret = Endpoint::from_keys(EndpointKeys::default(), Path::new("/")).unwrap_err();
+        let no_secret = Endpoint::from_keys(EndpointKeys::default(), Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(no_secret.contains("no secret"), "{no_secret}");
     }
 }

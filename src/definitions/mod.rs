@@ -13,6 +13,7 @@ pub mod settings;
 pub mod task;
 pub mod tls;
 pub mod toml_error;
+pub mod url;
 
 use std::path::{Path, PathBuf};
 

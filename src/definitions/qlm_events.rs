@@ -8,9 +8,12 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::Problem;
-use super::endpoint::{Endpoint, EndpointKeys};
+use super::endpoint::{Endpoint, EndpointError, EndpointKeys};
 use super::registry::{EventWebhook, Format, split_urls};
-use super::task::check_url;
+use super::retry::RetryError;
+use super::secret::SecretError;
+use super::settings::DurationError;
+use super::url::{UrlError, check_url};
 use crate::events::catalog::Catalog;
 use crate::events::names;
 
@@ -42,21 +45,63 @@ pub enum Interval {
     Duration(String),
 }
 
+/// Why the `[events]` table was rejected, in QLM's names for its keys.
+#[derive(Debug, thiserror::Error)]
+pub enum QlmEventsError {
+    #[error("[events] field `webHookRetryInterval`: 0 minutes")]
+    ZeroInterval,
+    #[error(
+        "[events]: no secret: set `webHookSecretKey` (keyhook never sends an unsigned request)"
+    )]
+    NoSecretKey,
+    #[error("[events]: field `webHookRetryInterval`: {0}")]
+    RetryInterval(DurationError),
+    #[error("[events]: {0}")]
+    Endpoint(EndpointError),
+    /// `why` is the event catalog's explanation (with its suggestion).
+    #[error("[events] field `{event}`: {why}")]
+    UnknownEvent { event: String, why: String },
+    #[error("[events] field `{event}`: {error}")]
+    Url { event: String, error: UrlError },
+}
+
+impl From<EndpointError> for QlmEventsError {
+    /// The shared keys' errors, named as QLM names the keys.
+    fn from(error: EndpointError) -> QlmEventsError {
+        match error {
+            EndpointError::Secret(SecretError::NoSource) => QlmEventsError::NoSecretKey,
+            EndpointError::Retry(RetryError::Interval(error)) => {
+                QlmEventsError::RetryInterval(error)
+            }
+            other => QlmEventsError::Endpoint(other),
+        }
+    }
+}
+
 impl QlmEvents {
     /// One webhook per URL, in event-name order; `path` is `keyhook.toml`.
-    pub fn webhooks(&self, path: &Path, catalog: &Catalog) -> Result<Vec<EventWebhook>, String> {
+    pub fn webhooks(
+        &self,
+        path: &Path,
+        catalog: &Catalog,
+    ) -> Result<Vec<EventWebhook>, QlmEventsError> {
         let endpoint = self.endpoint(path)?;
         let mut webhooks = Vec::new();
         for (event, written) in &self.urls {
-            let field = format!("[events] field `{event}`");
             let canonical = names::canonical(event, catalog).ok_or_else(|| {
-                let error = names::resolve(std::slice::from_ref(event), catalog)
+                let why = names::resolve(std::slice::from_ref(event), catalog)
                     .err()
                     .unwrap_or_default();
-                format!("{field}: {error}")
+                QlmEventsError::UnknownEvent {
+                    event: event.clone(),
+                    why,
+                }
             })?;
             for (index, url) in split_urls(std::slice::from_ref(written)).iter().enumerate() {
-                check_url(url).map_err(|error| format!("{field}: {error}"))?;
+                check_url(url).map_err(|error| QlmEventsError::Url {
+                    event: event.clone(),
+                    error,
+                })?;
                 let name = format!("qlm:{event}:{}", index + 1);
                 webhooks.push(EventWebhook {
                     stem: name.clone(),
@@ -77,11 +122,9 @@ impl QlmEvents {
     }
 
     /// The shared secret and retry settings, as the keys of a webhook file would give them.
-    fn endpoint(&self, path: &Path) -> Result<Endpoint, String> {
+    fn endpoint(&self, path: &Path) -> Result<Endpoint, QlmEventsError> {
         let retry_interval = match &self.retry_interval {
-            Some(Interval::Minutes(0)) => {
-                return Err("[events] field `webHookRetryInterval`: 0 minutes".into());
-            }
+            Some(Interval::Minutes(0)) => return Err(QlmEventsError::ZeroInterval),
             Some(Interval::Minutes(minutes)) => Some(format!("{minutes}m")),
             Some(Interval::Duration(text)) => Some(text.clone()),
             None => None,
@@ -93,16 +136,7 @@ impl QlmEvents {
             ..EndpointKeys::default()
         };
         let dir = path.parent().unwrap_or(Path::new("."));
-        Endpoint::from_keys(keys, dir).map_err(|error| {
-            let error = error.replace(
-                "set one of `secret`, `secret_env`, `secret_file` or `secret_credential`",
-                "set `webHookSecretKey`",
-            );
-            format!(
-                "[events]: {}",
-                error.replace("`retry_interval`", "`webHookRetryInterval`")
-            )
-        })
+        Ok(Endpoint::from_keys(keys, dir)?)
     }
 }
 
@@ -112,9 +146,9 @@ pub fn load(
     path: &Path,
     catalog: &Catalog,
 ) -> Result<Vec<EventWebhook>, Problem> {
-    events.webhooks(path, catalog).map_err(|message| Problem {
+    events.webhooks(path, catalog).map_err(|error| Problem {
         file: path.to_path_buf(),
-        message,
+        message: error.to_string(),
     })
 }
 
@@ -124,7 +158,9 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<EventWebhook>, String> {
         let events: QlmEvents = toml::from_str(text).map_err(|e| e.to_string())?;
-        events.webhooks(Path::new("/etc/keyhook/keyhook.toml"), &Catalog::builtin())
+        events
+            .webhooks(Path::new("/etc/keyhook/keyhook.toml"), &Catalog::builtin())
+            .map_err(|error| error.to_string())
     }
 
     #[test]

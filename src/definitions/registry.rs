@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::endpoint::{Endpoint, with_endpoint_keys};
-use super::task::{check_concurrency, check_url};
+use super::task::check_concurrency;
+use super::url::{UrlError, check_url, shown_url};
 use super::{Problem, read_toml, stem};
 use crate::events::catalog::Catalog;
 use crate::events::names;
@@ -102,7 +103,8 @@ impl EventWebhook {
         if file.name.trim().is_empty() {
             return Err(problem("field `name` is empty".into()));
         }
-        let urls = urls(file.url.take(), file.urls.take()).map_err(&problem)?;
+        let urls =
+            urls(file.url.take(), file.urls.take()).map_err(|error| problem(error.to_string()))?;
         let events = names::resolve(&file.events, catalog)
             .map_err(|error| problem(format!("field `events`: {error}")))?;
         let environment = match &file.environment {
@@ -115,7 +117,8 @@ impl EventWebhook {
                 .map_err(|error| problem(format!("field `concurrency`: {error}")))?;
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        let endpoint = Endpoint::from_keys(file.take_endpoint_keys(), dir).map_err(&problem)?;
+        let endpoint = Endpoint::from_keys(file.take_endpoint_keys(), dir)
+            .map_err(|error| problem(error.to_string()))?;
         Ok(EventWebhook {
             stem: stem(path),
             path: path.to_path_buf(),
@@ -137,23 +140,42 @@ impl EventWebhook {
     }
 }
 
+/// Why a webhook file's addresses were rejected; `field` is `url` or `urls`.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressError {
+    #[error("set `url` or `urls`, not both")]
+    UrlAndUrls,
+    #[error("no address: set `url` (or `urls`)")]
+    NoAddress,
+    #[error("field `{field}`: no address in it")]
+    Empty { field: &'static str },
+    #[error("field `{field}`: {error}")]
+    Url {
+        field: &'static str,
+        error: UrlError,
+    },
+    /// `shown` is the URL with its password masked.
+    #[error("field `{field}`: `{shown}` is there twice")]
+    Twice { field: &'static str, shown: String },
+}
+
 /// `url` (perhaps `;`-separated) or `urls`, each checked; at least one, none twice.
-fn urls(url: Option<String>, list: Option<Vec<String>>) -> Result<Vec<String>, String> {
+fn urls(url: Option<String>, list: Option<Vec<String>>) -> Result<Vec<String>, AddressError> {
     let (field, written) = match (url, list) {
         (Some(url), None) => ("url", vec![url]),
         (None, Some(list)) => ("urls", list),
-        (Some(_), Some(_)) => return Err("set `url` or `urls`, not both".into()),
-        (None, None) => return Err("no address: set `url` (or `urls`)".into()),
+        (Some(_), Some(_)) => return Err(AddressError::UrlAndUrls),
+        (None, None) => return Err(AddressError::NoAddress),
     };
     let urls = split_urls(&written);
     if urls.is_empty() {
-        return Err(format!("field `{field}`: no address in it"));
+        return Err(AddressError::Empty { field });
     }
     for (index, url) in urls.iter().enumerate() {
-        check_url(url).map_err(|error| format!("field `{field}`: {error}"))?;
+        check_url(url).map_err(|error| AddressError::Url { field, error })?;
         if urls[..index].contains(url) {
-            let shown = super::task::shown_url(url);
-            return Err(format!("field `{field}`: `{shown}` is there twice"));
+            let shown = shown_url(url);
+            return Err(AddressError::Twice { field, shown });
         }
     }
     Ok(urls)
@@ -170,6 +192,11 @@ pub fn split_urls(written: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// An environment name that is none of [`Environment::ALL`], as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an environment: production, staging or development")]
+pub struct UnknownEnvironment(pub String);
+
 impl Environment {
     pub const ALL: [Environment; 3] = [
         Environment::Production,
@@ -178,13 +205,11 @@ impl Environment {
     ];
 
     /// `production`, `staging` or `development`, in any case.
-    pub fn parse(text: &str) -> Result<Environment, String> {
+    pub fn parse(text: &str) -> Result<Environment, UnknownEnvironment> {
         Environment::ALL
             .into_iter()
             .find(|environment| environment.name().eq_ignore_ascii_case(text.trim()))
-            .ok_or_else(|| {
-                format!("`{text}` is not an environment: production, staging or development")
-            })
+            .ok_or_else(|| UnknownEnvironment(text.to_string()))
     }
 
     pub fn name(self) -> &'static str {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::settings::parse_duration;
+use super::settings::{DurationError, parse_duration};
 use crate::delivery::retry::{RetryPolicy, Waits};
 
 /// `retry_schedule`: a named preset or a list of waits.
@@ -25,34 +25,51 @@ pub struct RetryFields {
     pub retry_4xx: Option<bool>,
 }
 
+/// Why the retry keys of one level were rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RetryError {
+    #[error("set `retry_interval` or `retry_schedule`, not both")]
+    IntervalAndSchedule,
+    #[error("field `retry_interval`: {0}")]
+    Interval(DurationError),
+    #[error(
+        "field `retry_schedule`: `{0}` is not a preset (use \"standard\" or a list such as [\"30s\", \"5m\", \"1h\"])"
+    )]
+    UnknownPreset(String),
+    #[error("field `retry_schedule`: the list is empty")]
+    EmptySchedule,
+    #[error("field `retry_schedule`: {0}")]
+    Schedule(DurationError),
+    #[error("field `give_up_after`: {0}")]
+    GiveUpAfter(DurationError),
+}
+
 /// The waits one level sets, if it sets any.
-fn waits(fields: &RetryFields) -> Result<Option<Waits>, String> {
+fn waits(fields: &RetryFields) -> Result<Option<Waits>, RetryError> {
     match (&fields.retry_interval, &fields.retry_schedule) {
-        (Some(_), Some(_)) => Err("set `retry_interval` or `retry_schedule`, not both".into()),
+        (Some(_), Some(_)) => Err(RetryError::IntervalAndSchedule),
         (Some(interval), None) => parse_duration(interval)
             .map(|wait| Some(Waits::Fixed(wait)))
-            .map_err(|error| format!("field `retry_interval`: {error}")),
+            .map_err(RetryError::Interval),
         (None, Some(ScheduleField::Preset(name))) if name == "standard" => {
             Ok(Some(RetryPolicy::standard().waits))
         }
-        (None, Some(ScheduleField::Preset(name))) => Err(format!(
-            "field `retry_schedule`: `{name}` is not a preset (use \"standard\" or a list such as [\"30s\", \"5m\", \"1h\"])"
-        )),
+        (None, Some(ScheduleField::Preset(name))) => Err(RetryError::UnknownPreset(name.clone())),
         (None, Some(ScheduleField::Waits(list))) if list.is_empty() => {
-            Err("field `retry_schedule`: the list is empty".into())
+            Err(RetryError::EmptySchedule)
         }
         (None, Some(ScheduleField::Waits(list))) => list
             .iter()
             .map(|text| parse_duration(text))
-            .collect::<Result<Vec<Duration>, String>>()
+            .collect::<Result<Vec<Duration>, DurationError>>()
             .map(|waits| Some(Waits::Schedule(waits)))
-            .map_err(|error| format!("field `retry_schedule`: {error}")),
+            .map_err(RetryError::Schedule),
         (None, None) => Ok(None),
     }
 }
 
 /// The policy for a task: its own keys first, then the global ones, then the defaults.
-pub fn policy(task: &RetryFields, global: &RetryFields) -> Result<RetryPolicy, String> {
+pub fn policy(task: &RetryFields, global: &RetryFields) -> Result<RetryPolicy, RetryError> {
     let waits = match waits(task)? {
         Some(waits) => waits,
         None => waits(global)?.unwrap_or_else(|| RetryPolicy::standard().waits),
@@ -67,7 +84,7 @@ pub fn policy(task: &RetryFields, global: &RetryFields) -> Result<RetryPolicy, S
         .or(global.give_up_after.as_ref())
         .map(|text| parse_duration(text))
         .transpose()
-        .map_err(|error| format!("field `give_up_after`: {error}"))?;
+        .map_err(RetryError::GiveUpAfter)?;
     Ok(RetryPolicy {
         waits,
         max_retries: task
@@ -119,6 +136,7 @@ mod tests {
         assert!(
             policy(&both, &RetryFields::default())
                 .unwrap_err()
+                .to_string()
                 .contains("not both")
         );
         let preset = RetryFields {
@@ -128,6 +146,7 @@ mod tests {
         assert!(
             policy(&preset, &RetryFields::default())
                 .unwrap_err()
+                .to_string()
                 .contains("`fast` is not a preset")
         );
     }

@@ -14,11 +14,30 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::secret::SecretSource;
+use super::secret::{SecretError, SecretSource};
 use crate::secret::Secret;
 
 /// How long a replaced secret still signs.
 pub const OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
+/// Why a rotation or the sidecar failed. Never holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("could not read {}: {error}", .path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{} line {line}: not `<expiry, RFC 3339> <secret>`", .path.display())]
+    Line { path: PathBuf, line: usize },
+    #[error("could not write {}: {error}", .path.display())]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
 
 /// `<secret_file>.previous`.
 pub fn sidecar(secret_file: &Path) -> PathBuf {
@@ -28,7 +47,7 @@ pub fn sidecar(secret_file: &Path) -> PathBuf {
 }
 
 /// The previous secrets of `secret_file` still in their window at `now`; no sidecar, none.
-pub fn previous(secret_file: &Path, now: DateTime<Utc>) -> Result<Vec<Secret>, String> {
+pub fn previous(secret_file: &Path, now: DateTime<Utc>) -> Result<Vec<Secret>, RotationError> {
     Ok(entries(secret_file)?
         .into_iter()
         .filter(|(expiry, _)| *expiry > now)
@@ -48,7 +67,11 @@ pub struct Rotated {
 
 /// Writes `new` to `secret_file` and keeps what it held (and the sidecar's unexpired
 /// secrets) in the sidecar until `now` + [`OVERLAP`].
-pub fn rotate(secret_file: &Path, new: &Secret, now: DateTime<Utc>) -> Result<Rotated, String> {
+pub fn rotate(
+    secret_file: &Path,
+    new: &Secret,
+    now: DateTime<Utc>,
+) -> Result<Rotated, RotationError> {
     let current = SecretSource::File(secret_file.to_path_buf()).resolve_all()?;
     let until = now + chrono::Duration::from_std(OVERLAP).unwrap_or_default();
     let mut kept: Vec<(DateTime<Utc>, Secret)> = entries(secret_file)?
@@ -75,12 +98,12 @@ pub fn rotate(secret_file: &Path, new: &Secret, now: DateTime<Utc>) -> Result<Ro
 
 /// The sidecar's lines; a line that does not parse is an error naming the file and line
 /// (never the secret).
-fn entries(secret_file: &Path) -> Result<Vec<(DateTime<Utc>, Secret)>, String> {
+fn entries(secret_file: &Path) -> Result<Vec<(DateTime<Utc>, Secret)>, RotationError> {
     let path = sidecar(secret_file);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(format!("could not read {}: {error}", path.display())),
+        Err(error) => return Err(RotationError::Read { path, error }),
     };
     let mut entries = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -95,11 +118,10 @@ fn entries(secret_file: &Path) -> Result<Vec<(DateTime<Utc>, Secret)>, String> {
         match parsed {
             Some(entry) => entries.push(entry),
             None => {
-                return Err(format!(
-                    "{} line {}: not `<expiry, RFC 3339> <secret>`",
-                    path.display(),
-                    index + 1
-                ));
+                return Err(RotationError::Line {
+                    path,
+                    line: index + 1,
+                });
             }
         }
     }
@@ -107,7 +129,7 @@ fn entries(secret_file: &Path) -> Result<Vec<(DateTime<Utc>, Secret)>, String> {
 }
 
 /// Temporary file beside `path`, mode 0600, fsync, rename over `path`, fsync the folder.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RotationError> {
     let folder = match path.parent() {
         Some(folder) if !folder.as_os_str().is_empty() => folder,
         _ => Path::new("."),
@@ -117,7 +139,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let temporary = folder.join(format!(".{name}.{}.tmp", std::process::id()));
-    let fail = |error: std::io::Error| format!("could not write {}: {error}", path.display());
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -131,7 +152,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     };
     write().map_err(|error| {
         let _ = std::fs::remove_file(&temporary);
-        fail(error)
+        RotationError::Write {
+            path: path.to_path_buf(),
+            error,
+        }
     })
 }
 
@@ -185,7 +209,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("crm.secret");
         std::fs::write(sidecar(&file), "tomorrow hunter2\n").unwrap();
-        let error = previous(&file, Utc::now()).unwrap_err();
+        let error = previous(&file, Utc::now()).unwrap_err().to_string();
         assert!(error.contains("crm.secret.previous line 1"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
     }

@@ -5,6 +5,36 @@ use std::path::{Path, PathBuf};
 
 use crate::secret::Secret;
 
+/// Why a secret source was rejected or could not be read. Never holds the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("`secret_credential = \"{0}\"` must be a plain credential name")]
+    CredentialName(String),
+    #[error(
+        "no secret: set one of `secret`, `secret_env`, `secret_file` or `secret_credential` \
+         (keyhook never sends an unsigned request)"
+    )]
+    NoSource,
+    #[error("set only one of `secret`, `secret_env`, `secret_file` and `secret_credential`")]
+    SeveralSources,
+    #[error("environment variable {0} (secret_env) is not set")]
+    EnvUnset(String),
+    #[error(
+        "secret_credential `{0}`: $CREDENTIALS_DIRECTORY is not set \
+         (run under systemd with LoadCredential={0}:/path/to/secret)"
+    )]
+    NoCredentialsDirectory(String),
+    /// `from` is [`SecretSource::describe`].
+    #[error("the secret from {from} is empty")]
+    Empty { from: String },
+    #[error("could not read {key} {}: {error}", .path.display())]
+    Read {
+        key: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
 /// One of the ways a task file can give its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -21,7 +51,7 @@ pub enum SecretSource {
 
 impl SecretSource {
     /// Picks the one source a `[webhook]` table sets; none or several is an error.
-    pub fn from_fields(fields: SecretFields, task_dir: &Path) -> Result<SecretSource, String> {
+    pub fn from_fields(fields: SecretFields, task_dir: &Path) -> Result<SecretSource, SecretError> {
         let SecretFields {
             literal,
             env,
@@ -32,43 +62,33 @@ impl SecretSource {
             (Some(value), None, None, None) => Ok(SecretSource::Literal(Secret::new(value))),
             (None, Some(name), None, None) => Ok(SecretSource::Env(name)),
             (None, None, Some(path), None) => Ok(SecretSource::File(task_dir.join(path))),
-            (None, None, None, Some(name)) if name.contains('/') || name.is_empty() => Err(
-                format!("`secret_credential = \"{name}\"` must be a plain credential name"),
-            ),
+            (None, None, None, Some(name)) if name.contains('/') || name.is_empty() => {
+                Err(SecretError::CredentialName(name))
+            }
             (None, None, None, Some(name)) => Ok(SecretSource::Credential(name)),
-            (None, None, None, None) => Err(
-                "no secret: set one of `secret`, `secret_env`, `secret_file` or \
-                 `secret_credential` (keyhook never sends an unsigned request)"
-                    .into(),
-            ),
-            _ => Err(
-                "set only one of `secret`, `secret_env`, `secret_file` and `secret_credential`"
-                    .into(),
-            ),
+            (None, None, None, None) => Err(SecretError::NoSource),
+            _ => Err(SecretError::SeveralSources),
         }
     }
 
     /// Reads the current secret now (the first line of a source holding several). A missing
     /// or empty secret is an error naming where it was sought.
-    pub fn resolve(&self) -> Result<Secret, String> {
+    pub fn resolve(&self) -> Result<Secret, SecretError> {
         Ok(self.resolve_all()?.swap_remove(0))
     }
 
     /// Every secret the source holds, one per line: the current one first, then previous ones
     /// still in a rotation window.
-    pub fn resolve_all(&self) -> Result<Vec<Secret>, String> {
+    pub fn resolve_all(&self) -> Result<Vec<Secret>, SecretError> {
         let text = match self {
             SecretSource::Literal(secret) => secret.expose().to_string(),
-            SecretSource::Env(name) => std::env::var(name)
-                .map_err(|_| format!("environment variable {name} (secret_env) is not set"))?,
+            SecretSource::Env(name) => {
+                std::env::var(name).map_err(|_| SecretError::EnvUnset(name.clone()))?
+            }
             SecretSource::File(path) => read_secret_file(path, "secret_file")?,
             SecretSource::Credential(name) => {
-                let folder = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-                    format!(
-                        "secret_credential `{name}`: $CREDENTIALS_DIRECTORY is not set \
-                         (run under systemd with LoadCredential={name}:/path/to/secret)"
-                    )
-                })?;
+                let folder = std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .ok_or_else(|| SecretError::NoCredentialsDirectory(name.clone()))?;
                 read_secret_file(&Path::new(&folder).join(name), "secret_credential")?
             }
         };
@@ -79,7 +99,9 @@ impl SecretSource {
             .map(Secret::new)
             .collect();
         if secrets.is_empty() {
-            return Err(format!("the secret from {} is empty", self.describe()));
+            return Err(SecretError::Empty {
+                from: self.describe(),
+            });
         }
         Ok(secrets)
     }
@@ -105,10 +127,14 @@ pub struct SecretFields {
 }
 
 /// A secret held in a file: its text without the trailing newline editors add.
-fn read_secret_file(path: &Path, key: &str) -> Result<String, String> {
+fn read_secret_file(path: &Path, key: &'static str) -> Result<String, SecretError> {
     std::fs::read_to_string(path)
         .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
-        .map_err(|error| format!("could not read {key} {}: {error}", path.display()))
+        .map_err(|error| SecretError::Read {
+            key,
+            path: path.to_path_buf(),
+            error,
+        })
 }
 
 #[cfg(test)]
@@ -140,19 +166,20 @@ mod tests {
         assert!(
             SecretSource::from_fields(none, dir)
                 .unwrap_err()
+                .to_string()
                 .contains("no secret")
         );
         let two = fields(some("a"), some("B"), None, None);
         assert!(SecretSource::from_fields(two, dir).is_err());
         let file = fields(None, None, some("s.txt"), None);
         assert_eq!(
-            SecretSource::from_fields(file, dir),
-            Ok(SecretSource::File(dir.join("s.txt")))
+            SecretSource::from_fields(file, dir).unwrap(),
+            SecretSource::File(dir.join("s.txt"))
         );
         let credential = fields(None, None, None, some("renewals"));
         assert_eq!(
-            SecretSource::from_fields(credential, dir),
-            Ok(SecretSource::Credential("renewals".into()))
+            SecretSource::from_fields(credential, dir).unwrap(),
+            SecretSource::Credential("renewals".into())
         );
         let escape = fields(None, None, None, some("../etc/passwd"));
         assert!(SecretSource::from_fields(escape, dir).is_err());
@@ -166,12 +193,19 @@ mod tests {
         let source = SecretSource::File(path.clone());
         assert_eq!(source.resolve().unwrap().expose(), "s3cret");
         std::fs::write(&path, "\n").unwrap();
-        assert!(source.resolve().unwrap_err().contains("is empty"));
+        assert!(
+            source
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("is empty")
+        );
         let missing = SecretSource::Env("KEYHOOK_TEST_SURELY_UNSET".into());
         assert!(
             missing
                 .resolve()
                 .unwrap_err()
+                .to_string()
                 .contains("KEYHOOK_TEST_SURELY_UNSET")
         );
     }

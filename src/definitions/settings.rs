@@ -92,8 +92,10 @@ impl Settings {
             retry_4xx: file.retry_4xx,
         };
         // Checked now, so a mistake is reported against this file rather than every task.
-        retry::policy(&RetryFields::default(), &retry).map_err(&problem)?;
-        let tls = TlsFiles::from_fields(file.ca_file, None, None, dir).map_err(&problem)?;
+        retry::policy(&RetryFields::default(), &retry)
+            .map_err(|error| problem(error.to_string()))?;
+        let tls = TlsFiles::from_fields(file.ca_file, None, None, dir)
+            .map_err(|error| problem(error.to_string()))?;
         Ok(Settings {
             retry,
             tls,
@@ -124,18 +126,33 @@ impl Settings {
 /// taking it from any time keyhook handles cannot overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
+/// Why a duration was rejected; each names the text as written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{text}` is not a duration ({reason}); write e.g. 30s, 5m, 2h")]
+    NotADuration {
+        text: String,
+        reason: humantime::DurationError,
+    },
+    #[error("`{0}` is zero; it must be longer than that")]
+    Zero(String),
+    #[error("`{0}` is out of range: a duration may be at most 100 years")]
+    TooLong(String),
+}
+
 /// Parses a positive duration such as `30s`, `5m`, `2h 30m`, `1d`, at most [`MAX_DURATION`].
 /// Out of range is an error, never a wrap: `300000000000y` must not become a negative age.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text.trim())
-        .map_err(|error| format!("`{text}` is not a duration ({error}); write e.g. 30s, 5m, 2h"))?;
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let duration =
+        humantime::parse_duration(text.trim()).map_err(|reason| DurationError::NotADuration {
+            text: text.to_string(),
+            reason,
+        })?;
     if duration.is_zero() {
-        return Err(format!("`{text}` is zero; it must be longer than that"));
+        return Err(DurationError::Zero(text.to_string()));
     }
     if duration > MAX_DURATION {
-        return Err(format!(
-            "`{text}` is out of range: a duration may be at most 100 years"
-        ));
+        return Err(DurationError::TooLong(text.to_string()));
     }
     Ok(duration)
 }
@@ -149,8 +166,18 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2h 30m"), Ok(Duration::from_secs(9000)));
         assert_eq!(parse_duration(" 500ms "), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("0s").unwrap_err().contains("zero"));
-        assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
+        assert!(
+            parse_duration("0s")
+                .unwrap_err()
+                .to_string()
+                .contains("zero")
+        );
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .to_string()
+                .contains("`soon`")
+        );
         assert_eq!(parse_duration("100y"), Ok(MAX_DURATION));
         for huge in [
             "101y",
@@ -158,7 +185,7 @@ mod tests {
             "9223372036854775808s",
             "99999999999999999999d",
         ] {
-            let error = parse_duration(huge).unwrap_err();
+            let error = parse_duration(huge).unwrap_err().to_string();
             assert!(error.contains(&format!("`{huge}`")), "{error}");
         }
     }

@@ -6,11 +6,12 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::endpoint::{Endpoint, with_endpoint_keys};
+use super::endpoint::{Endpoint, EndpointError, with_endpoint_keys};
 use super::retry::RetryFields;
 use super::secret::SecretSource;
-use super::settings::parse_duration;
+use super::settings::{DurationError, parse_duration};
 use super::tls::TlsFiles;
+use super::url::UrlError;
 use super::{Problem, read_toml, stem};
 use crate::delivery::signature::Scheme;
 use crate::schedule::schedule::Schedule;
@@ -117,6 +118,9 @@ pub struct Webhook {
     pub tls: TlsFiles,
 }
 
+// Kept here too: commands show a task's URL through this path.
+pub use super::url::{check_url, shown_url};
+
 /// The request timeout when a task sets none.
 pub use super::endpoint::DEFAULT_TIMEOUT;
 
@@ -146,10 +150,7 @@ impl Task {
             .map_err(|error| problem(format!("field `schedule`: {error}")))?;
         let catch_up = file
             .catch_up
-            .map(|text| {
-                parse_duration(&text)
-                    .and_then(|d| chrono::Duration::from_std(d).map_err(|e| e.to_string()))
-            })
+            .map(|text| catch_up(&text))
             .transpose()
             .map_err(|error| problem(format!("field `catch_up`: {error}")))?;
         let first_run_since = file
@@ -177,9 +178,18 @@ impl Task {
     }
 }
 
+/// Why a task's `[webhook]` table was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("field `url`: {0}")]
+    Url(UrlError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+}
+
 impl Webhook {
-    fn from_file(mut file: WebhookFile, task_path: &Path) -> Result<Webhook, String> {
-        check_url(&file.url).map_err(|error| format!("field `url`: {error}"))?;
+    fn from_file(mut file: WebhookFile, task_path: &Path) -> Result<Webhook, WebhookError> {
+        check_url(&file.url).map_err(WebhookError::Url)?;
         let task_dir = task_path.parent().unwrap_or(Path::new("."));
         let endpoint = Endpoint::from_keys(file.take_endpoint_keys(), task_dir)?;
         Ok(Webhook {
@@ -196,85 +206,61 @@ impl Webhook {
     }
 }
 
-fn first_run(text: &str) -> Result<FirstRunSince, String> {
+/// Why `catch_up` or `first_run_since` was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum WhenError {
+    #[error(transparent)]
+    Duration(#[from] DurationError),
+    #[error("{0}")]
+    OutOfRange(chrono::OutOfRangeError),
+    #[error("`{0}` is neither a time (2026-01-01T00:00) nor an age (30d)")]
+    NeitherTimeNorAge(String),
+}
+
+fn catch_up(text: &str) -> Result<chrono::Duration, WhenError> {
+    chrono::Duration::from_std(parse_duration(text)?).map_err(WhenError::OutOfRange)
+}
+
+fn first_run(text: &str) -> Result<FirstRunSince, WhenError> {
     if let Some(time) = clock::parse_wall_clock(text.trim()) {
         return Ok(FirstRunSince::Time(time));
     }
     if humantime::parse_duration(text.trim()).is_err() {
-        return Err(format!(
-            "`{text}` is neither a time (2026-01-01T00:00) nor an age (30d)"
-        ));
+        return Err(WhenError::NeitherTimeNorAge(text.to_string()));
     }
     // An age, but perhaps out of range: say so rather than "neither".
-    parse_duration(text).map(FirstRunSince::Age)
+    Ok(FirstRunSince::Age(parse_duration(text)?))
 }
 
 /// The most requests a task may have in flight: each is a thread and a connection.
 pub const MAX_CONCURRENCY: usize = 256;
 
+/// Why a concurrency was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConcurrencyError {
+    #[error("{0} is out of range: from 1 to {MAX_CONCURRENCY} requests in flight")]
+    OutOfRange(usize),
+    #[error("`{0}` is not a whole number from 1 to {MAX_CONCURRENCY}")]
+    NotANumber(String),
+}
+
 /// `concurrency` (TOML) and `--concurrency` (flag and `KEYHOOK_CONCURRENCY`): 1 to
 /// [`MAX_CONCURRENCY`].
-pub fn check_concurrency(concurrency: usize) -> Result<usize, String> {
+pub fn check_concurrency(concurrency: usize) -> Result<usize, ConcurrencyError> {
     if (1..=MAX_CONCURRENCY).contains(&concurrency) {
         Ok(concurrency)
     } else {
-        Err(format!(
-            "{concurrency} is out of range: from 1 to {MAX_CONCURRENCY} requests in flight"
-        ))
+        Err(ConcurrencyError::OutOfRange(concurrency))
     }
 }
 
 /// [`check_concurrency`] for a flag's text.
-pub fn parse_concurrency(text: &str) -> Result<usize, String> {
+pub fn parse_concurrency(text: &str) -> Result<usize, ConcurrencyError> {
     let concurrency = text
         .trim()
         .parse::<usize>()
-        .map_err(|_| format!("`{text}` is not a whole number from 1 to {MAX_CONCURRENCY}"))?;
+        .map_err(|_| ConcurrencyError::NotANumber(text.to_string()))?;
     check_concurrency(concurrency)
-}
-
-/// `url` as it may be shown: a password in it (`https://user:pass@host/`) masked.
-pub fn shown_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_string(),
-    }
-}
-
-/// An absolute http:// or https:// URL with a host.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let shown = shown_url(url);
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|error| format!("`{shown}` is not a URL ({error})"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(format!("`{shown}` must start with http:// or https://")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("`{shown}` has no host"));
-    }
-    // `Uri::port` hides a port that does not parse; read it from the authority itself.
-    let authority = uri.authority().map_or("", |authority| authority.as_str());
-    let host_and_port = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some((_, port)) = host_and_port.rsplit_once(':')
-        && !port.contains(']')
-        && !port.is_empty()
-        && !matches!(port.parse::<u16>(), Ok(1..))
-    {
-        return Err(format!(
-            "`{shown}` has port {port}: a port is a number from 1 to 65535"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -342,23 +328,5 @@ timeout = "10s"
             let error = load(&text).unwrap_err();
             assert!(error.contains(expected), "{expected}: {error}");
         }
-    }
-
-    #[test]
-    fn urls() {
-        assert!(check_url("http://127.0.0.1:8080/hook").is_ok());
-        assert!(check_url("https://example.com").is_ok());
-        assert!(check_url("example.com/hook").is_err());
-        assert!(check_url("http://127.0.0.1:99999/hook").is_err());
-        assert!(check_url("http://127.0.0.1:0/hook").is_err());
-        assert!(check_url("https://[::1]:65535/hook").is_ok());
-        assert!(check_url("mailto:x@example.com").is_err());
-        let error = check_url("https://bot:hunter2@example.com:0/x").unwrap_err();
-        assert!(
-            !error.contains("hunter2") && error.contains("bot:***@example.com"),
-            "{error}"
-        );
-        assert_eq!(shown_url("http://a:b@h/p?q=1"), "http://a:***@h/p?q=1");
-        assert_eq!(shown_url("http://h:8080/p@x"), "http://h:8080/p@x");
     }
 }

@@ -3,7 +3,42 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::delivery::tls::{self, ClientError, TlsOptions};
+use crate::delivery::tls::{self, CertificatesError, ClientError, TlsOptions};
+
+/// Why TLS files were rejected or could not be used. Names the key and the file, never the
+/// content of a key file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFilesError {
+    #[error("`client_cert` is set without `client_key`")]
+    CertWithoutKey,
+    #[error("`client_key` is set without `client_cert`")]
+    KeyWithoutCert,
+    #[error("could not read {key} {}: {error}", .path.display())]
+    Read {
+        key: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("ca_file {}: {why}", .path.display())]
+    Ca {
+        path: PathBuf,
+        why: CertificatesError,
+    },
+    #[error("client_cert {}: {why}", .path.display())]
+    Cert { path: PathBuf, why: String },
+    #[error("client_key {}: {why}", .path.display())]
+    Key { path: PathBuf, why: String },
+    #[error(
+        "client_key {} does not fit client_cert {}: {why}",
+        .key.display(),
+        .cert.display()
+    )]
+    Mismatch {
+        key: PathBuf,
+        cert: PathBuf,
+        why: String,
+    },
+}
 
 /// The TLS files of a `[webhook]` table, or the defaults of `keyhook.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,15 +63,15 @@ impl TlsFiles {
         client_cert: Option<String>,
         client_key: Option<String>,
         dir: &Path,
-    ) -> Result<TlsFiles, String> {
+    ) -> Result<TlsFiles, TlsFilesError> {
         let client = match (client_cert, client_key) {
             (Some(cert), Some(key)) => Some(ClientFiles {
                 cert: dir.join(cert),
                 key: dir.join(key),
             }),
             (None, None) => None,
-            (Some(_), None) => return Err("`client_cert` is set without `client_key`".into()),
-            (None, Some(_)) => return Err("`client_key` is set without `client_cert`".into()),
+            (Some(_), None) => return Err(TlsFilesError::CertWithoutKey),
+            (None, Some(_)) => return Err(TlsFilesError::KeyWithoutCert),
         };
         Ok(TlsFiles {
             ca_file: ca_file.map(|path| dir.join(path)),
@@ -53,10 +88,14 @@ impl TlsFiles {
     }
 
     /// Reads and parses the files. Errors name the key and the file, never the key's content.
-    pub fn load(&self) -> Result<TlsOptions, String> {
+    pub fn load(&self) -> Result<TlsOptions, TlsFilesError> {
         let extra = match &self.ca_file {
-            Some(path) => tls::parse_ca(&read(path, "ca_file")?)
-                .map_err(|error| format!("ca_file {}: {error}", path.display()))?,
+            Some(path) => {
+                tls::parse_ca(&read(path, "ca_file")?).map_err(|why| TlsFilesError::Ca {
+                    path: path.clone(),
+                    why,
+                })?
+            }
             None => Vec::new(),
         };
         let client = match &self.client {
@@ -67,24 +106,34 @@ impl TlsFiles {
     }
 }
 
-fn client(files: &ClientFiles) -> Result<ureq::tls::ClientCert, String> {
+fn client(files: &ClientFiles) -> Result<ureq::tls::ClientCert, TlsFilesError> {
     let (cert, key) = (
         read(&files.cert, "client_cert")?,
         read(&files.key, "client_key")?,
     );
     tls::client_identity(&cert, &key).map_err(|error| match error {
-        ClientError::Cert(why) => format!("client_cert {}: {why}", files.cert.display()),
-        ClientError::Key(why) => format!("client_key {}: {why}", files.key.display()),
-        ClientError::Mismatch(why) => format!(
-            "client_key {} does not fit client_cert {}: {why}",
-            files.key.display(),
-            files.cert.display()
-        ),
+        ClientError::Cert(why) => TlsFilesError::Cert {
+            path: files.cert.clone(),
+            why,
+        },
+        ClientError::Key(why) => TlsFilesError::Key {
+            path: files.key.clone(),
+            why,
+        },
+        ClientError::Mismatch(why) => TlsFilesError::Mismatch {
+            key: files.key.clone(),
+            cert: files.cert.clone(),
+            why,
+        },
     })
 }
 
-fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|error| format!("could not read {key} {}: {error}", path.display()))
+fn read(path: &Path, key: &'static str) -> Result<Vec<u8>, TlsFilesError> {
+    std::fs::read(path).map_err(|error| TlsFilesError::Read {
+        key,
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 #[cfg(test)]
@@ -106,9 +155,13 @@ mod tests {
             (client.cert, client.key),
             (dir.join("c.pem"), "/k.pem".into())
         );
-        let half = TlsFiles::from_fields(None, some("c.pem"), None, dir).unwrap_err();
+        let half = TlsFiles::from_fields(None, some("c.pem"), None, dir)
+            .unwrap_err()
+            .to_string();
         assert!(half.contains("without `client_key`"), "{half}");
-        let half = TlsFiles::from_fields(None, None, some("k.pem"), dir).unwrap_err();
+        let half = TlsFiles::from_fields(None, None, some("k.pem"), dir)
+            .unwrap_err()
+            .to_string();
         assert!(half.contains("without `client_cert`"), "{half}");
     }
 
@@ -130,13 +183,13 @@ mod tests {
     fn load_errors_name_the_key_and_file_but_not_the_key_text() {
         let dir = tempfile::tempdir().unwrap();
         let missing = TlsFiles::from_fields(some("nope.pem"), None, None, dir.path()).unwrap();
-        let error = missing.load().unwrap_err();
+        let error = missing.load().unwrap_err().to_string();
         assert!(error.starts_with("could not read ca_file ") && error.contains("nope.pem"));
         std::fs::write(dir.path().join("key.pem"), "SECRET-KEY-TEXT").unwrap();
         std::fs::write(dir.path().join("cert.pem"), "not pem").unwrap();
         let client =
             TlsFiles::from_fields(None, some("cert.pem"), some("key.pem"), dir.path()).unwrap();
-        let error = client.load().unwrap_err();
+        let error = client.load().unwrap_err().to_string();
         assert!(error.starts_with("client_cert "), "{error}");
         assert!(!error.contains("SECRET-KEY-TEXT"), "{error}");
     }

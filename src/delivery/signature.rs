@@ -18,6 +18,27 @@ pub enum Scheme {
     Standard,
 }
 
+/// Why a signer could not be built. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignerError {
+    #[error("no secret")]
+    NoSecret,
+    /// `previous`: a secret after the current one, still in its rotation window.
+    #[error("{} is not a Standard Webhooks key: {error}", which_secret(.previous))]
+    NotAKey {
+        previous: bool,
+        error: standard::KeyError,
+    },
+}
+
+fn which_secret(previous: &bool) -> &'static str {
+    if *previous {
+        "a previous secret"
+    } else {
+        "the secret"
+    }
+}
+
 /// Signs each request with the webhook's schemes and secrets.
 pub struct Signer {
     /// The current secret, for `X-QLM-Signature` (one value: QLM has no rotation).
@@ -28,8 +49,8 @@ pub struct Signer {
 
 impl Signer {
     /// A signer for `schemes`; `secrets` holds the current secret first, then previous ones.
-    pub fn new(schemes: &[Scheme], secrets: &[Secret]) -> Result<Signer, String> {
-        let current = secrets.first().ok_or("no secret")?;
+    pub fn new(schemes: &[Scheme], secrets: &[Secret]) -> Result<Signer, SignerError> {
+        let current = secrets.first().ok_or(SignerError::NoSecret)?;
         let qlm = schemes.contains(&Scheme::Qlm).then(|| current.clone());
         let standard = match schemes.contains(&Scheme::Standard) {
             true => secrets
@@ -37,12 +58,10 @@ impl Signer {
                 .enumerate()
                 .map(|(index, secret)| {
                     standard::Key::from_secret(secret.expose()).map_err(|error| {
-                        let which = if index == 0 {
-                            "the secret"
-                        } else {
-                            "a previous secret"
-                        };
-                        format!("{which} is not a Standard Webhooks key: {error}")
+                        SignerError::NotAKey {
+                            previous: index > 0,
+                            error,
+                        }
                     })
                 })
                 .collect::<Result<_, _>>()?,

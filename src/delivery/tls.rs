@@ -90,24 +90,39 @@ fn system_roots() -> Vec<Certificate<'static>> {
         .collect()
 }
 
+/// Why a PEM file of certificates cannot be used; worded to follow the file's name.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificatesError {
+    #[error("not valid PEM: {0}")]
+    NotPem(rustls::pki_types::pem::Error),
+    #[error("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    NoCertificate,
+    /// `number` counts from 1, in file order.
+    #[error("certificate {number} is not usable: {error}")]
+    Unusable { number: usize, error: rustls::Error },
+}
+
 /// Every certificate in a PEM text, each checked to be usable as a trust anchor.
-pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertificatesError> {
     let certs = parse_certificates(pem)?;
     for (index, der) in certs.iter().enumerate() {
         RootCertStore::empty()
             .add(der.clone())
-            .map_err(|error| format!("certificate {} is not usable: {error}", index + 1))?;
+            .map_err(|error| CertificatesError::Unusable {
+                number: index + 1,
+                error,
+            })?;
     }
     Ok(certs)
 }
 
 /// Every `CERTIFICATE` block in a PEM text; none is an error.
-pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertificatesError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("not valid PEM: {error}"))?;
+        .map_err(CertificatesError::NotPem)?;
     if certs.is_empty() {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        return Err(CertificatesError::NoCertificate);
     }
     Ok(certs)
 }
@@ -115,7 +130,8 @@ pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, St
 /// A client certificate chain and its private key, checked to belong together. Errors never
 /// quote the key.
 pub fn client_identity(cert_pem: &[u8], key_pem: &[u8]) -> Result<ClientCert, ClientError> {
-    let chain = parse_certificates(cert_pem).map_err(ClientError::Cert)?;
+    let chain =
+        parse_certificates(cert_pem).map_err(|error| ClientError::Cert(error.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
         ClientError::Key(
             "holds no PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC; unencrypted)".into(),
@@ -171,12 +187,14 @@ mod tests {
         assert!(
             parse_ca(b"hello")
                 .unwrap_err()
+                .to_string()
                 .contains("no PEM certificate")
         );
         let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(
             parse_ca(broken.as_bytes())
                 .unwrap_err()
+                .to_string()
                 .contains("certificate 1 is not usable")
         );
     }

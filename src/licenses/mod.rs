@@ -8,5 +8,6 @@ pub mod open;
 pub mod placeholders;
 pub mod postgres;
 pub mod query;
+pub mod refusal;
 pub mod schema;
 pub mod snapshot;

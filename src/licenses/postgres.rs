@@ -20,6 +20,7 @@ use super::database::LicenseDatabase;
 use super::license_info::{License, RowError};
 use super::macros::Template;
 use super::query::{QueryError, condition, select_statement};
+use super::refusal::Refusal;
 use super::schema::TABLE;
 
 /// A connection to the server holding the license table.
@@ -41,7 +42,7 @@ impl PgLicenseDb {
             db: shown.clone(),
             reason,
         };
-        let mut client = connect::connect(url).map_err(server)?;
+        let mut client = connect::connect(url).map_err(|e| server(e.to_string()))?;
         let schema = schema::table_schema(&mut client)
             .map_err(|e| server(connect::error_text(&e)))?
             .ok_or_else(|| QueryError::NotLicenseDb(PathBuf::from(&shown)))?;
@@ -197,7 +198,7 @@ fn search_error(error: postgres::Error, deadline: Duration) -> QueryError {
     match db.code() {
         code if *code == SqlState::QUERY_CANCELED => QueryError::Deadline(deadline),
         code if *code == SqlState::READ_ONLY_SQL_TRANSACTION => {
-            QueryError::Refused(format!("writes ({message})"))
+            QueryError::Refused(Refusal::Writes(message))
         }
         code if *code == SqlState::SYNTAX_ERROR && message.contains("multiple commands") => {
             QueryError::MultipleStatements

@@ -12,6 +12,7 @@ use rusqlite::{CachedStatement, Connection, ErrorCode, Statement};
 use super::license_info::{License, RowError};
 use super::macros::{DATE_FORMAT, Template};
 use super::open::{MAX_HEAP_BYTES, MAX_VALUE_BYTES};
+use super::refusal::Refusal;
 use super::schema::{LICENSE_INFO, TABLE, is_column};
 
 /// Why a search could not be evaluated.
@@ -53,7 +54,7 @@ pub enum QueryError {
     )]
     WalUnreadable { path: PathBuf, folder: PathBuf },
     #[error("refused: the search {0}; a search may only read the {TABLE} table")]
-    Refused(String),
+    Refused(Refusal),
     #[error("the search is empty")]
     Empty,
     #[error("the search holds more than one statement")]
@@ -99,7 +100,7 @@ impl QueryError {
 pub struct LicenseDb {
     conn: Connection,
     path: PathBuf,
-    refusal: Arc<Mutex<Option<String>>>,
+    refusal: Arc<Mutex<Option<Refusal>>>,
     deadline: Duration,
 }
 
@@ -300,31 +301,31 @@ pub(super) fn select_statement(condition: &str) -> String {
 
 /// What a search may do: read the license table and call functions. Anything else is
 /// refused, with the reason given back to the user.
-fn authorize(action: &AuthAction) -> Result<(), String> {
+fn authorize(action: &AuthAction) -> Result<(), Refusal> {
     match action {
         AuthAction::Select | AuthAction::Recursive => Ok(()),
         AuthAction::Read { table_name, .. } if table_name.eq_ignore_ascii_case(TABLE) => Ok(()),
-        AuthAction::Read { table_name, .. } => Err(format!("reads table {table_name}")),
+        AuthAction::Read { table_name, .. } => Err(Refusal::ReadsTable(table_name.to_string())),
         AuthAction::Function { function_name }
             if function_name.eq_ignore_ascii_case("load_extension") =>
         {
-            Err("calls load_extension".into())
+            Err(Refusal::LoadsExtension)
         }
         AuthAction::Function { .. } => Ok(()),
-        AuthAction::Pragma { pragma_name, .. } => Err(format!("runs PRAGMA {pragma_name}")),
-        AuthAction::Attach { filename } => Err(format!("attaches database {filename}")),
-        AuthAction::Detach { database_name } => Err(format!("detaches {database_name}")),
+        AuthAction::Pragma { pragma_name, .. } => Err(Refusal::Pragma(pragma_name.to_string())),
+        AuthAction::Attach { filename } => Err(Refusal::Attaches(filename.to_string())),
+        AuthAction::Detach { database_name } => Err(Refusal::Detaches(database_name.to_string())),
         AuthAction::Insert { table_name }
         | AuthAction::Update { table_name, .. }
         | AuthAction::Delete { table_name }
             if table_name.starts_with("sqlite_") =>
         {
-            Err("changes the schema".into())
+            Err(Refusal::ChangesSchema)
         }
-        AuthAction::Insert { table_name } => Err(format!("inserts into {table_name}")),
-        AuthAction::Update { table_name, .. } => Err(format!("updates {table_name}")),
-        AuthAction::Delete { table_name } => Err(format!("deletes from {table_name}")),
-        _ => Err("does something other than read".into()),
+        AuthAction::Insert { table_name } => Err(Refusal::Inserts(table_name.to_string())),
+        AuthAction::Update { table_name, .. } => Err(Refusal::Updates(table_name.to_string())),
+        AuthAction::Delete { table_name } => Err(Refusal::Deletes(table_name.to_string())),
+        _ => Err(Refusal::NotARead),
     }
 }
 

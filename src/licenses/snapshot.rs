@@ -7,8 +7,17 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Map;
 
-use super::license_info::{Field, LicenseInfo, RowError, read_fields};
+use super::license_info::{Field, FieldError, LicenseInfo, RowError, read_fields};
 use super::schema::{Kind, LICENSE_INFO};
+
+/// Why a snapshot gives no value for a column; worded to follow `column <name>`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SnapshotValueError {
+    #[error("is missing from the event's snapshot (`keyhook events status`)")]
+    Missing,
+    #[error("holds JSON {0}, not a value a column holds")]
+    NotAValue(serde_json::Value),
+}
 
 /// A snapshot: the row's columns, name and value, in the order the trigger wrote them.
 ///
@@ -98,24 +107,26 @@ pub fn license_info(snapshot: &Snapshot) -> Result<LicenseInfo, RowError> {
         id: id_of(snapshot, "ID"),
         key: text_of(snapshot, "ActivationKey"),
         column,
-        problem,
+        problem: problem.to_string(),
     })?;
     Ok(LicenseInfo::from_fields(values))
 }
 
-/// The fields of `table` in a snapshot; an error names the column and the problem.
+/// The fields of `table` in a snapshot; an error names the column and the problem (in words,
+/// as the event's payload error carries it).
 pub fn record(
     table: &'static [(&'static str, Kind)],
     snapshot: &Snapshot,
 ) -> Result<Record, (&'static str, String)> {
-    let values = read(table, snapshot)?;
+    let values =
+        read(table, snapshot).map_err(|(column, problem)| (column, problem.to_string()))?;
     Ok(Record { table, values })
 }
 
 fn read(
     table: &[(&'static str, Kind)],
     snapshot: &Snapshot,
-) -> Result<Vec<Field>, (&'static str, String)> {
+) -> Result<Vec<Field>, (&'static str, FieldError<SnapshotValueError>)> {
     let mut hint = 0;
     read_fields(table, |_, column| {
         sqlite_value(snapshot.column(column, &mut hint))
@@ -124,9 +135,9 @@ fn read(
 
 /// The value `json_object` was given for a column (`None`: the column is not in the
 /// snapshot), borrowed from the snapshot.
-fn sqlite_value(value: Option<&serde_json::Value>) -> Result<ValueRef<'_>, String> {
+fn sqlite_value(value: Option<&serde_json::Value>) -> Result<ValueRef<'_>, SnapshotValueError> {
     match value {
-        None => Err("is missing from the event's snapshot (`keyhook events status`)".into()),
+        None => Err(SnapshotValueError::Missing),
         Some(serde_json::Value::Null) => Ok(ValueRef::Null),
         Some(serde_json::Value::Bool(flag)) => Ok(ValueRef::Integer(i64::from(*flag))),
         Some(serde_json::Value::Number(number)) => match number.as_i64() {
@@ -134,7 +145,7 @@ fn sqlite_value(value: Option<&serde_json::Value>) -> Result<ValueRef<'_>, Strin
             None => Ok(ValueRef::Real(number.as_f64().unwrap_or(f64::NAN))),
         },
         Some(serde_json::Value::String(text)) => Ok(ValueRef::Text(text.as_bytes())),
-        Some(other) => Err(format!("holds JSON {other}, not a value a column holds")),
+        Some(other) => Err(SnapshotValueError::NotAValue(other.clone())),
     }
 }
 

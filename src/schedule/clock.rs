@@ -72,22 +72,33 @@ pub fn before(at: DateTime<Utc>, age: std::time::Duration) -> Option<DateTime<Ut
         .and_then(|age| at.checked_sub_signed(age))
 }
 
+/// Why a time given on the command line was rejected; `text` as written, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstantError {
+    #[error(
+        "`{0}` is not a time: use ISO-8601 such as 2026-11-23T08:00:00, \
+         2026-11-23T08:00:00+01:00 or 2026-11-23"
+    )]
+    NotATime(String),
+    /// A wall-clock time a DST spring-forward skips.
+    #[error("`{text}` does not exist in {zone}")]
+    Skipped { text: String, zone: Tz },
+}
+
 /// Parses a `--now` value: RFC 3339 with an offset, or a wall-clock time (or a bare date,
 /// meaning midnight) read in `zone`.
-pub fn parse_instant(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+pub fn parse_instant(text: &str, zone: Tz) -> Result<DateTime<Utc>, InstantError> {
     let text = text.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
-    let naive = parse_wall_clock(text).ok_or_else(|| {
-        format!(
-            "`{text}` is not a time: use ISO-8601 such as 2026-11-23T08:00:00, \
-             2026-11-23T08:00:00+01:00 or 2026-11-23"
-        )
-    })?;
+    let naive = parse_wall_clock(text).ok_or_else(|| InstantError::NotATime(text.to_string()))?;
     resolve_local(naive, zone)
         .map(|at| at.with_timezone(&Utc))
-        .ok_or_else(|| format!("`{text}` does not exist in {zone}"))
+        .ok_or_else(|| InstantError::Skipped {
+            text: text.to_string(),
+            zone,
+        })
 }
 
 /// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]` (a space instead of `T` is accepted too).
@@ -143,7 +154,9 @@ mod tests {
     fn rejects_garbage_and_skipped_times() {
         let paris: Tz = "Europe/Paris".parse().unwrap();
         assert!(parse_instant("tomorrow", paris).is_err());
-        let error = parse_instant("2026-03-29T02:30:00", paris).unwrap_err();
+        let error = parse_instant("2026-03-29T02:30:00", paris)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("does not exist"), "{error}");
     }
 }

@@ -21,9 +21,10 @@
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc};
 use chrono_tz::{GapInfo, OffsetComponents, Tz};
 
-use super::clock::{parse_wall_clock, resolve_local};
+use super::clock::resolve_local;
 
 mod crontab;
+mod every;
 
 use crontab::Crontab;
 
@@ -126,7 +127,7 @@ impl Schedule {
             .next()
             .is_some_and(|word| word.eq_ignore_ascii_case("every"));
         if is_every {
-            return parse_every(text, at, start).map(Schedule);
+            return every::parse(text, at, start).map(Schedule);
         }
         let crontab = Crontab::parse(text)?;
         if at.is_some() {
@@ -227,93 +228,6 @@ impl Unit {
             Unit::Day => "day",
         }
     }
-}
-
-/// The unit words of `every`, compared without regard to case.
-const UNITS: [(&str, Unit); 12] = [
-    ("minute", Unit::Minute),
-    ("minutes", Unit::Minute),
-    ("min", Unit::Minute),
-    ("mins", Unit::Minute),
-    ("hour", Unit::Hour),
-    ("hours", Unit::Hour),
-    ("h", Unit::Hour),
-    ("hr", Unit::Hour),
-    ("hrs", Unit::Hour),
-    ("day", Unit::Day),
-    ("days", Unit::Day),
-    ("d", Unit::Day),
-];
-
-fn parse_every(text: &str, at: Option<&str>, start: Option<&str>) -> Result<Kind, ScheduleError> {
-    let (count, unit) = every_interval(text).ok_or_else(|| ScheduleError::Unknown(text.into()))?;
-    if count == 0 {
-        return Err(ScheduleError::ZeroInterval(text.into()));
-    }
-    if unit == Unit::Day {
-        let (time, first) = day_time(at, start)?;
-        return Ok(Kind::Days { count, time, first });
-    }
-    if at.is_some() {
-        return Err(ScheduleError::AtNeedsDays(text.into()));
-    }
-    let start = start.map(parse_start).transpose()?.map(|(start, _)| start);
-    Ok(Kind::Elapsed { count, unit, start })
-}
-
-/// `every N unit`, `every Nunit` or `every unit` (N = 1); `text` starts with the word `every`.
-fn every_interval(text: &str) -> Option<(u32, Unit)> {
-    let rest = text.get("every".len()..)?.trim();
-    let digits = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    let count = match &rest[..digits] {
-        "" => 1,
-        number => number.parse().ok()?,
-    };
-    let word = rest[digits..].trim();
-    let (_, unit) = UNITS
-        .iter()
-        .find(|(name, _)| word.eq_ignore_ascii_case(name))?;
-    Some((count, *unit))
-}
-
-/// The time of day and first day of `every N days`: the time from `at`, else from `start`,
-/// else midnight; days count from `start`'s date, else from 1970-01-01.
-fn day_time(
-    at: Option<&str>,
-    start: Option<&str>,
-) -> Result<(NaiveTime, Option<NaiveDate>), ScheduleError> {
-    let at_time = at.map(parse_at).transpose()?;
-    let parsed = start.map(parse_start).transpose()?;
-    let start_time = parsed
-        .filter(|(_, timed)| *timed)
-        .map(|(start, _)| start.time());
-    if let (Some(at_time), Some(start_time)) = (at_time, start_time)
-        && at_time != start_time
-    {
-        return Err(ScheduleError::AtConflictsWithStart {
-            at: at.unwrap_or_default().into(),
-            start: start.unwrap_or_default().into(),
-        });
-    }
-    let time = at_time.or(start_time).unwrap_or(NaiveTime::MIN);
-    Ok((time, parsed.map(|(start, _)| start.date())))
-}
-
-fn parse_at(text: &str) -> Result<NaiveTime, ScheduleError> {
-    let trimmed = text.trim();
-    NaiveTime::parse_from_str(trimmed, "%H:%M")
-        .or_else(|_| NaiveTime::parse_from_str(trimmed, "%H:%M:%S"))
-        .map_err(|_| ScheduleError::BadAt(text.into()))
-}
-
-/// A `start` and whether it gave a time of day (a bare date means midnight).
-fn parse_start(text: &str) -> Result<(NaiveDateTime, bool), ScheduleError> {
-    let trimmed = text.trim();
-    let start = parse_wall_clock(trimmed).ok_or_else(|| ScheduleError::BadStart(text.into()))?;
-    let timed = NaiveDate::parse_from_str(trimmed, "%Y-%m-%d").is_err();
-    Ok((start, timed))
 }
 
 /// The anchor (Unix seconds) and step (seconds) of `every N minutes|hours`.

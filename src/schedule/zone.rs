@@ -2,11 +2,16 @@
 
 use chrono_tz::Tz;
 
+/// A zone name that is not an IANA zone keyhook knows, as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a time zone: use an IANA name such as UTC or Europe/Paris")]
+pub struct UnknownZone(pub String);
+
 /// Parses an IANA zone name such as `UTC` or `Europe/Paris`.
-pub fn parse(name: &str) -> Result<Tz, String> {
-    name.trim().parse::<Tz>().map_err(|_| {
-        format!("`{name}` is not a time zone: use an IANA name such as UTC or Europe/Paris")
-    })
+pub fn parse(name: &str) -> Result<Tz, UnknownZone> {
+    name.trim()
+        .parse::<Tz>()
+        .map_err(|_| UnknownZone(name.to_string()))
 }
 
 /// The machine's zone: `$TZ` when it names a zone, else the system setting, else UTC.
@@ -74,6 +79,7 @@ mod tests {
         assert!(
             parse("Europe/Pariss")
                 .unwrap_err()
+                .to_string()
                 .contains("Europe/Pariss")
         );
     }

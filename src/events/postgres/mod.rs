@@ -38,7 +38,7 @@ pub struct PgOutbox {
 #[derive(Debug, thiserror::Error)]
 pub enum PgEventsError {
     #[error("could not connect: {0}")]
-    Connect(String),
+    Connect(#[from] connect::ConnectError),
     #[error("the server has no license table `LicenseKeys` on the URL's search path")]
     NoLicenseTable,
     #[error("{0}")]

@@ -27,6 +27,30 @@ pub enum TlsMode {
     VerifyFull,
 }
 
+/// Why a connection could not be made. Never quotes the URL (it may hold a password).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("sslmode `{0}` is not one of disable, allow, prefer, require, verify-ca, verify-full")]
+    SslMode(String),
+    /// The URL, as the driver reads it.
+    #[error("{0}")]
+    Url(postgres::Error),
+    /// The server, or the way to it, with the causes on one line.
+    #[error("{}", error_text(.0))]
+    Connect(postgres::Error),
+    #[error("{0}")]
+    Tls(rustls::Error),
+    #[error("{0}")]
+    Verifier(rustls::client::VerifierBuilderError),
+    #[error("could not read sslrootcert {path}: {error}")]
+    ReadRootCert { path: String, error: std::io::Error },
+    #[error("sslrootcert {path}: {why}")]
+    RootCert {
+        path: String,
+        why: crate::delivery::tls::CertificatesError,
+    },
+}
+
 /// A URL taken apart: what `postgres` reads, and the TLS settings keyhook reads itself.
 #[derive(Debug)]
 pub struct Target {
@@ -36,7 +60,7 @@ pub struct Target {
 }
 
 /// Parses `url`; the error never quotes it (it may hold a password).
-pub fn parse(url: &str) -> Result<Target, String> {
+pub fn parse(url: &str) -> Result<Target, ConnectError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let (mut mode, mut root_cert, mut kept) = (TlsMode::Prefer, None, Vec::new());
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
@@ -52,7 +76,7 @@ pub fn parse(url: &str) -> Result<Target, String> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let mut config = Config::from_str(&rest).map_err(|error| error.to_string())?;
+    let mut config = Config::from_str(&rest).map_err(ConnectError::Url)?;
     config.ssl_mode(match mode {
         TlsMode::Disable => SslMode::Disable,
         TlsMode::Prefer => SslMode::Prefer,
@@ -65,19 +89,14 @@ pub fn parse(url: &str) -> Result<Target, String> {
     })
 }
 
-fn tls_mode(value: &str) -> Result<TlsMode, String> {
+fn tls_mode(value: &str) -> Result<TlsMode, ConnectError> {
     Ok(match value {
         "disable" | "allow" => TlsMode::Disable,
         "prefer" => TlsMode::Prefer,
         "require" => TlsMode::Require,
         "verify-ca" => TlsMode::VerifyCa,
         "verify-full" => TlsMode::VerifyFull,
-        other => {
-            return Err(format!(
-                "sslmode `{other}` is not one of disable, allow, prefer, require, verify-ca, \
-                 verify-full"
-            ));
-        }
+        other => return Err(ConnectError::SslMode(other.to_string())),
     })
 }
 
@@ -105,13 +124,13 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Connects, with TLS as `sslmode` asks.
-pub fn connect(url: &str) -> Result<Client, String> {
+pub fn connect(url: &str) -> Result<Client, ConnectError> {
     let target = parse(url)?;
     if target.mode == TlsMode::Disable {
-        return target.config.connect(NoTls).map_err(|e| error_text(&e));
+        return target.config.connect(NoTls).map_err(ConnectError::Connect);
     }
     let tls = MakeRustlsConnect::new(tls_config(target.mode, target.root_cert.as_deref())?);
-    target.config.connect(tls).map_err(|e| error_text(&e))
+    target.config.connect(tls).map_err(ConnectError::Connect)
 }
 
 /// The error and its causes, on one line.
@@ -137,18 +156,18 @@ fn cause_of<'a>(
     error.and_then(std::error::Error::source)
 }
 
-fn tls_config(mode: TlsMode, root_cert: Option<&str>) -> Result<ClientConfig, String> {
+fn tls_config(mode: TlsMode, root_cert: Option<&str>) -> Result<ClientConfig, ConnectError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?;
+        .map_err(ConnectError::Tls)?;
     let verifier: Arc<dyn ServerCertVerifier> = match mode {
         TlsMode::VerifyCa | TlsMode::VerifyFull => {
             let roots = Arc::new(roots(root_cert)?);
             let algorithms = provider.signature_verification_algorithms;
             let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider)
                 .build()
-                .map_err(|error| error.to_string())?;
+                .map_err(ConnectError::Verifier)?;
             Arc::new(Verify {
                 full: mode == TlsMode::VerifyFull,
                 webpki,
@@ -165,14 +184,19 @@ fn tls_config(mode: TlsMode, root_cert: Option<&str>) -> Result<ClientConfig, St
 }
 
 /// `sslrootcert` if given (as libpq: it replaces the system's roots), else the system's.
-fn roots(root_cert: Option<&str>) -> Result<RootCertStore, String> {
+fn roots(root_cert: Option<&str>) -> Result<RootCertStore, ConnectError> {
     let mut store = RootCertStore::empty();
     match root_cert {
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|error| format!("could not read sslrootcert {path}: {error}"))?;
-            let certs = crate::delivery::tls::parse_ca(&pem)
-                .map_err(|error| format!("sslrootcert {path}: {error}"))?;
+            let pem = std::fs::read(path).map_err(|error| ConnectError::ReadRootCert {
+                path: path.to_string(),
+                error,
+            })?;
+            let certs =
+                crate::delivery::tls::parse_ca(&pem).map_err(|why| ConnectError::RootCert {
+                    path: path.to_string(),
+                    why,
+                })?;
             store.add_parsable_certificates(certs);
         }
         None => {

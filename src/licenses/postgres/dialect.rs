@@ -3,6 +3,8 @@
 //! function, for the guard to judge, and refuses what it cannot read safely (dollar quoting,
 //! a parameter written by hand, `OPERATOR(...)`).
 
+use crate::licenses::refusal::Refusal;
+
 /// A name followed by `(`: a function call, a keyword, or a type with a modifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
@@ -29,7 +31,7 @@ enum Token {
 
 /// Rewrites `condition` (a template's SQL, placeholders as `?N`); the error says what was
 /// refused.
-pub fn translate(condition: &str) -> Result<Translated, String> {
+pub fn translate(condition: &str) -> Result<Translated, Refusal> {
     let chars: Vec<char> = condition.chars().collect();
     let (mut out, mut tokens, mut at) = (String::new(), Vec::new(), 0);
     while at < chars.len() {
@@ -46,13 +48,7 @@ pub fn translate(condition: &str) -> Result<Translated, String> {
             '-' if next == Some('-') => copy_line_comment(&chars, at, &mut out),
             '/' if next == Some('*') => copy_block_comment(&chars, at, &mut out)?,
             '?' => parameter(&chars, at, &mut out, &mut tokens)?,
-            '$' => {
-                return Err(
-                    "uses `$` (dollar quoting or a numbered parameter); write dates \
-                               as placeholders and strings in single quotes"
-                        .into(),
-                );
-            }
+            '$' => return Err(Refusal::Dollar),
             '[' => bracketed(&chars, at, &mut out, &mut tokens)?,
             c if c.is_alphabetic() || c == '_' => name(&chars, at, &mut out, &mut tokens)?,
             c => {
@@ -93,7 +89,7 @@ fn copy_literal(
     start: usize,
     out: &mut String,
     backslash: bool,
-) -> Result<usize, String> {
+) -> Result<usize, Refusal> {
     let quote = chars[start];
     out.push(quote);
     let mut at = start + 1;
@@ -115,7 +111,7 @@ fn copy_literal(
         }
         at += 1;
     }
-    Err(format!("has an unclosed {quote}"))
+    Err(Refusal::UnclosedQuote(quote))
 }
 
 fn copy_line_comment(chars: &[char], start: usize, out: &mut String) -> usize {
@@ -128,7 +124,7 @@ fn copy_line_comment(chars: &[char], start: usize, out: &mut String) -> usize {
 }
 
 /// PostgreSQL's block comments nest.
-fn copy_block_comment(chars: &[char], start: usize, out: &mut String) -> Result<usize, String> {
+fn copy_block_comment(chars: &[char], start: usize, out: &mut String) -> Result<usize, Refusal> {
     let (mut depth, mut at) = (0, start);
     while at + 1 < chars.len() {
         let pair = (chars[at], chars[at + 1]);
@@ -145,7 +141,7 @@ fn copy_block_comment(chars: &[char], start: usize, out: &mut String) -> Result<
         out.push(chars[at]);
         at += 1;
     }
-    Err("has an unclosed /* comment".into())
+    Err(Refusal::UnclosedComment)
 }
 
 /// `?N`, as the placeholder grammar writes it, becomes `$N`.
@@ -154,13 +150,13 @@ fn parameter(
     start: usize,
     out: &mut String,
     tokens: &mut Vec<Token>,
-) -> Result<usize, String> {
+) -> Result<usize, Refusal> {
     let digits: String = chars[start + 1..]
         .iter()
         .take_while(|c| c.is_ascii_digit())
         .collect();
     if digits.is_empty() {
-        return Err("uses `?`, which is not a placeholder; write dates as placeholders".into());
+        return Err(Refusal::QuestionMark);
     }
     out.push('$');
     out.push_str(&digits);
@@ -174,11 +170,11 @@ fn bracketed(
     start: usize,
     out: &mut String,
     tokens: &mut Vec<Token>,
-) -> Result<usize, String> {
+) -> Result<usize, Refusal> {
     let length = chars[start..]
         .iter()
         .position(|c| *c == ']')
-        .ok_or("has an unclosed [")?;
+        .ok_or(Refusal::UnclosedBracket)?;
     let column: String = chars[start + 1..start + length].iter().collect();
     out.push_str(column.trim());
     tokens.push(Token::Name(column.trim().to_ascii_lowercase()));
@@ -190,18 +186,18 @@ fn name(
     start: usize,
     out: &mut String,
     tokens: &mut Vec<Token>,
-) -> Result<usize, String> {
+) -> Result<usize, Refusal> {
     let length = chars[start..]
         .iter()
         .position(|c| !(c.is_alphanumeric() || *c == '_' || *c == '$'))
         .unwrap_or(chars.len() - start);
     let word: String = chars[start..start + length].iter().collect();
     if word.contains('$') {
-        return Err(format!("uses `{word}`: a name with `$` is not allowed"));
+        return Err(Refusal::DollarName(word));
     }
     let lower = word.to_lowercase();
     if lower == "operator" {
-        return Err("uses OPERATOR(...), which could call any function".into());
+        return Err(Refusal::Operator);
     }
     out.push_str(&word);
     // A number's exponent (`1e5`) is not a name; digits were pushed as `Other` tokens.

@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use super::dialect::Call;
+use crate::licenses::refusal::Refusal;
 use crate::licenses::schema::TABLE;
 
 /// Keywords written before `(` that call nothing.
@@ -173,25 +174,22 @@ const FUNCTIONS: &[&str] = &[
 
 /// Refuses a call that is not a keyword, a type or a listed built-in, or that names a schema
 /// other than `pg_catalog`.
-pub fn check_calls(calls: &[Call]) -> Result<(), String> {
+pub fn check_calls(calls: &[Call]) -> Result<(), Refusal> {
     for call in calls {
         let name = call.name.as_str();
         if let Some(schema) = &call.schema
             && schema != "pg_catalog"
         {
-            return Err(format!(
-                "calls {schema}.{name}, outside pg_catalog; only built-in functions without \
-                 side effects may be called"
-            ));
+            return Err(Refusal::CallsOutsideCatalog {
+                schema: schema.clone(),
+                name: name.to_string(),
+            });
         }
         let known = [KEYWORDS, TYPES, FUNCTIONS]
             .iter()
             .any(|list| list.contains(&name));
         if !known {
-            return Err(format!(
-                "calls {name}(), which is not on keyhook's list of built-in functions without \
-                 side effects"
-            ));
+            return Err(Refusal::CallsUnlisted(name.to_string()));
         }
     }
     Ok(())
@@ -199,7 +197,7 @@ pub fn check_calls(calls: &[Call]) -> Result<(), String> {
 
 /// Refuses a plan (`EXPLAIN (VERBOSE, FORMAT JSON)`) that reads a relation other than the
 /// license table in `schema`, or scans a function that is not on the list.
-pub fn check_plan(plan: &Value, schema: &str) -> Result<(), String> {
+pub fn check_plan(plan: &Value, schema: &str) -> Result<(), Refusal> {
     match plan {
         Value::Array(items) => items.iter().try_for_each(|item| check_plan(item, schema)),
         Value::Object(node) => {
@@ -209,13 +207,13 @@ pub fn check_plan(plan: &Value, schema: &str) -> Result<(), String> {
                     relation.eq_ignore_ascii_case(TABLE) && in_schema == Some(schema);
                 if !license_table {
                     let shown = in_schema.map_or(relation.clone(), |s| format!("{s}.{relation}"));
-                    return Err(format!("reads table {shown}"));
+                    return Err(Refusal::ReadsTable(shown));
                 }
             }
             if let Some(Value::String(function)) = node.get("Function Name") {
                 let bare = function.rsplit('.').next().unwrap_or(function);
                 if !FUNCTIONS.contains(&bare) {
-                    return Err(format!("scans function {function}"));
+                    return Err(Refusal::ScansFunction(function.clone()));
                 }
             }
             node.values()
@@ -270,7 +268,7 @@ mod tests {
         let other = json!([{"Plan": {"Node Type": "Hash Join", "Plans": [
             {"Relation Name": "licensekeys", "Schema": "s1"},
             {"Plans": [{"Relation Name": "pg_authid", "Schema": "pg_catalog"}]}]}}]);
-        let refused = check_plan(&other, "s1").unwrap_err();
+        let refused = check_plan(&other, "s1").unwrap_err().to_string();
         assert_eq!(refused, "reads table pg_catalog.pg_authid");
         let scan = json!({"Plan": {"Node Type": "Function Scan", "Function Name": "pg_ls_dir"}});
         assert!(check_plan(&scan, "s1").is_err());

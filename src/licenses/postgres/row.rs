@@ -15,9 +15,29 @@ use crate::licenses::schema::{Kind, LICENSE_INFO};
 /// [`LICENSE_INFO`].
 const FIRST_INFO_COLUMN: usize = 2;
 
+/// Why a PostgreSQL value cannot be read as the value SQLite would hold; worded to follow
+/// `column <name>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PgValueError {
+    #[error(
+        "holds a value of PostgreSQL type {0}, which keyhook does not read (use integer, text, \
+         timestamp or date)"
+    )]
+    UnreadType(Type),
+    #[error("holds text that is not UTF-8")]
+    NotUtf8,
+    /// The driver's words.
+    #[error("could not be read: {0}")]
+    Unreadable(String),
+    #[error("is not a number")]
+    NotANumber,
+    #[error("was not selected")]
+    NotSelected,
+}
+
 /// Reads a row selected as `ID, SubscriptionExpiryDate, <LicenseInfo columns>`.
 pub fn license(row: &Row) -> Result<License, RowError> {
-    let values: Vec<Result<Value, String>> = (0..row.len()).map(|i| value(row, i)).collect();
+    let values: Vec<Result<Value, PgValueError>> = (0..row.len()).map(|i| value(row, i)).collect();
     let key = key_of(&values);
     let bad = |id, column, problem| RowError {
         id,
@@ -27,22 +47,22 @@ pub fn license(row: &Row) -> Result<License, RowError> {
     };
     let id = match values.first() {
         Some(Ok(Value::Integer(id))) => *id,
-        Some(Err(problem)) => return Err(bad(0, "ID", problem.clone())),
-        _ => return Err(bad(0, "ID", "is not a number".into())),
+        Some(Err(problem)) => return Err(bad(0, "ID", problem.to_string())),
+        _ => return Err(bad(0, "ID", PgValueError::NotANumber.to_string())),
     };
     let at = |index: usize| match values.get(index) {
         Some(Ok(value)) => Ok(ValueRef::from(value)),
         Some(Err(problem)) => Err(problem.clone()),
-        None => Err("was not selected".into()),
+        None => Err(PgValueError::NotSelected),
     };
     let expiry = read_fields(&[("SubscriptionExpiryDate", Kind::Date)], |_, _| at(1))
-        .map_err(|(column, problem)| bad(id, column, problem))?;
+        .map_err(|(column, problem)| bad(id, column, problem.to_string()))?;
     let subscription_expiry = match expiry.into_iter().next() {
         Some(Field::Date(date)) => date,
         _ => None,
     };
     let fields = read_fields(&LICENSE_INFO, |offset, _| at(FIRST_INFO_COLUMN + offset))
-        .map_err(|(column, problem)| bad(id, column, problem))?;
+        .map_err(|(column, problem)| bad(id, column, problem.to_string()))?;
     Ok(License {
         id,
         subscription_expiry,
@@ -51,7 +71,7 @@ pub fn license(row: &Row) -> Result<License, RowError> {
 }
 
 /// The `ActivationKey`, best effort, to name a bad row by.
-fn key_of(values: &[Result<Value, String>]) -> String {
+fn key_of(values: &[Result<Value, PgValueError>]) -> String {
     let offset = LICENSE_INFO
         .iter()
         .position(|(name, _)| *name == "ActivationKey");
@@ -64,7 +84,7 @@ fn key_of(values: &[Result<Value, String>]) -> String {
 
 /// One value as SQLite would hold it. A type keyhook cannot send truthfully is an error,
 /// which makes the row a bad row.
-fn value(row: &Row, index: usize) -> Result<Value, String> {
+fn value(row: &Row, index: usize) -> Result<Value, PgValueError> {
     let kind = row.columns()[index].type_().clone();
     let integer = |n: Option<i64>| n.map_or(Value::Null, Value::Integer);
     let text = |t: Option<String>| t.map_or(Value::Null, Value::Text);
@@ -82,12 +102,7 @@ fn value(row: &Row, index: usize) -> Result<Value, String> {
         Type::DATE => text(
             get::<NaiveDate>(row, index)?.map(|day| format!("{}T00:00:00", day.format("%Y-%m-%d"))),
         ),
-        other => {
-            return Err(format!(
-                "holds a value of PostgreSQL type {other}, which keyhook does not read (use \
-                 integer, text, timestamp or date)"
-            ));
-        }
+        other => return Err(PgValueError::UnreadType(other)),
     })
 }
 
@@ -95,13 +110,13 @@ fn real(number: Option<f64>) -> Value {
     number.map_or(Value::Null, Value::Real)
 }
 
-fn get<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<Option<T>, String> {
+fn get<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<Option<T>, PgValueError> {
     row.try_get::<_, Option<T>>(index).map_err(|error| {
         let text = error.to_string();
         if text.contains("utf") || text.contains("UTF") {
-            "holds text that is not UTF-8".to_string()
+            PgValueError::NotUtf8
         } else {
-            format!("could not be read: {text}")
+            PgValueError::Unreadable(text)
         }
     })
 }

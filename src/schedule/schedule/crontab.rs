@@ -100,7 +100,7 @@ impl Crontab {
                 line: text.into(),
                 field: "line",
                 value: text.into(),
-                problem: detail,
+                problem: detail.to_string(),
             })?;
         crontab.period = crontab
             .shortest_gap()
@@ -211,7 +211,7 @@ impl Crontab {
     /// The `cron` crate's form of this line: six fields (seconds first), weekdays numbered
     /// from 1 = Sunday, and each field an explicit list, so its parser sees nothing it reads
     /// differently from cron(8). The crate ANDs the day fields, so an OR is two schedules.
-    fn engine_schedules(&self) -> Result<Vec<cron::Schedule>, String> {
+    fn engine_schedules(&self) -> Result<Vec<cron::Schedule>, cron::error::Error> {
         let list = |mask: u64, shift: u32| -> String {
             (0..64)
                 .filter(|bit| mask & (1 << bit) != 0)
@@ -233,10 +233,7 @@ impl Crontab {
         };
         lines
             .iter()
-            .map(|line| {
-                line.parse::<cron::Schedule>()
-                    .map_err(|error| error.to_string())
-            })
+            .map(|line| line.parse::<cron::Schedule>())
             .collect()
     }
 

@@ -1,0 +1,89 @@
+//! Webhook addresses: which URLs keyhook accepts, and how they are shown (a password in
+//! them masked).
+
+/// `url` as it may be shown: a password in it (`https://user:pass@host/`) masked.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Why a URL was rejected; `shown` is the URL with its password masked.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("`{shown}` is not a URL ({error})")]
+    NotAUrl {
+        shown: String,
+        error: ureq::http::uri::InvalidUri,
+    },
+    #[error("`{shown}` must start with http:// or https://")]
+    Scheme { shown: String },
+    #[error("`{shown}` has no host")]
+    NoHost { shown: String },
+    #[error("`{shown}` has port {port}: a port is a number from 1 to 65535")]
+    Port { shown: String, port: String },
+}
+
+/// An absolute http:// or https:// URL with a host.
+pub fn check_url(url: &str) -> Result<(), UrlError> {
+    let shown = shown_url(url);
+    let uri: ureq::http::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(error) => return Err(UrlError::NotAUrl { shown, error }),
+    };
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(UrlError::Scheme { shown }),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(UrlError::NoHost { shown });
+    }
+    // `Uri::port` hides a port that does not parse; read it from the authority itself.
+    let authority = uri.authority().map_or("", |authority| authority.as_str());
+    let host_and_port = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some((_, port)) = host_and_port.rsplit_once(':')
+        && !port.contains(']')
+        && !port.is_empty()
+        && !matches!(port.parse::<u16>(), Ok(1..))
+    {
+        return Err(UrlError::Port {
+            shown,
+            port: port.to_string(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(check_url("http://127.0.0.1:8080/hook").is_ok());
+        assert!(check_url("https://example.com").is_ok());
+        assert!(check_url("example.com/hook").is_err());
+        assert!(check_url("http://127.0.0.1:99999/hook").is_err());
+        assert!(check_url("http://127.0.0.1:0/hook").is_err());
+        assert!(check_url("https://[::1]:65535/hook").is_ok());
+        assert!(check_url("mailto:x@example.com").is_err());
+        let error = check_url("https://bot:hunter2@example.com:0/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !error.contains("hunter2") && error.contains("bot:***@example.com"),
+            "{error}"
+        );
+        assert_eq!(shown_url("http://a:b@h/p?q=1"), "http://a:***@h/p?q=1");
+        assert_eq!(shown_url("http://h:8080/p@x"), "http://h:8080/p@x");
+    }
+}
