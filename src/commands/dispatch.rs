@@ -18,7 +18,7 @@ use crate::cli::DispatchArgs;
 use crate::delivery::dispatch::Tally;
 use crate::error::{Error, Exit, Result};
 use crate::events::catalog::Catalog;
-use crate::events::dispatch::{DispatchError, Pass, Taken};
+use crate::events::dispatch::{BodyError, DispatchError, Pass, Taken};
 use crate::events::expired::take_expired;
 use crate::state::State;
 use crate::state::deliveries::Queue;
@@ -130,7 +130,7 @@ impl Dispatcher {
         let body = |route: &crate::events::dispatch::Route, row: &_, snapshot: &_| {
             let source = self.sources.iter().find(|s| s.route.source == route.source);
             source.map_or_else(
-                || Err("its webhook is gone".to_string()),
+                || Err(BodyError::WebhookGone),
                 |s| webhook_sources::body(s, &self.catalog, row, snapshot),
             )
         };

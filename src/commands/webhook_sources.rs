@@ -9,6 +9,7 @@ use crate::definitions::endpoint::EndpointError;
 use crate::definitions::registry::{Environment, EventWebhook, Format};
 use crate::delivery::target::{Endpoint, Target};
 use crate::events::catalog::Catalog;
+use crate::events::dispatch::BodyError;
 use crate::events::dispatch::Route;
 use crate::events::outbox::OutboxRow;
 use crate::events::payload::{self, EventBody};
@@ -126,12 +127,12 @@ pub fn body(
     catalog: &Catalog,
     row: &OutboxRow,
     snapshot: &Snapshot,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, BodyError> {
     let event = EventBody {
         event_type: &row.event_type,
         created_ms: row.created_ms,
         snapshot: &row.snapshot,
         test: false,
     };
-    payload::body_of(source.format, &event, snapshot, catalog).map_err(|error| error.to_string())
+    Ok(payload::body_of(source.format, &event, snapshot, catalog)?)
 }

@@ -91,6 +91,7 @@ impl QlmEvents {
             let canonical = names::canonical(event, catalog).ok_or_else(|| {
                 let why = names::resolve(std::slice::from_ref(event), catalog)
                     .err()
+                    .map(|error| error.to_string())
                     .unwrap_or_default();
                 QlmEventsError::UnknownEvent {
                     event: event.clone(),

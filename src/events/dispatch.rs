@@ -29,7 +29,18 @@ pub struct Route {
 
 /// The exact bytes for an event (its row, and its snapshot as read once for all its routes)
 /// to a route, or why its row cannot be sent.
-pub type BodyOf<'a> = dyn Fn(&Route, &OutboxRow, &Snapshot) -> Result<Vec<u8>, String> + Sync + 'a;
+pub type BodyOf<'a> =
+    dyn Fn(&Route, &OutboxRow, &Snapshot) -> Result<Vec<u8>, BodyError> + Sync + 'a;
+
+/// Why an event is not sent to a route: its snapshot cannot be sent truthfully (a bad value,
+/// as a bad license row), or the route's webhook is no longer defined.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Payload(#[from] payload::PayloadError),
+    #[error("its webhook is gone")]
+    WebhookGone,
+}
 
 /// What one pass reads and where it records.
 pub struct Pass<'a> {
@@ -240,11 +251,12 @@ fn deliveries(
             let id = format!("{key}_{hash}");
             let body = match &snapshot {
                 Ok(snapshot) => (pass.body)(route, row, snapshot),
-                Err(error) => Err(error.to_string()),
+                Err(error) => Err(BodyError::Payload(error.clone())),
             };
             let body = match body {
                 Ok(body) => body,
                 Err(reason) => {
+                    let reason = reason.to_string();
                     unsendable.push(Unsendable { id, reason });
                     continue;
                 }

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use super::dispatch::{DispatchError, Pass, Route, Taken, Unsendable, delivery_id_of};
+use super::dispatch::{BodyError, DispatchError, Pass, Route, Taken, Unsendable, delivery_id_of};
 use super::expiry::{Expiries, Expiry};
 use super::outbox::{META, OutboxRow};
 use super::payload;
@@ -124,7 +124,7 @@ fn expired(
         let id = delivery_id_of(&key, &route.source);
         let body = match &snapshot {
             Ok(snapshot) => (pass.body)(route, &row, snapshot),
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(BodyError::Payload(error.clone())),
         };
         match body {
             Ok(body) => deliveries.push(EventDelivery {
@@ -137,7 +137,10 @@ fn expired(
                 activation_key: activation_key.clone(),
                 body,
             }),
-            Err(reason) => unsendable.push(Unsendable { id, reason }),
+            Err(reason) => unsendable.push(Unsendable {
+                id,
+                reason: reason.to_string(),
+            }),
         }
     }
     Expired {

@@ -19,15 +19,21 @@ pub fn known(catalog: &Catalog) -> Vec<(String, Vec<String>)> {
     known
 }
 
+/// Why a list of events subscribes to nothing it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NamesError {
+    #[error("the list is empty: name at least one event (`keyhook events catalog` lists them)")]
+    Empty,
+    /// An entry that names no event, with what the closest known names suggest.
+    #[error("`{entry}` is not an event; {hint}")]
+    Unknown { entry: String, hint: String },
+}
+
 /// The canonical names `entries` subscribe to, each once, in catalog order. An entry that
 /// names nothing is an error naming it and the closest known names.
-pub fn resolve(entries: &[String], catalog: &Catalog) -> Result<Vec<String>, String> {
+pub fn resolve(entries: &[String], catalog: &Catalog) -> Result<Vec<String>, NamesError> {
     if entries.is_empty() {
-        return Err(
-            "the list is empty: name at least one event (`keyhook events catalog` \
-                    lists them)"
-                .into(),
-        );
+        return Err(NamesError::Empty);
     }
     let known = known(catalog);
     let mut chosen = vec![false; known.len()];
@@ -72,7 +78,7 @@ fn matches(entry: &str, name: &str) -> bool {
     }
 }
 
-fn unknown(entry: &str, known: &[(String, Vec<String>)]) -> String {
+fn unknown(entry: &str, known: &[(String, Vec<String>)]) -> NamesError {
     let mut close: Vec<(usize, &str)> = known
         .iter()
         .flat_map(|(_, names)| names.iter())
@@ -90,7 +96,10 @@ fn unknown(entry: &str, known: &[(String, Vec<String>)]) -> String {
         true => "`keyhook events catalog` lists the events".to_string(),
         false => format!("did you mean {}?", suggestions.join(", ")),
     };
-    format!("`{entry}` is not an event; {hint}")
+    NamesError::Unknown {
+        entry: entry.to_string(),
+        hint,
+    }
 }
 
 /// Levenshtein distance, for suggestions.
@@ -113,7 +122,7 @@ fn distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn resolved(entries: &[&str]) -> Result<Vec<String>, String> {
+    fn resolved(entries: &[&str]) -> Result<Vec<String>, NamesError> {
         let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
         resolve(&entries, &Catalog::builtin())
     }
@@ -148,16 +157,18 @@ mod tests {
 
     #[test]
     fn unknown_names_suggest_close_ones() {
-        let error = resolved(&["license.activate"]).unwrap_err();
+        let error = resolved(&["license.activate"]).unwrap_err().to_string();
         assert!(
             error.contains("did you mean `license.activated`"),
             "{error}"
         );
-        let error = resolved(&["licence_released"]).unwrap_err();
+        let error = resolved(&["licence_released"]).unwrap_err().to_string();
         assert!(error.contains("`license_released`"), "{error}");
-        let error = resolved(&["nothing.like.it.at.all"]).unwrap_err();
+        let error = resolved(&["nothing.like.it.at.all"])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("keyhook events catalog"), "{error}");
-        assert!(resolved(&[]).unwrap_err().contains("empty"));
+        assert_eq!(resolved(&[]).unwrap_err(), NamesError::Empty);
         assert!(resolved(&["license*"]).is_err(), "a wildcard needs its dot");
     }
 

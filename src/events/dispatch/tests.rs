@@ -20,7 +20,7 @@ fn route(source: &str, events: &[&str]) -> Route {
     }
 }
 
-fn body(route: &Route, row: &OutboxRow, _: &Snapshot) -> Result<Vec<u8>, String> {
+fn body(route: &Route, row: &OutboxRow, _: &Snapshot) -> Result<Vec<u8>, BodyError> {
     Ok(format!("{}:{}:{}", route.source, row.event_type, row.seq).into_bytes())
 }
 

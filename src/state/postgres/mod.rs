@@ -56,9 +56,9 @@ impl PgState {
     /// Connects, creates the schema if needed, and migrates it.
     pub fn open(url: &str, identity: Identity) -> Result<PgState, StateError> {
         let shown = connect::redact(url);
-        let (url, schema) = split_schema(url).map_err(|detail| StateError::Postgres {
+        let (url, schema) = split_schema(url).map_err(|error| StateError::Postgres {
             shown: shown.clone(),
-            detail,
+            detail: error.to_string(),
         })?;
         let mut client = connect::connect(&url).map_err(|detail| StateError::Postgres {
             shown: shown.clone(),
@@ -122,8 +122,13 @@ fn pg_error(shown: &str, error: &postgres::Error) -> StateError {
     }
 }
 
+/// A `schema=` that is no plain lowercase name, so it cannot go into SQL as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("schema `{0}` is not a plain lowercase name (letters, digits, `_`)")]
+struct SchemaNameError(String);
+
 /// Takes `schema=NAME` out of the URL's query (libpq does not know it); `keyhook` without it.
-fn split_schema(url: &str) -> Result<(String, String), String> {
+fn split_schema(url: &str) -> Result<(String, String), SchemaNameError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut schema = DEFAULT_SCHEMA.to_string();
     let mut kept = Vec::new();
@@ -138,9 +143,7 @@ fn split_schema(url: &str) -> Result<(String, String), String> {
         .enumerate()
         .all(|(i, c)| c == '_' || c.is_ascii_lowercase() || (i > 0 && c.is_ascii_digit()));
     if schema.is_empty() || schema.len() > 63 || !valid {
-        return Err(format!(
-            "schema `{schema}` is not a plain lowercase name (letters, digits, `_`)"
-        ));
+        return Err(SchemaNameError(schema));
     }
     let url = if kept.is_empty() {
         base.to_string()
