@@ -30,4 +30,5 @@ mod run_task;
 mod schedule;
 mod signatures;
 mod state_paths;
+mod watch_reload;
 mod webhooks;
