@@ -13,6 +13,7 @@ mod durations;
 mod events;
 mod events_chaos;
 mod events_more;
+mod events_pg_both;
 mod events_postgres;
 mod future_slot;
 mod hostile;

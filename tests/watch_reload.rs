@@ -20,15 +20,20 @@ fn webhook(name: &str, url: &str) -> String {
 }
 
 /// A running `watch`, its stderr collected line by line; killed if the test fails.
-struct Watching {
+pub(crate) struct Watching {
     child: Child,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Watching {
     fn start(test: &Test) -> Watching {
+        Watching::start_with(test, &["watch"])
+    }
+
+    /// `keyhook <args>` (a `watch`), once it said it is watching.
+    pub(crate) fn start_with(test: &Test, args: &[&str]) -> Watching {
         let mut child = test
-            .process(["watch"])
+            .process(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -51,7 +56,7 @@ impl Watching {
     }
 
     /// Waits until stderr holds a line with every one of `parts`; all of stderr so far.
-    fn wait_for_line(&self, parts: &[&str]) -> String {
+    pub(crate) fn wait_for_line(&self, parts: &[&str]) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let text = self.stderr.lock().unwrap().join("\n");
@@ -69,7 +74,7 @@ impl Watching {
         }
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
@@ -78,7 +83,7 @@ impl Watching {
     }
 
     /// SIGTERM, and the exit code.
-    fn stop(mut self) -> Option<i32> {
+    pub(crate) fn stop(mut self) -> Option<i32> {
         self.signal("-TERM");
         self.child.wait().unwrap().code()
     }
