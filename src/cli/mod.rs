@@ -128,7 +128,8 @@ pub enum Command {
 
     /// Dispatch continuously: notices commits to the license database within milliseconds
     /// (`PRAGMA data_version`), sends retries when due, and stops cleanly (exit 0) on SIGTERM
-    /// or Ctrl-C. Run it as a service (examples/systemd/keyhook-watch.service).
+    /// or Ctrl-C. Reloads its webhooks when their files change, or on SIGHUP; a broken file
+    /// keeps the last good ones. Run it as a service (examples/systemd/keyhook-watch.service).
     Watch(WatchArgs),
 
     /// The next run times of one task or of every enabled task.

@@ -83,6 +83,13 @@ impl Dispatcher {
         self.expiry_gate = Some(ExpiryGate::default());
     }
 
+    /// Sends to `sources` from the next pass on (`watch` reloaded its definitions). A source
+    /// no longer there keeps its deliveries pending, as a removed webhook's.
+    pub fn replace_sources(&mut self, sources: Vec<Source>, catalog: Catalog) {
+        self.sources = sources;
+        self.catalog = catalog;
+    }
+
     /// Takes new events, then sends every source's due deliveries. Times are the clock's
     /// ticks (the real time unless pinned), so a long `watch` sees retries come due.
     pub fn pass(&mut self, context: &Context, stop: &Stop, out: &mut impl Write) -> Result<Exit> {

@@ -29,6 +29,7 @@ mod status;
 mod verify;
 mod watch;
 mod watch_postgres;
+mod watch_reload;
 mod webhook_sources;
 mod webhook_test;
 mod webhooks;

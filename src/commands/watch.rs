@@ -13,6 +13,7 @@ use super::dispatch::{Dispatcher, open_outbox};
 use super::license_outbox::LicenseOutbox;
 use super::sending::Stop;
 use super::watch_postgres;
+use super::watch_reload::Registry;
 use crate::cli::WatchArgs;
 use crate::error::{Exit, Result};
 use crate::licenses::database::Location;
@@ -26,6 +27,8 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
         return Ok(Exit::Config);
     };
     dispatcher.gate_expiry_scans();
+    // Before the line below: a SIGHUP sent once it is printed reloads, not kills.
+    let mut registry = Registry::new(context);
     writeln!(
         out,
         "watching {} for {} webhook source(s); stop with SIGTERM or Ctrl-C",
@@ -34,7 +37,8 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
     )?;
     out.flush()?;
     if let Location::Postgres(url) = &context.db {
-        return watch_postgres::run(context, url, args.poll, (dispatcher, stop), out);
+        let watching = (dispatcher, registry, stop);
+        return watch_postgres::run(context, url, args.poll, watching, out);
     }
     let mut watch = Watch {
         version: None,
@@ -46,6 +50,7 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
         // is not kept waiting a poll interval.
         let mut pause = true;
         if watch.due(&dispatcher) {
+            registry.before_pass(context, &mut dispatcher);
             match dispatcher.pass(context, &stop, out) {
                 Ok(_) => pause = false,
                 Err(error) => {

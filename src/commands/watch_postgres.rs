@@ -15,6 +15,7 @@ use super::Context;
 use super::dispatch::Dispatcher;
 use super::license_outbox::connect_server;
 use super::sending::Stop;
+use super::watch_reload::Registry;
 use crate::error::{Exit, Result};
 use crate::events::postgres::{PgOutbox, channel};
 
@@ -32,7 +33,7 @@ pub fn run(
     context: &Context,
     url: &str,
     poll: Duration,
-    (mut dispatcher, stop): (Dispatcher, Stop),
+    (mut dispatcher, mut registry, stop): (Dispatcher, Registry, Stop),
     out: &mut impl Write,
 ) -> Result {
     let timer = poll.max(MIN_TIMER);
@@ -42,8 +43,11 @@ pub fn run(
     let mut retry_at = Instant::now();
     while stop.exit().is_none() {
         look |= listener.ensure();
+        // A reload is looked for before a pass; one is run for it within `STOP_CHECK`.
+        look |= registry.due();
         let now = Instant::now();
         if (look || now >= next_timer) && now >= retry_at {
+            registry.before_pass(context, &mut dispatcher);
             match dispatcher.pass(context, &stop, out) {
                 Ok(_) => {
                     look = false;

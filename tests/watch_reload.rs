@@ -1,0 +1,210 @@
+//! `watch` follows its definitions while it runs: a webhook added, edited or broken, and
+//! SIGHUP, each seen without a restart; a broken edit keeps the webhooks that worked.
+
+use std::io::BufRead;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::Test;
+use keyhook::receiver::{Reply, Server};
+
+/// How long a test waits for something that normally takes about a second.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn webhook(name: &str, url: &str) -> String {
+    format!(
+        "name = \"{name}\"\nurl = \"{url}\"\nevents = [\"license.*\"]\nsecret = \"s3cret-{name}\"\n\
+         format = \"standard\"\n"
+    )
+}
+
+/// A running `watch`, its stderr collected line by line; killed if the test fails.
+pub(crate) struct Watching {
+    child: Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watching {
+    fn start(test: &Test) -> Watching {
+        Watching::start_with(test, &["watch"])
+    }
+
+    /// `keyhook <args>` (a `watch`), once it said it is watching.
+    pub(crate) fn start_with(test: &Test, args: &[&str]) -> Watching {
+        let mut child = test
+            .process(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.starts_with("watching"), "{line}");
+        // Keep reading stdout, so a full pipe never blocks watch.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&stderr);
+        let pipe = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in pipe.lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Watching { child, stderr }
+    }
+
+    /// Waits until stderr holds a line with every one of `parts`; all of stderr so far.
+    pub(crate) fn wait_for_line(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = self.stderr.lock().unwrap().join("\n");
+            if text
+                .lines()
+                .any(|line| parts.iter().all(|p| line.contains(p)))
+            {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {parts:?} in:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, and the exit code.
+    pub(crate) fn stop(mut self) -> Option<i32> {
+        self.signal("-TERM");
+        self.child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn setup(url: &str) -> Test {
+    let test = Test::new().write("webhooks/hook.toml", &webhook("hook", url));
+    test.keyhook(["events", "install"]).assert().success();
+    test
+}
+
+fn insert(test: &Test, id: i64) {
+    rusqlite::Connection::open(test.path("licenses.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (?1, ?2)",
+            rusqlite::params![id, format!("K{id}")],
+        )
+        .unwrap();
+}
+
+fn write(test: &Test, relative: &str, text: &str) {
+    std::fs::write(test.path(relative), text).unwrap();
+}
+
+#[test]
+fn a_webhook_added_while_watch_runs_receives_the_next_event() {
+    let first = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let added = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = setup(&first.url("/"));
+    let watching = Watching::start(&test);
+    write(&test, "webhooks/crm.toml", &webhook("crm", &added.url("/")));
+    // An event committed while the file is written may be taken by a pass that reloaded
+    // just before: the one after the reload line is the first sure to reach the new webhook.
+    watching.wait_for_line(&[
+        "watch: definitions changed; reloaded: 2 webhook(s)",
+        "added `crm`",
+    ]);
+    insert(&test, 1);
+    assert!(
+        added.wait_for(1, PATIENCE),
+        "the added webhook got the event"
+    );
+    assert!(first.wait_for(1, PATIENCE), "the first one still gets it");
+    std::fs::remove_file(test.path("webhooks/crm.toml")).unwrap();
+    watching.wait_for_line(&["reloaded: 1 webhook(s)", "removed `crm`"]);
+    insert(&test, 2);
+    assert!(first.wait_for(2, PATIENCE));
+    assert_eq!(
+        added.request_count(),
+        1,
+        "a removed webhook gets nothing more"
+    );
+    assert_eq!(watching.stop(), Some(0));
+}
+
+#[test]
+fn a_broken_edit_keeps_the_old_webhook_and_a_fixed_one_is_taken() {
+    let old = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let new = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = setup(&old.url("/"));
+    let watching = Watching::start(&test);
+    // The broken line is the secret's: the error names the file and line, not the value.
+    let broken = webhook("hook", &new.url("/")).replace("s3cret-hook\"", "s3cret-hook");
+    write(&test, "webhooks/hook.toml", &broken);
+    watching.wait_for_line(&["not reloaded", "1 webhook(s) loaded before"]);
+    watching.wait_for_line(&["error: webhooks/hook.toml: invalid TOML at line 4"]);
+    let stderr = watching.wait_for_line(&["4 | secret = "]);
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    insert(&test, 1);
+    assert!(
+        old.wait_for(1, PATIENCE),
+        "the old definition still delivers"
+    );
+    // A missing secret file fails the same way.
+    let missing = webhook("hook", &new.url("/")).replace("secret = ", "secret_file = ");
+    write(&test, "webhooks/hook.toml", &missing);
+    watching.wait_for_line(&["error: webhooks/hook.toml: could not read secret_file"]);
+    std::fs::write(test.path("webhooks/s3cret-hook"), "rotated-secret\n").unwrap();
+    watching.wait_for_line(&["definitions changed; reloaded: 1 webhook(s) (changed `hook`)"]);
+    insert(&test, 2);
+    assert!(new.wait_for(1, PATIENCE), "the fixed definition delivers");
+    assert_eq!(old.request_count(), 1);
+    let stderr = watching.stderr.lock().unwrap().join("\n");
+    assert!(!stderr.contains("rotated-secret"), "{stderr}");
+    assert_eq!(watching.stop(), Some(0));
+}
+
+#[test]
+fn sighup_reloads_and_watch_goes_on() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = setup(&server.url("/"));
+    let watching = Watching::start(&test);
+    watching.signal("-HUP");
+    watching
+        .wait_for_line(&["watch: SIGHUP; reloaded: 1 webhook(s) (none added, removed or changed)"]);
+    // Disabled by hand, then SIGHUP: the webhook is out, and watch says no event goes anywhere.
+    let disabled = webhook("hook", &server.url("/")) + "enabled = false\n";
+    write(&test, "webhooks/hook.toml", &disabled);
+    watching.signal("-HUP");
+    watching.wait_for_line(&[
+        "reloaded: 0 webhook(s) (removed `hook`)",
+        "no active webhook",
+    ]);
+    write(
+        &test,
+        "webhooks/hook.toml",
+        &webhook("hook", &server.url("/")),
+    );
+    watching.wait_for_line(&["reloaded: 1 webhook(s) (added `hook`)"]);
+    insert(&test, 1);
+    assert!(
+        server.wait_for(1, PATIENCE),
+        "watch still delivers after SIGHUP"
+    );
+    assert_eq!(watching.stop(), Some(0));
+}
