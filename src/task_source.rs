@@ -72,7 +72,8 @@ pub fn target(task: &Task, settings: &Settings) -> Result<Target, EndpointError>
         },
         signer,
         policy,
-        concurrency: 1,
+        // The task's own setting; `run-task --concurrency` overrides it for one run.
+        concurrency: task.concurrency.unwrap_or(1).max(1),
     })
 }
 

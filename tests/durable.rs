@@ -669,6 +669,40 @@ fn concurrency_sends_each_delivery_once_over_several_connections() {
     assert_eq!(stdout(&log).lines().count(), 64);
 }
 
+#[test]
+fn retry_sends_with_the_tasks_own_concurrency() {
+    // Every first attempt fails; the retries, the backlog after an outage, go out with the
+    // task file's `concurrency`, as a run does.
+    let most = Arc::new(AtomicUsize::new(0));
+    let (now, calls) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let seen = Arc::clone(&most);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        if calls.fetch_add(1, Ordering::SeqCst) < 24 {
+            return Reply::status(503);
+        }
+        let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+        seen.fetch_max(current, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+        now.fetch_sub(1, Ordering::SeqCst);
+        Reply::ok()
+    })
+    .unwrap();
+    let test = many(24, &server.url("/"), "");
+    let text = std::fs::read_to_string(test.path("tasks/all.toml")).unwrap();
+    let test = test.write("tasks/all.toml", &format!("concurrency = 4\n{text}"));
+    let first = test.keyhook(["run-task", "all"]).output().unwrap();
+    assert_eq!(server.request_count(), 24, "{}", stdout(&first));
+    assert!(stdout(&first).contains("24 failed"), "{}", stdout(&first));
+    let output = test
+        .keyhook(["retry", "--now", &later(600)])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(server.request_count(), 48, "each retried once");
+    let most = most.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&most), "{most} retries at once");
+}
+
 /// A receiver that takes `millis` per request and tells the most requests it had in hand at
 /// once.
 fn counting_overlap(millis: u64) -> (Server, Arc<AtomicUsize>) {
