@@ -7,6 +7,7 @@ mod deliveries;
 mod import;
 mod lock;
 mod migrations;
+mod recording;
 mod runs;
 pub use runs::SlotClaim;
 
@@ -15,9 +16,9 @@ use std::time::Duration;
 
 use postgres::Client;
 
-pub use deliveries::PgRecorder;
 pub use import::Moved;
 pub use lock::PgLock;
+pub use recording::PgRecorder;
 
 use super::StateError;
 use crate::licenses::postgres::connect;
