@@ -5,66 +5,20 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 
+pub(super) use super::run_report::{Report, summary};
 use super::sending::{self, Failure, Held, Stop};
-use super::{Context, printable};
+use super::{Context, helping, printable};
 use crate::cli::RunTaskArgs;
 use crate::definitions::Task;
-use crate::delivery::dispatch::{Event, Tally};
-use crate::error::{Exit, Result};
-use crate::licenses::license_info::RowError;
+use crate::delivery::dispatch::Event;
+use crate::error::Result;
 use crate::state::deliveries::Queue;
 use crate::state::{SlotClaim, State, StateError};
-use crate::task_source::{self, RecordError, Recorded, TaskRun};
-
-/// A license row that could not be read, for the summaries.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct BadRow {
-    pub license_id: i64,
-    pub activation_key: String,
-    pub error: String,
-}
-
-impl From<RowError> for BadRow {
-    fn from(error: RowError) -> BadRow {
-        BadRow {
-            license_id: error.id,
-            activation_key: error.key.clone(),
-            error: error.to_string(),
-        }
-    }
-}
-
-/// What a run came to.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct Report {
-    pub task: String,
-    pub run_id: Option<i64>,
-    pub matched: u64,
-    pub delivered: u64,
-    pub failed: u64,
-    /// Rows the search reached that cannot be read as licenses: recorded, never sent.
-    pub bad_rows: u64,
-    /// Deliveries this run did not send: the webhook is disabled or gone, or a stop came.
-    /// matched = delivered + failed + bad_rows + not_sent.
-    pub not_sent: u64,
-    pub sent: bool,
-    /// Why nothing ran: the slot already ran, or the task is disabled.
-    pub skipped: Option<String>,
-    pub elapsed: f64,
-    pub failures: Vec<Failure>,
-    /// The bad rows (the first hundred; `keyhook log --status bad` lists them all).
-    pub bad: Vec<BadRow>,
-    /// Why deliveries were held back: the webhook is disabled, or its receiver answered 410.
-    /// Printed before the summary; with `--json`, on stderr.
-    pub warnings: Vec<String>,
-    #[serde(skip)]
-    pub tally: Tally,
-}
+use crate::task_source::{self, RecordError, TaskRun};
 
 /// How a run is asked for.
-pub(super) struct Options {
+pub(in crate::commands) struct Options {
     /// The scheduled slot it runs for; `None` runs it unconditionally (`--force`).
     pub slot: Option<i64>,
     pub concurrency: Option<usize>,
@@ -107,6 +61,9 @@ pub(super) fn print(
     out: &mut impl Write,
 ) -> std::io::Result<()> {
     if let Some(why) = &report.skipped {
+        for failure in &report.failures {
+            writeln!(out, "{}", failure_line(failure))?;
+        }
         return writeln!(out, "{}: {why}", report.task);
     }
     for warning in &report.warnings {
@@ -144,12 +101,14 @@ pub(super) fn execute(
     // A slot that ran is said so first; then, among hosts, the slot's claim decides.
     report.skipped = already_ran(context, &state, task, options.slot)?;
     if report.skipped.is_some() {
+        helping::help(context, &state, task, options, stop, &mut report)?;
         return Ok(report);
     }
     if let Some(slot) = options.slot
         && let SlotClaim::Taken { host } = state.claim_slot(&task.stem, slot)?
     {
         report.skipped = Some(taken(context, slot, &host));
+        helping::help(context, &state, task, options, stop, &mut report)?;
         return Ok(report);
     }
     let Some(mut held) = sending::hold(context, &state, task)? else {
@@ -184,6 +143,8 @@ pub(super) fn execute(
         Ok(recorded) => report.recorded(recorded),
         Err(RecordError::State(StateError::SlotTaken { slot, .. })) => {
             report.skipped = Some(taken(context, slot, "another host"));
+            drop(held);
+            helping::help(context, &state, task, options, stop, &mut report)?;
             return Ok(report);
         }
         Err(error) => return Err(record_error(run.search, error)),
@@ -207,7 +168,7 @@ pub(super) fn execute(
             context.clock.tick().timestamp(),
         )?;
     }
-    report.finish(to_send, started);
+    report.finish(to_send, started, state.is_shared());
     Ok(report)
 }
 
@@ -301,53 +262,6 @@ fn send(
     Ok(())
 }
 
-impl Report {
-    /// The exit for this run: bad rows outrank failed deliveries.
-    pub(super) fn exit(&self, stop: &Stop) -> Exit {
-        let exit = sending::exit_of(&self.tally, stop);
-        if self.bad_rows > 0 {
-            exit.worst(Exit::BadRows)
-        } else {
-            exit
-        }
-    }
-
-    /// What recording came to.
-    fn recorded(&mut self, recorded: Recorded) {
-        self.run_id = Some(recorded.run_id);
-        self.matched = recorded.matched;
-        self.bad_rows = recorded.bad_rows;
-        self.bad = recorded.bad.into_iter().map(BadRow::from).collect();
-    }
-
-    /// The counts from the tally, so that they add up to the matches; the time taken.
-    fn finish(&mut self, to_send: u64, started: Instant) {
-        self.delivered = self.tally.delivered;
-        self.failed = self.tally.retrying + self.tally.dead;
-        self.not_sent = to_send.saturating_sub(self.delivered + self.failed);
-        self.elapsed = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    }
-
-    fn empty(task: &Task) -> Report {
-        Report {
-            task: task.name.clone(),
-            run_id: None,
-            matched: 0,
-            delivered: 0,
-            failed: 0,
-            bad_rows: 0,
-            not_sent: 0,
-            sent: false,
-            skipped: None,
-            elapsed: 0.0,
-            failures: Vec::new(),
-            bad: Vec::new(),
-            warnings: Vec::new(),
-            tally: Tally::default(),
-        }
-    }
-}
-
 fn observe(event: &Event, live: bool, progress: &ProgressBar, failures: &Mutex<Vec<Failure>>) {
     progress.inc(1);
     let Some(failure) = Failure::of(event) else {
@@ -394,20 +308,4 @@ fn progress_bar(live: bool, total: u64) -> ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-/// `Upcoming Renewals: 37 matched, 36 delivered, 1 failed in 0.42 s`, with bad rows and
-/// deliveries not sent when there are any, so the counts add up to the matches.
-pub(super) fn summary(report: &Report) -> String {
-    let mut extra = String::new();
-    if report.bad_rows > 0 {
-        extra.push_str(&format!(", {} bad rows", report.bad_rows));
-    }
-    if report.not_sent > 0 {
-        extra.push_str(&format!(", {} not sent", report.not_sent));
-    }
-    format!(
-        "{}: {} matched, {} delivered, {} failed{extra} in {:.2} s",
-        report.task, report.matched, report.delivered, report.failed, report.elapsed
-    )
 }

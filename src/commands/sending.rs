@@ -162,16 +162,21 @@ impl Held<'_> {
         observe: &(dyn Fn(&Event) + Sync),
     ) -> Result<Tally> {
         let tally = send_held(context, state.queue(), &self.target, queue, stop, observe)?;
-        let lost = state.take_lost_leases();
-        if lost > 0 {
-            eprintln!(
-                "warning: task `{}`: {lost} outcome(s) not recorded: their lease ran out and \
-                 another host took the deliveries over (the receiver may see them twice, with \
-                 the same delivery id); a longer --lease (KEYHOOK_LEASE) avoids it",
-                self.task.name
-            );
-        }
+        warn_lost_leases(state, self.task);
         Ok(tally)
+    }
+}
+
+/// Says on stderr how many outcomes went unrecorded because their lease ran out.
+pub fn warn_lost_leases(state: &State, task: &Task) {
+    let lost = state.take_lost_leases();
+    if lost > 0 {
+        eprintln!(
+            "warning: task `{}`: {lost} outcome(s) not recorded: their lease ran out and \
+             another host took the deliveries over (the receiver may see them twice, with \
+             the same delivery id); a longer --lease (KEYHOOK_LEASE) avoids it",
+            task.name
+        );
     }
 }
 

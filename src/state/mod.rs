@@ -19,7 +19,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::file_access::{self, Presence};
 
-pub use backend::{DeliveryQueue, Location, SlotClaim, State};
+pub use backend::{DeliveryQueue, Location, SlotClaim, SlotRun, State};
 
 /// The state file's name when `--state` is not given: beside the license database.
 pub const DEFAULT_FILE: &str = "keyhook-state.db";

@@ -80,6 +80,21 @@ impl PgState {
             .map_err(|e| self.error(&e))
     }
 
+    /// Extends this process's claims on `task` by a lease from now (the server's clock): a
+    /// batch of slow POSTs keeps its claims while it is being sent.
+    pub fn renew_claims(&self, task: &str) -> Result<(), StateError> {
+        self.client
+            .borrow_mut()
+            .execute(
+                "UPDATE deliveries
+                 SET claimed_until = now() + $3::bigint * interval '1 millisecond'
+                 WHERE task = $1 AND claimed_by = $2 AND status IN ('pending', 'failed')",
+                &[&task, &self.claimer, &self.lease_ms()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
     /// Stores the outcomes whose claim is still this process's, in one transaction of two
     /// statements whatever their number; the others (the lease ran out and another host took
     /// the delivery) are counted as lost.

@@ -9,7 +9,7 @@ mod lock;
 mod migrations;
 mod recording;
 mod runs;
-pub use runs::SlotClaim;
+pub use runs::{SlotClaim, SlotRun};
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -102,6 +102,11 @@ impl PgState {
     /// How many outcomes went unrecorded since the last call, their lease lost.
     pub fn take_lost_leases(&self) -> u64 {
         self.lost.replace(0)
+    }
+
+    /// How long a claim lasts.
+    pub fn lease(&self) -> Duration {
+        self.identity.lease
     }
 
     fn lease_ms(&self) -> i64 {
