@@ -4,7 +4,7 @@
  * Content-Length bytes of body, and answers "200 OK" with the body "ok". Nothing is printed
  * per request, so it is never the bottleneck.
  *
- *   receiver [--port N] [--delay-ms N]
+ *   receiver [--port N] [--delay-ms N] [--split 1] [--log-ids FILE]
  *
  * Prints "PORT <n>" on stdout once listening (port 0 picks a free one), then serves until
  * killed. With --delay-ms each request is answered that many milliseconds after it arrived
@@ -16,11 +16,15 @@
  * `GET /__first` answers the CLOCK_MONOTONIC time (ns) at which the first other request since
  * the previous `GET /__first` had arrived in full (0 if none), and starts over: the benchmark
  * times a run's record phase as "first request arrived" minus "process started".
+ * With --log-ids each answered POST appends its `X-Keyhook-Delivery` header's value and a
+ * newline to FILE (one write() on an O_APPEND descriptor, so lines from parallel connections
+ * never interleave): the benchmark checks from it that no delivery id arrived twice.
  * On SIGTERM/SIGINT it prints "REQUESTS <n>" (requests answered) on stderr and exits.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -38,6 +42,7 @@ static int delay_ms = 0;
 static int split = 0;
 static atomic_long served = 0;
 static atomic_llong first_ns = 0;
+static int ids_fd = -1;
 
 static const char RESPONSE[] =
     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
@@ -63,6 +68,30 @@ static int write_all(int fd, const char *data, size_t len) {
         len -= (size_t)n;
     }
     return 0;
+}
+
+/* Appends the X-Keyhook-Delivery value of a header block and a newline to ids_fd. */
+static void log_id(const char *headers, size_t len) {
+    static const char NAME[] = "x-keyhook-delivery:";
+    const char *p = headers, *end = headers + len;
+    while (p < end) {
+        const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+        if (!eol) eol = end;
+        size_t line = (size_t)(eol - p);
+        if (line > sizeof NAME - 1 && strncasecmp(p, NAME, sizeof NAME - 1) == 0) {
+            const char *value = p + sizeof NAME - 1;
+            while (value < eol && *value == ' ') value++;
+            char out[256];
+            size_t n = (size_t)(eol - value);
+            if (n > sizeof out - 1) n = sizeof out - 1;
+            memcpy(out, value, n);
+            out[n] = '\n';
+            (void)!write(ids_fd, out, n + 1);
+            return;
+        }
+        p = eol + 2;
+    }
+    (void)!write(ids_fd, "-\n", 2); /* a POST without the header */
 }
 
 /* Content-Length of a header block (0 when absent); -2 for chunked (unsupported). */
@@ -145,6 +174,7 @@ static void *serve(void *arg) {
         } else if (write_all(fd, RESPONSE, sizeof RESPONSE - 1) != 0) {
             goto done;
         }
+        if (ids_fd >= 0) log_id(buf, head);
         atomic_fetch_add(&served, 1);
         memmove(buf, buf + total, have - total);
         have -= total;
@@ -172,8 +202,14 @@ int main(int argc, char **argv) {
             delay_ms = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--split") == 0 && i + 1 < argc) {
             split = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--log-ids") == 0 && i + 1 < argc) {
+            ids_fd = open(argv[++i], O_WRONLY | O_CREAT | O_APPEND | O_TRUNC, 0644);
+            if (ids_fd < 0) {
+                perror("--log-ids");
+                return 2;
+            }
         } else {
-            fprintf(stderr, "usage: %s [--port N] [--delay-ms N] [--split 1]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--port N] [--delay-ms N] [--split 1] [--log-ids FILE]\n", argv[0]);
             return 2;
         }
     }

@@ -384,3 +384,127 @@ fn state_migrate_moves_history_and_pending_deliveries_once() {
     let again = stdout(&test.keyhook(["run-task", "t"]).output().unwrap());
     assert!(again.contains("already ran"), "{again}");
 }
+
+/// Waits (at most 30 s) until `sql`, a count, reaches `n`; whether it did.
+fn wait_for_count(schema: &Schema, sql: &str, n: i64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if query(schema, sql)[0].get::<_, i64>(0) >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn a_host_that_loses_the_slot_helps_send_its_run_and_no_delivery_goes_twice() {
+    let Some(schema) = Schema::new() else { return };
+    let gate = Gate::new();
+    let server = Server::start("127.0.0.1:0", {
+        let gate = Arc::clone(&gate);
+        move |_| {
+            gate.hold();
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = licenses(Test::new(), 200)
+        .write(
+            "tasks/t.toml",
+            &format!(
+                "name = \"t\"\nsearch = \"all\"\nschedule = \"every 1 hour\"\n\n\
+                 [webhook]\nurl = \"{}\"\nsecret = \"s\"\n",
+                server.url("/")
+            ),
+        )
+        .env("KEYHOOK_STATE", &state_url(&schema));
+    // First seen an hour before, so the slot at 10:00 is due for both hosts.
+    test.keyhook(["--now", "2026-11-23T09:00:30", "--host", "prep", "run-due"])
+        .assert()
+        .success();
+    let hosts: Vec<_> = ["h1", "h2"]
+        .iter()
+        .map(|host| {
+            test.process(["--now", "2026-11-23T10:00:30", "--host", host, "run-due"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Both hold claims on the run's deliveries before any answer comes back.
+    let both = wait_for_count(
+        &schema,
+        "SELECT count(DISTINCT split_part(claimed_by, ':', 1)) FROM deliveries",
+        2,
+    );
+    gate.open();
+    let outputs: Vec<String> = hosts
+        .into_iter()
+        .map(|host| {
+            let output = host.wait_with_output().unwrap();
+            assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+            stdout(&output)
+        })
+        .collect();
+    assert!(both, "the second host never claimed any: {outputs:?}");
+    let sent = ids(&server);
+    let unique: HashSet<&String> = sent.iter().collect();
+    assert_eq!(unique.len(), sent.len(), "a delivery id was sent twice");
+    assert_eq!(sent.len(), 200, "{outputs:?}");
+    let runs = query(&schema, "SELECT count(*) FROM runs WHERE slot IS NOT NULL");
+    assert_eq!(runs[0].get::<_, i64>(0), 1, "the slot ran once");
+    let by_host = query(
+        &schema,
+        "SELECT count(DISTINCT host), count(*) FROM attempts",
+    );
+    assert_eq!(
+        (by_host[0].get::<_, i64>(0), by_host[0].get::<_, i64>(1)),
+        (2, 200),
+        "both hosts sent, each delivery once: {outputs:?}"
+    );
+    let all = outputs.join("\n");
+    assert!(all.contains("sent by other hosts"), "{all}");
+    assert!(
+        all.contains("this host helped send its deliveries"),
+        "{all}"
+    );
+}
+
+#[test]
+fn claims_are_renewed_while_a_batch_of_slow_posts_is_sent() {
+    let Some(schema) = Schema::new() else { return };
+    let gate = Gate::new();
+    let server = Server::start("127.0.0.1:0", {
+        let gate = Arc::clone(&gate);
+        move |_| {
+            gate.hold();
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = licenses(Test::new(), 10)
+        .task("t", "all", &server.url("/"), "")
+        .env("KEYHOOK_STATE", &state_url(&schema))
+        .env("KEYHOOK_LEASE", "4s");
+    let run = test
+        .process(["--host", "slow", "run-task", "t"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(gate.wait_arrived(1));
+    // One and a half leases after the claim, every claim is still this host's and live.
+    std::thread::sleep(Duration::from_secs(6));
+    let live = query(
+        &schema,
+        "SELECT count(*) FROM deliveries WHERE claimed_by LIKE 'slow:%' AND claimed_until > now()",
+    );
+    gate.open();
+    let output = run.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert_eq!(live[0].get::<_, i64>(0), 10, "the lease ran out mid-batch");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("not recorded"), "{stderr}");
+    assert_eq!(server.request_count(), 10);
+}

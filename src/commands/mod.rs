@@ -9,6 +9,7 @@ mod dry_run;
 mod enable;
 mod events;
 mod events_postgres;
+mod helping;
 mod license_outbox;
 mod list;
 mod listen;

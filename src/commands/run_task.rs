@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::helping;
 use super::sending::{self, Failure, Held, Stop};
 use super::{Context, printable};
 use crate::cli::RunTaskArgs;
@@ -22,7 +23,7 @@ use crate::task_source::{self, RecordError, TaskRun};
 pub(super) use report::{Report, summary};
 
 /// How a run is asked for.
-pub(super) struct Options {
+pub(in crate::commands) struct Options {
     /// The scheduled slot it runs for; `None` runs it unconditionally (`--force`).
     pub slot: Option<i64>,
     pub concurrency: Option<usize>,
@@ -65,6 +66,10 @@ pub(super) fn print(
     out: &mut impl Write,
 ) -> std::io::Result<()> {
     if let Some(why) = &report.skipped {
+        // What this host sent, helping another host's run of the slot, and failed.
+        for failure in &report.failures {
+            writeln!(out, "{}", failure_line(failure))?;
+        }
         return writeln!(out, "{}: {why}", report.task);
     }
     for warning in &report.warnings {
@@ -105,8 +110,11 @@ pub(super) fn execute(
         now,
     } = match start(context, task, options.slot)? {
         Start::Run(started) => *started,
-        Start::Skip(why) => {
+        Start::Skip(why, state) => {
             report.skipped = Some(why);
+            if let Some(state) = state {
+                helping::help(context, &state, task, options, stop, &mut report)?;
+            }
             return Ok(report);
         }
     };
@@ -122,6 +130,8 @@ pub(super) fn execute(
         sends: enabled,
     };
     if !record(context, &mut state, &run, &mut report)? {
+        drop(held);
+        helping::help(context, &state, task, options, stop, &mut report)?;
         return Ok(report);
     }
     let gone = task_state.webhook_gone.is_some();
@@ -143,14 +153,15 @@ pub(super) fn execute(
             context.clock.tick().timestamp(),
         )?;
     }
-    report.finish(to_send, started);
+    report.finish(to_send, started, state.is_shared());
     Ok(report)
 }
 
-/// Whether a run goes ahead, or why it is skipped.
+/// Whether a run goes ahead, or why it is skipped (with the state when this host may help
+/// send the slot's run: another host ran or runs it).
 enum Start<'a> {
     Run(Box<Started<'a>>),
-    Skip(String),
+    Skip(String, Option<Box<State>>),
 }
 
 /// A run going ahead: the state open, the slot claimed, the task's lock held, its state read
@@ -167,12 +178,15 @@ struct Started<'a> {
 fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Start<'a>> {
     let state = context.open_state()?;
     if let Some(why) = already_ran(context, &state, task, slot)? {
-        return Ok(Start::Skip(why));
+        return Ok(Start::Skip(why, Some(Box::new(state))));
     }
     if let Some(slot) = slot
         && let SlotClaim::Taken { host } = state.claim_slot(&task.stem, slot)?
     {
-        return Ok(Start::Skip(taken(context, slot, &host)));
+        return Ok(Start::Skip(
+            taken(context, slot, &host),
+            Some(Box::new(state)),
+        ));
     }
     let Some(held) = sending::hold(context, &state, task)? else {
         if let Some(slot) = slot {
@@ -186,7 +200,7 @@ fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Sta
         writeln!(std::io::stderr(), "warning: {warning}")?;
     }
     if let Some(why) = already_ran(context, &state, task, slot)? {
-        return Ok(Start::Skip(why));
+        return Ok(Start::Skip(why, None));
     }
     Ok(Start::Run(Box::new(Started {
         state,

@@ -172,7 +172,7 @@ impl Held<'_> {
 }
 
 /// Says (on stderr) how many outcomes of `source` went unrecorded, their lease lost.
-fn warn_lost(state: &State, source: &str) {
+pub fn warn_lost(state: &State, source: &str) {
     let lost = state.take_lost_leases();
     if lost > 0 {
         eprintln!(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::http::{Attempt, DELIVERY_HEADER, EVENT_HEADER, Sender};
 use super::id;
+use super::pace::Pace;
 use super::retry::Decision;
 use super::target::Target;
 use crate::schedule::clock::Clock;
@@ -46,23 +47,19 @@ pub const COMMIT_GROUP: usize = 256;
 /// kill re-sends at most this many deliveries (plus those in flight, one per worker).
 pub const MAX_UNCOMMITTED: usize = 2 * COMMIT_GROUP;
 
-/// How many deliveries are claimed at once (the workers take them one at a time). Claimed
-/// ones wait for a POST, so on a shared PostgreSQL state this, with the HTTP timeout, is what
-/// a lease must outlast.
-const CLAIM_BATCH: usize = 64;
-
 /// Sends the deliveries of `queue` until none is left or `stop` is set, calling `observe`
 /// after every attempt.
 ///
 /// `target.concurrency` workers (1 by default: strictly one request at a time) each POST one
 /// delivery at a time over their own keep-alive connection, while this thread alone touches
-/// the state database: it claims deliveries in batches and commits the outcomes in groups,
-/// within [`COMMIT_EVERY`] of an answer or once [`COMMIT_GROUP`] answers wait (workers stop
-/// before the next POST while [`MAX_UNCOMMITTED`] do). The threads meet through one lock,
-/// not a hand-off per delivery: a worker takes its next delivery from the claimed ones and
-/// leaves its answer with the others, and wakes this thread only when it runs low on work or
-/// a group is full. A stop or a 410 still halts before the next POST: the worker checks for
-/// both first.
+/// the state database: it claims deliveries in batches sized to the pace of the answers
+/// ([`Pace`]; on a shared state it renews their lease every half lease) and commits the
+/// outcomes in groups, within [`COMMIT_EVERY`] of an answer or once [`COMMIT_GROUP`] answers
+/// wait (workers stop before the next POST while [`MAX_UNCOMMITTED`] do). The threads meet
+/// through one lock, not a hand-off per delivery: a worker takes its next delivery from the
+/// claimed ones and leaves its answer with the others, and wakes this thread only when it
+/// runs low on work or a group is full. A stop or a 410 still halts before the next POST: the
+/// worker checks for both first.
 pub fn send(
     state: &dyn DeliveryQueue,
     queue: Queue,
@@ -86,6 +83,7 @@ pub fn send(
         observe,
         claimer: &claimer,
         tally: Tally::default(),
+        pace: Pace::new(workers),
     };
     let result = dispatcher.run_workers(workers);
     // Whatever was claimed but not sent (a stop, a 410) goes back to the queue.
@@ -141,6 +139,8 @@ struct Shared {
     dispatcher_waits: bool,
     /// How many workers sleep on `ready`.
     workers_wait: usize,
+    /// Below this many in `todo`, a worker wakes the dispatcher to claim more.
+    low_water: usize,
 }
 
 impl Shared {
@@ -165,9 +165,9 @@ impl Dispatcher<'_> {
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 let pipeline = &pipeline;
-                scope.spawn(move || post_jobs(target, pipeline, halt, workers));
+                scope.spawn(move || post_jobs(target, pipeline, halt));
             }
-            let result = self.run(&pipeline, workers);
+            let result = self.run(&pipeline);
             if result.is_err() {
                 // Let the workers finish: what they answer now is not committed, and goes
                 // out again with the same ids.
@@ -182,14 +182,9 @@ impl Dispatcher<'_> {
     }
 }
 
-/// Below this many claimed deliveries waiting, the dispatcher claims more.
-fn low_water(workers: usize) -> usize {
-    CLAIM_BATCH / 4 + workers
-}
-
 /// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it, unless
 /// `halt` is up: then the delivery goes back unsent (`None`).
-fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt, workers: usize) {
+fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt) {
     let sender = Sender::new(target.endpoint.timeout, &target.endpoint.tls);
     loop {
         let delivery = {
@@ -204,7 +199,7 @@ fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt, workers: usize) 
                     && let Some(delivery) = shared.todo.pop_front()
                 {
                     shared.out += 1;
-                    if shared.dispatcher_waits && shared.todo.len() == low_water(workers) {
+                    if shared.dispatcher_waits && shared.todo.len() == shared.low_water {
                         pipeline.wake.notify_one();
                     }
                     break delivery;
@@ -268,29 +263,39 @@ struct Dispatcher<'a> {
     observe: &'a (dyn Fn(&Event) + Sync),
     claimer: &'a str,
     tally: Tally,
+    pace: Pace,
 }
 
 impl Dispatcher<'_> {
-    fn run(&mut self, pipeline: &Pipeline, workers: usize) -> Result<(), StateError> {
+    fn run(&mut self, pipeline: &Pipeline) -> Result<(), StateError> {
         // The last claim came back short and nothing was committed since: claiming again
         // finds nothing new (an event delivery waits for the commit of the one before it).
         let mut exhausted = false;
         let mut shared = pipeline.lock();
+        shared.low_water = self.pace.low_water();
         loop {
+            if self.pace.renew_due(self.state.lease(), Instant::now()) {
+                drop(shared);
+                self.state.renew_claims(&self.target.source)?;
+                shared = pipeline.lock();
+                continue;
+            }
             if self.halt.is_up() && !shared.no_more {
                 // Unsent deliveries (after a stop or a 410) stay claimed until `send`
                 // releases them; the workers hand back what they take from now on.
                 shared.no_more = true;
                 pipeline.ready.notify_all();
             }
-            if !shared.no_more && !exhausted && shared.todo.len() <= low_water(workers) {
+            if !shared.no_more && !exhausted && shared.todo.len() <= shared.low_water {
                 drop(shared);
                 let now = self.clock.tick().timestamp();
-                let batch = self
-                    .state
-                    .claim(self.queue, self.claimer, now, CLAIM_BATCH)?;
+                let wanted = self.pace.batch();
+                let batch = self.state.claim(self.queue, self.claimer, now, wanted)?;
+                if !batch.is_empty() {
+                    self.pace.claimed(self.state.lease(), Instant::now());
+                }
                 shared = pipeline.lock();
-                exhausted = batch.len() < CLAIM_BATCH;
+                exhausted = batch.len() < wanted;
                 shared.todo.extend(batch);
                 if shared.workers_wait > 0 {
                     pipeline.ready.notify_all();
@@ -313,6 +318,7 @@ impl Dispatcher<'_> {
                 let committed = self.commit(group);
                 shared = pipeline.lock();
                 shared.committing = 0;
+                shared.low_water = self.pace.low_water();
                 exhausted = false;
                 if shared.workers_wait > 0 {
                     pipeline.ready.notify_all();
@@ -349,6 +355,8 @@ impl Dispatcher<'_> {
         if arrived.is_empty() {
             return Ok(());
         }
+        self.pace
+            .observe(arrived.iter().map(|(_, attempt)| attempt.duration));
         let finished = self.clock.tick().timestamp_millis();
         let mut outcomes = Vec::with_capacity(arrived.len());
         let mut reasons = Vec::with_capacity(arrived.len());

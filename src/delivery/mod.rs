@@ -6,6 +6,7 @@
 pub mod dispatch;
 pub mod http;
 pub mod id;
+mod pace;
 pub mod payload;
 pub mod record;
 pub mod retry;

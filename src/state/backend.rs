@@ -3,6 +3,7 @@
 //! send loop sees only [`DeliveryQueue`], a dispatch pass only [`EventStore`].
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::deliveries::{
     AttemptEntry, BadRowEntry, Claimed, Found, LogEntry, LogFilter, Outcome, Queue,
@@ -13,7 +14,7 @@ use super::runs::{RunSummary, TaskState};
 use super::sources::SourceSummary;
 use super::{EventStore, StateDb, StateError};
 
-pub use super::postgres::SlotClaim;
+pub use super::postgres::{SlotClaim, SlotRun};
 
 /// Where the state is: `--state` as given.
 #[derive(Debug, Clone)]
@@ -52,6 +53,16 @@ pub trait DeliveryQueue {
     fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError>;
     /// Records a 410 Gone (or, with `None`, re-enables).
     fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError>;
+    /// How long a claim lasts before another sender may take it over; `None` when claims
+    /// last until given back (SQLite, where the task's lock keeps other senders out).
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
+    /// Extends this sender's live claims on `source` by a lease.
+    fn renew_claims(&self, source: &str) -> Result<(), StateError> {
+        let _ = source;
+        Ok(())
+    }
 }
 
 impl DeliveryQueue for StateDb {
@@ -94,6 +105,12 @@ impl DeliveryQueue for PgState {
     }
     fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError> {
         PgState::set_webhook_gone(self, source, at)
+    }
+    fn lease(&self) -> Option<Duration> {
+        Some(self.lease())
+    }
+    fn renew_claims(&self, source: &str) -> Result<(), StateError> {
+        PgState::renew_claims(self, source)
     }
 }
 
@@ -149,6 +166,15 @@ impl State {
         match self {
             State::Sqlite(_) => Ok(SlotClaim::Won),
             State::Postgres(state) => state.claim_slot(task, slot),
+        }
+    }
+
+    /// Where the run of a slot another host claimed stands: over at once on SQLite, where
+    /// no other host sends.
+    pub fn slot_run(&self, task: &str, slot: i64) -> Result<SlotRun, StateError> {
+        match self {
+            State::Sqlite(_) => Ok(SlotRun::Over),
+            State::Postgres(state) => state.slot_run(task, slot),
         }
     }
 

@@ -21,7 +21,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::file_access::{self, Presence};
 
-pub use backend::{DeliveryQueue, Location, SlotClaim, State};
+pub use backend::{DeliveryQueue, Location, SlotClaim, SlotRun, State};
 pub use event_store::EventStore;
 
 /// The state file's name when `--state` is not given: beside the license database.

@@ -41,8 +41,11 @@ pub(in crate::commands) struct Report {
     /// Rows the search reached that cannot be read as licenses: recorded, never sent.
     pub bad_rows: u64,
     /// Deliveries this run did not send: the webhook is disabled or gone, or a stop came.
-    /// matched = delivered + failed + bad_rows + not_sent.
+    /// matched = delivered + failed + bad_rows + not_sent + by_other_hosts.
     pub not_sent: u64,
+    /// Deliveries of this run that other hosts took to send (a shared state).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub by_other_hosts: u64,
     pub sent: bool,
     /// Why nothing ran: the slot already ran, or the task is disabled.
     pub skipped: Option<String>,
@@ -77,10 +80,14 @@ impl Report {
     }
 
     /// The counts from the tally, so that they add up to the matches; the time taken.
-    pub(super) fn finish(&mut self, to_send: u64, started: Instant) {
+    pub(super) fn finish(&mut self, to_send: u64, started: Instant, shared: bool) {
         self.delivered = self.tally.delivered;
         self.failed = self.tally.retrying + self.tally.dead;
         self.not_sent = to_send.saturating_sub(self.delivered + self.failed);
+        if shared && self.sent && !self.tally.interrupted && !self.tally.gone {
+            // The queue ran dry before this host sent them: other hosts claimed them.
+            self.by_other_hosts = std::mem::take(&mut self.not_sent);
+        }
         self.elapsed = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     }
 
@@ -93,6 +100,7 @@ impl Report {
             failed: 0,
             bad_rows: 0,
             not_sent: 0,
+            by_other_hosts: 0,
             sent: false,
             skipped: None,
             elapsed: 0.0,
@@ -111,6 +119,9 @@ pub(in crate::commands) fn summary(report: &Report) -> String {
     if report.bad_rows > 0 {
         extra.push_str(&format!(", {} bad rows", report.bad_rows));
     }
+    if report.by_other_hosts > 0 {
+        extra.push_str(&format!(", {} sent by other hosts", report.by_other_hosts));
+    }
     if report.not_sent > 0 {
         extra.push_str(&format!(", {} not sent", report.not_sent));
     }
@@ -118,4 +129,8 @@ pub(in crate::commands) fn summary(report: &Report) -> String {
         "{}: {} matched, {} delivered, {} failed{extra} in {:.2} s",
         report.task, report.matched, report.delivered, report.failed, report.elapsed
     )
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

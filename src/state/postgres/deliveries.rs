@@ -1,152 +1,11 @@
-//! Deliveries on the server: recorded with their run in one transaction, claimed with a lease
+//! Deliveries on the server (recorded with their run by `recording.rs`): claimed with a lease
 //! (`FOR UPDATE SKIP LOCKED`, `claimed_until` by the server's clock) committed before the
 //! POST, and their outcomes committed only while the claim is still this process's.
-
-use postgres::Statement;
 
 use super::PgState;
 use crate::state::StateError;
 use crate::state::deliveries::{Claimed, Found, Outcome, Queue};
 use crate::state::rows::{self, CLAIMED};
-
-/// A run being recorded: an open transaction on the state's connection, rolled back if
-/// dropped before [`PgRecorder::commit`].
-pub struct PgRecorder<'a> {
-    state: &'a PgState,
-    run_id: i64,
-    task: String,
-    now: i64,
-    insert: Statement,
-    done: bool,
-}
-
-impl PgState {
-    /// Starts recording a run. For a slot, the run's row is the slot's final claim: when
-    /// another host recorded it first, this is [`StateError::SlotTaken`].
-    pub fn begin_run(
-        &self,
-        task: &str,
-        name: &str,
-        slot: Option<i64>,
-        now: i64,
-        sent: bool,
-    ) -> Result<PgRecorder<'_>, StateError> {
-        let mut client = self.client.borrow_mut();
-        client.batch_execute("BEGIN").map_err(|e| self.error(&e))?;
-        let inserted = client.query_opt(
-            "INSERT INTO runs (task, name, slot, started_at, sent, host)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (task, slot) DO NOTHING RETURNING id",
-            &[&task, &name, &slot, &now, &sent, &self.identity.host],
-        );
-        let insert = client.prepare(
-            "INSERT INTO deliveries (id, run_id, task, license_id, activation_key, body,
-                 created_at, next_attempt_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
-        );
-        let (inserted, insert) = match (inserted, insert) {
-            (Ok(inserted), Ok(insert)) => (inserted, insert),
-            (Err(e), _) | (_, Err(e)) => {
-                let _ = client.batch_execute("ROLLBACK");
-                return Err(self.error(&e));
-            }
-        };
-        let Some(row) = inserted else {
-            let _ = client.batch_execute("ROLLBACK");
-            return Err(StateError::SlotTaken {
-                task: task.to_string(),
-                slot: slot.unwrap_or_default(),
-            });
-        };
-        Ok(PgRecorder {
-            state: self,
-            run_id: row.get(0),
-            task: task.to_string(),
-            now,
-            insert,
-            done: false,
-        })
-    }
-}
-
-impl PgRecorder<'_> {
-    pub fn add(
-        &mut self,
-        id: &str,
-        license_id: i64,
-        activation_key: &str,
-        body: &[u8],
-    ) -> Result<(), StateError> {
-        let state = self.state;
-        state
-            .client
-            .borrow_mut()
-            .execute(
-                &self.insert,
-                &[
-                    &id,
-                    &self.run_id,
-                    &self.task,
-                    &license_id,
-                    &activation_key,
-                    &body,
-                    &self.now,
-                ],
-            )
-            .map(drop)
-            .map_err(|e| state.error(&e))
-    }
-
-    pub fn add_bad(
-        &mut self,
-        license_id: i64,
-        activation_key: &str,
-        reason: &str,
-    ) -> Result<(), StateError> {
-        let state = self.state;
-        state
-            .client
-            .borrow_mut()
-            .execute(
-                "INSERT INTO bad_rows (run_id, task, license_id, activation_key, reason, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &self.run_id,
-                    &self.task,
-                    &license_id,
-                    &activation_key,
-                    &reason,
-                    &self.now,
-                ],
-            )
-            .map(drop)
-            .map_err(|e| state.error(&e))
-    }
-
-    pub fn commit(mut self, matched: u64) -> Result<i64, StateError> {
-        let state = self.state;
-        let matched = i64::try_from(matched).unwrap_or(i64::MAX);
-        let mut client = state.client.borrow_mut();
-        client
-            .execute(
-                "UPDATE runs SET matched = $2 WHERE id = $1",
-                &[&self.run_id, &matched],
-            )
-            .and_then(|_| client.batch_execute("COMMIT"))
-            .map_err(|e| state.error(&e))?;
-        self.done = true;
-        Ok(self.run_id)
-    }
-}
-
-impl Drop for PgRecorder<'_> {
-    fn drop(&mut self) {
-        if !self.done
-            && let Ok(mut client) = self.state.client.try_borrow_mut()
-        {
-            let _ = client.batch_execute("ROLLBACK");
-        }
-    }
-}
 
 /// An event delivery waits while an earlier one (lower seq) of the same source and entity is
 /// pending or failed, claimed (by any host) or not, as on SQLite; a dead one no longer holds
@@ -222,56 +81,79 @@ impl PgState {
             .map_err(|e| self.error(&e))
     }
 
-    /// Stores the outcomes whose claim is still this process's, in one transaction; the
-    /// others (the lease ran out and another host took the delivery) are counted as lost.
+    /// Extends this process's claims on `task` by a lease from now (the server's clock): a
+    /// batch of slow POSTs keeps its claims while it is being sent.
+    pub fn renew_claims(&self, task: &str) -> Result<(), StateError> {
+        self.client
+            .borrow_mut()
+            .execute(
+                "UPDATE deliveries
+                 SET claimed_until = now() + $3::bigint * interval '1 millisecond'
+                 WHERE task = $1 AND claimed_by = $2 AND status IN ('pending', 'failed')",
+                &[&task, &self.claimer, &self.lease_ms()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
+    /// Stores the outcomes whose claim is still this process's, in one transaction of two
+    /// statements whatever their number; the others (the lease ran out and another host took
+    /// the delivery) are counted as lost.
     pub fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
+        let column = Columns::of(outcomes);
         let mut client = self.client.borrow_mut();
         let mut transaction = client.transaction().map_err(|e| self.error(&e))?;
-        let mut lost = 0;
-        for outcome in outcomes {
-            let attempt = &outcome.attempt;
-            let http = attempt.status.map(i64::from);
-            let updated = transaction
-                .query_opt(
-                    "UPDATE deliveries SET status = $2, attempts = attempts + 1,
-                         next_attempt_at = $3, updated_at = $4, last_status = $5, last_error = $6,
-                         claimed_by = NULL, claimed_until = NULL
-                     WHERE seq = $1 AND claimed_by = $7 RETURNING attempts",
-                    &[
-                        &outcome.seq,
-                        &outcome.status.as_str(),
-                        &outcome.next_attempt_at,
-                        &(attempt.at_ms / 1000),
-                        &http,
-                        &attempt.error,
-                        &self.claimer,
-                    ],
-                )
-                .map_err(|e| self.error(&e))?;
-            let Some(row) = updated else {
-                lost += 1;
-                continue;
-            };
-            let n: i64 = row.get(0);
-            transaction
-                .execute(
-                    "INSERT INTO attempts (delivery_seq, n, at, status, error, duration_ms,
-                                           excerpt, host)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    &[
-                        &outcome.seq,
-                        &n,
-                        &attempt.at_ms,
-                        &http,
-                        &attempt.error,
-                        &attempt.duration_ms,
-                        &attempt.excerpt,
-                        &self.identity.host,
-                    ],
-                )
-                .map_err(|e| self.error(&e))?;
-        }
+        let updated = transaction
+            .query(
+                "UPDATE deliveries d SET status = o.status, attempts = d.attempts + 1,
+                     next_attempt_at = o.next_attempt_at, updated_at = o.updated_at,
+                     last_status = o.http, last_error = o.error,
+                     claimed_by = NULL, claimed_until = NULL
+                 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                             $6::text[]) AS o (seq, status, next_attempt_at, updated_at, http, error)
+                 WHERE d.seq = o.seq AND d.claimed_by = $7
+                 RETURNING d.seq, d.attempts",
+                &[
+                    &column.seqs,
+                    &column.statuses,
+                    &column.next,
+                    &column.updated,
+                    &column.http,
+                    &column.errors,
+                    &self.claimer,
+                ],
+            )
+            .map_err(|e| self.error(&e))?;
+        let numbers: std::collections::HashMap<i64, i64> =
+            updated.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let n: Vec<Option<i64>> = column
+            .seqs
+            .iter()
+            .map(|seq| numbers.get(seq).copied())
+            .collect();
+        transaction
+            .execute(
+                "INSERT INTO attempts (delivery_seq, n, at, status, error, duration_ms, excerpt,
+                                       host)
+                 SELECT a.seq, a.n, a.at, a.http, a.error, a.duration_ms, a.excerpt, $8
+                 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
+                             $6::bigint[], $7::text[])
+                      AS a (seq, n, at, http, error, duration_ms, excerpt)
+                 WHERE a.n IS NOT NULL",
+                &[
+                    &column.seqs,
+                    &n,
+                    &column.at,
+                    &column.http,
+                    &column.errors,
+                    &column.durations,
+                    &column.excerpts,
+                    &self.identity.host,
+                ],
+            )
+            .map_err(|e| self.error(&e))?;
         transaction.commit().map_err(|e| self.error(&e))?;
+        let lost = (outcomes.len() - numbers.len()) as u64;
         self.lost.set(self.lost.get() + lost);
         Ok(())
     }
@@ -330,5 +212,43 @@ impl PgState {
             )
             .map(drop)
             .map_err(|e| self.error(&e))
+    }
+}
+
+/// Outcomes column by column, as `unnest` takes them.
+struct Columns {
+    seqs: Vec<i64>,
+    statuses: Vec<&'static str>,
+    next: Vec<i64>,
+    updated: Vec<i64>,
+    http: Vec<Option<i64>>,
+    errors: Vec<Option<String>>,
+    at: Vec<i64>,
+    durations: Vec<i64>,
+    excerpts: Vec<String>,
+}
+
+impl Columns {
+    fn of(outcomes: &[Outcome]) -> Columns {
+        let attempts = || outcomes.iter().map(|outcome| &outcome.attempt);
+        Columns {
+            seqs: outcomes.iter().map(|outcome| outcome.seq).collect(),
+            statuses: outcomes
+                .iter()
+                .map(|outcome| outcome.status.as_str())
+                .collect(),
+            next: outcomes
+                .iter()
+                .map(|outcome| outcome.next_attempt_at)
+                .collect(),
+            updated: attempts().map(|attempt| attempt.at_ms / 1000).collect(),
+            http: attempts()
+                .map(|attempt| attempt.status.map(i64::from))
+                .collect(),
+            errors: attempts().map(|attempt| attempt.error.clone()).collect(),
+            at: attempts().map(|attempt| attempt.at_ms).collect(),
+            durations: attempts().map(|attempt| attempt.duration_ms).collect(),
+            excerpts: attempts().map(|attempt| attempt.excerpt.clone()).collect(),
+        }
     }
 }

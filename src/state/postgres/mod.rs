@@ -9,18 +9,19 @@ mod import;
 mod lock;
 mod log;
 mod migrations;
+mod recording;
 mod runs;
 mod sources;
-pub use runs::SlotClaim;
+pub use runs::{SlotClaim, SlotRun};
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use postgres::Client;
 
-pub use deliveries::PgRecorder;
 pub use import::Moved;
 pub use lock::{PgLock, SessionLock};
+pub use recording::PgRecorder;
 
 use super::StateError;
 use crate::licenses::postgres::connect;
@@ -104,6 +105,11 @@ impl PgState {
     /// How many outcomes went unrecorded since the last call, their lease lost.
     pub fn take_lost_leases(&self) -> u64 {
         self.lost.replace(0)
+    }
+
+    /// How long a claim lasts.
+    pub fn lease(&self) -> Duration {
+        self.identity.lease
     }
 
     fn lease_ms(&self) -> i64 {

@@ -6,6 +6,17 @@ use crate::state::StateError;
 use crate::state::rows::{self, RUN_SUMMARY, TASK_STATE};
 use crate::state::runs::{RunSummary, TaskState};
 
+/// Where the run of a slot another host claimed stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotRun {
+    /// Recorded and not finished: its deliveries are being sent.
+    Sending(i64),
+    /// Claimed, not recorded yet (the search is running).
+    Waiting,
+    /// Finished, or never to be: the claim was given back or expired.
+    Over,
+}
+
 /// Who runs a slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotClaim {
@@ -134,6 +145,29 @@ impl PgState {
             .and_then(|row| row.get::<_, Option<String>>(0));
         Ok(SlotClaim::Taken {
             host: holder.unwrap_or_else(|| "another host".into()),
+        })
+    }
+
+    /// Where the run of `slot` stands, for a host that would help send it.
+    pub fn slot_run(&self, task: &str, slot: i64) -> Result<SlotRun, StateError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_one(
+                "SELECT r.id, r.finished_at IS NOT NULL,
+                        EXISTS (SELECT 1 FROM slot_claims c WHERE c.task = $1 AND c.slot = $2
+                                  AND c.claimed_until > now())
+                 FROM (SELECT 1) AS one
+                 LEFT JOIN runs r ON r.task = $1 AND r.slot = $2",
+                &[&task, &slot],
+            )
+            .map_err(|e| self.error(&e))?;
+        let (run, finished, claimed): (Option<i64>, Option<bool>, bool) =
+            (row.get(0), row.get(1), row.get(2));
+        Ok(match (run, finished, claimed) {
+            (Some(run), Some(false), _) => SlotRun::Sending(run),
+            (None, _, true) => SlotRun::Waiting,
+            _ => SlotRun::Over,
         })
     }
 
