@@ -2,12 +2,16 @@
 //! and POST them, and commits the attempts' outcomes in groups, within a few milliseconds of
 //! their answers; it halts on a stop or a 410 Gone. Every source's deliveries go out through [`send`].
 
-use std::collections::VecDeque;
+mod pipeline;
+mod worker;
+
+use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::http::{Attempt, DELIVERY_HEADER, EVENT_HEADER, Sender};
+use self::pipeline::{Answered, Halt, Pipeline, Shared};
+use self::worker::post_jobs;
+use super::http::Attempt;
 use super::id;
 use super::pace::Pace;
 use super::retry::Decision;
@@ -94,66 +98,17 @@ pub fn send(
     Ok(tally)
 }
 
-/// Why nothing more is sent: a stop was asked for (SIGINT/SIGTERM), or the webhook answered
-/// 410 Gone. Both the dispatcher and every worker check it before the next POST.
-struct Halt<'a> {
-    stop: &'a AtomicBool,
-    gone: AtomicBool,
-}
-
-impl Halt<'_> {
-    fn is_up(&self) -> bool {
-        self.gone.load(Ordering::SeqCst) || self.stop.load(Ordering::SeqCst)
-    }
-}
-
-/// An attempt's result: `None` when the delivery went back unsent (a halt).
-type Answered = (Claimed, Option<Attempt>);
-
-/// Where the dispatcher and the workers meet.
-#[derive(Default)]
-struct Pipeline {
-    shared: Mutex<Shared>,
-    /// Workers sleep here, waiting for work or for the commit to catch up.
-    ready: Condvar,
-    /// The dispatcher sleeps here, at most [`COMMIT_EVERY`].
-    wake: Condvar,
-}
-
-#[derive(Default)]
-struct Shared {
-    /// Claimed, not taken by a worker yet.
-    todo: VecDeque<Claimed>,
-    /// Answered (or handed back unsent), not committed yet.
-    done: Vec<Answered>,
-    /// When the oldest of `done` arrived.
-    oldest: Option<Instant>,
-    /// Taken by a worker and not back yet.
-    out: usize,
-    /// Being committed right now.
-    committing: usize,
-    /// Nothing more will be claimed: the queue is empty, a halt, or an error; workers that
-    /// find nothing to take return.
-    no_more: bool,
-    /// Whether the dispatcher sleeps on `wake`.
-    dispatcher_waits: bool,
-    /// How many workers sleep on `ready`.
-    workers_wait: usize,
-    /// Below this many in `todo`, a worker wakes the dispatcher to claim more.
-    low_water: usize,
-}
-
-impl Shared {
-    /// No delivery waits for a worker and none is out.
-    fn idle(&self) -> bool {
-        self.todo.is_empty() && self.out == 0
-    }
-}
-
-impl Pipeline {
-    fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// The state-owning side of [`send`].
+struct Dispatcher<'a> {
+    state: &'a dyn DeliveryQueue,
+    queue: Queue<'a>,
+    target: &'a Target,
+    clock: &'a Clock,
+    halt: &'a Halt<'a>,
+    observe: &'a (dyn Fn(&Event) + Sync),
+    claimer: &'a str,
+    tally: Tally,
+    pace: Pace,
 }
 
 impl Dispatcher<'_> {
@@ -180,93 +135,7 @@ impl Dispatcher<'_> {
             result
         })
     }
-}
 
-/// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it, unless
-/// `halt` is up: then the delivery goes back unsent (`None`).
-fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt) {
-    let sender = Sender::new(target.endpoint.timeout, &target.endpoint.tls);
-    loop {
-        let delivery = {
-            let mut shared = pipeline.lock();
-            loop {
-                if shared.no_more && shared.todo.is_empty() {
-                    // Done, or the dispatcher gave up on an error (then what is uncommitted
-                    // never will be, so waiting for the commit to catch up would be forever).
-                    return;
-                }
-                if shared.done.len() + shared.committing < MAX_UNCOMMITTED
-                    && let Some(delivery) = shared.todo.pop_front()
-                {
-                    shared.out += 1;
-                    if shared.dispatcher_waits && shared.todo.len() == shared.low_water {
-                        pipeline.wake.notify_one();
-                    }
-                    break delivery;
-                }
-                if shared.dispatcher_waits {
-                    pipeline.wake.notify_one();
-                }
-                shared.workers_wait += 1;
-                shared = pipeline
-                    .ready
-                    .wait(shared)
-                    .unwrap_or_else(|e| e.into_inner());
-                shared.workers_wait -= 1;
-            }
-        };
-        let attempt = if halt.is_up() {
-            None
-        } else {
-            let attempt = post_one(target, &sender, &delivery);
-            if attempt.status == Some(410) {
-                // Gone: nothing more goes to this webhook, from any worker.
-                halt.gone.store(true, Ordering::SeqCst);
-            }
-            Some(attempt)
-        };
-        let mut shared = pipeline.lock();
-        shared.out -= 1;
-        if shared.done.is_empty() {
-            shared.oldest = Some(Instant::now());
-        }
-        shared.done.push((delivery, attempt));
-        if shared.dispatcher_waits
-            && (shared.done.len() >= COMMIT_GROUP || shared.idle() || halt.is_up())
-        {
-            pipeline.wake.notify_one();
-        }
-    }
-}
-
-/// Signs one delivery (a fresh timestamp) and POSTs it.
-fn post_one(target: &Target, sender: &Sender, delivery: &Claimed) -> Attempt {
-    let signatures = target.signer.headers(&delivery.id, &delivery.body);
-    let mut headers: Vec<(&str, &str)> = signatures
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
-    headers.push((DELIVERY_HEADER, delivery.id.as_str()));
-    if let Some(event_type) = &delivery.event_type {
-        headers.push((EVENT_HEADER, event_type.as_str()));
-    }
-    sender.post(&target.endpoint.url, &delivery.body, &headers)
-}
-
-/// The state-owning side of [`send`].
-struct Dispatcher<'a> {
-    state: &'a dyn DeliveryQueue,
-    queue: Queue<'a>,
-    target: &'a Target,
-    clock: &'a Clock,
-    halt: &'a Halt<'a>,
-    observe: &'a (dyn Fn(&Event) + Sync),
-    claimer: &'a str,
-    tally: Tally,
-    pace: Pace,
-}
-
-impl Dispatcher<'_> {
     fn run(&mut self, pipeline: &Pipeline) -> Result<(), StateError> {
         // The last claim came back short and nothing was committed since: claiming again
         // finds nothing new (an event delivery waits for the commit of the one before it).
@@ -288,18 +157,7 @@ impl Dispatcher<'_> {
             }
             if !shared.no_more && !exhausted && shared.todo.len() <= shared.low_water {
                 drop(shared);
-                let now = self.clock.tick().timestamp();
-                let wanted = self.pace.batch();
-                let batch = self.state.claim(self.queue, self.claimer, now, wanted)?;
-                if !batch.is_empty() {
-                    self.pace.claimed(self.state.lease(), Instant::now());
-                }
-                shared = pipeline.lock();
-                exhausted = batch.len() < wanted;
-                shared.todo.extend(batch);
-                if shared.workers_wait > 0 {
-                    pipeline.ready.notify_all();
-                }
+                (shared, exhausted) = self.claim_more(pipeline)?;
                 continue;
             }
             let now = Instant::now();
@@ -311,18 +169,9 @@ impl Dispatcher<'_> {
                     || due.is_some_and(|due| due <= now)
                     || self.halt.is_up())
             {
-                let group = std::mem::take(&mut shared.done);
-                shared.oldest = None;
-                shared.committing = group.len();
-                drop(shared);
-                let committed = self.commit(group);
-                shared = pipeline.lock();
-                shared.committing = 0;
-                shared.low_water = self.pace.low_water();
+                let committed;
+                (shared, committed) = self.commit_arrived(pipeline, shared);
                 exhausted = false;
-                if shared.workers_wait > 0 {
-                    pipeline.ready.notify_all();
-                }
                 committed?;
                 continue;
             }
@@ -342,6 +191,48 @@ impl Dispatcher<'_> {
                 .0;
             shared.dispatcher_waits = false;
         }
+    }
+
+    /// Claims the next batch for the workers (as many as the pace says); whether it came
+    /// back short, so claiming again finds nothing until a commit.
+    fn claim_more<'p>(
+        &mut self,
+        pipeline: &'p Pipeline,
+    ) -> Result<(MutexGuard<'p, Shared>, bool), StateError> {
+        let now = self.clock.tick().timestamp();
+        let wanted = self.pace.batch();
+        let batch = self.state.claim(self.queue, self.claimer, now, wanted)?;
+        if !batch.is_empty() {
+            self.pace.claimed(self.state.lease(), Instant::now());
+        }
+        let mut shared = pipeline.lock();
+        let exhausted = batch.len() < wanted;
+        shared.todo.extend(batch);
+        if shared.workers_wait > 0 {
+            pipeline.ready.notify_all();
+        }
+        Ok((shared, exhausted))
+    }
+
+    /// Commits the answers waiting in `shared` (the lock let go meanwhile), then lets the
+    /// workers that waited for it go on.
+    fn commit_arrived<'p>(
+        &mut self,
+        pipeline: &'p Pipeline,
+        mut shared: MutexGuard<'p, Shared>,
+    ) -> (MutexGuard<'p, Shared>, Result<(), StateError>) {
+        let group = std::mem::take(&mut shared.done);
+        shared.oldest = None;
+        shared.committing = group.len();
+        drop(shared);
+        let committed = self.commit(group);
+        let mut shared = pipeline.lock();
+        shared.committing = 0;
+        shared.low_water = self.pace.low_water();
+        if shared.workers_wait > 0 {
+            pipeline.ready.notify_all();
+        }
+        (shared, committed)
     }
 
     /// Stores what the attempts that arrived make of their deliveries, in one transaction,
