@@ -105,10 +105,10 @@ impl StateDb {
         // (only a power cut can lose the last commits, never corrupt the file).
         // A checkpoint (two fsyncs) every 32 MiB of WAL rather than every 4 MiB: a run commits
         // once per delivery, so the default checkpointed every few dozen deliveries.
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-             PRAGMA wal_autocheckpoint = 8192;",
-        )
+             PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT};"
+        ))
         .map_err(|e| classify(path, e))?;
         let mut state = StateDb {
             conn,
@@ -164,6 +164,9 @@ fn classify(path: &Path, error: rusqlite::Error) -> StateError {
         },
     }
 }
+
+/// WAL pages after which a commit checkpoints (32 MiB; see `open_and_migrate`).
+pub(crate) const WAL_AUTOCHECKPOINT: i64 = 8192;
 
 /// Seconds since the Unix epoch, the unit of every time in the state database.
 pub fn unix(at: chrono::DateTime<chrono::Utc>) -> i64 {
