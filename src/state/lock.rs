@@ -36,8 +36,15 @@ impl TaskLock {
     }
 }
 
-/// `<state>.locks/<task>.lock`.
+/// `<state>.locks/<task>.lock`, beside the state file as it really is: reached through a
+/// symbolic link, it has the same locks (they alone keep two processes from sending the same
+/// delivery from a SQLite state).
 pub fn lock_path(state: &Path, task: &str) -> PathBuf {
+    let linked = std::fs::symlink_metadata(state).is_ok_and(|meta| meta.file_type().is_symlink());
+    let state = match linked {
+        true => std::fs::canonicalize(state).unwrap_or_else(|_| state.to_path_buf()),
+        false => state.to_path_buf(),
+    };
     let mut folder = state.as_os_str().to_owned();
     folder.push(".locks");
     PathBuf::from(folder).join(format!("{task}.lock"))
@@ -46,6 +53,22 @@ pub fn lock_path(state: &Path, task: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_file_reached_through_a_link_shares_its_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        std::fs::write(&state, b"").unwrap();
+        let link = dir.path().join("other-name.db");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        let Acquired::Held(_held) = TaskLock::try_acquire(&state, "renewals").unwrap() else {
+            panic!("the first lock must be taken");
+        };
+        assert!(matches!(
+            TaskLock::try_acquire(&link, "renewals").unwrap(),
+            Acquired::Busy(_)
+        ));
+    }
 
     #[test]
     fn a_second_holder_is_turned_away_until_the_first_lets_go() {
