@@ -154,27 +154,32 @@ impl Dispatcher {
             other => Error::runtime(anyhow!("{}: {other}", context.db_path.display())),
         };
         let state = state.events();
-        let mut taken = self
-            .outbox
-            .take(state, &pass, now, &mut unsendable)
-            .map_err(failed)?;
-        let (at, zone) = (context.clock.tick(), context.clock.zone());
-        let expired = match (&mut self.expiry_gate, self.outbox.expiries()) {
-            (_, None) => Taken::default(),
-            (Some(gate), _) if !gate.due(at) => Taken::default(),
-            (gate, Some(conn)) => {
-                let look_ahead = gate.is_some();
-                let scan =
-                    take_expired(state, conn, &pass, (at, zone), look_ahead, &mut unsendable)
-                        .map_err(failed)?;
-                if let Some(gate) = gate {
-                    gate.scanned(at, scan.next_expiry);
+        let taken = (|| -> Result<Taken> {
+            let mut taken = self
+                .outbox
+                .take(state, &pass, now, &mut unsendable)
+                .map_err(failed)?;
+            let (at, zone) = (context.clock.tick(), context.clock.zone());
+            let expired = match (&mut self.expiry_gate, self.outbox.expiries()) {
+                (_, None) => Taken::default(),
+                (Some(gate), _) if !gate.due(at) => Taken::default(),
+                (gate, Some(conn)) => {
+                    let look_ahead = gate.is_some();
+                    let scan =
+                        take_expired(state, conn, &pass, (at, zone), look_ahead, &mut unsendable)
+                            .map_err(failed)?;
+                    if let Some(gate) = gate {
+                        gate.scanned(at, scan.next_expiry);
+                    }
+                    scan.taken
                 }
-                scan.taken
-            }
-        };
-        taken.events += expired.events;
-        taken.deliveries += expired.deliveries;
+            };
+            taken.events += expired.events;
+            taken.deliveries += expired.deliveries;
+            Ok(taken)
+        })();
+        // Said even when the pass then failed: the batches recorded before it moved the cursor
+        // past these events, so no later pass would say it.
         for skipped in &unsendable {
             eprintln!(
                 "warning: event delivery {} was not recorded: {}",
@@ -182,7 +187,7 @@ impl Dispatcher {
                 super::printable::short(&skipped.reason)
             );
         }
-        Ok(taken)
+        taken
     }
 }
 

@@ -209,7 +209,18 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
         }
     }
     for (index, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let transaction = conn.transaction().map_err(sql_error)?;
+        // Write-locked from the start, and the version read again under the lock: another
+        // keyhook process that opened the same old file at the same moment migrates it first,
+        // and this one then finds the step done.
+        let transaction = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_error)?;
+        let current: i64 = transaction
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(sql_error)?;
+        if current > index as i64 {
+            continue;
+        }
         transaction.execute_batch(step).map_err(sql_error)?;
         transaction
             .pragma_update(None, "user_version", index as i64 + 1)
