@@ -2,6 +2,7 @@
 //! numbers and bodies kept, in one transaction: all of it or nothing.
 
 use postgres::Transaction;
+use postgres::types::ToSql;
 
 use super::PgState;
 use crate::state::{StateDb, StateError};
@@ -18,41 +19,182 @@ pub struct Moved {
     pub bad_rows: u64,
 }
 
-/// The event tables `state migrate` copies as they are, and their columns: `true` for an
-/// integer one, `false` for text. A row the target holds already stays (its cursor and scan
-/// move forward only).
-const EVENT_TABLES: [(&str, &[(&str, bool)]); 4] = [
-    (
-        "webhook_sources",
-        &[
-            ("source", false),
-            ("webhook", false),
-            ("url", false),
-            ("first_seen", true),
-            ("webhook_gone", true),
+/// How a column goes across: read from SQLite as this type, bound on the server as the same.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Int,
+    Text,
+    Bool,
+    Bytes,
+}
+
+use Kind::{Bool, Bytes, Int, Text};
+
+/// A table `state migrate` copies, row by row, keys kept.
+struct Table {
+    name: &'static str,
+    columns: &'static [(&'static str, Kind)],
+    /// What SQLite reads for the columns, when it is not the columns themselves.
+    read: Option<&'static str>,
+    order: Option<&'static str>,
+    /// What a row the target holds already does; `None`: it cannot hold one (the state is
+    /// checked empty of runs and deliveries first).
+    conflict: Option<&'static str>,
+}
+
+const TASKS: Table = Table {
+    name: "tasks",
+    columns: &[
+        ("task", Text),
+        ("first_seen", Int),
+        ("last_run", Int),
+        ("last_slot", Int),
+        ("webhook_gone", Int),
+    ],
+    read: None,
+    order: None,
+    conflict: Some(
+        "(task) DO UPDATE SET first_seen = excluded.first_seen, last_run = excluded.last_run,
+             last_slot = excluded.last_slot, webhook_gone = excluded.webhook_gone",
+    ),
+};
+
+const RUNS: Table = Table {
+    name: "runs",
+    columns: &[
+        ("id", Int),
+        ("task", Text),
+        ("name", Text),
+        ("slot", Int),
+        ("started_at", Int),
+        ("finished_at", Int),
+        ("matched", Int),
+        ("sent", Bool),
+        ("skipped", Text),
+        ("host", Text),
+    ],
+    read: None,
+    order: Some("id"),
+    conflict: None,
+};
+
+/// Claims are not moved: they belonged to processes on the old host.
+const DELIVERIES: Table = Table {
+    name: "deliveries",
+    columns: &[
+        ("seq", Int),
+        ("id", Text),
+        ("run_id", Int),
+        ("task", Text),
+        ("license_id", Int),
+        ("activation_key", Text),
+        ("body", Bytes),
+        ("status", Text),
+        ("attempts", Int),
+        ("created_at", Int),
+        ("next_attempt_at", Int),
+        ("updated_at", Int),
+        ("last_status", Int),
+        ("last_error", Text),
+        ("event_type", Text),
+        ("event_key", Text),
+        ("order_key", Text),
+    ],
+    // A SQLite state keeps bodies in a table of their own.
+    read: Some(
+        "seq, id, run_id, task, license_id, activation_key,
+         (SELECT body FROM delivery_bodies AS b WHERE b.seq = deliveries.seq), status, attempts,
+         created_at, next_attempt_at, updated_at, last_status, last_error, event_type, event_key,
+         order_key",
+    ),
+    order: Some("seq"),
+    conflict: None,
+};
+
+const ATTEMPTS: Table = Table {
+    name: "attempts",
+    columns: &[
+        ("delivery_seq", Int),
+        ("n", Int),
+        ("at", Int),
+        ("status", Int),
+        ("error", Text),
+        ("duration_ms", Int),
+        ("excerpt", Text),
+    ],
+    read: None,
+    order: Some("delivery_seq, n"),
+    conflict: None,
+};
+
+const BAD_ROWS: Table = Table {
+    name: "bad_rows",
+    columns: &[
+        ("id", Int),
+        ("run_id", Int),
+        ("task", Text),
+        ("license_id", Int),
+        ("activation_key", Text),
+        ("reason", Text),
+        ("created_at", Int),
+    ],
+    read: None,
+    order: Some("id"),
+    conflict: None,
+};
+
+/// The event tables. Without its cursor, dispatch would take every event again; without the
+/// rest, a 410 would be forgotten and expiries fire twice. A row the target holds already
+/// stays (its cursor and scan move forward only).
+const EVENT_TABLES: [Table; 4] = [
+    Table {
+        name: "webhook_sources",
+        columns: &[
+            ("source", Text),
+            ("webhook", Text),
+            ("url", Text),
+            ("first_seen", Int),
+            ("webhook_gone", Int),
         ],
-    ),
-    (
-        "outbox_cursors",
-        &[("license_db", false), ("taken", true), ("updated_at", true)],
-    ),
-    (
-        "expiries_seen",
-        &[
-            ("license_db", false),
-            ("license_id", true),
-            ("expiry", false),
-            ("seen_at", true),
+        read: None,
+        order: None,
+        conflict: Some("DO NOTHING"),
+    },
+    Table {
+        name: "outbox_cursors",
+        columns: &[("license_db", Text), ("taken", Int), ("updated_at", Int)],
+        read: None,
+        order: None,
+        conflict: Some(
+            "(license_db) DO UPDATE SET taken = greatest(outbox_cursors.taken, excluded.taken)",
+        ),
+    },
+    Table {
+        name: "expiries_seen",
+        columns: &[
+            ("license_db", Text),
+            ("license_id", Int),
+            ("expiry", Text),
+            ("seen_at", Int),
         ],
-    ),
-    (
-        "expiry_scans",
-        &[
-            ("license_db", false),
-            ("scanned_to", false),
-            ("updated_at", true),
+        read: None,
+        order: None,
+        conflict: Some("DO NOTHING"),
+    },
+    Table {
+        name: "expiry_scans",
+        columns: &[
+            ("license_db", Text),
+            ("scanned_to", Text),
+            ("updated_at", Int),
         ],
-    ),
+        read: None,
+        order: None,
+        conflict: Some(
+            "(license_db) DO UPDATE
+             SET scanned_to = greatest(expiry_scans.scanned_to, excluded.scanned_to)",
+        ),
+    },
 ];
 
 /// A failure on either side, named by the side.
@@ -86,16 +228,22 @@ impl PgState {
                 ),
             });
         }
-        let mut moved = Moved::default();
-        self.copy_tasks(from, &mut tx, &mut moved)?;
-        self.copy_runs(from, &mut tx, &mut moved)?;
-        self.copy_deliveries(from, &mut tx, &mut moved)?;
-        self.copy_attempts(from, &mut tx, &mut moved)?;
-        self.copy_bad_rows(from, &mut tx, &mut moved)?;
-        // Without its cursor, dispatch would take every event again; without the rest, a
-        // 410 would be forgotten and expiries fire twice.
-        for (table, columns) in EVENT_TABLES {
-            self.copy_event_table(from, &mut tx, table, columns)?;
+        let moved = Moved {
+            tasks: self.copy_table(from, &mut tx, &TASKS)?,
+            runs: self.copy_table(from, &mut tx, &RUNS)?,
+            deliveries: self.copy_table(from, &mut tx, &DELIVERIES)?,
+            waiting: tx
+                .query_one(
+                    "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')",
+                    &[],
+                )
+                .map_err(|e| self.error(&e))?
+                .get::<_, i64>(0) as u64,
+            attempts: self.copy_table(from, &mut tx, &ATTEMPTS)?,
+            bad_rows: self.copy_table(from, &mut tx, &BAD_ROWS)?,
+        };
+        for table in &EVENT_TABLES {
+            self.copy_table(from, &mut tx, table)?;
         }
         tx.batch_execute(
             "SELECT setval(pg_get_serial_sequence('runs', 'id'),
@@ -110,272 +258,61 @@ impl PgState {
         Ok(moved)
     }
 
-    fn copy_tasks(
+    /// Copies every row of `table`; returns how many.
+    fn copy_table(
         &self,
         from: &StateDb,
         tx: &mut Transaction,
-        moved: &mut Moved,
-    ) -> Result<(), StateError> {
-        let mut read = from
-            .conn
-            .prepare("SELECT task, first_seen, last_run, last_slot, webhook_gone FROM tasks")
-            .map_err(sqlite(from))?;
-        let mut rows = read.query([]).map_err(sqlite(from))?;
-        while let Some(row) = rows.next().map_err(sqlite(from))? {
-            let values: (String, i64, Option<i64>, Option<i64>, Option<i64>) = (
-                row.get(0).map_err(sqlite(from))?,
-                row.get(1).map_err(sqlite(from))?,
-                row.get(2).map_err(sqlite(from))?,
-                row.get(3).map_err(sqlite(from))?,
-                row.get(4).map_err(sqlite(from))?,
-            );
-            tx.execute(
-                "INSERT INTO tasks (task, first_seen, last_run, last_slot, webhook_gone)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (task) DO UPDATE SET first_seen = excluded.first_seen,
-                     last_run = excluded.last_run, last_slot = excluded.last_slot,
-                     webhook_gone = excluded.webhook_gone",
-                &[&values.0, &values.1, &values.2, &values.3, &values.4],
-            )
-            .map_err(|e| self.error(&e))?;
-            moved.tasks += 1;
-        }
-        Ok(())
-    }
-
-    fn copy_runs(
-        &self,
-        from: &StateDb,
-        tx: &mut Transaction,
-        moved: &mut Moved,
-    ) -> Result<(), StateError> {
-        let mut read = from
-            .conn
-            .prepare(
-                "SELECT id, task, name, slot, started_at, finished_at, matched, sent, skipped,
-                        host
-                 FROM runs ORDER BY id",
-            )
-            .map_err(sqlite(from))?;
-        let mut rows = read.query([]).map_err(sqlite(from))?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO runs (id, task, name, slot, started_at, finished_at, matched, sent,
-                                   skipped, host)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .map_err(|e| self.error(&e))?;
-        while let Some(row) = rows.next().map_err(sqlite(from))? {
-            let get = |i| row.get::<_, Option<i64>>(i).map_err(sqlite(from));
-            let text = |i| row.get::<_, Option<String>>(i).map_err(sqlite(from));
-            let sent = row.get::<_, bool>(7).map_err(sqlite(from))?;
-            tx.execute(
-                &insert,
-                &[
-                    &get(0)?,
-                    &text(1)?,
-                    &text(2)?,
-                    &get(3)?,
-                    &get(4)?,
-                    &get(5)?,
-                    &get(6)?,
-                    &sent,
-                    &text(8)?,
-                    &text(9)?,
-                ],
-            )
-            .map_err(|e| self.error(&e))?;
-            moved.runs += 1;
-        }
-        Ok(())
-    }
-
-    fn copy_deliveries(
-        &self,
-        from: &StateDb,
-        tx: &mut Transaction,
-        moved: &mut Moved,
-    ) -> Result<(), StateError> {
-        let mut read = from
-            .conn
-            .prepare(
-                "SELECT seq, id, run_id, task, license_id, activation_key,
-                        (SELECT body FROM delivery_bodies AS b WHERE b.seq = deliveries.seq),
-                        status, attempts,
-                        created_at, next_attempt_at, updated_at, last_status, last_error,
-                        event_type, event_key, order_key
-                 FROM deliveries ORDER BY seq",
-            )
-            .map_err(sqlite(from))?;
-        let mut rows = read.query([]).map_err(sqlite(from))?;
-        // Claims are not moved: they belonged to processes on the old host.
-        let insert = tx
-            .prepare(
-                "INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key, body,
-                     status, attempts, created_at, next_attempt_at, updated_at, last_status,
-                     last_error, event_type, event_key, order_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17)",
-            )
-            .map_err(|e| self.error(&e))?;
-        while let Some(row) = rows.next().map_err(sqlite(from))? {
-            let int = |i| row.get::<_, Option<i64>>(i).map_err(sqlite(from));
-            let text = |i| row.get::<_, Option<String>>(i).map_err(sqlite(from));
-            let body = row.get::<_, Vec<u8>>(6).map_err(sqlite(from))?;
-            let status = text(7)?;
-            if matches!(status.as_deref(), Some("pending" | "failed")) {
-                moved.waiting += 1;
-            }
-            tx.execute(
-                &insert,
-                &[
-                    &int(0)?,
-                    &text(1)?,
-                    &int(2)?,
-                    &text(3)?,
-                    &int(4)?,
-                    &text(5)?,
-                    &body,
-                    &status,
-                    &int(8)?,
-                    &int(9)?,
-                    &int(10)?,
-                    &int(11)?,
-                    &int(12)?,
-                    &text(13)?,
-                    &text(14)?,
-                    &text(15)?,
-                    &text(16)?,
-                ],
-            )
-            .map_err(|e| self.error(&e))?;
-            moved.deliveries += 1;
-        }
-        Ok(())
-    }
-
-    fn copy_attempts(
-        &self,
-        from: &StateDb,
-        tx: &mut Transaction,
-        moved: &mut Moved,
-    ) -> Result<(), StateError> {
-        let mut read = from
-            .conn
-            .prepare(
-                "SELECT delivery_seq, n, at, status, error, duration_ms, excerpt FROM attempts
-                 ORDER BY delivery_seq, n",
-            )
-            .map_err(sqlite(from))?;
-        let mut rows = read.query([]).map_err(sqlite(from))?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO attempts (delivery_seq, n, at, status, error, duration_ms, excerpt)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .map_err(|e| self.error(&e))?;
-        while let Some(row) = rows.next().map_err(sqlite(from))? {
-            let int = |i| row.get::<_, Option<i64>>(i).map_err(sqlite(from));
-            let text = |i| row.get::<_, Option<String>>(i).map_err(sqlite(from));
-            tx.execute(
-                &insert,
-                &[
-                    &int(0)?,
-                    &int(1)?,
-                    &int(2)?,
-                    &int(3)?,
-                    &text(4)?,
-                    &int(5)?,
-                    &text(6)?,
-                ],
-            )
-            .map_err(|e| self.error(&e))?;
-            moved.attempts += 1;
-        }
-        Ok(())
-    }
-
-    fn copy_bad_rows(
-        &self,
-        from: &StateDb,
-        tx: &mut Transaction,
-        moved: &mut Moved,
-    ) -> Result<(), StateError> {
-        let mut read = from
-            .conn
-            .prepare(
-                "SELECT id, run_id, task, license_id, activation_key, reason, created_at
-                 FROM bad_rows ORDER BY id",
-            )
-            .map_err(sqlite(from))?;
-        let mut rows = read.query([]).map_err(sqlite(from))?;
-        while let Some(row) = rows.next().map_err(sqlite(from))? {
-            let int = |i| row.get::<_, Option<i64>>(i).map_err(sqlite(from));
-            let text = |i| row.get::<_, Option<String>>(i).map_err(sqlite(from));
-            tx.execute(
-                "INSERT INTO bad_rows (id, run_id, task, license_id, activation_key, reason,
-                                       created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &int(0)?,
-                    &int(1)?,
-                    &text(2)?,
-                    &int(3)?,
-                    &text(4)?,
-                    &text(5)?,
-                    &int(6)?,
-                ],
-            )
-            .map_err(|e| self.error(&e))?;
-            moved.bad_rows += 1;
-        }
-        Ok(())
-    }
-
-    fn copy_event_table(
-        &self,
-        from: &StateDb,
-        tx: &mut Transaction,
-        table: &str,
-        columns: &[(&str, bool)],
-    ) -> Result<(), StateError> {
-        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
-        let conflict = match table {
-            "outbox_cursors" => {
-                "(license_db) DO UPDATE
-                 SET taken = greatest(outbox_cursors.taken, excluded.taken)"
-            }
-            "expiry_scans" => {
-                "(license_db) DO UPDATE
-                 SET scanned_to = greatest(expiry_scans.scanned_to, excluded.scanned_to)"
-            }
-            _ => "DO NOTHING",
-        };
+        table: &Table,
+    ) -> Result<u64, StateError> {
+        let names: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+        let names = names.join(", ");
+        let marks: Vec<String> = (1..=table.columns.len()).map(|i| format!("${i}")).collect();
+        let conflict = table
+            .conflict
+            .map(|conflict| format!(" ON CONFLICT {conflict}"))
+            .unwrap_or_default();
         let insert = tx
             .prepare(&format!(
-                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT {conflict}",
-                names.join(", "),
+                "INSERT INTO {} ({names}) VALUES ({}){conflict}",
+                table.name,
                 marks.join(", ")
             ))
             .map_err(|e| self.error(&e))?;
+        let order = table
+            .order
+            .map(|order| format!(" ORDER BY {order}"))
+            .unwrap_or_default();
+        let read = table.read.unwrap_or(&names);
         let mut read = from
             .conn
-            .prepare(&format!("SELECT {} FROM {table}", names.join(", ")))
+            .prepare(&format!("SELECT {read} FROM {}{order}", table.name))
             .map_err(sqlite(from))?;
         let mut rows = read.query([]).map_err(sqlite(from))?;
+        let mut copied = 0;
         while let Some(row) = rows.next().map_err(sqlite(from))? {
-            let mut values: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
-            for (index, (_, integer)) in columns.iter().enumerate() {
-                values.push(match integer {
-                    true => Box::new(row.get::<_, Option<i64>>(index).map_err(sqlite(from))?),
-                    false => Box::new(row.get::<_, Option<String>>(index).map_err(sqlite(from))?),
-                });
-            }
-            let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            let values = table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(index, (_, kind))| value(row, index, *kind))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sqlite(from))?;
+            let params: Vec<&(dyn ToSql + Sync)> =
                 values.iter().map(|value| value.as_ref()).collect();
             tx.execute(&insert, &params).map_err(|e| self.error(&e))?;
+            copied += 1;
         }
-        Ok(())
+        Ok(copied)
     }
+}
+
+/// Column `index` of a SQLite row as `kind`, ready to bind.
+fn value(row: &rusqlite::Row, index: usize, kind: Kind) -> rusqlite::Result<Box<dyn ToSql + Sync>> {
+    Ok(match kind {
+        Int => Box::new(row.get::<_, Option<i64>>(index)?),
+        Text => Box::new(row.get::<_, Option<String>>(index)?),
+        Bool => Box::new(row.get::<_, Option<bool>>(index)?),
+        Bytes => Box::new(row.get::<_, Option<Vec<u8>>>(index)?),
+    })
 }
