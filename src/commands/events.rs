@@ -132,12 +132,25 @@ pub fn status(context: &Context, args: &EventsStatusArgs, out: &mut impl Write) 
     let status = drift::status(&conn, &catalog).map_err(failure)?;
     let taken = taken_by_dispatch(context)?;
     let counts = outbox::counts(&conn, taken).map_err(failure)?;
-    if args.json {
+    let db = context.db_path.display().to_string();
+    show_status(context, &db, &status, counts.as_ref(), args.json, out)
+}
+
+/// What `events status` says of a license database `db` (a file or a server): whether the
+/// triggers are installed and current, and the outbox's counts; or all of it as JSON.
+pub(super) fn show_status(
+    context: &Context,
+    db: &str,
+    status: &drift::Status,
+    counts: Option<&outbox::Counts>,
+    json: bool,
+    out: &mut impl Write,
+) -> Result {
+    if json {
         let json = serde_json::json!({ "status": status, "outbox": counts, "current": status.is_current() });
         writeln!(out, "{json}")?;
         return success();
     }
-    let db = context.db_path.display();
     if !status.installed {
         writeln!(
             out,

@@ -60,42 +60,8 @@ pub fn status(
     let status = drift::status(&mut pg.client, &pg.schema.clone(), catalog).map_err(failure)?;
     let taken = taken_by_dispatch(context, url)?;
     let counts = pg.counts(taken).map_err(|e| server_error(url, e))?;
-    if args.json {
-        let json = serde_json::json!({ "status": status, "outbox": counts, "current": status.is_current() });
-        writeln!(out, "{json}")?;
-        return success();
-    }
     let db = describe(url, &pg);
-    if !status.installed {
-        writeln!(
-            out,
-            "events are not installed in {db}; `keyhook events install` installs them"
-        )?;
-        return success();
-    }
-    writeln!(out, "events are installed in {db}")?;
-    for table in &status.tables {
-        writeln!(out, "  {}: {}", table.table, table.state)?;
-    }
-    if let Some(counts) = counts {
-        let oldest = counts
-            .oldest_pending_ms
-            .map_or("none".into(), super::events::utc_ms);
-        writeln!(
-            out,
-            "outbox: {} rows, {} not yet taken by dispatch (state {}), oldest of them {oldest}",
-            counts.total,
-            counts.pending,
-            context.state_path.display()
-        )?;
-    }
-    if !status.is_current() {
-        writeln!(
-            out,
-            "`keyhook events install` brings the triggers up to date"
-        )?;
-    }
-    success()
+    super::events::show_status(context, &db, &status, counts.as_ref(), args.json, out)
 }
 
 /// Deletes the outbox rows dispatch has taken that are older than `--older-than`.
