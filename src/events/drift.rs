@@ -101,11 +101,11 @@ impl Status {
 }
 
 /// What install recorded for one table.
-struct Recorded {
-    table: String,
-    columns: Vec<String>,
-    triggers: Vec<String>,
-    sql_sha256: String,
+pub struct Recorded {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub triggers: Vec<String>,
+    pub sql_sha256: String,
 }
 
 /// Compares every catalog table (and every recorded one) with what install would make now.
@@ -116,19 +116,32 @@ pub fn status(conn: &Connection, catalog: &Catalog) -> rusqlite::Result<Status> 
     } else {
         Vec::new()
     };
+    assemble(catalog, installed, &recorded, |table, record| {
+        table_state(conn, catalog, table, record)
+    })
+}
+
+/// The status of every catalog table, `state_of` each (from the database's schema and what
+/// install recorded for it), then of every recorded table the catalog no longer has: for a
+/// SQLite license database and a server alike.
+pub fn assemble<E>(
+    catalog: &Catalog,
+    installed: bool,
+    recorded: &[Recorded],
+    mut state_of: impl FnMut(&str, Option<&Recorded>) -> Result<TableState, E>,
+) -> Result<Status, E> {
     let mut tables = Vec::new();
     for table in catalog.tables() {
         let record = recorded
             .iter()
             .find(|r| r.table.eq_ignore_ascii_case(table));
-        let state = table_state(conn, catalog, table, record)?;
         tables.push(TableStatus {
             table: table.to_string(),
-            state,
+            state: state_of(table, record)?,
             installed_triggers: record.map(|r| r.triggers.clone()).unwrap_or_default(),
         });
     }
-    for record in &recorded {
+    for record in recorded {
         let listed = catalog
             .tables()
             .iter()

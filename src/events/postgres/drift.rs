@@ -8,16 +8,8 @@ use postgres::GenericClient;
 use super::plan::{TablePlan, bodies_hash};
 use super::{META, columns, relation};
 use crate::events::catalog::Catalog;
-pub use crate::events::drift::{Status, TableState, TableStatus};
+pub use crate::events::drift::{Recorded, Status, TableState, TableStatus};
 use crate::licenses::postgres::quote_identifier as quote;
-
-/// What install recorded for one table.
-pub struct Recorded {
-    pub table: String,
-    pub columns: Vec<String>,
-    pub triggers: Vec<String>,
-    pub sql_sha256: String,
-}
 
 /// Compares every catalog table (and every recorded one) with what install would make now.
 pub fn status(
@@ -30,31 +22,9 @@ pub fn status(
         true => recorded(client, schema)?,
         false => Vec::new(),
     };
-    let mut tables = Vec::new();
-    for table in catalog.tables() {
-        let record = recorded
-            .iter()
-            .find(|r| r.table.eq_ignore_ascii_case(table));
-        tables.push(TableStatus {
-            table: table.to_string(),
-            state: table_state(client, schema, catalog, table, record)?,
-            installed_triggers: record.map(|r| r.triggers.clone()).unwrap_or_default(),
-        });
-    }
-    for record in &recorded {
-        let listed = catalog
-            .tables()
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(&record.table));
-        if !listed {
-            tables.push(TableStatus {
-                table: record.table.clone(),
-                state: TableState::NotInCatalog,
-                installed_triggers: record.triggers.clone(),
-            });
-        }
-    }
-    Ok(Status { installed, tables })
+    crate::events::drift::assemble(catalog, installed, &recorded, |table, record| {
+        table_state(client, schema, catalog, table, record)
+    })
 }
 
 fn table_state(
