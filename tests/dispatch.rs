@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::gate::Gate;
+use crate::support::watching::Watching;
 use crate::support::{Test, later, stdout};
 use keyhook::receiver::{Reply, Request, Server};
 
@@ -224,15 +225,7 @@ fn sigkill_mid_send_loses_nothing_and_duplicates_only_as_resends_with_the_same_i
 fn watch_delivers_a_commit_within_a_second_and_stops_cleanly_on_sigterm() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = with_webhook(&server.url("/"), "");
-    let mut child = test
-        .process(["watch"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert!(line.starts_with("watching"), "{line}");
+    let watching = Watching::start(&test);
     let committed = Instant::now();
     writer(&test)
         .execute(
@@ -246,12 +239,7 @@ fn watch_delivers_a_commit_within_a_second_and_stops_cleanly_on_sigterm() {
     );
     let latency = committed.elapsed();
     assert!(latency < Duration::from_secs(1), "{latency:?}");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(watching.stop(), Some(0));
     assert_eq!(server.request_count(), 1);
 }
 
@@ -271,16 +259,9 @@ fn watch_sends_a_retry_when_it_comes_due() {
         "retry_schedule = [\"2s\"]\nmax_retries = 3",
     );
     // The real clock: a pinned one never reaches the retry's time.
-    let mut child = test
-        .process(["watch"])
-        .env_remove("KEYHOOK_NOW")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert!(line.starts_with("watching"), "{line}");
+    let mut command = test.process(["watch"]);
+    command.env_remove("KEYHOOK_NOW");
+    let watching = Watching::spawn(command);
     writer(&test)
         .execute(
             "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (7, 'K7')",
@@ -288,10 +269,7 @@ fn watch_sends_a_retry_when_it_comes_due() {
         )
         .unwrap();
     let retried = server.wait_for(2, Duration::from_secs(10));
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(watching.stop(), Some(0));
     assert!(retried, "the retry was sent by the running watch");
     let all = seen(&server);
     assert_eq!(all[0].0, all[1].0, "the retry keeps the delivery id");

@@ -9,8 +9,8 @@ use keyhook::delivery::standard::{self, Key};
 use keyhook::receiver::{Reply, Request, Server};
 
 use crate::postgres::Schema;
+use crate::support::watching::Watching;
 use crate::support::{Test, stderr, stdout};
-use crate::watch_reload::Watching;
 
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

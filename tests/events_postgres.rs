@@ -10,6 +10,7 @@ use keyhook::delivery::standard::{self, Key};
 use keyhook::receiver::{Reply, Request, Server};
 
 use crate::postgres::Schema;
+use crate::support::watching::Watching;
 use crate::support::{Test, stderr, stdout};
 
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -312,32 +313,13 @@ fn two_writers_whose_transactions_overlap_are_both_delivered_once() {
     assert!(waited, "B's event waited for A's transaction to end");
 }
 
-fn spawn_watch(
-    test: &Test,
-) -> (
-    std::process::Child,
-    std::io::BufReader<std::process::ChildStdout>,
-) {
-    let mut child = test
-        .process(["watch", "--poll", "300s"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert!(line.starts_with("watching"), "{line}");
-    (child, stdout)
-}
-
 #[test]
 fn watch_is_woken_by_notify_survives_killed_connections_and_stops_on_sigterm() {
     let Some(schema) = Schema::new() else { return };
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = on_server(&schema, &server.url(""));
     test.keyhook(["events", "install"]).assert().success();
-    let (mut child, _stdout) = spawn_watch(&test);
+    let watching = Watching::start_with(&test, &["watch", "--poll", "300s"]);
     let committed = Instant::now();
     schema.run("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (7, 'K7')");
     // Two webhooks: two requests. The timer is 300 s: only a notification wakes it this soon.
@@ -360,12 +342,7 @@ fn watch_is_woken_by_notify_survives_killed_connections_and_stops_on_sigterm() {
         server.wait_for(4, Duration::from_secs(30)),
         "delivered after reconnecting"
     );
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(watching.stop(), Some(0));
     assert_eq!(server.request_count(), 4);
 }
 

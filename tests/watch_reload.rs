@@ -1,99 +1,15 @@
 //! `watch` follows its definitions while it runs: a webhook added, edited or broken, and
 //! SIGHUP, each seen without a restart; a broken edit keeps the webhooks that worked.
 
-use std::io::BufRead;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use crate::support::Test;
+use crate::support::watching::{PATIENCE, Watching};
 use keyhook::receiver::{Reply, Server};
-
-/// How long a test waits for something that normally takes about a second.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 fn webhook(name: &str, url: &str) -> String {
     format!(
         "name = \"{name}\"\nurl = \"{url}\"\nevents = [\"license.*\"]\nsecret = \"s3cret-{name}\"\n\
          format = \"standard\"\n"
     )
-}
-
-/// A running `watch`, its stderr collected line by line; killed if the test fails.
-pub(crate) struct Watching {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Watching {
-    fn start(test: &Test) -> Watching {
-        Watching::start_with(test, &["watch"])
-    }
-
-    /// `keyhook <args>` (a `watch`), once it said it is watching.
-    pub(crate) fn start_with(test: &Test, args: &[&str]) -> Watching {
-        let mut child = test
-            .process(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        assert!(line.starts_with("watching"), "{line}");
-        // Keep reading stdout, so a full pipe never blocks watch.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = Arc::clone(&stderr);
-        let pipe = std::io::BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in pipe.lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Watching { child, stderr }
-    }
-
-    /// Waits until stderr holds a line with every one of `parts`; all of stderr so far.
-    pub(crate) fn wait_for_line(&self, parts: &[&str]) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let text = self.stderr.lock().unwrap().join("\n");
-            if text
-                .lines()
-                .any(|line| parts.iter().all(|p| line.contains(p)))
-            {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {parts:?} in:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub(crate) fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// SIGTERM, and the exit code.
-    pub(crate) fn stop(mut self) -> Option<i32> {
-        self.signal("-TERM");
-        self.child.wait().unwrap().code()
-    }
-}
-
-impl Drop for Watching {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn setup(url: &str) -> Test {
@@ -174,7 +90,7 @@ fn a_broken_edit_keeps_the_old_webhook_and_a_fixed_one_is_taken() {
     insert(&test, 2);
     assert!(new.wait_for(1, PATIENCE), "the fixed definition delivers");
     assert_eq!(old.request_count(), 1);
-    let stderr = watching.stderr.lock().unwrap().join("\n");
+    let stderr = watching.stderr();
     assert!(!stderr.contains("rotated-secret"), "{stderr}");
     assert_eq!(watching.stop(), Some(0));
 }

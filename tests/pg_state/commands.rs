@@ -12,6 +12,7 @@ use keyhook::receiver::{Reply, Request, Server};
 use super::{Backend, licenses};
 use crate::postgres::Schema;
 use crate::support::gate::Gate;
+use crate::support::watching::Watching;
 use crate::support::{Test, later, stdout};
 
 on_both!(
@@ -317,15 +318,7 @@ fn an_expiry_fires_license_expired_once(backend: &Backend) {
 fn watch_delivers_a_commit_and_stops_on_sigterm(backend: &Backend) {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = with_hook(backend, &server.url("/"), "");
-    let mut child = test
-        .process(["watch"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert!(line.starts_with("watching"), "{line}");
+    let watching = Watching::start(&test);
     writer(&test)
         .execute(
             "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (7, 'K7')",
@@ -333,12 +326,7 @@ fn watch_delivers_a_commit_and_stops_on_sigterm(backend: &Backend) {
         )
         .unwrap();
     let delivered = server.wait_for(1, Duration::from_secs(20));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(watching.stop(), Some(0));
     assert!(delivered, "the running watch sent the new event");
     assert_eq!(server.request_count(), 1);
 }

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod pki;
 pub mod ports;
 pub mod unprivileged;
+pub mod watching;
 
 use std::path::{Path, PathBuf};
 
