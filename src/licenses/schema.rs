@@ -143,14 +143,22 @@ pub fn ddl() -> String {
         sql.push_str(&format!(",\n    {name} {definition}"));
     }
     sql.push_str("\n);\n");
-    for (name, kind) in LICENSE_INFO.iter().chain(EXTRA.iter()) {
-        if *kind == Kind::Date || *name == "ActivationKey" || *name == "Email" {
-            sql.push_str(&format!(
-                "CREATE INDEX IF NOT EXISTS idx_{TABLE}_{name} ON {TABLE}({name});\n"
-            ));
-        }
-    }
+    sql.push_str(&index_ddl());
     sql
+}
+
+/// The license table's indexes (dates, `ActivationKey`, `Email`): the same statements on
+/// SQLite and on PostgreSQL.
+pub fn index_ddl() -> String {
+    let indexed = LICENSE_INFO
+        .iter()
+        .chain(EXTRA.iter())
+        .filter(|(name, kind)| *kind == Kind::Date || *name == "ActivationKey" || *name == "Email");
+    indexed
+        .map(|(name, _)| {
+            format!("CREATE INDEX IF NOT EXISTS idx_{TABLE}_{name} ON {TABLE}({name});\n")
+        })
+        .collect()
 }
 
 /// QLM's customer table. QLM does not publish its full schema: these are the customer fields

@@ -76,13 +76,7 @@ pub fn ddl() -> String {
         sql.push_str(&format!(",\n    {name} {definition}"));
     }
     sql.push_str("\n);\n");
-    for (name, kind) in LICENSE_INFO.iter().chain(EXTRA.iter()) {
-        if *kind == Kind::Date || *name == "ActivationKey" || *name == "Email" {
-            sql.push_str(&format!(
-                "CREATE INDEX IF NOT EXISTS idx_{TABLE}_{name} ON {TABLE}({name});\n"
-            ));
-        }
-    }
+    sql.push_str(&crate::licenses::schema::index_ddl());
     sql
 }
 
