@@ -18,9 +18,11 @@ pub(crate) struct Schema {
 
 impl Schema {
     /// A new schema on the test server; `None` (the test is skipped) without
-    /// `KEYHOOK_TEST_POSTGRES`, except under CI, where that is a failure.
+    /// `KEYHOOK_TEST_POSTGRES` (set but empty counts as not set: `KEYHOOK_TEST_POSTGRES=`
+    /// switches the server tests off), except under CI, where that is a failure.
     pub(crate) fn new() -> Option<Schema> {
-        let Ok(base) = std::env::var("KEYHOOK_TEST_POSTGRES") else {
+        let set = std::env::var("KEYHOOK_TEST_POSTGRES").ok();
+        let Some(base) = set.filter(|url| !url.trim().is_empty()) else {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "KEYHOOK_TEST_POSTGRES is not set, and CI needs the PostgreSQL tests to run"
