@@ -719,8 +719,8 @@ DEFAULT_TRANSPORT_ENV = "KEYHOOK_BENCH_DEFAULT_TRANSPORT"
 
 def measure_answers(keyhook, c_bins, db, matches, receivers, runs, budget, cap, gnu_time, work):
     """(g) At one size: keyhook vs the floor against a receiver answering in one write and one
-    answering in three; keyhook with ureq's default connector against both (the A/B of
-    src/delivery/transport.rs); keyhook over HTTPS. Each keyhook figure is taken right after
+    answering in three; keyhook with ureq instead of its own plain-HTTP client against both (the A/B of
+    src/delivery/plain.rs); keyhook over HTTPS. Each keyhook figure is taken right after
     the floor it is compared with."""
     out = {"matches": matches}
     requests = max(1000, min(matches, 40000))
@@ -1090,17 +1090,18 @@ def answers_section(results, add):
     a = results.get("answers")
     if not a:
         return
-    add(f"\n## (g) answers in one write vs three, ureq's default connector, HTTPS "
+    add(f"\n## (g) answers in one write vs three, ureq instead of keyhook's client, HTTPS "
         f"(~{a['matches']:,} matches, sequential, median)\n")
     add("The split receiver writes the status line, the header fields and the body in three "
-        "calls on a TCP_NODELAY socket. \"Default connector\" is the same keyhook binary with "
-        f"`{DEFAULT_TRANSPORT_ENV}=1`, which makes src/delivery/transport.rs hand plain http:// "
-        "to ureq's own TCP connector (benchmark only): the A/B of keyhook's transport.\n")
+        "calls on a TCP_NODELAY socket. \"ureq\" is the same keyhook binary with "
+        f"`{DEFAULT_TRANSPORT_ENV}=1`, which makes src/delivery/plain.rs leave plain http:// "
+        "to ureq, as https:// always is (benchmark only): the A/B of keyhook's own "
+        "plain-HTTP client.\n")
     add("Rates are whole-process (record phase included); \"sending\" is the rate from the first "
-        "request's arrival to the end of the process, the part the transport affects.\n")
+        "request's arrival to the end of the process, the part the HTTP client affects.\n")
     add("| receiver | floor/s | keyhook/s | vs floor | sending/s | vs floor | CPU per delivery "
-        "| keyhook, ureq's default connector/s | vs floor | sending/s | CPU per delivery "
-        "| keyhook transport / default (sending) |")
+        "| keyhook with ureq/s | vs floor | sending/s | CPU per delivery "
+        "| keyhook client / ureq (sending) |")
     add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for mode, words in (("whole", "one write per answer"), ("split", "three writes per answer")):
         m = a.get(mode)

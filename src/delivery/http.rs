@@ -11,9 +11,11 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
 
+use ureq::unversioned::transport::DefaultConnector;
+
+use super::plain::PlainClient;
 use super::tls::TlsOptions;
 use super::tls_errors;
-use super::transport::PlainHttpConnector;
 
 /// How much of a response body is kept for the log and error messages.
 pub const EXCERPT_BYTES: usize = 200;
@@ -48,8 +50,10 @@ impl Attempt {
     }
 }
 
-/// Sends requests over reused keep-alive connections.
+/// Sends requests over reused keep-alive connections: plain `http://` with keyhook's own
+/// client ([`PlainClient`]), the rest with ureq.
 pub struct Sender {
+    plain: Option<Mutex<PlainClient>>,
     agent: Agent,
     timeout: Duration,
     client_cert: bool,
@@ -72,7 +76,8 @@ impl Sender {
             .build();
         let resolver = RunResolver::default();
         Sender {
-            agent: Agent::with_parts(config, PlainHttpConnector::default(), resolver),
+            plain: PlainClient::new(timeout, config.proxy().is_some()).map(Mutex::new),
+            agent: Agent::with_parts(config, DefaultConnector::default(), resolver),
             timeout,
             client_cert: tls.has_client_cert(),
             explained: Mutex::default(),
@@ -82,6 +87,17 @@ impl Sender {
     /// POSTs `body` as JSON with the extra `headers`, and reports what happened.
     pub fn post(&self, url: &str, body: &[u8], headers: &[(&str, &str)]) -> Attempt {
         let started = Instant::now();
+        if let Some(plain) = &self.plain {
+            let mut plain = plain.lock().unwrap_or_else(|e| e.into_inner());
+            match plain.post(url, body, headers) {
+                Some(Ok(answer)) => {
+                    let headers = (answer.location, answer.retry_after);
+                    return attempt(answer.status, headers, &answer.excerpt, started);
+                }
+                Some(Err(failure)) => return failed(failure.describe(self.timeout), started),
+                None => {}
+            }
+        }
         let mut request = self
             .agent
             .post(url)
@@ -91,13 +107,7 @@ impl Sender {
         }
         match request.send(body) {
             Ok(response) => answered(response, started),
-            Err(error) => Attempt {
-                status: None,
-                error: Some(self.describe(&error, url)),
-                excerpt: String::new(),
-                duration: started.elapsed(),
-                retry_after: None,
-            },
+            Err(error) => failed(self.describe(&error, url), started),
         }
     }
 }
@@ -119,8 +129,18 @@ impl Sender {
     }
 }
 
+/// An attempt that got no answer.
+fn failed(error: String, started: Instant) -> Attempt {
+    Attempt {
+        status: None,
+        error: Some(error),
+        excerpt: String::new(),
+        duration: started.elapsed(),
+        retry_after: None,
+    }
+}
+
 fn answered(mut response: ureq::http::Response<ureq::Body>, started: Instant) -> Attempt {
-    let status = response.status();
     let header = |name: &str| {
         response
             .headers()
@@ -128,8 +148,7 @@ fn answered(mut response: ureq::http::Response<ureq::Body>, started: Instant) ->
             .and_then(|value| value.to_str().ok())
             .map(str::to_string)
     };
-    let location = header("location");
-    let retry_after = header("retry-after");
+    let headers = (header("location"), header("retry-after"));
     // Read the whole (bounded) body so the connection goes back to the pool for the next POST.
     let mut bytes = Vec::new();
     let _ = response
@@ -138,14 +157,27 @@ fn answered(mut response: ureq::http::Response<ureq::Body>, started: Instant) ->
         .take(64 * 1024)
         .read_to_end(&mut bytes);
     bytes.truncate(EXCERPT_BYTES);
-    let excerpt = String::from_utf8_lossy(&bytes).trim().to_string();
-    let reason = status.canonical_reason().unwrap_or("");
-    let error = match status.as_u16() {
+    attempt(response.status().as_u16(), headers, &bytes, started)
+}
+
+/// What an answer with `status`, its `Location` and `Retry-After` fields and the first bytes
+/// of its body came to.
+fn attempt(
+    status: u16,
+    (location, retry_after): (Option<String>, Option<String>),
+    body: &[u8],
+    started: Instant,
+) -> Attempt {
+    let excerpt = String::from_utf8_lossy(body).trim().to_string();
+    let reason = ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .unwrap_or("");
+    let error = match status {
         200..=299 => None,
         300..=399 => Some(format!(
-            "HTTP {} {reason}: redirected to {}; keyhook does not follow redirects, \
+            "HTTP {status} {reason}: redirected to {}; keyhook does not follow redirects, \
              so point the task's url there",
-            status.as_u16(),
             location
                 .as_deref()
                 .unwrap_or("nowhere (no Location header)")
@@ -154,7 +186,7 @@ fn answered(mut response: ureq::http::Response<ureq::Body>, started: Instant) ->
         code => Some(format!("HTTP {code} {reason}: {excerpt}")),
     };
     Attempt {
-        status: Some(status.as_u16()),
+        status: Some(status),
         error,
         excerpt,
         duration: started.elapsed(),

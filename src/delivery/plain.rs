@@ -1,0 +1,306 @@
+//! keyhook's own HTTP/1.1 client for plain `http://` receivers: the hot path of a run.
+//!
+//! A POST is one `write` of a request assembled in a reused buffer (the head of each url built
+//! once), its answer read into another and parsed in place (`httparse`), the connection kept
+//! for the next POST and checked with one non-blocking peek when it is taken again. Measured
+//! against ureq on the same connection, this is most of the user-space CPU a delivery costs
+//! gone (bench/results.md, section g). `https://`, a url with credentials, and every request
+//! when a proxy is configured go through ureq (`http.rs`); so does everything when the
+//! benchmark's [`DEFAULT_TRANSPORT_ENV`] is `1` (the A/B figure).
+
+mod response;
+#[cfg(test)]
+mod tests;
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use ureq::http::Uri;
+
+pub use response::Answer;
+use response::Framing;
+
+/// Benchmark only: `1` sends plain `http://` through ureq too, so `bench/bench.py` can
+/// measure this client against ureq's.
+pub const DEFAULT_TRANSPORT_ENV: &str = "KEYHOOK_BENCH_DEFAULT_TRANSPORT";
+
+/// Socket timeouts are rounded up to this step, so one that only shrank by the microseconds
+/// a fast request took is not set again. A read may outlast its deadline by at most this much;
+/// it never gives up before it.
+const TIMEOUT_STEP: Duration = Duration::from_millis(10);
+
+/// Why a POST got no answer.
+#[derive(Debug)]
+pub enum Failure {
+    /// The deadline passed (connecting, sending or waiting for the answer).
+    Timeout,
+    HostNotFound,
+    Refused,
+    /// The receiver closed the connection before a whole answer came.
+    Closed,
+    /// The answer is not HTTP/1.x as keyhook reads it.
+    Malformed(String),
+    Io(io::Error),
+}
+
+impl From<io::Error> for Failure {
+    fn from(error: io::Error) -> Failure {
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout,
+            io::ErrorKind::ConnectionRefused => Failure::Refused,
+            _ => Failure::Io(error),
+        }
+    }
+}
+
+impl Failure {
+    /// The words for the log, as a user reads them.
+    pub fn describe(&self, timeout: Duration) -> String {
+        match self {
+            Failure::Timeout => {
+                format!("no answer within {}", humantime::format_duration(timeout))
+            }
+            Failure::HostNotFound => "host not found".into(),
+            Failure::Refused => "connection refused".into(),
+            Failure::Closed => "the receiver closed the connection without a whole answer".into(),
+            Failure::Malformed(what) => format!("the receiver's answer is not valid HTTP: {what}"),
+            Failure::Io(error) => format!("network error: {error}"),
+        }
+    }
+
+    /// Whether a request on a reused connection may be sent again on a new one: the receiver
+    /// closed the idle connection as the request left, before reading it.
+    fn stale_connection(&self) -> bool {
+        match self {
+            Failure::Closed => true,
+            Failure::Io(error) => matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Where the requests of one url go: its addresses (resolved once) and its request head up to
+/// the per-request header fields.
+struct Endpoint {
+    url: String,
+    /// `host:port` as the url says: connections are reused per authority.
+    authority: String,
+    addresses: Vec<SocketAddr>,
+    head: Vec<u8>,
+}
+
+/// A kept-alive connection and the socket timeouts last set on it.
+struct Connection {
+    stream: TcpStream,
+    authority: String,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+/// One sending thread's client: its connection, its buffers, its endpoints.
+pub struct PlainClient {
+    timeout: Duration,
+    endpoints: Vec<Endpoint>,
+    connection: Option<Connection>,
+    request: Vec<u8>,
+    answer: Vec<u8>,
+}
+
+impl PlainClient {
+    /// A client whose every request must complete within `timeout`; `None` when plain
+    /// `http://` must go through ureq (a proxy, or the benchmark's A/B).
+    pub fn new(timeout: Duration, proxied: bool) -> Option<PlainClient> {
+        let ureq_only = std::env::var_os(DEFAULT_TRANSPORT_ENV).is_some_and(|value| value == "1");
+        (!proxied && !ureq_only).then(|| PlainClient {
+            timeout,
+            endpoints: Vec::new(),
+            connection: None,
+            request: Vec::with_capacity(2048),
+            answer: Vec::with_capacity(4096),
+        })
+    }
+
+    /// POSTs `body` as JSON with the extra `headers`; `None` when `url` is not one for this
+    /// client (not `http://`, or with credentials): ureq's, then.
+    pub fn post(
+        &mut self,
+        url: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Option<Result<Answer, Failure>> {
+        let deadline = Instant::now() + self.timeout;
+        let index = match self.endpoints.iter().position(|known| known.url == url) {
+            Some(index) => index,
+            None => {
+                let endpoint = match endpoint(url)? {
+                    Ok(endpoint) => endpoint,
+                    Err(failure) => return Some(Err(failure)),
+                };
+                self.endpoints.push(endpoint);
+                self.endpoints.len() - 1
+            }
+        };
+        self.build_request(index, body, headers);
+        Some(self.exchange(index, deadline))
+    }
+
+    fn build_request(&mut self, index: usize, body: &[u8], headers: &[(&str, &str)]) {
+        let request = &mut self.request;
+        request.clear();
+        request.extend_from_slice(&self.endpoints[index].head);
+        for (name, value) in headers {
+            request.extend(name.bytes().map(|byte| byte.to_ascii_lowercase()));
+            request.extend_from_slice(b": ");
+            request.extend_from_slice(value.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        let mut length = itoa::Buffer::new();
+        request.extend_from_slice(b"content-length: ");
+        request.extend_from_slice(length.format(body.len()).as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
+        request.extend_from_slice(body);
+    }
+
+    /// Sends the built request and reads the answer, on the kept connection if it is still
+    /// open, else on a new one. A kept connection the receiver closed just as the request
+    /// left is replaced once.
+    fn exchange(&mut self, index: usize, deadline: Instant) -> Result<Answer, Failure> {
+        let endpoint = &self.endpoints[index];
+        if let Some(kept) = self.connection.take()
+            && kept.authority == endpoint.authority
+            && still_open(&kept.stream)
+        {
+            match self.send_on(kept, deadline) {
+                Err(failure) if failure.stale_connection() => {}
+                done => return done,
+            }
+        }
+        let endpoint = &self.endpoints[index];
+        let connection = connect(endpoint, deadline)?;
+        self.send_on(connection, deadline)
+    }
+
+    fn send_on(
+        &mut self,
+        mut connection: Connection,
+        deadline: Instant,
+    ) -> Result<Answer, Failure> {
+        connection.set_write_timeout(left(deadline)?)?;
+        connection.stream.write_all(&self.request)?;
+        self.answer.clear();
+        let (answer, framing) = response::read(&mut connection, &mut self.answer, deadline)?;
+        if framing == Framing::Reusable {
+            self.connection = Some(connection);
+        }
+        Ok(answer)
+    }
+}
+
+impl Connection {
+    fn set_write_timeout(&mut self, left: Duration) -> io::Result<()> {
+        let wanted = Some(rounded(left));
+        if wanted != self.write_timeout {
+            self.stream.set_write_timeout(wanted)?;
+            self.write_timeout = wanted;
+        }
+        Ok(())
+    }
+
+    fn set_read_timeout(&mut self, left: Duration) -> io::Result<()> {
+        let wanted = Some(rounded(left));
+        if wanted != self.read_timeout {
+            self.stream.set_read_timeout(wanted)?;
+            self.read_timeout = wanted;
+        }
+        Ok(())
+    }
+}
+
+/// The endpoint of `url`, resolved; `None` when the url is not for this client.
+fn endpoint(url: &str) -> Option<Result<Endpoint, Failure>> {
+    let uri: Uri = url.parse().ok()?;
+    if !uri.scheme_str()?.eq_ignore_ascii_case("http") {
+        return None;
+    }
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let addresses: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
+        Ok(addresses) => addresses.collect(),
+        Err(_) => return Some(Err(Failure::HostNotFound)),
+    };
+    if addresses.is_empty() {
+        return Some(Err(Failure::HostNotFound));
+    }
+    let path = uri.path_and_query().map_or("/", |path| path.as_str());
+    let path = if path.is_empty() { "/" } else { path };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\nuser-agent: {}\r\naccept: */*\r\n\
+         content-type: application/json\r\n",
+        super::http::USER_AGENT
+    );
+    Some(Ok(Endpoint {
+        url: url.to_string(),
+        authority: authority.as_str().to_string(),
+        addresses,
+        head: head.into_bytes(),
+    }))
+}
+
+/// Connects to the first of the endpoint's addresses that answers, before `deadline`.
+fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<Connection, Failure> {
+    let mut last = Failure::Refused;
+    for address in &endpoint.addresses {
+        match TcpStream::connect_timeout(address, left(deadline)?) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(Connection {
+                    stream,
+                    authority: endpoint.authority.clone(),
+                    read_timeout: None,
+                    write_timeout: None,
+                });
+            }
+            Err(error) => last = error.into(),
+        }
+    }
+    Err(last)
+}
+
+/// One non-blocking peek: nothing waiting means open; an end of stream or stray bytes mean
+/// the connection must not be reused.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+    matches!(
+        rustix::net::recv(stream, &mut byte, flags),
+        Err(rustix::io::Errno::AGAIN)
+    )
+}
+
+/// What is left before `deadline`; a timeout once nothing is.
+fn left(deadline: Instant) -> Result<Duration, Failure> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(Failure::Timeout),
+    }
+}
+
+/// `left` rounded up to [`TIMEOUT_STEP`].
+fn rounded(left: Duration) -> Duration {
+    let step = TIMEOUT_STEP.as_nanos();
+    let steps = left.as_nanos().div_ceil(step).max(1);
+    Duration::from_nanos(u64::try_from(steps * step).unwrap_or(u64::MAX))
+}

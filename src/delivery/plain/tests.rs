@@ -1,0 +1,258 @@
+//! The client against scripted receivers on 127.0.0.1: each test's receiver answers with
+//! exact bytes, so framing, reuse and failures are seen as a receiver would cause them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::*;
+
+/// Reads one request with a `Content-Length` body off `stream`; `None` if it closed first.
+fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut chunk).unwrap_or(0);
+        if read == 0 {
+            return None;
+        }
+        seen.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |value| value.trim().parse().unwrap());
+            if seen.len() >= end + 4 + length {
+                return Some(seen);
+            }
+        }
+    }
+}
+
+/// Every request a receiver read, and how many connections it accepted.
+type Received = (Vec<Vec<u8>>, usize);
+
+/// A receiver that gives each request the next of `answers` (on whatever connection it
+/// came), closing the connection after an answer whose flag is set. It returns every request
+/// it read and how many connections it accepted.
+fn receiver(answers: Vec<(&'static [u8], bool)>) -> (String, JoinHandle<Received>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/qlm?x=1", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut requests = Vec::new();
+        let mut connections = 0;
+        let mut answers = answers.into_iter();
+        'accept: while answers.len() > 0 {
+            let (mut stream, _) = listener.accept().unwrap();
+            connections += 1;
+            while let Some(request) = read_request(&mut stream) {
+                requests.push(request);
+                let Some((answer, close)) = answers.next() else {
+                    break 'accept;
+                };
+                stream.write_all(answer).unwrap();
+                if answers.len() == 0 {
+                    break 'accept;
+                }
+                if close {
+                    continue 'accept;
+                }
+            }
+        }
+        (requests, connections)
+    });
+    (url, handle)
+}
+
+fn client() -> PlainClient {
+    PlainClient {
+        timeout: Duration::from_secs(5),
+        endpoints: Vec::new(),
+        connection: None,
+        request: Vec::new(),
+        answer: Vec::new(),
+    }
+}
+
+fn post(client: &mut PlainClient, url: &str) -> Result<Answer, Failure> {
+    client
+        .post(url, br#"{"a":1}"#, &[("X-QLM-Signature", "abc")])
+        .expect("an http:// url")
+}
+
+#[test]
+fn the_request_is_one_write_with_every_field_and_the_body() {
+    let (url, handle) = receiver(vec![(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    )]);
+    let answer = post(&mut client(), &url).unwrap();
+    assert_eq!(
+        (answer.status, answer.excerpt.as_slice()),
+        (200, &b"ok"[..])
+    );
+    let (requests, _) = handle.join().unwrap();
+    let text = String::from_utf8(requests[0].clone()).unwrap();
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let expected = format!(
+        "POST /hooks/qlm?x=1 HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nuser-agent: {}\r\n\
+         accept: */*\r\ncontent-type: application/json\r\nx-qlm-signature: abc\r\n\
+         content-length: 7\r\n\r\n{{\"a\":1}}",
+        crate::delivery::http::USER_AGENT
+    );
+    assert_eq!(text, expected);
+}
+
+#[test]
+fn one_connection_carries_every_framing_of_an_answer() {
+    let answers: Vec<(&[u8], bool)> = vec![
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", false),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n", false),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\n",
+            false,
+        ),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+        (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\nbusy", false),
+    ];
+    let (url, handle) = receiver(answers);
+    let mut client = client();
+    let seen: Vec<(u16, Vec<u8>)> = (0..5)
+        .map(|_| post(&mut client, &url).unwrap())
+        .map(|answer| (answer.status, answer.excerpt))
+        .collect();
+    let expected: Vec<(u16, &[u8])> = vec![
+        (200, b"first"),
+        (202, b""),
+        (200, b"abcde"),
+        (204, b""),
+        (503, b"busy"),
+    ];
+    let expected: Vec<(u16, Vec<u8>)> =
+        expected.into_iter().map(|(s, b)| (s, b.to_vec())).collect();
+    assert_eq!(seen, expected);
+    let (requests, connections) = handle.join().unwrap();
+    assert_eq!((requests.len(), connections), (5, 1));
+}
+
+#[test]
+fn retry_after_and_location_are_kept() {
+    let (url, handle) = receiver(vec![
+        (
+            b"HTTP/1.1 429 Too Many\r\nretry-after: 120 \r\nContent-Length: 0\r\n\r\n",
+            false,
+        ),
+        (
+            b"HTTP/1.1 301 Moved\r\nLocation: https://new.example/h\r\nContent-Length: 0\r\n\r\n",
+            false,
+        ),
+    ]);
+    let mut client = client();
+    let first = post(&mut client, &url).unwrap();
+    assert_eq!(first.retry_after.as_deref(), Some("120"));
+    let second = post(&mut client, &url).unwrap();
+    assert_eq!(second.location.as_deref(), Some("https://new.example/h"));
+    handle.join().unwrap();
+}
+
+#[test]
+fn an_answer_that_closes_or_ends_with_the_stream_is_not_reused() {
+    let (url, handle) = receiver(vec![
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na",
+            true,
+        ),
+        (b"HTTP/1.0 200 OK\r\n\r\nuntil the end", true),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc", false),
+    ]);
+    let mut client = client();
+    assert_eq!(post(&mut client, &url).unwrap().excerpt, b"a");
+    assert_eq!(post(&mut client, &url).unwrap().excerpt, b"until the end");
+    assert_eq!(post(&mut client, &url).unwrap().excerpt, b"c");
+    let (requests, connections) = handle.join().unwrap();
+    assert_eq!((requests.len(), connections), (3, 3));
+}
+
+#[test]
+fn a_connection_the_receiver_closed_while_idle_is_replaced_unseen() {
+    // The receiver closes after each answer without saying so: the peek before reuse (or,
+    // racing it, the failed exchange on the stale connection) moves to a new connection.
+    let (url, handle) = receiver(vec![
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true),
+    ]);
+    let mut client = client();
+    for _ in 0..3 {
+        assert_eq!(post(&mut client, &url).unwrap().status, 200);
+    }
+    let (requests, connections) = handle.join().unwrap();
+    assert_eq!((requests.len(), connections), (3, 3));
+}
+
+#[test]
+fn failures_are_named() {
+    let (url, handle) = receiver(vec![(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
+        true,
+    )]);
+    let mut client = client();
+    let closed = post(&mut client, &url).unwrap_err();
+    assert!(matches!(closed, Failure::Closed), "{closed:?}");
+    handle.join().unwrap();
+
+    let (url, handle) = receiver(vec![(b"SMTP ready\r\n\r\n", true)]);
+    let bad = post(&mut client, &url).unwrap_err();
+    assert!(
+        bad.describe(client.timeout)
+            .starts_with("the receiver's answer is not valid HTTP")
+    );
+    handle.join().unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused = post(&mut client, &format!("http://{port}/")).unwrap_err();
+    assert_eq!(refused.describe(client.timeout), "connection refused");
+}
+
+#[test]
+fn a_silent_receiver_is_a_timeout_in_words() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let mut client = client();
+    client.timeout = Duration::from_millis(200);
+    let failure = post(&mut client, &url).unwrap_err();
+    assert_eq!(failure.describe(client.timeout), "no answer within 200ms");
+    drop(listener);
+}
+
+#[test]
+fn only_plain_urls_without_credentials_are_this_clients() {
+    let mut client = client();
+    for url in [
+        "https://127.0.0.1:1/",
+        "http://user:pw@127.0.0.1:1/",
+        "not a url",
+    ] {
+        assert!(client.post(url, b"{}", &[]).is_none(), "{url}");
+    }
+}
+
+#[test]
+fn timeouts_round_up_to_the_step_so_fast_requests_set_none() {
+    let full = Duration::from_secs(30);
+    let table = [
+        (full, full),
+        (full - Duration::from_micros(80), full),
+        (full - Duration::from_millis(9), full),
+        (full - Duration::from_millis(11), full - TIMEOUT_STEP),
+        (Duration::from_nanos(1), TIMEOUT_STEP),
+    ];
+    for (left, expected) in table {
+        assert_eq!(rounded(left), expected, "{left:?}");
+    }
+}
