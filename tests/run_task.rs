@@ -141,6 +141,26 @@ fn a_receiver_that_never_answers_times_out() {
 }
 
 #[test]
+fn a_proxy_in_the_environment_carries_plain_http() {
+    // keyhook's own plain-HTTP client steps aside when a proxy is set: ureq opens a tunnel
+    // through the proxy (CONNECT) to a host only the proxy could reach. This stand-in proxy
+    // answers the CONNECT like any request, so what comes back is not asserted; that the
+    // requests went to it is.
+    let proxy = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = renewals("http://licenses.example.invalid/hook", "")
+        .env("HTTP_PROXY", &proxy.url(""))
+        .env("NO_PROXY", "");
+    test.keyhook(["run-task", "renewals"]).output().unwrap();
+    let seen: Vec<String> = proxy
+        .requests()
+        .iter()
+        .map(|request| format!("{} {}", request.method, request.target))
+        .collect();
+    assert_eq!(seen[0], "CONNECT licenses.example.invalid:80", "{seen:?}");
+    assert!(seen.contains(&"POST /hook".to_string()), "{seen:?}");
+}
+
+#[test]
 fn redirects_are_not_followed_and_say_where_they_point() {
     let server = Server::start("127.0.0.1:0", |request| {
         if request.target == "/old" {
