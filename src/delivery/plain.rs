@@ -193,7 +193,6 @@ impl PlainClient {
     ) -> Result<Answer, Failure> {
         connection.set_write_timeout(left(deadline)?)?;
         connection.stream.write_all(&self.request)?;
-        self.answer.clear();
         let (answer, framing) = response::read(&mut connection, &mut self.answer, deadline)?;
         if framing == Framing::Reusable {
             self.connection = Some(connection);

@@ -3,6 +3,7 @@
 //! request, and only what the log keeps copied out.
 
 use std::io::Read;
+use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use httparse::Status;
@@ -129,10 +130,16 @@ impl Input<'_> {
 
     /// The answer's head, past any 1xx interim answers.
     fn head(&mut self) -> Result<Head, Failure> {
+        let config = httparse::ParserConfig::default();
         loop {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-            let mut parsed = httparse::Response::new(&mut fields);
-            match parsed.parse(&self.buf[self.pos..self.filled]) {
+            if self.pos == self.filled && !self.fill()? {
+                return Err(Failure::Closed);
+            }
+            // Uninitialized: a zeroed array of fields would cost more than parsing the answer.
+            let mut fields = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let waiting = &self.buf[self.pos..self.filled];
+            match config.parse_response_with_uninit_headers(&mut parsed, waiting, &mut fields) {
                 Ok(Status::Complete(length)) => {
                     let head = head_of(&parsed)?;
                     self.pos += length;
