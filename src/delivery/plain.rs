@@ -30,6 +30,12 @@ pub const DEFAULT_TRANSPORT_ENV: &str = "KEYHOOK_BENCH_DEFAULT_TRANSPORT";
 /// it never gives up before it.
 const TIMEOUT_STEP: Duration = Duration::from_millis(10);
 
+/// A kept connection that answered less than this long ago is reused without a liveness
+/// check (a peek, a system call per request): a run's requests follow each other within
+/// microseconds. One idle longer is checked first; either way, one the receiver had closed
+/// when the request left is replaced (see [`PlainClient::exchange`]).
+const FRESH: Duration = Duration::from_secs(1);
+
 /// Why a POST got no answer.
 #[derive(Debug)]
 pub enum Failure {
@@ -101,11 +107,17 @@ struct Connection {
     authority: String,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// When it last answered.
+    answered: Instant,
+    /// Whether any byte of an answer to the request in flight came back.
+    heard: bool,
 }
 
 /// One sending thread's client: its connection, its buffers, its endpoints.
 pub struct PlainClient {
     timeout: Duration,
+    /// [`FRESH`], but for tests.
+    fresh: Duration,
     endpoints: Vec<Endpoint>,
     connection: Option<Connection>,
     request: Vec<u8>,
@@ -119,6 +131,7 @@ impl PlainClient {
         let ureq_only = std::env::var_os(DEFAULT_TRANSPORT_ENV).is_some_and(|value| value == "1");
         (!proxied && !ureq_only).then(|| PlainClient {
             timeout,
+            fresh: FRESH,
             endpoints: Vec::new(),
             connection: None,
             request: Vec::with_capacity(2048),
@@ -134,7 +147,8 @@ impl PlainClient {
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> Option<Result<Answer, Failure>> {
-        let deadline = Instant::now() + self.timeout;
+        let now = Instant::now();
+        let deadline = now + self.timeout;
         let index = match self.endpoints.iter().position(|known| known.url == url) {
             Some(index) => index,
             None => {
@@ -147,7 +161,7 @@ impl PlainClient {
             }
         };
         self.build_request(index, body, headers);
-        Some(self.exchange(index, deadline))
+        Some(self.exchange(index, now, deadline))
     }
 
     fn build_request(&mut self, index: usize, body: &[u8], headers: &[(&str, &str)]) {
@@ -169,32 +183,49 @@ impl PlainClient {
 
     /// Sends the built request and reads the answer, on the kept connection if it is still
     /// open, else on a new one. A kept connection the receiver closed just as the request
-    /// left is replaced once.
-    fn exchange(&mut self, index: usize, deadline: Instant) -> Result<Answer, Failure> {
-        let endpoint = &self.endpoints[index];
-        if let Some(kept) = self.connection.take()
-            && kept.authority == endpoint.authority
-            && still_open(&kept.stream)
+    /// left (nothing of an answer came back) is replaced once.
+    fn exchange(
+        &mut self,
+        index: usize,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<Answer, Failure> {
+        let authority = &self.endpoints[index].authority;
+        if let Some(mut kept) = self.connection.take()
+            && kept.authority == *authority
+            && (now.saturating_duration_since(kept.answered) < self.fresh
+                || still_open(&kept.stream))
         {
-            match self.send_on(kept, deadline) {
-                Err(failure) if failure.stale_connection() => {}
-                done => return done,
+            match self.send_on(&mut kept, deadline) {
+                Err(failure) if !kept.heard && failure.stale_connection() => {}
+                done => return self.keep(kept, done),
             }
         }
-        let endpoint = &self.endpoints[index];
-        let connection = connect(endpoint, deadline)?;
-        self.send_on(connection, deadline)
+        let mut connection = connect(&self.endpoints[index], deadline)?;
+        let done = self.send_on(&mut connection, deadline);
+        self.keep(connection, done)
     }
 
     fn send_on(
         &mut self,
-        mut connection: Connection,
+        connection: &mut Connection,
         deadline: Instant,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<(Answer, Framing), Failure> {
+        connection.heard = false;
         connection.set_write_timeout(left(deadline)?)?;
         connection.stream.write_all(&self.request)?;
-        let (answer, framing) = response::read(&mut connection, &mut self.answer, deadline)?;
+        response::read(connection, &mut self.answer, deadline)
+    }
+
+    /// Keeps `connection` for the next request if its answer left it reusable.
+    fn keep(
+        &mut self,
+        mut connection: Connection,
+        done: Result<(Answer, Framing), Failure>,
+    ) -> Result<Answer, Failure> {
+        let (answer, framing) = done?;
         if framing == Framing::Reusable {
+            connection.answered = Instant::now();
             self.connection = Some(connection);
         }
         Ok(answer)
@@ -270,6 +301,8 @@ fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<Connection, Failure
                     authority: endpoint.authority.clone(),
                     read_timeout: None,
                     write_timeout: None,
+                    answered: Instant::now(),
+                    heard: false,
                 });
             }
             Err(error) => last = error.into(),
