@@ -142,6 +142,7 @@ fn read(
     batches: mpsc::SyncSender<Vec<Item>>,
 ) -> Result<u64, QueryError> {
     let task = run.task;
+    let envelope = payload::Envelope::new(&task.name, &task.webhook.user_data);
     let mut batch = Vec::with_capacity(BATCH);
     let mut open = true;
     let matched = db.for_each(&run.search.template, run.values, |row| {
@@ -149,7 +150,7 @@ fn read(
             Ok(license) if sends => batch.push(Item::License {
                 license_id: license.id,
                 activation_key: license.info.text("ActivationKey"),
-                body: payload::body(&task.name, &task.webhook.user_data, &license.info),
+                body: envelope.body(&license.info),
             }),
             Ok(_) => {}
             Err(bad) => batch.push(Item::Bad(bad)),

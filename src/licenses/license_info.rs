@@ -122,6 +122,11 @@ impl LicenseInfo {
         self.values.get(index)
     }
 
+    /// Every field with its name, in [`LICENSE_INFO`]'s order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &Field)> {
+        LICENSE_INFO.iter().map(|(name, _)| *name).zip(&self.values)
+    }
+
     /// Field `name` as display text (`""` for NULL dates and unknown fields).
     pub fn text(&self, name: &str) -> String {
         match self.get(name) {
