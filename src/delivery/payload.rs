@@ -5,7 +5,10 @@
 //! needs escaped is found a whole string at a time. The bytes are serde_json's (a test holds
 //! the two side by side); building a body this way costs a third of what serde_json did.
 
-use crate::licenses::license_info::{Field, LicenseInfo};
+use std::borrow::Borrow;
+
+use crate::licenses::license_info::{FieldRef, LicenseInfo, LicenseRow};
+use crate::licenses::schema::LICENSE_INFO;
 
 /// What every body of one task shares: everything before `LicenseInfo`'s first field.
 pub struct Envelope {
@@ -26,9 +29,26 @@ impl Envelope {
     /// The body of the request for one license. It is built once and both signed and sent
     /// as is.
     pub fn body(&self, license_info: &LicenseInfo) -> Vec<u8> {
+        self.write(
+            license_info
+                .fields()
+                .map(|(name, value)| (name, value.as_ref())),
+        )
+    }
+
+    /// [`Envelope::body`] for a license as its row holds it: the same bytes.
+    pub fn body_of(&self, license: &LicenseRow) -> Vec<u8> {
+        let names = LICENSE_INFO.iter().map(|(name, _)| *name);
+        self.write(names.zip(&license.fields))
+    }
+
+    fn write<'a, F: Borrow<FieldRef<'a>>>(
+        &self,
+        fields: impl Iterator<Item = (&'static str, F)>,
+    ) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.start.len() + 1536);
         bytes.extend_from_slice(&self.start);
-        for (index, (name, value)) in license_info.fields().enumerate() {
+        for (index, (name, value)) in fields.enumerate() {
             if index > 0 {
                 bytes.push(b',');
             }
@@ -36,7 +56,7 @@ impl Envelope {
             bytes.push(b'"');
             bytes.extend_from_slice(name.as_bytes());
             bytes.extend_from_slice(b"\":");
-            push_field(&mut bytes, value);
+            push_field(&mut bytes, value.borrow());
         }
         bytes.extend_from_slice(b"}}");
         bytes
@@ -48,13 +68,15 @@ pub fn body(task_name: &str, user_data: &str, license_info: &LicenseInfo) -> Vec
     Envelope::new(task_name, user_data).body(license_info)
 }
 
-fn push_field(out: &mut Vec<u8>, value: &Field) {
+fn push_field(out: &mut Vec<u8>, value: &FieldRef) {
     match value {
-        Field::Bool(true) => out.extend_from_slice(b"true"),
-        Field::Bool(false) => out.extend_from_slice(b"false"),
-        Field::Int(number) => out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes()),
-        Field::Text(text) | Field::Date(Some(text)) => push_str(out, text),
-        Field::Date(None) => out.extend_from_slice(b"null"),
+        FieldRef::Bool(true) => out.extend_from_slice(b"true"),
+        FieldRef::Bool(false) => out.extend_from_slice(b"false"),
+        FieldRef::Int(number) => {
+            out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes());
+        }
+        FieldRef::Text(text) | FieldRef::Date(Some(text)) => push_str(out, text),
+        FieldRef::Date(None) => out.extend_from_slice(b"null"),
     }
 }
 

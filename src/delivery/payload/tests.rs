@@ -1,6 +1,7 @@
 use serde::Serialize;
 
 use super::*;
+use crate::licenses::license_info::Field;
 use crate::licenses::schema::{Kind, LICENSE_INFO};
 
 /// The body as serde_json writes it: what [`body`] must give, byte for byte.
