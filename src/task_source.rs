@@ -14,7 +14,7 @@ use crate::delivery::record::{NewRun, Recorder, Subject};
 use crate::delivery::signature::Signer;
 use crate::delivery::target::{Endpoint, Target};
 use crate::licenses::database::LicenseDatabase;
-use crate::licenses::license_info::RowError;
+use crate::licenses::license_info::{LicenseRow, RowError};
 use crate::licenses::query::QueryError;
 use crate::state::{State, StateError};
 
@@ -142,14 +142,15 @@ fn read(
     batches: mpsc::SyncSender<Vec<Item>>,
 ) -> Result<u64, QueryError> {
     let task = run.task;
+    let envelope = payload::Envelope::new(&task.name, &task.webhook.user_data);
     let mut batch = Vec::with_capacity(BATCH);
     let mut open = true;
-    let matched = db.for_each(&run.search.template, run.values, |row| {
+    let mut each = |row: Result<LicenseRow, RowError>| {
         match row {
             Ok(license) if sends => batch.push(Item::License {
                 license_id: license.id,
-                activation_key: license.info.text("ActivationKey"),
-                body: payload::body(&task.name, &task.webhook.user_data, &license.info),
+                activation_key: license.activation_key().to_string(),
+                body: envelope.body_of(&license),
             }),
             Ok(_) => {}
             Err(bad) => batch.push(Item::Bad(bad)),
@@ -159,7 +160,8 @@ fn read(
             open = batches.send(full).is_ok();
         }
         open
-    })?;
+    };
+    let matched = db.each_license_row(&run.search.template, run.values, &mut each)?;
     if open && !batch.is_empty() {
         let _ = batches.send(batch);
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 
-use super::license_info::{License, RowError};
+use super::license_info::{License, LicenseRow, RowError};
 use super::macros::Template;
 use super::query::{LicenseDb, QueryError};
 
@@ -61,6 +61,20 @@ pub trait LicenseDatabase: Send {
         each: &mut dyn FnMut(Result<License, RowError>) -> bool,
     ) -> Result<u64, QueryError>;
 
+    /// [`LicenseDatabase::each_row`], each match as its row holds it: what a run's bodies are
+    /// written from. The same matches, the same bad rows.
+    fn each_license_row(
+        &mut self,
+        template: &Template,
+        values: &[NaiveDateTime],
+        each: &mut dyn FnMut(Result<LicenseRow, RowError>) -> bool,
+    ) -> Result<u64, QueryError> {
+        self.each_row(template, values, &mut |license| match license {
+            Ok(license) => each(Ok(license.as_row())),
+            Err(bad) => each(Err(bad)),
+        })
+    }
+
     /// Why the connection could change the license table, if it could: a read-only role is
     /// the real guarantee that a search cannot write. `None` when it cannot (or for a file).
     fn write_warning(&mut self) -> Result<Option<String>, QueryError> {
@@ -112,6 +126,15 @@ impl LicenseDatabase for LicenseDb {
         each: &mut dyn FnMut(Result<License, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
         LicenseDb::for_each(self, template, values, each)
+    }
+
+    fn each_license_row(
+        &mut self,
+        template: &Template,
+        values: &[NaiveDateTime],
+        each: &mut dyn FnMut(Result<LicenseRow, RowError>) -> bool,
+    ) -> Result<u64, QueryError> {
+        LicenseDb::for_each_row(self, template, values, each)
     }
 }
 

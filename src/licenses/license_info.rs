@@ -10,7 +10,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::schema::{Kind, LICENSE_INFO};
 
-pub use convert::{FieldError, ValueProblem, read_fields};
+pub use convert::{FieldError, FieldRef, ValueProblem, read_fields};
 
 /// One `LicenseInfo` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,32 @@ pub struct License {
     pub subscription_expiry: Option<String>,
     pub info: LicenseInfo,
 }
+
+/// A matching license as its row holds it: its id and its `LicenseInfo` values, in
+/// [`LICENSE_INFO`]'s order, borrowing the row's text (what a body is written from, without a
+/// copy of every value on the way).
+#[derive(Debug)]
+pub struct LicenseRow<'a> {
+    pub id: i64,
+    pub fields: Vec<FieldRef<'a>>,
+}
+
+impl LicenseRow<'_> {
+    /// Field `ActivationKey`, as text.
+    pub fn activation_key(&self) -> &str {
+        match self.fields.get(ACTIVATION_KEY) {
+            Some(FieldRef::Text(key)) => key,
+            _ => "",
+        }
+    }
+}
+
+/// Where `ActivationKey` is in [`LICENSE_INFO`].
+const ACTIVATION_KEY: usize = 1;
+const _: () = assert!(matches!(
+    LICENSE_INFO[ACTIVATION_KEY].0.as_bytes(),
+    b"ActivationKey"
+));
 
 /// Why a row could not be read as a `LicenseInfo`: a bad row, which is reported (and recorded
 /// by a run) without holding back the other matches.
@@ -62,21 +88,11 @@ const FIRST_INFO_COLUMN: usize = 2;
 impl License {
     /// Reads a row selected as `ID, SubscriptionExpiryDate, <LicenseInfo columns>`.
     pub fn from_row(row: &rusqlite::Row) -> Result<License, RowError> {
-        let bad = |id, column, problem| RowError {
-            id,
-            key: key_of(row),
-            column,
-            problem,
-        };
-        let id = match row.get_ref(0) {
-            Ok(ValueRef::Integer(id)) => id,
-            Ok(other) => return Err(bad(0, "ID", format!("holds {}, not a number", kind(other)))),
-            Err(error) => return Err(bad(0, "ID", error.to_string())),
-        };
+        let id = row_id(row)?;
         let expiry = read_fields(&[("SubscriptionExpiryDate", Kind::Date)], |_, _| {
             row.get_ref(1)
         })
-        .map_err(|(column, problem)| bad(id, column, problem.to_string()))?;
+        .map_err(|(column, problem)| bad(row, id, column, problem.to_string()))?;
         let subscription_expiry = match expiry.into_iter().next() {
             Some(Field::Date(date)) => date,
             _ => None,
@@ -87,6 +103,59 @@ impl License {
             subscription_expiry,
             info,
         })
+    }
+}
+
+impl License {
+    /// The license as [`LicenseRow`], borrowing its values.
+    pub fn as_row(&self) -> LicenseRow<'_> {
+        let fields = self.info.fields().map(|(_, field)| field.as_ref());
+        LicenseRow {
+            id: self.id,
+            fields: fields.collect(),
+        }
+    }
+}
+
+impl<'a> LicenseRow<'a> {
+    /// Reads a row as [`License::from_row`] does (the same bad rows, the same errors),
+    /// keeping its text where it is.
+    pub fn from_row(row: &'a rusqlite::Row) -> Result<LicenseRow<'a>, RowError> {
+        let id = row_id(row)?;
+        let read = |column, kind| -> Result<FieldRef<'a>, String> {
+            let value = row.get_ref(column).map_err(|error| error.to_string())?;
+            convert::convert_ref(value, kind).map_err(|problem| problem.to_string())
+        };
+        read(1, Kind::Date).map_err(|problem| bad(row, id, "SubscriptionExpiryDate", problem))?;
+        let mut fields = Vec::with_capacity(LICENSE_INFO.len());
+        for (offset, (name, kind)) in LICENSE_INFO.iter().enumerate() {
+            let field = read(FIRST_INFO_COLUMN + offset, *kind);
+            fields.push(field.map_err(|problem| bad(row, id, name, problem))?);
+        }
+        Ok(LicenseRow { id, fields })
+    }
+}
+
+/// The row's `ID`.
+fn row_id(row: &rusqlite::Row) -> Result<i64, RowError> {
+    match row.get_ref(0) {
+        Ok(ValueRef::Integer(id)) => Ok(id),
+        Ok(other) => Err(bad(
+            row,
+            0,
+            "ID",
+            format!("holds {}, not a number", kind(other)),
+        )),
+        Err(error) => Err(bad(row, 0, "ID", error.to_string())),
+    }
+}
+
+fn bad(row: &rusqlite::Row, id: i64, column: &'static str, problem: String) -> RowError {
+    RowError {
+        id,
+        key: key_of(row),
+        column,
+        problem,
     }
 }
 
@@ -122,6 +191,11 @@ impl LicenseInfo {
         self.values.get(index)
     }
 
+    /// Every field with its name, in [`LICENSE_INFO`]'s order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &Field)> {
+        LICENSE_INFO.iter().map(|(name, _)| *name).zip(&self.values)
+    }
+
     /// Field `name` as display text (`""` for NULL dates and unknown fields).
     pub fn text(&self, name: &str) -> String {
         match self.get(name) {
@@ -149,6 +223,18 @@ impl LicenseInfo {
     pub(crate) fn from_fields(values: Vec<Field>) -> LicenseInfo {
         debug_assert_eq!(values.len(), LICENSE_INFO.len());
         LicenseInfo { values }
+    }
+}
+
+impl Field {
+    /// The value, borrowed.
+    pub fn as_ref(&self) -> FieldRef<'_> {
+        match self {
+            Field::Bool(flag) => FieldRef::Bool(*flag),
+            Field::Text(text) => FieldRef::Text(text.as_str().into()),
+            Field::Int(number) => FieldRef::Int(*number),
+            Field::Date(date) => FieldRef::Date(date.as_deref().map(Into::into)),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{CachedStatement, Connection, ErrorCode, Statement};
 
-use super::license_info::{License, RowError};
+use super::license_info::{License, LicenseRow, RowError};
 use super::macros::{DATE_FORMAT, Template};
 use super::open::{MAX_HEAP_BYTES, MAX_VALUE_BYTES};
 use super::refusal::Refusal;
@@ -174,6 +174,25 @@ impl LicenseDb {
         values: &[NaiveDateTime],
         mut each: impl FnMut(Result<License, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
+        self.each_raw(template, values, |row| each(License::from_row(row)))
+    }
+
+    /// [`LicenseDb::for_each`], each match as its row holds it (no copy of its text).
+    pub fn for_each_row(
+        &mut self,
+        template: &Template,
+        values: &[NaiveDateTime],
+        mut each: impl FnMut(Result<LicenseRow, RowError>) -> bool,
+    ) -> Result<u64, QueryError> {
+        self.each_raw(template, values, |row| each(LicenseRow::from_row(row)))
+    }
+
+    fn each_raw(
+        &mut self,
+        template: &Template,
+        values: &[NaiveDateTime],
+        mut each: impl FnMut(&rusqlite::Row) -> bool,
+    ) -> Result<u64, QueryError> {
         let sql = select_sql(template)?;
         let paused = self.start_deadline();
         let mut statement = self.prepare(&sql)?;
@@ -183,7 +202,7 @@ impl LicenseDb {
         while let Some(row) = rows.next().map_err(|error| self.failure(error))? {
             let handed_over = Instant::now();
             seen += 1;
-            let more = each(License::from_row(row));
+            let more = each(row);
             // The deadline is for the search, not for what the caller does with each match.
             let spent = u64::try_from(handed_over.elapsed().as_nanos()).unwrap_or(u64::MAX);
             paused.fetch_add(spent, std::sync::atomic::Ordering::Relaxed);

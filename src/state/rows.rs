@@ -163,7 +163,8 @@ pub const SOURCE_SUMMARIES: &str = "SELECT s.source, s.webhook, s.webhook_gone, 
                 count(*) FILTER (WHERE status = 'pending') AS pending,
                 count(*) FILTER (WHERE status = 'failed') AS failed,
                 count(*) FILTER (WHERE status = 'dead') AS dead
-         FROM deliveries WHERE task IN (SELECT source FROM webhook_sources)
+         FROM deliveries
+         WHERE event_type IS NOT NULL AND task IN (SELECT source FROM webhook_sources)
          GROUP BY task) AS d ON d.task = s.source
      ORDER BY s.source";
 

@@ -2,6 +2,8 @@
 //! in one form, license models by number; for a SQLite row, a PostgreSQL row and an event's
 //! snapshot alike.
 
+use std::borrow::Cow;
+
 use rusqlite::types::ValueRef;
 
 use super::Field;
@@ -59,13 +61,38 @@ pub fn read_fields<'a, E>(
     Ok(values)
 }
 
+/// One `LicenseInfo` value as read, borrowing the stored text where it is sent as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldRef<'a> {
+    Bool(bool),
+    Text(Cow<'a, str>),
+    Int(i64),
+    Date(Option<Cow<'a, str>>),
+}
+
+impl FieldRef<'_> {
+    pub fn into_owned(self) -> Field {
+        match self {
+            FieldRef::Bool(flag) => Field::Bool(flag),
+            FieldRef::Text(text) => Field::Text(text.into_owned()),
+            FieldRef::Int(number) => Field::Int(number),
+            FieldRef::Date(date) => Field::Date(date.map(Cow::into_owned)),
+        }
+    }
+}
+
 pub(super) fn convert(value: ValueRef, kind: Kind) -> Result<Field, ValueProblem> {
+    convert_ref(value, kind).map(FieldRef::into_owned)
+}
+
+/// [`convert`] without copying text that goes out as it is stored.
+pub(super) fn convert_ref(value: ValueRef<'_>, kind: Kind) -> Result<FieldRef<'_>, ValueProblem> {
     Ok(match kind {
-        Kind::Bool => Field::Bool(integer(value)? != 0),
-        Kind::Int => Field::Int(integer(value)?),
-        Kind::Text => Field::Text(text(value)?.unwrap_or_default()),
-        Kind::Date => Field::Date(text(value)?.map(|date| normalize_date(&date)).transpose()?),
-        Kind::Model => Field::Int(model(value)?),
+        Kind::Bool => FieldRef::Bool(integer(value)? != 0),
+        Kind::Int => FieldRef::Int(integer(value)?),
+        Kind::Text => FieldRef::Text(text(value)?.unwrap_or_default()),
+        Kind::Date => FieldRef::Date(text(value)?.map(normalize_cow).transpose()?),
+        Kind::Model => FieldRef::Int(model(value)?),
     })
 }
 
@@ -88,14 +115,14 @@ fn integer(value: ValueRef) -> Result<i64, ValueProblem> {
     }
 }
 
-fn text(value: ValueRef) -> Result<Option<String>, ValueProblem> {
+fn text(value: ValueRef<'_>) -> Result<Option<Cow<'_, str>>, ValueProblem> {
     match value {
         ValueRef::Null => Ok(None),
-        ValueRef::Text(bytes) => String::from_utf8(bytes.to_vec())
-            .map(Some)
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map(|text| Some(Cow::Borrowed(text)))
             .map_err(|_| ValueProblem::NotUtf8),
-        ValueRef::Integer(number) => Ok(Some(number.to_string())),
-        ValueRef::Real(number) => Ok(Some(number.to_string())),
+        ValueRef::Integer(number) => Ok(Some(Cow::Owned(number.to_string()))),
+        ValueRef::Real(number) => Ok(Some(Cow::Owned(number.to_string()))),
         ValueRef::Blob(_) => Err(ValueProblem::BlobForText),
     }
 }
@@ -111,19 +138,27 @@ fn whole(number: f64) -> Result<i64, ValueProblem> {
     }
 }
 
+/// [`normalize_date`] for text that may or may not be borrowed.
+fn normalize_cow(stored: Cow<'_, str>) -> Result<Cow<'_, str>, ValueProblem> {
+    match stored {
+        Cow::Borrowed(stored) => normalize_date(stored),
+        Cow::Owned(stored) => normalize_date(&stored).map(|date| Cow::Owned(date.into_owned())),
+    }
+}
+
 /// Dates go out as `YYYY-MM-DDTHH:MM:SS`; a stored `2026-01-31 08:00` or `2026-01-31` is
 /// rewritten to that, and text that is no date at all is sent as it is. A date that cannot
 /// exist (`2026-02-30`, `2026-01-31T25:00`) is an error: sending it would mislead.
-pub(super) fn normalize_date(stored: &str) -> Result<String, ValueProblem> {
+fn normalize_date(stored: &str) -> Result<Cow<'_, str>, ValueProblem> {
     let trimmed = stored.trim();
     if is_canonical_date(trimmed) {
         // Already `YYYY-MM-DDTHH:MM:SS` and a real moment: what formatting it would give back.
-        return Ok(trimmed.to_string());
+        return Ok(Cow::Borrowed(trimmed));
     }
     match clock::parse_wall_clock(trimmed) {
-        Some(date) => Ok(date.format(DATE_FORMAT).to_string()),
+        Some(date) => Ok(Cow::Owned(date.format(DATE_FORMAT).to_string())),
         None if impossible_date(trimmed) => Err(ValueProblem::NoSuchDate(stored.to_string())),
-        None => Ok(stored.to_string()),
+        None => Ok(Cow::Borrowed(stored)),
     }
 }
 
@@ -197,7 +232,7 @@ fn model(value: ValueRef) -> Result<i64, ValueProblem> {
             None => name
                 .trim()
                 .parse()
-                .map_err(|_| ValueProblem::NotAModel(name.clone())),
+                .map_err(|_| ValueProblem::NotAModel(name.into_owned())),
         },
     }
 }
@@ -242,7 +277,11 @@ mod tests {
             if is_canonical_date(text) {
                 assert!(slow.is_some(), "{text}");
             }
-            assert_eq!(normalize_date(text).ok(), normalize_slowly(text), "{text}");
+            assert_eq!(
+                normalize_date(text).ok().map(Cow::into_owned),
+                normalize_slowly(text),
+                "{text}"
+            );
         }
         assert!(
             [

@@ -203,3 +203,45 @@ fn the_database_file_is_never_written() {
     drop(db);
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn rows_as_they_are_held_read_as_licenses_do_with_the_same_bodies_and_bad_rows() {
+    let (_dir, path) = database();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "INSERT INTO LicenseKeys (ID, ActivationKey, FullName, Duration, ExpiryDate, OrderDate,
+             LicenseModel, Comment, ProductID, SubscriptionExpiryDate)
+         VALUES (4, 42, 'Ann \"A\"\n', '12', '2026-01-31 08:00', ' 2026-02-01T00:00:00 ',
+                 'Trial', 'x', 1.0, 'someday'),
+                (5, 'K5', X'FF', 0, NULL, NULL, 'trial', '', 0, NULL),
+                (6, 'K6', 'B', 0, '2026-02-30', NULL, 'trial', '', 0, NULL),
+                (7, 'K7', 'C', 0, NULL, NULL, 'lifetime', '', 0, NULL),
+                (8, 'K8', 'D', 'many', NULL, NULL, 'trial', '', 0, '2026-13-01');",
+    )
+    .unwrap();
+    let envelope = crate::delivery::payload::Envelope::new("T", "u");
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    let mut as_licenses = Vec::new();
+    db.for_each(&template("1 = 1"), &[], |license| {
+        let license = license.map(|license| {
+            let key = license.info.text("ActivationKey");
+            (license.id, key, envelope.body(&license.info))
+        });
+        as_licenses.push(license);
+        true
+    })
+    .unwrap();
+    let mut as_rows = Vec::new();
+    db.for_each_row(&template("1 = 1"), &[], |row| {
+        let row = row.map(|row| {
+            let key = row.activation_key().to_string();
+            (row.id, key, envelope.body_of(&row))
+        });
+        as_rows.push(row);
+        true
+    })
+    .unwrap();
+    assert_eq!(as_rows.len(), 8);
+    assert_eq!(as_rows.iter().filter(|row| row.is_err()).count(), 4);
+    assert_eq!(as_rows, as_licenses);
+}

@@ -130,6 +130,47 @@ fn v10_keeps_runs_with_no_host_and_records_one_from_then_on() {
 }
 
 #[test]
+fn v11_indexes_event_deliveries_by_source_and_task_deliveries_not_at_all() {
+    let mut conn = at_version(10);
+    conn.execute_batch(
+        "INSERT INTO runs (id, task, name, started_at) VALUES (1, 'crm', 'crm', 0);
+         INSERT INTO webhook_sources (source, webhook, url, first_seen)
+             VALUES ('crm', 'crm', 'http://h/', 0);
+         INSERT INTO deliveries (id, run_id, task, license_id, activation_key, created_at,
+             next_attempt_at, updated_at, event_type)
+         VALUES ('e', 1, 'crm', 1, 'K', 0, 0, 0, 'license.created'),
+                ('t', 1, 'renewals', 2, 'K', 0, 0, 0, NULL);",
+    )
+    .unwrap();
+    migrate(&mut conn, Path::new("state.db")).unwrap();
+    let indexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM deliveries INDEXED BY deliveries_event_source
+                 WHERE event_type IS NOT NULL AND task IN ('crm', 'renewals')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1);
+    // The webhook sources' summary still finds its deliveries through an index.
+    let plan: Vec<String> = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::state::rows::SOURCE_SUMMARIES
+        ))
+        .unwrap()
+        .query_map([], |row| row.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("deliveries USING INDEX deliveries_event_source")),
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn a_newer_schema_is_refused() {
     let mut conn = at_version(MIGRATIONS.len());
     conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)

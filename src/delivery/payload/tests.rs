@@ -1,0 +1,79 @@
+use serde::Serialize;
+
+use super::*;
+use crate::licenses::license_info::Field;
+use crate::licenses::schema::{Kind, LICENSE_INFO};
+
+/// The body as serde_json writes it: what [`body`] must give, byte for byte.
+fn serde_body(task_name: &str, user_data: &str, license_info: &LicenseInfo) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Payload<'a> {
+        #[serde(rename = "Name")]
+        name: &'a str,
+        #[serde(rename = "WebHookUserData")]
+        user_data: &'a str,
+        #[serde(rename = "LicenseInfo")]
+        license_info: &'a LicenseInfo,
+    }
+    let payload = Payload {
+        name: task_name,
+        user_data,
+        license_info,
+    };
+    serde_json::to_vec(&payload).unwrap()
+}
+
+/// Every character below 0x80, a few beyond, and the extremes of each type.
+fn awkward_texts() -> Vec<String> {
+    let ascii: String = (0u8..0x80).map(char::from).collect();
+    vec![
+        ascii,
+        String::new(),
+        "Müller & Söhne \u{2028}\u{1F600} \u{7f}".into(),
+        "\"quoted\" \\ back\\slash\n\r\t\u{8}\u{c}\u{1}\u{1f}".into(),
+        "<properties><property name=\"a\"/></properties>".into(),
+    ]
+}
+
+fn info_with(text: &str, flip: bool) -> LicenseInfo {
+    let values = LICENSE_INFO
+        .iter()
+        .enumerate()
+        .map(|(index, (_, kind))| match kind {
+            Kind::Bool => Field::Bool(flip ^ (index % 2 == 0)),
+            Kind::Text => Field::Text(format!("{text}{index}")),
+            Kind::Int | Kind::Model => Field::Int(match (index % 3, flip) {
+                (0, _) => i64::MIN,
+                (1, true) => i64::MAX,
+                (1, false) => -1,
+                _ => 0,
+            }),
+            Kind::Date if flip => Field::Date(None),
+            Kind::Date => Field::Date(Some(format!("{text}2026-01-31T08:00:00"))),
+        })
+        .collect();
+    LicenseInfo::from_fields(values)
+}
+
+#[test]
+fn the_body_is_serde_jsons_byte_for_byte() {
+    for text in awkward_texts() {
+        for flip in [false, true] {
+            let info = info_with(&text, flip);
+            assert_eq!(
+                String::from_utf8(body(&text, &text, &info)).unwrap(),
+                String::from_utf8(serde_body(&text, &text, &info)).unwrap(),
+                "{text:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn field_names_need_no_escaping() {
+    assert!(
+        LICENSE_INFO
+            .iter()
+            .all(|(name, _)| name.bytes().all(|byte| byte.is_ascii_alphanumeric()))
+    );
+}
