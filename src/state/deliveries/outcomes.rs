@@ -90,6 +90,8 @@ impl StateDb {
     /// Moves the chunk's deliveries on: those that come to the same values (a group's
     /// answers mostly do: delivered, at the same second) in one UPDATE ... WHERE seq IN.
     fn update_chunk(&self, mut chunk: &[Outcome]) -> Result<(), StateError> {
+        // The single-delivery UPDATE, taken from the cache once for the chunk.
+        let mut single = None;
         while let Some(first) = chunk.first() {
             let same = chunk
                 .iter()
@@ -100,16 +102,27 @@ impl StateDb {
                 .find(|&size| size <= same)
                 .expect("1 is a chunk size");
             let (run, rest) = chunk.split_at(size);
-            self.update_run(run)?;
+            if size == 1 {
+                let statement = match &mut single {
+                    Some(statement) => statement,
+                    None => single.insert(self.chunk_statement(chunk_sql(1).1)?),
+                };
+                self.update_run(statement, run)?;
+            } else {
+                self.update_run(&mut self.chunk_statement(chunk_sql(size).1)?, run)?;
+            }
             chunk = rest;
         }
         Ok(())
     }
 
     /// Writes the values of `run`'s first outcome to each of its deliveries.
-    fn update_run(&self, run: &[Outcome]) -> Result<(), StateError> {
+    fn update_run(
+        &self,
+        update: &mut CachedStatement<'_>,
+        run: &[Outcome],
+    ) -> Result<(), StateError> {
         let (first, attempt) = (&run[0], &run[0].attempt);
-        let mut update = self.chunk_statement(chunk_sql(run.len()).1)?;
         let values: [&dyn ToSql; UPDATE_VALUES] = [
             &first.status.as_str(),
             &first.next_attempt_at,
@@ -117,7 +130,7 @@ impl StateDb {
             &attempt.status,
             &attempt.error,
         ];
-        self.bind_row(&mut update, 0, &values)?;
+        self.bind_row(update, 0, &values)?;
         for (index, outcome) in run.iter().enumerate() {
             update
                 .raw_bind_parameter(UPDATE_VALUES + index + 1, outcome.seq)
