@@ -4,6 +4,7 @@
 
 mod claims;
 mod log;
+mod outcomes;
 mod prune;
 mod queue;
 mod recording;

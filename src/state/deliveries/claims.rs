@@ -5,6 +5,7 @@
 //! page write per few deliveries and a third of the queue's instructions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The deliveries handed to senders of this process and not settled yet.
 #[derive(Debug, Default)]
@@ -13,12 +14,16 @@ pub struct ClaimBook {
     held: HashMap<i64, Holder>,
     /// Per source, the highest seq handed out: the next claim looks above it first.
     above: HashMap<String, i64>,
+    /// The holder named last, reused while claims name the same one.
+    last: Option<Holder>,
 }
 
-#[derive(Debug)]
+/// Shared by every delivery a claim hands out: a claim of a thousand deliveries allocates
+/// its two names once, not a thousand times.
+#[derive(Debug, Clone)]
 struct Holder {
-    claimer: String,
-    source: String,
+    claimer: Arc<str>,
+    source: Arc<str>,
 }
 
 impl ClaimBook {
@@ -38,15 +43,24 @@ impl ClaimBook {
 
     /// `seq` of `source` is now `claimer`'s.
     pub fn hold(&mut self, seq: i64, source: &str, claimer: &str) {
-        self.held.insert(
-            seq,
-            Holder {
-                claimer: claimer.to_string(),
-                source: source.to_string(),
-            },
-        );
-        let above = self.above.entry(source.to_string()).or_insert(0);
-        *above = (*above).max(seq);
+        let holder = match &self.last {
+            Some(last) if *last.source == *source && *last.claimer == *claimer => last.clone(),
+            _ => {
+                let holder = Holder {
+                    claimer: claimer.into(),
+                    source: source.into(),
+                };
+                self.last = Some(holder.clone());
+                holder
+            }
+        };
+        self.held.insert(seq, holder);
+        match self.above.get_mut(source) {
+            Some(above) => *above = (*above).max(seq),
+            None => {
+                self.above.insert(source.to_string(), seq.max(0));
+            }
+        }
     }
 
     /// The delivery's outcome is recorded: it is in the queue again only if its status says so.
@@ -57,7 +71,7 @@ impl ClaimBook {
     /// Gives back the claims of `claimer` on `source` (every claimer's with `None`).
     pub fn release(&mut self, source: &str, claimer: Option<&str>) {
         self.held.retain(|_, holder| {
-            holder.source != source || claimer.is_some_and(|claimer| holder.claimer != claimer)
+            *holder.source != *source || claimer.is_some_and(|claimer| *holder.claimer != *claimer)
         });
     }
 }

@@ -3,7 +3,7 @@
 use rusqlite::params;
 use rusqlite::types::Value;
 
-use super::{Claimed, Found, Outcome, Queue};
+use super::{Claimed, Found, Queue};
 use crate::state::{StateDb, StateError};
 
 /// An event delivery waits while an earlier one (lower seq) of the same source and entity
@@ -85,13 +85,14 @@ impl StateDb {
              FROM {source}
              WHERE {task_filter} AND {filter} AND next_attempt_at <= ?2
                AND status IN ('pending', 'failed') AND claimed_by IS NULL
-               AND seq BETWEEN ?3 AND ?6 AND {IN_ORDER}
-             ORDER BY seq LIMIT ?4"
+               AND seq BETWEEN ?3 AND ?4 AND {IN_ORDER}
+             ORDER BY seq"
         );
         let mut statement = self.conn.prepare_cached(&sql).map_err(|e| self.error(e))?;
-        let limit = limit.min(1 << 20) as i64;
+        // No LIMIT: the scan stops after `limit` rows all the same, and a bound LIMIT makes
+        // SQLite prepare the statement again whenever its value changes (every claim).
         let rows = statement
-            .query_map(params![task, due, seqs.0, limit, key, seqs.1], |row| {
+            .query_map(params![task, due, seqs.0, seqs.1, key], |row| {
                 Ok(Claimed {
                     seq: row.get(0)?,
                     id: row.get(1)?,
@@ -105,7 +106,9 @@ impl StateDb {
                 })
             })
             .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        rows.take(limit)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.error(e))
     }
 
     /// Gives back claims: of one process that stopped early, or (`None`) every claim on a
@@ -124,83 +127,6 @@ impl StateDb {
             .and_then(|mut statement| statement.execute([task]))
             .map(drop)
             .map_err(|e| self.error(e))
-    }
-
-    /// Stores attempts and their deliveries' new statuses, all in one transaction: outcomes
-    /// that arrive together are committed together, none waits for another.
-    pub fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
-        // BEGIN and COMMIT from the statement cache: this runs once per delivery, and
-        // preparing them afresh each time (as `Transaction` does) was a tenth of its cost.
-        self.cached("BEGIN")?;
-        let recorded = self.record_in_transaction(outcomes);
-        match recorded {
-            Ok(()) => {
-                self.cached("COMMIT")?;
-                let mut book = self.claims.borrow_mut();
-                for outcome in outcomes {
-                    book.settle(outcome.seq);
-                }
-                Ok(())
-            }
-            Err(error) => {
-                let _ = self.cached("ROLLBACK");
-                Err(error)
-            }
-        }
-    }
-
-    /// Runs a statement without parameters from the statement cache.
-    fn cached(&self, sql: &str) -> Result<(), StateError> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut statement| statement.execute([]))
-            .map(drop)
-            .map_err(|e| self.error(e))
-    }
-
-    fn record_in_transaction(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
-        // The attempt number is read before the delivery's count goes up, in the same
-        // transaction.
-        let mut insert = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO attempts (delivery_seq, n, at, status, error, duration_ms, excerpt)
-                 VALUES (?1, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1),
-                         ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(|e| self.error(e))?;
-        let mut update = self
-            .conn
-            .prepare_cached(
-                "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
-                     updated_at = ?4, last_status = ?5, last_error = ?6
-                 WHERE seq = ?1",
-            )
-            .map_err(|e| self.error(e))?;
-        for outcome in outcomes {
-            let attempt = &outcome.attempt;
-            insert
-                .execute(params![
-                    outcome.seq,
-                    attempt.at_ms,
-                    attempt.status,
-                    attempt.error,
-                    attempt.duration_ms,
-                    attempt.excerpt
-                ])
-                .map_err(|e| self.error(e))?;
-            update
-                .execute(params![
-                    outcome.seq,
-                    outcome.status.as_str(),
-                    outcome.next_attempt_at,
-                    attempt.at_ms / 1000,
-                    attempt.status,
-                    attempt.error
-                ])
-                .map_err(|e| self.error(e))?;
-        }
-        Ok(())
     }
 
     /// The tasks that have deliveries due at `now`.

@@ -128,3 +128,48 @@ fn a_requeued_delivery_is_due_again_whatever_its_status() {
     assert_eq!(again[0].id, claimed[0].id, "the same delivery id");
     assert_eq!(state.tasks_with_due(2000).unwrap(), ["t"]);
 }
+
+#[test]
+fn a_large_group_moves_each_delivery_on_by_its_own_outcome() {
+    // 90 outcomes: statements of 64, 16, 4 and 1 rows, and runs of equal updates that a
+    // failure in the middle cuts short.
+    let (_dir, state, run_id) = queue_of(90);
+    let claimed = state.claim(Queue::Run("t", run_id), "a", 1000, 90).unwrap();
+    let failed = |index: usize| index == 20 || index == 85;
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .enumerate()
+        .map(|(index, delivery)| match failed(index) {
+            true => outcome(delivery.seq, Status::Failed, 1060),
+            false => outcome(delivery.seq, Status::Delivered, 1000),
+        })
+        .collect();
+    state.record_attempts(&outcomes).unwrap();
+    state
+        .record_attempts(&[outcome(claimed[20].seq, Status::Delivered, 1000)])
+        .unwrap();
+    let entries = state.log(&Default::default()).unwrap();
+    assert_eq!(entries.len(), 90);
+    for entry in &entries {
+        let index = claimed.iter().position(|d| d.id == entry.id).unwrap();
+        let (status, attempts) = match index {
+            20 => (Status::Delivered, 2),
+            85 => (Status::Failed, 1),
+            _ => (Status::Delivered, 1),
+        };
+        assert_eq!(
+            (entry.status, entry.attempts),
+            (status, attempts),
+            "{index}"
+        );
+        let stored = state.attempts(&entry.id).unwrap();
+        assert_eq!(stored.len() as i64, attempts, "{index}");
+    }
+    let due = state
+        .claim(Queue::DueForTask("t", 1060), "b", 1060, 10)
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        [claimed[85].seq]
+    );
+}

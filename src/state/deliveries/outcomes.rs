@@ -1,0 +1,221 @@
+//! Committing attempts: each group of outcomes in one transaction, the attempts written a
+//! chunk of rows per INSERT, and deliveries that come to the same values (most of a group:
+//! delivered, in the same second) moved on by one UPDATE, rather than two statements per
+//! delivery: every execution starts and halts the VM and opens its cursors again.
+
+use std::sync::OnceLock;
+
+use rusqlite::{CachedStatement, ToSql};
+
+use super::Outcome;
+use crate::state::{StateDb, StateError};
+
+/// How many outcomes one statement writes, largest first: a group is cut greedily into
+/// these, so only a few statements (each prepared once, then cached) ever exist.
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// How many deliveries one UPDATE moves on, largest first (each also in [`CHUNKS`]). Not 4:
+/// below 16 the temporary index an IN list builds costs more than the executions it saves.
+const UPDATE_RUNS: [usize; 3] = [64, 16, 1];
+
+/// Values bound per row of the INSERT (delivery seq, at, status, error, duration, excerpt).
+const INSERT_VALUES: usize = 6;
+/// Values bound once per UPDATE (status, next attempt, updated, HTTP status, error), before
+/// its deliveries' seqs.
+const UPDATE_VALUES: usize = 5;
+
+impl StateDb {
+    /// Stores attempts and their deliveries' new statuses, all in one transaction: outcomes
+    /// that arrive together are committed together, none waits for another.
+    pub fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
+        // BEGIN and COMMIT from the statement cache: this runs once per group, and preparing
+        // them afresh each time (as `Transaction` does) costs as much as a few outcomes.
+        self.cached("BEGIN")?;
+        let recorded = self.record_in_transaction(outcomes);
+        match recorded {
+            Ok(()) => {
+                self.cached("COMMIT")?;
+                let mut book = self.claims.borrow_mut();
+                for outcome in outcomes {
+                    book.settle(outcome.seq);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let _ = self.cached("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs a statement without parameters from the statement cache.
+    pub(super) fn cached(&self, sql: &str) -> Result<(), StateError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    fn record_in_transaction(&self, mut outcomes: &[Outcome]) -> Result<(), StateError> {
+        while let Some(&size) = CHUNKS.iter().find(|&&size| size <= outcomes.len()) {
+            let (chunk, rest) = outcomes.split_at(size);
+            self.record_chunk(chunk)?;
+            outcomes = rest;
+        }
+        Ok(())
+    }
+
+    /// Writes one chunk (a size from [`CHUNKS`]): its attempts, then its deliveries. The
+    /// attempt number is read before the delivery's count goes up, in the same transaction;
+    /// a chunk never holds a delivery twice (each is claimed once).
+    fn record_chunk(&self, chunk: &[Outcome]) -> Result<(), StateError> {
+        let mut insert = self.chunk_statement(chunk_sql(chunk.len()).0)?;
+        for (row, outcome) in chunk.iter().enumerate() {
+            let attempt = &outcome.attempt;
+            let values: [&dyn ToSql; INSERT_VALUES] = [
+                &outcome.seq,
+                &attempt.at_ms,
+                &attempt.status,
+                &attempt.error,
+                &attempt.duration_ms,
+                &attempt.excerpt,
+            ];
+            self.bind_row(&mut insert, row * INSERT_VALUES, &values)?;
+        }
+        insert.raw_execute().map_err(|e| self.error(e))?;
+        self.update_chunk(chunk)
+    }
+
+    /// Moves the chunk's deliveries on: those that come to the same values (a group's
+    /// answers mostly do: delivered, at the same second) in one UPDATE ... WHERE seq IN.
+    fn update_chunk(&self, mut chunk: &[Outcome]) -> Result<(), StateError> {
+        // The single-delivery UPDATE, taken from the cache once for the chunk.
+        let mut single = None;
+        while let Some(first) = chunk.first() {
+            let same = chunk
+                .iter()
+                .take_while(|outcome| same_update(first, outcome))
+                .count();
+            let size = UPDATE_RUNS
+                .into_iter()
+                .find(|&size| size <= same)
+                .expect("1 is a chunk size");
+            let (run, rest) = chunk.split_at(size);
+            if size == 1 {
+                let statement = match &mut single {
+                    Some(statement) => statement,
+                    None => single.insert(self.chunk_statement(chunk_sql(1).1)?),
+                };
+                self.update_run(statement, run)?;
+            } else {
+                self.update_run(&mut self.chunk_statement(chunk_sql(size).1)?, run)?;
+            }
+            chunk = rest;
+        }
+        Ok(())
+    }
+
+    /// Writes the values of `run`'s first outcome to each of its deliveries.
+    fn update_run(
+        &self,
+        update: &mut CachedStatement<'_>,
+        run: &[Outcome],
+    ) -> Result<(), StateError> {
+        let (first, attempt) = (&run[0], &run[0].attempt);
+        let values: [&dyn ToSql; UPDATE_VALUES] = [
+            &first.status.as_str(),
+            &first.next_attempt_at,
+            &(attempt.at_ms / 1000),
+            &attempt.status,
+            &attempt.error,
+        ];
+        self.bind_row(update, 0, &values)?;
+        for (index, outcome) in run.iter().enumerate() {
+            update
+                .raw_bind_parameter(UPDATE_VALUES + index + 1, outcome.seq)
+                .map_err(|e| self.error(e))?;
+        }
+        update.raw_execute().map(drop).map_err(|e| self.error(e))
+    }
+
+    fn chunk_statement(&self, sql: &str) -> Result<CachedStatement<'_>, StateError> {
+        self.conn.prepare_cached(sql).map_err(|e| self.error(e))
+    }
+
+    /// Binds one row's values, the first at parameter `offset + 1`.
+    fn bind_row(
+        &self,
+        statement: &mut CachedStatement<'_>,
+        offset: usize,
+        values: &[&dyn ToSql],
+    ) -> Result<(), StateError> {
+        for (index, value) in values.iter().enumerate() {
+            statement
+                .raw_bind_parameter(offset + index + 1, *value)
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether two outcomes leave their deliveries with the same values.
+fn same_update(a: &Outcome, b: &Outcome) -> bool {
+    a.status == b.status
+        && a.next_attempt_at == b.next_attempt_at
+        && a.attempt.at_ms / 1000 == b.attempt.at_ms / 1000
+        && a.attempt.status == b.attempt.status
+        && a.attempt.error == b.attempt.error
+}
+
+/// The INSERT and the UPDATE for a chunk of `rows` (a size from [`CHUNKS`]), built once.
+fn chunk_sql(rows: usize) -> (&'static str, &'static str) {
+    static SQL: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        CHUNKS
+            .iter()
+            .map(|&rows| (build_insert(rows), build_update(rows)))
+            .collect()
+    });
+    let index = CHUNKS
+        .iter()
+        .position(|&size| size == rows)
+        .expect("a chunk size");
+    let (insert, update) = &sql[index];
+    (insert, update)
+}
+
+/// `rows` deliveries' new status, all the same, found by seq.
+fn build_update(rows: usize) -> String {
+    let seqs: Vec<String> = (1..=rows)
+        .map(|row| format!("?{}", UPDATE_VALUES + row))
+        .collect();
+    format!(
+        "UPDATE deliveries SET status = ?1, attempts = attempts + 1, next_attempt_at = ?2,
+             updated_at = ?3, last_status = ?4, last_error = ?5
+         WHERE seq IN ({})",
+        seqs.join(", ")
+    )
+}
+
+/// `rows` attempts, each numbered one above its delivery's count so far.
+fn build_insert(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let p = row * INSERT_VALUES;
+            format!(
+                "(?{s}, (SELECT attempts + 1 FROM deliveries WHERE seq = ?{s}), ?{}, ?{}, ?{}, ?{}, ?{})",
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                s = p + 1
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO attempts (delivery_seq, n, at, status, error, duration_ms, excerpt) VALUES {}",
+        values.join(", ")
+    )
+}
