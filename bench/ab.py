@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Two (or more) keyhook binaries side by side against the floor, in one regime, ~40k matches:
+the A/B of a change on a machine whose speed moves from one hour to the next.
+
+    python3 bench/ab.py idle 3 old/keyhook target/release/keyhook
+    python3 bench/ab.py awake 3 old/keyhook target/release/keyhook
+
+Each repetition runs every binary once, each between two floor measurements (their mean is
+that run's floor), so the binaries meet the same minutes of the machine. Prints per run and
+the medians: rate / floor (whole run and sending phase), CPU us per delivery (user + system),
+record phase us per match. Uses bench.py's receiver, floor client and measurements.
+"""
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench as B  # noqa: E402
+
+
+def main():
+    if len(sys.argv) < 4 or sys.argv[1] not in B.REGIMES:
+        sys.exit(__doc__)
+    regime, reps, binaries = sys.argv[1], int(sys.argv[2]), [os.path.abspath(b) for b in sys.argv[3:]]
+    work = tempfile.mkdtemp(prefix="keyhook-ab-")
+    data = os.environ.get("KEYHOOK_AB_DATA", os.path.join(work, "data"))
+    c_bins = B.compile_c(work)
+    config = os.path.join(work, "config")
+    dbs, _ = B.generate_databases(B.Keyhook(binaries[0], config), [100_000], data, reuse=True)
+    db = dbs[100_000]
+    receiver = B.Receiver(c_bins["receiver"])
+    B.write_config(config, receiver.url, receiver.url, B.choose_forty(db)[0], 100)
+    gnu_time = B.ensure_gnu_time()
+    results = {binary: [] for binary in binaries}
+    try:
+        with B.BusyLoops(regime == "awake"):
+            for _ in range(reps):
+                for binary in binaries:
+                    before = B.measure_floor(c_bins["floor"], receiver, 40000, 1)["rps"]
+                    run = B.measure_run_task(B.Keyhook(binary, config), "deliver", db, receiver,
+                                             1, 240, 180, gnu_time, work)
+                    after = B.measure_floor(c_bins["floor"], receiver, 40000, 1)["rps"]
+                    floor = (before + after) / 2
+                    row = (run["rps"] / floor, run["send_rps"] / floor,
+                           run["cpu_us_per_delivery"], run["record_us_per_match"])
+                    results[binary].append(row)
+                    print(f"{binary}: {row[0]:.3f} x floor ({floor:,.0f}/s), sending {row[1]:.3f} x, "
+                          f"CPU {row[2]:.1f} us/delivery, record {row[3]:.2f} us/match", flush=True)
+    finally:
+        receiver.stop()
+    for binary, rows in results.items():
+        medians = [B.median([row[i] for row in rows]) for i in range(4)]
+        print(f"median {binary} ({regime}): {medians[0]:.3f} x floor, sending {medians[1]:.3f} x, "
+              f"CPU {medians[2]:.1f} us/delivery, record {medians[3]:.2f} us/match")
+
+
+if __name__ == "__main__":
+    main()
