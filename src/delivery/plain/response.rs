@@ -192,6 +192,11 @@ impl Input<'_> {
                     self.pos += used;
                     usize::try_from(size).unwrap_or(usize::MAX)
                 }
+                Ok(Status::Partial) if self.filled - self.pos >= MAX_HEAD => {
+                    return Err(Failure::Malformed(
+                        "a chunk size line is over 64 KiB".into(),
+                    ));
+                }
                 Ok(Status::Partial) => {
                     if !self.fill()? {
                         return Err(Failure::Closed);

@@ -273,3 +273,40 @@ fn timeouts_round_up_to_the_step_so_fast_requests_set_none() {
         assert_eq!(rounded(left), expected, "{left:?}");
     }
 }
+
+/// A receiver that takes one connection, reads one request, then runs `script` on the stream.
+fn scripted(
+    address: &str,
+    script: impl FnOnce(&mut TcpStream) + Send + 'static,
+) -> (String, JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind(address).unwrap();
+    let local = listener.local_addr().unwrap();
+    let url = format!("http://{local}");
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let request = read_request(&mut stream).unwrap_or_default();
+        script(&mut stream);
+        request
+    });
+    (url, handle)
+}
+
+#[test]
+fn an_endless_chunk_extension_is_refused_before_memory_grows() {
+    let (url, handle) = scripted("127.0.0.1:0", |stream| {
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;";
+        let _ = stream.write_all(head);
+        let filler = vec![b'a'; 64 * 1024];
+        for _ in 0..64 {
+            if stream.write_all(&filler).is_err() {
+                break;
+            }
+        }
+    });
+    let mut client = client();
+    client.timeout = Duration::from_secs(2);
+    let failure = post(&mut client, &url).unwrap_err();
+    assert!(matches!(failure, Failure::Malformed(_)), "{failure:?}");
+    assert!(client.answer.len() <= 256 * 1024, "{}", client.answer.len());
+    handle.join().unwrap();
+}
