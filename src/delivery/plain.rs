@@ -212,8 +212,7 @@ impl PlainClient {
         deadline: Instant,
     ) -> Result<(Answer, Framing), Failure> {
         connection.heard = false;
-        connection.set_write_timeout(left(deadline)?)?;
-        connection.stream.write_all(&self.request)?;
+        connection.write_all(&self.request, deadline)?;
         response::read(connection, &mut self.answer, deadline)
     }
 
@@ -233,6 +232,21 @@ impl PlainClient {
 }
 
 impl Connection {
+    /// Writes all of `bytes` before `deadline`: the timeout is set again before each write, as
+    /// a receiver that reads a little at a time would make every write wait its whole timeout.
+    fn write_all(&mut self, mut bytes: &[u8], deadline: Instant) -> Result<(), Failure> {
+        while !bytes.is_empty() {
+            self.set_write_timeout(left(deadline)?)?;
+            match self.stream.write(bytes) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Ok(written) => bytes = &bytes[written..],
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
     fn set_write_timeout(&mut self, left: Duration) -> io::Result<()> {
         let wanted = Some(rounded(left));
         if wanted != self.write_timeout {

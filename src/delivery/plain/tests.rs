@@ -310,3 +310,27 @@ fn an_endless_chunk_extension_is_refused_before_memory_grows() {
     assert!(client.answer.len() <= 256 * 1024, "{}", client.answer.len());
     handle.join().unwrap();
 }
+
+#[test]
+fn a_receiver_that_reads_slowly_does_not_hold_the_request_past_its_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let reader = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut chunk = [0u8; 16 * 1024];
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            let _ = stream.read(&mut chunk);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let mut client = client();
+    client.timeout = Duration::from_millis(500);
+    let body = vec![b' '; 32 * 1024 * 1024];
+    let started = std::time::Instant::now();
+    let result = client.post(&url, &body, &[]).unwrap();
+    let took = started.elapsed();
+    assert!(matches!(result, Err(Failure::Timeout)), "{result:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    reader.join().unwrap();
+}
