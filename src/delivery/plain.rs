@@ -289,9 +289,10 @@ fn endpoint(url: &str) -> Option<Result<Endpoint, Failure>> {
         return Some(Err(Failure::HostNotFound));
     }
     let path = uri.path_and_query().map_or("/", |path| path.as_str());
-    let path = if path.is_empty() { "/" } else { path };
+    // `http://host?x=1` has the query alone: the target is still absolute.
+    let root = if path.starts_with('/') { "" } else { "/" };
     let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {authority}\r\nuser-agent: {}\r\naccept: */*\r\n\
+        "POST {root}{path} HTTP/1.1\r\nhost: {authority}\r\nuser-agent: {}\r\naccept: */*\r\n\
          content-type: application/json\r\n",
         super::http::USER_AGENT
     );

@@ -334,3 +334,34 @@ fn a_receiver_that_reads_slowly_does_not_hold_the_request_past_its_timeout() {
     assert!(took < Duration::from_millis(1500), "{took:?}");
     reader.join().unwrap();
 }
+
+#[test]
+fn a_url_with_a_query_and_no_path_asks_for_the_root() {
+    let (url, handle) = scripted("127.0.0.1:0", |stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    });
+    assert_eq!(
+        post(&mut client(), &format!("{url}?x=1")).unwrap().status,
+        200
+    );
+    let request = handle.join().unwrap();
+    let line = String::from_utf8_lossy(&request);
+    assert!(line.starts_with("POST /?x=1 HTTP/1.1\r\n"), "{line}");
+}
+
+#[test]
+fn an_ipv6_literal_host_is_reached_and_named_in_brackets() {
+    let (url, handle) = scripted("[::1]:0", |stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    });
+    assert_eq!(
+        post(&mut client(), &format!("{url}/h")).unwrap().status,
+        200
+    );
+    let request = String::from_utf8(handle.join().unwrap()).unwrap();
+    let host = url.trim_start_matches("http://");
+    assert!(
+        request.contains(&format!("\r\nhost: {host}\r\n")),
+        "{request}"
+    );
+}
