@@ -140,13 +140,17 @@ impl PlainClient {
     }
 
     /// POSTs `body` as JSON with the extra `headers`; `None` when `url` is not one for this
-    /// client (not `http://`, or with credentials): ureq's, then.
+    /// client (not `http://`, with credentials, or a header field that cannot be written as is):
+    /// ureq's, then.
     pub fn post(
         &mut self,
         url: &str,
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> Option<Result<Answer, Failure>> {
+        if !headers.iter().all(|(name, value)| writable(name, value)) {
+            return None;
+        }
         let now = Instant::now();
         let deadline = now + self.timeout;
         let index = match self.endpoints.iter().position(|known| known.url == url) {
@@ -264,6 +268,18 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// Whether a header field can be written as is: one that could end its line early or hide in
+/// its name is left to ureq, which refuses it.
+fn writable(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && byte != b':')
+        && !value
+            .bytes()
+            .any(|byte| matches!(byte, b'\r' | b'\n' | b'\0'))
 }
 
 /// The endpoint of `url`, resolved; `None` when the url is not for this client.

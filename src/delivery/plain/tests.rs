@@ -365,3 +365,23 @@ fn an_ipv6_literal_host_is_reached_and_named_in_brackets() {
         "{request}"
     );
 }
+
+#[test]
+fn a_header_value_with_a_line_break_is_never_written_as_is() {
+    let mut client = client();
+    let injected = [("X-Keyhook-Event", "a\r\nx-evil: 1")];
+    assert!(
+        client
+            .post("http://127.0.0.1:1/", b"{}", &injected)
+            .is_none()
+    );
+    // ureq, which then takes it, refuses it before connecting.
+    let tls = crate::delivery::tls::TlsOptions::default();
+    let sender = crate::delivery::http::Sender::new(Duration::from_secs(1), &tls);
+    let attempt = sender.post("http://127.0.0.1:1/", b"{}", &injected);
+    let error = attempt.error.unwrap();
+    assert!(
+        !error.contains("refused") && !error.contains("x-evil"),
+        "{error}"
+    );
+}
