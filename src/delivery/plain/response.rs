@@ -79,14 +79,14 @@ pub(super) fn read(
     };
     let head = input.head()?;
     let mut excerpt = Vec::new();
+    // The status is the receiver's word on the delivery: a body cut short or still dripping
+    // at the deadline leaves it standing (as with ureq), and only spends the connection.
     let whole = match head.body {
-        Body::Length(length) => input.exact(length, &mut excerpt)?,
-        Body::Chunked => input.chunked(&mut excerpt)?,
-        Body::UntilClose => {
-            input.until_close(&mut excerpt)?;
-            false
-        }
-    };
+        Body::Length(length) => input.exact(length, &mut excerpt),
+        Body::Chunked => input.chunked(&mut excerpt),
+        Body::UntilClose => input.until_close(&mut excerpt).map(|_| false),
+    }
+    .unwrap_or(false);
     let framing = match whole && head.keep_alive && input.pos == input.filled {
         true => Framing::Reusable,
         false => Framing::Spent,
