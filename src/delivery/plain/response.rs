@@ -318,6 +318,8 @@ fn head_of(parsed: &httparse::Response) -> Result<Head, Failure> {
             head.retry_after = text();
         }
     }
+    // 101: the connection is no longer HTTP (keyhook never asks to switch).
+    head.keep_alive &= status != 101;
     head.body = match (status, chunked, length) {
         (100..=199 | 204 | 304, _, _) => Body::Length(0),
         (_, Some(true), _) => Body::Chunked,

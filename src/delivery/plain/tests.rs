@@ -402,3 +402,19 @@ fn an_answer_whose_body_drips_past_the_timeout_keeps_its_status() {
     assert!(client.connection.is_none());
     handle.join().unwrap();
 }
+
+#[test]
+fn a_connection_switched_away_from_http_is_not_reused() {
+    let (url, handle) = receiver(vec![
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+            false,
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+    ]);
+    let mut client = client();
+    assert_eq!(post(&mut client, &url).unwrap().status, 101);
+    assert_eq!(post(&mut client, &url).unwrap().status, 200);
+    let (requests, connections) = handle.join().unwrap();
+    assert_eq!((requests.len(), connections), (2, 2));
+}
