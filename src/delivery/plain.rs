@@ -13,7 +13,8 @@ mod response;
 mod tests;
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ureq::http::Uri;
@@ -156,7 +157,7 @@ impl PlainClient {
         let index = match self.endpoints.iter().position(|known| known.url == url) {
             Some(index) => index,
             None => {
-                let endpoint = match endpoint(url)? {
+                let endpoint = match endpoint(url, deadline)? {
                     Ok(endpoint) => endpoint,
                     Err(failure) => return Some(Err(failure)),
                 };
@@ -283,7 +284,7 @@ fn writable(name: &str, value: &str) -> bool {
 }
 
 /// The endpoint of `url`, resolved; `None` when the url is not for this client.
-fn endpoint(url: &str) -> Option<Result<Endpoint, Failure>> {
+fn endpoint(url: &str, deadline: Instant) -> Option<Result<Endpoint, Failure>> {
     let uri: Uri = url.parse().ok()?;
     if !uri.scheme_str()?.eq_ignore_ascii_case("http") {
         return None;
@@ -297,13 +298,10 @@ fn endpoint(url: &str) -> Option<Result<Endpoint, Failure>> {
         .trim_start_matches('[')
         .trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(80);
-    let addresses: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
-        Ok(addresses) => addresses.collect(),
-        Err(_) => return Some(Err(Failure::HostNotFound)),
+    let addresses = match resolve(host, port, deadline) {
+        Ok(addresses) => addresses,
+        Err(failure) => return Some(Err(failure)),
     };
-    if addresses.is_empty() {
-        return Some(Err(Failure::HostNotFound));
-    }
     let path = uri.path_and_query().map_or("/", |path| path.as_str());
     // `http://host?x=1` has the query alone: the target is still absolute.
     let root = if path.starts_with('/') { "" } else { "/" };
@@ -318,6 +316,26 @@ fn endpoint(url: &str) -> Option<Result<Endpoint, Failure>> {
         addresses,
         head: head.into_bytes(),
     }))
+}
+
+/// The addresses of `host`, found before `deadline`. A name is looked up on a thread of its
+/// own, as the system's resolver has no timeout: past the deadline the attempt fails and the
+/// lookup is left to end by itself.
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
+    if let Ok(address) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(address, port)]);
+    }
+    let (found, arrived) = mpsc::channel();
+    let name = host.to_string();
+    std::thread::spawn(move || {
+        let addresses = (name.as_str(), port).to_socket_addrs();
+        let _ = found.send(addresses.map(Iterator::collect::<Vec<_>>));
+    });
+    match arrived.recv_timeout(left(deadline)?) {
+        Ok(Ok(addresses)) if !addresses.is_empty() => Ok(addresses),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Failure::Timeout),
+        _ => Err(Failure::HostNotFound),
+    }
 }
 
 /// Connects to the first of the endpoint's addresses that answers, before `deadline`.

@@ -418,3 +418,24 @@ fn a_connection_switched_away_from_http_is_not_reused() {
     let (requests, connections) = handle.join().unwrap();
     assert_eq!((requests.len(), connections), (2, 2));
 }
+
+#[test]
+fn addresses_and_names_resolve_and_a_name_that_does_not_is_said_so() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let literal = resolve("127.0.0.1", 8080, deadline).unwrap();
+    assert_eq!(literal, vec!["127.0.0.1:8080".parse().unwrap()]);
+    let v6 = resolve("::1", 80, deadline).unwrap();
+    assert_eq!(v6, vec!["[::1]:80".parse().unwrap()]);
+    let named = resolve("localhost", 9, deadline).unwrap();
+    assert!(
+        named
+            .iter()
+            .all(|address| address.ip().is_loopback() && address.port() == 9)
+    );
+    assert!(!named.is_empty());
+    let past = Instant::now();
+    assert!(matches!(
+        resolve("localhost", 9, past),
+        Err(Failure::Timeout)
+    ));
+}
