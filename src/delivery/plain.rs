@@ -253,22 +253,31 @@ impl Connection {
     }
 
     fn set_write_timeout(&mut self, left: Duration) -> io::Result<()> {
-        let wanted = Some(rounded(left));
-        if wanted != self.write_timeout {
-            self.stream.set_write_timeout(wanted)?;
-            self.write_timeout = wanted;
-        }
-        Ok(())
+        let stream = &self.stream;
+        update_timeout(&mut self.write_timeout, left, |t| {
+            stream.set_write_timeout(t)
+        })
     }
 
     fn set_read_timeout(&mut self, left: Duration) -> io::Result<()> {
-        let wanted = Some(rounded(left));
-        if wanted != self.read_timeout {
-            self.stream.set_read_timeout(wanted)?;
-            self.read_timeout = wanted;
-        }
-        Ok(())
+        let stream = &self.stream;
+        update_timeout(&mut self.read_timeout, left, |t| stream.set_read_timeout(t))
     }
+}
+
+/// Sets a socket timeout to `left`, rounded up to [`TIMEOUT_STEP`], unless `current` (the one
+/// last set) is that already: a fast request sets none.
+fn update_timeout(
+    current: &mut Option<Duration>,
+    left: Duration,
+    set: impl FnOnce(Option<Duration>) -> io::Result<()>,
+) -> io::Result<()> {
+    let wanted = Some(rounded(left));
+    if wanted != *current {
+        set(wanted)?;
+        *current = wanted;
+    }
+    Ok(())
 }
 
 /// Whether a header field can be written as is: one that could end its line early or hide in
