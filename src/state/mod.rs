@@ -96,6 +96,7 @@ impl StateDb {
     }
 
     fn open_and_migrate(path: &Path) -> Result<StateDb, StateError> {
+        configure_sqlite();
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -179,6 +180,29 @@ fn tune_statements(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(())
+}
+
+/// How much of a statement journal SQLite keeps in memory before it moves it to a temporary
+/// file (its default is 64 KiB). A statement that writes many rows in a transaction (a run's
+/// 64-row inserts, a group's outcomes) journals the pages it changes, so that it can be undone
+/// alone; at 64 KiB nearly every such statement spilled, one `pwrite` per page, about one per
+/// delivery. 4 MiB holds any of them.
+const STATEMENT_JOURNAL_IN_MEMORY: i32 = 4 << 20;
+
+/// Process-wide SQLite settings, which SQLite takes only before its first connection: called
+/// when keyhook starts, and again before each state connection (then a no-op).
+pub fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_STMTJRNL_SPILL takes one int. Once SQLite has started,
+        // sqlite3_config refuses (SQLITE_MISUSE) and changes nothing: only speed is lost.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_STMTJRNL_SPILL,
+                STATEMENT_JOURNAL_IN_MEMORY,
+            );
+        }
+    });
 }
 
 /// WAL pages after which a commit checkpoints (32 MiB; see `open_and_migrate`).
