@@ -439,3 +439,21 @@ fn addresses_and_names_resolve_and_a_name_that_does_not_is_said_so() {
         Err(Failure::Timeout)
     ));
 }
+
+#[test]
+fn only_fields_that_cannot_break_the_head_are_written_as_is() {
+    use super::writable;
+    assert!(writable("X-QLM-Signature", "0123abcd"));
+    assert!(writable("x", ""));
+    for (name, value) in [
+        ("", "v"),
+        ("X Bad", "v"),
+        ("X:Bad", "v"),
+        ("X-\u{e9}", "v"),
+        ("X", "a\rb"),
+        ("X", "a\nb"),
+        ("X", "a\0b"),
+    ] {
+        assert!(!writable(name, value), "{name:?}: {value:?}");
+    }
+}
