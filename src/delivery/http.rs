@@ -86,10 +86,29 @@ impl Sender {
 
     /// POSTs `body` as JSON with the extra `headers`, and reports what happened.
     pub fn post(&self, url: &str, body: &[u8], headers: &[(&str, &str)]) -> Attempt {
+        self.post_waiting(url, body, headers, &mut || {})
+    }
+
+    /// [`Sender::post`], calling `waiting` once while the answer is awaited (keyhook's own
+    /// client: once the request has left; ureq: before it is sent). Not at all if the request
+    /// could not leave.
+    pub fn post_waiting(
+        &self,
+        url: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        waiting: &mut dyn FnMut(),
+    ) -> Attempt {
         let started = Instant::now();
+        let mut waiting = Some(waiting);
         if let Some(plain) = &self.plain {
             let mut plain = plain.lock().unwrap_or_else(|e| e.into_inner());
-            match plain.post(url, body, headers) {
+            let mut once = || {
+                if let Some(waiting) = waiting.take() {
+                    waiting();
+                }
+            };
+            match plain.post_waiting(url, body, headers, &mut once) {
                 Some(Ok(answer)) => {
                     let headers = (answer.location, answer.retry_after);
                     return attempt(answer.status, headers, &answer.excerpt, started);
@@ -104,6 +123,9 @@ impl Sender {
             .header("Content-Type", "application/json");
         for (name, value) in headers {
             request = request.header(*name, *value);
+        }
+        if let Some(waiting) = waiting.take() {
+            waiting();
         }
         match request.send(body) {
             Ok(response) => answered(response, started),

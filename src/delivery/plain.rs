@@ -17,9 +17,8 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-
-pub use response::Answer;
 use connect::{connect, endpoint, still_open};
+pub use response::Answer;
 use response::Framing;
 
 /// Benchmark only: `1` sends plain `http://` through ureq too, so `bench/bench.py` can
@@ -143,11 +142,24 @@ impl PlainClient {
     /// POSTs `body` as JSON with the extra `headers`; `None` when `url` is not one for this
     /// client (not `http://`, with credentials, or a header field that cannot be written as is):
     /// ureq's, then.
+    #[cfg(test)]
     pub fn post(
         &mut self,
         url: &str,
         body: &[u8],
         headers: &[(&str, &str)],
+    ) -> Option<Result<Answer, Failure>> {
+        self.post_waiting(url, body, headers, &mut || {})
+    }
+
+    /// [`PlainClient::post`], calling `waiting` once the request has left, while its answer
+    /// is awaited (not at all if it never left).
+    pub fn post_waiting(
+        &mut self,
+        url: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        waiting: &mut dyn FnMut(),
     ) -> Option<Result<Answer, Failure>> {
         if !headers.iter().all(|(name, value)| writable(name, value)) {
             return None;
@@ -166,7 +178,7 @@ impl PlainClient {
             }
         };
         self.build_request(index, body, headers);
-        Some(self.exchange(index, now, deadline))
+        Some(self.exchange(index, now, deadline, &mut Some(waiting)))
     }
 
     fn build_request(&mut self, index: usize, body: &[u8], headers: &[(&str, &str)]) {
@@ -196,6 +208,7 @@ impl PlainClient {
         index: usize,
         now: Instant,
         deadline: Instant,
+        waiting: &mut Option<&mut dyn FnMut()>,
     ) -> Result<Answer, Failure> {
         let authority = &self.endpoints[index].authority;
         if let Some(mut kept) = self.connection.take()
@@ -203,13 +216,13 @@ impl PlainClient {
             && (now.saturating_duration_since(kept.answered) < self.fresh
                 || still_open(&kept.stream))
         {
-            match self.send_on(&mut kept, deadline) {
+            match self.send_on(&mut kept, deadline, waiting) {
                 Err(failure) if !kept.heard && failure.stale_connection() => {}
                 done => return self.keep(kept, done),
             }
         }
         let mut connection = connect(&self.endpoints[index], deadline)?;
-        let done = self.send_on(&mut connection, deadline);
+        let done = self.send_on(&mut connection, deadline, waiting);
         self.keep(connection, done)
     }
 
@@ -217,9 +230,13 @@ impl PlainClient {
         &mut self,
         connection: &mut Connection,
         deadline: Instant,
+        waiting: &mut Option<&mut dyn FnMut()>,
     ) -> Result<(Answer, Framing), Failure> {
         connection.heard = false;
         connection.write_all(&self.request, deadline)?;
+        if let Some(waiting) = waiting.take() {
+            waiting();
+        }
         response::read(connection, &mut self.answer, deadline)
     }
 
@@ -287,9 +304,9 @@ fn update_timeout(
 fn writable(name: &str, value: &str) -> bool {
     // Folds rather than `all`/`any`: without an early exit the loops vectorize, and these run
     // on every request (the values are a signature and an id: nothing to find).
-    let bad_name = name
-        .bytes()
-        .fold(false, |bad, byte| bad | !byte.is_ascii_graphic() | (byte == b':'));
+    let bad_name = name.bytes().fold(false, |bad, byte| {
+        bad | !byte.is_ascii_graphic() | (byte == b':')
+    });
     let bad_value = value.bytes().fold(false, |bad, byte| {
         bad | (byte == b'\r') | (byte == b'\n') | (byte == 0)
     });

@@ -1,82 +1,157 @@
 //! A worker: POSTs the deliveries it takes from the pipeline, one at a time, over its own
 //! keep-alive connection.
+//!
+//! While an answer is awaited, the worker hands in the answer before it and takes and signs
+//! the next delivery: between an answer and the next request there is only reading the one and
+//! writing the other. One request is in flight at a time, as before; a stop or a 410 is still
+//! checked before each POST.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::pipeline::{Halt, Pipeline};
+use super::pipeline::{Answered, Halt, Pipeline};
 use super::{COMMIT_GROUP, MAX_UNCOMMITTED};
-use crate::delivery::http::{Attempt, DELIVERY_HEADER, EVENT_HEADER, Sender};
+use crate::delivery::http::{DELIVERY_HEADER, EVENT_HEADER, Sender};
 use crate::delivery::target::Target;
 use crate::state::deliveries::Claimed;
+
+/// A delivery signed ahead of its POST is signed again if it waited longer than this (a
+/// Standard Webhooks timestamp is the time of sending).
+const SIGNED_FRESH: Duration = Duration::from_secs(1);
 
 /// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it, unless
 /// `halt` is up: then the delivery goes back unsent (`None`).
 pub(super) fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt) {
     let sender = Sender::new(target.endpoint.timeout, &target.endpoint.tls);
-    loop {
-        let delivery = {
-            let mut shared = pipeline.lock();
-            loop {
-                if shared.no_more && shared.todo.is_empty() {
-                    // Done, or the dispatcher gave up on an error (then what is uncommitted
-                    // never will be, so waiting for the commit to catch up would be forever).
-                    return;
-                }
-                if shared.done.len() + shared.committing < MAX_UNCOMMITTED
-                    && let Some(delivery) = shared.todo.pop_front()
-                {
-                    shared.out += 1;
-                    if shared.dispatcher_waits && shared.todo.len() == shared.low_water {
-                        pipeline.wake.notify_one();
-                    }
-                    break delivery;
-                }
-                if shared.dispatcher_waits {
-                    pipeline.wake.notify_one();
-                }
-                shared.workers_wait += 1;
-                shared = pipeline
-                    .ready
-                    .wait(shared)
-                    .unwrap_or_else(|e| e.into_inner());
-                shared.workers_wait -= 1;
+    let mut answered: Option<Answered> = None;
+    let mut next = take(pipeline, true).map(|delivery| Job::new(target, delivery));
+    while let Some(job) = next.take() {
+        if halt.is_up() {
+            if let Some(before) = answered.take() {
+                hand_in(pipeline, halt, before);
             }
-        };
-        let attempt = if halt.is_up() {
-            None
+            hand_in(pipeline, halt, (job.delivery, None));
         } else {
-            let attempt = post_one(target, &sender, &delivery);
+            let job = job.fresh(target);
+            let headers = job.headers();
+            let attempt = sender.post_waiting(
+                &target.endpoint.url,
+                &job.delivery.body,
+                &headers,
+                &mut || {
+                    if let Some(before) = answered.take() {
+                        hand_in(pipeline, halt, before);
+                    }
+                    next = take(pipeline, false).map(|delivery| Job::new(target, delivery));
+                },
+            );
             if attempt.status == Some(410) {
                 // Gone: nothing more goes to this webhook, from any worker.
                 halt.gone.store(true, Ordering::SeqCst);
             }
-            Some(attempt)
-        };
-        let mut shared = pipeline.lock();
-        shared.out -= 1;
-        if shared.done.is_empty() {
-            shared.oldest = Some(Instant::now());
+            if let Some(before) = answered.replace((job.delivery, Some(attempt))) {
+                hand_in(pipeline, halt, before);
+            }
         }
-        shared.done.push((delivery, attempt));
-        if shared.dispatcher_waits
-            && (shared.done.len() >= COMMIT_GROUP || shared.idle() || halt.is_up())
-        {
-            pipeline.wake.notify_one();
+        if next.is_none() {
+            // Waiting for work: what was answered must reach the dispatcher first.
+            if let Some(before) = answered.take() {
+                hand_in(pipeline, halt, before);
+            }
+            next = take(pipeline, true).map(|delivery| Job::new(target, delivery));
         }
+    }
+    if let Some(before) = answered.take() {
+        hand_in(pipeline, halt, before);
     }
 }
 
-/// Signs one delivery (a fresh timestamp) and POSTs it.
-fn post_one(target: &Target, sender: &Sender, delivery: &Claimed) -> Attempt {
-    let signatures = target.signer.headers(&delivery.id, &delivery.body);
-    let mut headers: Vec<(&str, &str)> = signatures
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
-    headers.push((DELIVERY_HEADER, delivery.id.as_str()));
-    if let Some(event_type) = &delivery.event_type {
-        headers.push((EVENT_HEADER, event_type.as_str()));
+/// A delivery taken from the pipeline, and its signature headers.
+struct Job {
+    delivery: Claimed,
+    signatures: Vec<(&'static str, String)>,
+    signed: Instant,
+}
+
+impl Job {
+    fn new(target: &Target, delivery: Claimed) -> Job {
+        Job {
+            signatures: target.signer.headers(&delivery.id, &delivery.body),
+            signed: Instant::now(),
+            delivery,
+        }
     }
-    sender.post(&target.endpoint.url, &delivery.body, &headers)
+
+    /// The job, signed again if it waited past [`SIGNED_FRESH`].
+    fn fresh(self, target: &Target) -> Job {
+        if self.signed.elapsed() <= SIGNED_FRESH {
+            return self;
+        }
+        Job::new(target, self.delivery)
+    }
+
+    /// The request's extra header fields: the signatures, the delivery id, the event type.
+    fn headers(&self) -> Vec<(&str, &str)> {
+        let mut headers: Vec<(&str, &str)> = self
+            .signatures
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        headers.push((DELIVERY_HEADER, self.delivery.id.as_str()));
+        if let Some(event_type) = &self.delivery.event_type {
+            headers.push((EVENT_HEADER, event_type.as_str()));
+        }
+        headers
+    }
+}
+
+/// The next delivery to send, unless too many answers wait for their commit. With `wait`, it
+/// sleeps until there is one, or returns `None` once none will come; without, it returns at
+/// once (waking the dispatcher if it should claim more).
+fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
+    let mut shared = pipeline.lock();
+    loop {
+        if shared.no_more && shared.todo.is_empty() {
+            // Done, or the dispatcher gave up on an error (then what is uncommitted never
+            // will be, so waiting for the commit to catch up would be forever).
+            return None;
+        }
+        if shared.done.len() + shared.committing < MAX_UNCOMMITTED
+            && let Some(delivery) = shared.todo.pop_front()
+        {
+            shared.out += 1;
+            if shared.dispatcher_waits && shared.todo.len() == shared.low_water {
+                pipeline.wake.notify_one();
+            }
+            return Some(delivery);
+        }
+        if shared.dispatcher_waits {
+            pipeline.wake.notify_one();
+        }
+        if !wait {
+            return None;
+        }
+        shared.workers_wait += 1;
+        shared = pipeline
+            .ready
+            .wait(shared)
+            .unwrap_or_else(|e| e.into_inner());
+        shared.workers_wait -= 1;
+    }
+}
+
+/// Leaves an answer (or a delivery given back unsent) for the dispatcher to commit, waking it
+/// when a group is full, nothing is left out, or a halt is up.
+fn hand_in(pipeline: &Pipeline, halt: &Halt, answered: Answered) {
+    let mut shared = pipeline.lock();
+    shared.out -= 1;
+    if shared.done.is_empty() {
+        shared.oldest = Some(Instant::now());
+    }
+    shared.done.push(answered);
+    if shared.dispatcher_waits
+        && (shared.done.len() >= COMMIT_GROUP || shared.idle() || halt.is_up())
+    {
+        pipeline.wake.notify_one();
+    }
 }

@@ -47,7 +47,11 @@ pub(super) fn endpoint(url: &str, deadline: Instant) -> Option<Result<Endpoint, 
 /// The addresses of `host`, found before `deadline`. A name is looked up on a thread of its
 /// own, as the system's resolver has no timeout: past the deadline the attempt fails and the
 /// lookup is left to end by itself.
-fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
+pub(super) fn resolve(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, Failure> {
     if let Ok(address) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(address, port)]);
     }

@@ -6,6 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::connect::resolve;
 use super::*;
 
 /// Reads one request with a `Content-Length` body off `stream`; `None` if it closed first.
