@@ -32,6 +32,8 @@ struct Statements<'c> {
     inserts: [Option<CachedStatement<'c>>; CHUNKS.len()],
     /// By index in [`UPDATE_RUNS`].
     updates: [Option<CachedStatement<'c>>; UPDATE_RUNS.len()],
+    /// [`UPDATE_RANGE`].
+    range: Option<CachedStatement<'c>>,
 }
 
 impl StateDb {
@@ -103,7 +105,8 @@ impl StateDb {
     }
 
     /// Moves the chunk's deliveries on: those that come to the same values (a group's
-    /// answers mostly do: delivered, at the same second) in one UPDATE ... WHERE seq IN.
+    /// answers mostly do: delivered, at the same second) in one UPDATE: by a range of seqs
+    /// when theirs follow each other (one worker answers in order), else `WHERE seq IN`.
     fn update_chunk<'c>(
         &'c self,
         statements: &mut Statements<'c>,
@@ -114,6 +117,18 @@ impl StateDb {
                 .iter()
                 .take_while(|outcome| same_update(first, outcome))
                 .count();
+            let following = chunk[..same]
+                .iter()
+                .zip(first.seq..)
+                .take_while(|(outcome, seq)| outcome.seq == *seq)
+                .count();
+            if following > 1 {
+                let (run, rest) = chunk.split_at(following);
+                let update = self.held(&mut statements.range, UPDATE_RANGE)?;
+                self.update_range(update, run)?;
+                chunk = rest;
+                continue;
+            }
             let index = UPDATE_RUNS
                 .into_iter()
                 .position(|size| size <= same)
@@ -144,21 +159,43 @@ impl StateDb {
         update: &mut CachedStatement<'_>,
         run: &[Outcome],
     ) -> Result<(), StateError> {
-        let (first, attempt) = (&run[0], &run[0].attempt);
-        let values: [&dyn ToSql; UPDATE_VALUES] = [
-            &first.status.as_str(),
-            &first.next_attempt_at,
-            &(attempt.at_ms / 1000),
-            &attempt.status,
-            &attempt.error,
-        ];
-        self.bind_row(update, 0, &values)?;
+        self.bind_update(update, &run[0])?;
         for (index, outcome) in run.iter().enumerate() {
             update
                 .raw_bind_parameter(UPDATE_VALUES + index + 1, outcome.seq)
                 .map_err(|e| self.error(e))?;
         }
         update.raw_execute().map(drop).map_err(|e| self.error(e))
+    }
+
+    /// Writes the values of `run`'s first outcome to each of its deliveries, whose seqs
+    /// follow each other: the range holds them and nothing else.
+    fn update_range(
+        &self,
+        update: &mut CachedStatement<'_>,
+        run: &[Outcome],
+    ) -> Result<(), StateError> {
+        self.bind_update(update, &run[0])?;
+        let last = run.last().expect("a run is never empty");
+        self.bind_row(update, UPDATE_VALUES, &[&run[0].seq, &last.seq])?;
+        update.raw_execute().map(drop).map_err(|e| self.error(e))
+    }
+
+    /// Binds the values an UPDATE writes: those of `outcome`.
+    fn bind_update(
+        &self,
+        update: &mut CachedStatement<'_>,
+        outcome: &Outcome,
+    ) -> Result<(), StateError> {
+        let attempt = &outcome.attempt;
+        let values: [&dyn ToSql; UPDATE_VALUES] = [
+            &outcome.status.as_str(),
+            &outcome.next_attempt_at,
+            &(attempt.at_ms / 1000),
+            &attempt.status,
+            &attempt.error,
+        ];
+        self.bind_row(update, 0, &values)
     }
 
     /// Binds one row's values, the first at parameter `offset + 1`.
@@ -207,6 +244,12 @@ fn chunk_index(rows: usize) -> usize {
         .position(|&size| size == rows)
         .expect("a chunk size")
 }
+
+/// Deliveries whose seqs follow each other: one seek, then the next row, where an IN list
+/// builds a temporary index of its seqs and seeks each one.
+const UPDATE_RANGE: &str = "UPDATE deliveries SET status = ?1, attempts = attempts + 1,
+         next_attempt_at = ?2, updated_at = ?3, last_status = ?4, last_error = ?5
+     WHERE seq BETWEEN ?6 AND ?7";
 
 /// `rows` deliveries' new status, all the same, found by seq.
 fn build_update(rows: usize) -> String {

@@ -190,3 +190,31 @@ fn a_large_group_moves_each_delivery_on_by_its_own_outcome() {
         [claimed[85].seq]
     );
 }
+
+#[test]
+fn a_group_out_of_order_or_with_gaps_moves_on_only_its_own_deliveries() {
+    // Reversed (every UPDATE by seq list) and with gaps (ranges that stop at each gap): the
+    // deliveries left out stay pending.
+    let (_dir, state, run_id) = queue_of(40);
+    let claimed = state.claim(Queue::Run("t", run_id), "a", 1000, 40).unwrap();
+    let left_out = |index: usize| index % 7 == 3;
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(index, _)| !left_out(*index))
+        .map(|(_, delivery)| outcome(delivery.seq, Status::Delivered, 1000))
+        .collect();
+    state.record_attempts(&outcomes[..10]).unwrap();
+    let mut forward = outcomes[10..].to_vec();
+    forward.reverse();
+    state.record_attempts(&forward).unwrap();
+    for entry in state.log(&Default::default()).unwrap() {
+        let index = claimed.iter().position(|d| d.id == entry.id).unwrap();
+        let expected = match left_out(index) {
+            true => (Status::Pending, 0),
+            false => (Status::Delivered, 1),
+        };
+        assert_eq!((entry.status, entry.attempts), expected, "{index}");
+    }
+}
