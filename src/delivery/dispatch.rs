@@ -306,6 +306,7 @@ fn outcome(delivery: &Claimed, attempt: &Attempt, decision: &Decision, at_ms: i6
         });
     Outcome {
         seq: delivery.seq,
+        n: delivery.attempts + 1,
         attempt: AttemptRecord {
             at_ms,
             status: attempt.status,

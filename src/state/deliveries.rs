@@ -85,6 +85,10 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub seq: i64,
+    /// The attempt's number: one above the delivery's attempts when it was claimed (its
+    /// claim keeps anyone else from attempting it meanwhile). A PostgreSQL state numbers
+    /// attempts from the row it updates instead: a lease can run out.
+    pub n: i64,
     pub attempt: AttemptRecord,
     pub status: Status,
     pub next_attempt_at: i64,

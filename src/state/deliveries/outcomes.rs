@@ -18,11 +18,23 @@ const CHUNKS: [usize; 4] = [64, 16, 4, 1];
 /// below 16 the temporary index an IN list builds costs more than the executions it saves.
 const UPDATE_RUNS: [usize; 3] = [64, 16, 1];
 
-/// Values bound per row of the INSERT (delivery seq, at, status, error, duration, excerpt).
-const INSERT_VALUES: usize = 6;
+/// Values bound per row of the INSERT (delivery seq, n, at, status, error, duration, excerpt).
+const INSERT_VALUES: usize = 7;
 /// Values bound once per UPDATE (status, next attempt, updated, HTTP status, error), before
 /// its deliveries' seqs.
 const UPDATE_VALUES: usize = 5;
+
+/// The statements of one group, each taken from the cache once: a lookup hashes the SQL
+/// (kilobytes for 64 rows) going in and again coming back, as much as a few outcomes cost.
+#[derive(Default)]
+struct Statements<'c> {
+    /// By index in [`CHUNKS`].
+    inserts: [Option<CachedStatement<'c>>; CHUNKS.len()],
+    /// By index in [`UPDATE_RUNS`].
+    updates: [Option<CachedStatement<'c>>; UPDATE_RUNS.len()],
+    /// [`UPDATE_RANGE`].
+    range: Option<CachedStatement<'c>>,
+}
 
 impl StateDb {
     /// Stores attempts and their deliveries' new statuses, all in one transaction: outcomes
@@ -58,62 +70,87 @@ impl StateDb {
     }
 
     fn record_in_transaction(&self, mut outcomes: &[Outcome]) -> Result<(), StateError> {
-        while let Some(&size) = CHUNKS.iter().find(|&&size| size <= outcomes.len()) {
-            let (chunk, rest) = outcomes.split_at(size);
-            self.record_chunk(chunk)?;
+        let mut statements = Statements::default();
+        while let Some(index) = CHUNKS.iter().position(|&size| size <= outcomes.len()) {
+            let (chunk, rest) = outcomes.split_at(CHUNKS[index]);
+            let insert = self.held(&mut statements.inserts[index], chunk_sql(index).0)?;
+            self.insert_chunk(insert, chunk)?;
+            self.update_chunk(&mut statements, chunk)?;
             outcomes = rest;
         }
         Ok(())
     }
 
-    /// Writes one chunk (a size from [`CHUNKS`]): its attempts, then its deliveries. The
-    /// attempt number is read before the delivery's count goes up, in the same transaction;
-    /// a chunk never holds a delivery twice (each is claimed once).
-    fn record_chunk(&self, chunk: &[Outcome]) -> Result<(), StateError> {
-        let mut insert = self.chunk_statement(chunk_sql(chunk.len()).0)?;
+    /// Writes one chunk's attempts, numbered by their outcomes (no lookup of the delivery's
+    /// count: its claim kept it from being attempted by anyone else since).
+    fn insert_chunk(
+        &self,
+        insert: &mut CachedStatement<'_>,
+        chunk: &[Outcome],
+    ) -> Result<(), StateError> {
         for (row, outcome) in chunk.iter().enumerate() {
             let attempt = &outcome.attempt;
             let values: [&dyn ToSql; INSERT_VALUES] = [
                 &outcome.seq,
+                &outcome.n,
                 &attempt.at_ms,
                 &attempt.status,
                 &attempt.error,
                 &attempt.duration_ms,
                 &attempt.excerpt,
             ];
-            self.bind_row(&mut insert, row * INSERT_VALUES, &values)?;
+            self.bind_row(insert, row * INSERT_VALUES, &values)?;
         }
-        insert.raw_execute().map_err(|e| self.error(e))?;
-        self.update_chunk(chunk)
+        insert.raw_execute().map(drop).map_err(|e| self.error(e))
     }
 
     /// Moves the chunk's deliveries on: those that come to the same values (a group's
-    /// answers mostly do: delivered, at the same second) in one UPDATE ... WHERE seq IN.
-    fn update_chunk(&self, mut chunk: &[Outcome]) -> Result<(), StateError> {
-        // The single-delivery UPDATE, taken from the cache once for the chunk.
-        let mut single = None;
+    /// answers mostly do: delivered, at the same second) in one UPDATE: by a range of seqs
+    /// when theirs follow each other (one worker answers in order), else `WHERE seq IN`.
+    fn update_chunk<'c>(
+        &'c self,
+        statements: &mut Statements<'c>,
+        mut chunk: &[Outcome],
+    ) -> Result<(), StateError> {
         while let Some(first) = chunk.first() {
             let same = chunk
                 .iter()
                 .take_while(|outcome| same_update(first, outcome))
                 .count();
-            let size = UPDATE_RUNS
-                .into_iter()
-                .find(|&size| size <= same)
-                .expect("1 is a chunk size");
-            let (run, rest) = chunk.split_at(size);
-            if size == 1 {
-                let statement = match &mut single {
-                    Some(statement) => statement,
-                    None => single.insert(self.chunk_statement(chunk_sql(1).1)?),
-                };
-                self.update_run(statement, run)?;
-            } else {
-                self.update_run(&mut self.chunk_statement(chunk_sql(size).1)?, run)?;
+            let following = chunk[..same]
+                .iter()
+                .zip(first.seq..)
+                .take_while(|(outcome, seq)| outcome.seq == *seq)
+                .count();
+            if following > 1 {
+                let (run, rest) = chunk.split_at(following);
+                let update = self.held(&mut statements.range, UPDATE_RANGE)?;
+                self.update_range(update, run)?;
+                chunk = rest;
+                continue;
             }
+            let index = UPDATE_RUNS
+                .into_iter()
+                .position(|size| size <= same)
+                .expect("1 is a chunk size");
+            let (run, rest) = chunk.split_at(UPDATE_RUNS[index]);
+            let sql = chunk_sql(chunk_index(UPDATE_RUNS[index])).1;
+            self.update_run(self.held(&mut statements.updates[index], sql)?, run)?;
             chunk = rest;
         }
         Ok(())
+    }
+
+    /// The statement in `slot`, taken from the cache the first time.
+    fn held<'s, 'c>(
+        &'c self,
+        slot: &'s mut Option<CachedStatement<'c>>,
+        sql: &str,
+    ) -> Result<&'s mut CachedStatement<'c>, StateError> {
+        Ok(match slot {
+            Some(statement) => statement,
+            None => slot.insert(self.conn.prepare_cached(sql).map_err(|e| self.error(e))?),
+        })
     }
 
     /// Writes the values of `run`'s first outcome to each of its deliveries.
@@ -122,15 +159,7 @@ impl StateDb {
         update: &mut CachedStatement<'_>,
         run: &[Outcome],
     ) -> Result<(), StateError> {
-        let (first, attempt) = (&run[0], &run[0].attempt);
-        let values: [&dyn ToSql; UPDATE_VALUES] = [
-            &first.status.as_str(),
-            &first.next_attempt_at,
-            &(attempt.at_ms / 1000),
-            &attempt.status,
-            &attempt.error,
-        ];
-        self.bind_row(update, 0, &values)?;
+        self.bind_update(update, &run[0])?;
         for (index, outcome) in run.iter().enumerate() {
             update
                 .raw_bind_parameter(UPDATE_VALUES + index + 1, outcome.seq)
@@ -139,8 +168,34 @@ impl StateDb {
         update.raw_execute().map(drop).map_err(|e| self.error(e))
     }
 
-    fn chunk_statement(&self, sql: &str) -> Result<CachedStatement<'_>, StateError> {
-        self.conn.prepare_cached(sql).map_err(|e| self.error(e))
+    /// Writes the values of `run`'s first outcome to each of its deliveries, whose seqs
+    /// follow each other: the range holds them and nothing else.
+    fn update_range(
+        &self,
+        update: &mut CachedStatement<'_>,
+        run: &[Outcome],
+    ) -> Result<(), StateError> {
+        self.bind_update(update, &run[0])?;
+        let last = run.last().expect("a run is never empty");
+        self.bind_row(update, UPDATE_VALUES, &[&run[0].seq, &last.seq])?;
+        update.raw_execute().map(drop).map_err(|e| self.error(e))
+    }
+
+    /// Binds the values an UPDATE writes: those of `outcome`.
+    fn bind_update(
+        &self,
+        update: &mut CachedStatement<'_>,
+        outcome: &Outcome,
+    ) -> Result<(), StateError> {
+        let attempt = &outcome.attempt;
+        let values: [&dyn ToSql; UPDATE_VALUES] = [
+            &outcome.status.as_str(),
+            &outcome.next_attempt_at,
+            &(attempt.at_ms / 1000),
+            &attempt.status,
+            &attempt.error,
+        ];
+        self.bind_row(update, 0, &values)
     }
 
     /// Binds one row's values, the first at parameter `offset + 1`.
@@ -168,8 +223,9 @@ fn same_update(a: &Outcome, b: &Outcome) -> bool {
         && a.attempt.error == b.attempt.error
 }
 
-/// The INSERT and the UPDATE for a chunk of `rows` (a size from [`CHUNKS`]), built once.
-fn chunk_sql(rows: usize) -> (&'static str, &'static str) {
+/// The INSERT and the UPDATE for a chunk of `CHUNKS[index]` rows, built once. Parameters
+/// are anonymous (`?`) where they can be: the statement cache hashes the whole text.
+fn chunk_sql(index: usize) -> (&'static str, &'static str) {
     static SQL: OnceLock<Vec<(String, String)>> = OnceLock::new();
     let sql = SQL.get_or_init(|| {
         CHUNKS
@@ -177,45 +233,38 @@ fn chunk_sql(rows: usize) -> (&'static str, &'static str) {
             .map(|&rows| (build_insert(rows), build_update(rows)))
             .collect()
     });
-    let index = CHUNKS
-        .iter()
-        .position(|&size| size == rows)
-        .expect("a chunk size");
     let (insert, update) = &sql[index];
     (insert, update)
 }
 
+/// Where `rows` is in [`CHUNKS`].
+fn chunk_index(rows: usize) -> usize {
+    CHUNKS
+        .iter()
+        .position(|&size| size == rows)
+        .expect("a chunk size")
+}
+
+/// Deliveries whose seqs follow each other: one seek, then the next row, where an IN list
+/// builds a temporary index of its seqs and seeks each one.
+const UPDATE_RANGE: &str = "UPDATE deliveries SET status = ?1, attempts = attempts + 1,
+         next_attempt_at = ?2, updated_at = ?3, last_status = ?4, last_error = ?5
+     WHERE seq BETWEEN ?6 AND ?7";
+
 /// `rows` deliveries' new status, all the same, found by seq.
 fn build_update(rows: usize) -> String {
-    let seqs: Vec<String> = (1..=rows)
-        .map(|row| format!("?{}", UPDATE_VALUES + row))
-        .collect();
     format!(
         "UPDATE deliveries SET status = ?1, attempts = attempts + 1, next_attempt_at = ?2,
              updated_at = ?3, last_status = ?4, last_error = ?5
          WHERE seq IN ({})",
-        seqs.join(", ")
+        vec!["?"; rows].join(",")
     )
 }
 
-/// `rows` attempts, each numbered one above its delivery's count so far.
+/// `rows` attempts, each numbered by its outcome.
 fn build_insert(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|row| {
-            let p = row * INSERT_VALUES;
-            format!(
-                "(?{s}, (SELECT attempts + 1 FROM deliveries WHERE seq = ?{s}), ?{}, ?{}, ?{}, ?{}, ?{})",
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                s = p + 1
-            )
-        })
-        .collect();
     format!(
         "INSERT INTO attempts (delivery_seq, n, at, status, error, duration_ms, excerpt) VALUES {}",
-        values.join(", ")
+        vec!["(?,?,?,?,?,?,?)"; rows].join(",")
     )
 }

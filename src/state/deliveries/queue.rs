@@ -62,31 +62,32 @@ impl StateDb {
         // what is still to send.
         let (filter, task, key, due) = match queue {
             Queue::Run(task, run_id) => (
-                "run_id = ?5 AND status = 'pending'",
+                "d.run_id = ?5 AND d.status = 'pending'",
                 task,
                 Value::Integer(run_id),
                 now,
             ),
             Queue::DueForTask(task, at) => ("?5 IS NULL", task, Value::Null, at),
-            Queue::One(seq) => ("seq = ?5", "", Value::Integer(seq), i64::MAX),
+            Queue::One(seq) => ("d.seq = ?5", "", Value::Integer(seq), i64::MAX),
         };
         // The planner would rather use the run_id index and sort every pending row.
         let (source, task_filter) = match queue {
             Queue::One(_) => ("deliveries AS d", "?1 = ?1"),
             _ => (
                 "deliveries AS d INDEXED BY deliveries_task_queue",
-                "task = ?1",
+                "d.task = ?1",
             ),
         };
+        // The body by a (left: a missing one is still an error) join, not a subquery per
+        // row: the join opens its cursor once; a claim cost ~2k instructions less per row.
         let sql = format!(
-            "SELECT seq, id, task, license_id, activation_key,
-                    (SELECT body FROM delivery_bodies AS b WHERE b.seq = d.seq),
-                    attempts, created_at, event_type
-             FROM {source}
-             WHERE {task_filter} AND {filter} AND next_attempt_at <= ?2
-               AND status IN ('pending', 'failed') AND claimed_by IS NULL
-               AND seq BETWEEN ?3 AND ?4 AND {IN_ORDER}
-             ORDER BY seq"
+            "SELECT d.seq, d.id, d.task, d.license_id, d.activation_key, b.body, d.attempts,
+                    d.created_at, d.event_type
+             FROM {source} LEFT JOIN delivery_bodies AS b ON b.seq = d.seq
+             WHERE {task_filter} AND {filter} AND d.next_attempt_at <= ?2
+               AND d.status IN ('pending', 'failed') AND d.claimed_by IS NULL
+               AND d.seq BETWEEN ?3 AND ?4 AND {IN_ORDER}
+             ORDER BY d.seq"
         );
         let mut statement = self.conn.prepare_cached(&sql).map_err(|e| self.error(e))?;
         // No LIMIT: the scan stops after `limit` rows all the same, and a bound LIMIT makes

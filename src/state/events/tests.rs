@@ -38,11 +38,13 @@ fn claim_ids(state: &StateDb, source: &str) -> Vec<String> {
 }
 
 fn settle(state: &StateDb, id: &str, status: Status, next: i64) {
-    let seq: i64 = state
+    let (seq, attempts): (i64, i64) = state
         .conn
-        .query_row("SELECT seq FROM deliveries WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT seq, attempts FROM deliveries WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     let attempt = AttemptRecord {
         at_ms: 1_000_000,
@@ -54,6 +56,7 @@ fn settle(state: &StateDb, id: &str, status: Status, next: i64) {
     state
         .record_attempts(&[Outcome {
             seq,
+            n: attempts + 1,
             attempt,
             status,
             next_attempt_at: next,

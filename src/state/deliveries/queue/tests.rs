@@ -17,9 +17,11 @@ fn queue_of(count: i64) -> (tempfile::TempDir, StateDb, i64) {
     (dir, state, run_id)
 }
 
+/// A first attempt's outcome.
 fn outcome(seq: i64, status: Status, next: i64) -> Outcome {
     Outcome {
         seq,
+        n: 1,
         attempt: AttemptRecord {
             at_ms: 1_000_500,
             status: Some(if status == Status::Delivered {
@@ -145,9 +147,11 @@ fn a_large_group_moves_each_delivery_on_by_its_own_outcome() {
         })
         .collect();
     state.record_attempts(&outcomes).unwrap();
-    state
-        .record_attempts(&[outcome(claimed[20].seq, Status::Delivered, 1000)])
-        .unwrap();
+    let second = Outcome {
+        n: 2,
+        ..outcome(claimed[20].seq, Status::Delivered, 1000)
+    };
+    state.record_attempts(&[second]).unwrap();
     let entries = state.log(&Default::default()).unwrap();
     assert_eq!(entries.len(), 90);
     for entry in &entries {
@@ -165,6 +169,19 @@ fn a_large_group_moves_each_delivery_on_by_its_own_outcome() {
         let stored = state.attempts(&entry.id).unwrap();
         assert_eq!(stored.len() as i64, attempts, "{index}");
     }
+    let numbers: Vec<i64> = state
+        .conn
+        .prepare("SELECT n FROM attempts WHERE delivery_seq = ?1 ORDER BY n")
+        .unwrap()
+        .query_map([claimed[20].seq], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        numbers,
+        [1, 2],
+        "two attempts of one delivery are numbered 1, 2"
+    );
     let due = state
         .claim(Queue::DueForTask("t", 1060), "b", 1060, 10)
         .unwrap();
@@ -172,4 +189,32 @@ fn a_large_group_moves_each_delivery_on_by_its_own_outcome() {
         due.iter().map(|d| d.seq).collect::<Vec<_>>(),
         [claimed[85].seq]
     );
+}
+
+#[test]
+fn a_group_out_of_order_or_with_gaps_moves_on_only_its_own_deliveries() {
+    // Reversed (every UPDATE by seq list) and with gaps (ranges that stop at each gap): the
+    // deliveries left out stay pending.
+    let (_dir, state, run_id) = queue_of(40);
+    let claimed = state.claim(Queue::Run("t", run_id), "a", 1000, 40).unwrap();
+    let left_out = |index: usize| index % 7 == 3;
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(index, _)| !left_out(*index))
+        .map(|(_, delivery)| outcome(delivery.seq, Status::Delivered, 1000))
+        .collect();
+    state.record_attempts(&outcomes[..10]).unwrap();
+    let mut forward = outcomes[10..].to_vec();
+    forward.reverse();
+    state.record_attempts(&forward).unwrap();
+    for entry in state.log(&Default::default()).unwrap() {
+        let index = claimed.iter().position(|d| d.id == entry.id).unwrap();
+        let expected = match left_out(index) {
+            true => (Status::Pending, 0),
+            false => (Status::Delivered, 1),
+        };
+        assert_eq!((entry.status, entry.attempts), expected, "{index}");
+    }
 }
