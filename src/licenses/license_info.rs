@@ -150,17 +150,14 @@ impl<'a> LicenseRow<'a> {
             let value = row.get_ref(FIRST_INFO_COLUMN + offset);
             let value = value.map_err(|error| bad(row, id, name, error.to_string()))?;
             json::key(info, offset);
-            let written = match (kind, value) {
-                // Text as it is stored, the usual case, goes out without a detour.
-                (Kind::Text, ValueRef::Text(bytes)) if offset != ACTIVATION_KEY => {
-                    crate::json::push_utf8(info, bytes).map_err(|_| ValueProblem::NotUtf8)
-                }
-                _ => convert::convert_ref(value, *kind).map(|field| {
+            let written = match offset {
+                ACTIVATION_KEY => convert::convert_ref(value, *kind).map(|field| {
                     json::value(info, &field);
-                    if let (ACTIVATION_KEY, FieldRef::Text(key)) = (offset, field) {
+                    if let FieldRef::Text(key) = field {
                         activation_key = key;
                     }
                 }),
+                _ => json::stored(info, value, *kind),
             };
             written.map_err(|problem| bad(row, id, name, problem.to_string()))?;
         }

@@ -3,9 +3,12 @@
 
 use std::sync::LazyLock;
 
+use rusqlite::types::ValueRef;
+
 use super::FieldRef;
-use crate::json::push_str;
-use crate::licenses::schema::LICENSE_INFO;
+use super::convert::{ValueProblem, convert_ref};
+use crate::json::{push_str, push_utf8};
+use crate::licenses::schema::{Kind, LICENSE_INFO};
 
 /// What goes before each field's value: `{"LicenseUpdatedOnServer":`, then `,"Name":`.
 static KEYS: LazyLock<Vec<Box<[u8]>>> = LazyLock::new(|| {
@@ -39,7 +42,59 @@ pub(super) fn value(out: &mut Vec<u8>, value: &FieldRef) {
     }
 }
 
+/// Writes a stored value as its field, after its [`key`]: what [`convert_ref`] and [`value`]
+/// give, the usual cases (a value of its column's type, or NULL) without the detour.
+pub(super) fn stored(out: &mut Vec<u8>, stored: ValueRef, kind: Kind) -> Result<(), ValueProblem> {
+    match (kind, stored) {
+        (Kind::Text, ValueRef::Text(bytes)) => {
+            return push_utf8(out, bytes).map_err(|_| ValueProblem::NotUtf8);
+        }
+        (Kind::Text, ValueRef::Null) => out.extend_from_slice(b"\"\""),
+        (Kind::Date, ValueRef::Null) => out.extend_from_slice(b"null"),
+        (Kind::Int, ValueRef::Integer(number)) => value(out, &FieldRef::Int(number)),
+        (Kind::Bool, ValueRef::Integer(number)) => value(out, &FieldRef::Bool(number != 0)),
+        _ => value(out, &convert_ref(stored, kind)?),
+    }
+    Ok(())
+}
+
 /// Ends the object, after its last field.
 pub(super) fn close(out: &mut Vec<u8>) {
     out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_value_is_written_as_converting_it_writes_it() {
+        let values = [
+            ValueRef::Null,
+            ValueRef::Integer(0),
+            ValueRef::Integer(-7),
+            ValueRef::Integer(i64::MAX),
+            ValueRef::Real(3.0),
+            ValueRef::Real(2.5),
+            ValueRef::Text(b""),
+            ValueRef::Text(b"42"),
+            ValueRef::Text(b"true"),
+            ValueRef::Text(b"trial"),
+            ValueRef::Text(b"M\xc3\xbcller \"q\""),
+            ValueRef::Text(b"\xff"),
+            ValueRef::Text(b"2026-01-31 08:00"),
+            ValueRef::Text(b"2026-02-30"),
+            ValueRef::Blob(b"\x00"),
+        ];
+        let kinds = [Kind::Bool, Kind::Text, Kind::Int, Kind::Date, Kind::Model];
+        for (stored_value, kind) in values.iter().flat_map(|v| kinds.map(|k| (*v, k))) {
+            let mut converted = Vec::new();
+            let expected =
+                convert_ref(stored_value, kind).map(|field| value(&mut converted, &field));
+            let mut written = Vec::new();
+            let got = stored(&mut written, stored_value, kind);
+            assert_eq!(got, expected, "{stored_value:?} as {kind:?}");
+            assert_eq!(written, converted, "{stored_value:?} as {kind:?}");
+        }
+    }
 }
