@@ -17,6 +17,7 @@ pub mod demo;
 pub mod error;
 pub mod events;
 pub mod file_access;
+pub mod json;
 pub mod licenses;
 pub mod receiver;
 pub mod schedule;

@@ -69,8 +69,9 @@ pub trait LicenseDatabase: Send {
         values: &[NaiveDateTime],
         each: &mut dyn FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
+        let mut info = Vec::new();
         self.each_row(template, values, &mut |license| match license {
-            Ok(license) => each(Ok(license.as_row())),
+            Ok(license) => each(Ok(license.as_row(&mut info))),
             Err(bad) => each(Err(bad)),
         })
     }

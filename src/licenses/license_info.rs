@@ -4,6 +4,9 @@
 //! `null`, since no date is a truthful stand-in for "no date".
 
 mod convert;
+mod json;
+
+use std::borrow::Cow;
 
 use rusqlite::types::ValueRef;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -35,22 +38,25 @@ pub struct License {
     pub info: LicenseInfo,
 }
 
-/// A matching license as its row holds it: its id and its `LicenseInfo` values, in
-/// [`LICENSE_INFO`]'s order, borrowing the row's text (what a body is written from, without a
-/// copy of every value on the way).
+/// A matching license as its row holds it: its id, its `ActivationKey`, and its
+/// `LicenseInfo` as the JSON object a body holds, written as the row was read (once, with no
+/// copy of its values on the way).
 #[derive(Debug)]
 pub struct LicenseRow<'a> {
     pub id: i64,
-    pub fields: Vec<FieldRef<'a>>,
+    activation_key: Cow<'a, str>,
+    info: &'a [u8],
 }
 
 impl LicenseRow<'_> {
     /// Field `ActivationKey`, as text.
     pub fn activation_key(&self) -> &str {
-        match self.fields.get(ACTIVATION_KEY) {
-            Some(FieldRef::Text(key)) => key,
-            _ => "",
-        }
+        &self.activation_key
+    }
+
+    /// `LicenseInfo` as a JSON object, byte for byte as serde_json writes [`LicenseInfo`].
+    pub fn info_json(&self) -> &[u8] {
+        self.info
     }
 }
 
@@ -107,32 +113,60 @@ impl License {
 }
 
 impl License {
-    /// The license as [`LicenseRow`], borrowing its values.
-    pub fn as_row(&self) -> LicenseRow<'_> {
-        let fields = self.info.fields().map(|(_, field)| field.as_ref());
+    /// The license as [`LicenseRow`], its `LicenseInfo` written to `info`.
+    pub fn as_row<'a>(&'a self, info: &'a mut Vec<u8>) -> LicenseRow<'a> {
+        info.clear();
+        self.info.write_json(info);
+        let activation_key = match self.info.get("ActivationKey") {
+            Some(Field::Text(key)) => Cow::Borrowed(key.as_str()),
+            _ => Cow::Borrowed(""),
+        };
         LicenseRow {
             id: self.id,
-            fields: fields.collect(),
+            activation_key,
+            info,
         }
     }
 }
 
 impl<'a> LicenseRow<'a> {
     /// Reads a row as [`License::from_row`] does (the same bad rows, the same errors),
-    /// keeping its text where it is.
-    pub fn from_row(row: &'a rusqlite::Row) -> Result<LicenseRow<'a>, RowError> {
+    /// writing its `LicenseInfo` to `info` as each value is read.
+    pub fn from_row(
+        row: &'a rusqlite::Row,
+        info: &'a mut Vec<u8>,
+    ) -> Result<LicenseRow<'a>, RowError> {
         let id = row_id(row)?;
-        let read = |column, kind| -> Result<FieldRef<'a>, String> {
-            let value = row.get_ref(column).map_err(|error| error.to_string())?;
-            convert::convert_ref(value, kind).map_err(|problem| problem.to_string())
-        };
-        read(1, Kind::Date).map_err(|problem| bad(row, id, "SubscriptionExpiryDate", problem))?;
-        let mut fields = Vec::with_capacity(LICENSE_INFO.len());
+        // Searches filter on it; it is not sent, but a row it cannot be read from is bad.
+        let expiry = row.get_ref(1).map_err(|error| error.to_string());
+        let expiry = expiry.and_then(|value| {
+            let date = convert::convert_ref(value, Kind::Date);
+            date.map(drop).map_err(|problem| problem.to_string())
+        });
+        expiry.map_err(|problem| bad(row, id, "SubscriptionExpiryDate", problem))?;
+        info.clear();
+        let mut activation_key = Cow::Borrowed("");
         for (offset, (name, kind)) in LICENSE_INFO.iter().enumerate() {
-            let field = read(FIRST_INFO_COLUMN + offset, *kind);
-            fields.push(field.map_err(|problem| bad(row, id, name, problem))?);
+            let value = row.get_ref(FIRST_INFO_COLUMN + offset);
+            let value = value.map_err(|error| bad(row, id, name, error.to_string()))?;
+            json::key(info, offset);
+            let written = match offset {
+                ACTIVATION_KEY => convert::convert_ref(value, *kind).map(|field| {
+                    json::value(info, &field);
+                    if let FieldRef::Text(key) = field {
+                        activation_key = key;
+                    }
+                }),
+                _ => json::stored(info, value, *kind),
+            };
+            written.map_err(|problem| bad(row, id, name, problem.to_string()))?;
         }
-        Ok(LicenseRow { id, fields })
+        json::close(info);
+        Ok(LicenseRow {
+            id,
+            activation_key,
+            info,
+        })
     }
 }
 
@@ -217,6 +251,15 @@ impl LicenseInfo {
             },
         )?;
         Ok(LicenseInfo { values })
+    }
+
+    /// Writes the `LicenseInfo` as the JSON object a body holds.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        for (index, (_, value)) in self.fields().enumerate() {
+            json::key(out, index);
+            json::value(out, &value.as_ref());
+        }
+        json::close(out);
     }
 
     /// A `LicenseInfo` from values already read by [`read_fields`] over [`LICENSE_INFO`].

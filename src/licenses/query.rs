@@ -184,7 +184,11 @@ impl LicenseDb {
         values: &[NaiveDateTime],
         mut each: impl FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
-        self.each_raw(template, values, |row| each(LicenseRow::from_row(row)))
+        // One buffer for every row's `LicenseInfo`: a row is done with before the next.
+        let mut info = Vec::with_capacity(2048);
+        self.each_raw(template, values, |row| {
+            each(LicenseRow::from_row(row, &mut info))
+        })
     }
 
     fn each_raw(

@@ -224,16 +224,18 @@ fn impossible_date(text: &str) -> bool {
 fn model(value: ValueRef) -> Result<i64, ValueProblem> {
     match text(value)? {
         None => Ok(0),
-        Some(name) => match LICENSE_MODELS
-            .iter()
-            .position(|model| model.eq_ignore_ascii_case(name.trim()))
-        {
-            Some(index) => Ok(index as i64),
-            None => name
-                .trim()
-                .parse()
-                .map_err(|_| ValueProblem::NotAModel(name.into_owned())),
-        },
+        Some(name) => {
+            let trimmed = name.trim();
+            match LICENSE_MODELS
+                .iter()
+                .position(|model| model.eq_ignore_ascii_case(trimmed))
+            {
+                Some(index) => Ok(index as i64),
+                None => trimmed
+                    .parse()
+                    .map_err(|_| ValueProblem::NotAModel(name.to_string())),
+            }
+        }
     }
 }
 
