@@ -71,6 +71,40 @@ fn standard_scheme_headers_use_the_delivery_id_and_the_real_time() {
 }
 
 #[test]
+fn a_request_signed_while_a_slow_answer_was_awaited_is_signed_again_when_it_leaves() {
+    // The second delivery is signed while the first one's answer is awaited; that answer takes
+    // 2.5 s, so by the time the second leaves its timestamp would be stale: it is signed anew.
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Reply::ok().with_delay(std::time::Duration::from_millis(2500)),
+            _ => Reply::ok(),
+        }
+    })
+    .unwrap();
+    let test = one_license(
+        &server.url("/"),
+        &format!("secret = \"{WHSEC}\"\nsignature = \"standard\""),
+    );
+    test.license(&[("ActivationKey", text("K2"))]);
+    test.keyhook(["run-task", "one"]).assert().success();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let second = &requests[1];
+    let timestamp: i64 = second.header("webhook-timestamp").unwrap().parse().unwrap();
+    let arrived = second
+        .received_at
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        arrived - timestamp <= 1,
+        "signed at {timestamp}, arrived at {arrived}"
+    );
+    assert!(standard_ok(second, &[WHSEC]));
+}
+
+#[test]
 fn both_schemes_send_both_header_sets() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = one_license(

@@ -48,7 +48,8 @@ pub const COMMIT_EVERY: Duration = Duration::from_millis(5);
 /// ... or until this many answers wait with it.
 pub const COMMIT_GROUP: usize = 256;
 /// Workers wait before their next POST while this many answers are not committed yet, so a
-/// kill re-sends at most this many deliveries (plus those in flight, one per worker).
+/// kill re-sends at most this many deliveries, plus two per worker: the one in flight and the
+/// answer before it, handed in as the next request leaves.
 pub const MAX_UNCOMMITTED: usize = 2 * COMMIT_GROUP;
 
 /// Sends the deliveries of `queue` until none is left or `stop` is set, calling `observe`
