@@ -124,6 +124,15 @@ fn integrity(test: &Test) {
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .unwrap();
     assert_eq!(verdict, "ok");
+    let orphans: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        orphans, 0,
+        "every body, delivery and attempt has its parent"
+    );
 }
 
 #[test]

@@ -40,24 +40,28 @@ impl StateDb {
     /// Stores attempts and their deliveries' new statuses, all in one transaction: outcomes
     /// that arrive together are committed together, none waits for another.
     pub fn record_attempts(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
+        // The foreign keys stay checked here: switching them off and on around each group
+        // (as the run's recording does once) makes SQLite prepare every statement again.
+        self.record_group(outcomes)?;
+        let mut book = self.claims.borrow_mut();
+        for outcome in outcomes {
+            book.settle(outcome.seq);
+        }
+        Ok(())
+    }
+
+    /// [`StateDb::record_attempts`]' transaction: committed whole, or rolled back.
+    fn record_group(&self, outcomes: &[Outcome]) -> Result<(), StateError> {
         // BEGIN and COMMIT from the statement cache: this runs once per group, and preparing
         // them afresh each time (as `Transaction` does) costs as much as a few outcomes.
         self.cached("BEGIN")?;
-        let recorded = self.record_in_transaction(outcomes);
-        match recorded {
-            Ok(()) => {
-                self.cached("COMMIT")?;
-                let mut book = self.claims.borrow_mut();
-                for outcome in outcomes {
-                    book.settle(outcome.seq);
-                }
-                Ok(())
-            }
-            Err(error) => {
-                let _ = self.cached("ROLLBACK");
-                Err(error)
-            }
+        let recorded = self
+            .record_in_transaction(outcomes)
+            .and_then(|()| self.cached("COMMIT"));
+        if recorded.is_err() {
+            let _ = self.cached("ROLLBACK");
         }
+        recorded
     }
 
     /// Runs a statement without parameters from the statement cache.

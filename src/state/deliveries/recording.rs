@@ -68,7 +68,31 @@ impl StateDb {
             path: path.clone(),
             source,
         };
-        let transaction = self.conn.transaction().map_err(error)?;
+        // Every row the run inserts hangs off the run's row or a delivery it inserted just
+        // before: the foreign keys' checks (a b-tree seek per delivery and per body) are off
+        // until the recorder ends, committed or not (see its `Drop`). SQLite takes the
+        // setting only outside a transaction.
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = OFF")
+            .map_err(error)?;
+        let transaction = match self.conn.unchecked_transaction() {
+            Ok(transaction) => transaction,
+            Err(source) => {
+                let _ = self.conn.execute_batch("PRAGMA foreign_keys = ON");
+                return Err(error(source));
+            }
+        };
+        let mut recorder = RunRecorder {
+            transaction,
+            run_id: 0,
+            task: task.to_string(),
+            now,
+            path: path.clone(),
+            added: 0,
+            next_seq: 0,
+            pending: Pending::default(),
+        };
+        let transaction = &recorder.transaction;
         transaction
             .execute(
                 "INSERT INTO runs (task, name, slot, started_at, sent, host)
@@ -86,16 +110,19 @@ impl StateDb {
                 |row| row.get(0),
             )
             .map_err(error)?;
-        Ok(RunRecorder {
-            transaction,
-            run_id,
-            task: task.to_string(),
-            now,
-            path,
-            added: 0,
-            next_seq,
-            pending: Pending::default(),
-        })
+        recorder.run_id = run_id;
+        recorder.next_seq = next_seq;
+        Ok(recorder)
+    }
+}
+
+impl Drop for RunRecorder<'_> {
+    /// Rolls back what was not committed, and turns the foreign keys' checks back on.
+    fn drop(&mut self) {
+        if !self.transaction.is_autocommit() {
+            let _ = self.transaction.execute_batch("ROLLBACK");
+        }
+        let _ = self.transaction.execute_batch("PRAGMA foreign_keys = ON");
     }
 }
 
@@ -319,72 +346,4 @@ fn checkpoint_behind(path: std::path::PathBuf) {
 }
 
 #[cfg(test)]
-mod tests {
-    use crate::state::StateDb;
-
-    #[test]
-    fn a_big_run_commits_whole_and_leaves_the_automatic_checkpoint_as_it_was() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let mut state = StateDb::open(&path).unwrap();
-        let count = super::CHECKPOINT_BEHIND_FROM + 10;
-        let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
-        for n in 0..count {
-            let id = format!("msg_{n:028}");
-            run.add(&id, n as i64, "K", &[b'x'; 1200]).unwrap();
-        }
-        run.commit(count).unwrap();
-        let setting: i64 = state
-            .conn
-            .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(setting, crate::state::WAL_AUTOCHECKPOINT);
-        // Another connection sees the whole run, bodies included, checkpointed or not.
-        let other = rusqlite::Connection::open(&path).unwrap();
-        let stored: (i64, i64) = other
-            .query_row(
-                "SELECT count(*), sum(length(body)) FROM delivery_bodies",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!(stored, (count as i64, count as i64 * 1200));
-    }
-
-    #[test]
-    fn batched_deliveries_keep_their_own_bodies_and_seq_follows_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
-        let count = super::ROWS_PER_INSERT as i64 + 7;
-        for run in 0..2 {
-            let mut recorder = state.begin_run("t", "T", None, 1000, true).unwrap();
-            for n in 0..count {
-                let id = format!("msg_{run}_{n:026}");
-                recorder
-                    .add(&id, n, &format!("K{n}"), id.as_bytes())
-                    .unwrap();
-            }
-            recorder.commit(count as u64).unwrap();
-        }
-        let rows: Vec<(i64, String, String, i64, Vec<u8>)> = state
-            .conn
-            .prepare(
-                "SELECT d.seq, d.id, d.activation_key, d.license_id, b.body
-                 FROM deliveries d JOIN delivery_bodies b USING (seq) ORDER BY d.seq",
-            )
-            .unwrap()
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(rows.len() as i64, 2 * count);
-        for (index, (seq, id, key, license_id, body)) in rows.into_iter().enumerate() {
-            assert_eq!(seq, index as i64 + 1);
-            assert_eq!(id.as_bytes(), body.as_slice());
-            assert_eq!(key, format!("K{license_id}"));
-            assert_eq!(id, format!("msg_{}_{license_id:026}", index as i64 / count));
-        }
-    }
-}
+mod tests;
