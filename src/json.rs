@@ -1,6 +1,8 @@
 //! JSON text as serde_json writes it, compactly: strings escaped no further than JSON
 //! requires. Bodies are written with it rather than by serde_json, byte for byte the same.
 
+use crate::bytes::any_byte;
+
 /// `text` as a JSON string, escaped as serde_json escapes: `"`, `\` and control characters
 /// only, the usual short forms where JSON has them, else `\u00XX` in lower-case hex.
 pub fn push_str(out: &mut Vec<u8>, text: &str) {
@@ -37,26 +39,6 @@ pub fn push_utf8(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), std::str::Utf8Er
     }
     push_str(out, std::str::from_utf8(bytes)?);
     Ok(())
-}
-
-/// Whether `test` gives anything but 0 for a byte of `bytes`, tried 16 bytes at a time
-/// without branches (so that it vectorizes): short strings are the usual case, and a byte
-/// at a time was most of the cost of writing one.
-fn any_byte(bytes: &[u8], test: impl Fn(u8) -> u8) -> bool {
-    const LANES: usize = 16;
-    let any = |chunk: &[u8; LANES]| chunk.iter().fold(0, |any, &byte| any | test(byte)) != 0;
-    let (chunks, rest) = bytes.as_chunks::<LANES>();
-    if rest.is_empty() {
-        return chunks.iter().any(any);
-    }
-    // The last bytes as a chunk of their own, padded with spaces (which no test flags), or
-    // overlapping the chunk before.
-    let mut last = [b' '; LANES];
-    match bytes.last_chunk::<LANES>() {
-        Some(chunk) => last = *chunk,
-        None => last[..rest.len()].copy_from_slice(rest),
-    }
-    chunks.iter().any(any) || any(&last)
 }
 
 fn needs_escape(byte: u8) -> bool {

@@ -9,6 +9,7 @@
 // may be longer.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+mod bytes;
 pub mod cli;
 pub mod commands;
 pub mod definitions;

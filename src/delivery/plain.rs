@@ -21,6 +21,8 @@ use connect::{connect, endpoint, still_open};
 pub use response::Answer;
 use response::Framing;
 
+use crate::bytes::any_byte;
+
 /// Benchmark only: `1` sends plain `http://` through ureq too, so `bench/bench.py` can
 /// measure this client against ureq's.
 pub const DEFAULT_TRANSPORT_ENV: &str = "KEYHOOK_BENCH_DEFAULT_TRANSPORT";
@@ -302,13 +304,12 @@ fn update_timeout(
 /// Whether a header field can be written as is: one that could end its line early or hide in
 /// its name is left to ureq, which refuses it.
 fn writable(name: &str, value: &str) -> bool {
-    // Folds rather than `all`/`any`: without an early exit the loops vectorize, and these run
-    // on every request (the values are a signature and an id: nothing to find).
-    let bad_name = name.bytes().fold(false, |bad, byte| {
-        bad | !byte.is_ascii_graphic() | (byte == b':')
+    // These run on every request (the values are a signature and an id: nothing to find).
+    let bad_name = any_byte(name.as_bytes(), |byte| {
+        u8::from(!byte.is_ascii_graphic() || byte == b':')
     });
-    let bad_value = value.bytes().fold(false, |bad, byte| {
-        bad | (byte == b'\r') | (byte == b'\n') | (byte == 0)
+    let bad_value = any_byte(value.as_bytes(), |byte| {
+        u8::from(matches!(byte, b'\r' | b'\n' | b'\0'))
     });
     !name.is_empty() && !bad_name && !bad_value
 }
