@@ -24,13 +24,11 @@ const SIGNED_FRESH: Duration = Duration::from_secs(1);
 pub(super) fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt) {
     let sender = Sender::new(target.endpoint.timeout, &target.endpoint.tls);
     let mut answered: Option<Answered> = None;
-    let mut next = take(pipeline, true).map(|delivery| Job::new(target, delivery));
+    let mut next = take_job(target, pipeline, true);
     while let Some(job) = next.take() {
         if halt.is_up() {
-            if let Some(before) = answered.take() {
-                hand_in(pipeline, halt, before);
-            }
-            hand_in(pipeline, halt, (job.delivery, None));
+            hand_in(pipeline, halt, answered.take());
+            hand_in(pipeline, halt, Some((job.delivery, None)));
         } else {
             let job = job.fresh(target);
             let headers = job.headers();
@@ -39,31 +37,32 @@ pub(super) fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt) {
                 &job.delivery.body,
                 &headers,
                 &mut || {
-                    if let Some(before) = answered.take() {
-                        hand_in(pipeline, halt, before);
-                    }
-                    next = take(pipeline, false).map(|delivery| Job::new(target, delivery));
+                    hand_in(pipeline, halt, answered.take());
+                    next = take_job(target, pipeline, false);
                 },
             );
             if attempt.status == Some(410) {
                 // Gone: nothing more goes to this webhook, from any worker.
                 halt.gone.store(true, Ordering::SeqCst);
             }
-            if let Some(before) = answered.replace((job.delivery, Some(attempt))) {
-                hand_in(pipeline, halt, before);
-            }
+            hand_in(
+                pipeline,
+                halt,
+                answered.replace((job.delivery, Some(attempt))),
+            );
         }
         if next.is_none() {
             // Waiting for work: what was answered must reach the dispatcher first.
-            if let Some(before) = answered.take() {
-                hand_in(pipeline, halt, before);
-            }
-            next = take(pipeline, true).map(|delivery| Job::new(target, delivery));
+            hand_in(pipeline, halt, answered.take());
+            next = take_job(target, pipeline, true);
         }
     }
-    if let Some(before) = answered.take() {
-        hand_in(pipeline, halt, before);
-    }
+    hand_in(pipeline, halt, answered.take());
+}
+
+/// The next delivery ([`take`]), signed.
+fn take_job(target: &Target, pipeline: &Pipeline, wait: bool) -> Option<Job> {
+    take(pipeline, wait).map(|delivery| Job::new(target, delivery))
 }
 
 /// A delivery taken from the pipeline, and its signature headers.
@@ -140,9 +139,12 @@ fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
     }
 }
 
-/// Leaves an answer (or a delivery given back unsent) for the dispatcher to commit, waking it
-/// when a group is full, nothing is left out, or a halt is up.
-fn hand_in(pipeline: &Pipeline, halt: &Halt, answered: Answered) {
+/// Leaves an answer (or a delivery given back unsent), if there is one, for the dispatcher
+/// to commit, waking it when a group is full, nothing is left out, or a halt is up.
+fn hand_in(pipeline: &Pipeline, halt: &Halt, answered: Option<Answered>) {
+    let Some(answered) = answered else {
+        return;
+    };
     let mut shared = pipeline.lock();
     shared.out -= 1;
     if shared.done.is_empty() {
