@@ -103,14 +103,24 @@ impl StateDb {
         let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| classify(path, e))?;
+        // A new file gets 8 KiB pages (an existing one keeps its own): see `PAGE_SIZE`.
         // WAL: readers never block the sender; NORMAL: a commit survives a killed process
         // (only a power cut can lose the last commits, never corrupt the file).
-        // A checkpoint (two fsyncs) every 32 MiB of WAL rather than every 4 MiB: a run commits
-        // once per delivery, so the default checkpointed every few dozen deliveries.
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-             PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT};"
+            "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
         ))
+        .map_err(|e| classify(path, e))?;
+        // A checkpoint (two fsyncs) every 32 MiB of WAL rather than every 4 MiB: a run commits
+        // outcomes every few milliseconds, so the default checkpointed several times a second.
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(|e| classify(path, e))?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            WAL_AUTOCHECKPOINT_BYTES / page_size,
+        )
         .map_err(|e| classify(path, e))?;
         let mut state = StateDb {
             conn,
@@ -205,8 +215,18 @@ pub fn configure_sqlite() {
     });
 }
 
-/// WAL pages after which a commit checkpoints (32 MiB; see `open_and_migrate`).
-pub(crate) const WAL_AUTOCHECKPOINT: i64 = 8192;
+/// WAL bytes after which a commit checkpoints (see `open_and_migrate`).
+pub(crate) const WAL_AUTOCHECKPOINT_BYTES: i64 = 32 << 20;
+
+/// The page size of a new state file: 8 KiB, twice SQLite's default.
+///
+/// Every page SQLite writes to the WAL costs two `pwrite`s (the frame's header, then the
+/// page), and a run writes about a kilobyte and a quarter per delivery (mostly its body), then
+/// reads it back to send it and copies it into the file at the checkpoint: at 8 KiB, half the
+/// system calls for the same bytes, and no more instructions (`callgrind`: 16 KiB pages cost
+/// 7% more, moving more bytes in each page's b-tree). A file made before keeps its page size
+/// (SQLite changes it only by rebuilding the whole file).
+pub(crate) const PAGE_SIZE: i64 = 8192;
 
 /// Seconds since the Unix epoch, the unit of every time in the state database.
 pub fn unix(at: chrono::DateTime<chrono::Utc>) -> i64 {

@@ -325,9 +325,10 @@ fn bodies_sql(rows: usize) -> String {
 
 /// Commits with the connection's automatic checkpoint off for that commit.
 fn commit_without_checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let setting: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let committed = conn.execute_batch("COMMIT");
-    let restored = conn.pragma_update(None, "wal_autocheckpoint", crate::state::WAL_AUTOCHECKPOINT);
+    let restored = conn.pragma_update(None, "wal_autocheckpoint", setting);
     committed.and(restored)
 }
 

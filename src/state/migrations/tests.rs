@@ -245,3 +245,40 @@ fn v9_moves_every_body_to_its_own_table_byte_for_byte_and_deletes_it_with_its_de
         .unwrap();
     assert_eq!(left, 0, "pruned with its run and delivery");
 }
+
+#[test]
+fn a_new_state_file_gets_8k_pages_and_an_older_one_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_and_checkpoint = |state: &crate::state::StateDb| -> (i64, i64) {
+        let page = state
+            .conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap();
+        let pages = state
+            .conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+            .unwrap();
+        (page, pages)
+    };
+    let new = crate::state::StateDb::open(&dir.path().join("new.db")).unwrap();
+    assert_eq!(page_and_checkpoint(&new), (8192, 4096));
+
+    // A file made with SQLite's default 4 KiB pages, as keyhook made them before.
+    let old_path = dir.path().join("old.db");
+    Connection::open(&old_path)
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL;")
+        .unwrap();
+    let mut old = crate::state::StateDb::open(&old_path).unwrap();
+    let run = old.begin_run("t", "T", None, 1000, true).unwrap();
+    run.commit(0).unwrap();
+    drop(old);
+    let old = crate::state::StateDb::open(&old_path).unwrap();
+    // 32 MiB of WAL either way.
+    assert_eq!(page_and_checkpoint(&old), (4096, 8192));
+    let runs: i64 = old
+        .conn
+        .query_row("SELECT count(*) FROM runs", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(runs, 1);
+}

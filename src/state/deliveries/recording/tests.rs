@@ -5,6 +5,14 @@ fn a_big_run_commits_whole_and_leaves_the_automatic_checkpoint_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let mut state = StateDb::open(&path).unwrap();
+    let autocheckpoint = |state: &StateDb| -> i64 {
+        state
+            .conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+            .unwrap()
+    };
+    let before = autocheckpoint(&state);
+    assert_eq!(before, 32 * 1024 * 1024 / crate::state::PAGE_SIZE);
     let count = super::CHECKPOINT_BEHIND_FROM + 10;
     let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
     for n in 0..count {
@@ -12,11 +20,7 @@ fn a_big_run_commits_whole_and_leaves_the_automatic_checkpoint_as_it_was() {
         run.add(&id, n as i64, "K", &[b'x'; 1200]).unwrap();
     }
     run.commit(count).unwrap();
-    let setting: i64 = state
-        .conn
-        .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(setting, crate::state::WAL_AUTOCHECKPOINT);
+    assert_eq!(autocheckpoint(&state), before);
     // Another connection sees the whole run, bodies included, checkpointed or not.
     let other = rusqlite::Connection::open(&path).unwrap();
     let stored: (i64, i64) = other
