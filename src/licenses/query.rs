@@ -2,6 +2,7 @@
 //! deadline, and rows streamed to the caller so memory does not grow with the matches.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use super::license_info::{License, LicenseRow, RowError};
 use super::macros::{DATE_FORMAT, Template};
 use super::open::{MAX_HEAP_BYTES, MAX_VALUE_BYTES};
 use super::refusal::Refusal;
-use super::schema::{LICENSE_INFO, TABLE, is_column};
+use super::schema::{self, LICENSE_INFO, TABLE, is_column};
 
 /// Why a search could not be evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -101,17 +102,36 @@ pub struct LicenseDb {
     conn: Connection,
     path: PathBuf,
     refusal: Arc<Mutex<Option<Refusal>>>,
+    /// Set while keyhook begins or ends a read transaction of its own: the only time the
+    /// guard lets a transaction statement through.
+    own_transaction: Arc<AtomicBool>,
     deadline: Duration,
+    /// How rows are reached in table order ([`schema::rowid_alias`]).
+    rowid: Option<&'static str>,
+    /// [`ROWIDS_AT_ONCE`] (fewer in tests).
+    rowids_at_once: usize,
 }
+
+/// How many matches' rowids are gathered, then fetched in table order (512 KiB of them).
+const ROWIDS_AT_ONCE: usize = 64 * 1024;
 
 impl LicenseDb {
     /// Opens `path` read-only; `deadline` bounds every evaluation.
     pub fn open(path: &Path, deadline: Duration) -> Result<LicenseDb, QueryError> {
         let mut conn = super::open::connect(path)?;
+        let rowid = schema::rowid_alias(&conn).map_err(|error| QueryError::Open {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
         let refusal = Arc::new(Mutex::new(None));
         let recorder = Arc::clone(&refusal);
+        let own_transaction = Arc::new(AtomicBool::new(false));
+        let ours = Arc::clone(&own_transaction);
         conn.authorizer(Some(move |context: AuthContext<'_>| {
-            let verdict = authorize(&context.action);
+            let verdict = match context.action {
+                AuthAction::Transaction { .. } if ours.load(Ordering::Relaxed) => Ok(()),
+                _ => authorize(&context.action),
+            };
             if let Err(reason) = &verdict
                 && let Ok(mut slot) = recorder.lock()
             {
@@ -130,7 +150,10 @@ impl LicenseDb {
             conn,
             path: path.to_path_buf(),
             refusal,
+            own_transaction,
             deadline,
+            rowid,
+            rowids_at_once: ROWIDS_AT_ONCE,
         })
     }
 
@@ -165,8 +188,9 @@ impl LicenseDb {
         Ok(count.max(0) as u64)
     }
 
-    /// Calls `each` for every match, in table order, until it returns `false`; returns how
-    /// many matches were passed to it. A row that cannot be read as a license (a bad row) is
+    /// Calls `each` for every match, in table order (by rowid; a search of more than
+    /// [`ROWIDS_AT_ONCE`] matches read through an index: in that order within each
+    /// such group), until it returns `false`; returns how many matches were passed to it. A row that cannot be read as a license (a bad row) is
     /// passed as an error and the search goes on: one bad row holds back no other.
     pub fn for_each(
         &mut self,
@@ -199,36 +223,122 @@ impl LicenseDb {
     ) -> Result<u64, QueryError> {
         let sql = select_sql(template)?;
         let paused = self.start_deadline();
+        // The deadline is for the search, not for what the caller does with each match.
+        let mut hand_over = |row: &rusqlite::Row| {
+            let handed_over = Instant::now();
+            let more = each(row);
+            let spent = u64::try_from(handed_over.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            paused.fetch_add(spent, Ordering::Relaxed);
+            more
+        };
+        if let Some(rowid) = self.rowid
+            && self.reads_through_an_index(&sql, values)?
+        {
+            return self.each_in_table_order(template, values, rowid, hand_over);
+        }
         let mut statement = self.prepare(&sql)?;
         bind(&mut statement, values)?;
         let mut rows = statement.raw_query();
         let mut seen = 0;
         while let Some(row) = rows.next().map_err(|error| self.failure(error))? {
-            let handed_over = Instant::now();
             seen += 1;
-            let more = each(row);
-            // The deadline is for the search, not for what the caller does with each match.
-            let spent = u64::try_from(handed_over.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            paused.fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
-            if !more {
+            if !hand_over(row) {
                 break;
             }
         }
         Ok(seen)
     }
 
+    /// Whether SQLite would read the matches through an index of the table (one range, or
+    /// several for an `OR`): in the index's order, each match then costs a read of its
+    /// table page, hardly ever the page of the match before (one `pread` per match).
+    fn reads_through_an_index(
+        &self,
+        sql: &str,
+        values: &[NaiveDateTime],
+    ) -> Result<bool, QueryError> {
+        let mut plan = self.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+        bind(&mut plan, values)?;
+        let mut rows = plan.raw_query();
+        while let Some(row) = rows.next().map_err(|error| self.failure(error))? {
+            let parent: i64 = row.get(1).map_err(|error| self.failure(error))?;
+            let detail: String = row.get(3).map_err(|error| self.failure(error))?;
+            // The first step of the statement itself decides: later ones are subqueries'.
+            if parent == 0
+                && (detail.starts_with("SCAN ")
+                    || detail.starts_with("SEARCH ")
+                    || detail.starts_with("MULTI-INDEX OR"))
+            {
+                let through_index = detail.starts_with("MULTI-INDEX OR")
+                    || detail.starts_with(&format!("SEARCH {TABLE} USING INDEX "));
+                return Ok(through_index);
+            }
+        }
+        Ok(false)
+    }
+
+    /// [`LicenseDb::each_raw`] for a search read through an index: the matches' rowids first
+    /// (the index alone, when it holds every column the search filters on), up to
+    /// [`ROWIDS_AT_ONCE`] at a time, then their rows in rowid order, each page of the table
+    /// read once for all its matches. At 40k matches of 100k licenses: 35.8k `pread`s of
+    /// the license file -> 9.9k. Both statements read in one transaction: the rows are those
+    /// the search found, and SQLite locks the file (and checks it for changes) once, not
+    /// once per row (24k `fcntl` and 18k `fstat` at 40k).
+    fn each_in_table_order(
+        &self,
+        template: &Template,
+        values: &[NaiveDateTime],
+        rowid: &str,
+        mut hand_over: impl FnMut(&rusqlite::Row) -> bool,
+    ) -> Result<u64, QueryError> {
+        let condition = condition(template)?;
+        let _transaction = ReadTransaction::begin(self)?;
+        let mut ids = self.prepare(&format!(
+            "SELECT {rowid} FROM {TABLE} WHERE (\n{condition}\n)"
+        ))?;
+        bind(&mut ids, values)?;
+        let mut fetch = self.prepare(&by_rowid_statement(rowid))?;
+        let mut matches = ids.raw_query();
+        let mut chunk: Vec<i64> = Vec::new();
+        let mut seen = 0;
+        loop {
+            chunk.clear();
+            while chunk.len() < self.rowids_at_once {
+                let Some(row) = matches.next().map_err(|error| self.failure(error))? else {
+                    break;
+                };
+                chunk.push(row.get(0).map_err(|error| self.failure(error))?);
+            }
+            chunk.sort_unstable();
+            for &id in &chunk {
+                fetch
+                    .raw_bind_parameter(1, id)
+                    .map_err(|error| self.failure(error))?;
+                let mut rows = fetch.raw_query();
+                if let Some(row) = rows.next().map_err(|error| self.failure(error))? {
+                    seen += 1;
+                    if !hand_over(row) {
+                        return Ok(seen);
+                    }
+                }
+            }
+            if chunk.len() < self.rowids_at_once {
+                return Ok(seen);
+            }
+        }
+    }
+
     /// Arms the deadline; time added to the returned counter (nanoseconds) is not counted.
-    fn start_deadline(&mut self) -> Arc<std::sync::atomic::AtomicU64> {
+    fn start_deadline(&mut self) -> Arc<AtomicU64> {
         let started = Instant::now();
         let deadline = self.deadline;
-        let paused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let paused = Arc::new(AtomicU64::new(0));
         let excluded = Arc::clone(&paused);
         // Checking the clock every few thousand VM steps costs nothing measurable.
         let _ = self.conn.progress_handler(
             4096,
             Some(move || {
-                let excluded =
-                    Duration::from_nanos(excluded.load(std::sync::atomic::Ordering::Relaxed));
+                let excluded = Duration::from_nanos(excluded.load(Ordering::Relaxed));
                 started.elapsed().saturating_sub(excluded) > deadline
             }),
         );
@@ -318,6 +428,40 @@ pub(super) fn select_statement(condition: &str) -> String {
     let columns: Vec<&str> = LICENSE_INFO.iter().map(|(name, _)| *name).collect();
     format!(
         "SELECT ID, SubscriptionExpiryDate, {} FROM {TABLE} WHERE (\n{condition}\n)",
+        columns.join(", "),
+    )
+}
+
+/// A read transaction on the license database, ended when dropped.
+struct ReadTransaction<'d>(&'d LicenseDb);
+
+impl<'d> ReadTransaction<'d> {
+    fn begin(db: &'d LicenseDb) -> Result<ReadTransaction<'d>, QueryError> {
+        own_statement(db, "BEGIN").map_err(|error| db.failure(error))?;
+        Ok(ReadTransaction(db))
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        // Nothing was written: ending it only lets go of the read lock.
+        let _ = own_statement(self.0, "COMMIT");
+    }
+}
+
+/// `BEGIN` or `COMMIT`, let through the guard for this statement only.
+fn own_statement(db: &LicenseDb, sql: &str) -> rusqlite::Result<()> {
+    db.own_transaction.store(true, Ordering::Relaxed);
+    let done = db.conn.execute_batch(sql);
+    db.own_transaction.store(false, Ordering::Relaxed);
+    done
+}
+
+/// The columns [`select_statement`] reads, of the one row whose rowid is `?1`.
+fn by_rowid_statement(rowid: &str) -> String {
+    let columns: Vec<&str> = LICENSE_INFO.iter().map(|(name, _)| *name).collect();
+    format!(
+        "SELECT ID, SubscriptionExpiryDate, {} FROM {TABLE} WHERE {rowid} = ?1",
         columns.join(", "),
     )
 }

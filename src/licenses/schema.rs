@@ -1,7 +1,7 @@
 //! The license database's schema: QLM's `LicenseKeys` table, in QLM's own column names, so a
 //! search written for QLM runs here verbatim.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// The one table a search may read.
 pub const TABLE: &str = "LicenseKeys";
@@ -126,6 +126,31 @@ pub fn missing_columns<'a>(
         .filter(|name| !present.iter().any(|have| have.eq_ignore_ascii_case(name)))
         .map(str::to_string)
         .collect())
+}
+
+/// The name that reaches the license table's rows in the table's own order: `rowid`, or
+/// `_rowid_` or `oid` where a column of the table takes that name; `None` for a table
+/// without one (`WITHOUT ROWID`, or all three names taken).
+pub fn rowid_alias(conn: &Connection) -> rusqlite::Result<Option<&'static str>> {
+    let without_rowid: Option<bool> = conn
+        .query_row(
+            &format!("SELECT wr FROM pragma_table_list('{TABLE}') WHERE schema = 'main'"),
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if without_rowid != Some(false) {
+        return Ok(None);
+    }
+    let mut statement = conn.prepare(&format!("SELECT name FROM pragma_table_info('{TABLE}')"))?;
+    let columns = statement
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(["rowid", "_rowid_", "oid"].into_iter().find(|alias| {
+        !columns
+            .iter()
+            .any(|column| column.eq_ignore_ascii_case(alias))
+    }))
 }
 
 /// The `CREATE TABLE` and `CREATE INDEX` statements, in one script.

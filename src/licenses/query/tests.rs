@@ -245,3 +245,126 @@ fn rows_as_they_are_held_read_as_licenses_do_with_the_same_bodies_and_bad_rows()
     assert_eq!(as_rows.iter().filter(|row| row.is_err()).count(), 4);
     assert_eq!(as_rows, as_licenses);
 }
+
+/// Seven licenses whose `SubscriptionExpiryDate` (indexed, as in QLM's schema) runs the other
+/// way from their rowids: read through the index, they come 7, 6, ..., 1.
+fn reversed_database(dir: &tempfile::TempDir, ddl: &str) -> PathBuf {
+    let path = dir.path().join("reversed.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(ddl).unwrap();
+    conn.execute_batch("CREATE TABLE Secrets (value TEXT);")
+        .unwrap();
+    for id in 1..=7 {
+        conn.execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate) VALUES (?1, ?2, ?3)",
+            rusqlite::params![id, format!("K{id}"), format!("2027-01-{:02}T00:00:00", 20 - id)],
+        )
+        .unwrap();
+    }
+    path
+}
+
+const BY_EXPIRY: &str = "SubscriptionExpiryDate > '2026-01-01'";
+
+#[test]
+fn a_search_read_through_an_index_comes_in_table_order_a_group_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = reversed_database(&dir, &schema::ddl());
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    let through_index = |db: &LicenseDb, sql: &str| {
+        db.reads_through_an_index(&select_sql(&template(sql)).unwrap(), &[])
+            .unwrap()
+    };
+    assert!(through_index(&db, BY_EXPIRY));
+    assert!(through_index(
+        &db,
+        "SubscriptionExpiryDate > '2027-01-18' OR Email = 'x'"
+    ));
+    // What SQLite reads in table order already, or all of, stays as it is.
+    assert!(!through_index(&db, "ID > 2"));
+    assert!(!through_index(&db, "Email LIKE '%@example.com'"));
+    assert!(!through_index(&db, "1 = 1"));
+
+    assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        matches(
+            &mut db,
+            "SubscriptionExpiryDate > '2027-01-15' OR Email = 'x'"
+        )
+        .unwrap(),
+        [1, 2, 3, 4, 5]
+    );
+    // Three rowids at a time: each group in table order, the groups in the index's.
+    db.rowids_at_once = 3;
+    assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [5, 6, 7, 2, 3, 4, 1]);
+    // A caller that stops, mid-group; the read transaction ends with the search.
+    let mut seen = Vec::new();
+    let passed = db
+        .for_each(&template(BY_EXPIRY), &[], |license| {
+            seen.push(license.unwrap().id);
+            seen.len() < 4
+        })
+        .unwrap();
+    assert_eq!((passed, seen), (4, vec![5, 6, 7, 2]));
+    assert!(db.conn.is_autocommit());
+    // Rows as they are held, the path `run-task` takes, come the same way.
+    let mut keys = Vec::new();
+    db.for_each_row(&template(BY_EXPIRY), &[], |row| {
+        keys.push(row.unwrap().activation_key().to_string());
+        true
+    })
+    .unwrap();
+    assert_eq!(keys, ["K5", "K6", "K7", "K2", "K3", "K4", "K1"]);
+    assert!(db.conn.is_autocommit());
+}
+
+#[test]
+fn a_table_without_rowids_or_with_a_column_named_rowid_is_searched_all_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let ddl = schema::ddl();
+    let without_rowid = ddl.replacen("\n);\n", "\n) WITHOUT ROWID;\n", 1);
+    assert_ne!(without_rowid, ddl);
+    let path = reversed_database(&dir, &without_rowid);
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(schema::rowid_alias(&conn).unwrap(), None);
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    assert_eq!(matches(&mut db, BY_EXPIRY).unwrap().len(), 7);
+
+    let dir = tempfile::tempdir().unwrap();
+    let named_rowid = ddl.replacen(
+        "ID INTEGER PRIMARY KEY",
+        "ID INTEGER PRIMARY KEY, RowId TEXT",
+        1,
+    );
+    assert_ne!(named_rowid, ddl);
+    let path = reversed_database(&dir, &named_rowid);
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("UPDATE LicenseKeys SET RowId = 'x';")
+        .unwrap();
+    assert_eq!(schema::rowid_alias(&conn).unwrap(), Some("_rowid_"));
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    db.rowids_at_once = 3;
+    assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [5, 6, 7, 2, 3, 4, 1]);
+}
+
+#[test]
+fn a_search_read_in_table_order_still_meets_its_deadline_and_its_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = reversed_database(&dir, &schema::ddl());
+    let mut db = LicenseDb::open(&path, Duration::from_millis(200)).unwrap();
+    let forever = "SubscriptionExpiryDate > '2026-01-01' AND ActivationKey NOT IN \
+                   (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+                   SELECT i FROM n WHERE i < 0)";
+    let started = Instant::now();
+    let error = matches(&mut db, forever).unwrap_err();
+    assert!(matches!(error, QueryError::Deadline(_)), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(db.conn.is_autocommit());
+    let error = matches(
+        &mut db,
+        "SubscriptionExpiryDate > (SELECT value FROM Secrets)",
+    )
+    .unwrap_err();
+    assert!(matches!(error, QueryError::Refused(_)), "{error:?}");
+    assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [1, 2, 3, 4, 5, 6, 7]);
+}
