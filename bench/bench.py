@@ -1151,7 +1151,9 @@ def regimes_section(results, add):
         "`nice -n 19` busy loop per core for the whole trio. CPU is keyhook's user + system "
         "(`wait4`) per delivery, record phase included; the load average is `/proc/loadavg` "
         "before and after (the busy loops add about one per core). Rates move with the "
-        "machine; CPU per delivery much less.\n")
+        "machine, and so, with the CPUs awake, does CPU per delivery: the kernel's side of "
+        "each loopback round trip (the floor client's own system time moves as much); the "
+        "record phase much less.\n")
     add("| matches | CPUs | keyhook/s | floor/s | ratio | CPU per delivery | record phase per "
         "match | load |")
     add("| --- | --- | --- | --- | --- | --- | --- | --- |")
