@@ -189,9 +189,10 @@ impl LicenseDb {
     }
 
     /// Calls `each` for every match, in table order (by rowid; a search of more than
-    /// [`ROWIDS_AT_ONCE`] matches read through an index: in that order within each
-    /// such group), until it returns `false`; returns how many matches were passed to it. A row that cannot be read as a license (a bad row) is
-    /// passed as an error and the search goes on: one bad row holds back no other.
+    /// [`ROWIDS_AT_ONCE`] matches read through an index: in that order within each such
+    /// group), until it returns `false`; returns how many matches were passed to it. A row
+    /// that cannot be read as a license (a bad row) is passed as an error and the search
+    /// goes on: one bad row holds back no other.
     pub fn for_each(
         &mut self,
         template: &Template,

@@ -256,8 +256,13 @@ fn reversed_database(dir: &tempfile::TempDir, ddl: &str) -> PathBuf {
         .unwrap();
     for id in 1..=7 {
         conn.execute(
-            "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate) VALUES (?1, ?2, ?3)",
-            rusqlite::params![id, format!("K{id}"), format!("2027-01-{:02}T00:00:00", 20 - id)],
+            "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate)
+             VALUES (?1, ?2, ?3)",
+            rusqlite::params![
+                id,
+                format!("K{id}"),
+                format!("2027-01-{:02}T00:00:00", 20 - id)
+            ],
         )
         .unwrap();
     }
