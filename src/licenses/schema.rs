@@ -142,7 +142,8 @@ pub fn rowid_alias(conn: &Connection) -> rusqlite::Result<Option<&'static str>> 
     if without_rowid != Some(false) {
         return Ok(None);
     }
-    let mut statement = conn.prepare(&format!("SELECT name FROM pragma_table_info('{TABLE}')"))?;
+    // `table_xinfo`: generated and hidden columns can take those names too.
+    let mut statement = conn.prepare(&format!("SELECT name FROM pragma_table_xinfo('{TABLE}')"))?;
     let columns = statement
         .query_map([], |row| row.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;

@@ -360,6 +360,10 @@ fn a_search_read_in_table_order_still_meets_its_deadline_and_its_refusals() {
     let forever = "SubscriptionExpiryDate > '2026-01-01' AND ActivationKey NOT IN \
                    (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
                    SELECT i FROM n WHERE i < 0)";
+    assert!(
+        db.reads_through_an_index(&select_sql(&template(forever)).unwrap(), &[])
+            .unwrap()
+    );
     let started = Instant::now();
     let error = matches(&mut db, forever).unwrap_err();
     assert!(matches!(error, QueryError::Deadline(_)), "{error:?}");
@@ -372,4 +376,66 @@ fn a_search_read_in_table_order_still_meets_its_deadline_and_its_refusals() {
     .unwrap_err();
     assert!(matches!(error, QueryError::Refused(_)), "{error:?}");
     assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [1, 2, 3, 4, 5, 6, 7]);
+}
+
+#[test]
+fn groups_of_rowids_grow_for_a_caller_that_may_stop_and_start_whole_for_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = reversed_database(&dir, &schema::ddl());
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    db.first_rowids = 2;
+    db.rowids_at_once = 4;
+    // Read through the index: 7, 6 | 5, 4, 3, 2 | 1.
+    assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [6, 7, 2, 3, 4, 5, 1]);
+    let mut ids = Vec::new();
+    db.for_each_row(&template(BY_EXPIRY), &[], |row| {
+        ids.push(row.unwrap().activation_key().to_string());
+        true
+    })
+    .unwrap();
+    assert_eq!(ids, ["K4", "K5", "K6", "K7", "K1", "K2", "K3"]);
+    // Matches that fill their groups exactly: none twice, none lost.
+    db.first_rowids = 3;
+    db.rowids_at_once = 3;
+    let six = "SubscriptionExpiryDate > '2027-01-14'";
+    assert_eq!(matches(&mut db, six).unwrap(), [4, 5, 6, 1, 2, 3]);
+    assert!(db.conn.is_autocommit());
+}
+
+#[test]
+fn a_table_whose_columns_take_every_rowid_name_is_read_in_the_plans_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ddl = schema::ddl().replacen(
+        "ID INTEGER PRIMARY KEY",
+        "ID INTEGER PRIMARY KEY, RowId TEXT, _rowid_ TEXT, \"OID\" TEXT",
+        1,
+    );
+    let path = reversed_database(&dir, &ddl);
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(schema::rowid_alias(&conn).unwrap(), None);
+    // A generated column takes the name as well as a stored one.
+    let dir = tempfile::tempdir().unwrap();
+    let ddl = schema::ddl().replacen(
+        "ID INTEGER PRIMARY KEY",
+        "ID INTEGER PRIMARY KEY, rowid INTEGER GENERATED ALWAYS AS (ID % 2) VIRTUAL",
+        1,
+    );
+    let path = reversed_database(&dir, &ddl);
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(schema::rowid_alias(&conn).unwrap(), Some("_rowid_"));
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    db.rowids_at_once = 3;
+    assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [5, 6, 7, 2, 3, 4, 1]);
+    drop(db);
+    let ddl_all = schema::ddl().replacen(
+        "ID INTEGER PRIMARY KEY",
+        "ID INTEGER PRIMARY KEY, RowId TEXT, _rowid_ TEXT, \"OID\" TEXT",
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = reversed_database(&dir, &ddl_all);
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    db.rowids_at_once = 3;
+    // Through the index, in one statement: the index's order, every match once.
+    assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [7, 6, 5, 4, 3, 2, 1]);
 }
