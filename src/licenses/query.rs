@@ -201,8 +201,8 @@ impl LicenseDb {
     /// and the search goes on: one bad row holds back no other.
     ///
     /// Matches come in SQLite's order for the search, which for a table with rowids (QLM's)
-    /// is table order: a search SQLite reads through an index is read a group of rowids at a
-    /// time, each group in table order (`each_in_table_order`).
+    /// is table order: a search whose rowids one index alone finds is read a group of rowids
+    /// at a time, each group in table order (`each_in_table_order`).
     pub fn for_each(
         &mut self,
         template: &Template,
@@ -246,10 +246,14 @@ impl LicenseDb {
             paused.fetch_add(spent, Ordering::Relaxed);
             more
         };
-        if let Some(rowid) = self.rowid
-            && self.reads_through_an_index(&sql, values)?
-        {
-            return self.each_in_table_order(template, values, rowid, first_group, hand_over);
+        if let Some(rowid) = self.rowid {
+            let ids = format!(
+                "SELECT {rowid} FROM {TABLE} WHERE (\n{}\n)",
+                condition(template)?
+            );
+            if self.index_alone_finds(&ids, values)? {
+                return self.each_in_table_order(&ids, values, rowid, first_group, hand_over);
+            }
         }
         let mut statement = self.prepare(&sql)?;
         bind(&mut statement, values)?;
@@ -264,15 +268,14 @@ impl LicenseDb {
         Ok(seen)
     }
 
-    /// Whether SQLite would read the matches through an index of the table (one range, or
-    /// several for an `OR`): in the index's order, each match then costs a read of its
-    /// table page, hardly ever the page of the match before (one `pread` per match).
-    fn reads_through_an_index(
-        &self,
-        sql: &str,
-        values: &[NaiveDateTime],
-    ) -> Result<bool, QueryError> {
-        let mut plan = self.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    /// Whether SQLite finds the matches' rowids (`ids`, the search's rowids) in one index
+    /// alone, without reading the table: then the search itself would read the matches in
+    /// that index's order, a table page of its own for each match (one `pread` per match),
+    /// where reading them by rowid afterwards reads each page once. A search that needs the
+    /// table to tell a match (a column the index lacks, an `OR` of indexes) reads those pages
+    /// all the same: read twice, it would cost more, so it goes on as it is.
+    fn index_alone_finds(&self, ids: &str, values: &[NaiveDateTime]) -> Result<bool, QueryError> {
+        let mut plan = self.prepare(&format!("EXPLAIN QUERY PLAN {ids}"))?;
         bind(&mut plan, values)?;
         let mut rows = plan.raw_query();
         while let Some(row) = rows.next().map_err(|error| self.failure(error))? {
@@ -284,34 +287,29 @@ impl LicenseDb {
                     || detail.starts_with("SEARCH ")
                     || detail.starts_with("MULTI-INDEX OR"))
             {
-                let through_index = detail.starts_with("MULTI-INDEX OR")
-                    || detail.starts_with(&format!("SEARCH {TABLE} USING INDEX "));
-                return Ok(through_index);
+                return Ok(detail.starts_with(&format!("SEARCH {TABLE} USING COVERING INDEX ")));
             }
         }
         Ok(false)
     }
 
-    /// [`LicenseDb::each_raw`] for a search read through an index: the matches' rowids first
-    /// (the index alone, when it holds every column the search filters on), `first_group`
-    /// of them, then twice as many each time up to [`ROWIDS_AT_ONCE`], each group's rows in
-    /// rowid order, each page of the table read once for all its matches in the group. At 40k matches of 100k licenses: 35.8k `pread`s of
-    /// the license file -> 9.9k. Both statements read in one transaction: the rows are those
-    /// the search found, and SQLite locks the file (and checks it for changes) once, not
-    /// once per row (24k `fcntl` and 18k `fstat` at 40k).
+    /// [`LicenseDb::each_raw`] for a search whose rowids one index alone finds: `ids` gives
+    /// them, `first_group` at first, then twice as many each time up to [`ROWIDS_AT_ONCE`],
+    /// and each group's rows are read in rowid order, each page of the table once for all
+    /// its matches in the group. At 40k matches of 100k licenses: 35.8k `pread`s of the
+    /// license file -> 9.9k. Both statements read in one transaction: the rows are those the
+    /// search found, and SQLite locks the file (and checks it for changes) once, not once
+    /// per row (24k `fcntl` and 18k `fstat` at 40k).
     fn each_in_table_order(
         &self,
-        template: &Template,
+        ids: &str,
         values: &[NaiveDateTime],
         rowid: &str,
         mut group: usize,
         mut hand_over: impl FnMut(&rusqlite::Row) -> bool,
     ) -> Result<u64, QueryError> {
-        let condition = condition(template)?;
         let _transaction = ReadTransaction::begin(self)?;
-        let mut ids = self.prepare(&format!(
-            "SELECT {rowid} FROM {TABLE} WHERE (\n{condition}\n)"
-        ))?;
+        let mut ids = self.prepare(ids)?;
         bind(&mut ids, values)?;
         let mut fetch = self.prepare(&by_rowid_statement(rowid))?;
         let mut matches = ids.raw_query();
