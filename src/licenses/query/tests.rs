@@ -271,6 +271,29 @@ fn reversed_database(dir: &tempfile::TempDir, ddl: &str) -> PathBuf {
 
 const BY_EXPIRY: &str = "SubscriptionExpiryDate > '2026-01-01'";
 
+/// QLM's table with `columns` added after `ID`.
+fn ddl_with(columns: &str) -> String {
+    let ddl = schema::ddl();
+    let with = ddl.replacen(
+        "ID INTEGER PRIMARY KEY",
+        &format!("ID INTEGER PRIMARY KEY, {columns}"),
+        1,
+    );
+    assert_ne!(with, ddl);
+    with
+}
+
+/// The license database made by `ddl`, whose rowid name is `alias`, opened with groups of
+/// three rowids.
+fn opened(dir: &tempfile::TempDir, ddl: &str, alias: Option<&str>) -> LicenseDb {
+    let path = reversed_database(dir, ddl);
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(schema::rowid_alias(&conn).unwrap(), alias);
+    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    db.rowids_at_once = 3;
+    db
+}
+
 /// Whether `db` reads the search `sql` a group of rowids at a time.
 fn in_table_order(db: &LicenseDb, sql: &str) -> bool {
     let ids = format!("SELECT rowid FROM LicenseKeys WHERE (\n{sql}\n)");
@@ -348,26 +371,11 @@ fn a_table_without_rowids_or_with_a_column_named_rowid_is_searched_all_the_same(
     let ddl = schema::ddl();
     let without_rowid = ddl.replacen("\n);\n", "\n) WITHOUT ROWID;\n", 1);
     assert_ne!(without_rowid, ddl);
-    let path = reversed_database(&dir, &without_rowid);
-    let conn = Connection::open(&path).unwrap();
-    assert_eq!(schema::rowid_alias(&conn).unwrap(), None);
-    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
+    let mut db = opened(&dir, &without_rowid, None);
     assert_eq!(matches(&mut db, BY_EXPIRY).unwrap().len(), 7);
 
     let dir = tempfile::tempdir().unwrap();
-    let named_rowid = ddl.replacen(
-        "ID INTEGER PRIMARY KEY",
-        "ID INTEGER PRIMARY KEY, RowId TEXT",
-        1,
-    );
-    assert_ne!(named_rowid, ddl);
-    let path = reversed_database(&dir, &named_rowid);
-    let conn = Connection::open(&path).unwrap();
-    conn.execute_batch("UPDATE LicenseKeys SET RowId = 'x';")
-        .unwrap();
-    assert_eq!(schema::rowid_alias(&conn).unwrap(), Some("_rowid_"));
-    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
-    db.rowids_at_once = 3;
+    let mut db = opened(&dir, &ddl_with("RowId TEXT DEFAULT 'x'"), Some("_rowid_"));
     assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [5, 6, 7, 2, 3, 4, 1]);
 }
 
@@ -420,38 +428,15 @@ fn groups_of_rowids_grow_for_a_caller_that_may_stop_and_start_whole_for_a_run() 
 
 #[test]
 fn a_table_whose_columns_take_every_rowid_name_is_read_in_the_plans_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let ddl = schema::ddl().replacen(
-        "ID INTEGER PRIMARY KEY",
-        "ID INTEGER PRIMARY KEY, RowId TEXT, _rowid_ TEXT, \"OID\" TEXT",
-        1,
-    );
-    let path = reversed_database(&dir, &ddl);
-    let conn = Connection::open(&path).unwrap();
-    assert_eq!(schema::rowid_alias(&conn).unwrap(), None);
     // A generated column takes the name as well as a stored one.
     let dir = tempfile::tempdir().unwrap();
-    let ddl = schema::ddl().replacen(
-        "ID INTEGER PRIMARY KEY",
-        "ID INTEGER PRIMARY KEY, rowid INTEGER GENERATED ALWAYS AS (ID % 2) VIRTUAL",
-        1,
-    );
-    let path = reversed_database(&dir, &ddl);
-    let conn = Connection::open(&path).unwrap();
-    assert_eq!(schema::rowid_alias(&conn).unwrap(), Some("_rowid_"));
-    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
-    db.rowids_at_once = 3;
+    let generated = ddl_with("rowid INTEGER GENERATED ALWAYS AS (ID % 2) VIRTUAL");
+    let mut db = opened(&dir, &generated, Some("_rowid_"));
     assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [5, 6, 7, 2, 3, 4, 1]);
-    drop(db);
-    let ddl_all = schema::ddl().replacen(
-        "ID INTEGER PRIMARY KEY",
-        "ID INTEGER PRIMARY KEY, RowId TEXT, _rowid_ TEXT, \"OID\" TEXT",
-        1,
-    );
+
     let dir = tempfile::tempdir().unwrap();
-    let path = reversed_database(&dir, &ddl_all);
-    let mut db = LicenseDb::open(&path, Duration::from_secs(5)).unwrap();
-    db.rowids_at_once = 3;
+    let all_taken = ddl_with("RowId TEXT, _rowid_ TEXT, \"OID\" TEXT");
+    let mut db = opened(&dir, &all_taken, None);
     // Through the index, in one statement: the index's order, every match once.
     assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [7, 6, 5, 4, 3, 2, 1]);
 }
