@@ -181,10 +181,7 @@ impl LicenseDb {
         template: &Template,
         values: &[NaiveDateTime],
     ) -> Result<u64, QueryError> {
-        let sql = format!(
-            "SELECT count(*) FROM {TABLE} WHERE (\n{}\n)",
-            condition(template)?
-        );
+        let sql = over_search("count(*)", condition(template)?);
         self.start_deadline();
         let mut statement = self.prepare(&sql)?;
         bind(&mut statement, values)?;
@@ -236,7 +233,6 @@ impl LicenseDb {
         first_group: usize,
         mut each: impl FnMut(&rusqlite::Row) -> bool,
     ) -> Result<u64, QueryError> {
-        let sql = select_sql(template)?;
         let paused = self.start_deadline();
         // The deadline is for the search, not for what the caller does with each match.
         let mut hand_over = |row: &rusqlite::Row| {
@@ -247,15 +243,12 @@ impl LicenseDb {
             more
         };
         if let Some(rowid) = self.rowid {
-            let ids = format!(
-                "SELECT {rowid} FROM {TABLE} WHERE (\n{}\n)",
-                condition(template)?
-            );
+            let ids = over_search(rowid, condition(template)?);
             if self.index_alone_finds(&ids, values)? {
                 return self.each_in_table_order(&ids, values, rowid, first_group, hand_over);
             }
         }
-        let mut statement = self.prepare(&sql)?;
+        let mut statement = self.prepare(&select_sql(template)?)?;
         bind(&mut statement, values)?;
         let mut rows = statement.raw_query();
         let mut seen = 0;
@@ -431,8 +424,7 @@ pub(super) fn condition(template: &Template) -> Result<&str, QueryError> {
     Ok(trimmed)
 }
 
-/// The statement a search runs. The condition sits on lines of its own so that a trailing
-/// `--` comment in it cannot swallow the closing parenthesis.
+/// The statement a search runs.
 fn select_sql(template: &Template) -> Result<String, QueryError> {
     Ok(select_statement(condition(template)?))
 }
@@ -440,11 +432,19 @@ fn select_sql(template: &Template) -> Result<String, QueryError> {
 /// `SELECT <the columns a license is read from> FROM LicenseKeys WHERE (<condition>)`, the
 /// same for every back end.
 pub(super) fn select_statement(condition: &str) -> String {
+    over_search(&read_columns(), condition)
+}
+
+/// `SELECT <what> FROM LicenseKeys WHERE (<condition>)`. The condition sits on lines of its
+/// own so that a trailing `--` comment in it cannot swallow the closing parenthesis.
+fn over_search(what: &str, condition: &str) -> String {
+    format!("SELECT {what} FROM {TABLE} WHERE (\n{condition}\n)")
+}
+
+/// The columns a license is read from, in the order [`LicenseRow::from_row`] reads them.
+fn read_columns() -> String {
     let columns: Vec<&str> = LICENSE_INFO.iter().map(|(name, _)| *name).collect();
-    format!(
-        "SELECT ID, SubscriptionExpiryDate, {} FROM {TABLE} WHERE (\n{condition}\n)",
-        columns.join(", "),
-    )
+    format!("ID, SubscriptionExpiryDate, {}", columns.join(", "))
 }
 
 /// A read transaction on the license database, ended when dropped.
@@ -478,11 +478,7 @@ fn own_statement(db: &LicenseDb, sql: &str) -> rusqlite::Result<()> {
 
 /// The columns [`select_statement`] reads, of the one row whose rowid is `?1`.
 fn by_rowid_statement(rowid: &str) -> String {
-    let columns: Vec<&str> = LICENSE_INFO.iter().map(|(name, _)| *name).collect();
-    format!(
-        "SELECT ID, SubscriptionExpiryDate, {} FROM {TABLE} WHERE {rowid} = ?1",
-        columns.join(", "),
-    )
+    format!("SELECT {} FROM {TABLE} WHERE {rowid} = ?1", read_columns())
 }
 
 /// What a search may do: read the license table and call functions. Anything else is
