@@ -424,6 +424,26 @@ fn groups_of_rowids_grow_for_a_caller_that_may_stop_and_start_whole_for_a_run() 
     let six = "SubscriptionExpiryDate > '2027-01-14'";
     assert_eq!(matches(&mut db, six).unwrap(), [4, 5, 6, 1, 2, 3]);
     assert!(db.conn.is_autocommit());
+    // A group fetched a few rows per statement: whole fetches, a short last one (filled up
+    // with its last rowid), a caller that stops between two fetches. Groups: 7, 6, 5 |
+    // 4, 3, 2, 1.
+    db.rowids_at_once = 5;
+    for per_fetch in [1, 2, 3, 5, 64] {
+        db.rows_per_fetch = per_fetch;
+        assert_eq!(
+            matches(&mut db, BY_EXPIRY).unwrap(),
+            [5, 6, 7, 1, 2, 3, 4],
+            "{per_fetch} rows per fetch"
+        );
+        let mut seen = Vec::new();
+        db.for_each(&template(BY_EXPIRY), &[], |license| {
+            seen.push(license.unwrap().id);
+            seen.len() < 3
+        })
+        .unwrap();
+        assert_eq!(seen, [5, 6, 7], "{per_fetch} rows per fetch");
+        assert!(db.conn.is_autocommit());
+    }
 }
 
 #[test]
