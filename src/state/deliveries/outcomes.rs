@@ -129,7 +129,8 @@ impl StateDb {
             if following > 1 {
                 let (run, rest) = chunk.split_at(following);
                 let update = self.held(&mut statements.range, UPDATE_RANGE)?;
-                self.update_range(update, run)?;
+                let ends = [run[0].seq, run[run.len() - 1].seq];
+                self.update_run(update, run, ends.into_iter())?;
                 chunk = rest;
                 continue;
             }
@@ -139,7 +140,8 @@ impl StateDb {
                 .expect("1 is a chunk size");
             let (run, rest) = chunk.split_at(UPDATE_RUNS[index]);
             let sql = chunk_sql(chunk_index(UPDATE_RUNS[index])).1;
-            self.update_run(self.held(&mut statements.updates[index], sql)?, run)?;
+            let update = self.held(&mut statements.updates[index], sql)?;
+            self.update_run(update, run, run.iter().map(|outcome| outcome.seq))?;
             chunk = rest;
         }
         Ok(())
@@ -157,31 +159,21 @@ impl StateDb {
         })
     }
 
-    /// Writes the values of `run`'s first outcome to each of its deliveries.
+    /// Writes the values of `run`'s first outcome to each of its deliveries, which `update`
+    /// finds by `seqs`: every seq of the run (`WHERE seq IN`), or its first and last when
+    /// they follow each other (`WHERE seq BETWEEN`: the range holds them and nothing else).
     fn update_run(
         &self,
         update: &mut CachedStatement<'_>,
         run: &[Outcome],
+        seqs: impl Iterator<Item = i64>,
     ) -> Result<(), StateError> {
         self.bind_update(update, &run[0])?;
-        for (index, outcome) in run.iter().enumerate() {
+        for (index, seq) in seqs.enumerate() {
             update
-                .raw_bind_parameter(UPDATE_VALUES + index + 1, outcome.seq)
+                .raw_bind_parameter(UPDATE_VALUES + index + 1, seq)
                 .map_err(|e| self.error(e))?;
         }
-        update.raw_execute().map(drop).map_err(|e| self.error(e))
-    }
-
-    /// Writes the values of `run`'s first outcome to each of its deliveries, whose seqs
-    /// follow each other: the range holds them and nothing else.
-    fn update_range(
-        &self,
-        update: &mut CachedStatement<'_>,
-        run: &[Outcome],
-    ) -> Result<(), StateError> {
-        self.bind_update(update, &run[0])?;
-        let last = run.last().expect("a run is never empty");
-        self.bind_row(update, UPDATE_VALUES, &[&run[0].seq, &last.seq])?;
         update.raw_execute().map(drop).map_err(|e| self.error(e))
     }
 
