@@ -36,12 +36,13 @@ impl Envelope {
 
     /// [`Envelope::body`] for a license as its row holds it: the same bytes.
     pub fn body_of(&self, license: &LicenseRow) -> Vec<u8> {
-        let info = license.info_json();
-        let mut bytes = Vec::with_capacity(self.start.len() + info.len() + 1);
-        bytes.extend_from_slice(&self.start);
-        bytes.extend_from_slice(info);
-        bytes.push(b'}');
-        bytes
+        self.parts(license.info_json()).concat()
+    }
+
+    /// The body around a `LicenseInfo` object already written (`info`), in its three
+    /// pieces, for a caller that copies them end to end itself.
+    pub fn parts<'a>(&'a self, info: &'a [u8]) -> [&'a [u8]; 3] {
+        [&self.start, info, b"}"]
     }
 }
 

@@ -63,13 +63,19 @@ impl Recorder<'_> {
 
     /// Records one pending delivery of `body`, under a new delivery id.
     pub fn add(&mut self, subject: Subject, body: &[u8]) -> Result<(), StateError> {
+        self.add_parts(subject, &[body])
+    }
+
+    /// [`Recorder::add`] for a body given in pieces, stored end to end as one: a task's
+    /// envelope around each license's `LicenseInfo`, copied once, into the run.
+    pub fn add_parts(&mut self, subject: Subject, body: &[&[u8]]) -> Result<(), StateError> {
         if !self.sends {
             return Ok(());
         }
         let (id, license_id, key) = (id::new(), subject.license_id, subject.activation_key);
         match &mut self.run {
             Recording::Sqlite(run) => run.add(&id, license_id, key, body),
-            Recording::Postgres(run) => run.add(&id, license_id, key, body),
+            Recording::Postgres(run) => run.add(&id, license_id, key, &body.concat()),
         }
     }
 

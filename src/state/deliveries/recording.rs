@@ -127,14 +127,14 @@ impl Drop for RunRecorder<'_> {
 }
 
 impl RunRecorder<'_> {
-    /// Records one pending delivery (inserted with the next [`ROWS_PER_INSERT`], or at the
-    /// commit).
+    /// Records one pending delivery, its body the `body` pieces end to end (inserted with the
+    /// next [`ROWS_PER_INSERT`], or at the commit).
     pub fn add(
         &mut self,
         id: &str,
         license_id: i64,
         activation_key: &str,
-        body: &[u8],
+        body: &[&[u8]],
     ) -> Result<(), StateError> {
         self.added += 1;
         self.pending.push(id, license_id, activation_key, body);
@@ -265,11 +265,13 @@ impl RunRecorder<'_> {
 }
 
 impl Pending {
-    fn push(&mut self, id: &str, license_id: i64, activation_key: &str, body: &[u8]) {
+    fn push(&mut self, id: &str, license_id: i64, activation_key: &str, body: &[&[u8]]) {
         let id = self.append_text(id);
         let activation_key = self.append_text(activation_key);
         let start = self.bodies.len();
-        self.bodies.extend_from_slice(body);
+        for piece in body {
+            self.bodies.extend_from_slice(piece);
+        }
         self.rows.push(PendingRow {
             id,
             license_id,

@@ -10,7 +10,7 @@ fn queue_of(count: i64) -> (tempfile::TempDir, StateDb, i64) {
     let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
     let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
     for n in 1..=count {
-        run.add(&format!("msg_{n:028}"), n, &format!("K{n}"), b"{}")
+        run.add(&format!("msg_{n:028}"), n, &format!("K{n}"), &[b"{}"])
             .unwrap();
     }
     let run_id = run.commit(count as u64).unwrap();

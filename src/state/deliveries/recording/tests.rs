@@ -17,7 +17,7 @@ fn a_big_run_commits_whole_and_leaves_the_automatic_checkpoint_as_it_was() {
     let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
     for n in 0..count {
         let id = format!("msg_{n:028}");
-        run.add(&id, n as i64, "K", &[b'x'; 1200]).unwrap();
+        run.add(&id, n as i64, "K", &[&[b'x'; 1200]]).unwrap();
     }
     run.commit(count).unwrap();
     assert_eq!(autocheckpoint(&state), before);
@@ -43,7 +43,7 @@ fn batched_deliveries_keep_their_own_bodies_and_seq_follows_on() {
         for n in 0..count {
             let id = format!("msg_{run}_{n:026}");
             recorder
-                .add(&id, n, &format!("K{n}"), id.as_bytes())
+                .add(&id, n, &format!("K{n}"), &[id.as_bytes()])
                 .unwrap();
         }
         recorder.commit(count as u64).unwrap();
@@ -84,18 +84,22 @@ fn foreign_keys_are_checked_again_once_a_run_or_a_group_of_outcomes_ends() {
     let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
     // A run given up (dropped without its commit): rolled back, checks on.
     let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
-    run.add("msg_dropped", 1, "K", b"{}").unwrap();
+    run.add("msg_dropped", 1, "K", &[b"{}"]).unwrap();
     drop(run);
     assert_eq!(foreign_keys(&state), 1);
     // A committed run: checks on.
     let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
-    run.add("msg_kept", 2, "K", b"{}").unwrap();
+    run.add("msg_kept", 2, "K", &[b"{", b"}"]).unwrap();
     let run_id = run.commit(1).unwrap();
     assert_eq!(foreign_keys(&state), 1);
     let claimed = state
         .claim(Queue::Run("t", run_id), "me", 2000, 10)
         .unwrap();
     assert_eq!(claimed.len(), 1, "only the committed run's delivery");
+    assert_eq!(
+        claimed[0].body, b"{}",
+        "a body given in pieces is stored end to end"
+    );
     let outcome = Outcome {
         seq: claimed[0].seq,
         n: 1,
