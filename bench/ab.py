@@ -7,7 +7,8 @@ the A/B of a change on a machine whose speed moves from one hour to the next.
 
 Each repetition runs every binary once, each between two floor measurements (their mean is
 that run's floor), so the binaries meet the same minutes of the machine. Prints per run and
-the medians: rate / floor (whole run and sending phase), CPU us per delivery (user + system),
+the medians: rate / floor (whole run and sending phase), CPU us per delivery (user + system)
+and how much more that is than the floor client's CPU per request in the same minutes,
 record phase us per match. Uses bench.py's receiver, floor client and measurements.
 """
 import os
@@ -36,22 +37,26 @@ def main():
         with B.BusyLoops(regime == "awake"):
             for _ in range(reps):
                 for binary in binaries:
-                    before = B.measure_floor(c_bins["floor"], receiver, 40000, 1)["rps"]
+                    before = B.measure_floor(c_bins["floor"], receiver, 40000, 1)
                     run = B.measure_run_task(B.Keyhook(binary, config), "deliver", db, receiver,
                                              1, 240, 180, gnu_time, work)
-                    after = B.measure_floor(c_bins["floor"], receiver, 40000, 1)["rps"]
-                    floor = (before + after) / 2
+                    after = B.measure_floor(c_bins["floor"], receiver, 40000, 1)
+                    floor = (before["rps"] + after["rps"]) / 2
+                    floor_cpu = (before["cpu_us_per_request"] + after["cpu_us_per_request"]) / 2
                     row = (run["rps"] / floor, run["send_rps"] / floor,
-                           run["cpu_us_per_delivery"], run["record_us_per_match"])
+                           run["cpu_us_per_delivery"], run["record_us_per_match"],
+                           run["cpu_us_per_delivery"] - floor_cpu)
                     results[binary].append(row)
                     print(f"{binary}: {row[0]:.3f} x floor ({floor:,.0f}/s), sending {row[1]:.3f} x, "
-                          f"CPU {row[2]:.1f} us/delivery, record {row[3]:.2f} us/match", flush=True)
+                          f"CPU {row[2]:.1f} us/delivery ({row[4]:.1f} more than the floor "
+                          f"client's per request), record {row[3]:.2f} us/match", flush=True)
     finally:
         receiver.stop()
     for binary, rows in results.items():
-        medians = [B.median([row[i] for row in rows]) for i in range(4)]
+        medians = [B.median([row[i] for row in rows]) for i in range(5)]
         print(f"median {binary} ({regime}): {medians[0]:.3f} x floor, sending {medians[1]:.3f} x, "
-              f"CPU {medians[2]:.1f} us/delivery, record {medians[3]:.2f} us/match")
+              f"CPU {medians[2]:.1f} us/delivery ({medians[4]:.1f} more than the floor "
+              f"client's), record {medians[3]:.2f} us/match")
 
 
 if __name__ == "__main__":
