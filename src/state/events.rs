@@ -3,9 +3,12 @@
 //! duplicates an event (the outbox is only read; this commit is the single decision).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::deliveries::bodies_sql;
 use super::{StateDb, StateError};
 
 /// One delivery of one event to one webhook URL, about to be recorded.
@@ -214,7 +217,9 @@ fn move_cursor(transaction: &Transaction, batch: &EventBatch, now: i64) -> rusql
     Ok(true)
 }
 
-/// One run per source (what prune and `status` go by), then its deliveries in event order.
+/// One run per source (what prune and `status` go by), then the deliveries in event order, up
+/// to 64 to a statement (and their bodies as many to another), as a task's run records them:
+/// one execution per row cost a statement's start and end per delivery.
 pub(super) fn insert_deliveries(
     transaction: &Transaction,
     deliveries: &[EventDelivery],
@@ -222,40 +227,49 @@ pub(super) fn insert_deliveries(
     now: i64,
 ) -> rusqlite::Result<()> {
     let mut runs: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut insert = transaction.prepare_cached(
-        "INSERT INTO deliveries (id, run_id, task, license_id, activation_key, created_at,
-             next_attempt_at, updated_at, event_type, event_key, order_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7, ?8, ?9)",
-    )?;
-    let mut store =
-        transaction.prepare_cached("INSERT INTO delivery_bodies (seq, body) VALUES (?1, ?2)")?;
     for delivery in deliveries {
         let source = delivery.source.as_str();
-        let run_id = match runs.get(source) {
-            Some(run_id) => *run_id,
-            None => {
-                transaction.execute(
-                    "INSERT INTO runs (task, name, started_at, finished_at, host)
-                     VALUES (?1, ?1, ?2, ?2, ?3)",
-                    params![source, now, host],
-                )?;
-                *runs
-                    .entry(source)
-                    .or_insert(transaction.last_insert_rowid())
-            }
-        };
-        insert.execute(params![
-            delivery.id,
-            run_id,
-            source,
-            delivery.license_id,
-            delivery.activation_key,
-            now,
-            delivery.event_type,
-            delivery.event_key,
-            delivery.order_key
-        ])?;
-        store.execute(params![transaction.last_insert_rowid(), delivery.body])?;
+        if !runs.contains_key(source) {
+            transaction.execute(
+                "INSERT INTO runs (task, name, started_at, finished_at, host)
+                 VALUES (?1, ?1, ?2, ?2, ?3)",
+                params![source, now, host],
+            )?;
+            runs.insert(source, transaction.last_insert_rowid());
+        }
+    }
+    // The runs' inserts hold the write lock: no other process adds a delivery before this
+    // transaction ends. The next `seq` is the one SQLite would pick itself.
+    let mut next_seq: i64 = transaction.query_row(
+        "SELECT coalesce(max(seq), 0) + 1 FROM deliveries",
+        [],
+        |row| row.get(0),
+    )?;
+    let mut rest = deliveries;
+    while let Some(index) = CHUNKS.iter().position(|&size| size <= rest.len()) {
+        let (rows, after) = rest.split_at(CHUNKS[index]);
+        rest = after;
+        let (insert, store) = &chunk_sql()[index];
+        let mut insert = transaction.prepare_cached(insert)?;
+        let mut store = transaction.prepare_cached(store)?;
+        insert.raw_bind_parameter(1, next_seq)?;
+        insert.raw_bind_parameter(2, now)?;
+        store.raw_bind_parameter(1, next_seq)?;
+        for (n, delivery) in rows.iter().enumerate() {
+            let at = 3 + VALUES_PER_ROW * n;
+            insert.raw_bind_parameter(at, &delivery.id)?;
+            insert.raw_bind_parameter(at + 1, runs[delivery.source.as_str()])?;
+            insert.raw_bind_parameter(at + 2, &delivery.source)?;
+            insert.raw_bind_parameter(at + 3, delivery.license_id)?;
+            insert.raw_bind_parameter(at + 4, &delivery.activation_key)?;
+            insert.raw_bind_parameter(at + 5, &delivery.event_type)?;
+            insert.raw_bind_parameter(at + 6, &delivery.event_key)?;
+            insert.raw_bind_parameter(at + 7, &delivery.order_key)?;
+            store.raw_bind_parameter(2 + n, &delivery.body)?;
+        }
+        insert.raw_execute()?;
+        store.raw_execute()?;
+        next_seq += rows.len() as i64;
     }
     let mut matched = transaction
         .prepare_cached("UPDATE runs SET matched = (SELECT count(*) FROM deliveries WHERE run_id = ?1) WHERE id = ?1")?;
@@ -263,6 +277,47 @@ pub(super) fn insert_deliveries(
         matched.execute([run_id])?;
     }
     Ok(())
+}
+
+/// How many event deliveries one statement inserts, largest first: a pass's deliveries are
+/// cut greedily into these, so a pass of one event costs what it did (one cached statement
+/// each for the row and its body) and only three pairs of statements ever exist.
+const CHUNKS: [usize; 3] = [64, 8, 1];
+
+/// Values bound per delivery: id, run, source, license id, activation key, event type, event
+/// key, order key.
+const VALUES_PER_ROW: usize = 8;
+
+/// The deliveries' and the bodies' INSERT for each of [`CHUNKS`], built once.
+fn chunk_sql() -> &'static [(String, String)] {
+    static SQL: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
+        CHUNKS
+            .iter()
+            .map(|&rows| (deliveries_sql(rows), bodies_sql(rows)))
+            .collect()
+    });
+    &SQL
+}
+
+/// Inserts `rows` event deliveries: `seq` from `?1` on, the time (`?2`) shared, then each
+/// row's [`VALUES_PER_ROW`] values.
+fn deliveries_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key, created_at,
+             next_attempt_at, updated_at, event_type, event_key, order_key) VALUES ",
+    );
+    for n in 0..rows {
+        let comma = if n == 0 { "" } else { ", " };
+        let at = 3 + VALUES_PER_ROW * n;
+        let [id, run, task, license, key, kind, event, order] =
+            std::array::from_fn(|offset| at + offset);
+        let _ = write!(
+            sql,
+            "{comma}(?1 + {n}, ?{id}, ?{run}, ?{task}, ?{license}, ?{key}, ?2, ?2, ?2, \
+             ?{kind}, ?{event}, ?{order})"
+        );
+    }
+    sql
 }
 
 #[cfg(test)]

@@ -316,7 +316,7 @@ fn deliveries_sql(rows: usize) -> String {
 }
 
 /// Inserts the bodies of `rows` deliveries, `seq` from `?1` on.
-fn bodies_sql(rows: usize) -> String {
+pub(in crate::state) fn bodies_sql(rows: usize) -> String {
     let mut sql = String::from("INSERT INTO delivery_bodies (seq, body) VALUES ");
     for n in 0..rows {
         let comma = if n == 0 { "" } else { ", " };

@@ -167,3 +167,58 @@ fn a_410_disables_a_webhook_source_until_it_is_enabled() {
         None
     );
 }
+
+#[test]
+fn a_big_pass_keeps_event_order_bodies_and_one_run_per_source() {
+    let (_dir, mut state) = open();
+    // 75 deliveries (one statement of 64, one of 8, three of 1), two sources interleaved,
+    // each event its own entity so that all of them wait to be sent at once.
+    let deliveries: Vec<EventDelivery> = (1..=75)
+        .map(|seq| {
+            let source = if seq % 3 == 0 { "second" } else { "first" };
+            delivery(seq, source, &format!("LicenseKeys:{seq}"))
+        })
+        .collect();
+    let recorded = state.record_events(&batch(0, 75, deliveries.clone()), 1000);
+    assert_eq!(recorded.unwrap(), Recorded::Done);
+    for source in ["first", "second"] {
+        let claimed = state
+            .claim(Queue::DueForTask(source, 1000), "me", 1000, 100)
+            .unwrap();
+        let expected: Vec<&EventDelivery> =
+            deliveries.iter().filter(|d| d.source == source).collect();
+        assert_eq!(claimed.len(), expected.len(), "{source}");
+        for (claimed, expected) in claimed.iter().zip(&expected) {
+            assert_eq!(claimed.id, expected.id);
+            assert_eq!(claimed.body, expected.body);
+            assert_eq!(claimed.event_type.as_deref(), Some("license.updated"));
+        }
+        let (runs, matched): (i64, i64) = state
+            .conn
+            .query_row(
+                "SELECT count(*), sum(matched) FROM runs WHERE task = ?1",
+                [source],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((runs, matched), (1, expected.len() as i64), "{source}");
+    }
+    // Seqs follow event order, with nothing between them.
+    let ids: Vec<String> = state
+        .conn
+        .prepare("SELECT id FROM deliveries ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, expected);
+    let (low, high): (i64, i64) = state
+        .conn
+        .query_row("SELECT min(seq), max(seq) FROM deliveries", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(high - low + 1, 75);
+}
