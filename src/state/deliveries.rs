@@ -12,7 +12,7 @@ mod recording;
 pub use claims::ClaimBook;
 pub use log::{AttemptEntry, BadRowEntry, LogEntry, LogFilter};
 pub use recording::RunRecorder;
-pub(super) use recording::bodies_sql;
+pub(super) use recording::{bodies_sql, next_seq};
 
 /// What happened to a delivery so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::deliveries::bodies_sql;
+use super::deliveries::{bodies_sql, next_seq};
 use super::{StateDb, StateError};
 
 /// One delivery of one event to one webhook URL, about to be recorded.
@@ -238,13 +238,8 @@ pub(super) fn insert_deliveries(
             runs.insert(source, transaction.last_insert_rowid());
         }
     }
-    // The runs' inserts hold the write lock: no other process adds a delivery before this
-    // transaction ends. The next `seq` is the one SQLite would pick itself.
-    let mut next_seq: i64 = transaction.query_row(
-        "SELECT coalesce(max(seq), 0) + 1 FROM deliveries",
-        [],
-        |row| row.get(0),
-    )?;
+    // The runs' inserts hold the write lock.
+    let mut next_seq = next_seq(transaction)?;
     let mut rest = deliveries;
     while let Some(index) = CHUNKS.iter().position(|&size| size <= rest.len()) {
         let (rows, after) = rest.split_at(CHUNKS[index]);

@@ -101,15 +101,8 @@ impl StateDb {
             )
             .map_err(error)?;
         let run_id = transaction.last_insert_rowid();
-        // The run's insert holds the write lock: no other process adds a delivery before
-        // this transaction ends. The next `seq` is the one SQLite would pick itself.
-        let next_seq = transaction
-            .query_row(
-                "SELECT coalesce(max(seq), 0) + 1 FROM deliveries",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(error)?;
+        // The run's insert holds the write lock.
+        let next_seq = next_seq(transaction).map_err(error)?;
         recorder.run_id = run_id;
         recorder.next_seq = next_seq;
         Ok(recorder)
@@ -313,6 +306,17 @@ fn deliveries_sql(rows: usize) -> String {
         );
     }
     sql
+}
+
+/// The `seq` the next delivery inserted takes: the one SQLite would pick itself. Asked inside
+/// a transaction that holds the write lock, so that no other process adds a delivery before
+/// the caller's own, numbered from here, are in.
+pub(in crate::state) fn next_seq(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT coalesce(max(seq), 0) + 1 FROM deliveries",
+        [],
+        |row| row.get(0),
+    )
 }
 
 /// Inserts the bodies of `rows` deliveries, `seq` from `?1` on.
