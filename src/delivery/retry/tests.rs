@@ -78,7 +78,13 @@ fn verdicts_decide_status_next_time_and_gone() {
     };
     let decide = |attempt: &Attempt, before| policy.verdict(attempt, before, 900, 1_000_500);
     let cases = [
-        (decide(&delivered, 0), Status::Delivered, 1000, None, false),
+        (
+            decide(&delivered, 0),
+            Status::Delivered,
+            SETTLED,
+            None,
+            false,
+        ),
         (
             decide(&failed(Some(500), None), 0),
             Status::Failed,
@@ -89,14 +95,14 @@ fn verdicts_decide_status_next_time_and_gone() {
         (
             decide(&failed(Some(500), None), 3),
             Status::Dead,
-            1000,
+            SETTLED,
             Some("gave up after 3 retries"),
             false,
         ),
         (
             decide(&failed(Some(410), None), 0),
             Status::Dead,
-            1000,
+            SETTLED,
             Some("410 Gone: the webhook is disabled"),
             true,
         ),

@@ -2,6 +2,7 @@
 //! recording an attempt makes of its delivery.
 
 use super::super::{AttemptRecord, Outcome, Queue, Status};
+use crate::delivery::retry::SETTLED;
 use crate::state::StateDb;
 
 /// A state file with one run of `task` holding `count` pending deliveries, created at 1000.
@@ -217,4 +218,55 @@ fn a_group_out_of_order_or_with_gaps_moves_on_only_its_own_deliveries() {
         };
         assert_eq!((entry.status, entry.attempts), expected, "{index}");
     }
+}
+
+#[test]
+fn a_delivered_row_keeps_its_size_so_it_is_rewritten_in_place() {
+    // Times of this century take four bytes, as a real run's do.
+    let now = 1_795_428_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+    let mut run = state.begin_run("t", "T", None, now, true).unwrap();
+    for n in 1..=500 {
+        run.add(&format!("msg_{n:028}"), n, &format!("K{n}"), &[b"{}"])
+            .unwrap();
+    }
+    let run_id = run.commit(500).unwrap();
+    let stored = |state: &StateDb| -> (i64, i64) {
+        state
+            .conn
+            .query_row(
+                "SELECT sum(payload), count(*) FROM dbstat WHERE name = 'deliveries'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap()
+    };
+    let before = stored(&state);
+    let claimed = state.claim(Queue::Run("t", run_id), "a", now, 500).unwrap();
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .map(|delivery| Outcome {
+            attempt: AttemptRecord {
+                at_ms: now * 1000 + 250,
+                ..outcome(delivery.seq, Status::Delivered, SETTLED).attempt
+            },
+            ..outcome(delivery.seq, Status::Delivered, SETTLED)
+        })
+        .collect();
+    state.record_attempts(&outcomes).unwrap();
+    let delivered: i64 = state
+        .conn
+        .query_row(
+            "SELECT count(*) FROM deliveries WHERE status = 'delivered' AND last_status = 200",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(delivered, 500);
+    assert_eq!(
+        stored(&state),
+        before,
+        "the deliveries' bytes and pages, pending and then delivered"
+    );
 }
