@@ -44,9 +44,12 @@ impl StateDb {
         claimed.truncate(limit);
         let mut book = self.claims.borrow_mut();
         claimed.retain(|delivery| !book.is_held(delivery.seq));
-        for delivery in &claimed {
-            book.hold(delivery.seq, &delivery.task, claimer);
-        }
+        book.hold_all(
+            claimed
+                .iter()
+                .map(|delivery| (delivery.seq, delivery.task.as_str())),
+            claimer,
+        );
         Ok(claimed)
     }
 
