@@ -263,3 +263,28 @@ impl Resolver for RunResolver {
         Ok(addresses)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_excerpt_is_the_trimmed_body_and_a_cut_character_shows_as_a_replacement() {
+        let excerpt = |status, body: &[u8]| {
+            let attempt = attempt(status, (None, None), body, Instant::now());
+            (attempt.excerpt, attempt.error)
+        };
+        assert_eq!(excerpt(200, b"  ok\r\n"), ("ok".to_string(), None));
+        // "café" cut after the first byte of its last character, as EXCERPT_BYTES can cut it.
+        let (text, error) = excerpt(503, b"caf\xc3");
+        assert_eq!(text, "caf\u{fffd}");
+        assert_eq!(
+            error.as_deref(),
+            Some("HTTP 503 Service Unavailable: caf\u{fffd}")
+        );
+        assert_eq!(
+            excerpt(500, b" \n").1.as_deref(),
+            Some("HTTP 500 Internal Server Error")
+        );
+    }
+}
