@@ -59,7 +59,7 @@ pub enum Verdict {
 /// The next attempt of a delivered or dead delivery: none. Not the time it settled, which its
 /// `updated_at` keeps: with 0 (stored in no bytes) a delivery row keeps its size from pending to
 /// delivered ('delivered' and a 2xx status take the four bytes the time took), so SQLite
-/// rewrites it in place instead of moving it and rebalancing its page: a tenth of what
+/// rewrites it in place instead of moving it and rebalancing its page: 8% of what
 /// committing an outcome cost. Nothing reads it back: a settled delivery shows no next attempt.
 pub const SETTLED: i64 = 0;
 

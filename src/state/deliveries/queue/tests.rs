@@ -246,12 +246,15 @@ fn a_delivered_row_keeps_its_size_so_it_is_rewritten_in_place() {
     let claimed = state.claim(Queue::Run("t", run_id), "a", now, 500).unwrap();
     let outcomes: Vec<Outcome> = claimed
         .iter()
-        .map(|delivery| Outcome {
-            attempt: AttemptRecord {
-                at_ms: now * 1000 + 250,
-                ..outcome(delivery.seq, Status::Delivered, SETTLED).attempt
-            },
-            ..outcome(delivery.seq, Status::Delivered, SETTLED)
+        .map(|delivery| {
+            let delivered = outcome(delivery.seq, Status::Delivered, SETTLED);
+            Outcome {
+                attempt: AttemptRecord {
+                    at_ms: now * 1000 + 250,
+                    ..delivered.attempt
+                },
+                ..delivered
+            }
         })
         .collect();
     state.record_attempts(&outcomes).unwrap();
