@@ -257,3 +257,64 @@ fn json_output_is_one_document_and_warnings_go_to_stderr() {
         assert!(json["warnings"][0].as_str().unwrap().contains(warning));
     }
 }
+
+#[test]
+fn a_broken_keyhook_toml_stops_every_command_but_check() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    // The kill switch beside a typo: running with defaults would send.
+    let test = Test::new()
+        .search("all", "ID > 0")
+        .task("t", "all", &server.url("/"), "")
+        .write(
+            "keyhook.toml",
+            "webhooks_enabled = false\nquery_timout = \"10s\"\n",
+        );
+    test.simple_license(1, "2026-11-25T10:00:00");
+    for args in [
+        &["run-task", "t"][..],
+        &["run-due"],
+        &["dry-run", "t"],
+        &["next"],
+        &["retry"],
+        &["status"],
+        &["list"],
+        &["dispatch"],
+    ] {
+        let output = test.keyhook(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let text = stderr(&output);
+        assert!(
+            text.contains("keyhook.toml") && text.contains("query_timout"),
+            "{args:?}: {text}"
+        );
+        assert!(text.contains("keyhook check"), "{args:?}: {text}");
+    }
+    assert_eq!(server.request_count(), 0, "nothing sent with defaults");
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stdout(&output).contains("query_timout"),
+        "{}",
+        stdout(&output)
+    );
+    // Set-up commands do not read it.
+    test.keyhook(["secret", "new"]).assert().success();
+}
+
+#[test]
+fn check_reports_a_search_that_fails_only_while_it_runs() {
+    let test = Test::new()
+        .search("json", "json_extract(Email, '$.x') IS NULL")
+        .task("t", "json", "http://127.0.0.1:9/", "");
+    test.simple_license(1, "2026-11-25T10:00:00");
+    let run = test.keyhook(["run-task", "t"]).output().unwrap();
+    assert_ne!(run.status.code(), Some(0), "{}", stderr(&run));
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("tasks/t.toml: search `json` (searches/json.toml) fails when run now"),
+        "{text}"
+    );
+    assert!(text.contains("malformed JSON"), "{text}");
+}

@@ -144,7 +144,7 @@ fn bad_rows(context: &Context) -> Vec<Problem> {
         let Ok(values) = placeholder_values(context, Some(task), search, last_run) else {
             continue;
         };
-        let _ = db.for_each(&search.template, &values, |row| {
+        let ran = db.for_each(&search.template, &values, |row| {
             if let Err(error) = row {
                 problems.push(Problem {
                     file: task.path.clone(),
@@ -156,6 +156,18 @@ fn bad_rows(context: &Context) -> Vec<Problem> {
             }
             true
         });
+        // What stops the search stops the run too: a deadline, an error SQLite meets only
+        // while stepping (malformed JSON, an integer overflow, a bound on memory).
+        if let Err(error) = ran {
+            problems.push(Problem {
+                file: task.path.clone(),
+                message: format!(
+                    "search `{}` ({}) fails when run now, as a run would: {error}",
+                    search.name,
+                    search.path.display()
+                ),
+            });
+        }
     }
     problems
 }

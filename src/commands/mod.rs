@@ -76,6 +76,15 @@ pub fn dispatch(cli: Cli) -> Result {
     if reads_definitions(&cli.command) {
         context.definitions.ensure_folder().map_err(Error::config)?;
     }
+    if reads_settings(&cli.command)
+        && let Some(problem) = &context.definitions.settings_problem
+    {
+        return Err(Error::config(anyhow!(
+            "{problem}\nkeyhook.toml's settings hold for every task and webhook (the time zone, \
+             webhooks_enabled, the deadlines), so nothing runs with defaults in their place; \
+             fix the file (`keyhook check` lists every problem)"
+        )));
+    }
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::DryRun(args) => dry_run::run(&context, &args, &mut out),
@@ -114,6 +123,19 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Listen(args) => listen::run(&args, &mut out),
         Command::Demo(args) => demo::run(&context, &args, &mut out),
     }
+}
+
+/// Commands that use `keyhook.toml`'s settings: all but `check` (which lists a broken file
+/// among every other problem) and those that only set up or listen.
+fn reads_settings(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Check
+            | Command::Listen(_)
+            | Command::Secret(SecretCommand::New)
+            | Command::Demo(_)
+            | Command::Db(_)
+    )
 }
 
 /// Commands that act on the tasks and searches: a wrong `--config` must not make them quietly

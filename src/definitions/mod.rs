@@ -50,6 +50,10 @@ pub struct Definitions {
     pub catalog: Catalog,
     /// Files that could not be loaded, and references that do not resolve.
     pub problems: Vec<Problem>,
+    /// Why `keyhook.toml` could not be loaded (also in `problems`): its settings hold for
+    /// every task and webhook (the zone, the kill switch, the deadlines), so no command but
+    /// `check` goes on with defaults in their place.
+    pub settings_problem: Option<Problem>,
 }
 
 impl Definitions {
@@ -63,8 +67,10 @@ impl Definitions {
             dir
         };
         let mut problems = Vec::new();
+        let mut settings_problem = None;
         let settings = Settings::load(dir).unwrap_or_else(|problem| {
-            problems.push(problem);
+            problems.push(problem.clone());
+            settings_problem = Some(problem);
             Settings::default()
         });
         let searches = load_all(&dir.join("searches"), &mut problems, Search::load);
@@ -89,6 +95,7 @@ impl Definitions {
             webhooks,
             catalog,
             problems,
+            settings_problem,
         };
         definitions.check_references();
         definitions
