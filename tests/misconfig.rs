@@ -256,6 +256,16 @@ fn json_output_is_one_document_and_warnings_go_to_stderr() {
         );
         assert!(json["warnings"][0].as_str().unwrap().contains(warning));
     }
+    // Before any run, `log --json` is no lines at all: the note goes to stderr.
+    let fresh = Test::new().search("all", "ID > 0");
+    let output = fresh.keyhook(["log", "--json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output), "", "no JSON lines, no text among them");
+    assert!(
+        stderr(&output).contains("no deliveries yet"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

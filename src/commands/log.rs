@@ -16,11 +16,15 @@ use crate::state::deliveries::{BadRowEntry, LogEntry, LogFilter, Status};
 pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     let filter = filter(context, args)?;
     if !context.state_exists()? {
-        writeln!(
-            out,
+        let note = format!(
             "no deliveries yet ({} does not exist)",
             context.state_path.display()
-        )?;
+        );
+        // `--json` prints one object per delivery, so none at all here; the note is not one.
+        match args.json {
+            true => eprintln!("{note}"),
+            false => writeln!(out, "{note}")?,
+        }
         return success();
     }
     let state = context.open_state()?;

@@ -106,7 +106,10 @@ pub enum MacroError {
     },
     #[error("`[` at line {line}, column {column} is never closed by `]`")]
     Unclosed { line: usize, column: usize },
-    #[error("placeholder `{text}` at line {line}, column {column} goes outside the calendar")]
+    #[error(
+        "placeholder `{text}` at line {line}, column {column} goes outside the calendar \
+         (dates are written YYYY-MM-DDTHH:MM:SS: years 0000 to 9999)"
+    )]
     OutOfRange {
         text: String,
         line: usize,
@@ -230,7 +233,11 @@ impl Placeholder {
                 line: self.line,
                 column: self.column,
             })?;
-        shift(base, self.offset, self.unit, context.zone).ok_or_else(|| MacroError::OutOfRange {
+        // The value is written as `YYYY-MM-DDTHH:MM:SS` and compared as text: a year outside
+        // 0000-9999 would take a sign (`+10240-...`) and sort before every real date.
+        let shifted = shift(base, self.offset, self.unit, context.zone)
+            .filter(|at| (0..=9999).contains(&at.year()));
+        shifted.ok_or_else(|| MacroError::OutOfRange {
             text: self.text.clone(),
             line: self.line,
             column: self.column,

@@ -384,3 +384,36 @@ fn out_of_range_offsets_are_errors_not_panics() {
             .is_err()
     );
 }
+
+#[test]
+fn a_value_past_year_9999_or_before_year_0_is_out_of_range() {
+    // chrono reaches these, but their text (`+10240-08-13T...`, `-0164-...`) sorts before
+    // every real date.
+    for sql in [
+        "x > [now+3000000d]",
+        "x > [today_start+999999M]",
+        "x > [now-800000d]",
+        "x > [now+70000000h]",
+    ] {
+        let error = parse(sql)
+            .unwrap()
+            .values(&context("2026-11-23T10:00:00", "UTC"));
+        assert!(
+            matches!(error, Err(MacroError::OutOfRange { .. })),
+            "{sql}: {error:?}"
+        );
+    }
+    // The calendar's last and first seconds still work.
+    let values = parse("x > [today_end+2912116d] AND x < [today_start-739942d]")
+        .unwrap()
+        .values(&context("2026-11-23T10:00:00", "UTC"))
+        .unwrap();
+    assert_eq!(
+        values[0].format(DATE_FORMAT).to_string(),
+        "9999-12-31T23:59:59"
+    );
+    assert_eq!(
+        values[1].format(DATE_FORMAT).to_string(),
+        "0001-01-01T00:00:01"
+    );
+}
