@@ -274,3 +274,48 @@ fn watch_sends_a_retry_when_it_comes_due() {
     let all = seen(&server);
     assert_eq!(all[0].0, all[1].0, "the retry keeps the delivery id");
 }
+
+#[test]
+fn no_event_is_taken_while_a_webhook_file_is_broken_so_none_is_lost_for_it() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let other = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let hook = |url: &str, events: &str| {
+        format!(
+            "name = \"crm\"\nurl = \"{url}\"\nevents = [\"{events}\"]\nsecret = \"s3cret\"\n\
+             format = \"standard\"\n"
+        )
+    };
+    let test = with_webhook(&server.url("/"), "").write(
+        "webhooks/crm.toml",
+        &hook(&other.url("/"), "license.updatd"),
+    );
+    writer(&test)
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
+            [],
+        )
+        .unwrap();
+    for args in [&["dispatch"][..], &["run-due"]] {
+        let output = test.keyhook(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let text = crate::support::stderr(&output);
+        assert!(
+            text.contains("webhooks/crm.toml") && text.contains("no new event is taken"),
+            "{args:?}: {text}"
+        );
+    }
+    let watch = test.keyhook(["watch"]).output().unwrap();
+    assert_eq!(watch.status.code(), Some(2));
+    assert!(crate::support::stderr(&watch).contains("webhooks/crm.toml"));
+    assert_eq!(server.request_count(), 0, "the good webhook waits too");
+    // Fixed, the event reaches both, once.
+    let test = test.write(
+        "webhooks/crm.toml",
+        &hook(&other.url("/"), "license.created"),
+    );
+    assert_eq!(code(&test, ["dispatch"]), Some(0));
+    assert_eq!(server.request_count(), 1);
+    assert_eq!(other.request_count(), 1);
+    assert_eq!(code(&test, ["dispatch"]), Some(0));
+    assert_eq!(server.request_count() + other.request_count(), 2);
+}

@@ -47,6 +47,10 @@ pub struct Dispatcher {
     state: Option<State>,
     /// `watch`'s cadence for the `license.expired` scan; `None`: every pass scans.
     expiry_gate: Option<ExpiryGate>,
+    /// Why no event is taken: a webhook file is broken. An event is taken once for every
+    /// webhook, so taking it now would pass the broken one's by for good; the deliveries
+    /// already recorded still go out.
+    pub held: Option<String>,
 }
 
 impl Dispatcher {
@@ -74,6 +78,7 @@ impl Dispatcher {
             outbox,
             state: None,
             expiry_gate: None,
+            held: held(context),
         }))
     }
 
@@ -109,7 +114,13 @@ impl Dispatcher {
         stop: &Stop,
         out: &mut impl Write,
     ) -> Result<Exit> {
-        let taken = self.take(context)?;
+        let (taken, mut exit) = match &self.held {
+            Some(why) => {
+                writeln!(std::io::stderr(), "error: {why}")?;
+                (Taken::default(), Exit::Config)
+            }
+            None => (self.take(context)?, Exit::Success),
+        };
         if taken.events > 0 {
             writeln!(
                 out,
@@ -120,7 +131,6 @@ impl Dispatcher {
             out.flush()?;
         }
         let state = self.state.as_ref().expect("opened by pass");
-        let mut exit = Exit::Success;
         for source in &self.sources {
             if stop.exit().is_some() {
                 break;
@@ -221,6 +231,22 @@ impl ExpiryGate {
         self.last = Some(at);
         self.next_expiry = next_expiry;
     }
+}
+
+/// Why events must wait: the broken webhook files, and what to do.
+fn held(context: &Context) -> Option<String> {
+    let problems = context.definitions.webhook_problems();
+    if problems.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    Some(format!(
+        "{}\nno new event is taken while a webhook file is broken: each event is taken once \
+         for every webhook, so the broken one's would be lost. Fix the file (`keyhook check` \
+         lists every problem); the events wait in the outbox, and deliveries already recorded \
+         are still sent",
+        lines.join("\n")
+    ))
 }
 
 /// Sends the due deliveries of the webhook sources `names` (`retry`), in the runner's

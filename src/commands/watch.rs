@@ -15,7 +15,7 @@ use super::sending::Stop;
 use super::watch_postgres;
 use super::watch_reload::Registry;
 use crate::cli::WatchArgs;
-use crate::error::{Exit, Result};
+use crate::error::{Error, Exit, Result};
 use crate::licenses::database::Location;
 
 /// How often due retries are looked for, and the license file's identity checked.
@@ -26,6 +26,10 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
     let Some(mut dispatcher) = Dispatcher::new(context, out)? else {
         return Ok(Exit::Config);
     };
+    // While running, a file that breaks keeps its last good webhook; at start there is none.
+    if let Some(why) = dispatcher.held.take() {
+        return Err(Error::config(anyhow::anyhow!("{why}")));
+    }
     dispatcher.gate_expiry_scans();
     // Before the line below: a SIGHUP sent once it is printed reloads, not kills.
     let mut registry = Registry::new(context);

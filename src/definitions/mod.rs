@@ -186,6 +186,21 @@ impl Definitions {
         self.problems.iter().find(|problem| problem.file == file)
     }
 
+    /// Problems with event webhooks: files under `webhooks/` that could not be loaded, and
+    /// QLM's `[events]` in `keyhook.toml`.
+    pub fn webhook_problems(&self) -> Vec<&Problem> {
+        let folder = self.dir.join("webhooks");
+        let settings = self.dir.join(settings::FILE);
+        let settings_problem = self.settings_problem.as_ref();
+        self.problems
+            .iter()
+            .filter(|problem| {
+                problem.file.starts_with(&folder)
+                    || (problem.file == settings && Some(*problem) != settings_problem)
+            })
+            .collect()
+    }
+
     /// The configuration folder, for messages.
     pub fn dir_name(&self) -> String {
         if self.dir.as_os_str().is_empty() {
