@@ -1,7 +1,7 @@
 //! The rest of the event webhooks: `webhooks test`, `status` and `resend` for webhooks,
 //! `license.expired` in dispatch, `events prune`.
 
-use crate::support::{Test, later, stdout};
+use crate::support::{Test, later, stderr, stdout};
 use keyhook::receiver::{Reply, Server};
 
 /// A configuration with one webhook `hook` posting `events` to `url` (QLM format, secret
@@ -249,7 +249,8 @@ fn events_prune_removes_only_taken_rows_older_than_the_age_and_says_how_many() {
     writer
         .execute_batch(
             "UPDATE keyhook_outbox SET created_ms = 0;
-             UPDATE keyhook_outbox SET created_ms = 4102444800000 WHERE seq = 2;",
+             UPDATE keyhook_outbox SET created_ms = 4102444800000
+             WHERE seq = (SELECT min(seq) + 1 FROM keyhook_outbox);",
         )
         .unwrap();
     let (code, text) = run(&test, ["events", "prune", "--older-than", "1d"]);
@@ -262,7 +263,9 @@ fn events_prune_removes_only_taken_rows_older_than_the_age_and_says_how_many() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(left, [2, 4]);
+    // Seqs start at the outbox's install time: rows 2 and 4 are the first's + 1 and + 3.
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left[1] - left[0], 2, "{left:?}");
     let (_, text) = run(&test, ["events", "prune", "--older-than", "1d"]);
     assert!(text.contains("removed 0 outbox row(s)"), "{text}");
     let (code, text) = run(&test, ["events", "prune", "--older-than", "soon"]);
@@ -271,4 +274,53 @@ fn events_prune_removes_only_taken_rows_older_than_the_age_and_says_how_many() {
     insert(5);
     assert_eq!(run(&test, ["dispatch"]).0, Some(0));
     assert_eq!(server.request_count(), 5);
+}
+
+#[test]
+fn events_made_after_a_reinstall_are_all_taken_and_two_license_databases_share_a_state() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_hook(&server.url("/"), "[\"license.created\"]", "");
+    let insert = |db: &str, ids: std::ops::RangeInclusive<i64>| {
+        let writer = rusqlite::Connection::open(test.path(db)).unwrap();
+        for id in ids {
+            writer
+                .execute(
+                    "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (?1, ?2)",
+                    rusqlite::params![id, format!("K{id}")],
+                )
+                .unwrap();
+        }
+    };
+    insert("licenses.db", 1..=3);
+    assert_eq!(run(&test, ["dispatch"]).0, Some(0));
+    assert_eq!(server.request_count(), 3);
+    // The outbox made again numbers on from above the old one: the cursor skips nothing.
+    assert_eq!(run(&test, ["events", "uninstall", "--force"]).0, Some(0));
+    assert_eq!(run(&test, ["events", "install"]).0, Some(0));
+    insert("licenses.db", 4..=7);
+    let (code, text) = run(&test, ["dispatch"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(server.request_count(), 7, "{text}");
+    let (_, status) = run(&test, ["events", "status"]);
+    assert!(status.contains("0 not yet taken"), "{status}");
+    // A second license database beside it, its deliveries in the same state file.
+    let other = ["--db", "other.db", "--state", "keyhook-state.db"];
+    test.keyhook(["--db", "other.db", "db", "init"])
+        .assert()
+        .success();
+    let (code, text) = run(&test, [other[0], other[1], "events", "install"]);
+    assert_eq!(code, Some(0), "{text}");
+    insert("other.db", 1..=2);
+    insert("licenses.db", 8..=8);
+    for args in [&other[..], &[]] {
+        let output = test.keyhook(args).arg("dispatch").output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    }
+    assert_eq!(server.request_count(), 10);
+    let ids: std::collections::BTreeSet<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.header("X-Keyhook-Delivery").unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 10, "every delivery its own id: {ids:?}");
 }

@@ -57,6 +57,24 @@ pub fn prune(conn: &mut Connection, taken: i64, before_ms: i64) -> rusqlite::Res
     Ok(removed)
 }
 
+/// The first seq of an outbox created now: the time in milliseconds, times 100.
+///
+/// A state keeps one cursor per license database, and an event's delivery ids are made of its
+/// seq. An outbox made again (`events uninstall`, then `install`) starts above every seq the
+/// one before it handed out, unless that one averaged more than 100 events a millisecond, so
+/// the cursor passes none of its events by; and two license databases whose deliveries share
+/// one state number their events apart. The seq still fits the 12 hex digits of an id until
+/// 2058.
+pub fn first_seq() -> i64 {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    i64::try_from(millis)
+        .unwrap_or(0)
+        .saturating_mul(100)
+        .max(1)
+}
+
 /// One outbox row: one event of one committed change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxRow {
@@ -109,6 +127,13 @@ pub fn install(conn: &mut Connection, catalog: &Catalog) -> Result<Report, Insta
         if !drift::has_table(&tx, table)? {
             tx.execute_batch(ddl)?;
             report.push(format!("created table {table}"));
+            if table == OUTBOX {
+                // AUTOINCREMENT goes on from here: see `first_seq`.
+                tx.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)",
+                    rusqlite::params![OUTBOX, first_seq() - 1],
+                )?;
+            }
         }
     }
     let status = drift::status(&tx, catalog)?;

@@ -48,6 +48,11 @@ fn each_event_goes_once_to_each_subscribed_source_under_a_stable_id() {
         )
         .unwrap();
     let mut reader = Connection::open(dir.path().join("licenses.db")).unwrap();
+    // A new outbox numbers its events from its install time (ms) times 100.
+    let first: i64 = reader
+        .query_row("SELECT min(seq) FROM keyhook_outbox", [], |row| row.get(0))
+        .unwrap();
+    assert!(first > 170_000_000_000_000 && first < 1 << 48, "{first}");
     let taken = take(&mut state, &mut reader, &pass, 100, &mut Vec::new()).unwrap();
     assert_eq!(
         taken,
@@ -61,11 +66,11 @@ fn each_event_goes_once_to_each_subscribed_source_under_a_stable_id() {
         take(&mut state, &mut reader, &pass, 100, &mut Vec::new()).unwrap(),
         Taken::default()
     );
-    assert_eq!(state.outbox_cursor("/x/licenses.db").unwrap(), 3);
+    assert_eq!(state.outbox_cursor("/x/licenses.db").unwrap(), first + 2);
     let log = state.log(&LogFilter::default()).unwrap();
     let ids: BTreeSet<&str> = log.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids.len(), 8, "unique per (event, source)");
-    assert!(ids.contains(delivery_id(1, "all#2").as_str()));
+    assert!(ids.contains(delivery_id(first, "all#2").as_str()));
     assert_eq!(delivery_id(1, "all#2"), delivery_id(1, "all#2"));
     assert_ne!(delivery_id(1, "all#2"), delivery_id(1, "all"));
     let claimed = state
@@ -85,8 +90,16 @@ fn each_event_goes_once_to_each_subscribed_source_under_a_stable_id() {
     assert_eq!(
         got,
         [
-            ("all:license.created:1", Some("license.created"), 1),
-            ("all:license.created:2", Some("license.created"), 2)
+            (
+                format!("all:license.created:{first}").as_str(),
+                Some("license.created"),
+                1
+            ),
+            (
+                format!("all:license.created:{}", first + 1).as_str(),
+                Some("license.created"),
+                2
+            )
         ]
     );
 }

@@ -268,14 +268,15 @@ fn snapshot_probe(table: &str, operation: Operation, columns: &[super::Column]) 
 fn outbox_ddl(schema: &str) -> String {
     format!(
         "CREATE TABLE {}.{OUTBOX} (
-    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seq bigint GENERATED ALWAYS AS IDENTITY (START WITH {}) PRIMARY KEY,
     event_type text NOT NULL,
     table_name text NOT NULL,
     row_key text,
     created_ms bigint NOT NULL,
     snapshot text NOT NULL
 )",
-        quote(schema)
+        quote(schema),
+        crate::events::outbox::first_seq()
     )
 }
 
