@@ -106,6 +106,15 @@ pub enum MacroError {
     },
     #[error("`[` at line {line}, column {column} is never closed by `]`")]
     Unclosed { line: usize, column: usize },
+    /// What would make the search more (or other) than one condition: a `)` closing what
+    /// it never opened, a `(` or `/*` never closed, a `;`, an SQL parameter of its own.
+    #[error("{what} at line {line}, column {column}{why}")]
+    Structure {
+        what: String,
+        why: &'static str,
+        line: usize,
+        column: usize,
+    },
     #[error(
         "placeholder `{text}` at line {line}, column {column} goes outside the calendar \
          (dates are written YYYY-MM-DDTHH:MM:SS: years 0000 to 9999)"
@@ -132,11 +141,46 @@ pub fn parse(sql: &str) -> Result<Template, MacroError> {
     let mut scanner = Scanner::new(sql);
     let mut out = String::with_capacity(sql.len());
     let mut placeholders = Vec::new();
+    // Where each `(` not closed yet opened.
+    let mut open = Vec::new();
+    let mut before = ' ';
     while let Some(c) = scanner.next() {
+        let (line, column) = scanner.position_of_last();
+        let structure = |what: String, why| MacroError::Structure {
+            what,
+            why,
+            line,
+            column,
+        };
         match c {
             '\'' | '"' | '`' => scanner.copy_quoted(c, &mut out),
-            '-' if scanner.peek() == Some('-') => scanner.copy_until("\n", c, &mut out),
-            '/' if scanner.peek() == Some('*') => scanner.copy_until("*/", c, &mut out),
+            '-' if scanner.peek() == Some('-') => {
+                scanner.copy_until("\n", c, &mut out);
+            }
+            '/' if scanner.peek() == Some('*') => {
+                if !scanner.copy_until("*/", c, &mut out) {
+                    return Err(structure("`/*`".into(), " is never closed by `*/`"));
+                }
+            }
+            '(' => {
+                open.push((line, column));
+                out.push(c);
+            }
+            ')' => {
+                if open.pop().is_none() {
+                    return Err(structure("`)`".into(), CLOSES_NOTHING));
+                }
+                out.push(c);
+            }
+            ';' => return Err(structure("`;`".into(), ONE_CONDITION)),
+            '?' | ':' | '@' | '$' if is_parameter(c, before, scanner.rest()) => {
+                let name: String = scanner
+                    .rest()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                return Err(structure(format!("`{c}{name}`"), HAND_PARAMETER));
+            }
             '[' => {
                 let (line, column) = scanner.position_of_last();
                 let inner = scanner
@@ -154,11 +198,41 @@ pub fn parse(sql: &str) -> Result<Template, MacroError> {
             }
             _ => out.push(c),
         }
+        before = c;
+    }
+    if let Some(&(line, column)) = open.first() {
+        return Err(MacroError::Structure {
+            what: "`(`".into(),
+            why: " is never closed by `)`",
+            line,
+            column,
+        });
     }
     Ok(Template {
         sql: out,
         placeholders,
     })
+}
+
+const CLOSES_NOTHING: &str = " closes a parenthesis the search never opened: a search is one \
+     condition, the part of a query after WHERE";
+const ONE_CONDITION: &str = ": a search is one condition, the part of a query after WHERE, \
+     not statements";
+const HAND_PARAMETER: &str = " is an SQL parameter, which nothing binds (it would read as \
+     NULL): write the value, or a placeholder such as [today_start]";
+
+/// Whether `c`, after `before` and followed by `rest`, starts an SQL parameter (`?`, `?2`,
+/// `:name`, `@name`, `$name`) rather than part of a name (`a$b`) or PostgreSQL's `::` cast.
+fn is_parameter(c: char, before: char, rest: &str) -> bool {
+    let next = rest.chars().next();
+    // SQLite reads `:1` as a name too.
+    let name_start = next.is_some_and(|n| n.is_ascii_alphanumeric() || n == '_');
+    match c {
+        '?' => true,
+        ':' => before != ':' && next != Some(':') && name_start,
+        '$' => !(before.is_alphanumeric() || before == '_' || before == '$') && name_start,
+        _ => name_start,
+    }
 }
 
 fn read_placeholder(inner: &str, line: usize, column: usize) -> Result<Placeholder, MacroError> {
@@ -358,15 +432,25 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn copy_until(&mut self, end: &str, first: char, out: &mut String) {
+    /// Copies up to and including `end`, or to the end of the text: whether `end` came.
+    fn copy_until(&mut self, end: &str, first: char, out: &mut String) -> bool {
         out.push(first);
         let rest = &self.text[self.position..];
-        let stop = rest.find(end).map_or(rest.len(), |i| i + end.len());
+        // After `/*`, the `*` is the opener's: `/*/` does not close it.
+        let from = usize::from(end == "*/").min(rest.len());
+        let found = rest[from..].find(end).map(|i| i + from);
+        let stop = found.map_or(rest.len(), |i| i + end.len());
         for _ in rest[..stop].chars() {
             if let Some(c) = self.next() {
                 out.push(c);
             }
         }
+        found.is_some()
+    }
+
+    /// The text not read yet.
+    fn rest(&self) -> &'a str {
+        &self.text[self.position..]
     }
 
     fn take_until(&mut self, end: char) -> Option<&'a str> {

@@ -417,3 +417,48 @@ fn a_value_past_year_9999_or_before_year_0_is_out_of_range() {
         "0001-01-01T00:00:01"
     );
 }
+
+#[test]
+fn a_search_is_one_condition_with_no_parameter_of_its_own() {
+    for (sql, says) in [
+        (
+            "1=1) LIMIT 5 /*",
+            "`)` at line 1, column 4 closes a parenthesis",
+        ),
+        (
+            "ID > 0) OR (1=1",
+            "`)` at line 1, column 7 closes a parenthesis",
+        ),
+        (
+            "(ID > 0\nAND Email IS NULL",
+            "`(` at line 1, column 1 is never closed",
+        ),
+        (
+            "ID > 0 /* no end",
+            "`/*` at line 1, column 8 is never closed by `*/`",
+        ),
+        ("ID > 0 /*/", "`/*` at line 1, column 8 is never closed"),
+        ("ID > 0; DELETE FROM LicenseKeys", "`;` at line 1, column 7"),
+        (
+            "SubscriptionExpiryDate < ?2",
+            "`?2` at line 1, column 26 is an SQL parameter",
+        ),
+        ("Email = ?", "`?` at line 1, column 9 is an SQL parameter"),
+        ("Email = :who", "`:who` at line 1, column 9"),
+        ("Email = @who", "`@who`"),
+        ("Email = $who", "`$who`"),
+        ("Email = :1", "`:1`"),
+    ] {
+        let error = parse(sql).unwrap_err().to_string();
+        assert!(error.contains(says), "{sql}: {error}");
+    }
+    // Inside strings, quoted names and comments, and in names, they are text.
+    for sql in [
+        "Email = 'a;b?c:d@e$f(' AND \"odd)name\" = 1 -- ) ; ?",
+        "ID > 0 /* ( ; ? */ AND (ID < 5 OR (ID = 7))",
+        "a$b = 1 AND x::date > [today_start]",
+        "[Email] = 'x'",
+    ] {
+        assert!(parse(sql).is_ok(), "{sql}: {:?}", parse(sql));
+    }
+}

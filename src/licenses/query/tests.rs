@@ -17,8 +17,13 @@ fn database() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// The search's template; SQL the parser refuses (a `)` closing the wrapper, a `;`) goes to
+/// the database as written, so these tests reach the authorizer, the second line.
 fn template(sql: &str) -> Template {
-    macros::parse(sql).unwrap()
+    macros::parse(sql).unwrap_or_else(|_| Template {
+        sql: sql.to_string(),
+        placeholders: Vec::new(),
+    })
 }
 
 fn matches(db: &mut LicenseDb, sql: &str) -> Result<Vec<i64>, QueryError> {
@@ -111,6 +116,9 @@ fn refuses_everything_but_reading_the_license_table() {
         ),
     ];
     for (sql, reason) in refused {
+        if sql.contains(';') {
+            assert!(macros::parse(sql).is_err(), "the parser, first: {sql}");
+        }
         let error = matches(&mut db, sql).unwrap_err();
         assert!(matches!(error, QueryError::Refused(_)), "{sql}: {error:?}");
         assert!(error.to_string().contains(reason), "{sql}: {error}");
