@@ -136,50 +136,24 @@ pub enum MacroError {
 }
 
 /// Finds the placeholders in `sql`, skipping string literals, quoted identifiers and comments.
-/// `[Column]` naming a license column stays as SQL's bracket-quoted identifier.
+/// `[Column]` naming a license column stays as SQL's bracket-quoted identifier. The rest must
+/// be one condition ([`Shape`]).
 pub fn parse(sql: &str) -> Result<Template, MacroError> {
     let mut scanner = Scanner::new(sql);
     let mut out = String::with_capacity(sql.len());
     let mut placeholders = Vec::new();
-    // Where each `(` not closed yet opened.
-    let mut open = Vec::new();
-    let mut before = ' ';
+    let mut shape = Shape::default();
     while let Some(c) = scanner.next() {
-        let (line, column) = scanner.position_of_last();
-        let structure = |what: String, why| MacroError::Structure {
-            what,
-            why,
-            line,
-            column,
-        };
         match c {
             '\'' | '"' | '`' => scanner.copy_quoted(c, &mut out),
             '-' if scanner.peek() == Some('-') => {
                 scanner.copy_until("\n", c, &mut out);
             }
             '/' if scanner.peek() == Some('*') => {
+                let at = scanner.position_of_last();
                 if !scanner.copy_until("*/", c, &mut out) {
-                    return Err(structure("`/*`".into(), " is never closed by `*/`"));
+                    return Err(structure(at, "`/*`".into(), NEVER_CLOSED_COMMENT));
                 }
-            }
-            '(' => {
-                open.push((line, column));
-                out.push(c);
-            }
-            ')' => {
-                if open.pop().is_none() {
-                    return Err(structure("`)`".into(), CLOSES_NOTHING));
-                }
-                out.push(c);
-            }
-            ';' => return Err(structure("`;`".into(), ONE_CONDITION)),
-            '?' | ':' | '@' | '$' if is_parameter(c, before, scanner.rest()) => {
-                let name: String = scanner
-                    .rest()
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                return Err(structure(format!("`{c}{name}`"), HAND_PARAMETER));
             }
             '[' => {
                 let (line, column) = scanner.position_of_last();
@@ -196,24 +170,72 @@ pub fn parse(sql: &str) -> Result<Template, MacroError> {
                 placeholders.push(placeholder);
                 out.push_str(&format!("?{}", placeholders.len()));
             }
-            _ => out.push(c),
+            _ => {
+                shape.check(c, &scanner)?;
+                out.push(c);
+            }
         }
-        before = c;
+        shape.before = c;
     }
-    if let Some(&(line, column)) = open.first() {
-        return Err(MacroError::Structure {
-            what: "`(`".into(),
-            why: " is never closed by `)`",
-            line,
-            column,
-        });
-    }
+    shape.finish()?;
     Ok(Template {
         sql: out,
         placeholders,
     })
 }
 
+/// What keeps a search one condition, outside strings, quoted names and comments: its
+/// parentheses balance (a `)` too many would close the query's own), no `;`, and no SQL
+/// parameter of its own.
+#[derive(Default)]
+struct Shape {
+    /// Where each `(` not closed yet opened.
+    open: Vec<(usize, usize)>,
+    /// The character before this one.
+    before: char,
+}
+
+impl Shape {
+    fn check(&mut self, c: char, scanner: &Scanner) -> Result<(), MacroError> {
+        let at = scanner.position_of_last();
+        match c {
+            '(' => self.open.push(at),
+            ')' if self.open.pop().is_none() => {
+                return Err(structure(at, "`)`".into(), CLOSES_NOTHING));
+            }
+            ';' => return Err(structure(at, "`;`".into(), ONE_CONDITION)),
+            '?' | ':' | '@' | '$' if is_parameter(c, self.before, scanner.rest()) => {
+                let name: String = scanner
+                    .rest()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                return Err(structure(at, format!("`{c}{name}`"), HAND_PARAMETER));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), MacroError> {
+        match self.open.first() {
+            Some(&at) => Err(structure(at, "`(`".into(), " is never closed by `)`")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The error about `what`, at line and column `at`.
+fn structure(at: (usize, usize), what: String, why: &'static str) -> MacroError {
+    MacroError::Structure {
+        what,
+        why,
+        line: at.0,
+        column: at.1,
+    }
+}
+
+const NEVER_CLOSED_COMMENT: &str = " is never closed by `*/`";
 const CLOSES_NOTHING: &str = " closes a parenthesis the search never opened: a search is one \
      condition, the part of a query after WHERE";
 const ONE_CONDITION: &str = ": a search is one condition, the part of a query after WHERE, \
