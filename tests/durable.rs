@@ -646,6 +646,12 @@ fn prune_removes_old_settled_deliveries_only() {
     );
     let log = test.keyhook(["log", "--json"]).output().unwrap();
     assert_eq!(stdout(&log), "");
+    // The run is gone, not the fact that the task ran.
+    let status = stdout(&test.keyhook(["status"]).output().unwrap());
+    assert!(
+        status.contains("(pruned)") && !status.contains("never"),
+        "{status}"
+    );
 }
 
 #[test]

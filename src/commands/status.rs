@@ -78,7 +78,9 @@ fn tasks_table(
             .iter()
             .find(|(stem, _)| *stem == task.stem)
             .and_then(|(_, state)| state.webhook_gone);
-        let mut row = task_row(context, task, run, gone);
+        let state = states.iter().find(|(stem, _)| *stem == task.stem);
+        let last_run = state.and_then(|(_, state)| state.last_run);
+        let mut row = task_row(context, task, run, gone, last_run);
         if shared {
             row.insert(2, run.and_then(|run| run.host.clone()).unwrap_or_default());
         }
@@ -88,12 +90,14 @@ fn tasks_table(
 }
 
 /// A task's row: its last run (if any) and whether its webhook is enabled, disabled in the
-/// task file, or disabled since a 410 at `gone`.
+/// task file, or disabled since a 410 at `gone`. A run `prune` deleted is still the task's
+/// `last_run`, shown without counts.
 fn task_row(
     context: &Context,
     task: &Task,
     run: Option<&RunSummary>,
     gone: Option<i64>,
+    last_run: Option<i64>,
 ) -> Vec<String> {
     let webhook = match (gone, task.webhook.enabled) {
         (Some(at), _) => format!("DISABLED: 410 Gone at {}", local_time(context, at)),
@@ -103,8 +107,11 @@ fn task_row(
     let count = |pick: fn(&RunSummary) -> i64| run.map(pick).unwrap_or(0).to_string();
     vec![
         task.name.clone(),
-        run.map(|run| local_time(context, run.started_at))
-            .unwrap_or_else(|| "never".into()),
+        match (run, last_run) {
+            (Some(run), _) => local_time(context, run.started_at),
+            (None, Some(at)) => format!("{} (pruned)", local_time(context, at)),
+            (None, None) => "never".into(),
+        },
         count(|run| run.matched),
         count(|run| run.delivered),
         count(|run| run.pending),

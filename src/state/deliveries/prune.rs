@@ -13,6 +13,21 @@ impl StateDb {
         let old_runs = "SELECT id FROM runs WHERE started_at < ?1 AND NOT EXISTS (
                 SELECT 1 FROM deliveries d WHERE d.run_id = runs.id
                 AND d.status IN ('pending', 'failed'))";
+        // A run row is also the record that its slot ran: a run stopped before it ended (a
+        // kill, a stop) never set the task's `last_slot`, and without its row `run-due`
+        // would run that slot again, under new delivery ids. The task keeps the slot.
+        transaction
+            .execute(
+                &format!(
+                    "UPDATE tasks SET last_slot = (SELECT max(slot) FROM runs
+                         WHERE runs.task = tasks.task AND id IN ({old_runs}))
+                     WHERE (SELECT max(slot) FROM runs
+                            WHERE runs.task = tasks.task AND id IN ({old_runs}))
+                           > coalesce(last_slot, -9223372036854775808)"
+                ),
+                [before],
+            )
+            .map_err(|e| self.error(e))?;
         let deliveries = transaction
             .execute(
                 &format!("DELETE FROM attempts WHERE delivery_seq IN (SELECT seq FROM deliveries WHERE run_id IN ({old_runs}))"),
@@ -33,5 +48,51 @@ impl StateDb {
             .map_err(|e| self.error(e))?;
         transaction.commit().map_err(|e| self.error(e))?;
         Ok(deliveries as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::state::StateDb;
+
+    #[test]
+    fn a_pruned_run_that_never_ended_leaves_its_slot_with_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+        state.see_tasks(&["t"], 100).unwrap();
+        // Recorded, then stopped before it ended: the task's last_slot was never set.
+        let mut run = state.begin_run("t", "T", Some(3600), 1000, true).unwrap();
+        run.add("msg_0000000000000000000000000001", 1, "K1", &[b"{}"])
+            .unwrap();
+        run.commit(1).unwrap();
+        let slot = |state: &StateDb| -> Option<i64> {
+            state
+                .conn
+                .query_row("SELECT last_slot FROM tasks WHERE task = 't'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(slot(&state), None);
+        assert_eq!(state.prune(5000).unwrap(), 0, "a pending delivery keeps it");
+        state
+            .conn
+            .execute("UPDATE deliveries SET status = 'delivered'", [])
+            .unwrap();
+        assert_eq!(state.prune(5000).unwrap(), 1);
+        assert_eq!(
+            slot(&state),
+            Some(3600),
+            "the slot is still known to have run"
+        );
+        // A later slot already recorded is not moved back.
+        state
+            .conn
+            .execute("UPDATE tasks SET last_slot = 7200", [])
+            .unwrap();
+        let run = state.begin_run("t", "T", Some(1800), 1000, true).unwrap();
+        run.commit(0).unwrap();
+        state.prune(5000).unwrap();
+        assert_eq!(slot(&state), Some(7200));
     }
 }
