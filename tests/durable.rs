@@ -512,6 +512,10 @@ fn two_concurrent_runs_of_one_task_never_double_send() {
         .unwrap();
     assert_eq!(second.status.code(), Some(75), "{}", stderr(&second));
     assert!(stderr(&second).contains("task `all` is being run by another keyhook process"));
+    // Without --force too: its slot has a run, but that run has not ended.
+    let plain = test.keyhook(["run-task", "all"]).output().unwrap();
+    assert_eq!(plain.status.code(), Some(75), "{}", stdout(&plain));
+    assert!(stderr(&plain).contains("is being run by another keyhook process"));
     let retry = test.keyhook(["retry"]).output().unwrap();
     assert_eq!(
         retry.status.code(),
