@@ -138,11 +138,17 @@ impl Input<'_> {
             }
             // Uninitialized: a zeroed array of fields would cost more than parsing the answer.
             let mut fields = [const { MaybeUninit::uninit() }; MAX_FIELDS];
-            let mut parsed = httparse::Response::new(&mut []);
             let waiting = &self.buf[self.pos..self.filled];
-            match config.parse_response_with_uninit_headers(&mut parsed, waiting, &mut fields) {
-                Ok(Status::Complete(length)) => {
-                    let head = head_of(&parsed)?;
+            let mut parsed = parse_head(&config, waiting, &mut fields);
+            if let Err(httparse::Error::TooManyHeaders) = parsed {
+                // As many fields as the largest head read can hold (a field is 4 bytes or
+                // more): an answer is not refused for its number of fields.
+                let mut many = vec![MaybeUninit::uninit(); MAX_HEAD / 4];
+                parsed = parse_head(&config, waiting, &mut many);
+            }
+            match parsed {
+                Ok(Status::Complete((length, head))) => {
+                    let head = head?;
                     self.pos += length;
                     if (100..200).contains(&head.status) && head.status != 101 {
                         continue;
@@ -274,6 +280,20 @@ fn keep(excerpt: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// The parts of a parsed head keyhook uses.
+/// Parses the head in `waiting` into `fields`: its length and what keyhook keeps of it.
+fn parse_head<'b>(
+    config: &httparse::ParserConfig,
+    waiting: &'b [u8],
+    fields: &mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Status<(usize, Result<Head, Failure>)>, httparse::Error> {
+    let mut parsed = httparse::Response::new(&mut []);
+    let status = config.parse_response_with_uninit_headers(&mut parsed, waiting, fields)?;
+    Ok(match status {
+        Status::Complete(length) => Status::Complete((length, head_of(&parsed))),
+        Status::Partial => Status::Partial,
+    })
+}
+
 fn head_of(parsed: &httparse::Response) -> Result<Head, Failure> {
     let status = parsed.code.unwrap_or(0);
     let mut head = Head {

@@ -458,3 +458,26 @@ fn only_fields_that_cannot_break_the_head_are_written_as_is() {
         assert!(!writable(name, value), "{name:?}: {value:?}");
     }
 }
+
+#[test]
+fn an_answer_with_hundreds_of_fields_is_read_and_the_connection_kept() {
+    let mut many = String::from("HTTP/1.1 200 OK\r\n");
+    for n in 0..300 {
+        many.push_str(&format!("X-A{n}: {n}\r\n"));
+    }
+    many.push_str("Content-Length: 2\r\n\r\nok");
+    let many: &'static [u8] = Box::leak(many.into_bytes().into_boxed_slice());
+    let (url, handle) = receiver(vec![
+        (many, false),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+    ]);
+    let mut client = client();
+    let answer = post(&mut client, &url).unwrap();
+    assert_eq!(
+        (answer.status, answer.excerpt.as_slice()),
+        (200, &b"ok"[..])
+    );
+    assert_eq!(post(&mut client, &url).unwrap().status, 200);
+    let (requests, connections) = handle.join().unwrap();
+    assert_eq!((requests.len(), connections), (2, 1));
+}
