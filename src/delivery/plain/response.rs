@@ -280,12 +280,15 @@ fn keep(excerpt: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// The parts of a parsed head keyhook uses.
+/// A complete head's length, and what keyhook keeps of it.
+type ParsedHead = (usize, Result<Head, Failure>);
+
 /// Parses the head in `waiting` into `fields`: its length and what keyhook keeps of it.
 fn parse_head<'b>(
     config: &httparse::ParserConfig,
     waiting: &'b [u8],
     fields: &mut [MaybeUninit<httparse::Header<'b>>],
-) -> Result<Status<(usize, Result<Head, Failure>)>, httparse::Error> {
+) -> Result<Status<ParsedHead>, httparse::Error> {
     let mut parsed = httparse::Response::new(&mut []);
     let status = config.parse_response_with_uninit_headers(&mut parsed, waiting, fields)?;
     Ok(match status {
