@@ -19,6 +19,9 @@ pub enum SecretError {
     SeveralSources,
     #[error("environment variable {0} (secret_env) is not set")]
     EnvUnset(String),
+    /// `secret_env = ""` or `secret_file = ""`.
+    #[error("`{0}` is empty: name the {1} that holds the secret")]
+    EmptyName(&'static str, &'static str),
     #[error(
         "secret_credential `{0}`: $CREDENTIALS_DIRECTORY is not set \
          (run under systemd with LoadCredential={0}:/path/to/secret)"
@@ -60,7 +63,13 @@ impl SecretSource {
         } = fields;
         match (literal, env, file, credential) {
             (Some(value), None, None, None) => Ok(SecretSource::Literal(Secret::new(value))),
+            (None, Some(name), None, None) if name.trim().is_empty() => {
+                Err(SecretError::EmptyName("secret_env", "environment variable"))
+            }
             (None, Some(name), None, None) => Ok(SecretSource::Env(name)),
+            (None, None, Some(path), None) if path.trim().is_empty() => {
+                Err(SecretError::EmptyName("secret_file", "file"))
+            }
             (None, None, Some(path), None) => Ok(SecretSource::File(task_dir.join(path))),
             (None, None, None, Some(name)) if name.contains('/') || name.is_empty() => {
                 Err(SecretError::CredentialName(name))
@@ -95,7 +104,8 @@ impl SecretSource {
         let secrets: Vec<Secret> = text
             .lines()
             .map(|line| line.trim_end_matches('\r'))
-            .filter(|line| !line.is_empty())
+            // A line of blanks is no secret (an editor's, or a value never filled in).
+            .filter(|line| !line.trim().is_empty())
             .map(Secret::new)
             .collect();
         if secrets.is_empty() {
@@ -192,14 +202,30 @@ mod tests {
         std::fs::write(&path, "s3cret\n").unwrap();
         let source = SecretSource::File(path.clone());
         assert_eq!(source.resolve().unwrap().expose(), "s3cret");
-        std::fs::write(&path, "\n").unwrap();
-        assert!(
-            source
-                .resolve()
+        for blank in ["\n", "   \n", " \t \r\n\n"] {
+            std::fs::write(&path, blank).unwrap();
+            let error = source.resolve().unwrap_err().to_string();
+            assert!(error.contains("is empty"), "{blank:?}: {error}");
+        }
+        // Blank lines between a rotation's secrets are skipped, not taken as one.
+        std::fs::write(&path, "new\n  \nold\n").unwrap();
+        let all = source.resolve_all().unwrap();
+        let all: Vec<&str> = all.iter().map(|s| s.expose()).collect();
+        assert_eq!(all, ["new", "old"]);
+        let named = |env: Option<&str>, file: Option<&str>| SecretFields {
+            env: env.map(String::from),
+            file: file.map(String::from),
+            ..SecretFields::default()
+        };
+        for (fields, says) in [
+            (named(Some(""), None), "`secret_env` is empty"),
+            (named(None, Some(" ")), "`secret_file` is empty"),
+        ] {
+            let error = SecretSource::from_fields(fields, dir.path())
                 .unwrap_err()
-                .to_string()
-                .contains("is empty")
-        );
+                .to_string();
+            assert!(error.contains(says), "{error}");
+        }
         let missing = SecretSource::Env("KEYHOOK_TEST_SURELY_UNSET".into());
         assert!(
             missing
