@@ -66,6 +66,8 @@ pub enum ScheduleError {
     Unknown(String),
     #[error("`{0}` never comes round: the number of minutes, hours or days must be at least 1")]
     ZeroInterval(String),
+    #[error("`{0}` is out of range: a period may be at most 100 years (36,525 days)")]
+    TooLong(String),
     #[error(
         "`{line}` has {count} fields: keyhook takes standard 5-field crontab lines (minute hour \
          day-of-month month day-of-week, no seconds or years), such as `0 8 * * MON-FRI`"

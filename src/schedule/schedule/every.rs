@@ -33,6 +33,11 @@ pub(super) fn parse(
     if count == 0 {
         return Err(ScheduleError::ZeroInterval(text.into()));
     }
+    // As a duration may be: a longer period runs once in a lifetime, or never.
+    let most = crate::definitions::settings::MAX_DURATION.as_secs();
+    if i64::from(count) * unit.seconds() > i64::try_from(most).unwrap_or(i64::MAX) {
+        return Err(ScheduleError::TooLong(text.into()));
+    }
     if unit == Unit::Day {
         let (time, first) = day_time(at, start)?;
         return Ok(Kind::Days { count, time, first });
