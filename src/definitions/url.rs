@@ -1,20 +1,70 @@
 //! Webhook addresses: which URLs keyhook accepts, and how they are shown (a password in
 //! them masked).
 
-/// `url` as it may be shown: a password in it (`https://user:pass@host/`) masked.
+/// `url` as it may be shown: a password in it (`https://user:pass@host/`) masked, and the
+/// value of a query parameter that names a credential (`?token=...`, `password`, `key`...).
 pub fn shown_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
+    let path = masked_query(path);
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
             format!("{scheme}://{user}:***@{host}{path}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{authority}{path}"),
     }
+}
+
+/// Query parameters whose value is taken for a credential, compared without regard to case.
+const CREDENTIAL_PARAMETERS: [&str; 14] = [
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "secret",
+    "token",
+    "access_token",
+    "auth",
+    "key",
+    "apikey",
+    "api_key",
+    "api-key",
+    "sig",
+    "signature",
+];
+
+/// `path` (with its query and fragment) with credential parameters' values masked.
+fn masked_query(path: &str) -> String {
+    let Some((before, query)) = path.split_once('?') else {
+        return path.to_string();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _))
+                if CREDENTIAL_PARAMETERS
+                    .iter()
+                    .any(|known| name.eq_ignore_ascii_case(known)) =>
+            {
+                format!("{name}=***")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    let mut shown = format!("{before}?{}", pairs.join("&"));
+    if let Some(fragment) = fragment {
+        shown.push('#');
+        shown.push_str(fragment);
+    }
+    shown
 }
 
 /// Why a URL was rejected; `shown` is the URL with its password masked.
@@ -84,6 +134,11 @@ mod tests {
             "{error}"
         );
         assert_eq!(shown_url("http://a:b@h/p?q=1"), "http://a:***@h/p?q=1");
+        assert_eq!(
+            shown_url("https://h/hook?id=7&token=hunter2&Password=pw2&x#frag"),
+            "https://h/hook?id=7&token=***&Password=***&x#frag"
+        );
+        assert_eq!(shown_url("https://h/p?keyhook=1"), "https://h/p?keyhook=1");
         assert_eq!(shown_url("http://h:8080/p@x"), "http://h:8080/p@x");
     }
 }
