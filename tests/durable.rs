@@ -644,7 +644,8 @@ fn prune_removes_old_settled_deliveries_only() {
         .output()
         .unwrap();
     assert!(
-        stdout(&output).contains("deleted 3 settled deliveries"),
+        stdout(&output).contains("deleted 3 settled deliveries")
+            && stdout(&output).contains("(older than 90d)"),
         "{}",
         stdout(&output)
     );

@@ -47,6 +47,13 @@ fn a_wrong_config_folder_is_an_error_not_a_quiet_success() {
     test.keyhook(["--config", &missing, "secret", "new"])
         .assert()
         .success();
+    // An editor's lock or backup beside the definitions is not one.
+    let test = test
+        .write("tasks/.#all.toml", "not = [toml")
+        .write("searches/.all.toml", "")
+        .task("t", "all", "http://127.0.0.1:9/", "");
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
 }
 
 /// A folder where each file fails only when it is run, not when it is loaded.

@@ -18,8 +18,22 @@ pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result 
     let deleted = state.prune(before)?;
     writeln!(
         out,
-        "deleted {deleted} settled deliveries of runs older than {}; pending and failed ones are kept",
-        humantime::format_duration(age)
+        "deleted {deleted} settled deliveries of runs started before {} (older than {}); \
+         pending and failed ones are kept",
+        super::sending::local_time(context, before),
+        whole_units(age)
     )?;
     success()
+}
+
+/// An age as written in whole days, hours, minutes or seconds (`90d`, not humantime's
+/// `2months 29days 2h 52m 48s`).
+fn whole_units(age: std::time::Duration) -> String {
+    let seconds = age.as_secs();
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }

@@ -218,7 +218,10 @@ fn base_files(dir: &Path) -> Vec<PathBuf> {
     ];
     if let Ok(entries) = std::fs::read_dir(shown(&folder)) {
         let tomls = entries.filter_map(|entry| entry.ok().map(|entry| entry.path()));
-        files.extend(tomls.filter(|path| path.extension().is_some_and(|ext| ext == "toml")));
+        files.extend(tomls.filter(|path| {
+            path.extension().is_some_and(|ext| ext == "toml")
+                && !crate::definitions::is_hidden(path)
+        }));
     }
     files
 }

@@ -292,6 +292,7 @@ fn load_all<T>(
         Ok(entries) => entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+            .filter(|path| !is_hidden(path))
             .collect(),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(error) => {
@@ -307,6 +308,13 @@ fn load_all<T>(
         .iter()
         .filter_map(|file| load(file).map_err(|problem| problems.push(problem)).ok())
         .collect()
+}
+
+/// A file whose name starts with a dot: an editor's lock or backup (`.#renewals.toml`), not
+/// a definition.
+pub fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with('.'))
 }
 
 /// Reads and parses one TOML file; errors name the file and, from toml, the line and field.
