@@ -125,6 +125,33 @@ fn a_state_file_in_a_read_only_folder_says_why() {
 }
 
 #[test]
+fn a_state_file_this_user_may_not_write_says_why() {
+    let test = setup();
+    std::fs::create_dir_all(test.path("shared")).unwrap();
+    test.keyhook(["run-task", "renewals", "--state", "shared/state.db"])
+        .output()
+        .unwrap();
+    chmod(test.dir.path(), 0o755);
+    chmod(&test.path("shared"), 0o777);
+    chmod(&test.path("shared/state.db"), 0o444);
+    // prune writes without a task's lock: the file itself is what stops it.
+    let process = test.process(["prune", "--older-than", "1s", "--state", "shared/state.db"]);
+    let Some(mut process) = unprivileged(process) else {
+        return;
+    };
+    let output = process.output().unwrap();
+    chmod(&test.path("shared/state.db"), 0o644);
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains(
+            "could not open state database shared/state.db: this user may not read and write it"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_lock_that_cannot_be_taken_names_its_path() {
     let test = setup();
     std::fs::write(test.path("keyhook-state.db.locks"), "a file, not a folder").unwrap();

@@ -171,6 +171,14 @@ fn classify(path: &Path, error: rusqlite::Error) -> StateError {
             path: path.to_path_buf(),
             detail: error.to_string(),
         },
+        // SQLite opened a file this user may not write read-only; the first write says so.
+        Some(ErrorCode::ReadOnly) => open_error::diagnose(
+            path,
+            StateError::Sql {
+                path: path.to_path_buf(),
+                source: error,
+            },
+        ),
         _ => StateError::Sql {
             path: path.to_path_buf(),
             source: error,
