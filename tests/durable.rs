@@ -490,12 +490,31 @@ fn client_errors_are_not_retried_and_410_disables_the_webhook_loudly() {
     // Fixed: point the task elsewhere and re-enable; the waiting deliveries go out.
     let fixed = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = test.task("all", "all", &fixed.url("/"), "");
+    // One sent by hand first, to try the new url: said to go to a disabled webhook.
+    let log = stdout(
+        &test
+            .keyhook(["log", "--json", "--status", "pending"])
+            .output()
+            .unwrap(),
+    );
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let tried = test
+        .keyhook(["resend", first["id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(tried.status.success(), "{}", stderr(&tried));
+    assert!(
+        stderr(&tried).contains("webhook DISABLED"),
+        "{}",
+        stderr(&tried)
+    );
+    assert_eq!(fixed.request_count(), 1);
     test.keyhook(["enable", "all"]).assert().success();
     test.keyhook(["retry"]).assert().success();
     assert_eq!(
         fixed.request_count(),
         5,
-        "2 left from the first run, 3 from the forced one"
+        "2 left from the first run, 3 from the forced one (one of them resent by hand)"
     );
 }
 

@@ -61,6 +61,15 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
     let Some(held) = sending::hold(context, &state, task)? else {
         return Err(sending::locked(task));
     };
+    if state.task_state(&stem, now)?.webhook_gone.is_some() {
+        // Sent by hand all the same (to try a fixed url, say); the rest still waits.
+        writeln!(
+            std::io::stderr(),
+            "WARNING: task `{}`: webhook DISABLED since its receiver answered 410 Gone; this \
+             delivery is sent as asked, the others wait until `keyhook enable {stem}`",
+            task.name
+        )?;
+    }
     let stop = Stop::install();
     let messages = Mutex::new(Vec::new());
     let url = shown_url(&held.target.endpoint.url);
