@@ -147,7 +147,7 @@ impl Task {
                 .map_err(|error| problem(format!("field `concurrency`: {error}")))?;
         }
         let schedule = Schedule::parse(&file.schedule, file.at.as_deref(), file.start.as_deref())
-            .map_err(|error| problem(format!("field `schedule`: {error}")))?;
+            .map_err(|error| problem(format!("field `{}`: {error}", error.field())))?;
         let catch_up = file
             .catch_up
             .map(|text| catch_up(&text))

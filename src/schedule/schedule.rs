@@ -114,6 +114,20 @@ pub enum ScheduleError {
     AtConflictsWithStart { at: String, start: String },
 }
 
+impl ScheduleError {
+    /// The task file's key the error is about: `at`, `start`, or `schedule` itself.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ScheduleError::BadAt(_)
+            | ScheduleError::AtNeedsDays(_)
+            | ScheduleError::AtInCrontab(_)
+            | ScheduleError::AtConflictsWithStart { .. } => "at",
+            ScheduleError::BadStart(_) | ScheduleError::StartInCrontab(_) => "start",
+            _ => "schedule",
+        }
+    }
+}
+
 impl Schedule {
     /// Parses a task's `schedule`, with its optional `at` ("08:00") and `start`
     /// ("2027-01-01T08:00"). For `every N days`, `start` gives the first day and, unless it is

@@ -1189,3 +1189,19 @@ fn crontab_search_agrees_with_the_cron_crate_in_utc() {
         assert_eq!(got, expected, "`{line}`");
     }
 }
+
+#[test]
+fn an_error_names_the_key_it_is_about() {
+    let cases: [(&str, Option<&str>, Option<&str>, &str); 6] = [
+        ("every 1 day", Some("25:00"), None, "at"),
+        ("every 6 hours", Some("08:00"), None, "at"),
+        ("every 1 day", Some("09:00"), Some("2027-01-01T08:00"), "at"),
+        ("every 1 day", None, Some("yesterday"), "start"),
+        ("@daily", None, Some("2027-01-01"), "start"),
+        ("every 0 days", None, None, "schedule"),
+    ];
+    for (text, at, start, field) in cases {
+        let error = Schedule::parse(text, at, start).unwrap_err();
+        assert_eq!(error.field(), field, "{text} {at:?} {start:?}: {error}");
+    }
+}
