@@ -19,8 +19,9 @@ impl Catalog {
         let mut problems = Vec::new();
         let mut seen: Vec<(String, String)> = Vec::new();
         for (index, source) in self.sources.iter().enumerate() {
+            let number = self.number_in_file(index);
             let mut problem = |field: &str, message: String| {
-                problems.push(source.problem(index, field, message));
+                problems.push(source.problem(number, field, message));
             };
             self.source_problems(index, source, &mut problem);
             for event in &source.events {
@@ -38,6 +39,7 @@ impl Catalog {
     pub fn problems_in(&self, conn: &Connection) -> Vec<Problem> {
         let mut problems = Vec::new();
         for (index, source) in self.sources.iter().enumerate() {
+            let index = self.number_in_file(index);
             let columns = match table_columns(conn, &source.table) {
                 Ok(columns) if columns.is_empty() => {
                     let hint = match source.origin == BUILTIN_ORIGIN {
@@ -186,7 +188,20 @@ fn taken_names(
     }
 }
 
+impl Catalog {
+    /// Where source `index` stands in its own file (0 for the first): the built-ins come
+    /// first in the catalog, and a user's `events.toml` counts its sources from 1.
+    fn number_in_file(&self, index: usize) -> usize {
+        let origin = &self.sources[index].origin;
+        self.sources[..index]
+            .iter()
+            .filter(|source| source.origin == *origin)
+            .count()
+    }
+}
+
 impl Source {
+    /// `index`: the source's place in its own file, from 0.
     fn problem(&self, index: usize, field: &str, message: String) -> Problem {
         let file = PathBuf::from(&self.origin);
         let field = match field.starts_with("event ") {

@@ -80,7 +80,7 @@ fn file_problems_name_the_file_the_source_and_the_field() {
     let cases = [
         (
             "[[source]]\ntable = \"T\"\nkey = \"ID\"\npayload = \"generic\"\n[[source.event]]\nname = \"Bad Name\"\noperation = \"insert\"\n",
-            "source 4 (table `T`): event `Bad Name`: field `name`: `Bad Name` is not a dotted",
+            "source 1 (table `T`): event `Bad Name`: field `name`: `Bad Name` is not a dotted",
         ),
         (
             "[[source]]\ntable = \"T\"\nkey = \"ID\"\npayload = \"generic\"\n[[source.event]]\nname = \"t.made\"\nqlm = \"license_created\"\noperation = \"insert\"\n",
