@@ -32,14 +32,18 @@ pub struct QlmEvents {
     /// false: these webhooks are listed as inactive and never sent to.
     #[serde(rename = "webHooksEnabled", default)]
     pub enabled: Option<bool>,
-    /// QLM event name (`license_activated`) → `;`-separated URLs.
+    /// QLM event name (`license_activated`) → `;`-separated URLs: text, checked on use so
+    /// that a value of another type is named by its key (a misspelt setting lands here).
     #[serde(flatten)]
-    pub urls: BTreeMap<String, String>,
+    pub urls: BTreeMap<String, toml::Value>,
 }
 
 /// `webHookRetryInterval`: QLM's settings page takes a number; keyhook also takes "10m".
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a whole number of minutes, or a duration such as \"10m\""
+)]
 pub enum Interval {
     Minutes(u32),
     Duration(String),
@@ -48,12 +52,25 @@ pub enum Interval {
 /// Why the `[events]` table was rejected, in QLM's names for its keys.
 #[derive(Debug, thiserror::Error)]
 pub enum QlmEventsError {
-    #[error("[events] field `webHookRetryInterval`: 0 minutes")]
+    #[error(
+        "[events] field `webHookRetryInterval`: 0 minutes is no wait; give at least 1 (minutes) \
+         or a duration such as \"10m\""
+    )]
     ZeroInterval,
+    #[error(
+        "[events] field `{0}`: is not text, so not a `;`-separated list of URLs (the settings \
+         keys are webHooksEnabled, webHookSecretKey, webHookMaxRetries and \
+         webHookRetryInterval; every other key names an event)"
+    )]
+    NotUrls(String),
     #[error(
         "[events]: no secret: set `webHookSecretKey` (keyhook never sends an unsigned request)"
     )]
     NoSecretKey,
+    #[error(
+        "[events] field `webHookSecretKey`: is empty (keyhook never sends an unsigned request)"
+    )]
+    EmptySecretKey,
     #[error("[events]: field `webHookRetryInterval`: {0}")]
     RetryInterval(DurationError),
     #[error("[events]: {0}")]
@@ -70,6 +87,7 @@ impl From<EndpointError> for QlmEventsError {
     fn from(error: EndpointError) -> QlmEventsError {
         match error {
             EndpointError::Secret(SecretError::NoSource) => QlmEventsError::NoSecretKey,
+            EndpointError::Secret(SecretError::Empty { .. }) => QlmEventsError::EmptySecretKey,
             EndpointError::Retry(RetryError::Interval(error)) => {
                 QlmEventsError::RetryInterval(error)
             }
@@ -88,6 +106,10 @@ impl QlmEvents {
         let endpoint = self.endpoint(path)?;
         let mut webhooks = Vec::new();
         for (event, written) in &self.urls {
+            let Some(written) = written.as_str() else {
+                return Err(QlmEventsError::NotUrls(event.clone()));
+            };
+            let written = written.to_string();
             let canonical = names::canonical(event, catalog).ok_or_else(|| {
                 let why = names::resolve(std::slice::from_ref(event), catalog)
                     .err()
@@ -98,7 +120,10 @@ impl QlmEvents {
                     why,
                 }
             })?;
-            for (index, url) in split_urls(std::slice::from_ref(written)).iter().enumerate() {
+            for (index, url) in split_urls(std::slice::from_ref(&written))
+                .iter()
+                .enumerate()
+            {
                 check_url(url).map_err(|error| QlmEventsError::Url {
                     event: event.clone(),
                     error,
@@ -130,6 +155,13 @@ impl QlmEvents {
             Some(Interval::Duration(text)) => Some(text.clone()),
             None => None,
         };
+        if self
+            .secret_key
+            .as_deref()
+            .is_some_and(|key| key.trim().is_empty())
+        {
+            return Err(QlmEventsError::EmptySecretKey);
+        }
         let keys = EndpointKeys {
             secret: self.secret_key.clone(),
             max_retries: self.max_retries,
@@ -224,6 +256,22 @@ mod tests {
             (
                 "webHookSecretKey = \"s\"\nwebHookRetryInterval = \"soon\"\n",
                 "`webHookRetryInterval`",
+            ),
+            (
+                "webHookSecretKey = \"s\"\nwebhooksenabled = false\n",
+                "[events] field `webhooksenabled`: is not text",
+            ),
+            (
+                "webHookSecretKey = \"\"\nlicense_created = \"https://a/x\"\n",
+                "[events] field `webHookSecretKey`: is empty",
+            ),
+            (
+                "webHookSecretKey = \"s\"\nwebHookRetryInterval = 0\n",
+                "0 minutes is no wait; give at least 1",
+            ),
+            (
+                "webHookSecretKey = \"s\"\nwebHookRetryInterval = -5\n",
+                "a whole number of minutes, or a duration such as \"10m\"",
             ),
         ];
         for (text, expected) in cases {
