@@ -152,6 +152,33 @@ fn a_state_file_this_user_may_not_write_says_why() {
 }
 
 #[test]
+fn a_state_file_with_a_second_hard_link_is_refused_before_it_is_corrupted() {
+    let test = setup();
+    test.keyhook(["retry"]).assert().success();
+    std::fs::hard_link(test.path("keyhook-state.db"), test.path("other.db")).unwrap();
+    for state in ["keyhook-state.db", "other.db"] {
+        let output = test
+            .keyhook(["run-task", "renewals", "--state", state])
+            .output()
+            .unwrap();
+        let error = stderr(&output);
+        assert_eq!(output.status.code(), Some(3), "{state}: {error}");
+        assert!(
+            error.contains(&format!(
+                "could not open state database {state}: it has 2 hard links"
+            )),
+            "{error}"
+        );
+    }
+    // A symbolic link is the same name, its lock shared.
+    std::fs::remove_file(test.path("other.db")).unwrap();
+    std::os::unix::fs::symlink("keyhook-state.db", test.path("link.db")).unwrap();
+    test.keyhook(["retry", "--state", "link.db"])
+        .assert()
+        .success();
+}
+
+#[test]
 fn a_lock_that_cannot_be_taken_names_its_path() {
     let test = setup();
     std::fs::write(test.path("keyhook-state.db.locks"), "a file, not a folder").unwrap();

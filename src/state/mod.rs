@@ -82,6 +82,9 @@ impl StateDb {
         if let Presence::Unusable(reason) = file_access::presence(path) {
             return Err(open_error::unusable(path, reason));
         }
+        if let Some(reason) = hard_linked(path) {
+            return Err(open_error::unusable(path, reason));
+        }
         Self::open_and_migrate(path).map_err(|error| open_error::diagnose(path, error))
     }
 
@@ -163,6 +166,21 @@ impl StateDb {
     pub(crate) fn error(&self, error: rusqlite::Error) -> StateError {
         classify(&self.path, error)
     }
+}
+
+/// Why a state file with several names cannot be used: the tasks' locks and SQLite's WAL are
+/// kept beside the name, so two processes using two names would write the file at once and
+/// corrupt it. A symbolic link is resolved to the one name and shares both.
+fn hard_linked(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let links = std::fs::metadata(path).ok()?.nlink();
+    (links > 1).then(|| {
+        format!(
+            "it has {links} hard links, and each name would take locks and a write-ahead log of \
+             its own (two processes using two names would corrupt it); keep one name, and use \
+             a symbolic link for another"
+        )
+    })
 }
 
 fn classify(path: &Path, error: rusqlite::Error) -> StateError {
