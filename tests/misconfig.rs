@@ -335,3 +335,27 @@ fn check_reports_a_search_that_fails_only_while_it_runs() {
     );
     assert!(text.contains("malformed JSON"), "{text}");
 }
+
+#[test]
+fn a_name_that_another_files_stem_takes_first_is_a_problem() {
+    // `search = "renewals"` finds searches/renewals.toml before the search named so.
+    let test = Test::new()
+        .write(
+            "searches/old.toml",
+            "name = \"renewals\"\nsql = \"ID > 0\"\n",
+        )
+        .write(
+            "searches/renewals.toml",
+            "name = \"Renewals v2\"\nsql = \"ID > 1\"\n",
+        );
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "searches/old.toml: field `name`: `renewals` is the file name of searches/renewals.toml"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("1 problem(s) found"), "{text}");
+}

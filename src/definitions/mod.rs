@@ -231,6 +231,8 @@ impl Definitions {
         }
         found.extend(duplicates(&self.searches, |s| (&s.name, &s.path)));
         found.extend(duplicates(&self.tasks, |t| (&t.name, &t.path)));
+        found.extend(shadowed(&self.searches, |s| (&s.stem, &s.name, &s.path)));
+        found.extend(shadowed(&self.tasks, |t| (&t.stem, &t.name, &t.path)));
         found.extend(duplicates(&self.webhooks, |w| (&w.name, &w.path)));
         self.problems.extend(found);
     }
@@ -275,6 +277,30 @@ fn duplicates<T>(items: &[T], key: impl Fn(&T) -> (&String, &PathBuf)) -> Vec<Pr
                 message: format!(
                     "field `name`: `{name}` is also the name in {}; names must be unique",
                     key(first).1.display()
+                ),
+            });
+        }
+    }
+    problems
+}
+
+/// Names that another file's stem takes first: a reference (`search = "x"`, `run-task x`)
+/// looks for a file stem before a name, so such a name could never be reached by itself.
+fn shadowed<T>(items: &[T], key: impl Fn(&T) -> (&String, &String, &PathBuf)) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for item in items {
+        let (_, name, path) = key(item);
+        let other = items.iter().find(|other| {
+            let (stem, _, other_path) = key(other);
+            stem == name && other_path != path
+        });
+        if let Some(other) = other {
+            problems.push(Problem {
+                file: path.clone(),
+                message: format!(
+                    "field `name`: `{name}` is the file name of {}, which a reference to \
+                     `{name}` means; rename one of them",
+                    key(other).2.display()
                 ),
             });
         }
