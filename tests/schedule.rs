@@ -204,6 +204,21 @@ fn first_run_since_sets_the_first_date() {
         "{}",
         stdout(&preview)
     );
+    // A time later than now would make the first [date] a future one.
+    let test = test.write(
+        "tasks/new-orders.toml",
+        "name = \"n\"\nsearch = \"new-orders\"\nschedule = \"every 1 day\"\n\
+         first_run_since = \"2030-01-01\"\n[webhook]\nurl = \"http://127.0.0.1:9/\"\nsecret = \"s\"\n",
+    );
+    for args in [&["check"][..], &["run-task", "new-orders"]] {
+        let output = test.keyhook(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let text = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(
+            text.contains("tasks/new-orders.toml: field `first_run_since`: 2030-01-01T00:00:00 is later than now"),
+            "{args:?}: {text}"
+        );
+    }
 }
 
 #[test]

@@ -110,6 +110,9 @@ fn task_problems(context: &Context) -> Vec<Problem> {
         if let Err(error) = sending::resolve_target(context, task) {
             problems.push(problem(format!("[webhook]: {error}")));
         }
+        if let Some(ahead) = super::first_run_since_ahead(context, task) {
+            problems.push(problem(ahead));
+        }
         let Some(search) = context.definitions.search_of(task) else {
             continue;
         };

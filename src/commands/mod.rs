@@ -361,6 +361,24 @@ pub fn date_placeholder(
     )
 }
 
+/// Says what is wrong when a task's `first_run_since` names a time later than now: its first
+/// run's `[date]` would be in the future.
+pub fn first_run_since_ahead(context: &Context, task: &Task) -> Option<String> {
+    let crate::definitions::task::FirstRunSince::Time(time) = task.first_run_since.as_ref()? else {
+        return None;
+    };
+    let at = clock::resolve_local(*time, context.zone_of(task))?;
+    let now = context.clock.now();
+    (at > now).then(|| {
+        format!(
+            "field `first_run_since`: {} is later than now ({}): the first run's [date] would be \
+             in the future; give a past time, or an age such as \"30d\"",
+            time.format("%Y-%m-%dT%H:%M:%S"),
+            sending::local_time(context, now.timestamp())
+        )
+    })
+}
+
 /// The values of a search's placeholders now, in the task's zone if it sets one; a value
 /// that cannot be computed is a configuration error naming the search file.
 pub fn placeholder_values(

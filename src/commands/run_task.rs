@@ -119,7 +119,7 @@ pub(super) fn execute(
         }
     };
     let enabled = task.webhook.enabled && context.definitions.settings.webhooks_enabled;
-    let last_run = super::date_placeholder(context, task, &task_state);
+    let last_run = first_date(context, task, &task_state)?;
     let values = super::placeholder_values(context, Some(task), search, Some(last_run))?;
     let run = TaskRun {
         task,
@@ -155,6 +155,17 @@ pub(super) fn execute(
     }
     report.finish(to_send, started, state.is_shared());
     Ok(report)
+}
+
+/// `[date]` for this run; a first run whose `first_run_since` lies ahead is refused.
+fn first_date(context: &Context, task: &Task, task_state: &TaskState) -> Result<i64> {
+    if task_state.last_run.is_none()
+        && let Some(problem) = super::first_run_since_ahead(context, task)
+    {
+        let problem = anyhow::anyhow!("{}: {problem}", task.path.display());
+        return Err(crate::error::Error::config(problem));
+    }
+    Ok(super::date_placeholder(context, task, task_state))
 }
 
 /// Whether a run goes ahead, or why it is skipped (with the state when this host may help
