@@ -191,7 +191,7 @@ fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Sta
     if let Some(why) = already_ran(context, &state, task, slot)? {
         // On a SQLite state the lock's holder is on this machine: a run of the slot that
         // still holds it has not ended, and "already ran" (exit 0) would hide that.
-        if !state.is_shared() && sending::hold(context, &state, task)?.is_none() {
+        if !state.is_shared() && sending::lock(context, &task.stem)?.is_none() {
             return Err(sending::locked(task));
         }
         return Ok(Start::Skip(why, Some(Box::new(state))));

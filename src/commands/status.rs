@@ -74,12 +74,12 @@ fn tasks_table(
     table.set_header(header);
     for task in &context.definitions.tasks {
         let run = runs.iter().find(|run| run.task == task.stem);
-        let gone = states
+        let state = states
             .iter()
             .find(|(stem, _)| *stem == task.stem)
-            .and_then(|(_, state)| state.webhook_gone);
-        let state = states.iter().find(|(stem, _)| *stem == task.stem);
-        let last_run = state.and_then(|(_, state)| state.last_run);
+            .map(|(_, state)| state);
+        let gone = state.and_then(|state| state.webhook_gone);
+        let last_run = state.and_then(|state| state.last_run);
         let mut row = task_row(context, task, run, gone, last_run);
         if shared {
             row.insert(2, run.and_then(|run| run.host.clone()).unwrap_or_default());

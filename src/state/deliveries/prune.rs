@@ -19,11 +19,11 @@ impl StateDb {
         transaction
             .execute(
                 &format!(
-                    "UPDATE tasks SET last_slot = (SELECT max(slot) FROM runs
-                         WHERE runs.task = tasks.task AND id IN ({old_runs}))
-                     WHERE (SELECT max(slot) FROM runs
-                            WHERE runs.task = tasks.task AND id IN ({old_runs}))
-                           > coalesce(last_slot, -9223372036854775808)"
+                    "UPDATE tasks SET last_slot = pruned.slot
+                     FROM (SELECT task, max(slot) AS slot FROM runs WHERE id IN ({old_runs})
+                           GROUP BY task) AS pruned
+                     WHERE tasks.task = pruned.task
+                       AND pruned.slot > coalesce(tasks.last_slot, -9223372036854775808)"
                 ),
                 [before],
             )
