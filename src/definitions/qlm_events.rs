@@ -87,7 +87,6 @@ impl From<EndpointError> for QlmEventsError {
     fn from(error: EndpointError) -> QlmEventsError {
         match error {
             EndpointError::Secret(SecretError::NoSource) => QlmEventsError::NoSecretKey,
-            EndpointError::Secret(SecretError::Empty { .. }) => QlmEventsError::EmptySecretKey,
             EndpointError::Retry(RetryError::Interval(error)) => {
                 QlmEventsError::RetryInterval(error)
             }
