@@ -63,6 +63,21 @@ fn objects(schema: &Schema) -> Vec<String> {
     rows.iter().map(|row| row.get(0)).collect()
 }
 
+/// How many of keyhook's triggers in the schema fire at commit (deferred), of how many.
+fn deferred_triggers(schema: &Schema) -> (i64, i64) {
+    let row = schema
+        .client()
+        .query_one(
+            "SELECT count(*) FILTER (WHERE t.tgdeferrable AND t.tginitdeferred), count(*) \
+             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND t.tgname LIKE 'keyhook%'",
+            &[&schema.name],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
 #[test]
 fn install_is_idempotent_status_sees_a_new_column_and_uninstall_removes_exactly_it() {
     let Some(schema) = Schema::new() else { return };
@@ -80,6 +95,32 @@ fn install_is_idempotent_status_sees_a_new_column_and_uninstall_removes_exactly_
     assert_eq!(objects(&schema), installed);
     let (_, out, _) = run(&test, &["events", "status"]);
     assert!(out.contains("LicenseKeys: triggers current"), "{out}");
+    assert_eq!(
+        deferred_triggers(&schema),
+        (9, 9),
+        "every trigger fires at commit"
+    );
+    // An install by an earlier keyhook: the same function, called by a plain AFTER trigger
+    // (at each change). Status says so, install replaces it.
+    schema.run(
+        "DROP TRIGGER \"keyhook_LicenseKeys_update\" ON licensekeys; \
+         CREATE TRIGGER \"keyhook_LicenseKeys_update\" AFTER UPDATE ON licensekeys \
+         FOR EACH ROW EXECUTE FUNCTION \"keyhook_LicenseKeys_update\"()",
+    );
+    assert_eq!(deferred_triggers(&schema), (8, 9));
+    let (code, out, _) = run(&test, &["events", "status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("LicenseKeys: its triggers fire at each change, not at commit"),
+        "{out}"
+    );
+    let (_, out, _) = run(&test, &["events", "install"]);
+    assert!(
+        out.contains("LicenseKeys: replaced (its triggers fire at each change"),
+        "{out}"
+    );
+    assert_eq!(deferred_triggers(&schema), (9, 9));
+    assert_eq!(objects(&schema), installed);
     schema.run("ALTER TABLE LicenseKeys ADD COLUMN Region text");
     let (code, out, _) = run(&test, &["events", "status"]);
     assert_eq!(code, Some(0));
@@ -233,84 +274,200 @@ fn committed_changes_are_delivered_signed_with_sqlites_bytes_and_a_rollback_neve
     );
 }
 
-/// Waits (up to 10 s) until `done` or a session of the schema waits for the advisory lock.
-fn blocked_or_done(schema: &Schema, done: &std::sync::mpsc::Receiver<()>) -> bool {
+/// A connection whose search path is the test's schema.
+fn writer(schema: &Schema) -> postgres::Client {
     let mut client = schema.client();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if done.try_recv().is_ok() {
-            return false;
-        }
-        let waiting: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                 AND wait_event = 'advisory' AND query LIKE 'INSERT INTO LicenseKeys%'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    client
+        .batch_execute(&format!(
+            "SET search_path = {}; SET lock_timeout = '20s'",
+            schema.name
+        ))
+        .unwrap();
+    client
 }
 
-/// Writer A takes its event first and commits last; writer B's event comes while A is open.
-/// Without ordering, B's commit (seq 2) could be taken before A's (seq 1) commits, and a
-/// cursor at 2 would never see 1. Both must arrive, once each.
-#[test]
-fn two_writers_whose_transactions_overlap_are_both_delivered_once() {
-    let Some(schema) = Schema::new() else { return };
-    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
-    let test = on_server(&schema, &server.url(""));
-    test.keyhook(["events", "install"]).assert().success();
-    let connect = || {
-        let mut client = schema.client();
-        client
-            .batch_execute(&format!("SET search_path = {}", schema.name))
-            .unwrap();
-        client
-    };
-    let mut a = connect();
-    let mut first = a.transaction().unwrap();
-    first
-        .batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')")
-        .unwrap();
-    let mut b = connect();
-    let (sender, done) = std::sync::mpsc::channel();
-    let second = std::thread::spawn(move || {
-        b.batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (2, 'K2')")
-            .unwrap();
-        sender.send(()).unwrap();
-    });
-    let waited = blocked_or_done(&schema, &done);
-    // A dispatch while A is open: B waits for it (else B committed seq 2 and is taken here,
-    // moving the cursor past A's seq 1).
-    let (code, out, err) = run(&test, &["dispatch"]);
-    assert_eq!(code, Some(0), "{out}{err}");
-    first.commit().unwrap();
-    second.join().unwrap();
-    let (code, ..) = run(&test, &["dispatch"]);
-    assert_eq!(code, Some(0));
-    let mut ids: Vec<String> = server
-        .requests()
+/// The activation keys of the license events `/std` received, in order, and how many
+/// distinct ids they came with.
+fn keys_and_ids(server: &Server) -> (Vec<String>, usize) {
+    let requests = server.requests();
+    let mut ids: Vec<String> = requests
         .iter()
         .filter(|r| r.target == "/std")
         .map(|r| r.header("webhook-id").unwrap().to_string())
         .collect();
-    let keys: Vec<String> = bodies(&server.requests(), "/std")
+    let keys = bodies(&requests, "/std")
         .iter()
         .map(|b| {
-            serde_json::from_str::<serde_json::Value>(b).unwrap()["data"]["ActivationKey"]
-                .to_string()
+            let event: serde_json::Value = serde_json::from_str(b).unwrap();
+            format!(
+                "{} {}",
+                event["type"].as_str().unwrap(),
+                event["data"]["ActivationKey"]
+            )
         })
         .collect();
-    assert_eq!(keys, ["\"K1\"", "\"K2\""], "both, in commit order");
+    ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 2, "each once");
-    assert!(waited, "B's event waited for A's transaction to end");
+    (keys, ids.len())
+}
+
+/// Writer A takes its seq first and commits last; writer B's event comes while A is open, and
+/// B commits first. A sequence hands numbers out at insert time: had B's event taken a seq
+/// above A's and been dispatched while A was open, a cursor past it would never see A's. The
+/// triggers number events at commit, so B's is taken at once and A's after it, each once,
+/// and B never waits for A.
+#[test]
+fn two_writers_whose_transactions_overlap_are_both_delivered_once_in_commit_order() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    let mut a = writer(&schema);
+    let mut first = a.transaction().unwrap();
+    first
+        .batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')")
+        .unwrap();
+    let mut b = writer(&schema);
+    b.batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (2, 'K2')")
+        .unwrap();
+    // A dispatch while A is open takes B's event.
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(keys_and_ids(&server).0, ["license.created \"K2\""]);
+    first.commit().unwrap();
+    let (code, ..) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0));
+    let (keys, ids) = keys_and_ids(&server);
+    assert_eq!(
+        keys,
+        ["license.created \"K2\"", "license.created \"K1\""],
+        "both, in commit order"
+    );
+    assert_eq!(ids, 2, "each once");
+}
+
+/// Writer A changes license 1, then license 2, which writer B changed and has not committed
+/// yet: without keyhook, A waits for B and both commit. The triggers must not turn that into
+/// a deadlock: had they taken their lock at A's first change (after its row lock), B's
+/// change would wait for A's lock while A waits for B's row, and PostgreSQL would abort one.
+/// They take it at commit, after every row lock. The events arrive in commit order: B's,
+/// then A's two.
+#[test]
+fn the_triggers_turn_no_wait_between_writers_into_a_deadlock() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    writer(&schema)
+        .batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1'), (2, 'K2')")
+        .unwrap();
+    test.keyhook(["events", "install"]).assert().success();
+    let mut a = writer(&schema);
+    let mut b = writer(&schema);
+    a.batch_execute("BEGIN; UPDATE LicenseKeys SET Email = 'a@example.com' WHERE ID = 1")
+        .unwrap();
+    let (changed, b_changed) = std::sync::mpsc::channel();
+    let (go, commit_b) = std::sync::mpsc::channel::<()>();
+    let second = std::thread::spawn(move || {
+        let result =
+            b.batch_execute("BEGIN; UPDATE LicenseKeys SET Email = 'b@example.com' WHERE ID = 2");
+        changed.send(result.is_ok()).unwrap();
+        commit_b.recv().unwrap();
+        result.and_then(|()| b.batch_execute("COMMIT"))
+    });
+    // B's change must not wait for A (it did when the lock came with the first change).
+    let b_ok = b_changed.recv_timeout(Duration::from_secs(10));
+    assert_eq!(b_ok, Ok(true), "B's change went through while A was open");
+    // A now waits for B's row; B commits; A goes on.
+    let (updated, a_changed) = std::sync::mpsc::channel();
+    let first = std::thread::spawn(move || {
+        let result = a.batch_execute("UPDATE LicenseKeys SET Email = 'a@example.com' WHERE ID = 2");
+        updated.send(()).unwrap();
+        result.and_then(|()| a.batch_execute("COMMIT"))
+    });
+    assert!(
+        a_changed.recv_timeout(Duration::from_millis(300)).is_err(),
+        "A waits for B's row"
+    );
+    go.send(()).unwrap();
+    let b_result = second.join().unwrap();
+    let a_result = first.join().unwrap();
+    assert!(b_result.is_ok(), "B: {b_result:?}");
+    assert!(a_result.is_ok(), "A: {a_result:?}");
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (keys, ids) = keys_and_ids(&server);
+    let updated: Vec<&String> = keys
+        .iter()
+        .filter(|k| !k.starts_with("license.created"))
+        .collect();
+    assert_eq!(
+        updated,
+        [
+            "license.updated \"K2\"",
+            "license.updated \"K1\"",
+            "license.updated \"K2\""
+        ],
+        "B's change, then A's two: {keys:?}"
+    );
+    assert_eq!(ids, keys.len(), "each once");
+}
+
+/// Deferred to the commit, each event still carries the row as its own change left it, in
+/// the order of the changes, though the transaction changed the row again after it; a
+/// writer that makes its constraints immediate gets its events at each statement instead.
+#[test]
+fn events_fired_at_commit_carry_each_change_as_it_was() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    writer(&schema)
+        .batch_execute(
+            "BEGIN; \
+             INSERT INTO LicenseKeys (ID, ActivationKey, Email) VALUES (3, 'K3', 'first@example.com'); \
+             UPDATE LicenseKeys SET ComputerID = 'PC-1', ActivationCount = 1 WHERE ID = 3; \
+             UPDATE LicenseKeys SET Email = 'second@example.com' WHERE ID = 3; \
+             DELETE FROM LicenseKeys WHERE ID = 3; \
+             COMMIT; \
+             BEGIN; SET CONSTRAINTS ALL IMMEDIATE; \
+             INSERT INTO LicenseKeys (ID, ActivationKey, Email) VALUES (4, 'K4', 'now@example.com'); \
+             COMMIT",
+        )
+        .unwrap();
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let seen: Vec<String> = bodies(&server.requests(), "/std")
+        .iter()
+        .map(|b| {
+            let event: serde_json::Value = serde_json::from_str(b).unwrap();
+            let data = &event["data"];
+            format!(
+                "{} {} {} {}",
+                event["type"].as_str().unwrap(),
+                data["ActivationKey"].as_str().unwrap(),
+                data["Email"].as_str().unwrap(),
+                data["ComputerID"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let of = |key: &str| -> Vec<&str> {
+        seen.iter()
+            .filter(|line| line.split(' ').nth(1) == Some(key))
+            .map(String::as_str)
+            .collect()
+    };
+    assert_eq!(
+        of("K3"),
+        [
+            "license.created K3 first@example.com ",
+            "license.activated K3 first@example.com PC-1",
+            "license.updated K3 first@example.com PC-1",
+            "license.updated K3 second@example.com PC-1",
+            "license.deleted K3 second@example.com PC-1",
+        ],
+        "per license, in the order of its changes"
+    );
+    assert_eq!(of("K4"), ["license.created K4 now@example.com "]);
 }
 
 #[test]

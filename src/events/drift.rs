@@ -26,6 +26,10 @@ pub enum TableState {
     },
     /// The triggers' SQL is not what install recorded: edited outside keyhook.
     TriggersEdited,
+    /// On a server: the triggers fire at each change, not at commit (made by an earlier
+    /// keyhook, or re-created by hand), so they take the outbox's lock while the writer still
+    /// takes row locks (see `events::postgres::plan::OUTBOX_LOCK`).
+    NotDeferred,
     /// The catalog (events.toml) changed since install.
     CatalogChanged,
     /// Installed, but no longer in the catalog.
@@ -63,6 +67,11 @@ impl std::fmt::Display for TableState {
             TableState::TriggersEdited => {
                 write!(f, "the triggers were changed outside keyhook")
             }
+            TableState::NotDeferred => write!(
+                f,
+                "its triggers fire at each change, not at commit (made by an earlier keyhook): \
+                 they can turn a writer's wait for another's row into a deadlock"
+            ),
             TableState::CatalogChanged => {
                 write!(f, "the event catalog changed since install")
             }

@@ -7,20 +7,24 @@ use super::{Column, OUTBOX, channel};
 use crate::events::catalog::{Catalog, Event, Operation};
 use crate::licenses::postgres::quote_identifier as quote;
 
-/// The transaction-level advisory lock every event-writing transaction takes before its first
-/// outbox row (the first 8 bytes of SHA-256("keyhook-outbox")). Why: a sequence hands out
-/// numbers at insert time, not at commit time, so without it a transaction could take seq 10,
-/// commit after another took and committed 11, and a dispatcher whose cursor already moved to
-/// 11 would never see 10. Holding this lock from the first outbox row to commit makes writers
-/// of events take their numbers one transaction at a time, in the order they commit, as
-/// SQLite's single writer does: the cursor "last seq taken" stays a safe high-water mark.
-/// PostgreSQL makes a commit visible before it lets go of the transaction's locks, so a reader
-/// that sees seq n sees every seq below it. The price: transactions that write events to the
-/// same outbox wait for each other from their first event to their commit (a waiting writer
-/// shows `Lock: advisory` in `pg_stat_activity`).
+/// The transaction-level advisory lock every event-writing transaction takes at its commit,
+/// before its first outbox row (the first 8 bytes of SHA-256("keyhook-outbox")). Why: a
+/// sequence hands out numbers at insert time, not at commit time, so without it a transaction
+/// could take seq 10, commit after another took and committed 11, and a dispatcher whose
+/// cursor already moved to 11 would never see 10. Holding this lock from the first outbox row
+/// to commit makes writers of events take their numbers one transaction at a time, in the
+/// order they commit, as SQLite's single writer does: the cursor "last seq taken" stays a safe
+/// high-water mark. PostgreSQL makes a commit visible before it lets go of the transaction's
+/// locks, so a reader that sees seq n sees every seq below it.
+///
+/// The triggers are deferred constraint triggers ([`TablePlan::statements`]): they run when
+/// the transaction commits, after its last statement, so the lock is taken after every row
+/// lock the transaction will ever hold and held only while its events are written. Taken at
+/// the first change instead (as plain `AFTER` triggers did), it made a writer that waits for
+/// another's row deadlock with that other writer once it changed a catalog table too.
 pub const OUTBOX_LOCK: i64 = 0x6b65_7968_6f6f_6b01;
 
-/// Now, in UTC milliseconds: the writer's clock at the change.
+/// Now, in UTC milliseconds: the writer's clock at its commit, when the trigger runs.
 const NOW_MS: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// `json_build_object` takes at most 100 arguments: 50 columns per call.
@@ -85,7 +89,10 @@ impl TablePlan {
         bodies_hash(self.triggers.iter().map(|t| t.body.as_str()))
     }
 
-    /// The statements that (re)create the functions and triggers, in `schema`.
+    /// The statements that (re)create the functions and triggers, in `schema`. Each trigger
+    /// is a constraint trigger, deferred: it fires for each changed row, in the order of the
+    /// changes, when the transaction commits (see [`OUTBOX_LOCK`]), with the row as that
+    /// change left it.
     pub fn statements(&self, schema: &str) -> Vec<String> {
         let relation = format!("{}.{}", quote(schema), quote(&self.relation));
         let mut statements = Vec::new();
@@ -100,7 +107,8 @@ impl TablePlan {
                 quote(&trigger.name)
             ));
             statements.push(format!(
-                "CREATE TRIGGER {} AFTER {} ON {relation} FOR EACH ROW EXECUTE FUNCTION {function}()",
+                "CREATE CONSTRAINT TRIGGER {} AFTER {} ON {relation} DEFERRABLE INITIALLY DEFERRED \
+                 FOR EACH ROW EXECUTE FUNCTION {function}()",
                 quote(&trigger.name),
                 trigger.operation.word().to_uppercase(),
             ));
@@ -120,7 +128,8 @@ pub fn bodies_hash<'a>(bodies: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// The function's body: the lock, then one guarded `INSERT` per event in catalog order, then
-/// a notification (delivered by PostgreSQL only if the transaction commits).
+/// a notification (delivered by PostgreSQL only if the transaction commits). It runs at
+/// commit, with OLD and NEW as the change left them.
 fn function_body(
     schema: &str,
     table: &str,
