@@ -298,9 +298,15 @@ fn no_event_is_taken_while_a_webhook_file_is_broken_so_none_is_lost_for_it() {
     for args in [&["dispatch"][..], &["run-due"]] {
         let output = test.keyhook(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let text = crate::support::stderr(&output);
+        let text = crate::support::stdout(&output) + &crate::support::stderr(&output);
         assert!(
             text.contains("webhooks/crm.toml") && text.contains("no new event is taken"),
+            "{args:?}: {text}"
+        );
+        // run-due lists every problem first: the file is named there, and only there.
+        assert_eq!(
+            text.matches("webhooks/crm.toml").count(),
+            1,
             "{args:?}: {text}"
         );
     }
@@ -318,4 +324,26 @@ fn no_event_is_taken_while_a_webhook_file_is_broken_so_none_is_lost_for_it() {
     assert_eq!(other.request_count(), 1);
     assert_eq!(code(&test, ["dispatch"]), Some(0));
     assert_eq!(server.request_count() + other.request_count(), 2);
+}
+
+/// The broken file is the only webhook: that is not "no active webhooks" (exit 0) but the
+/// same error, since its events wait.
+#[test]
+fn a_broken_webhook_file_that_is_the_only_one_is_an_error() {
+    let test = with_webhook("http://127.0.0.1:9/", "").write(
+        "webhooks/hook.toml",
+        "name = \"hook\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"license.created\"]\nsecret =\n",
+    );
+    writer(&test)
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
+            [],
+        )
+        .unwrap();
+    for args in [&["dispatch"][..], &["watch"], &["run-due"]] {
+        let output = test.keyhook(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let text = crate::support::stdout(&output) + &crate::support::stderr(&output);
+        assert!(text.contains("webhooks/hook.toml"), "{args:?}: {text}");
+    }
 }

@@ -29,6 +29,10 @@ const BATCH: u32 = 500;
 pub fn run(context: &Context, _: &DispatchArgs, out: &mut impl Write) -> Result {
     let stop = Stop::install();
     let Some(mut dispatcher) = Dispatcher::new(context, out)? else {
+        // The only webhook files may be broken ones: their events wait, an error.
+        if let Some(why) = held(context) {
+            return Err(Error::config(anyhow!(why)));
+        }
         return Ok(Exit::Success);
     };
     let exit = dispatcher.pass(context, &stop, out)?;
@@ -233,20 +237,20 @@ impl ExpiryGate {
     }
 }
 
-/// Why events must wait: the broken webhook files, and what to do.
-fn held(context: &Context) -> Option<String> {
+/// Why events must wait while a webhook file is broken, and what to do.
+pub const HOLD: &str = "no new event is taken while a webhook file is broken: each event is \
+    taken once for every webhook, so the broken one's would be lost. Fix the file (`keyhook \
+    check` lists every problem); the events wait in the outbox, and deliveries already recorded \
+    are still sent";
+
+/// Why events must wait: the broken webhook files, and [`HOLD`].
+pub fn held(context: &Context) -> Option<String> {
     let problems = context.definitions.webhook_problems();
     if problems.is_empty() {
         return None;
     }
     let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    Some(format!(
-        "{}\nno new event is taken while a webhook file is broken: each event is taken once \
-         for every webhook, so the broken one's would be lost. Fix the file (`keyhook check` \
-         lists every problem); the events wait in the outbox, and deliveries already recorded \
-         are still sent",
-        lines.join("\n")
-    ))
+    Some(format!("{}\n{HOLD}", lines.join("\n")))
 }
 
 /// Sends the due deliveries of the webhook sources `names` (`retry`), in the runner's

@@ -79,6 +79,10 @@ fn dispatch_events(context: &Context, stop: &Stop, out: &mut impl Write) -> Resu
     let Some(mut dispatcher) = Dispatcher::new(context, &mut quiet)? else {
         return Ok(Exit::Success);
     };
+    // The broken files are among the problems said above: only why events wait, once.
+    if dispatcher.held.is_some() {
+        dispatcher.held = Some(super::dispatch::HOLD.to_string());
+    }
     dispatcher.pass(context, stop, out)
 }
 

@@ -24,6 +24,9 @@ const TICK: Duration = Duration::from_secs(1);
 pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result {
     let stop = Stop::install();
     let Some(mut dispatcher) = Dispatcher::new(context, out)? else {
+        if let Some(why) = super::dispatch::held(context) {
+            return Err(Error::config(anyhow::anyhow!("{why}")));
+        }
         return Ok(Exit::Config);
     };
     // While running, a file that breaks keeps its last good webhook; at start there is none.
