@@ -347,3 +347,29 @@ fn a_broken_webhook_file_that_is_the_only_one_is_an_error() {
         assert!(text.contains("webhooks/hook.toml"), "{args:?}: {text}");
     }
 }
+
+/// `retry` with deliveries of a webhook whose file broke since: it cannot tell which webhook
+/// the broken file was, so it says that it may be that one.
+#[test]
+fn retry_says_a_waiting_webhook_may_be_a_broken_file() {
+    let test = with_webhook("http://127.0.0.1:9/", "retry_schedule = [\"1s\"]");
+    writer(&test)
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(code(&test, ["dispatch"]), Some(1), "the receiver is down");
+    let test = test
+        .write("webhooks/hook.toml", "name = \"hook\"\nurl =\n")
+        .env("KEYHOOK_NOW", "2030-01-01T00:00:00");
+    let output = test.keyhook(["retry"]).output().unwrap();
+    let text = crate::support::stdout(&output) + &crate::support::stderr(&output);
+    assert!(
+        text.contains(
+            "hook: deliveries wait, but its webhook is gone, inactive or of another \
+             environment (or its file is broken: `keyhook check` names it); they stay pending"
+        ),
+        "{text}"
+    );
+}

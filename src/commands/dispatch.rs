@@ -268,12 +268,17 @@ pub fn send_sources(
     };
     let state = context.open_state()?;
     let mut exit = Exit::Success;
+    // A webhook whose file is broken is not loaded: it may be the one.
+    let broken = match context.definitions.webhook_problems().is_empty() {
+        true => "",
+        false => " (or its file is broken: `keyhook check` names it)",
+    };
     for name in names {
         let Some(source) = sources.iter().find(|s| s.route.source == *name) else {
             writeln!(
                 out,
                 "{name}: deliveries wait, but its webhook is gone, inactive or of another \
-                 environment; they stay pending"
+                 environment{broken}; they stay pending"
             )?;
             exit = exit.worst(Exit::DeliveryFailed);
             continue;
