@@ -230,7 +230,21 @@ impl Context {
 
     /// Opens (creating and migrating) keyhook's state, on whichever back end it is.
     pub fn open_state(&self) -> Result<State> {
-        Ok(State::open(&self.state_location, &self.identity)?)
+        // SQLite takes an empty file for a new database: said, since a state file emptied by
+        // a botched copy or restore would otherwise start over in silence (its retries gone,
+        // its slots free to run again). A first run killed as it opened leaves one too.
+        let emptied = matches!(self.state_location, state_db::Location::File(_))
+            && std::fs::metadata(&self.state_path).is_ok_and(|meta| meta.is_file() && meta.len() == 0);
+        let state = State::open(&self.state_location, &self.identity)?;
+        if emptied {
+            eprintln!(
+                "warning: the state file {} was empty (0 bytes): keyhook started a new state in \
+                 it. If it held keyhook's state before (a truncated copy or restore), its run \
+                 history and retry queue are gone, and a slot that already ran may run again.",
+                self.state_path.display()
+            );
+        }
+        Ok(state)
     }
 
     /// Whether the state is there (a server always is); an error when a file cannot be looked
