@@ -234,7 +234,8 @@ impl Context {
         // a botched copy or restore would otherwise start over in silence (its retries gone,
         // its slots free to run again). A first run killed as it opened leaves one too.
         let emptied = matches!(self.state_location, state_db::Location::File(_))
-            && std::fs::metadata(&self.state_path).is_ok_and(|meta| meta.is_file() && meta.len() == 0);
+            && std::fs::metadata(&self.state_path)
+                .is_ok_and(|meta| meta.is_file() && meta.len() == 0);
         let state = State::open(&self.state_location, &self.identity)?;
         if emptied {
             eprintln!(

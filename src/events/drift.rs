@@ -26,10 +26,9 @@ pub enum TableState {
     },
     /// The triggers' SQL is not what install recorded: edited outside keyhook.
     TriggersEdited,
-    /// On a server: the triggers fire at each change, not at commit (made by an earlier
-    /// keyhook, or re-created by hand), so they take the outbox's lock while the writer still
-    /// takes row locks (see `events::postgres::plan::OUTBOX_LOCK`).
-    NotDeferred,
+    /// On a server: the triggers were made by an earlier keyhook and hold one lock from a
+    /// writer's first event to its commit (see `events::postgres::plan::OUTBOX_LOCK`).
+    EarlierLock,
     /// The catalog (events.toml) changed since install.
     CatalogChanged,
     /// Installed, but no longer in the catalog.
@@ -67,10 +66,10 @@ impl std::fmt::Display for TableState {
             TableState::TriggersEdited => {
                 write!(f, "the triggers were changed outside keyhook")
             }
-            TableState::NotDeferred => write!(
+            TableState::EarlierLock => write!(
                 f,
-                "its triggers fire at each change, not at commit (made by an earlier keyhook): \
-                 they can turn a writer's wait for another's row into a deadlock"
+                "its triggers were made by an earlier keyhook: they make writers of events wait \
+                 for each other and can deadlock them"
             ),
             TableState::CatalogChanged => {
                 write!(f, "the event catalog changed since install")

@@ -4,7 +4,7 @@
 //! webhook's `events` list means ([`names`]) and an event's request body ([`payload`]).
 //!
 //! On a PostgreSQL license database, [`postgres`] makes the same outbox with PL/pgSQL
-//! triggers, deferred to the commit and kept in commit order by a transaction-level advisory lock.
+//! triggers; a reader takes no row an open transaction could still commit a lower seq than.
 //!
 //! [`dispatch`] turns outbox rows after the state database's cursor into deliveries, one per
 //! subscribed webhook source, recorded with the cursor in one transaction.

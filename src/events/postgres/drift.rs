@@ -5,7 +5,7 @@
 
 use postgres::GenericClient;
 
-use super::plan::{TablePlan, bodies_hash};
+use super::plan::{EARLIER_LOCK, TablePlan, bodies_hash};
 use super::{META, columns, relation};
 use crate::events::catalog::Catalog;
 pub use crate::events::drift::{Recorded, Status, TableState, TableStatus};
@@ -42,13 +42,9 @@ fn table_state(
     };
     let mut bodies = Vec::new();
     let mut missing = Vec::new();
-    let mut deferred = true;
     for name in &record.triggers {
         match installed_body(client, schema, &rel, name)? {
-            Some((body, at_commit)) => {
-                bodies.push(body);
-                deferred &= at_commit;
-            }
+            Some(body) => bodies.push(body),
             None => missing.push(name.clone()),
         }
     }
@@ -70,8 +66,8 @@ fn table_state(
     if bodies_hash(bodies.iter().map(String::as_str)) != record.sql_sha256 {
         return Ok(TableState::TriggersEdited);
     }
-    if !deferred {
-        return Ok(TableState::NotDeferred);
+    if bodies.iter().any(|body| body.contains(EARLIER_LOCK)) {
+        return Ok(TableState::EarlierLock);
     }
     let plan = TablePlan::new(catalog, schema, (table, &rel), now);
     if plan.sql_hash() != record.sql_sha256 {
@@ -81,15 +77,15 @@ fn table_state(
 }
 
 /// The body of the function trigger `name` on `rel` calls, if that trigger exists and calls
-/// keyhook's function of the same name, and whether the trigger fires at commit (deferred).
+/// keyhook's function of the same name.
 fn installed_body(
     client: &mut impl GenericClient,
     schema: &str,
     rel: &str,
     name: &str,
-) -> Result<Option<(String, bool)>, postgres::Error> {
+) -> Result<Option<String>, postgres::Error> {
     let row = client.query_opt(
-        "SELECT p.prosrc, t.tgdeferrable AND t.tginitdeferred FROM pg_catalog.pg_trigger t \
+        "SELECT p.prosrc FROM pg_catalog.pg_trigger t \
          JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
@@ -97,8 +93,7 @@ fn installed_body(
          AND p.pronamespace = n.oid",
         &[&schema, &rel, &name],
     )?;
-    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .transpose()
+    row.map(|row| row.try_get(0)).transpose()
 }
 
 /// What install recorded, table by table.

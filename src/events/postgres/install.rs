@@ -6,7 +6,7 @@
 use postgres::Transaction;
 
 use super::drift::{self, TableState};
-use super::plan::{TablePlan, snapshot_sql};
+use super::plan::{LAST_FUNCTION, TablePlan, last_function_sql, snapshot_sql};
 use super::{META, OUTBOX, PgOutbox, columns, relation};
 use crate::events::catalog::{Catalog, Operation};
 use crate::events::outbox::{InstallError, Report};
@@ -34,13 +34,7 @@ pub fn install(pg: &mut PgOutbox, catalog: &Catalog) -> Result<Report, InstallEr
     if !problems.is_empty() {
         return Err(InstallError::Catalog(problems));
     }
-    let mut report = Report::new();
-    for (table, ddl) in [(OUTBOX, outbox_ddl(&schema)), (META, meta_ddl(&schema))] {
-        if relation(&mut tx, &schema, table)?.is_none() {
-            tx.batch_execute(&ddl)?;
-            report.push(format!("created table {table}"));
-        }
-    }
+    let mut report = create_missing(&mut tx, &schema)?;
     let status = drift::status(&mut tx, &schema, catalog)?;
     for table in &status.tables {
         if table.state == TableState::Current {
@@ -82,6 +76,22 @@ pub fn install(pg: &mut PgOutbox, catalog: &Catalog) -> Result<Report, InstallEr
     }
     if !report.is_empty() {
         tx.commit()?;
+    }
+    Ok(report)
+}
+
+/// Creates the outbox, the meta table and [`LAST_FUNCTION`] where they are missing.
+fn create_missing(tx: &mut Transaction, schema: &str) -> Result<Report, postgres::Error> {
+    let mut report = Report::new();
+    for (table, ddl) in [(OUTBOX, outbox_ddl(schema)), (META, meta_ddl(schema))] {
+        if relation(tx, schema, table)?.is_none() {
+            tx.batch_execute(&ddl)?;
+            report.push(format!("created table {table}"));
+        }
+    }
+    if !function_exists(tx, schema, LAST_FUNCTION)? {
+        tx.batch_execute(&last_function_sql(schema))?;
+        report.push(format!("created function {LAST_FUNCTION}"));
     }
     Ok(report)
 }
@@ -157,6 +167,13 @@ pub fn uninstall(pg: &mut PgOutbox, force: bool) -> Result<Report, InstallError>
             drop_recorded(&mut tx, &schema, &table, &triggers)?;
             report.push(format!("{table}: removed triggers {}", triggers.join(", ")));
         }
+    }
+    if function_exists(&mut tx, &schema, LAST_FUNCTION)? {
+        tx.batch_execute(&format!(
+            "DROP FUNCTION {}.{LAST_FUNCTION}()",
+            quote(&schema)
+        ))?;
+        report.push(format!("dropped function {LAST_FUNCTION}"));
     }
     let qualified = |table: &str| format!("{}.{table}", quote(&schema));
     if relation(&mut tx, &schema, OUTBOX)?.is_some() {
@@ -263,6 +280,21 @@ fn snapshot_probe(table: &str, operation: Operation, columns: &[super::Column]) 
         snapshot_sql(row, columns),
         row.to_lowercase()
     )
+}
+
+/// Whether `schema` has a function `name` (without arguments).
+fn function_exists(
+    tx: &mut Transaction,
+    schema: &str,
+    name: &str,
+) -> Result<bool, postgres::Error> {
+    let row = tx.query_one(
+        "SELECT count(*) FROM pg_catalog.pg_proc p \
+         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0",
+        &[&schema, &name],
+    )?;
+    Ok(row.try_get::<_, i64>(0)? > 0)
 }
 
 fn outbox_ddl(schema: &str) -> String {

@@ -70,15 +70,58 @@ impl PgOutbox {
         Ok(relation(&mut self.client, &schema, OUTBOX)?.is_some())
     }
 
-    /// Up to `limit` outbox rows after sequence `after`, in commit order (see
-    /// [`plan::OUTBOX_LOCK`] for why seq order is commit order here too).
+    /// Up to `limit` outbox rows after sequence `after`, in seq order, none that an open
+    /// transaction could still commit a row below (see [`plan::OUTBOX_LOCK`]): the sequence's
+    /// last value is read first, then the marks of the transactions writing events, then the
+    /// rows up to the lowest of them. Each in its own statement, in that order: a transaction
+    /// that takes a seq after the first read takes one above it, and one that took one before
+    /// had marked itself before, so the second read sees its mark or its commit the third.
     pub fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, PgEventsError> {
+        let last: i64 = self
+            .client
+            .query_one(
+                &format!("SELECT {}.{}()", quote(&self.schema), plan::LAST_FUNCTION),
+                &[],
+            )?
+            .try_get(0)?;
+        // The lowest row that could be taken: none, nothing to do.
+        let lowest: Option<i64> = self
+            .client
+            .query_one(
+                &format!("SELECT min(seq) FROM {} WHERE seq > $1", self.outbox()),
+                &[&after],
+            )?
+            .try_get(0)?;
+        let Some(lowest) = lowest else {
+            return Ok(Vec::new());
+        };
+        // A mark gives only its value's low 32 bits (see [`plan::mark_class`]): each is read
+        // as the one value with those bits in a window of 2^32 around the lowest row, whose
+        // top this pass does not go past. A mark taken since the last value was read is above
+        // it, so above the top: it holds nothing back.
+        let base = after.max(lowest - (1 << 31));
+        let top = last.min(base + (1 << 32) - 1);
+        let marked: Option<i64> = self
+            .client
+            .query_one(
+                "SELECT min(k.mark) FROM (SELECT $1 + ((l.objid::bigint - $1) % 4294967296 \
+                 + 4294967296) % 4294967296 AS mark FROM pg_catalog.pg_locks l \
+                 WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.mode = 'ShareLock' \
+                 AND l.classid::bigint = $2 AND l.database = \
+                 (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) k \
+                 WHERE k.mark <= $3",
+                &[&base, &i64::from(plan::mark_class(&self.schema)), &top],
+            )?
+            .try_get(0)?;
+        let horizon = marked.map_or(top, |marked| marked.min(top));
         let sql = format!(
             "SELECT seq, event_type, table_name, row_key, created_ms, snapshot FROM {} \
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
+             WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
             self.outbox()
         );
-        let rows = self.client.query(&sql, &[&after, &i64::from(limit)])?;
+        let rows = self
+            .client
+            .query(&sql, &[&after, &horizon, &i64::from(limit)])?;
         rows.iter()
             .map(|row| {
                 Ok(OutboxRow {

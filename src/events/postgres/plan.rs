@@ -7,24 +7,65 @@ use super::{Column, OUTBOX, channel};
 use crate::events::catalog::{Catalog, Event, Operation};
 use crate::licenses::postgres::quote_identifier as quote;
 
-/// The transaction-level advisory lock every event-writing transaction takes at its commit,
-/// before its first outbox row (the first 8 bytes of SHA-256("keyhook-outbox")). Why: a
-/// sequence hands out numbers at insert time, not at commit time, so without it a transaction
-/// could take seq 10, commit after another took and committed 11, and a dispatcher whose
-/// cursor already moved to 11 would never see 10. Holding this lock from the first outbox row
-/// to commit makes writers of events take their numbers one transaction at a time, in the
-/// order they commit, as SQLite's single writer does: the cursor "last seq taken" stays a safe
-/// high-water mark. PostgreSQL makes a commit visible before it lets go of the transaction's
-/// locks, so a reader that sees seq n sees every seq below it.
+/// A sequence hands out numbers at insert time, not at commit time: a transaction could take
+/// seq 10 and commit after another took and committed 11, and a dispatcher whose cursor had
+/// moved to 11 would never see 10. Writers are not made to wait for each other over this (a
+/// lock from a writer's first event to its commit made a writer that waits for another's row
+/// deadlock with it): each transaction that writes events marks itself instead, before its
+/// first outbox row, with a shared transaction-level advisory lock whose key is the outbox
+/// sequence's last value at that moment ([`LAST_FUNCTION`], [`mark_class`]). Every seq the transaction then
+/// takes is above its mark, and the lock goes with the transaction, commit or rollback. A
+/// reader ([`super::PgOutbox::read_after`]) reads the sequence's last value, then the marks in
+/// `pg_locks`, then the rows, and takes none above the lowest of them: what an open
+/// transaction may still commit is never passed by. Shared locks never wait for each other,
+/// and nobody takes this key space exclusively, so the mark costs a writer no wait. It is
+/// taken once per transaction (a transaction-local setting, [`mark_setting`], says it is).
 ///
-/// The triggers are deferred constraint triggers ([`TablePlan::statements`]): they run when
-/// the transaction commits, after its last statement, so the lock is taken after every row
-/// lock the transaction will ever hold and held only while its events are written. Taken at
-/// the first change instead (as plain `AFTER` triggers did), it made a writer that waits for
-/// another's row deadlock with that other writer once it changed a catalog table too.
+/// Triggers made by earlier versions took `pg_advisory_xact_lock` with this key instead
+/// (exclusive, held to commit): [`EARLIER_LOCK`] finds them.
 pub const OUTBOX_LOCK: i64 = 0x6b65_7968_6f6f_6b01;
 
-/// Now, in UTC milliseconds: the writer's clock at its commit, when the trigger runs.
+/// What the bodies of earlier versions' trigger functions call (see [`OUTBOX_LOCK`]).
+pub const EARLIER_LOCK: &str = "pg_advisory_xact_lock(";
+
+/// The outbox sequence's last value (the one before its first, before that), as the
+/// installer sees it: a `SECURITY DEFINER` function, so a writer needs no grant on the
+/// sequence.
+pub const LAST_FUNCTION: &str = "keyhook_outbox_last";
+
+/// The transaction-local setting that says the transaction has marked itself, per schema
+/// (`keyhook.outbox_` and 16 hex digits of the schema's SHA-256).
+pub fn mark_setting(schema: &str) -> String {
+    let digest = Sha256::digest(schema.as_bytes());
+    format!("keyhook.outbox_{}", hex::encode(&digest[..8]))
+}
+
+/// A mark is the two-key form of the advisory lock: this first key, per schema (31 bits of the
+/// schema's SHA-256), so outboxes in other schemas never hold each other's events back, and
+/// the low 32 bits of the sequence's last value as the second. A reader knows the range a
+/// mark can be in (from its cursor to the last value it read): within 2^32 of each other,
+/// the low bits tell the value.
+pub fn mark_class(schema: &str) -> i32 {
+    let digest = Sha256::digest(schema.as_bytes());
+    let bits = u32::from_be_bytes([digest[8], digest[9], digest[10], digest[11]]) & 0x7fff_ffff;
+    i32::try_from(bits).unwrap_or_default()
+}
+
+/// The statement that (re)creates [`LAST_FUNCTION`] in `schema`.
+pub fn last_function_sql(schema: &str) -> String {
+    let outbox = format!("{}.{OUTBOX}", quote(schema));
+    format!(
+        "CREATE OR REPLACE FUNCTION {}.{LAST_FUNCTION}() RETURNS bigint LANGUAGE sql STABLE \
+         SECURITY DEFINER SET search_path = pg_catalog AS \
+         $keyhook$SELECT coalesce(pg_sequence_last_value(q.s), \
+         (SELECT p.seqstart - 1 FROM pg_sequence p WHERE p.seqrelid = q.s)) \
+         FROM (SELECT pg_get_serial_sequence({}, 'seq')::regclass AS s) q$keyhook$",
+        quote(schema),
+        literal(&outbox)
+    )
+}
+
+/// Now, in UTC milliseconds: the writer's clock at the change.
 const NOW_MS: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// `json_build_object` takes at most 100 arguments: 50 columns per call.
@@ -89,10 +130,7 @@ impl TablePlan {
         bodies_hash(self.triggers.iter().map(|t| t.body.as_str()))
     }
 
-    /// The statements that (re)create the functions and triggers, in `schema`. Each trigger
-    /// is a constraint trigger, deferred: it fires for each changed row, in the order of the
-    /// changes, when the transaction commits (see [`OUTBOX_LOCK`]), with the row as that
-    /// change left it.
+    /// The statements that (re)create the functions and triggers, in `schema`.
     pub fn statements(&self, schema: &str) -> Vec<String> {
         let relation = format!("{}.{}", quote(schema), quote(&self.relation));
         let mut statements = Vec::new();
@@ -107,8 +145,7 @@ impl TablePlan {
                 quote(&trigger.name)
             ));
             statements.push(format!(
-                "CREATE CONSTRAINT TRIGGER {} AFTER {} ON {relation} DEFERRABLE INITIALLY DEFERRED \
-                 FOR EACH ROW EXECUTE FUNCTION {function}()",
+                "CREATE TRIGGER {} AFTER {} ON {relation} FOR EACH ROW EXECUTE FUNCTION {function}()",
                 quote(&trigger.name),
                 trigger.operation.word().to_uppercase(),
             ));
@@ -127,9 +164,9 @@ pub fn bodies_hash<'a>(bodies: impl Iterator<Item = &'a str>) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The function's body: the lock, then one guarded `INSERT` per event in catalog order, then
-/// a notification (delivered by PostgreSQL only if the transaction commits). It runs at
-/// commit, with OLD and NEW as the change left them.
+/// The function's body: the transaction's mark (once, see [`OUTBOX_LOCK`]), then one guarded
+/// `INSERT` per event in catalog order, then a notification (delivered by PostgreSQL only if
+/// the transaction commits).
 fn function_body(
     schema: &str,
     table: &str,
@@ -140,9 +177,16 @@ fn function_body(
 ) -> String {
     let row = operation.row();
     let outbox = format!("{}.{OUTBOX}", quote(schema));
+    let setting = literal(&mark_setting(schema));
     let mut body = format!(
-        "\nDECLARE\n    snapshot text := {};\nBEGIN\n    PERFORM pg_advisory_xact_lock({OUTBOX_LOCK});\n",
-        snapshot_sql(row, columns)
+        "\nDECLARE\n    snapshot text := {};\nBEGIN\n    \
+         IF current_setting({setting}, true) IS DISTINCT FROM 'on' THEN\n        \
+         PERFORM pg_advisory_xact_lock_shared({}, \
+         ({}.{LAST_FUNCTION}() & 4294967295)::bit(32)::integer);\n        \
+         PERFORM set_config({setting}, 'on', true);\n    END IF;\n",
+        snapshot_sql(row, columns),
+        mark_class(schema),
+        quote(schema)
     );
     for event in events {
         let insert = format!(
