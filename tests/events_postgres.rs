@@ -129,6 +129,17 @@ fn install_is_idempotent_status_sees_a_new_column_and_uninstall_removes_exactly_
     let (_, out, _) = run(&test, &["events", "status"]);
     assert!(out.contains("LicenseKeys: triggers current"), "{out}");
     assert_eq!(objects(&schema), installed);
+    // A trigger disabled by hand: its table's changes make no events.
+    schema.run("ALTER TABLE licensekeys DISABLE TRIGGER \"keyhook_LicenseKeys_update\"");
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(
+        out.contains("LicenseKeys: trigger(s) keyhook_LicenseKeys_update are disabled"),
+        "{out}"
+    );
+    let (_, out, _) = run(&test, &["events", "install"]);
+    assert!(out.contains("LicenseKeys: replaced (trigger(s)"), "{out}");
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(out.contains("LicenseKeys: triggers current"), "{out}");
     schema.run("ALTER TABLE LicenseKeys ADD COLUMN Region text");
     let (code, out, _) = run(&test, &["events", "status"]);
     assert_eq!(code, Some(0));

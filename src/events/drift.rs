@@ -19,6 +19,9 @@ pub enum TableState {
     TableMissing,
     /// Recorded triggers are gone: the table was dropped and re-created, or they were dropped.
     TriggersMissing { triggers: Vec<String> },
+    /// On a server: recorded triggers are there but disabled (`ALTER TABLE ... DISABLE
+    /// TRIGGER`, or enabled for replicas only): the table's changes make no events.
+    TriggersDisabled { triggers: Vec<String> },
     /// Columns were added or removed since install: snapshots miss the new ones.
     ColumnsChanged {
         added: Vec<String>,
@@ -45,6 +48,12 @@ impl std::fmt::Display for TableState {
                 f,
                 "trigger(s) {} are gone (was the table dropped and re-created?): its changes \
                  make no events",
+                triggers.join(", ")
+            ),
+            TableState::TriggersDisabled { triggers } => write!(
+                f,
+                "trigger(s) {} are disabled (ALTER TABLE ... DISABLE TRIGGER): its changes make \
+                 no events",
                 triggers.join(", ")
             ),
             TableState::ColumnsChanged { added, removed } => {

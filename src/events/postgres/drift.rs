@@ -42,14 +42,23 @@ fn table_state(
     };
     let mut bodies = Vec::new();
     let mut missing = Vec::new();
+    let mut disabled = Vec::new();
     for name in &record.triggers {
         match installed_body(client, schema, &rel, name)? {
-            Some(body) => bodies.push(body),
+            Some((body, enabled)) => {
+                bodies.push(body);
+                if !enabled {
+                    disabled.push(name.clone());
+                }
+            }
             None => missing.push(name.clone()),
         }
     }
     if !missing.is_empty() {
         return Ok(TableState::TriggersMissing { triggers: missing });
+    }
+    if !disabled.is_empty() {
+        return Ok(TableState::TriggersDisabled { triggers: disabled });
     }
     let now = columns(client, schema, &rel)?;
     let names: Vec<String> = now.iter().map(|c| c.name.clone()).collect();
@@ -77,15 +86,16 @@ fn table_state(
 }
 
 /// The body of the function trigger `name` on `rel` calls, if that trigger exists and calls
-/// keyhook's function of the same name.
+/// keyhook's function of the same name, and whether it fires for ordinary writers (enabled,
+/// not for replicas only).
 fn installed_body(
     client: &mut impl GenericClient,
     schema: &str,
     rel: &str,
     name: &str,
-) -> Result<Option<String>, postgres::Error> {
+) -> Result<Option<(String, bool)>, postgres::Error> {
     let row = client.query_opt(
-        "SELECT p.prosrc FROM pg_catalog.pg_trigger t \
+        "SELECT p.prosrc, t.tgenabled IN ('O', 'A') FROM pg_catalog.pg_trigger t \
          JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
@@ -93,7 +103,8 @@ fn installed_body(
          AND p.pronamespace = n.oid",
         &[&schema, &rel, &name],
     )?;
-    row.map(|row| row.try_get(0)).transpose()
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()
 }
 
 /// What install recorded, table by table.
