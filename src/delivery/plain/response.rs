@@ -156,7 +156,11 @@ impl Input<'_> {
                     return Ok(head);
                 }
                 Ok(Status::Partial) if self.filled - self.pos >= MAX_HEAD => {
-                    return Err(Failure::Malformed("its head is over 64 KiB".into()));
+                    // Not read further; its status line still says what became of the request.
+                    return status_line(&self.buf[self.pos..self.filled])
+                        .filter(|status| *status >= 200)
+                        .map(spent_head)
+                        .ok_or_else(|| Failure::Malformed("its head is over 64 KiB".into()));
                 }
                 Ok(Status::Partial) => {}
                 Err(error) => return Err(Failure::Malformed(error.to_string())),
@@ -277,6 +281,32 @@ impl Input<'_> {
 fn keep(excerpt: &mut Vec<u8>, bytes: &[u8]) {
     let room = EXCERPT_BYTES.saturating_sub(excerpt.len());
     excerpt.extend_from_slice(&bytes[..room.min(bytes.len())]);
+}
+
+/// The status of a head's first line, `HTTP/1.x NNN ...`, if it is one.
+fn status_line(head: &[u8]) -> Option<u16> {
+    let line = head.split(|&byte| byte == b'\r').next()?;
+    let rest = line
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| line.strip_prefix(b"HTTP/1.0 "))?;
+    let digits = rest.get(..3)?;
+    let after = rest.get(3).copied();
+    if !digits.iter().all(u8::is_ascii_digit) || after.is_some_and(|byte| byte != b' ') {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// A head keyhook did not read past its status line: nothing else is known, and the
+/// connection cannot carry the next request.
+fn spent_head(status: u16) -> Head {
+    Head {
+        status,
+        location: None,
+        retry_after: None,
+        body: Body::Length(0),
+        keep_alive: false,
+    }
 }
 
 /// The parts of a parsed head keyhook uses.

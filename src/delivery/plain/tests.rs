@@ -481,3 +481,37 @@ fn an_answer_with_hundreds_of_fields_is_read_and_the_connection_kept() {
     let (requests, connections) = handle.join().unwrap();
     assert_eq!((requests.len(), connections), (2, 1));
 }
+
+#[test]
+fn an_answer_whose_head_is_over_64_kib_counts_by_its_status_line() {
+    let mut huge = String::from("HTTP/1.1 200 OK\r\nX-Big: ");
+    huge.push_str(&"a".repeat(70 * 1024));
+    huge.push_str("\r\nContent-Length: 2\r\n\r\nok");
+    let huge: &'static [u8] = Box::leak(huge.into_bytes().into_boxed_slice());
+    let (url, handle) = receiver(vec![
+        (huge, true),
+        (b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", false),
+    ]);
+    let mut client = client();
+    let answer = post(&mut client, &url).unwrap();
+    assert_eq!(answer.status, 200, "the receiver took it");
+    assert_eq!(post(&mut client, &url).unwrap().status, 201);
+    let (requests, connections) = handle.join().unwrap();
+    assert_eq!(
+        (requests.len(), connections),
+        (2, 2),
+        "the first connection was not reused"
+    );
+    // An interim (1xx) answer says nothing of the request: not valid HTTP.
+    let mut junk = String::from("HTTP/1.1 103 Early Hints\r\nX-Big: ");
+    junk.push_str(&"a".repeat(70 * 1024));
+    let junk: &'static [u8] = Box::leak(junk.into_bytes().into_boxed_slice());
+    let (url, handle) = receiver(vec![(junk, true)]);
+    let bad = post(&mut client, &url).unwrap_err();
+    assert!(
+        bad.describe(client.timeout).contains("over 64 KiB"),
+        "{}",
+        bad.describe(client.timeout)
+    );
+    handle.join().unwrap();
+}
