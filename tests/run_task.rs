@@ -269,3 +269,27 @@ fn configuration_errors_exit_2_and_send_nothing() {
     }
     assert_eq!(server.request_count(), 0);
 }
+
+/// A 2xx whose head is large (a receiver behind a proxy that adds a big cookie) is delivered,
+/// by keyhook's own client and by ureq (which carries https:// URLs) alike.
+#[test]
+fn a_2xx_with_a_head_over_64_kib_is_delivered_by_either_client() {
+    for default_transport in [false, true] {
+        let big = "a".repeat(100 * 1024);
+        let server = Server::start("127.0.0.1:0", move |_| {
+            Reply::ok().with_header("X-Big", &big)
+        })
+        .unwrap();
+        let test = renewals(&server.url("/hook"), "");
+        let mut command = test.keyhook(["run-task", "renewals"]);
+        if default_transport {
+            command.env("KEYHOOK_BENCH_DEFAULT_TRANSPORT", "1");
+        }
+        let output = command.output().unwrap();
+        let text = stdout(&output);
+        assert!(
+            text.starts_with("renewals: 3 matched, 3 delivered, 0 failed in "),
+            "ureq: {default_transport}: {text}"
+        );
+    }
+}

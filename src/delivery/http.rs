@@ -62,6 +62,9 @@ pub struct Sender {
     explained: Mutex<Vec<(String, String)>>,
 }
 
+/// The largest answer head ureq reads (for `https://`).
+const MAX_RESPONSE_HEAD: usize = 1 << 20;
+
 impl Sender {
     /// A sender whose every request must complete within `timeout`, verifying and presenting
     /// certificates as `tls` says for `https://` urls.
@@ -72,6 +75,9 @@ impl Sender {
             .http_status_as_error(false)
             // A redirected POST is a failure the user must see, not something to follow.
             .max_redirects(0)
+            // A 2xx is delivered whatever its head carries (keyhook's own client reads the
+            // status line of any head): 1 MiB rather than ureq's 64 KiB.
+            .max_response_header_size(MAX_RESPONSE_HEAD)
             .user_agent(USER_AGENT)
             .build();
         let resolver = RunResolver::default();
