@@ -596,3 +596,52 @@ fn an_expiry_on_the_server_fires_license_expired_once() {
     let id = expired.header("X-Keyhook-Delivery").unwrap();
     assert!(id.starts_with("evt_exp_1_"), "{id}");
 }
+
+/// A transaction that read the sequence's last value before a dispatch pass did, and marked
+/// itself after that pass had looked at the marks: its mark is below the cursor. Its seq is
+/// above what that pass took, and a later pass must take nothing past it until it ends.
+#[test]
+fn a_mark_below_the_cursor_holds_later_events_back() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    let mut setup = writer(&schema);
+    setup
+        .batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey, Email) VALUES (1, 'K1', 'a')")
+        .unwrap();
+    let first: i64 = setup
+        .query_one("SELECT max(seq) FROM keyhook_outbox", &[])
+        .unwrap()
+        .get(0);
+    run(&test, &["dispatch"]);
+    assert_eq!(events_and_ids(&server).0, ["license.created K1 a"]);
+    // X: the mark it would have taken had it read the last value a few events ago.
+    let class = keyhook::events::postgres::plan::mark_class(&schema.name);
+    let setting = keyhook::events::postgres::plan::mark_setting(&schema.name);
+    let mut x = writer(&schema);
+    x.batch_execute(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock_shared({class}, ({} & 4294967295)::bit(32)::integer); \
+         SELECT set_config('{setting}', 'on', true); \
+         INSERT INTO LicenseKeys (ID, ActivationKey, Email) VALUES (2, 'K2', 'x')",
+        first - 5
+    ))
+    .unwrap();
+    writer(&schema)
+        .batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey, Email) VALUES (3, 'K3', 'y')")
+        .unwrap();
+    run(&test, &["dispatch"]);
+    assert_eq!(events_and_ids(&server).0.len(), 1, "Y's event waits for X");
+    x.batch_execute("COMMIT").unwrap();
+    run(&test, &["dispatch"]);
+    let (events, ids) = events_and_ids(&server);
+    assert_eq!(
+        events,
+        [
+            "license.created K1 a",
+            "license.created K2 x",
+            "license.created K3 y"
+        ]
+    );
+    assert_eq!(ids, 3);
+}

@@ -75,7 +75,8 @@ impl PgOutbox {
     /// last value is read first, then the marks of the transactions writing events, then the
     /// rows up to the lowest of them. Each in its own statement, in that order: a transaction
     /// that takes a seq after the first read takes one above it, and one that took one before
-    /// had marked itself before, so the second read sees its mark or its commit the third.
+    /// had marked itself before (a mark comes before the seqs), so the marks' read sees its
+    /// mark or the rows' read its commit.
     pub fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, PgEventsError> {
         let last: i64 = self
             .client
@@ -96,11 +97,13 @@ impl PgOutbox {
             return Ok(Vec::new());
         };
         // A mark gives only its value's low 32 bits (see [`plan::mark_class`]): each is read
-        // as the one value with those bits in a window of 2^32 around the lowest row, whose
-        // top this pass does not go past. A mark taken since the last value was read is above
-        // it, so above the top: it holds nothing back.
-        let base = after.max(lowest - (1 << 31));
-        let top = last.min(base + (1 << 32) - 1);
+        // as the one value with those bits within 2^31 of the lowest row, and this pass goes
+        // no higher than that. A mark can be below the cursor (its transaction read the last
+        // value before an earlier pass did, and locked after that pass looked): then nothing
+        // is taken until it ends. One taken since the last value was read here is above it,
+        // so above the top: it holds nothing back.
+        let base = lowest - (1 << 31);
+        let top = last.min(lowest + (1 << 31) - 1);
         let marked: Option<i64> = self
             .client
             .query_one(
