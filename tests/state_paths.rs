@@ -193,3 +193,29 @@ fn a_lock_that_cannot_be_taken_names_its_path() {
     );
     assert!(!error.contains("os error"), "{error}");
 }
+
+/// An empty state file (a truncated copy, a first run killed as it opened): SQLite takes it
+/// for a new database. keyhook does too, but says so, once, naming the file.
+#[test]
+fn an_empty_state_file_is_started_anew_and_said() {
+    let test = setup();
+    std::fs::write(test.path("empty.db"), b"").unwrap();
+    let output = test
+        .keyhook(["status", "--state", "empty.db"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let err = stderr(&output);
+    assert_eq!(
+        err.matches("was empty (0 bytes): keyhook started a new state in it")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("empty.db"), "{err}");
+    let again = test
+        .keyhook(["status", "--state", "empty.db"])
+        .output()
+        .unwrap();
+    assert_eq!(stderr(&again), "", "said once: the file holds a state now");
+}
