@@ -13,8 +13,8 @@ use crate::licenses::postgres::quote_identifier as quote;
 /// lock from a writer's first event to its commit made a writer that waits for another's row
 /// deadlock with it): each transaction that writes events marks itself instead, before its
 /// first outbox row, with a shared transaction-level advisory lock whose key is the outbox
-/// sequence's last value at that moment ([`LAST_FUNCTION`], [`mark_class`]). Every seq the transaction then
-/// takes is above its mark, and the lock goes with the transaction, commit or rollback. A
+/// sequence's last value at that moment ([`LAST_FUNCTION`], [`mark_class`]). Every seq the
+/// transaction then takes is above its mark, and the lock goes with the transaction. A
 /// reader ([`super::PgOutbox::read_after`]) reads the sequence's last value, then the marks in
 /// `pg_locks`, then the rows, and takes none above the lowest of them: what an open
 /// transaction may still commit is never passed by. Shared locks never wait for each other,
@@ -43,8 +43,8 @@ pub fn mark_setting(schema: &str) -> String {
 /// A mark is the two-key form of the advisory lock: this first key, per schema (31 bits of the
 /// schema's SHA-256), so outboxes in other schemas never hold each other's events back, and
 /// the low 32 bits of the sequence's last value as the second. A reader knows the range a
-/// mark can be in (from its cursor to the last value it read): within 2^32 of each other,
-/// the low bits tell the value.
+/// mark can be in (within 2^31 of the lowest row it has not taken), and there the low bits
+/// tell the value.
 pub fn mark_class(schema: &str) -> i32 {
     let digest = Sha256::digest(schema.as_bytes());
     let bits = u32::from_be_bytes([digest[8], digest[9], digest[10], digest[11]]) & 0x7fff_ffff;
