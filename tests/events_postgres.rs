@@ -645,3 +645,79 @@ fn a_mark_below_the_cursor_holds_later_events_back() {
     );
     assert_eq!(ids, 3);
 }
+
+/// `keyhook_outbox_last()` runs as the installer: a caller's temporary view named like the
+/// catalog it reads must not be what it reads (else any writer could run SQL as the installer).
+#[test]
+fn the_installers_function_reads_no_callers_temporary_objects() {
+    let Some(schema) = Schema::new() else { return };
+    let test = on_server(&schema, "http://127.0.0.1:9");
+    test.keyhook(["events", "install"]).assert().success();
+    let mut client = writer(&schema);
+    let real: i64 = client
+        .query_one("SELECT keyhook_outbox_last()", &[])
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(
+            "CREATE TEMP VIEW pg_sequence AS SELECT 0::oid AS seqrelid, 12345::bigint AS seqstart",
+        )
+        .unwrap();
+    let read: i64 = client
+        .query_one("SELECT keyhook_outbox_last()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(read, real, "the catalog, not the caller's view");
+    assert_ne!(read, 12344);
+    // A body that is not this keyhook's is replaced by install.
+    schema.run(
+        "CREATE OR REPLACE FUNCTION keyhook_outbox_last() RETURNS bigint LANGUAGE sql \
+         SECURITY DEFINER SET search_path = pg_catalog AS 'SELECT 0::bigint'",
+    );
+    let (_, out, _) = run(&test, &["events", "install"]);
+    assert!(
+        out.contains("replaced function keyhook_outbox_last"),
+        "{out}"
+    );
+    assert_eq!(
+        client
+            .query_one("SELECT keyhook_outbox_last()", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        real
+    );
+}
+
+/// Installed by an earlier keyhook (no `keyhook_outbox_last()`, triggers that take one lock
+/// per writer): this keyhook still dispatches, as that one did, until install replaces them.
+#[test]
+fn an_earlier_install_is_dispatched_until_install_replaces_it() {
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    for operation in ["insert", "update", "delete"] {
+        earlier_function(&schema, &format!("keyhook_LicenseKeys_{operation}"));
+    }
+    schema.run("DROP FUNCTION keyhook_outbox_last()");
+    writer(&schema)
+        .batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey, Email) VALUES (1, 'K1', 'a')")
+        .unwrap();
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(events_and_ids(&server).0, ["license.created K1 a"]);
+    let (_, out, _) = run(&test, &["events", "install"]);
+    assert!(
+        out.contains("created function keyhook_outbox_last"),
+        "{out}"
+    );
+    writer(&schema)
+        .batch_execute("INSERT INTO LicenseKeys (ID, ActivationKey, Email) VALUES (2, 'K2', 'b')")
+        .unwrap();
+    let (code, ..) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        events_and_ids(&server).0,
+        ["license.created K1 a", "license.created K2 b"]
+    );
+}

@@ -6,7 +6,7 @@
 use postgres::Transaction;
 
 use super::drift::{self, TableState};
-use super::plan::{LAST_FUNCTION, TablePlan, last_function_sql, snapshot_sql};
+use super::plan::{LAST_FUNCTION, TablePlan, last_function_body, last_function_sql, snapshot_sql};
 use super::{META, OUTBOX, PgOutbox, columns, relation};
 use crate::events::catalog::{Catalog, Operation};
 use crate::events::outbox::{InstallError, Report};
@@ -89,9 +89,14 @@ fn create_missing(tx: &mut Transaction, schema: &str) -> Result<Report, postgres
             report.push(format!("created table {table}"));
         }
     }
-    if !function_exists(tx, schema, LAST_FUNCTION)? {
+    let verb = match function_body(tx, schema, LAST_FUNCTION)? {
+        None => Some("created"),
+        Some(body) if body != last_function_body(schema) => Some("replaced"),
+        Some(_) => None,
+    };
+    if let Some(verb) = verb {
         tx.batch_execute(&last_function_sql(schema))?;
-        report.push(format!("created function {LAST_FUNCTION}"));
+        report.push(format!("{verb} function {LAST_FUNCTION}"));
     }
     Ok(report)
 }
@@ -168,7 +173,7 @@ pub fn uninstall(pg: &mut PgOutbox, force: bool) -> Result<Report, InstallError>
             report.push(format!("{table}: removed triggers {}", triggers.join(", ")));
         }
     }
-    if function_exists(&mut tx, &schema, LAST_FUNCTION)? {
+    if function_body(&mut tx, &schema, LAST_FUNCTION)?.is_some() {
         tx.batch_execute(&format!(
             "DROP FUNCTION {}.{LAST_FUNCTION}()",
             quote(&schema)
@@ -282,19 +287,19 @@ fn snapshot_probe(table: &str, operation: Operation, columns: &[super::Column]) 
     )
 }
 
-/// Whether `schema` has a function `name` (without arguments).
-fn function_exists(
+/// The body of `schema`'s function `name` (without arguments), if there is one.
+fn function_body(
     tx: &mut Transaction,
     schema: &str,
     name: &str,
-) -> Result<bool, postgres::Error> {
-    let row = tx.query_one(
-        "SELECT count(*) FROM pg_catalog.pg_proc p \
+) -> Result<Option<String>, postgres::Error> {
+    let row = tx.query_opt(
+        "SELECT p.prosrc FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0",
         &[&schema, &name],
     )?;
-    Ok(row.try_get::<_, i64>(0)? > 0)
+    row.map(|row| row.try_get(0)).transpose()
 }
 
 fn outbox_ddl(schema: &str) -> String {

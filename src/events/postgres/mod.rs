@@ -9,6 +9,7 @@ pub mod expiry;
 pub mod install;
 pub mod plan;
 
+use postgres::error::SqlState;
 use postgres::{Client, GenericClient};
 
 use super::outbox::{Counts, OutboxRow};
@@ -78,13 +79,20 @@ impl PgOutbox {
     /// had marked itself before (a mark comes before the seqs), so the marks' read sees its
     /// mark or the rows' read its commit.
     pub fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, PgEventsError> {
-        let last: i64 = self
-            .client
-            .query_one(
-                &format!("SELECT {}.{}()", quote(&self.schema), plan::LAST_FUNCTION),
-                &[],
-            )?
-            .try_get(0)?;
+        let last = self.client.query_one(
+            &format!("SELECT {}.{}()", quote(&self.schema), plan::LAST_FUNCTION),
+            &[],
+        );
+        let last: i64 = match last {
+            Ok(row) => row.try_get(0)?,
+            // Installed by an earlier keyhook (`events status` says so): its triggers make
+            // writers of events take their seqs one transaction at a time, so every row above
+            // the cursor can be taken, as that keyhook did, until install replaces them.
+            Err(error) if error.code() == Some(&SqlState::UNDEFINED_FUNCTION) => {
+                return self.rows(after, i64::MAX, limit);
+            }
+            Err(error) => return Err(error.into()),
+        };
         // The lowest row that could be taken: none, nothing to do.
         let lowest: Option<i64> = self
             .client
@@ -117,6 +125,16 @@ impl PgOutbox {
             )?
             .try_get(0)?;
         let horizon = marked.map_or(top, |marked| marked.min(top));
+        self.rows(after, horizon, limit)
+    }
+
+    /// Up to `limit` outbox rows after `after`, up to `horizon`, in seq order.
+    fn rows(
+        &mut self,
+        after: i64,
+        horizon: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, PgEventsError> {
         let sql = format!(
             "SELECT seq, event_type, table_name, row_key, created_ms, snapshot FROM {} \
              WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",

@@ -30,7 +30,9 @@ pub const EARLIER_LOCK: &str = "pg_advisory_xact_lock(";
 
 /// The outbox sequence's last value (the one before its first, before that), as the
 /// installer sees it: a `SECURITY DEFINER` function, so a writer needs no grant on the
-/// sequence.
+/// sequence. It runs as the installer: its search path puts `pg_temp` last (else a caller's
+/// temporary table or view named like a catalog would be read first) and it names
+/// everything in full.
 pub const LAST_FUNCTION: &str = "keyhook_outbox_last";
 
 /// The transaction-local setting that says the transaction has marked itself, per schema
@@ -51,17 +53,25 @@ pub fn mark_class(schema: &str) -> i32 {
     i32::try_from(bits).unwrap_or_default()
 }
 
-/// The statement that (re)creates [`LAST_FUNCTION`] in `schema`.
-pub fn last_function_sql(schema: &str) -> String {
+/// The body of [`LAST_FUNCTION`] in `schema`, as PostgreSQL stores it (`prosrc`).
+pub fn last_function_body(schema: &str) -> String {
     let outbox = format!("{}.{OUTBOX}", quote(schema));
     format!(
-        "CREATE OR REPLACE FUNCTION {}.{LAST_FUNCTION}() RETURNS bigint LANGUAGE sql STABLE \
-         SECURITY DEFINER SET search_path = pg_catalog AS \
-         $keyhook$SELECT coalesce(pg_sequence_last_value(q.s), \
-         (SELECT p.seqstart - 1 FROM pg_sequence p WHERE p.seqrelid = q.s)) \
-         FROM (SELECT pg_get_serial_sequence({}, 'seq')::regclass AS s) q$keyhook$",
-        quote(schema),
+        "SELECT coalesce(pg_catalog.pg_sequence_last_value(q.s), \
+         (SELECT p.seqstart OPERATOR(pg_catalog.-) 1 FROM pg_catalog.pg_sequence p \
+         WHERE p.seqrelid OPERATOR(pg_catalog.=) q.s)) \
+         FROM (SELECT pg_catalog.pg_get_serial_sequence({}, 'seq')::pg_catalog.regclass AS s) q",
         literal(&outbox)
+    )
+}
+
+/// The statement that (re)creates [`LAST_FUNCTION`] in `schema`.
+pub fn last_function_sql(schema: &str) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION {}.{LAST_FUNCTION}() RETURNS bigint LANGUAGE sql STABLE \
+         SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {}",
+        quote(schema),
+        dollar_quoted(&last_function_body(schema))
     )
 }
 
