@@ -345,6 +345,7 @@ fn a_broken_webhook_file_that_is_the_only_one_is_an_error() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let text = crate::support::stdout(&output) + &crate::support::stderr(&output);
         assert!(text.contains("webhooks/hook.toml"), "{args:?}: {text}");
+        assert!(!text.contains("no active webhooks"), "{args:?}: {text}");
     }
 }
 

@@ -71,7 +71,10 @@ impl Dispatcher {
         let sources = webhook_sources::load(definitions, environment, now)
             .map_err(|error| Error::config(anyhow!("{error}")))?;
         if sources.is_empty() {
-            writeln!(out, "no active webhooks in environment `{environment}`")?;
+            // A broken file may be the only webhook: the caller says that instead.
+            if definitions.webhook_problems().is_empty() {
+                writeln!(out, "no active webhooks in environment `{environment}`")?;
+            }
             return Ok(None);
         }
         let (license_db, outbox) = LicenseOutbox::open(context)?;

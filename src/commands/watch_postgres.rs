@@ -1,6 +1,7 @@
 //! `keyhook watch` on a PostgreSQL license database: woken by `LISTEN/NOTIFY` (the triggers
 //! notify `keyhook_outbox:<schema>` when their transaction commits) on a connection of its
-//! own, and by a timer (`--poll`, at least a second) for the retries that came due. A
+//! own, and by a timer (`--poll`, at least a second) for the retries that came due (and for
+//! events that waited behind an open transaction that rolled back, which notifies nobody). A
 //! notification only says "look now": the pass reads the outbox from the cursor, and one runs
 //! after every (re)connection, since notifications sent while nobody listened are gone. A lost
 //! connection (a restarted server) is made again with backoff; SIGTERM ends the loop within a

@@ -83,7 +83,9 @@ pub enum DispatchError {
 
 /// Where a pass reads outbox rows: a SQLite license database or a server.
 pub trait Outbox: Send {
-    /// Up to `limit` rows after sequence `after`, in commit order.
+    /// Up to `limit` rows after sequence `after`, in seq order: commit order on SQLite; on a
+    /// server, the order of each row's changes, and none that an open transaction could still
+    /// commit a lower seq than.
     fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, DispatchError>;
 }
 
@@ -229,7 +231,7 @@ fn read_ahead(
     }
 }
 
-/// One delivery per row and subscribed route, in commit order. Each row's snapshot is read
+/// One delivery per row and subscribed route, in seq order. Each row's snapshot is read
 /// once, for its subject and every route's body.
 fn deliveries(
     pass: &Pass,

@@ -52,8 +52,8 @@ impl std::fmt::Display for TableState {
             ),
             TableState::TriggersDisabled { triggers } => write!(
                 f,
-                "trigger(s) {} are disabled (ALTER TABLE ... DISABLE TRIGGER): its changes make \
-                 no events",
+                "trigger(s) {} are disabled (ALTER TABLE ... DISABLE TRIGGER, or ENABLE REPLICA \
+                 TRIGGER): its changes make no events",
                 triggers.join(", ")
             ),
             TableState::ColumnsChanged { added, removed } => {

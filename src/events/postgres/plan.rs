@@ -69,7 +69,8 @@ pub fn last_function_body(schema: &str) -> String {
 pub fn last_function_sql(schema: &str) -> String {
     format!(
         "CREATE OR REPLACE FUNCTION {}.{LAST_FUNCTION}() RETURNS bigint LANGUAGE sql STABLE \
-         SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {}",
+         SECURITY DEFINER SET search_path = pg_catalog, pg_temp \
+         SET standard_conforming_strings = on AS {}",
         quote(schema),
         dollar_quoted(&last_function_body(schema))
     )
