@@ -140,6 +140,20 @@ fn install_is_idempotent_status_sees_a_new_column_and_uninstall_removes_exactly_
     assert!(out.contains("LicenseKeys: replaced (trigger(s)"), "{out}");
     let (_, out, _) = run(&test, &["events", "status"]);
     assert!(out.contains("LicenseKeys: triggers current"), "{out}");
+    // The function the triggers call, dropped: every change would fail.
+    schema.run("DROP FUNCTION keyhook_outbox_last()");
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(
+        out.contains("LicenseKeys: function keyhook_outbox_last() is gone"),
+        "{out}"
+    );
+    let (_, out, _) = run(&test, &["events", "install"]);
+    assert!(
+        out.contains("created function keyhook_outbox_last"),
+        "{out}"
+    );
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(out.contains("LicenseKeys: triggers current"), "{out}");
     schema.run("ALTER TABLE LicenseKeys ADD COLUMN Region text");
     let (code, out, _) = run(&test, &["events", "status"]);
     assert_eq!(code, Some(0));

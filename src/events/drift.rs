@@ -29,6 +29,9 @@ pub enum TableState {
     },
     /// The triggers' SQL is not what install recorded: edited outside keyhook.
     TriggersEdited,
+    /// On a server: the function the triggers call before their first event
+    /// (`keyhook_outbox_last`) is gone: every change to the table fails.
+    FunctionMissing,
     /// On a server: the triggers were made by an earlier keyhook and hold one lock from a
     /// writer's first event to its commit (see `events::postgres::plan::OUTBOX_LOCK`).
     EarlierLock,
@@ -75,6 +78,11 @@ impl std::fmt::Display for TableState {
             TableState::TriggersEdited => {
                 write!(f, "the triggers were changed outside keyhook")
             }
+            TableState::FunctionMissing => write!(
+                f,
+                "function keyhook_outbox_last() is gone: every change to the table fails until \
+                 `keyhook events install` makes it again"
+            ),
             TableState::EarlierLock => write!(
                 f,
                 "its triggers were made by an earlier keyhook: they make writers of events wait \
