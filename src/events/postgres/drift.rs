@@ -6,7 +6,7 @@
 use postgres::GenericClient;
 
 use super::plan::{EARLIER_LOCK, LAST_FUNCTION, TablePlan, bodies_hash};
-use super::{META, columns, relation};
+use super::{META, columns, function_source, relation};
 use crate::events::catalog::Catalog;
 pub use crate::events::drift::{Recorded, Status, TableState, TableStatus};
 use crate::licenses::postgres::quote_identifier as quote;
@@ -78,7 +78,7 @@ fn table_state(
     if bodies.iter().any(|body| body.contains(EARLIER_LOCK)) {
         return Ok(TableState::EarlierLock);
     }
-    if !has_function(client, schema, LAST_FUNCTION)? {
+    if function_source(client, schema, LAST_FUNCTION)?.is_none() {
         return Ok(TableState::FunctionMissing);
     }
     let plan = TablePlan::new(catalog, schema, (table, &rel), now);
@@ -108,21 +108,6 @@ fn installed_body(
     )?;
     row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .transpose()
-}
-
-/// Whether `schema` has a function `name` without arguments.
-fn has_function(
-    client: &mut impl GenericClient,
-    schema: &str,
-    name: &str,
-) -> Result<bool, postgres::Error> {
-    let row = client.query_one(
-        "SELECT count(*) FROM pg_catalog.pg_proc p \
-         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-         WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0",
-        &[&schema, &name],
-    )?;
-    Ok(row.try_get::<_, i64>(0)? > 0)
 }
 
 /// What install recorded, table by table.

@@ -7,7 +7,7 @@ use postgres::Transaction;
 
 use super::drift::{self, TableState};
 use super::plan::{LAST_FUNCTION, TablePlan, last_function_body, last_function_sql, snapshot_sql};
-use super::{META, OUTBOX, PgOutbox, columns, relation};
+use super::{META, OUTBOX, PgOutbox, columns, function_source, relation};
 use crate::events::catalog::{Catalog, Operation};
 use crate::events::outbox::{InstallError, Report};
 use crate::licenses::postgres::{connect, quote_identifier as quote};
@@ -89,7 +89,7 @@ fn create_missing(tx: &mut Transaction, schema: &str) -> Result<Report, postgres
             report.push(format!("created table {table}"));
         }
     }
-    let verb = match function_body(tx, schema, LAST_FUNCTION)? {
+    let verb = match function_source(tx, schema, LAST_FUNCTION)? {
         None => Some("created"),
         Some(body) if body != last_function_body(schema) => Some("replaced"),
         Some(_) => None,
@@ -173,7 +173,7 @@ pub fn uninstall(pg: &mut PgOutbox, force: bool) -> Result<Report, InstallError>
             report.push(format!("{table}: removed triggers {}", triggers.join(", ")));
         }
     }
-    if function_body(&mut tx, &schema, LAST_FUNCTION)?.is_some() {
+    if function_source(&mut tx, &schema, LAST_FUNCTION)?.is_some() {
         tx.batch_execute(&format!(
             "DROP FUNCTION {}.{LAST_FUNCTION}()",
             quote(&schema)
@@ -285,21 +285,6 @@ fn snapshot_probe(table: &str, operation: Operation, columns: &[super::Column]) 
         snapshot_sql(row, columns),
         row.to_lowercase()
     )
-}
-
-/// The body of `schema`'s function `name` (without arguments), if there is one.
-fn function_body(
-    tx: &mut Transaction,
-    schema: &str,
-    name: &str,
-) -> Result<Option<String>, postgres::Error> {
-    let row = tx.query_opt(
-        "SELECT p.prosrc FROM pg_catalog.pg_proc p \
-         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-         WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0",
-        &[&schema, &name],
-    )?;
-    row.map(|row| row.try_get(0)).transpose()
 }
 
 fn outbox_ddl(schema: &str) -> String {

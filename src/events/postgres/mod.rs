@@ -215,6 +215,21 @@ pub fn relation(
     row.map(|row| row.try_get(0)).transpose()
 }
 
+/// The body (`prosrc`) of `schema`'s function `name` without arguments, if there is one.
+pub fn function_source(
+    client: &mut impl GenericClient,
+    schema: &str,
+    name: &str,
+) -> Result<Option<String>, postgres::Error> {
+    let row = client.query_opt(
+        "SELECT p.prosrc FROM pg_catalog.pg_proc p \
+         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0",
+        &[&schema, &name],
+    )?;
+    row.map(|row| row.try_get(0)).transpose()
+}
+
 /// The columns of `relation` in `schema`, in order, with their snapshot keys.
 pub fn columns(
     client: &mut impl GenericClient,
