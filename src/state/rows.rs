@@ -184,3 +184,27 @@ pub fn source_summary<R: Columns>(row: &R) -> Result<SourceSummary, R::Error> {
 fn http_status(stored: Option<i64>) -> Option<u16> {
     stored.and_then(|status| u16::try_from(status).ok())
 }
+
+/// The runs `prune` forgets, in either back end's SQL: started before the parameter `param`
+/// (`?1`, `$1`), none of their deliveries pending or failed.
+pub fn old_runs(param: &str) -> String {
+    format!(
+        "SELECT id FROM runs WHERE started_at < {param} AND NOT EXISTS (
+             SELECT 1 FROM deliveries d WHERE d.run_id = runs.id
+             AND d.status IN ('pending', 'failed'))"
+    )
+}
+
+/// Before `old_runs` go: each task keeps the latest slot they were the record of. A run row
+/// is also the record that its slot ran: a run stopped before it ended (a kill, a stop) never
+/// set the task's `last_slot`, and without its row `run-due` would run that slot again, under
+/// new delivery ids.
+pub fn keep_pruned_slots(old_runs: &str) -> String {
+    format!(
+        "UPDATE tasks SET last_slot = pruned.slot
+         FROM (SELECT task, max(slot) AS slot FROM runs WHERE id IN ({old_runs})
+               GROUP BY task) AS pruned
+         WHERE tasks.task = pruned.task
+           AND pruned.slot > coalesce(tasks.last_slot, -9223372036854775808)"
+    )
+}

@@ -1,5 +1,6 @@
 //! Forgetting settled runs.
 
+use crate::state::rows;
 use crate::state::{StateDb, StateError};
 
 impl StateDb {
@@ -10,23 +11,9 @@ impl StateDb {
             .conn
             .unchecked_transaction()
             .map_err(|e| self.error(e))?;
-        let old_runs = "SELECT id FROM runs WHERE started_at < ?1 AND NOT EXISTS (
-                SELECT 1 FROM deliveries d WHERE d.run_id = runs.id
-                AND d.status IN ('pending', 'failed'))";
-        // A run row is also the record that its slot ran: a run stopped before it ended (a
-        // kill, a stop) never set the task's `last_slot`, and without its row `run-due`
-        // would run that slot again, under new delivery ids. The task keeps the slot.
+        let old_runs = rows::old_runs("?1");
         transaction
-            .execute(
-                &format!(
-                    "UPDATE tasks SET last_slot = pruned.slot
-                     FROM (SELECT task, max(slot) AS slot FROM runs WHERE id IN ({old_runs})
-                           GROUP BY task) AS pruned
-                     WHERE tasks.task = pruned.task
-                       AND pruned.slot > coalesce(tasks.last_slot, -9223372036854775808)"
-                ),
-                [before],
-            )
+            .execute(&rows::keep_pruned_slots(&old_runs), [before])
             .map_err(|e| self.error(e))?;
         let deliveries = transaction
             .execute(

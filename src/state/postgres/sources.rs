@@ -100,21 +100,9 @@ impl PgState {
     pub fn prune(&self, before: i64) -> Result<u64, StateError> {
         let mut client = self.client.borrow_mut();
         let mut tx = client.transaction().map_err(|e| self.error(&e))?;
-        let old_runs = "SELECT id FROM runs WHERE started_at < $1 AND NOT EXISTS (
-                SELECT 1 FROM deliveries d WHERE d.run_id = runs.id
-                AND d.status IN ('pending', 'failed'))";
-        // The task keeps the slot a deleted run was the record of (see the SQLite state's).
-        tx.execute(
-            &format!(
-                "UPDATE tasks SET last_slot = pruned.slot
-                 FROM (SELECT task, max(slot) AS slot FROM runs WHERE id IN ({old_runs})
-                       GROUP BY task) AS pruned
-                 WHERE tasks.task = pruned.task
-                   AND pruned.slot > coalesce(tasks.last_slot, -9223372036854775808)"
-            ),
-            &[&before],
-        )
-        .map_err(|e| self.error(&e))?;
+        let old_runs = rows::old_runs("$1");
+        tx.execute(&rows::keep_pruned_slots(&old_runs), &[&before])
+            .map_err(|e| self.error(&e))?;
         let deliveries = tx
             .execute(
                 &format!("DELETE FROM deliveries WHERE run_id IN ({old_runs})"),
