@@ -77,8 +77,9 @@ fn earlier_function(schema: &Schema, name: &str) {
     let start = body.find("    IF current_setting(").unwrap();
     let end = start + body[start..].find("END IF;\n").unwrap() + "END IF;\n".len();
     let earlier = format!(
-        "{}    PERFORM pg_advisory_xact_lock(7738725024159197953);\n{}",
+        "{}    PERFORM pg_advisory_xact_lock({});\n{}",
         &body[..start],
+        keyhook::events::postgres::plan::OUTBOX_LOCK,
         &body[end..]
     );
     client
