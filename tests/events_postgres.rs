@@ -308,6 +308,47 @@ fn committed_changes_are_delivered_signed_with_sqlites_bytes_and_a_rollback_neve
     );
 }
 
+/// A schema whose name holds `$keyhook$`, the tag keyhook's functions were quoted with: they
+/// are quoted with another, and the triggers install, fire and uninstall as anywhere else.
+#[test]
+fn a_schema_whose_name_holds_the_quoting_tag_gets_working_triggers() {
+    let Some(schema) = Schema::new() else { return };
+    let odd = format!("{}$keyhook$", schema.name);
+    schema.run(&format!("CREATE SCHEMA \"{odd}\""));
+    let joiner = if schema.base.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{joiner}options=-csearch_path%3D%22{}%22",
+        schema.base,
+        odd.replace('$', "%24")
+    );
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = webhooks(Test::new(), &server.url("")).env("KEYHOOK_DB", &url);
+    test.keyhook(["db", "init"]).assert().success();
+    let (code, out, err) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let mut client = schema.client();
+    client
+        .batch_execute(&format!(
+            "SET search_path = \"{odd}\"; \
+             INSERT INTO LicenseKeys (ActivationKey) VALUES ('ODD-1')"
+        ))
+        .unwrap();
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let created = bodies(&server.requests(), "/qlm");
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(created[0].contains("ODD-1"), "{}", created[0]);
+    let (code, out, err) = run(&test, &["events", "status", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(r#""current":true"#),
+        "as keyhook installs them: {out}"
+    );
+    let (code, out, err) = run(&test, &["events", "uninstall", "--force"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    schema.run(&format!("DROP SCHEMA \"{odd}\" CASCADE"));
+}
+
 /// A connection whose search path is the test's schema.
 fn writer(schema: &Schema) -> postgres::Client {
     let mut client = schema.client();

@@ -242,10 +242,6 @@ fn problems_in(
                     problems.push(say(&field, MISSING.into()));
                     continue;
                 }
-                (_, Some(condition)) if condition.contains("$keyhook$") => {
-                    problems.push(say(&field, "must not contain `$keyhook$`".into()));
-                    continue;
-                }
                 (_, Some(condition)) => {
                     let probe = condition_probe(&table, event.operation, condition);
                     probes.push((field, probe));

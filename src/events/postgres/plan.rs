@@ -258,9 +258,15 @@ pub(crate) fn snapshot_sql(row: &str, columns: &[Column]) -> String {
     })
 }
 
-/// `$keyhook$...$keyhook$`: the body as PostgreSQL stores it (`prosrc`), byte for byte.
+/// `$keyhook$...$keyhook$`: the body as PostgreSQL stores it (`prosrc`), byte for byte. A body
+/// that holds that tag (a schema's name, a condition) gets `$keyhook1$`, `$keyhook2$`, ...: the
+/// first it does not hold.
 fn dollar_quoted(body: &str) -> String {
-    format!("$keyhook${body}$keyhook$")
+    let tag = std::iter::once(String::from("$keyhook$"))
+        .chain((1..).map(|n| format!("$keyhook{n}$")))
+        .find(|tag| !body.contains(tag.as_str()))
+        .expect("a body holds finitely many tags");
+    format!("{tag}{body}{tag}")
 }
 
 pub(crate) fn literal(text: &str) -> String {
@@ -295,6 +301,13 @@ mod tests {
         let c50 = sql.find("'C50'").unwrap();
         assert!(c49 < c50 && sql[c49..c50].contains(")::text, -1) || ', ' || substr("));
         assert_eq!(snapshot_sql("OLD", &[]), "json_build_object()::text");
+    }
+
+    #[test]
+    fn a_body_is_quoted_with_a_tag_it_does_not_hold() {
+        assert_eq!(dollar_quoted("BEGIN END"), "$keyhook$BEGIN END$keyhook$");
+        let body = "x = '$keyhook$' OR y = '$keyhook1$'";
+        assert_eq!(dollar_quoted(body), format!("$keyhook2${body}$keyhook2$"));
     }
 
     #[test]
