@@ -140,12 +140,22 @@ fn a_later_event_of_a_license_waits_for_its_failing_earlier_one_then_follows_it(
     let log = stdout(&test.keyhook(["log"]).output().unwrap());
     assert!(log.contains("waiting for evt_"), "{log}");
     assert!(log.contains("LicenseKeys:1"), "{log}");
-    // Not due yet: nothing moves.
-    assert_eq!(code(&test, ["dispatch"]), Some(0));
+    // Not due yet: nothing moves, and dispatch says what waits (it used to say nothing).
+    let quiet = test.keyhook(["dispatch"]).output().unwrap();
+    assert_eq!(quiet.status.code(), Some(0));
+    assert!(
+        stdout(&quiet).contains(
+            "hook: 1 delivery waits behind an earlier one of the same license or customer"
+        ),
+        "{}",
+        stdout(&quiet)
+    );
     assert_eq!(server.request_count(), 2);
     // After the retry wait, the creation goes, then the update.
     let due = later(120);
-    assert_eq!(code(&test, ["--now", &due, "dispatch"]), Some(0));
+    let sent = test.keyhook(["--now", &due, "dispatch"]).output().unwrap();
+    assert_eq!(sent.status.code(), Some(0));
+    assert!(!stdout(&sent).contains("waits behind"), "{}", stdout(&sent));
     let all = seen(&server);
     let license_1: Vec<&str> = all
         .iter()

@@ -2,6 +2,7 @@
 //! then every webhook source's due deliveries go out through the one send path. `run-due`
 //! and `watch` run the same pass.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,6 +56,9 @@ pub struct Dispatcher {
     /// webhook, so taking it now would pass the broken one's by for good; the deliveries
     /// already recorded still go out.
     pub held: Option<String>,
+    /// How many deliveries of each source were last said to wait behind an earlier one of
+    /// their entity: `watch` says it again only when that changes.
+    waiting_said: HashMap<String, i64>,
 }
 
 impl Dispatcher {
@@ -86,6 +90,7 @@ impl Dispatcher {
             state: None,
             expiry_gate: None,
             held: held(context),
+            waiting_said: HashMap::new(),
         }))
     }
 
@@ -142,7 +147,8 @@ impl Dispatcher {
             if stop.exit().is_some() {
                 break;
             }
-            exit = exit.worst(send_source(context, state, source, stop, out)?);
+            let said = &mut self.waiting_said;
+            exit = exit.worst(send_source(context, state, source, stop, said, out)?);
         }
         Ok(exit)
     }
@@ -271,6 +277,7 @@ pub fn send_sources(
     };
     let state = context.open_state()?;
     let mut exit = Exit::Success;
+    let mut said = HashMap::new();
     // A webhook whose file is broken is not loaded: it may be the one.
     let broken = match context.definitions.webhook_problems().is_empty() {
         true => "",
@@ -286,7 +293,7 @@ pub fn send_sources(
             exit = exit.worst(Exit::DeliveryFailed);
             continue;
         };
-        exit = exit.worst(send_source(context, &state, source, stop, out)?);
+        exit = exit.worst(send_source(context, &state, source, stop, &mut said, out)?);
     }
     Ok(exit)
 }
@@ -320,12 +327,14 @@ fn retry_soon(attempt: i32) -> bool {
     attempt < QUICK + 2_495
 }
 
-/// Sends one source's due deliveries under its lock; a 410 left it disabled.
+/// Sends one source's due deliveries under its lock; a 410 left it disabled. Says how many
+/// wait behind an earlier delivery of their entity, when that is not what `said` holds.
 fn send_source(
     context: &Context,
     state: &State,
     source: &Source,
     stop: &Stop,
+    said: &mut HashMap<String, i64>,
     out: &mut impl Write,
 ) -> Result<Exit> {
     let name = &source.route.source;
@@ -355,6 +364,20 @@ fn send_source(
     let observe = |_: &crate::delivery::dispatch::Event| {};
     let tally = held.send(context, state, Queue::DueForTask(name, now), stop, &observe)?;
     print(name, &tally, out)?;
+    let waiting = state.held_back(name)?;
+    if said.insert(name.clone(), waiting).unwrap_or(0) != waiting && waiting > 0 {
+        writeln!(
+            out,
+            "{name}: {waiting} {} behind an earlier one of the same license or customer, \
+             which failed or is not sent yet; `keyhook log --webhook {}` shows which",
+            if waiting == 1 {
+                "delivery waits"
+            } else {
+                "deliveries wait"
+            },
+            source.route.webhook
+        )?;
+    }
     Ok(sending::exit_of(&tally, stop))
 }
 

@@ -266,6 +266,12 @@ impl State {
         each!(self, state => state.record_deliveries(deliveries, now))
     }
 
+    /// How many of `source`'s deliveries wait behind an earlier one of the same entity that is
+    /// pending or failed.
+    pub fn held_back(&self, source: &str) -> Result<i64, StateError> {
+        each!(self, state => state.held_back(source))
+    }
+
     pub fn source_summaries(&self) -> Result<Vec<SourceSummary>, StateError> {
         each!(self, state => state.source_summaries())
     }

@@ -185,6 +185,18 @@ fn http_status(stored: Option<i64>) -> Option<u16> {
     stored.and_then(|status| u16::try_from(status).ok())
 }
 
+/// How many of source `param`'s event deliveries (`?1`, `$1`) wait behind an earlier one of the
+/// same entity that is pending or failed: they go only after it (delivered or dead).
+pub fn held_back(param: &str) -> String {
+    format!(
+        "SELECT count(*) FROM deliveries AS d
+         WHERE d.task = {param} AND d.order_key IS NOT NULL AND d.status IN ('pending', 'failed')
+           AND EXISTS (SELECT 1 FROM deliveries AS e
+                       WHERE e.task = d.task AND e.order_key = d.order_key AND e.seq < d.seq
+                         AND e.order_key IS NOT NULL AND e.status IN ('pending', 'failed'))"
+    )
+}
+
 /// The runs `prune` forgets, in either back end's SQL: started before the parameter `param`
 /// (`?1`, `$1`), none of their deliveries pending or failed.
 pub fn old_runs(param: &str) -> String {

@@ -39,4 +39,12 @@ impl StateDb {
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
+
+    /// How many of `source`'s deliveries wait behind an earlier one of the same entity.
+    pub fn held_back(&self, source: &str) -> Result<i64, StateError> {
+        self.conn
+            .prepare_cached(&rows::held_back("?1"))
+            .and_then(|mut statement| statement.query_row([source], |row| row.get(0)))
+            .map_err(|e| self.error(e))
+    }
 }

@@ -94,6 +94,16 @@ impl PgState {
             .map_err(|e| self.error(&e))
     }
 
+    /// How many of `source`'s deliveries wait behind an earlier one of the same entity.
+    pub fn held_back(&self, source: &str) -> Result<i64, StateError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_one(&rows::held_back("$1"), &[&source])
+            .map_err(|e| self.error(&e))?;
+        Ok(row.get(0))
+    }
+
     /// Deletes runs that started before `before` and whose deliveries are all settled
     /// (delivered or dead), with their deliveries and attempts (by cascade); returns how many
     /// deliveries.
