@@ -141,6 +141,22 @@ fn install_is_idempotent_status_sees_a_new_column_and_uninstall_removes_exactly_
     assert!(out.contains("LicenseKeys: replaced (trigger(s)"), "{out}");
     let (_, out, _) = run(&test, &["events", "status"]);
     assert!(out.contains("LicenseKeys: triggers current"), "{out}");
+    // The function the triggers call, altered without its body changing: seen, and made again.
+    for alter in ["SECURITY INVOKER", "RESET search_path"] {
+        schema.run(&format!("ALTER FUNCTION keyhook_outbox_last() {alter}"));
+        let (_, out, _) = run(&test, &["events", "status"]);
+        assert!(
+            out.contains("LicenseKeys: function keyhook_outbox_last() was changed outside keyhook"),
+            "{alter}: {out}"
+        );
+        let (_, out, _) = run(&test, &["events", "install"]);
+        assert!(
+            out.contains("replaced function keyhook_outbox_last"),
+            "{out}"
+        );
+        let (_, out, _) = run(&test, &["events", "status"]);
+        assert!(out.contains("LicenseKeys: triggers current"), "{out}");
+    }
     // The function the triggers call, dropped: every change would fail.
     schema.run("DROP FUNCTION keyhook_outbox_last()");
     let (_, out, _) = run(&test, &["events", "status"]);

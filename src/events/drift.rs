@@ -32,6 +32,10 @@ pub enum TableState {
     /// On a server: the function the triggers call before their first event
     /// (`keyhook_outbox_last`) is gone: every change to the table fails.
     FunctionMissing,
+    /// On a server: that function is there but not as install makes it (its body, `SECURITY
+    /// DEFINER` or its settings changed): writers without access to the outbox's sequence fail,
+    /// or its answer may no longer be the outbox's last seq.
+    FunctionChanged,
     /// On a server: the triggers were made by an earlier keyhook and hold one lock from a
     /// writer's first event to its commit (see `events::postgres::plan::OUTBOX_LOCK`).
     EarlierLock,
@@ -82,6 +86,12 @@ impl std::fmt::Display for TableState {
                 f,
                 "function keyhook_outbox_last() is gone: every change to the table fails until \
                  `keyhook events install` makes it again"
+            ),
+            TableState::FunctionChanged => write!(
+                f,
+                "function keyhook_outbox_last() was changed outside keyhook (its body, SECURITY \
+                 DEFINER or its SET clauses): writers may fail, and dispatch hold events back or pass \
+                 them by, until `keyhook events install` makes it again"
             ),
             TableState::EarlierLock => write!(
                 f,

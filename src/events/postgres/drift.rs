@@ -5,7 +5,7 @@
 
 use postgres::GenericClient;
 
-use super::plan::{EARLIER_LOCK, LAST_FUNCTION, TablePlan, bodies_hash};
+use super::plan::{EARLIER_LOCK, LAST_FUNCTION, TablePlan, bodies_hash, is_last_function};
 use super::{META, columns, function_source, relation};
 use crate::events::catalog::Catalog;
 pub use crate::events::drift::{Recorded, Status, TableState, TableStatus};
@@ -78,8 +78,12 @@ fn table_state(
     if bodies.iter().any(|body| body.contains(EARLIER_LOCK)) {
         return Ok(TableState::EarlierLock);
     }
-    if function_source(client, schema, LAST_FUNCTION)?.is_none() {
-        return Ok(TableState::FunctionMissing);
+    match function_source(client, schema, LAST_FUNCTION)? {
+        None => return Ok(TableState::FunctionMissing),
+        Some(function) if !is_last_function(&function, schema) => {
+            return Ok(TableState::FunctionChanged);
+        }
+        Some(_) => {}
     }
     let plan = TablePlan::new(catalog, schema, (table, &rel), now);
     if plan.sql_hash() != record.sql_sha256 {

@@ -6,7 +6,7 @@
 use postgres::Transaction;
 
 use super::drift::{self, TableState};
-use super::plan::{LAST_FUNCTION, TablePlan, last_function_body, last_function_sql, snapshot_sql};
+use super::plan::{LAST_FUNCTION, TablePlan, is_last_function, last_function_sql, snapshot_sql};
 use super::{META, OUTBOX, PgOutbox, columns, function_source, relation};
 use crate::events::catalog::{Catalog, Operation};
 use crate::events::outbox::{InstallError, Report};
@@ -91,7 +91,7 @@ fn create_missing(tx: &mut Transaction, schema: &str) -> Result<Report, postgres
     }
     let verb = match function_source(tx, schema, LAST_FUNCTION)? {
         None => Some("created"),
-        Some(body) if body != last_function_body(schema) => Some("replaced"),
+        Some(function) if !is_last_function(&function, schema) => Some("replaced"),
         Some(_) => None,
     };
     if let Some(verb) = verb {

@@ -215,19 +215,38 @@ pub fn relation(
     row.map(|row| row.try_get(0)).transpose()
 }
 
-/// The body (`prosrc`) of `schema`'s function `name` without arguments, if there is one.
+/// A function as the catalog holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// `prosrc`.
+    pub body: String,
+    /// `SECURITY DEFINER`.
+    pub definer: bool,
+    /// Its `SET` clauses, as `name=value` (`proconfig`).
+    pub settings: Vec<String>,
+}
+
+/// `schema`'s function `name` without arguments, if there is one.
 pub fn function_source(
     client: &mut impl GenericClient,
     schema: &str,
     name: &str,
-) -> Result<Option<String>, postgres::Error> {
+) -> Result<Option<Function>, postgres::Error> {
     let row = client.query_opt(
-        "SELECT p.prosrc FROM pg_catalog.pg_proc p \
+        "SELECT p.prosrc, p.prosecdef, coalesce(p.proconfig, '{}')::text[] \
+         FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0",
         &[&schema, &name],
     )?;
-    row.map(|row| row.try_get(0)).transpose()
+    row.map(|row| {
+        Ok(Function {
+            body: row.try_get(0)?,
+            definer: row.try_get(1)?,
+            settings: row.try_get(2)?,
+        })
+    })
+    .transpose()
 }
 
 /// The columns of `relation` in `schema`, in order, with their snapshot keys.

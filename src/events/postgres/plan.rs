@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Column, OUTBOX, channel};
+use super::{Column, Function, OUTBOX, channel};
 use crate::events::catalog::{Catalog, Event, Operation};
 use crate::licenses::postgres::quote_identifier as quote;
 
@@ -65,15 +65,34 @@ pub fn last_function_body(schema: &str) -> String {
     )
 }
 
+/// The settings [`LAST_FUNCTION`] runs with, as the catalog holds them (`proconfig`): it runs
+/// as its owner, so no caller's search path or string syntax reaches it.
+const LAST_FUNCTION_SETTINGS: [&str; 2] = [
+    "search_path=pg_catalog, pg_temp",
+    "standard_conforming_strings=on",
+];
+
 /// The statement that (re)creates [`LAST_FUNCTION`] in `schema`.
 pub fn last_function_sql(schema: &str) -> String {
+    let settings: String = LAST_FUNCTION_SETTINGS
+        .iter()
+        .filter_map(|setting| setting.split_once('='))
+        .map(|(name, value)| format!(" SET {name} = {value}"))
+        .collect();
     format!(
         "CREATE OR REPLACE FUNCTION {}.{LAST_FUNCTION}() RETURNS bigint LANGUAGE sql STABLE \
-         SECURITY DEFINER SET search_path = pg_catalog, pg_temp \
-         SET standard_conforming_strings = on AS {}",
+         SECURITY DEFINER{settings} AS {}",
         quote(schema),
         dollar_quoted(&last_function_body(schema))
     )
+}
+
+/// Whether `function` is [`LAST_FUNCTION`] as install makes it in `schema`: its body, `SECURITY
+/// DEFINER` and its settings (an `ALTER FUNCTION` can change either of the last two alone).
+pub fn is_last_function(function: &Function, schema: &str) -> bool {
+    function.definer
+        && function.settings == LAST_FUNCTION_SETTINGS
+        && function.body == last_function_body(schema)
 }
 
 /// Now, in UTC milliseconds: the writer's clock at the change.
