@@ -359,3 +359,47 @@ fn a_name_that_another_files_stem_takes_first_is_a_problem() {
     );
     assert!(text.contains("1 problem(s) found"), "{text}");
 }
+
+#[test]
+fn two_searches_of_one_name_make_a_task_that_names_it_run_neither() {
+    // A copy made to try a variant, its `name` left as it was: the task must not run whichever
+    // file sorts first.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = Test::new()
+        .write(
+            "searches/renewals.toml",
+            "name = \"Upcoming Renewals\"\nsql = \"ID > 1\"\n",
+        )
+        .write(
+            "searches/aaa-copy.toml",
+            "name = \"upcoming renewals\"\nsql = \"ID > 0\"\n",
+        )
+        .task("t", "Upcoming Renewals", &server.url("/"), "");
+    test.simple_license(1, "2026-11-25T10:00:00");
+    test.simple_license(2, "2026-11-25T10:00:00");
+    for args in [&["run-task", "t"][..], &["dry-run", "t"], &["check"]] {
+        let output = test.keyhook(args).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            all_output(&output)
+        );
+        let text = all_output(&output);
+        assert!(
+            text.contains("`Upcoming Renewals` is also the name in")
+                || text.contains("`upcoming renewals` is also the name in"),
+            "{args:?}: {text}"
+        );
+    }
+    let check = all_output(&test.keyhook(["check"]).output().unwrap());
+    assert!(
+        check.contains("searches/aaa-copy.toml: field `name`"),
+        "{check}"
+    );
+    assert!(
+        check.contains("searches/renewals.toml: field `name`"),
+        "{check}"
+    );
+    assert_eq!(server.request_count(), 0, "nothing sent");
+}

@@ -264,19 +264,22 @@ pub fn names<T>(items: &[T], name: impl Fn(&T) -> &String) -> String {
         .join(", ")
 }
 
+/// Names that two files share: each of them is refused, naming the other, so a reference to
+/// the name runs neither rather than whichever file sorts first.
 fn duplicates<T>(items: &[T], key: impl Fn(&T) -> (&String, &PathBuf)) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let (name, path) = key(item);
-        if let Some(first) = items[..index]
-            .iter()
-            .find(|other| key(other).0.eq_ignore_ascii_case(name))
-        {
+        let other = items.iter().enumerate().find(|(other_index, other)| {
+            *other_index != index && key(other).0.eq_ignore_ascii_case(name)
+        });
+        if let Some((_, other)) = other {
             problems.push(Problem {
                 file: path.clone(),
                 message: format!(
-                    "field `name`: `{name}` is also the name in {}; names must be unique",
-                    key(first).1.display()
+                    "field `name`: `{name}` is also the name in {}; names must be unique \
+                     (neither file is used until one is renamed)",
+                    key(other).1.display()
                 ),
             });
         }
