@@ -403,3 +403,27 @@ fn two_searches_of_one_name_make_a_task_that_names_it_run_neither() {
     );
     assert_eq!(server.request_count(), 0, "nothing sent");
 }
+
+#[test]
+fn check_says_events_are_not_installed_when_a_webhook_subscribes_to_them() {
+    let test = Test::new().write(
+        "webhooks/hook.toml",
+        "name = \"hook\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"license.*\"]\n\
+         secret = \"s3cret-value\"\n",
+    );
+    let check = test.keyhook(["check"]).output().unwrap();
+    let text = all_output(&check);
+    assert_eq!(check.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("webhooks/hook.toml: events are not installed in")
+            && text.contains("run `keyhook events install` first"),
+        "{text}"
+    );
+    // What check said is what the run stops on.
+    let dispatch = test.keyhook(["dispatch"]).output().unwrap();
+    assert_eq!(dispatch.status.code(), Some(2));
+    assert!(all_output(&dispatch).contains("events are not installed in"));
+    test.keyhook(["events", "install"]).assert().success();
+    let check = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", all_output(&check));
+}

@@ -151,6 +151,8 @@ fn a_folder_with_only_webhooks_is_a_configuration_folder() {
         .env("CRM_SECRET", "s3cret");
     std::fs::remove_dir_all(test.path("tasks")).ok();
     std::fs::remove_dir_all(test.path("searches")).ok();
+    // (Events installed: without them, check says dispatch would stop.)
+    test.keyhook(["events", "install"]).assert().success();
     let output = test.keyhook(["check"]).output().unwrap();
     assert_eq!(
         stdout(&output),

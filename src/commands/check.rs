@@ -3,7 +3,8 @@
 
 use std::io::Write;
 
-use super::{Context, sending};
+use super::license_outbox::LicenseOutbox;
+use super::{Context, sending, webhook_sources};
 use super::{moment, placeholder_values};
 use crate::definitions::secret::SecretSource;
 use crate::definitions::tls::TlsFiles;
@@ -19,6 +20,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     problems.extend(webhook_problems(context));
     problems.extend(bad_rows(context));
     problems.extend(super::events::check_problems(context));
+    problems.extend(outbox_problem(context));
     if let Err(error) = definitions.settings.tls.load() {
         problems.push(Problem {
             file: definitions.dir.join(settings::FILE),
@@ -53,6 +55,25 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     }
     writeln!(out, "{} problem(s) found", problems.len())?;
     Ok(Exit::Config)
+}
+
+/// Active webhooks (in the runner's environment) while events are not installed: every
+/// `dispatch`, `watch` and `run-due` would stop on it, so `check` says it too.
+fn outbox_problem(context: &Context) -> Option<Problem> {
+    let environment = context.environment();
+    let now = context.clock.now();
+    let sources = webhook_sources::load(&context.definitions, environment, now).ok()?;
+    let first = sources.first()?;
+    let why = LicenseOutbox::not_installed_problem(context)?;
+    let webhook = context.definitions.webhook(&first.route.webhook);
+    Some(Problem {
+        file: webhook.map_or_else(|| context.definitions.dir.clone(), |w| w.path.clone()),
+        message: format!(
+            "{why}: webhooks of environment `{environment}` subscribe to events ({} URL(s)), \
+             and dispatch, watch and run-due stop until then",
+            sources.len()
+        ),
+    })
 }
 
 /// Each search's SQL against the database, and its placeholders computed for now.

@@ -26,6 +26,13 @@ pub enum LicenseOutbox {
     },
 }
 
+fn not_installed(context: &Context) -> String {
+    format!(
+        "events are not installed in {}: run `keyhook events install` first",
+        context.db.describe()
+    )
+}
+
 impl LicenseOutbox {
     /// Opens the outbox and returns it with the cursor's key: the SQLite file's canonical
     /// path, or the server's URL without its password. A config error if events are not
@@ -50,12 +57,19 @@ impl LicenseOutbox {
             }
         };
         if !installed {
-            return Err(Error::config(anyhow!(
-                "events are not installed in {}: run `keyhook events install` first",
-                context.db.describe()
-            )));
+            return Err(Error::config(anyhow!(not_installed(context))));
         }
         Ok((key, outbox))
+    }
+
+    /// Whether a dispatch could open the outbox: `Some(why not)` when events are not installed
+    /// in the license database (`check` says it as `dispatch` would); `None` when they are, or
+    /// when the database cannot be reached at all (the searches' check says why).
+    pub fn not_installed_problem(context: &Context) -> Option<String> {
+        match LicenseOutbox::open(context) {
+            Err(error) if error.to_string() == not_installed(context) => Some(error.to_string()),
+            _ => None,
+        }
     }
 
     /// Takes the events after the cursor; a server's connection is made first if it broke.
