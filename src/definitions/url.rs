@@ -19,23 +19,53 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
-/// Query parameters whose value is taken for a credential, compared without regard to case.
-const CREDENTIAL_PARAMETERS: [&str; 14] = [
+/// Words that make a query parameter's value a credential: a name holding one of them as a
+/// word of its own (`token`, `access_token`, `client_secret`, `X-Amz-Signature`, `apiKey`),
+/// compared without regard to case. `keyhook` holds none: words, not substrings.
+const CREDENTIAL_WORDS: [&str; 20] = [
     "password",
     "passwd",
     "pwd",
     "pass",
     "secret",
     "token",
-    "access_token",
     "auth",
+    "authorization",
     "key",
     "apikey",
-    "api_key",
-    "api-key",
     "sig",
     "signature",
+    "credential",
+    "credentials",
+    "jwt",
+    "hmac",
+    "sas",
+    "private",
+    "session",
+    "bearer",
 ];
+
+/// Whether the query parameter `name` names a credential: one of its words (split at every
+/// character that is not a letter or digit, and where a lower-case letter meets an upper-case
+/// one) is in [`CREDENTIAL_WORDS`].
+fn names_a_credential(name: &str) -> bool {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if !c.is_alphanumeric() || (previous_lower && c.is_uppercase()) {
+            words.push(std::mem::take(&mut word));
+        }
+        if c.is_alphanumeric() {
+            word.extend(c.to_lowercase());
+        }
+        previous_lower = c.is_lowercase();
+    }
+    words.push(word);
+    words
+        .iter()
+        .any(|word| CREDENTIAL_WORDS.contains(&word.as_str()))
+}
 
 /// `path` (with its query and fragment) with credential parameters' values masked.
 fn masked_query(path: &str) -> String {
@@ -49,13 +79,7 @@ fn masked_query(path: &str) -> String {
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _))
-                if CREDENTIAL_PARAMETERS
-                    .iter()
-                    .any(|known| name.eq_ignore_ascii_case(known)) =>
-            {
-                format!("{name}=***")
-            }
+            Some((name, _)) if names_a_credential(name) => format!("{name}=***"),
             _ => pair.to_string(),
         })
         .collect();
@@ -139,6 +163,31 @@ mod tests {
             "https://h/hook?id=7&token=***&Password=***&x#frag"
         );
         assert_eq!(shown_url("https://h/p?keyhook=1"), "https://h/p?keyhook=1");
+        for name in [
+            "client_secret",
+            "webhook_secret",
+            "auth_token",
+            "refresh_token",
+            "X-Amz-Signature",
+            "x-api-key",
+            "api_key",
+            "apiKey",
+            "APIKEY",
+            "authorization",
+            "private_key",
+            "credential",
+            "jwt",
+            "hmac",
+            "sas",
+            "access_token",
+        ] {
+            let url = format!("https://h/p?id=1&{name}=V1");
+            assert_eq!(shown_url(&url), format!("https://h/p?id=1&{name}=***"));
+        }
+        for name in ["keyhook", "monkey", "author", "design", "passenger", "id"] {
+            let url = format!("https://h/p?{name}=1");
+            assert_eq!(shown_url(&url), url, "{name} is not a credential");
+        }
         assert_eq!(shown_url("http://h:8080/p@x"), "http://h:8080/p@x");
     }
 }
