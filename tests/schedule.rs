@@ -277,3 +277,26 @@ fn check_names_the_task_file_with_a_bad_schedule_or_zone() {
     let output = run_due(&test, "2026-11-23T10:00:00");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn check_warns_about_an_every_schedule_that_does_not_divide_a_day() {
+    let url = "http://127.0.0.1:9/";
+    let test = task(Test::new(), "seven", "every 7 minutes", "", url);
+    let test = task(test, "half", "every 30 minutes", "", url);
+    let test = task(
+        test,
+        "anchored",
+        "every 5 hours",
+        "start = \"2026-11-01T08:00\"",
+        url,
+    );
+    let output = test.keyhook(["check"]).output().unwrap();
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "a warning only: {out}");
+    assert!(
+        out.contains("tasks/seven.toml: field `schedule`: `every 7 minutes` does not divide a day"),
+        "{out}"
+    );
+    assert!(!out.contains("half.toml: field `schedule`"), "{out}");
+    assert!(!out.contains("anchored.toml: field `schedule`"), "{out}");
+}

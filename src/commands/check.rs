@@ -200,7 +200,15 @@ fn bad_rows(context: &Context) -> Vec<Problem> {
 fn warnings(task: &Task) -> Vec<String> {
     let webhook = &task.webhook;
     let urls = [("[webhook] url", webhook.url.as_str())];
-    endpoint_warnings(&task.path, &webhook.secret, &webhook.tls, &urls)
+    let mut warnings = endpoint_warnings(&task.path, &webhook.secret, &webhook.tls, &urls);
+    if task.schedule.moves_from_day_to_day() {
+        warnings.push(format!(
+            "field `schedule`: `{}` does not divide a day, so its runs land at other times each \
+             day (counted from midnight of 1970-01-01); set `start` to anchor them",
+            task.schedule.describe()
+        ));
+    }
+    warnings
 }
 
 /// [`warnings`] for each webhook file, and once for QLM's `[events]` (they share a secret).

@@ -5,7 +5,8 @@
 //! - `every N minutes|hours` steps absolute time, so a clock change never adds or drops a slot.
 //!   Without `start` the steps count from midnight in the zone's standard time (so `every 30
 //!   minutes` fires at :00 and :30, and `every 6 hours` at 00:00, 06:00, ... standard time, which
-//!   is 01:00, 07:00, ... while daylight saving time is on).
+//!   is 01:00, 07:00, ... while daylight saving time is on). The steps run on across midnight:
+//!   an N that does not divide a day lands at other times each day (`check` warns).
 //! - `every N days` and crontab lines with a fixed minute and hour are wall-clock times: a time
 //!   skipped by a spring-forward runs once at the first instant after the jump, and a time
 //!   repeated by a fall-back runs once, at its first occurrence (cron(8)).
@@ -190,6 +191,18 @@ impl Schedule {
                 next_day(*count, *time, first_day(*first), after, zone)
             }
             Kind::Cron(crontab) => crontab.next_after(after, zone),
+        }
+    }
+
+    /// Whether its slots land at other times each day: `every N minutes|hours` without `start`,
+    /// N not dividing a day.
+    pub fn moves_from_day_to_day(&self) -> bool {
+        match &self.0 {
+            Kind::Elapsed { count, unit, start } => {
+                let step = unit.seconds() * i64::from(*count);
+                start.is_none() && Unit::Day.seconds() % step != 0
+            }
+            _ => false,
         }
     }
 
