@@ -479,10 +479,22 @@ fn client_errors_are_not_retried_and_410_disables_the_webhook_loudly() {
         "{}",
         stdout(&again)
     );
+    // What waits is counted over both runs: 2 left by the first, 3 recorded by this one.
+    assert!(
+        stdout(&again).contains("5 deliveries wait (3 of them from this run)"),
+        "{}",
+        stdout(&again)
+    );
     assert_eq!(gone.request_count(), 1);
     let status = test.keyhook(["status"]).output().unwrap();
     assert!(
         stdout(&status).contains("DISABLED: 410 Gone"),
+        "{}",
+        stdout(&status)
+    );
+    assert!(
+        stdout(&status)
+            .contains("5 deliveries wait in all (pending or failed), 2 of them from earlier runs"),
         "{}",
         stdout(&status)
     );

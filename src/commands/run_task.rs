@@ -137,7 +137,16 @@ pub(super) fn execute(
     let gone = task_state.webhook_gone.is_some();
     report.sent = enabled && !gone;
     let to_send = report.matched - report.bad_rows;
-    match held_back(context, task, enabled, gone, to_send) {
+    // Runs go on recording while the webhook is disabled: say what waits from all of them.
+    let waiting = match gone {
+        true => state
+            .waiting_by_task()?
+            .into_iter()
+            .find(|(stem, _)| *stem == task.stem)
+            .map_or(0, |(_, count)| u64::try_from(count).unwrap_or(0)),
+        false => to_send,
+    };
+    match held_back(context, task, enabled, gone, (waiting, to_send)) {
         Some(warning) => {
             report.warnings.push(warning);
             report.tally.gone = gone;
@@ -285,7 +294,7 @@ fn held_back(
     task: &Task,
     enabled: bool,
     gone: bool,
-    waiting: u64,
+    (waiting, this_run): (u64, u64),
 ) -> Option<String> {
     if !enabled {
         return Some(format!(
@@ -297,7 +306,8 @@ fn held_back(
     gone.then(|| {
         format!(
             "WARNING: task `{}`: webhook DISABLED since its receiver answered 410 Gone; \
-             {waiting} deliveries wait. Fix the url, then `keyhook enable {}`",
+             {waiting} deliveries wait ({this_run} of them from this run). Fix the url, then \
+             `keyhook enable {}`",
             task.name, task.stem
         )
     })

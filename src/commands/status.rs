@@ -30,6 +30,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let skips = state.latest_skips()?;
     let states = state.task_states()?;
     writeln!(out, "{}", tasks_table(context, &runs, &states, shared))?;
+    older_waiting(context, &state, &runs, out)?;
     webhooks(context, &state, out)?;
     for skip in &skips {
         if context.definitions.task(&skip.task).is_none() {
@@ -120,6 +121,35 @@ fn task_row(
         count(|run| run.bad_rows),
         webhook,
     ]
+}
+
+/// The table counts each task's last run; deliveries of earlier runs that still wait (a receiver
+/// down, or disabled by a 410, over several runs) are said below it.
+fn older_waiting(
+    context: &Context,
+    state: &State,
+    runs: &[RunSummary],
+    out: &mut impl Write,
+) -> Result<()> {
+    for (stem, waiting) in state.waiting_by_task()? {
+        let Some(task) = context.definitions.task(&stem) else {
+            continue;
+        };
+        let last = runs
+            .iter()
+            .find(|run| run.task == stem)
+            .map_or(0, |run| run.pending + run.failed);
+        if waiting > last {
+            writeln!(
+                out,
+                "{}: {waiting} deliveries wait in all (pending or failed), {} of them from \
+                 earlier runs; `keyhook log --task {stem}` lists them",
+                task.name,
+                waiting - last
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// One row per URL of each event webhook, beside the tasks; nothing when there are none.

@@ -266,6 +266,11 @@ impl State {
         each!(self, state => state.record_deliveries(deliveries, now))
     }
 
+    /// Per task, how many deliveries wait (pending or failed) over all its runs.
+    pub fn waiting_by_task(&self) -> Result<Vec<(String, i64)>, StateError> {
+        each!(self, state => state.waiting_by_task())
+    }
+
     /// How many of `source`'s deliveries wait behind an earlier one of the same entity that is
     /// pending or failed.
     pub fn held_back(&self, source: &str) -> Result<i64, StateError> {

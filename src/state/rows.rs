@@ -185,6 +185,11 @@ fn http_status(stored: Option<i64>) -> Option<u16> {
     stored.and_then(|status| u16::try_from(status).ok())
 }
 
+/// Per task (event sources excluded), how many deliveries wait, pending or failed, over all its
+/// runs: read from the queue index alone.
+pub const WAITING_BY_TASK: &str = "SELECT task, count(*) FROM deliveries
+     WHERE status IN ('pending', 'failed') AND event_type IS NULL GROUP BY task";
+
 /// How many of source `param`'s event deliveries (`?1`, `$1`) wait behind an earlier one of the
 /// same entity that is pending or failed: they go only after it (delivered or dead).
 pub fn held_back(param: &str) -> String {

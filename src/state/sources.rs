@@ -40,6 +40,18 @@ impl StateDb {
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
+    /// Per task, how many deliveries wait (pending or failed) over all its runs.
+    pub fn waiting_by_task(&self) -> Result<Vec<(String, i64)>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(rows::WAITING_BY_TASK)
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
     /// How many of `source`'s deliveries wait behind an earlier one of the same entity.
     pub fn held_back(&self, source: &str) -> Result<i64, StateError> {
         self.conn

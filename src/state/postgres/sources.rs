@@ -94,6 +94,16 @@ impl PgState {
             .map_err(|e| self.error(&e))
     }
 
+    /// Per task, how many deliveries wait (pending or failed) over all its runs.
+    pub fn waiting_by_task(&self) -> Result<Vec<(String, i64)>, StateError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(rows::WAITING_BY_TASK, &[])
+            .map_err(|e| self.error(&e))?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     /// How many of `source`'s deliveries wait behind an earlier one of the same entity.
     pub fn held_back(&self, source: &str) -> Result<i64, StateError> {
         let row = self
