@@ -137,16 +137,7 @@ pub(super) fn execute(
     let gone = task_state.webhook_gone.is_some();
     report.sent = enabled && !gone;
     let to_send = report.matched - report.bad_rows;
-    // Runs go on recording while the webhook is disabled: say what waits from all of them.
-    let waiting = match gone {
-        true => state
-            .waiting_by_task()?
-            .into_iter()
-            .find(|(stem, _)| *stem == task.stem)
-            .map_or(0, |(_, count)| u64::try_from(count).unwrap_or(0)),
-        false => to_send,
-    };
-    match held_back(context, task, enabled, gone, (waiting, to_send)) {
+    match held_back(context, &state, task, (enabled, gone), to_send)? {
         Some(warning) => {
             report.warnings.push(warning);
             report.tally.gone = gone;
@@ -288,29 +279,39 @@ fn record_error(search: &crate::definitions::Search, error: RecordError) -> crat
     }
 }
 
+/// How many of `task`'s deliveries wait over all its runs: runs go on recording while its
+/// webhook is disabled.
+fn waiting(state: &State, task: &Task) -> Result<u64> {
+    let counts = state.waiting_by_task()?;
+    let count = counts.into_iter().find(|(stem, _)| *stem == task.stem);
+    Ok(count.map_or(0, |(_, count)| u64::try_from(count).unwrap_or(0)))
+}
+
 /// Why nothing is sent, when nothing is: the webhook is disabled, or its receiver said 410.
 fn held_back(
     context: &Context,
+    state: &State,
     task: &Task,
-    enabled: bool,
-    gone: bool,
-    (waiting, this_run): (u64, u64),
-) -> Option<String> {
+    (enabled, gone): (bool, bool),
+    this_run: u64,
+) -> Result<Option<String>> {
     if !enabled {
-        return Some(format!(
+        return Ok(Some(format!(
             "{}: webhook disabled ({}); nothing was sent",
             task.name,
             disabled_by(context, task)
-        ));
+        )));
     }
-    gone.then(|| {
-        format!(
-            "WARNING: task `{}`: webhook DISABLED since its receiver answered 410 Gone; \
-             {waiting} deliveries wait ({this_run} of them from this run). Fix the url, then \
-             `keyhook enable {}`",
-            task.name, task.stem
-        )
-    })
+    if !gone {
+        return Ok(None);
+    }
+    let waiting = waiting(state, task)?;
+    Ok(Some(format!(
+        "WARNING: task `{}`: webhook DISABLED since its receiver answered 410 Gone; \
+         {waiting} deliveries wait ({this_run} of them from this run). Fix the url, then \
+         `keyhook enable {}`",
+        task.name, task.stem
+    )))
 }
 
 /// Never more workers (threads, connections) than deliveries.
