@@ -427,3 +427,22 @@ fn check_says_events_are_not_installed_when_a_webhook_subscribes_to_them() {
     let check = test.keyhook(["check"]).output().unwrap();
     assert_eq!(check.status.code(), Some(0), "{}", all_output(&check));
 }
+
+#[test]
+fn run_due_says_a_broken_search_of_a_due_task_once() {
+    let test = Test::new()
+        .write("searches/s.toml", "name = \"s\"\nsql = \"ID > [nope]\"\n")
+        .write(
+            "tasks/t.toml",
+            "name = \"t\"\nsearch = \"s\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
+             url = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
+        );
+    let output = test.keyhook(["run-due"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = all_output(&output);
+    assert_eq!(
+        text.matches("unknown placeholder `[nope]`").count(),
+        1,
+        "{text}"
+    );
+}

@@ -16,8 +16,10 @@ use crate::schedule::due::{self, Decision, Facts};
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let stop = Stop::install();
     let mut exit = Exit::Success;
+    let mut said = Vec::new();
     for problem in &context.definitions.problems {
         writeln!(out, "error: {problem}")?;
+        said.push(problem.to_string());
         exit = Exit::Config;
     }
     exit = exit.worst(retry::send_due(context, None, false, &stop, out)?);
@@ -61,7 +63,10 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         exit = exit.worst(match outcome {
             Ok(exit) => exit,
             Err(error) => {
-                writeln!(out, "error: {error}")?;
+                // A due task whose file (or search's) is broken stops on the problem said above.
+                if !said.contains(&error.to_string()) {
+                    writeln!(out, "error: {error}")?;
+                }
                 error.exit
             }
         });
