@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::gate::Gate;
 use crate::support::watching::Watching;
-use crate::support::{Test, later, stdout};
+use crate::support::{Test, later, stderr, stdout};
 use keyhook::receiver::{Reply, Request, Server};
 
 /// A configuration with one webhook posting every license event to `url`, events installed.
@@ -105,6 +105,15 @@ fn each_committed_change_is_delivered_once_and_a_rolled_back_one_never() {
     );
     assert!(log.contains("hook license.updated"), "{log}");
     assert!(!log.contains("license.created"), "{log}");
+    // A webhook that is neither a file nor in the log: an error, as an unknown --task is.
+    let unknown = test.keyhook(["log", "--webhook", "nope"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("no webhook is called `nope`")
+            && stderr(&unknown).contains("(webhooks: hook)"),
+        "{}",
+        stderr(&unknown)
+    );
 }
 
 #[test]

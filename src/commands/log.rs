@@ -29,6 +29,9 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     }
     let state = context.open_state()?;
     let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
+    if entries.is_empty() && bad.is_empty() {
+        unknown_webhook(context, args)?;
+    }
     if args.json {
         print_json(&state, &entries, &bad, args.attempts, out)?;
         return success();
@@ -127,9 +130,33 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
         status: args.status.as_deref().and_then(Status::parse),
         since,
         limit: Some(args.limit),
-        webhook: args.webhook.clone(),
+        // By file stem or name, as everywhere; a name no file has any more is taken as it is:
+        // a removed webhook's deliveries stay in the log.
+        webhook: args.webhook.as_ref().map(|key| {
+            context
+                .definitions
+                .webhook(key)
+                .map_or_else(|| key.clone(), |webhook| webhook.name.clone())
+        }),
         event: args.event.clone(),
     })
+}
+
+/// `--webhook` naming no webhook, of the files or of the log: a configuration error, as an
+/// unknown `--task` is, rather than "no deliveries match".
+fn unknown_webhook(context: &Context, args: &LogArgs) -> Result<()> {
+    let Some(key) = &args.webhook else {
+        return Ok(());
+    };
+    let definitions = &context.definitions;
+    if definitions.webhook(key).is_some() {
+        return Ok(());
+    }
+    Err(Error::config(anyhow!(
+        "no webhook is called `{key}` in {} (webhooks: {}), and the log holds no delivery of one",
+        definitions.dir.join("webhooks").display(),
+        crate::definitions::names(&definitions.webhooks, |w| &w.name)
+    )))
 }
 
 const BAD_ROWS: &str =
