@@ -324,3 +324,32 @@ fn events_made_after_a_reinstall_are_all_taken_and_two_license_databases_share_a
         .collect();
     assert_eq!(ids.len(), 10, "every delivery its own id: {ids:?}");
 }
+
+#[test]
+fn webhooks_list_shows_a_url_a_410_disabled_until_it_is_enabled() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(410)).unwrap();
+    let test = with_hook(&server.url("/"), "[\"license.*\"]", "");
+    rusqlite::Connection::open(test.path("licenses.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(run(&test, ["dispatch"]).0, Some(1));
+    let (_, table) = run(&test, ["webhooks", "list"]);
+    assert!(
+        table.contains("DISABLED (410 Gone)"),
+        "as status says: {table}"
+    );
+    let listed = test
+        .keyhook(["webhooks", "list", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(json[0]["urls_disabled_by_410"], 1, "{json}");
+    assert_eq!(json[0]["status"], "active", "the file's word: {json}");
+    test.keyhook(["enable", "hook"]).assert().success();
+    let (_, table) = run(&test, ["webhooks", "list"]);
+    assert!(!table.contains("DISABLED"), "{table}");
+}

@@ -92,6 +92,7 @@ fn row(context: &Context, webhook: &EventWebhook, seen: &Seen) -> Vec<String> {
         Seen::Known {
             last_delivered,
             failures,
+            ..
         } => (
             last_delivered.map_or("never".into(), |at| local_time(context, at)),
             failures.to_string(),
@@ -102,7 +103,7 @@ fn row(context: &Context, webhook: &EventWebhook, seen: &Seen) -> Vec<String> {
         url,
         webhook.environment.to_string(),
         webhook.events.len().to_string(),
-        status(webhook).to_string(),
+        status(webhook, seen),
         last,
         failures,
     ]
@@ -110,12 +111,13 @@ fn row(context: &Context, webhook: &EventWebhook, seen: &Seen) -> Vec<String> {
 
 fn as_json(webhook: &EventWebhook, seen: &Seen) -> serde_json::Value {
     let urls: Vec<String> = webhook.urls.iter().map(|url| shown_url(url)).collect();
-    let (last, failures) = match seen {
-        Seen::Unknown => (None, None),
+    let (last, failures, gone) = match seen {
+        Seen::Unknown => (None, None, None),
         Seen::Known {
             last_delivered,
             failures,
-        } => (*last_delivered, Some(*failures)),
+            gone,
+        } => (*last_delivered, Some(*failures), Some(*gone)),
     };
     json!({
         "name": webhook.name,
@@ -124,7 +126,8 @@ fn as_json(webhook: &EventWebhook, seen: &Seen) -> serde_json::Value {
         "urls": urls,
         "environment": webhook.environment,
         "events": webhook.events,
-        "status": status(webhook),
+        "status": if webhook.enabled { "active" } else { "inactive" },
+        "urls_disabled_by_410": gone,
         "format": webhook.format,
         "description": webhook.description,
         "last_delivery": last,
@@ -141,6 +144,8 @@ enum Seen {
         last_delivered: Option<i64>,
         /// Deliveries failed (to be retried) or dead.
         failures: i64,
+        /// How many of its URLs a 410 Gone disabled (`keyhook enable` re-enables them).
+        gone: usize,
     },
 }
 
@@ -164,23 +169,33 @@ impl History {
             .map(|index| source_name(webhook, index))
             .collect();
         let mine = summaries.iter().filter(|s| sources.contains(&s.source));
-        let (mut last_delivered, mut failures) = (None, 0);
+        let (mut last_delivered, mut failures, mut gone) = (None, 0, 0);
         for summary in mine {
             last_delivered = last_delivered.max(summary.last_delivered);
             failures += summary.failures();
+            gone += usize::from(summary.gone.is_some());
         }
         Seen::Known {
             last_delivered,
             failures,
+            gone,
         }
     }
 }
 
-fn status(webhook: &EventWebhook) -> &'static str {
-    if webhook.enabled {
-        "active"
-    } else {
-        "inactive"
+/// `active` or `inactive` as its file says, and whether a 410 Gone disabled its URLs (as
+/// `status` says it).
+fn status(webhook: &EventWebhook, seen: &Seen) -> String {
+    if !webhook.enabled {
+        return "inactive".into();
+    }
+    match seen {
+        Seen::Known { gone, .. } if *gone == webhook.urls.len() => "DISABLED (410 Gone)".into(),
+        Seen::Known { gone, .. } if *gone > 0 => format!(
+            "active, {gone} of {} URLs DISABLED (410 Gone)",
+            webhook.urls.len()
+        ),
+        _ => "active".into(),
     }
 }
 
