@@ -37,6 +37,27 @@ fn a_run_task_with_a_future_now_is_said_loudly_and_set_last_run_repairs_it() {
     assert_eq!(server.request_count(), 1);
     let output = run_due(&test, "2026-11-24T10:00:00");
     assert_warns_and_sends_nothing(&output, &server, 1);
+    // `next` and `list` show what run-due will do: nothing before the recorded run.
+    let next = test
+        .keyhook(["next", "daily", "--now", "2026-11-24T10:00:00"])
+        .output()
+        .unwrap();
+    assert!(stdout(&next).contains("  2030-01-02"), "{}", stdout(&next));
+    assert!(!stdout(&next).contains("2026-11-25"), "{}", stdout(&next));
+    assert!(
+        stderr(&next).contains("later than now"),
+        "{}",
+        stderr(&next)
+    );
+    let list = test
+        .keyhook(["list", "--now", "2026-11-24T10:00:00"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&list).contains("next 2030-01-02"),
+        "{}",
+        stdout(&list)
+    );
     test.keyhook([
         "set-last-run",
         "daily",

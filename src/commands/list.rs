@@ -55,7 +55,10 @@ fn task_row(context: &Context, task: &Task, last_runs: &[(String, TaskState)]) -
     let schedule = task.schedule.describe();
     let next = task
         .schedule
-        .next_after(context.clock.now(), context.zone_of(task))
+        .next_after(
+            super::next_from(context, task, last_runs),
+            context.zone_of(task),
+        )
         .map(|at| {
             format!(
                 "next {}",

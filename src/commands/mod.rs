@@ -415,13 +415,7 @@ pub fn future_state(
     state: &crate::state::runs::TaskState,
 ) -> Option<String> {
     let now = context.clock.now().timestamp();
-    let (what, at) = [
-        ("last slot", state.last_slot),
-        ("last run", state.last_run),
-        ("first sighting", Some(state.first_seen)),
-    ]
-    .into_iter()
-    .find_map(|(what, at)| at.filter(|at| *at > now).map(|at| (what, at)))?;
+    let (what, at) = future_mark(context, state)?;
     Some(format!(
         "task `{}`: its {what} is recorded at {}, later than now ({}), so `run-due` will not \
          run it until then (was the clock, --now or KEYHOOK_NOW wrong?); \
@@ -431,6 +425,38 @@ pub fn future_state(
         sending::local_time(context, now),
         task.stem
     ))
+}
+
+/// What of a task's state lies ahead of now (`last slot`, `last run`, `first sighting`), and
+/// when: `run-due` will not run the task before then.
+pub fn future_mark(
+    context: &Context,
+    state: &crate::state::runs::TaskState,
+) -> Option<(&'static str, i64)> {
+    let now = context.clock.now().timestamp();
+    [
+        ("last slot", state.last_slot),
+        ("last run", state.last_run),
+        ("first sighting", Some(state.first_seen)),
+    ]
+    .into_iter()
+    .find_map(|(what, at)| at.filter(|at| *at > now).map(|at| (what, at)))
+}
+
+/// Where the next runs of `task` are looked for: now, or later when its state lies ahead
+/// ([`future_mark`]), as `run-due` will see it.
+pub fn next_from(
+    context: &Context,
+    task: &Task,
+    states: &[(String, crate::state::runs::TaskState)],
+) -> chrono::DateTime<chrono::Utc> {
+    let now = context.clock.now();
+    states
+        .iter()
+        .find(|(stem, _)| *stem == task.stem)
+        .and_then(|(_, state)| future_mark(context, state))
+        .and_then(|(_, at)| chrono::DateTime::from_timestamp(at, 0))
+        .map_or(now, |at| at.max(now))
 }
 
 /// The `[date]` a dry-run of `task` shows: its last run, else now (a first run counts from

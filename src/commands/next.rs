@@ -17,10 +17,20 @@ pub fn run(context: &Context, args: &NextArgs, out: &mut impl Write) -> Result {
             .filter(|task| task.enabled)
             .collect(),
     };
+    // A state recorded ahead of now holds `run-due` back until then: so are the times here.
+    let states = match context.state_exists()? {
+        true => context.open_state()?.task_states()?,
+        false => Vec::new(),
+    };
     for task in tasks {
         let zone = context.zone_of(task);
         writeln!(out, "{} ({}, {zone}):", task.name, task.schedule.describe())?;
-        let mut after = context.clock.now();
+        if let Some((_, state)) = states.iter().find(|(stem, _)| *stem == task.stem)
+            && let Some(warning) = super::future_state(context, task, state)
+        {
+            eprintln!("warning: {warning}");
+        }
+        let mut after = super::next_from(context, task, &states);
         for _ in 0..args.count {
             let Some(at) = task.schedule.next_after(after, zone) else {
                 writeln!(out, "  (no further runs)")?;
