@@ -446,3 +446,32 @@ fn run_due_says_a_broken_search_of_a_due_task_once() {
         "{text}"
     );
 }
+
+#[test]
+fn check_says_every_bad_field_of_a_file_at_once() {
+    let test = Test::new()
+        .search("s", "ID > 0")
+        .write(
+            "tasks/t.toml",
+            "name = \"t\"\nsearch = \"s\"\nschedule = \"every 0 minutes\"\ntimezone = \"Mars/Olympus\"\n\
+             concurrency = 0\n\n[webhook]\nurl = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
+        )
+        .write(
+            "webhooks/w.toml",
+            "name = \"w\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"license.nope\"]\n\
+             environment = \"moon\"\nsecret = \"s3cret-value\"\n",
+        );
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    for expected in [
+        "tasks/t.toml: field `schedule`",
+        "tasks/t.toml: field `timezone`",
+        "tasks/t.toml: field `concurrency`",
+        "webhooks/w.toml: field `events`",
+        "webhooks/w.toml: field `environment`",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    assert!(text.contains("5 problem(s) found"), "{text}");
+}

@@ -73,7 +73,9 @@ impl Definitions {
             settings_problem = Some(problem);
             Settings::default()
         });
-        let searches = load_all(&dir.join("searches"), &mut problems, Search::load);
+        let searches = load_all(&dir.join("searches"), &mut problems, |path| {
+            Search::load(path).map_err(|problem| vec![problem])
+        });
         let tasks = load_all(&dir.join("tasks"), &mut problems, Task::load);
         // A broken events.toml is reported by `check` (and refused by `events install`);
         // here its events are simply unknown.
@@ -315,7 +317,7 @@ fn shadowed<T>(items: &[T], key: impl Fn(&T) -> (&String, &String, &PathBuf)) ->
 fn load_all<T>(
     dir: &Path,
     problems: &mut Vec<Problem>,
-    load: impl Fn(&Path) -> Result<T, Problem>,
+    load: impl Fn(&Path) -> Result<T, Vec<Problem>>,
 ) -> Vec<T> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -335,7 +337,7 @@ fn load_all<T>(
     files.sort();
     files
         .iter()
-        .filter_map(|file| load(file).map_err(|problem| problems.push(problem)).ok())
+        .filter_map(|file| load(file).map_err(|found| problems.extend(found)).ok())
         .collect()
 }
 
@@ -344,6 +346,39 @@ fn load_all<T>(
 pub fn is_hidden(path: &Path) -> bool {
     path.file_name()
         .is_some_and(|name| name.to_string_lossy().starts_with('.'))
+}
+
+/// The field errors of one file, gathered so that `check` says them all at once rather than one
+/// per fix: each field is read by [`Fields::take`], which keeps its value or its problem.
+pub struct Fields<'p> {
+    path: &'p Path,
+    pub problems: Vec<Problem>,
+}
+
+impl<'p> Fields<'p> {
+    pub fn new(path: &'p Path) -> Fields<'p> {
+        Fields {
+            path,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Keeps a problem found without a value to read.
+    pub fn say(&mut self, message: String) {
+        self.problems.push(Problem {
+            file: self.path.to_path_buf(),
+            message,
+        });
+    }
+
+    /// The value, or `None` with its problem (`message`) kept.
+    pub fn take<T, E>(
+        &mut self,
+        result: Result<T, E>,
+        message: impl FnOnce(E) -> String,
+    ) -> Option<T> {
+        result.map_err(|error| self.say(message(error))).ok()
+    }
 }
 
 /// Reads and parses one TOML file; errors name the file and, from toml, the line and field.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::endpoint::{Endpoint, with_endpoint_keys};
 use super::task::check_concurrency;
 use super::url::{UrlError, check_url, shown_url};
-use super::{Problem, read_toml, stem};
+use super::{Fields, Problem, read_toml, stem};
 use crate::events::catalog::Catalog;
 use crate::events::names;
 
@@ -94,31 +94,43 @@ pub struct EventWebhook {
 
 impl EventWebhook {
     /// Loads and validates one webhook file; its event names against `catalog`.
-    pub fn load(path: &Path, catalog: &Catalog) -> Result<EventWebhook, Problem> {
-        let mut file: WebhookFile = read_toml(path)?;
-        let problem = |message: String| Problem {
-            file: path.to_path_buf(),
-            message,
-        };
+    /// Every field's problem, not only the first.
+    pub fn load(path: &Path, catalog: &Catalog) -> Result<EventWebhook, Vec<Problem>> {
+        let mut file: WebhookFile = read_toml(path).map_err(|problem| vec![problem])?;
+        let mut fields = Fields::new(path);
         if file.name.trim().is_empty() {
-            return Err(problem("field `name` is empty".into()));
+            fields.say("field `name` is empty".into());
         }
-        let urls =
-            urls(file.url.take(), file.urls.take()).map_err(|error| problem(error.to_string()))?;
-        let events = names::resolve(&file.events, catalog)
-            .map_err(|error| problem(format!("field `events`: {error}")))?;
+        let urls = fields.take(urls(file.url.take(), file.urls.take()), |error| {
+            error.to_string()
+        });
+        let events = fields.take(names::resolve(&file.events, catalog), |error| {
+            format!("field `events`: {error}")
+        });
         let environment = match &file.environment {
-            Some(text) => Environment::parse(text)
-                .map_err(|error| problem(format!("field `environment`: {error}")))?,
-            None => Environment::default(),
+            Some(text) => fields.take(Environment::parse(text), |error| {
+                format!("field `environment`: {error}")
+            }),
+            None => Some(Environment::default()),
         };
         if let Some(concurrency) = file.concurrency {
-            check_concurrency(concurrency)
-                .map_err(|error| problem(format!("field `concurrency`: {error}")))?;
+            fields.take(check_concurrency(concurrency), |error| {
+                format!("field `concurrency`: {error}")
+            });
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        let endpoint = Endpoint::from_keys(file.take_endpoint_keys(), dir)
-            .map_err(|error| problem(error.to_string()))?;
+        let endpoint = fields.take(
+            Endpoint::from_keys(file.take_endpoint_keys(), dir),
+            |error| error.to_string(),
+        );
+        let (Some(urls), Some(events), Some(environment), Some(endpoint)) =
+            (urls, events, environment, endpoint)
+        else {
+            return Err(fields.problems);
+        };
+        if !fields.problems.is_empty() {
+            return Err(fields.problems);
+        }
         Ok(EventWebhook {
             stem: stem(path),
             path: path.to_path_buf(),

@@ -12,7 +12,7 @@ use super::secret::SecretSource;
 use super::settings::{DurationError, parse_duration};
 use super::tls::TlsFiles;
 use super::url::UrlError;
-use super::{Problem, read_toml, stem};
+use super::{Fields, Problem, read_toml, stem};
 use crate::delivery::signature::Scheme;
 use crate::schedule::schedule::Schedule;
 use crate::schedule::{clock, zone};
@@ -126,40 +126,47 @@ pub use super::endpoint::DEFAULT_TIMEOUT;
 
 impl Task {
     /// Loads and validates one task file.
-    pub fn load(path: &Path) -> Result<Task, Problem> {
-        let file: TaskFile = read_toml(path)?;
-        let problem = |message: String| Problem {
-            file: path.to_path_buf(),
-            message,
-        };
+    /// Loads and validates one task file; every field's problem, not only the first.
+    pub fn load(path: &Path) -> Result<Task, Vec<Problem>> {
+        let file: TaskFile = read_toml(path).map_err(|problem| vec![problem])?;
+        let mut fields = Fields::new(path);
         for (field, value) in [("name", &file.name), ("search", &file.search)] {
             if value.trim().is_empty() {
-                return Err(problem(format!("field `{field}` is empty")));
+                fields.say(format!("field `{field}` is empty"));
             }
         }
-        let timezone = file
-            .timezone
-            .map(|name| zone::parse(&name))
-            .transpose()
-            .map_err(|error| problem(format!("field `timezone`: {error}")))?;
+        let timezone = fields.take(
+            file.timezone.as_deref().map(zone::parse).transpose(),
+            |error| format!("field `timezone`: {error}"),
+        );
         if let Some(concurrency) = file.concurrency {
-            check_concurrency(concurrency)
-                .map_err(|error| problem(format!("field `concurrency`: {error}")))?;
+            fields.take(check_concurrency(concurrency), |error| {
+                format!("field `concurrency`: {error}")
+            });
         }
-        let schedule = Schedule::parse(&file.schedule, file.at.as_deref(), file.start.as_deref())
-            .map_err(|error| problem(format!("field `{}`: {error}", error.field())))?;
-        let catch_up = file
-            .catch_up
-            .map(|text| catch_up(&text))
-            .transpose()
-            .map_err(|error| problem(format!("field `catch_up`: {error}")))?;
-        let first_run_since = file
-            .first_run_since
-            .map(|text| first_run(&text))
-            .transpose()
-            .map_err(|error| problem(format!("field `first_run_since`: {error}")))?;
-        let webhook = Webhook::from_file(file.webhook, path)
-            .map_err(|error| problem(format!("[webhook] {error}")))?;
+        let schedule = fields.take(
+            Schedule::parse(&file.schedule, file.at.as_deref(), file.start.as_deref()),
+            |error| format!("field `{}`: {error}", error.field()),
+        );
+        let catch_up = fields.take(
+            file.catch_up.as_deref().map(catch_up).transpose(),
+            |error| format!("field `catch_up`: {error}"),
+        );
+        let first_run_since = fields.take(
+            file.first_run_since.as_deref().map(first_run).transpose(),
+            |error| format!("field `first_run_since`: {error}"),
+        );
+        let webhook = fields.take(Webhook::from_file(file.webhook, path), |error| {
+            format!("[webhook] {error}")
+        });
+        let (Some(timezone), Some(schedule), Some(catch_up), Some(first_run_since), Some(webhook)) =
+            (timezone, schedule, catch_up, first_run_since, webhook)
+        else {
+            return Err(fields.problems);
+        };
+        if !fields.problems.is_empty() {
+            return Err(fields.problems);
+        }
         Ok(Task {
             stem: stem(path),
             path: path.to_path_buf(),
@@ -271,7 +278,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("renewals.toml");
         std::fs::write(&path, text).unwrap();
-        Task::load(&path).map_err(|problem| problem.message)
+        Task::load(&path).map_err(|problems| {
+            let messages: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+            messages.join("\n")
+        })
     }
 
     const VALID: &str = r#"

@@ -17,7 +17,10 @@ fn load(text: &str) -> Result<EventWebhook, String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crm.toml");
     std::fs::write(&path, text).unwrap();
-    EventWebhook::load(&path, &Catalog::builtin()).map_err(|problem| problem.message)
+    EventWebhook::load(&path, &Catalog::builtin()).map_err(|problems| {
+        let messages: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+        messages.join("\n")
+    })
 }
 
 #[test]
