@@ -475,3 +475,29 @@ fn check_says_every_bad_field_of_a_file_at_once() {
     }
     assert!(text.contains("5 problem(s) found"), "{text}");
 }
+
+#[test]
+fn check_says_what_in_a_definitions_folder_is_not_read() {
+    let task = "name = \"upper\"\nsearch = \"s\"\nschedule = \"every 1 day\"\n\n[webhook]\n\
+                url = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n";
+    let test = Test::new()
+        .search("s", "ID > 0")
+        .write("tasks/UPPER.TOML", task)
+        .write("tasks/old.toml.bak", task)
+        .write("tasks/typo.tml", task)
+        .write("tasks/sub/nested.toml", task)
+        .write("tasks/.hidden.toml", task);
+    let output = test.keyhook(["check"]).output().unwrap();
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "warnings only: {text}");
+    assert!(
+        text.contains("1 tasks are valid") || text.contains("and 1 tasks"),
+        "{text}"
+    );
+    assert!(text.contains("tasks/old.toml.bak: not read"), "{text}");
+    assert!(text.contains("tasks/typo.tml: not read"), "{text}");
+    assert!(text.contains("tasks/sub: a folder"), "{text}");
+    assert!(!text.contains(".hidden"), "{text}");
+    let list = stdout(&test.keyhook(["list"]).output().unwrap());
+    assert!(list.contains("upper"), "a .TOML file is read: {list}");
+}

@@ -39,6 +39,11 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     for (file, warning) in webhook_warnings(context) {
         writeln!(out, "warning: {}: {warning}", file.display())?;
     }
+    for folder in ["searches", "tasks", "webhooks"] {
+        for (path, why) in crate::definitions::not_read(&definitions.dir.join(folder)) {
+            writeln!(out, "warning: {}: {why}", path.display())?;
+        }
+    }
     if let Some(warning) = role_warning(context) {
         writeln!(out, "warning: {warning}")?;
     }

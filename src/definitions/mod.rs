@@ -322,8 +322,7 @@ fn load_all<T>(
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-            .filter(|path| !is_hidden(path))
+            .filter(|path| is_definition_file(path))
             .collect(),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(error) => {
@@ -339,6 +338,36 @@ fn load_all<T>(
         .iter()
         .filter_map(|file| load(file).map_err(|found| problems.extend(found)).ok())
         .collect()
+}
+
+/// A file a definitions folder reads: `*.toml` (any case), not hidden, not a folder.
+pub fn is_definition_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"))
+        && !is_hidden(path)
+        && !path.is_dir()
+}
+
+/// What in a definitions folder is not read, and why: for `check` to say (an editor's backup
+/// `x.toml~`, a `x.tml`, a subfolder), since a file that is silently skipped is a task that
+/// silently never runs. Hidden files are left unsaid.
+pub fn not_read(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut skipped: Vec<(PathBuf, &'static str)> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| !is_hidden(path) && !is_definition_file(path))
+        .map(|path| {
+            let why = match path.is_dir() {
+                true => "a folder: definitions in subfolders are not read",
+                false => "not read: only `*.toml` files are",
+            };
+            (path, why)
+        })
+        .collect();
+    skipped.sort();
+    skipped
 }
 
 /// A file whose name starts with a dot: an editor's lock or backup (`.#renewals.toml`), not
