@@ -501,3 +501,38 @@ fn check_says_what_in_a_definitions_folder_is_not_read() {
     let list = stdout(&test.keyhook(["list"]).output().unwrap());
     assert!(list.contains("upper"), "a .TOML file is read: {list}");
 }
+
+#[test]
+fn run_due_says_a_missing_license_database_before_any_slot_comes() {
+    let test = Test::new().search("s", "ID > 0").write(
+        "tasks/daily.toml",
+        "name = \"daily\"\nsearch = \"s\"\nschedule = \"every 1 day\"\nat = \"08:00\"\n\n\
+         [webhook]\nurl = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
+    );
+    // Not due at 10:00 (its slot was 08:00, before it was first seen): still said, once.
+    let output = test
+        .keyhook(["--db", "missing.db", "run-due"])
+        .output()
+        .unwrap();
+    let text = all_output(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert_eq!(
+        text.matches("license database missing.db does not exist")
+            .count(),
+        1,
+        "{text}"
+    );
+    // Due (a minute-by-minute task): the run stops on it, and it is still said once.
+    let test = test.write(
+        "tasks/minutely.toml",
+        "name = \"minutely\"\nsearch = \"s\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
+         url = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
+    );
+    let output = test
+        .keyhook(["--db", "missing.db", "run-due"])
+        .output()
+        .unwrap();
+    let text = all_output(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert_eq!(text.matches("does not exist").count(), 1, "{text}");
+}

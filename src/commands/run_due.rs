@@ -11,25 +11,24 @@ use super::sending::{Stop, local_time};
 use super::{Context, retry};
 use crate::definitions::Task;
 use crate::error::{Exit, Result};
+use crate::licenses::database::Location;
 use crate::schedule::due::{self, Decision, Facts};
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let stop = Stop::install();
-    let mut exit = Exit::Success;
-    let mut said = Vec::new();
-    for problem in &context.definitions.problems {
-        writeln!(out, "error: {problem}")?;
-        said.push(problem.to_string());
-        exit = Exit::Config;
-    }
-    exit = exit.worst(retry::send_due(context, None, false, &stop, out)?);
-    exit = exit.worst(dispatch_events(context, &stop, out)?);
     let tasks: Vec<&Task> = context
         .definitions
         .tasks
         .iter()
         .filter(|task| task.enabled)
         .collect();
+    let said = say_problems(context, !tasks.is_empty(), out)?;
+    let mut exit = match said.is_empty() {
+        true => Exit::Success,
+        false => Exit::Config,
+    };
+    exit = exit.worst(retry::send_due(context, None, false, &stop, out)?);
+    exit = exit.worst(dispatch_events(context, &stop, out)?);
     if tasks.is_empty() {
         return Ok(exit);
     }
@@ -72,6 +71,29 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         });
     }
     Ok(exit.worst(stop.exit().unwrap_or(Exit::Success)))
+}
+
+/// Says what keeps tasks from running, on every call: the definitions' problems, and (with
+/// tasks enabled) a SQLite license database that is gone or unreadable, rather than only when
+/// a task's slot comes, for a daily task hours later. A due task stopping on one of them does
+/// not say it again.
+fn say_problems(context: &Context, tasks: bool, out: &mut impl Write) -> Result<Vec<String>> {
+    let mut said: Vec<String> = context
+        .definitions
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if tasks
+        && let Location::Sqlite(path) = &context.db
+        && let Err(error) = crate::licenses::open::connect(path)
+    {
+        said.push(error.to_string());
+    }
+    for problem in &said {
+        writeln!(out, "error: {problem}")?;
+    }
+    Ok(said)
 }
 
 /// Events too, so one cron line covers both: a pass when any webhook is active in the
