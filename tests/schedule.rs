@@ -300,3 +300,36 @@ fn check_warns_about_an_every_schedule_that_does_not_divide_a_day() {
     assert!(!out.contains("half.toml: field `schedule`"), "{out}");
     assert!(!out.contains("anchored.toml: field `schedule`"), "{out}");
 }
+
+#[test]
+fn a_run_left_unfinished_by_a_kill_is_said_once_then_its_slot_is_done() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = task(Test::new(), "hourly", "@hourly", "", &server.url("/"));
+    assert_eq!(stdout(&run_due(&test, "2026-11-23T09:20:00")), "");
+    assert!(run_due(&test, "2026-11-23T10:00:30").status.success());
+    assert_eq!(server.request_count(), 1);
+    // What a kill after the record phase leaves: the 10:00 run recorded, never finished, and
+    // the task's last slot still the one before.
+    let conn = rusqlite::Connection::open(test.path("keyhook-state.db")).unwrap();
+    conn.execute_batch(
+        "UPDATE runs SET finished_at = NULL WHERE task = 'hourly';
+         UPDATE tasks SET last_slot = NULL, last_run = NULL WHERE task = 'hourly';",
+    )
+    .unwrap();
+    drop(conn);
+    let first = run_due(&test, "2026-11-23T10:05:00");
+    assert!(first.status.success(), "{first:?}");
+    assert!(
+        stdout(&first)
+            .contains("its run for the slot at 2026-11-23 10:00:00 was stopped before it finished"),
+        "{}",
+        stdout(&first)
+    );
+    // Said once: the slot is done now, and the next calls before 11:00 have nothing to say.
+    for now in ["2026-11-23T10:06:00", "2026-11-23T10:30:00"] {
+        assert_eq!(stdout(&run_due(&test, now)), "", "{now}");
+    }
+    assert_eq!(server.request_count(), 1, "nothing sent twice");
+    assert!(run_due(&test, "2026-11-23T11:00:10").status.success());
+    assert_eq!(server.request_count(), 2, "the next slot runs");
+}

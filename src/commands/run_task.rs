@@ -188,11 +188,16 @@ struct Started<'a> {
 /// hosts, the slot's claim decides; once the lock is held, the slot is checked again.
 fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Start<'a>> {
     let state = context.open_state()?;
-    if let Some(why) = already_ran(context, &state, task, slot)? {
+    if let Some(mut why) = already_ran(context, &state, task, slot)? {
         // On a SQLite state the lock's holder is on this machine: a run of the slot that
         // still holds it has not ended, and "already ran" (exit 0) would hide that.
-        if !state.is_shared() && sending::lock(context, &task.stem)?.is_none() {
-            return Err(sending::locked(task));
+        if !state.is_shared() {
+            let Some(_lock) = sending::lock(context, &task.stem)? else {
+                return Err(sending::locked(task));
+            };
+            if let Some(stopped) = settle_stopped(context, &state, task, slot)? {
+                why = stopped;
+            }
         }
         return Ok(Start::Skip(why, Some(Box::new(state))));
     }
@@ -268,6 +273,29 @@ fn already_ran(
     Ok(Some(format!(
         "already ran for its slot at {}; nothing to do (`run-task --force` runs it again)",
         sending::local_time(context, slot)
+    )))
+}
+
+/// A run of `slot` that a kill or a stop left unfinished, when no process holds the task's lock
+/// (the caller does): it is finished now, so the task's last slot moves on (else every later
+/// `run-due` until the next slot would find the slot due and say it already ran). What it did
+/// not send goes out with the retries, as ever. Says so, once.
+fn settle_stopped(
+    context: &Context,
+    state: &State,
+    task: &Task,
+    slot: Option<i64>,
+) -> Result<Option<String>> {
+    let Some(slot) = slot else { return Ok(None) };
+    let Some(run_id) = state.unfinished_run(&task.stem, slot)? else {
+        return Ok(None);
+    };
+    state.finish_run(run_id, context.clock.tick().timestamp())?;
+    Ok(Some(format!(
+        "its run for the slot at {} was stopped before it finished; what it did not send goes \
+         out with the retries (`keyhook log --task {}`)",
+        sending::local_time(context, slot),
+        task.stem
     )))
 }
 

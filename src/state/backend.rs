@@ -217,6 +217,11 @@ impl State {
         each!(self, state => state.slot_ran(task, slot))
     }
 
+    /// The run of `slot` that never finished (a kill, a stop), if there is one.
+    pub fn unfinished_run(&self, task: &str, slot: i64) -> Result<Option<i64>, StateError> {
+        each!(self, state => state.unfinished_run(task, slot))
+    }
+
     pub fn finish_run(&self, run_id: i64, now: i64) -> Result<(), StateError> {
         each!(self, state => state.finish_run(run_id, now))
     }

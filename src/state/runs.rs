@@ -186,6 +186,18 @@ impl StateDb {
             .map_err(|e| self.error(e))
     }
 
+    /// The run of `slot` that never finished (a kill, a stop), if there is one.
+    pub fn unfinished_run(&self, task: &str, slot: i64) -> Result<Option<i64>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT id FROM runs WHERE task = ?1 AND slot = ?2 AND finished_at IS NULL",
+                params![task, slot],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
     /// Marks a run finished and, for a completed run, advances the task's last run.
     pub fn finish_run(&self, run_id: i64, now: i64) -> Result<(), StateError> {
         let transaction = self

@@ -114,6 +114,18 @@ impl PgState {
             .map_err(|e| self.error(&e))
     }
 
+    /// The run of `slot` that never finished (a kill, a stop), if there is one.
+    pub fn unfinished_run(&self, task: &str, slot: i64) -> Result<Option<i64>, StateError> {
+        self.client
+            .borrow_mut()
+            .query_opt(
+                "SELECT id FROM runs WHERE task = $1 AND slot = $2 AND finished_at IS NULL",
+                &[&task, &slot],
+            )
+            .map(|found| found.map(|row| row.get(0)))
+            .map_err(|e| self.error(&e))
+    }
+
     /// Claims `slot` of `task` for this host until the lease ends (by the server's clock). A
     /// claim is taken over only when it expired and its run was never recorded.
     pub fn claim_slot(&self, task: &str, slot: i64) -> Result<SlotClaim, StateError> {
