@@ -340,17 +340,16 @@ fn load_all<T>(
         .collect()
 }
 
-/// A file a definitions folder reads: `*.toml` (any case), not hidden, not a folder.
+/// A file a definitions folder reads: `*.toml`, not hidden, not a folder.
 pub fn is_definition_file(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"))
-        && !is_hidden(path)
-        && !path.is_dir()
+    path.extension().is_some_and(|ext| ext == "toml") && !is_hidden(path) && !path.is_dir()
 }
 
-/// What in a definitions folder is not read, and why: for `check` to say (an editor's backup
-/// `x.toml~`, a `x.tml`, a subfolder), since a file that is silently skipped is a task that
-/// silently never runs. Hidden files are left unsaid.
+/// What in a definitions folder looks like a definition but is not read, and why: for `check`
+/// to say, since a file skipped without a word is a task that never runs. A name like one
+/// (`x.TOML`, `x.tml`, `x.toml.bak`, `x.toml~`), or a subfolder holding `*.toml` files; not
+/// the secret and certificate files that sit beside the definitions (`renewals.secret`,
+/// `certs/`), nor hidden files.
 pub fn not_read(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -358,12 +357,20 @@ pub fn not_read(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let mut skipped: Vec<(PathBuf, &'static str)> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| !is_hidden(path) && !is_definition_file(path))
-        .map(|path| {
-            let why = match path.is_dir() {
-                true => "a folder: definitions in subfolders are not read",
-                false => "not read: only `*.toml` files are",
-            };
-            (path, why)
+        .filter_map(|path| {
+            if path.is_dir() {
+                let holds_toml = std::fs::read_dir(&path).is_ok_and(|mut inner| {
+                    inner.any(|e| e.is_ok_and(|e| is_definition_file(&e.path())))
+                });
+                return holds_toml
+                    .then_some((path, "a folder: definitions in subfolders are not read"));
+            }
+            let name = path.file_name()?.to_string_lossy().to_lowercase();
+            let like = name.contains(".toml") || name.ends_with(".tml");
+            like.then_some((
+                path,
+                "not read: only `*.toml` files are (lower-case `.toml`)",
+            ))
         })
         .collect();
     skipped.sort();
