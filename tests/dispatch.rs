@@ -105,12 +105,24 @@ fn each_committed_change_is_delivered_once_and_a_rolled_back_one_never() {
     );
     assert!(log.contains("hook license.updated"), "{log}");
     assert!(!log.contains("license.created"), "{log}");
+    // A webhook in the log, its file gone: other filters that match nothing say just that.
+    std::fs::remove_file(test.path("webhooks/hook.toml")).unwrap();
+    let none = test
+        .keyhook(["log", "--webhook", "hook", "--status", "dead"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(0), "{}", stderr(&none));
+    assert!(
+        stdout(&none).contains("no deliveries match"),
+        "{}",
+        stdout(&none)
+    );
     // A webhook that is neither a file nor in the log: an error, as an unknown --task is.
     let unknown = test.keyhook(["log", "--webhook", "nope"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         stderr(&unknown).contains("no webhook is called `nope`")
-            && stderr(&unknown).contains("(webhooks: hook)"),
+            && stderr(&unknown).contains("(webhooks: none)"),
         "{}",
         stderr(&unknown)
     );

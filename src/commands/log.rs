@@ -30,7 +30,7 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     let state = context.open_state()?;
     let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
     if entries.is_empty() && bad.is_empty() {
-        unknown_webhook(context, args)?;
+        unknown_webhook(context, &state, &filter)?;
     }
     if args.json {
         print_json(&state, &entries, &bad, args.attempts, out)?;
@@ -142,14 +142,23 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
     })
 }
 
-/// `--webhook` naming no webhook, of the files or of the log: a configuration error, as an
-/// unknown `--task` is, rather than "no deliveries match".
-fn unknown_webhook(context: &Context, args: &LogArgs) -> Result<()> {
-    let Some(key) = &args.webhook else {
+/// `--webhook` naming no webhook, of the files or of the log (whatever the other filters): a
+/// configuration error, as an unknown `--task` is, rather than "no deliveries match". A
+/// webhook whose file is broken is said so.
+fn unknown_webhook(context: &Context, state: &State, filter: &LogFilter) -> Result<()> {
+    let Some(key) = &filter.webhook else {
         return Ok(());
     };
     let definitions = &context.definitions;
-    if definitions.webhook(key).is_some() {
+    if let Some(problem) = definitions.broken("webhooks", key) {
+        return Err(Error::config(anyhow!("{problem}")));
+    }
+    let any = LogFilter {
+        webhook: Some(key.clone()),
+        limit: Some(1),
+        ..LogFilter::default()
+    };
+    if definitions.webhook(key).is_some() || !state.log(&any)?.is_empty() {
         return Ok(());
     }
     Err(Error::config(anyhow!(

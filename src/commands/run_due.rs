@@ -11,6 +11,7 @@ use super::sending::{Stop, local_time};
 use super::{Context, retry};
 use crate::definitions::Task;
 use crate::error::{Exit, Result};
+use crate::file_access::{Presence, presence};
 use crate::licenses::database::Location;
 use crate::schedule::due::{self, Decision, Facts};
 
@@ -74,9 +75,10 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
 }
 
 /// Says what keeps tasks from running, on every call: the definitions' problems, and (with
-/// tasks enabled) a SQLite license database that is gone or unreadable, rather than only when
-/// a task's slot comes, for a daily task hours later. A due task stopping on one of them does
-/// not say it again.
+/// tasks enabled) a SQLite license database that is not there, rather than only when a task's
+/// slot comes, for a daily task hours later. Only its presence is looked at (a stat): a busy
+/// or unreadable database, or a server's, is said by the run that meets it. A due task
+/// stopping on one of them does not say it again.
 fn say_problems(context: &Context, tasks: bool, out: &mut impl Write) -> Result<Vec<String>> {
     let mut said: Vec<String> = context
         .definitions
@@ -86,6 +88,7 @@ fn say_problems(context: &Context, tasks: bool, out: &mut impl Write) -> Result<
         .collect();
     if tasks
         && let Location::Sqlite(path) = &context.db
+        && let Presence::Absent | Presence::Unusable(_) = presence(path)
         && let Err(error) = crate::licenses::open::connect(path)
     {
         said.push(error.to_string());
