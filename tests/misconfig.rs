@@ -538,3 +538,34 @@ fn run_due_says_a_missing_license_database_before_any_slot_comes() {
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert_eq!(text.matches("does not exist").count(), 1, "{text}");
 }
+
+#[test]
+fn a_refused_webhook_file_does_not_keep_run_due_from_its_tasks() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let hook = "name = \"hook\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"license.*\"]\n\
+                secret = \"s3cret-value\"\n";
+    let test = Test::new()
+        .search("s", "ID > 0")
+        .write("webhooks/a.toml", hook)
+        .write("webhooks/b.toml", hook)
+        .write(
+            "tasks/minutely.toml",
+            &format!(
+                "name = \"minutely\"\nsearch = \"s\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
+                 url = \"{}\"\nsecret = \"s3cret-value\"\n",
+                server.url("/")
+            ),
+        );
+    test.simple_license(1, "2026-11-25T10:00:00");
+    test.keyhook(["events", "install"]).assert().success();
+    let output = test.keyhook(["run-due"]).output().unwrap();
+    let text = all_output(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("webhooks/b.toml: field `name`"), "{text}");
+    assert_eq!(server.request_count(), 1, "the task ran: {text}");
+    assert_eq!(
+        text.matches("webhooks/a.toml: field `name`").count(),
+        1,
+        "said once: {text}"
+    );
+}

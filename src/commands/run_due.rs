@@ -29,7 +29,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         false => Exit::Config,
     };
     exit = exit.worst(retry::send_due(context, None, false, &stop, out)?);
-    exit = exit.worst(dispatch_events(context, &stop, out)?);
+    exit = exit.worst(dispatch_events(context, &said, &stop, out)?);
     if tasks.is_empty() {
         return Ok(exit);
     }
@@ -101,19 +101,37 @@ fn say_problems(context: &Context, tasks: bool, out: &mut impl Write) -> Result<
 
 /// Events too, so one cron line covers both: a pass when any webhook is active in the
 /// runner's environment (`--environment`, `KEYHOOK_ENVIRONMENT`, default production).
-fn dispatch_events(context: &Context, stop: &Stop, out: &mut impl Write) -> Result<Exit> {
+/// A failure here (a webhook file refused, events not installed, the outbox unreadable) is
+/// said, unless it was already, and counted in the exit; the tasks still run.
+fn dispatch_events(
+    context: &Context,
+    said: &[String],
+    stop: &Stop,
+    out: &mut impl Write,
+) -> Result<Exit> {
     if context.definitions.webhooks.is_empty() {
         return Ok(Exit::Success);
     }
     let mut quiet = Vec::new();
-    let Some(mut dispatcher) = Dispatcher::new(context, &mut quiet)? else {
-        return Ok(Exit::Success);
-    };
-    // The broken files are among the problems said above: only why events wait, once.
-    if dispatcher.held.is_some() {
-        dispatcher.held = Some(super::dispatch::HOLD.to_string());
+    let passed = Dispatcher::new(context, &mut quiet).and_then(|dispatcher| {
+        let Some(mut dispatcher) = dispatcher else {
+            return Ok(Exit::Success);
+        };
+        // The broken files are among the problems said above: only why events wait, once.
+        if dispatcher.held.is_some() {
+            dispatcher.held = Some(super::dispatch::HOLD.to_string());
+        }
+        dispatcher.pass(context, stop, out)
+    });
+    match passed {
+        Ok(exit) => Ok(exit),
+        Err(error) => {
+            if !said.contains(&error.to_string()) {
+                writeln!(out, "error: {error}")?;
+            }
+            Ok(error.exit)
+        }
     }
-    dispatcher.pass(context, stop, out)
 }
 
 fn run_slot(
