@@ -283,6 +283,7 @@ fn check_warns_about_an_every_schedule_that_does_not_divide_a_day() {
     let url = "http://127.0.0.1:9/";
     let test = task(Test::new(), "seven", "every 7 minutes", "", url);
     let test = task(test, "half", "every 30 minutes", "", url);
+    let test = task(test, "two-days", "every 48 hours", "", url);
     let test = task(
         test,
         "anchored",
@@ -298,6 +299,7 @@ fn check_warns_about_an_every_schedule_that_does_not_divide_a_day() {
         "{out}"
     );
     assert!(!out.contains("half.toml: field `schedule`"), "{out}");
+    assert!(!out.contains("two-days.toml: field `schedule`"), "{out}");
     assert!(!out.contains("anchored.toml: field `schedule`"), "{out}");
 }
 

@@ -44,7 +44,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         writeln!(
             out,
             "{} definition file(s) have problems; run `keyhook check` to see them.",
-            definitions.problems.len()
+            definitions.files_with_problems()
         )?;
     }
     success()

@@ -306,7 +306,7 @@ impl Context {
     }
 
     fn problems_hint(&self) -> String {
-        match self.definitions.problems.len() {
+        match self.definitions.files_with_problems() {
             0 => String::new(),
             n => format!("; {n} definition file(s) have problems, see `keyhook check`"),
         }

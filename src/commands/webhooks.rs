@@ -49,7 +49,7 @@ pub fn list(context: &Context, args: &WebhooksListArgs, out: &mut impl Write) ->
         writeln!(
             out,
             "{} definition file(s) have problems; run `keyhook check` to see them.",
-            context.definitions.problems.len()
+            context.definitions.files_with_problems()
         )?;
     }
     success()

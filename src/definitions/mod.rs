@@ -212,6 +212,13 @@ impl Definitions {
         }
     }
 
+    /// How many files have problems (a file may have several).
+    pub fn files_with_problems(&self) -> usize {
+        let files: std::collections::BTreeSet<&PathBuf> =
+            self.problems.iter().map(|problem| &problem.file).collect();
+        files.len()
+    }
+
     /// The problems that concern `file`.
     pub fn problems_in(&self, file: &Path) -> Vec<&Problem> {
         self.problems.iter().filter(|p| p.file == file).collect()

@@ -200,7 +200,8 @@ impl Schedule {
         match &self.0 {
             Kind::Elapsed { count, unit, start } => {
                 let step = unit.seconds() * i64::from(*count);
-                start.is_none() && Unit::Day.seconds() % step != 0
+                let day = Unit::Day.seconds();
+                start.is_none() && day % step != 0 && step % day != 0
             }
             _ => false,
         }
