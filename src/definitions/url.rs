@@ -45,26 +45,77 @@ const CREDENTIAL_WORDS: [&str; 20] = [
     "bearer",
 ];
 
-/// Whether the query parameter `name` names a credential: one of its words (split at every
-/// character that is not a letter or digit, and where a lower-case letter meets an upper-case
-/// one) is in [`CREDENTIAL_WORDS`].
+/// Parts of a name that make it a credential wherever they appear in it (`apitoken`,
+/// `clientsecret`, `sessionid`): none of them is part of an innocent word.
+const CREDENTIAL_PARTS: [&str; 7] = [
+    "token",
+    "secret",
+    "passw",
+    "apikey",
+    "credential",
+    "signature",
+    "session",
+];
+
+/// Whether the query parameter `name` names a credential: it holds one of
+/// [`CREDENTIAL_PARTS`], or one of its words is in [`CREDENTIAL_WORDS`] (words split at every
+/// character that is not a letter, where a lower-case letter meets an upper-case one, and
+/// between letters and digits: `key1`). `%5F` and the like are decoded first.
 fn names_a_credential(name: &str) -> bool {
+    let name = percent_decoded(name);
+    let lower = name.to_lowercase();
+    if CREDENTIAL_PARTS.iter().any(|part| lower.contains(part)) {
+        return true;
+    }
     let mut words = Vec::new();
     let mut word = String::new();
-    let mut previous_lower = false;
+    let mut previous: Option<char> = None;
     for c in name.chars() {
-        if !c.is_alphanumeric() || (previous_lower && c.is_uppercase()) {
+        let boundary = match previous {
+            Some(p) => {
+                !c.is_alphanumeric()
+                    || (p.is_lowercase() && c.is_uppercase())
+                    || (p.is_alphabetic() != c.is_alphabetic())
+            }
+            None => false,
+        };
+        if boundary {
             words.push(std::mem::take(&mut word));
         }
-        if c.is_alphanumeric() {
+        if c.is_alphabetic() {
             word.extend(c.to_lowercase());
         }
-        previous_lower = c.is_lowercase();
+        previous = Some(c);
     }
     words.push(word);
     words
         .iter()
         .any(|word| CREDENTIAL_WORDS.contains(&word.as_str()))
+}
+
+/// `%XX` sequences decoded (as bytes, then read as UTF-8, lossily); the rest as it is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes.get(at + 1..at + 3).and_then(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        });
+        match (bytes[at], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                at += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `path` (with its query and fragment) with credential parameters' values masked.
@@ -180,6 +231,13 @@ mod tests {
             "hmac",
             "sas",
             "access_token",
+            "apitoken",
+            "authtoken",
+            "clientsecret",
+            "token2",
+            "key1",
+            "api%5Fkey",
+            "sessionid",
         ] {
             let url = format!("https://h/p?id=1&{name}=V1");
             assert_eq!(shown_url(&url), format!("https://h/p?id=1&{name}=***"));
