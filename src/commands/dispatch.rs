@@ -56,9 +56,8 @@ pub struct Dispatcher {
     /// webhook, so taking it now would pass the broken one's by for good; the deliveries
     /// already recorded still go out.
     pub held: Option<String>,
-    /// How many deliveries of each source were last said to wait behind an earlier one of
-    /// their entity: `watch` says it again only when that changes.
-    waiting_said: HashMap<String, i64>,
+    /// What was said of deliveries waiting behind an earlier one of their entity.
+    waiting_said: WaitingSaid,
 }
 
 impl Dispatcher {
@@ -90,8 +89,14 @@ impl Dispatcher {
             state: None,
             expiry_gate: None,
             held: held(context),
-            waiting_said: HashMap::new(),
+            waiting_said: WaitingSaid::default(),
         }))
+    }
+
+    /// Deliveries waiting behind an earlier one are said only by a pass that sent something to
+    /// their URL (`run-due`, called every minute: not the same line in every cron mail).
+    pub fn say_waiting_only_with_sends(&mut self) {
+        self.waiting_said.only_with_sends = true;
     }
 
     /// From now on, the `license.expired` scan runs on its own cadence rather than every pass
@@ -277,7 +282,7 @@ pub fn send_sources(
     };
     let state = context.open_state()?;
     let mut exit = Exit::Success;
-    let mut said = HashMap::new();
+    let mut said = WaitingSaid::default();
     // A webhook whose file is broken is not loaded: it may be the one.
     let broken = match context.definitions.webhook_problems().is_empty() {
         true => "",
@@ -327,6 +332,14 @@ fn retry_soon(attempt: i32) -> bool {
     attempt < QUICK + 2_495
 }
 
+/// How many deliveries of each source were last said to wait behind an earlier one of their
+/// entity: `watch` says it again only when that changes.
+#[derive(Default)]
+pub struct WaitingSaid {
+    counts: HashMap<String, i64>,
+    only_with_sends: bool,
+}
+
 /// Sends one source's due deliveries under its lock; a 410 left it disabled. Says how many
 /// wait behind an earlier delivery of their entity, when that is not what `said` holds.
 fn send_source(
@@ -334,7 +347,7 @@ fn send_source(
     state: &State,
     source: &Source,
     stop: &Stop,
-    said: &mut HashMap<String, i64>,
+    said: &mut WaitingSaid,
     out: &mut impl Write,
 ) -> Result<Exit> {
     let name = &source.route.source;
@@ -365,7 +378,9 @@ fn send_source(
     let tally = held.send(context, state, Queue::DueForTask(name, now), stop, &observe)?;
     print(name, &tally, out)?;
     let waiting = state.held_back(name)?;
-    if said.insert(name.clone(), waiting).unwrap_or(0) != waiting && waiting > 0 {
+    let changed = said.counts.insert(name.clone(), waiting).unwrap_or(0) != waiting;
+    let sent = tally.delivered + tally.retrying + tally.dead > 0;
+    if changed && waiting > 0 && (sent || !said.only_with_sends) {
         writeln!(
             out,
             "{name}: {waiting} {} behind an earlier one of the same license or customer, \

@@ -18,9 +18,19 @@ pub fn run(context: &Context, args: &NextArgs, out: &mut impl Write) -> Result {
             .collect(),
     };
     // A state recorded ahead of now holds `run-due` back until then: so are the times here.
-    let states = match context.state_exists()? {
-        true => context.open_state()?.task_states()?,
-        false => Vec::new(),
+    // Only a hint here: a state that cannot be read (a server down) leaves the times from now.
+    let states = match context.state_exists() {
+        Ok(true) => match context
+            .open_state()
+            .and_then(|state| Ok(state.task_states()?))
+        {
+            Ok(states) => states,
+            Err(error) => {
+                eprintln!("warning: the state could not be read ({error}); times from now");
+                Vec::new()
+            }
+        },
+        _ => Vec::new(),
     };
     for task in tasks {
         let zone = context.zone_of(task);

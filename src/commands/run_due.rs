@@ -117,6 +117,7 @@ fn dispatch_events(
         let Some(mut dispatcher) = dispatcher else {
             return Ok(Exit::Success);
         };
+        dispatcher.say_waiting_only_with_sends();
         // The broken files are among the problems said above: only why events wait, once.
         if dispatcher.held.is_some() {
             dispatcher.held = Some(super::dispatch::HOLD.to_string());
