@@ -430,6 +430,16 @@ fn check_says_events_are_not_installed_when_a_webhook_subscribes_to_them() {
 
 #[test]
 fn run_due_says_a_broken_search_of_a_due_task_once() {
+    let missing = Test::new().write(
+        "tasks/t.toml",
+        "name = \"t\"\nsearch = \"nosuch\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
+         url = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
+    );
+    let output = missing.keyhook(["run-due"]).output().unwrap();
+    let text = all_output(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert_eq!(text.matches("no search is called").count(), 1, "{text}");
+
     let test = Test::new()
         .write("searches/s.toml", "name = \"s\"\nsql = \"ID > [nope]\"\n")
         .write(

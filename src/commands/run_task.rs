@@ -99,8 +99,9 @@ pub(super) fn execute(
     out: &mut impl Write,
 ) -> Result<Report> {
     let started = Instant::now();
-    let search = context.search_of(task)?;
+    // The task file's own problems first: a missing search is one of them, in check's words.
     context.ensure_valid(&task.path)?;
+    let search = context.search_of(task)?;
     context.ensure_valid(&search.path)?;
     let mut report = Report::empty(task);
     let Started {
