@@ -74,8 +74,8 @@ fn outbox_problem(context: &Context) -> Option<Problem> {
     Some(Problem {
         file: webhook.map_or_else(|| context.definitions.dir.clone(), |w| w.path.clone()),
         message: format!(
-            "{why}: webhooks of environment `{environment}` subscribe to events ({} URL(s)), \
-             and dispatch, watch and run-due stop until then",
+            "{why} ({} URL(s) of environment `{environment}` subscribe to events; dispatch, \
+             watch and run-due stop on it until then)",
             sources.len()
         ),
     })
