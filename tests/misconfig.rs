@@ -402,6 +402,19 @@ fn two_searches_of_one_name_make_a_task_that_names_it_run_neither() {
         "{check}"
     );
     assert_eq!(server.request_count(), 0, "nothing sent");
+    // Two tasks of one name: neither runs, and next and list list no times for them.
+    let twice = test.write(
+        "tasks/u.toml",
+        "name = \"T\"\nsearch = \"renewals\"\nschedule = \"every 1 day\"\n\n[webhook]\n\
+         url = \"http://127.0.0.1:9/\"\nsecret = \"test-secret\"\n",
+    );
+    let next = stdout(&twice.keyhook(["next"]).output().unwrap());
+    assert!(
+        next.contains("not run while its file has problems"),
+        "{next}"
+    );
+    let list = stdout(&twice.keyhook(["list"]).output().unwrap());
+    assert!(list.contains("not run: see `keyhook check`"), "{list}");
 }
 
 #[test]

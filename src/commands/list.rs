@@ -53,6 +53,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
 /// A task's line: stem, name, schedule, last and next run, search, whether it is enabled.
 fn task_row(context: &Context, task: &Task, last_runs: &[(String, TaskState)]) -> Vec<String> {
     let schedule = task.schedule.describe();
+    let refused = !context.definitions.problems_in(&task.path).is_empty();
     let next = task
         .schedule
         .next_after(
@@ -67,6 +68,10 @@ fn task_row(context: &Context, task: &Task, last_runs: &[(String, TaskState)]) -
             )
         })
         .unwrap_or_else(|| "no next run".into());
+    let next = match refused {
+        true => "not run: see `keyhook check`".to_string(),
+        false => next,
+    };
     let last = last_runs
         .iter()
         .find(|(stem, _)| *stem == task.stem)

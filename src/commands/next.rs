@@ -35,6 +35,13 @@ pub fn run(context: &Context, args: &NextArgs, out: &mut impl Write) -> Result {
     for task in tasks {
         let zone = context.zone_of(task);
         writeln!(out, "{} ({}, {zone}):", task.name, task.schedule.describe())?;
+        if !context.definitions.problems_in(&task.path).is_empty() {
+            writeln!(
+                out,
+                "  (not run while its file has problems: `keyhook check` says which)"
+            )?;
+            continue;
+        }
         if let Some((_, state)) = states.iter().find(|(stem, _)| *stem == task.stem)
             && let Some(warning) = super::future_state(context, task, state)
         {
