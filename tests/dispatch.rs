@@ -105,7 +105,18 @@ fn each_committed_change_is_delivered_once_and_a_rolled_back_one_never() {
     );
     assert!(log.contains("hook license.updated"), "{log}");
     assert!(!log.contains("license.created"), "{log}");
-    // A webhook in the log, its file gone: other filters that match nothing say just that.
+    // A webhook in the log, its file broken, then gone: other filters that match nothing say
+    // just that.
+    std::fs::write(
+        test.path("webhooks/hook.toml"),
+        "name = \"hook\"\nevents = 3\n",
+    )
+    .unwrap();
+    let broken = test
+        .keyhook(["log", "--webhook", "hook", "--status", "dead"])
+        .output()
+        .unwrap();
+    assert_eq!(broken.status.code(), Some(0), "{}", stderr(&broken));
     std::fs::remove_file(test.path("webhooks/hook.toml")).unwrap();
     let none = test
         .keyhook(["log", "--webhook", "hook", "--status", "dead"])

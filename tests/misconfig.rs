@@ -410,7 +410,7 @@ fn two_searches_of_one_name_make_a_task_that_names_it_run_neither() {
     );
     let next = stdout(&twice.keyhook(["next"]).output().unwrap());
     assert!(
-        next.contains("not run while its file has problems"),
+        next.contains("not run while its file or its search's has problems"),
         "{next}"
     );
     let list = stdout(&twice.keyhook(["list"]).output().unwrap());
@@ -590,5 +590,36 @@ fn a_refused_webhook_file_does_not_keep_run_due_from_its_tasks() {
         text.matches("webhooks/a.toml: field `name`").count(),
         1,
         "said once: {text}"
+    );
+}
+
+#[test]
+fn next_and_list_show_no_times_for_a_task_whose_search_is_broken() {
+    let test = Test::new()
+        .write("searches/bad.toml", "name = \"bad\"\nsql = \"\"\n")
+        .write(
+            "tasks/t.toml",
+            "name = \"t\"\nsearch = \"bad\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
+         url = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
+        );
+    let next = test.keyhook(["next"]).output().unwrap();
+    assert!(
+        stdout(&next).contains("not run while its file or its search's has problems"),
+        "{}",
+        stdout(&next)
+    );
+    let list = stdout(&test.keyhook(["list"]).output().unwrap());
+    assert!(list.contains("not run: see `keyhook check`"), "{list}");
+    // A state path that cannot be used leaves next's times from now, said.
+    std::fs::create_dir(test.path("a-folder")).unwrap();
+    let hint = test
+        .keyhook(["--state", "a-folder", "next"])
+        .output()
+        .unwrap();
+    assert_eq!(hint.status.code(), Some(0));
+    assert!(
+        stderr(&hint).contains("the state could not be read"),
+        "{}",
+        stderr(&hint)
     );
 }

@@ -74,8 +74,8 @@ fn outbox_problem(context: &Context) -> Option<Problem> {
     Some(Problem {
         file: webhook.map_or_else(|| context.definitions.dir.clone(), |w| w.path.clone()),
         message: format!(
-            "{why} ({} URL(s) of environment `{environment}` subscribe to events; dispatch, \
-             watch and run-due stop on it until then)",
+            "{why} ({} URL(s) of environment `{environment}` subscribe to events; dispatch and \
+             watch stop on it, and run-due says it on every call, until then)",
             sources.len()
         ),
     })

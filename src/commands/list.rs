@@ -53,7 +53,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
 /// A task's line: stem, name, schedule, last and next run, search, whether it is enabled.
 fn task_row(context: &Context, task: &Task, last_runs: &[(String, TaskState)]) -> Vec<String> {
     let schedule = task.schedule.describe();
-    let refused = !context.definitions.problems_in(&task.path).is_empty();
+    let refused = context.refuses(task);
     let next = task
         .schedule
         .next_after(

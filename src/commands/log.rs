@@ -144,15 +144,12 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
 
 /// `--webhook` naming no webhook, of the files or of the log (whatever the other filters): a
 /// configuration error, as an unknown `--task` is, rather than "no deliveries match". A
-/// webhook whose file is broken is said so.
+/// webhook the log does not hold and whose file is broken is said so.
 fn unknown_webhook(context: &Context, state: &State, filter: &LogFilter) -> Result<()> {
     let Some(key) = &filter.webhook else {
         return Ok(());
     };
     let definitions = &context.definitions;
-    if let Some(problem) = definitions.broken("webhooks", key) {
-        return Err(Error::config(anyhow!("{problem}")));
-    }
     let any = LogFilter {
         webhook: Some(key.clone()),
         limit: Some(1),
@@ -160,6 +157,9 @@ fn unknown_webhook(context: &Context, state: &State, filter: &LogFilter) -> Resu
     };
     if definitions.webhook(key).is_some() || !state.log(&any)?.is_empty() {
         return Ok(());
+    }
+    if let Some(problem) = definitions.broken("webhooks", key) {
+        return Err(Error::config(anyhow!("{problem}")));
     }
     Err(Error::config(anyhow!(
         "no webhook is called `{key}` in {} (webhooks: {}), and the log holds no delivery of one",

@@ -297,6 +297,16 @@ impl Context {
         })
     }
 
+    /// Whether a run of `task` stops before it starts: its file, or its search's, has problems
+    /// (or the search is missing). `next` and `list` show no times for it.
+    pub fn refuses(&self, task: &Task) -> bool {
+        self.ensure_valid(&task.path).is_err()
+            || self
+                .search_of(task)
+                .and_then(|search| self.ensure_valid(&search.path))
+                .is_err()
+    }
+
     /// Fails if a definition file that `item` comes from has problems.
     pub fn ensure_valid(&self, file: &std::path::Path) -> Result<()> {
         match self.definitions.problems_in(file).first() {

@@ -19,26 +19,21 @@ pub fn run(context: &Context, args: &NextArgs, out: &mut impl Write) -> Result {
     };
     // A state recorded ahead of now holds `run-due` back until then: so are the times here.
     // Only a hint here: a state that cannot be read (a server down) leaves the times from now.
-    let states = match context.state_exists() {
-        Ok(true) => match context
-            .open_state()
-            .and_then(|state| Ok(state.task_states()?))
-        {
-            Ok(states) => states,
-            Err(error) => {
-                eprintln!("warning: the state could not be read ({error}); times from now");
-                Vec::new()
-            }
-        },
-        _ => Vec::new(),
-    };
+    let read = context.state_exists().and_then(|exists| match exists {
+        true => Ok(context.open_state()?.task_states()?),
+        false => Ok(Vec::new()),
+    });
+    let states = read.unwrap_or_else(|error| {
+        eprintln!("warning: the state could not be read ({error}); times from now");
+        Vec::new()
+    });
     for task in tasks {
         let zone = context.zone_of(task);
         writeln!(out, "{} ({}, {zone}):", task.name, task.schedule.describe())?;
-        if !context.definitions.problems_in(&task.path).is_empty() {
+        if context.refuses(task) {
             writeln!(
                 out,
-                "  (not run while its file has problems: `keyhook check` says which)"
+                "  (not run while its file or its search's has problems: `keyhook check` says which)"
             )?;
             continue;
         }
