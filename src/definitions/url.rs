@@ -99,11 +99,12 @@ fn percent_decoded(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
-        let hex = bytes.get(at + 1..at + 3).and_then(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        });
+        // Two hex digits, no more: `from_str_radix` alone would take `%+f`.
+        let hex = bytes
+            .get(at + 1..at + 3)
+            .filter(|pair| pair.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
         match (bytes[at], hex) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -242,6 +243,7 @@ mod tests {
             let url = format!("https://h/p?id=1&{name}=V1");
             assert_eq!(shown_url(&url), format!("https://h/p?id=1&{name}=***"));
         }
+        assert_eq!(percent_decoded("a%5Fb%+fc%"), "a_b%+fc%");
         for name in ["keyhook", "monkey", "author", "design", "passenger", "id"] {
             let url = format!("https://h/p?{name}=1");
             assert_eq!(shown_url(&url), url, "{name} is not a credential");
