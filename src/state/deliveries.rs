@@ -6,7 +6,7 @@ mod claims;
 mod log;
 mod outcomes;
 mod prune;
-mod queue;
+pub(super) mod queue;
 mod recording;
 
 pub use claims::ClaimBook;

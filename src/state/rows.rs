@@ -191,14 +191,13 @@ pub const WAITING_BY_TASK: &str = "SELECT task, count(*) FROM deliveries
      WHERE status IN ('pending', 'failed') AND event_type IS NULL GROUP BY task";
 
 /// How many of source `param`'s event deliveries (`?1`, `$1`) wait behind an earlier one of the
-/// same entity that is pending or failed: they go only after it (delivered or dead).
-pub fn held_back(param: &str) -> String {
+/// same entity: pending or failed, and not let through by the back end's own order rule
+/// `in_order` (the claim's), so the count and the queue cannot disagree.
+pub fn held_back(param: &str, in_order: &str) -> String {
     format!(
         "SELECT count(*) FROM deliveries AS d
          WHERE d.task = {param} AND d.order_key IS NOT NULL AND d.status IN ('pending', 'failed')
-           AND EXISTS (SELECT 1 FROM deliveries AS e
-                       WHERE e.task = d.task AND e.order_key = d.order_key AND e.seq < d.seq
-                         AND e.order_key IS NOT NULL AND e.status IN ('pending', 'failed'))"
+           AND NOT {in_order}"
     )
 }
 

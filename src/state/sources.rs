@@ -55,7 +55,7 @@ impl StateDb {
     /// How many of `source`'s deliveries wait behind an earlier one of the same entity.
     pub fn held_back(&self, source: &str) -> Result<i64, StateError> {
         self.conn
-            .prepare_cached(&rows::held_back("?1"))
+            .prepare_cached(&rows::held_back("?1", super::deliveries::queue::IN_ORDER))
             .and_then(|mut statement| statement.query_row([source], |row| row.get(0)))
             .map_err(|e| self.error(e))
     }

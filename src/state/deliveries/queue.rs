@@ -9,7 +9,7 @@ use crate::state::{StateDb, StateError};
 /// An event delivery waits while an earlier one (lower seq) of the same source and entity
 /// is pending or failed, claimed or not; a dead one no longer holds it back. Task deliveries
 /// (no order key) skip the check, and the lookup reads an index of waiting event deliveries.
-const IN_ORDER: &str = "(d.order_key IS NULL OR NOT EXISTS (
+pub(in crate::state) const IN_ORDER: &str = "(d.order_key IS NULL OR NOT EXISTS (
     SELECT 1 FROM deliveries AS e INDEXED BY deliveries_order
     WHERE e.task = d.task AND e.order_key = d.order_key AND e.seq < d.seq
       AND e.order_key IS NOT NULL AND e.status IN ('pending', 'failed')))";

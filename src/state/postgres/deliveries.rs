@@ -13,7 +13,7 @@ use crate::state::rows::{self, CLAIMED};
 /// host is sending right now holds its followers back. Event deliveries are recorded one
 /// transaction at a time (see `events.rs`), so a predecessor is never committed after its
 /// follower.
-const IN_ORDER: &str = "(d.order_key IS NULL OR NOT EXISTS (
+pub(in crate::state) const IN_ORDER: &str = "(d.order_key IS NULL OR NOT EXISTS (
     SELECT 1 FROM deliveries AS e
     WHERE e.task = d.task AND e.order_key = d.order_key AND e.seq < d.seq
       AND e.order_key IS NOT NULL AND e.status IN ('pending', 'failed')))";

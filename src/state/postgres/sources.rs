@@ -109,7 +109,10 @@ impl PgState {
         let row = self
             .client
             .borrow_mut()
-            .query_one(&rows::held_back("$1"), &[&source])
+            .query_one(
+                &rows::held_back("$1", super::deliveries::IN_ORDER),
+                &[&source],
+            )
             .map_err(|e| self.error(&e))?;
         Ok(row.get(0))
     }
