@@ -38,7 +38,17 @@ impl LicenseOutbox {
     /// path, or the server's URL without its password. A config error if events are not
     /// installed there.
     pub fn open(context: &Context) -> Result<(PathBuf, LicenseOutbox)> {
-        let (key, outbox, installed) = match &context.db {
+        let (key, outbox, installed) = LicenseOutbox::connect(context)?;
+        if !installed {
+            return Err(Error::config(anyhow!(not_installed(context))));
+        }
+        Ok((key, outbox))
+    }
+
+    /// The outbox and its cursor's key, as [`LicenseOutbox::open`], and whether events are
+    /// installed there.
+    fn connect(context: &Context) -> Result<(PathBuf, LicenseOutbox, bool)> {
+        Ok(match &context.db {
             Location::Sqlite(_) => {
                 let (path, conn) = super::dispatch::open_outbox(context)?;
                 let installed =
@@ -55,19 +65,15 @@ impl LicenseOutbox {
                 };
                 (PathBuf::from(connect::redact(url)), outbox, installed)
             }
-        };
-        if !installed {
-            return Err(Error::config(anyhow!(not_installed(context))));
-        }
-        Ok((key, outbox))
+        })
     }
 
     /// Whether a dispatch could open the outbox: `Some(why not)` when events are not installed
     /// in the license database (`check` says it as `dispatch` would); `None` when they are, or
     /// when the database cannot be reached at all (the searches' check says why).
     pub fn not_installed_problem(context: &Context) -> Option<String> {
-        match LicenseOutbox::open(context) {
-            Err(error) if error.to_string() == not_installed(context) => Some(error.to_string()),
+        match LicenseOutbox::connect(context) {
+            Ok((_, _, false)) => Some(not_installed(context)),
             _ => None,
         }
     }
