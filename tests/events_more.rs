@@ -27,6 +27,17 @@ fn run<const N: usize>(test: &Test, args: [&str; N]) -> (Option<i32>, String) {
     (output.status.code(), text)
 }
 
+/// License 1, `K1`, inserted into the test's license database: a `license.created` event.
+fn insert_k1(test: &Test) {
+    rusqlite::Connection::open(test.path("licenses.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
+            [],
+        )
+        .unwrap();
+}
+
 #[test]
 fn webhooks_test_sends_a_signed_sample_event_marked_as_a_test_once() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok().with_body("thanks")).unwrap();
@@ -125,13 +136,7 @@ fn status_list_and_resend_cover_webhooks() {
         serde_json::Value::Null,
         "no state yet"
     );
-    rusqlite::Connection::open(test.path("licenses.db"))
-        .unwrap()
-        .execute(
-            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
-            [],
-        )
-        .unwrap();
+    insert_k1(&test);
     assert_eq!(run(&test, ["dispatch"]).0, Some(1));
     let (_, status) = run(&test, ["status"]);
     let line = status
@@ -329,13 +334,7 @@ fn events_made_after_a_reinstall_are_all_taken_and_two_license_databases_share_a
 fn webhooks_list_shows_a_url_a_410_disabled_until_it_is_enabled() {
     let server = Server::start("127.0.0.1:0", |_| Reply::status(410)).unwrap();
     let test = with_hook(&server.url("/"), "[\"license.*\"]", "");
-    rusqlite::Connection::open(test.path("licenses.db"))
-        .unwrap()
-        .execute(
-            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
-            [],
-        )
-        .unwrap();
+    insert_k1(&test);
     assert_eq!(run(&test, ["dispatch"]).0, Some(1));
     let (_, table) = run(&test, ["webhooks", "list"]);
     assert!(

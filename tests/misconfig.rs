@@ -441,12 +441,20 @@ fn check_says_events_are_not_installed_when_a_webhook_subscribes_to_them() {
     assert_eq!(check.status.code(), Some(0), "{}", all_output(&check));
 }
 
+/// A task file `name` running `search` every minute (so `run-due` finds it due), posting to
+/// `url`.
+fn minutely(name: &str, search: &str, url: &str) -> String {
+    format!(
+        "name = \"{name}\"\nsearch = \"{search}\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
+         url = \"{url}\"\nsecret = \"s3cret-value\"\n"
+    )
+}
+
 #[test]
 fn run_due_says_a_broken_search_of_a_due_task_once() {
     let missing = Test::new().write(
         "tasks/t.toml",
-        "name = \"t\"\nsearch = \"nosuch\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
-         url = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
+        &minutely("t", "nosuch", "http://127.0.0.1:9/"),
     );
     let output = missing.keyhook(["run-due"]).output().unwrap();
     let text = all_output(&output);
@@ -455,11 +463,7 @@ fn run_due_says_a_broken_search_of_a_due_task_once() {
 
     let test = Test::new()
         .write("searches/s.toml", "name = \"s\"\nsql = \"ID > [nope]\"\n")
-        .write(
-            "tasks/t.toml",
-            "name = \"t\"\nsearch = \"s\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
-             url = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
-        );
+        .write("tasks/t.toml", &minutely("t", "s", "http://127.0.0.1:9/"));
     let output = test.keyhook(["run-due"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let text = all_output(&output);
@@ -550,8 +554,7 @@ fn run_due_says_a_missing_license_database_before_any_slot_comes() {
     // Due (a minute-by-minute task): the run stops on it, and it is still said once.
     let test = test.write(
         "tasks/minutely.toml",
-        "name = \"minutely\"\nsearch = \"s\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
-         url = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
+        &minutely("minutely", "s", "http://127.0.0.1:9/"),
     );
     let output = test
         .keyhook(["--db", "missing.db", "run-due"])
@@ -573,11 +576,7 @@ fn a_refused_webhook_file_does_not_keep_run_due_from_its_tasks() {
         .write("webhooks/b.toml", hook)
         .write(
             "tasks/minutely.toml",
-            &format!(
-                "name = \"minutely\"\nsearch = \"s\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
-                 url = \"{}\"\nsecret = \"s3cret-value\"\n",
-                server.url("/")
-            ),
+            &minutely("minutely", "s", &server.url("/")),
         );
     test.simple_license(1, "2026-11-25T10:00:00");
     test.keyhook(["events", "install"]).assert().success();
@@ -597,11 +596,7 @@ fn a_refused_webhook_file_does_not_keep_run_due_from_its_tasks() {
 fn next_and_list_show_no_times_for_a_task_whose_search_is_broken() {
     let test = Test::new()
         .write("searches/bad.toml", "name = \"bad\"\nsql = \"\"\n")
-        .write(
-            "tasks/t.toml",
-            "name = \"t\"\nsearch = \"bad\"\nschedule = \"* * * * *\"\n\n[webhook]\n\
-         url = \"http://127.0.0.1:9/\"\nsecret = \"s3cret-value\"\n",
-        );
+        .write("tasks/t.toml", &minutely("t", "bad", "http://127.0.0.1:9/"));
     let next = test.keyhook(["next"]).output().unwrap();
     assert!(
         stdout(&next).contains("not run while its file or its search's has problems"),
