@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use keyhook::delivery::standard::{self, Key};
 use keyhook::receiver::{Reply, Request, Server};
+use postgres::fallible_iterator::FallibleIterator;
 
 use crate::postgres::Schema;
 use crate::support::watching::Watching;
@@ -360,6 +361,56 @@ fn a_schema_whose_name_holds_the_quoting_tag_gets_working_triggers() {
         out.contains(r#""current":true"#),
         "as keyhook installs them: {out}"
     );
+    let (code, out, err) = run(&test, &["events", "uninstall", "--force"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    schema.run(&format!("DROP SCHEMA \"{odd}\" CASCADE"));
+}
+
+/// A schema whose name holds a backslash: a writer session with `standard_conforming_strings =
+/// off` reads the triggers' string literals as keyhook wrote them, so the NOTIFY goes out on
+/// the schema's channel (watch wakes) and the event names its table.
+#[test]
+fn a_backslash_in_the_schema_name_reads_the_same_in_a_non_standard_strings_session() {
+    let Some(schema) = Schema::new() else { return };
+    let odd = format!("{}\\q", schema.name);
+    schema.run(&format!("CREATE SCHEMA \"{odd}\""));
+    let joiner = if schema.base.contains('?') { '&' } else { '?' };
+    // In `options`, a backslash escapes the next character: `\\` is one.
+    let url = format!(
+        "{}{joiner}options=-csearch_path%3D%22{}%22",
+        schema.base,
+        odd.replace('\\', "%5C%5C")
+    );
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = webhooks(Test::new(), &server.url("")).env("KEYHOOK_DB", &url);
+    test.keyhook(["db", "init"]).assert().success();
+    let (code, out, err) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let channel = keyhook::events::postgres::channel(&odd);
+    let mut listener = schema.client();
+    listener
+        .batch_execute(&format!("LISTEN \"{channel}\""))
+        .unwrap();
+    let mut client = schema.client();
+    client
+        .batch_execute(&format!(
+            "SET standard_conforming_strings = off; SET escape_string_warning = off; \
+             SET search_path = \"{odd}\"; \
+             INSERT INTO LicenseKeys (ActivationKey) VALUES ('BS-1')"
+        ))
+        .unwrap();
+    let heard = listener
+        .notifications()
+        .timeout_iter(Duration::from_secs(10))
+        .next()
+        .expect("listening")
+        .expect("the insert's NOTIFY, on the schema's channel");
+    assert_eq!(heard.channel(), channel);
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let created = bodies(&server.requests(), "/qlm");
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(created[0].contains("BS-1"), "{}", created[0]);
     let (code, out, err) = run(&test, &["events", "uninstall", "--force"]);
     assert_eq!(code, Some(0), "{out}{err}");
     schema.run(&format!("DROP SCHEMA \"{odd}\" CASCADE"));

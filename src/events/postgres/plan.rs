@@ -288,8 +288,17 @@ fn dollar_quoted(body: &str) -> String {
     format!("{tag}{body}{tag}")
 }
 
+/// `text` as a string literal that every session reads the same: one with a backslash (a
+/// schema's name) is written `E'...'`, which a writer session with
+/// `standard_conforming_strings = off` reads as one with it on does. Without a backslash the
+/// plain form, as earlier installs wrote it (their bodies stay current).
 pub(crate) fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    let quoted = text.replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 #[cfg(test)]
