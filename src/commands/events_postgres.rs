@@ -95,7 +95,9 @@ fn taken_by_dispatch(context: &Context, url: &str) -> Result<Option<i64>> {
         return Ok(None);
     }
     Ok(Some(
-        context.open_state()?.outbox_cursor(&connect::redact(url))?,
+        context
+            .open_state()?
+            .outbox_cursor(&connect::cursor_key(url))?,
     ))
 }
 

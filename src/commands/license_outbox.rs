@@ -63,7 +63,7 @@ impl LicenseOutbox {
                     url: url.clone(),
                     outbox: Some(Box::new(pg)),
                 };
-                (PathBuf::from(connect::redact(url)), outbox, installed)
+                (PathBuf::from(connect::cursor_key(url)), outbox, installed)
             }
         })
     }

@@ -36,10 +36,14 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
     dispatcher.gate_expiry_scans();
     // Before the line below: a SIGHUP sent once it is printed reloads, not kills.
     let mut registry = Registry::new(context);
+    // A server is named as shown everywhere (no secret), not by its cursor's key.
+    let watched = match &context.db {
+        Location::Sqlite(_) => dispatcher.license_db.display().to_string(),
+        Location::Postgres(_) => context.db.describe(),
+    };
     writeln!(
         out,
-        "watching {} for {} webhook source(s); stop with SIGTERM or Ctrl-C",
-        dispatcher.license_db.display(),
+        "watching {watched} for {} webhook source(s); stop with SIGTERM or Ctrl-C",
         dispatcher.sources.len()
     )?;
     out.flush()?;

@@ -307,8 +307,25 @@ impl ServerCertVerifier for Unchecked {
     }
 }
 
-/// The URL with its password (in the user part or a `password=` parameter) replaced by `***`.
+/// The URL as keyhook shows it: the password in the user part and every parameter that holds a
+/// secret (`password`, `sslpassword`, named as libpq reads them, percent-decoded) replaced by
+/// `***`. For display only: the state's outbox cursor is keyed by [`cursor_key`].
 pub fn redact(url: &str) -> String {
+    masked(url, |name| {
+        matches!(percent_decode(name).as_str(), "password" | "sslpassword")
+    })
+}
+
+/// The key of a server's outbox cursor in keyhook's state: the URL with the user part's
+/// password and a `password=` parameter replaced by `***`. Existing cursors are stored under
+/// this form, so it must not change (a new key would re-send every event from the start);
+/// it is never shown, and [`redact`] masks more.
+pub fn cursor_key(url: &str) -> String {
+    masked(url, |name| name == "password")
+}
+
+/// The URL with the user part's password and the parameters `is_secret` names masked.
+fn masked(url: &str, is_secret: impl Fn(&str) -> bool) -> String {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut shown = match base.split_once("://") {
         Some((scheme, rest)) => {
@@ -329,7 +346,7 @@ pub fn redact(url: &str) -> String {
         let pairs: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some(("password", _)) => "password=***".to_string(),
+                Some((name, _)) if is_secret(name) => format!("{name}=***"),
                 _ => pair.to_string(),
             })
             .collect();
@@ -359,7 +376,27 @@ mod tests {
         for (url, shown) in cases {
             assert_eq!(redact(url), shown, "{url}");
             assert!(!redact(url).contains("secret"));
+            // Without an sslpassword the cursor's key is the shown form.
+            assert_eq!(cursor_key(url), shown, "{url}");
         }
+    }
+
+    #[test]
+    fn sslpassword_is_shown_masked_but_the_cursor_key_keeps_its_old_form() {
+        let url = "postgres://u:pw@h/db?sslpassword=keysecret&pass%77ord=other&sslmode=require";
+        assert_eq!(
+            redact(url),
+            "postgres://u:***@h/db?sslpassword=***&pass%77ord=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://h/db?ssl%70assword=keysecret"),
+            "postgres://h/db?ssl%70assword=***"
+        );
+        // Cursors already stored under this key would be re-sent from the start if it moved.
+        assert_eq!(
+            cursor_key(url),
+            "postgres://u:***@h/db?sslpassword=keysecret&pass%77ord=other&sslmode=require"
+        );
     }
 
     #[test]
