@@ -143,7 +143,7 @@ fn install_is_idempotent_status_sees_a_new_column_and_uninstall_removes_exactly_
     let (_, out, _) = run(&test, &["events", "status"]);
     assert!(out.contains("LicenseKeys: triggers current"), "{out}");
     // The function the triggers call, altered without its body changing: seen, and made again.
-    for alter in ["SECURITY INVOKER", "RESET search_path"] {
+    for alter in ["SECURITY INVOKER", "RESET search_path", "IMMUTABLE"] {
         schema.run(&format!("ALTER FUNCTION keyhook_outbox_last() {alter}"));
         let (_, out, _) = run(&test, &["events", "status"]);
         assert!(
@@ -414,6 +414,94 @@ fn a_backslash_in_the_schema_name_reads_the_same_in_a_non_standard_strings_sessi
     let (code, out, err) = run(&test, &["events", "uninstall", "--force"]);
     assert_eq!(code, Some(0), "{out}{err}");
     schema.run(&format!("DROP SCHEMA \"{odd}\" CASCADE"));
+}
+
+/// Roles of one test, dropped with what they own and were granted when it ends.
+struct Roles<'a>(&'a Schema, Vec<String>);
+
+impl Drop for Roles<'_> {
+    fn drop(&mut self) {
+        for role in &self.1 {
+            let _ = self
+                .0
+                .client()
+                .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"));
+        }
+    }
+}
+
+/// A change to LicenseKeys as `role`: the error's text when it fails.
+fn insert_as(schema: &Schema, role: &str, key: &str) -> Option<String> {
+    let mut client = writer(schema);
+    client
+        .batch_execute(&format!(
+            "SET ROLE {role}; INSERT INTO LicenseKeys (ActivationKey) VALUES ('{key}')"
+        ))
+        .err()
+        .map(|error| format!("{error:?}"))
+}
+
+/// keyhook_outbox_last() runs as its owner for every writer: an owner who cannot read the
+/// outbox's sequence, or a writer who may not execute it, makes changes fail. Status says
+/// which; install makes the installing role the owner and grants the writers EXECUTE.
+#[test]
+fn status_sees_writers_and_an_owner_that_cannot_run_the_function_and_install_fixes_both() {
+    let Some(schema) = Schema::new() else { return };
+    let test = on_server(&schema, "http://127.0.0.1:9");
+    let (code, out, err) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let suffix = schema.name.trim_start_matches("keyhook_");
+    let (w, o) = (format!("khw_{suffix}"), format!("kho_{suffix}"));
+    let _roles = Roles(&schema, vec![w.clone(), o.clone()]);
+    let s = &schema.name;
+    schema.run(&format!(
+        "CREATE ROLE {w} NOLOGIN; CREATE ROLE {o} NOLOGIN; GRANT USAGE ON SCHEMA {s} TO {w}; \
+         GRANT INSERT ON licensekeys TO {w}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA {s} TO {w}; \
+         REVOKE EXECUTE ON FUNCTION keyhook_outbox_last() FROM PUBLIC"
+    ));
+    let failed = insert_as(&schema, &w, "W-1").expect("the writer may not write events");
+    assert!(failed.contains("permission denied"), "{failed}");
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(
+        out.contains(&format!(
+            "LicenseKeys: role(s) {w} may change the table but not write its events"
+        )),
+        "{out}"
+    );
+    let (code, out, err) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "granted INSERT on keyhook_outbox, USAGE on its sequence and EXECUTE on function \
+             keyhook_outbox_last() to {w}"
+        )),
+        "{out}"
+    );
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(out.contains("LicenseKeys: triggers current"), "{out}");
+    assert_eq!(insert_as(&schema, &w, "W-2"), None);
+    // An owner without access to the schema or the sequence: every writer's change fails.
+    schema.run(&format!(
+        "ALTER FUNCTION keyhook_outbox_last() OWNER TO {o}"
+    ));
+    let failed = insert_as(&schema, &w, "W-3").expect("the owner cannot read the sequence");
+    assert!(failed.contains("permission denied"), "{failed}");
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(
+        out.contains(&format!(
+            "LicenseKeys: function keyhook_outbox_last() runs as its owner `{o}`, who cannot read"
+        )),
+        "{out}"
+    );
+    let (code, out, err) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("made the installing role the owner of function keyhook_outbox_last()"),
+        "{out}"
+    );
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(out.contains("LicenseKeys: triggers current"), "{out}");
+    assert_eq!(insert_as(&schema, &w, "W-4"), None);
 }
 
 /// A connection whose search path is the test's schema.

@@ -36,6 +36,16 @@ pub enum TableState {
     /// DEFINER` or its settings changed): writers without access to the outbox's sequence fail,
     /// or its answer may no longer be the outbox's last seq.
     FunctionChanged,
+    /// On a server: that function is as install makes it, but cannot run for the table's
+    /// writers: its owner (it runs as them) cannot read the outbox's sequence, or roles that
+    /// may change the table may not execute it. Their changes fail.
+    FunctionUnusable {
+        /// The owner, when they cannot read the sequence.
+        owner: Option<String>,
+        /// Roles that may change the table but not insert into the outbox, take a seq from
+        /// its sequence or execute the function.
+        writers: Vec<String>,
+    },
     /// On a server: the triggers were made by an earlier keyhook and hold one lock from a
     /// writer's first event to its commit (see `events::postgres::plan::OUTBOX_LOCK`).
     EarlierLock,
@@ -93,6 +103,9 @@ impl std::fmt::Display for TableState {
                  DEFINER or its SET clauses): writers may fail, and dispatch hold events back or pass \
                  them by, until `keyhook events install` makes it again"
             ),
+            TableState::FunctionUnusable { owner, writers } => {
+                write!(f, "{}", unusable(owner.as_deref(), writers))
+            }
             TableState::EarlierLock => write!(
                 f,
                 "its triggers were made by an earlier keyhook: they make writers of events wait \
@@ -104,6 +117,26 @@ impl std::fmt::Display for TableState {
             TableState::NotInCatalog => write!(f, "no longer in the event catalog"),
         }
     }
+}
+
+/// [`TableState::FunctionUnusable`] in words.
+fn unusable(owner: Option<&str>, writers: &[String]) -> String {
+    let mut parts = Vec::new();
+    if let Some(owner) = owner {
+        parts.push(format!(
+            "function keyhook_outbox_last() runs as its owner `{owner}`, who cannot read the \
+             outbox's sequence: every change to the table fails"
+        ));
+    }
+    if !writers.is_empty() {
+        parts.push(format!(
+            "role(s) {} may change the table but not write its events (INSERT on \
+             keyhook_outbox, USAGE on its sequence, EXECUTE on function keyhook_outbox_last()): \
+             their changes fail",
+            writers.join(", ")
+        ));
+    }
+    format!("{} (`keyhook events install` fixes it)", parts.join("; "))
 }
 
 /// One table's comparison.

@@ -6,7 +6,7 @@
 use postgres::GenericClient;
 
 use super::plan::{EARLIER_LOCK, LAST_FUNCTION, TablePlan, bodies_hash, is_last_function};
-use super::{META, columns, function_source, relation};
+use super::{META, columns, function_access, function_source, relation};
 use crate::events::catalog::Catalog;
 pub use crate::events::drift::{Recorded, Status, TableState, TableStatus};
 use crate::licenses::postgres::quote_identifier as quote;
@@ -78,18 +78,30 @@ fn table_state(
     if bodies.iter().any(|body| body.contains(EARLIER_LOCK)) {
         return Ok(TableState::EarlierLock);
     }
-    match function_source(client, schema, LAST_FUNCTION)? {
-        None => return Ok(TableState::FunctionMissing),
-        Some(function) if !is_last_function(&function, schema) => {
-            return Ok(TableState::FunctionChanged);
-        }
-        Some(_) => {}
+    if let Some(state) = function_state(client, schema, &rel)? {
+        return Ok(state);
     }
     let plan = TablePlan::new(catalog, schema, (table, &rel), now);
     if plan.sql_hash() != record.sql_sha256 {
         return Ok(TableState::CatalogChanged);
     }
     Ok(TableState::Current)
+}
+
+/// What is wrong with [`LAST_FUNCTION`], which the triggers on `rel` call: gone, not as install
+/// makes it, or not usable by the table's writers. `None`: nothing.
+fn function_state(
+    client: &mut impl GenericClient,
+    schema: &str,
+    rel: &str,
+) -> Result<Option<TableState>, postgres::Error> {
+    match function_source(client, schema, LAST_FUNCTION)? {
+        None => Ok(Some(TableState::FunctionMissing)),
+        Some(function) if !is_last_function(&function, schema) => {
+            Ok(Some(TableState::FunctionChanged))
+        }
+        Some(_) => function_access(client, schema, rel),
+    }
 }
 
 /// The body of the function trigger `name` on `rel` calls, if that trigger exists and calls

@@ -36,8 +36,13 @@ pub fn install(pg: &mut PgOutbox, catalog: &Catalog) -> Result<Report, InstallEr
     }
     let mut report = create_missing(&mut tx, &schema)?;
     let status = drift::status(&mut tx, &schema, catalog)?;
+    let mut granted = Granted::default();
     for table in &status.tables {
         if table.state == TableState::Current {
+            continue;
+        }
+        if let TableState::FunctionUnusable { owner, writers } = &table.state {
+            granted.fix(&mut tx, &schema, owner.as_deref(), writers, &mut report)?;
             continue;
         }
         drop_recorded(&mut tx, &schema, &table.table, &table.installed_triggers)?;
@@ -78,6 +83,65 @@ pub fn install(pg: &mut PgOutbox, catalog: &Catalog) -> Result<Report, InstallEr
         tx.commit()?;
     }
     Ok(report)
+}
+
+/// What install did so that [`LAST_FUNCTION`] runs for every writer, across tables.
+#[derive(Default)]
+struct Granted {
+    owner_made: bool,
+    roles: Vec<String>,
+}
+
+impl Granted {
+    /// Makes the installing role the function's owner when `owner` cannot read the outbox's
+    /// sequence, and grants the `writers` of a table what its triggers need of them (`INSERT`
+    /// on the outbox, `USAGE` on its sequence, `EXECUTE` on the function); no other role's
+    /// grants are touched.
+    fn fix(
+        &mut self,
+        tx: &mut Transaction,
+        schema: &str,
+        owner: Option<&str>,
+        writers: &[String],
+        report: &mut Report,
+    ) -> Result<(), postgres::Error> {
+        let function = format!("{}.{LAST_FUNCTION}()", quote(schema));
+        if let Some(owner) = owner
+            && !self.owner_made
+        {
+            tx.batch_execute(&format!("ALTER FUNCTION {function} OWNER TO CURRENT_USER"))?;
+            self.owner_made = true;
+            report.push(format!(
+                "made the installing role the owner of function {LAST_FUNCTION}() (its owner \
+                 `{owner}` could not read the outbox's sequence)"
+            ));
+        }
+        let new: Vec<&String> = writers.iter().filter(|w| !self.roles.contains(w)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let roles: Vec<String> = new.iter().map(|role| quote(role)).collect();
+        let roles = roles.join(", ");
+        let outbox = format!("{}.{OUTBOX}", quote(schema));
+        let sequence: String = tx
+            .query_one(
+                "SELECT pg_catalog.pg_get_serial_sequence($1, 'seq')",
+                &[&outbox],
+            )?
+            .try_get(0)?;
+        tx.batch_execute(&format!(
+            "GRANT EXECUTE ON FUNCTION {function} TO {roles}; \
+             GRANT INSERT ON {outbox} TO {roles}; GRANT USAGE ON SEQUENCE {sequence} TO {roles}"
+        ))?;
+        let names: Vec<&str> = new.iter().map(|role| role.as_str()).collect();
+        report.push(format!(
+            "granted INSERT on {OUTBOX}, USAGE on its sequence and EXECUTE on function \
+             {LAST_FUNCTION}() to {} (they may change a table with events)",
+            names.join(", ")
+        ));
+        self.roles.extend(new.into_iter().cloned());
+        Ok(())
+    }
 }
 
 /// Creates the outbox, the meta table and [`LAST_FUNCTION`] where they are missing.

@@ -12,6 +12,7 @@ pub mod plan;
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient};
 
+use super::drift::TableState;
 use super::outbox::{Counts, OutboxRow};
 use crate::licenses::postgres::{connect, schema};
 
@@ -224,6 +225,8 @@ pub struct Function {
     pub definer: bool,
     /// Its `SET` clauses, as `name=value` (`proconfig`).
     pub settings: Vec<String>,
+    /// `provolatile`: `s` for `STABLE`.
+    pub volatility: String,
 }
 
 /// `schema`'s function `name` without arguments, if there is one.
@@ -233,7 +236,7 @@ pub fn function_source(
     name: &str,
 ) -> Result<Option<Function>, postgres::Error> {
     let row = client.query_opt(
-        "SELECT p.prosrc, p.prosecdef, coalesce(p.proconfig, '{}')::text[] \
+        "SELECT p.prosrc, p.prosecdef, coalesce(p.proconfig, '{}')::text[], p.provolatile::text \
          FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0",
@@ -244,9 +247,59 @@ pub fn function_source(
             body: row.try_get(0)?,
             definer: row.try_get(1)?,
             settings: row.try_get(2)?,
+            volatility: row.try_get(3)?,
         })
     })
     .transpose()
+}
+
+/// Who cannot use `schema`'s [`plan::LAST_FUNCTION`] (which the triggers on `relation` call): its
+/// owner, when they cannot read the outbox's sequence (the function runs as them), and the
+/// roles that may change `relation` but not write its events: each trigger inserts into the
+/// outbox (taking a seq from its sequence) as the writer and executes the function (not the
+/// predefined `pg_`
+/// roles such as `pg_write_all_data`: their members are roles of their own, listed if they
+/// lack it), as [`TableState::FunctionUnusable`]. `None`: nobody, or no such function.
+pub fn function_access(
+    client: &mut impl GenericClient,
+    schema: &str,
+    relation: &str,
+) -> Result<Option<TableState>, postgres::Error> {
+    let outbox = format!("{}.{OUTBOX}", quote(schema));
+    let row = client.query_opt(
+        "SELECT pg_catalog.pg_get_userbyid(p.proowner)::text, \
+             pg_catalog.has_schema_privilege(p.proowner, n.oid, 'USAGE') \
+             AND pg_catalog.has_sequence_privilege(p.proowner, \
+                 pg_catalog.pg_get_serial_sequence($3, 'seq')::pg_catalog.regclass, \
+                 'SELECT, USAGE'), \
+             ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r \
+                 WHERE (pg_catalog.has_any_column_privilege(r.oid, c.oid, 'INSERT, UPDATE') \
+                     OR pg_catalog.has_table_privilege(r.oid, c.oid, 'DELETE')) \
+                 AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'USAGE') \
+                 AND r.rolname::text !~ '^pg_' \
+                 AND NOT (pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE') \
+                     AND pg_catalog.has_table_privilege(r.oid, $3::text, 'INSERT') \
+                     AND pg_catalog.has_sequence_privilege(r.oid, \
+                         pg_catalog.pg_get_serial_sequence($3, 'seq')::pg_catalog.regclass, \
+                         'USAGE')) \
+                 ORDER BY 1) \
+         FROM pg_catalog.pg_proc p \
+         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid \
+         WHERE n.nspname = $1::text AND p.proname = $4::text AND p.pronargs = 0 \
+         AND c.relname::text = $2::text",
+        &[&schema, &relation, &outbox, &plan::LAST_FUNCTION],
+    )?;
+    let Some(row) = row else { return Ok(None) };
+    let owner: String = row.try_get(0)?;
+    let reads: bool = row.try_get(1)?;
+    let writers: Vec<String> = row.try_get(2)?;
+    Ok(
+        (!reads || !writers.is_empty()).then(|| TableState::FunctionUnusable {
+            owner: Some(owner).filter(|_| !reads),
+            writers,
+        }),
+    )
 }
 
 /// The columns of `relation` in `schema`, in order, with their snapshot keys.

@@ -88,9 +88,11 @@ pub fn last_function_sql(schema: &str) -> String {
 }
 
 /// Whether `function` is [`LAST_FUNCTION`] as install makes it in `schema`: its body, `SECURITY
-/// DEFINER` and its settings (an `ALTER FUNCTION` can change either of the last two alone).
+/// DEFINER`, its settings and `STABLE` (an `ALTER FUNCTION` can change any of the last three
+/// alone; an `IMMUTABLE` one could be folded into a cached plan and answer an old value).
 pub fn is_last_function(function: &Function, schema: &str) -> bool {
     function.definer
+        && function.volatility == "s"
         && function.settings == LAST_FUNCTION_SETTINGS
         && function.body == last_function_body(schema)
 }
