@@ -95,6 +95,46 @@ fn check_finds_what_a_run_would_fail_on() {
     assert!(stderr(&dry).contains("goes outside the calendar"));
 }
 
+/// A `[webhook]` table with several wrong fields: `check` and the run name each one, a bad
+/// `url` hiding none of the rest; the same in a webhook file of `webhooks/`.
+#[test]
+fn every_wrong_webhook_field_is_named_not_only_the_first() {
+    let test = Test::new()
+        .search("ok", "ID > 0")
+        .task(
+            "many",
+            "ok",
+            "ftp://127.0.0.1/",
+            "timeout = \"soon\"\nretry_interval = \"often\"\nsignature = []",
+        )
+        .write(
+            "webhooks/many.toml",
+            "name = \"many\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"license.created\"]\n\
+             secret = \"s\"\ntimeout = \"soon\"\nretry_interval = \"often\"\n",
+        );
+    test.simple_license(1, "2026-11-25T10:00:00");
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    for expected in [
+        "tasks/many.toml: [webhook] field `url`",
+        "tasks/many.toml: [webhook] field `timeout`",
+        "tasks/many.toml: [webhook] field `retry_interval`",
+        "tasks/many.toml: [webhook] field `signature`",
+        "webhooks/many.toml: field `timeout`",
+        "webhooks/many.toml: field `retry_interval`",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    let run = test.keyhook(["run-task", "many"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let said = stderr(&run);
+    assert!(
+        said.contains("field `url`") && said.contains("field `timeout`"),
+        "{said}"
+    );
+}
+
 #[test]
 fn concurrency_has_one_range_everywhere() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();

@@ -307,10 +307,11 @@ impl Context {
                 .is_err()
     }
 
-    /// Fails if a definition file that `item` comes from has problems.
+    /// Fails if a definition file that `item` comes from has problems; the error says every
+    /// one of them, a line each, as `check` does.
     pub fn ensure_valid(&self, file: &std::path::Path) -> Result<()> {
-        match self.definitions.problems_in(file).first() {
-            Some(problem) => Err(Error::config(anyhow!("{problem}"))),
+        match self.definitions.file_problems(file) {
+            Some(problems) => Err(Error::config(anyhow!("{problems}"))),
             None => Ok(()),
         }
     }

@@ -170,19 +170,28 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Validates the keys; relative paths are taken from `dir`, the folder of the file.
-    pub fn from_keys(keys: EndpointKeys, dir: &Path) -> Result<Endpoint, EndpointError> {
+    /// Validates the keys; relative paths are taken from `dir`, the folder of the file. Every
+    /// key's problem is returned, not only the first.
+    pub fn from_keys(keys: EndpointKeys, dir: &Path) -> Result<Endpoint, Vec<EndpointError>> {
+        let mut problems = Vec::new();
+        let mut keep = |error: EndpointError| problems.push(error);
         let fields = SecretFields {
             literal: keys.secret,
             env: keys.secret_env,
             file: keys.secret_file,
             credential: keys.secret_credential,
         };
-        let secret = SecretSource::from_fields(fields, dir)?;
-        let tls = TlsFiles::from_fields(keys.ca_file, keys.client_cert, keys.client_key, dir)?;
+        let secret = SecretSource::from_fields(fields, dir)
+            .map_err(|e| keep(e.into()))
+            .ok();
+        let tls = TlsFiles::from_fields(keys.ca_file, keys.client_cert, keys.client_key, dir)
+            .map_err(|e| keep(e.into()))
+            .ok();
         let timeout = match keys.timeout {
-            Some(text) => parse_duration(&text).map_err(EndpointError::Timeout)?,
-            None => DEFAULT_TIMEOUT,
+            Some(text) => parse_duration(&text)
+                .map_err(|e| keep(EndpointError::Timeout(e)))
+                .ok(),
+            None => Some(DEFAULT_TIMEOUT),
         };
         let retry = RetryFields {
             max_retries: keys.max_retries,
@@ -191,15 +200,21 @@ impl Endpoint {
             give_up_after: keys.give_up_after,
             retry_4xx: keys.retry_4xx,
         };
-        retry::policy(&retry, &RetryFields::default())?;
-        Ok(Endpoint {
-            secret,
-            previous_secrets: keys.previous_secrets.into_iter().map(Secret::new).collect(),
-            schemes: schemes(keys.signature)?,
-            timeout,
-            retry,
-            tls,
-        })
+        let _ = retry::policy(&retry, &RetryFields::default()).map_err(|e| keep(e.into()));
+        let schemes = schemes(keys.signature).map_err(&mut keep).ok();
+        match (secret, tls, timeout, schemes) {
+            (Some(secret), Some(tls), Some(timeout), Some(schemes)) if problems.is_empty() => {
+                Ok(Endpoint {
+                    secret,
+                    previous_secrets: keys.previous_secrets.into_iter().map(Secret::new).collect(),
+                    schemes,
+                    timeout,
+                    retry,
+                    tls,
+                })
+            }
+            _ => Err(problems),
+        }
     }
 }
 
@@ -289,7 +304,35 @@ mod tests {
         assert!(empty.contains("field `signature`"), "{empty}");
         let no_secret = Endpoint::from_keys(EndpointKeys::default(), Path::new("/"))
             .unwrap_err()
-            .to_string();
-        assert!(no_secret.contains("no secret"), "{no_secret}");
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>();
+        assert!(
+            no_secret.len() == 1 && no_secret[0].contains("no secret"),
+            "{no_secret:?}"
+        );
+    }
+
+    #[test]
+    fn every_keys_problem_is_said_not_only_the_first() {
+        let keys = EndpointKeys {
+            timeout: Some("soon".into()),
+            signature: Some(SchemeField::Many(Vec::new())),
+            retry_interval: Some("often".into()),
+            ..EndpointKeys::default()
+        };
+        let said: Vec<String> = Endpoint::from_keys(keys, Path::new("/"))
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for field in [
+            "no secret",
+            "field `timeout`",
+            "field `signature`",
+            "retry_interval",
+        ] {
+            assert!(said.iter().any(|s| s.contains(field)), "{field}: {said:?}");
+        }
     }
 }

@@ -37,6 +37,23 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// Every problem of one definition file, as an error says them: a line each, as `check` does,
+/// so fixing the first does not only reveal the next.
+#[derive(Debug)]
+pub struct FileProblems<'a>(Vec<&'a Problem>);
+
+impl std::fmt::Display for FileProblems<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, problem) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything found under a configuration folder.
 #[derive(Debug, Default)]
 pub struct Definitions {
@@ -178,14 +195,20 @@ impl Definitions {
     }
 
     /// The problem that keeps the search file `searches/<stem>.toml` from loading, if any.
-    pub fn broken_search(&self, stem: &str) -> Option<&Problem> {
+    pub fn broken_search(&self, stem: &str) -> Option<FileProblems<'_>> {
         self.broken("searches", stem)
     }
 
-    /// The problem that keeps `<folder>/<stem>.toml` from loading, if any.
-    pub fn broken(&self, folder: &str, stem: &str) -> Option<&Problem> {
+    /// The problems that keep `<folder>/<stem>.toml` from loading, if any.
+    pub fn broken(&self, folder: &str, stem: &str) -> Option<FileProblems<'_>> {
         let file = self.dir.join(folder).join(format!("{stem}.toml"));
-        self.problems.iter().find(|problem| problem.file == file)
+        self.file_problems(&file)
+    }
+
+    /// Every problem of `file`, if it has any.
+    pub fn file_problems(&self, file: &Path) -> Option<FileProblems<'_>> {
+        let problems = self.problems_in(file);
+        (!problems.is_empty()).then_some(FileProblems(problems))
     }
 
     /// Problems with event webhooks: files under `webhooks/` that could not be loaded, and
@@ -421,6 +444,17 @@ impl<'p> Fields<'p> {
         message: impl FnOnce(E) -> String,
     ) -> Option<T> {
         result.map_err(|error| self.say(message(error))).ok()
+    }
+
+    /// The value, or `None` with each of its problems kept.
+    pub fn take_each<T, E>(
+        &mut self,
+        result: Result<T, Vec<E>>,
+        message: impl Fn(E) -> String,
+    ) -> Option<T> {
+        result
+            .map_err(|errors| errors.into_iter().for_each(|e| self.say(message(e))))
+            .ok()
     }
 }
 

@@ -168,7 +168,8 @@ impl QlmEvents {
             ..EndpointKeys::default()
         };
         let dir = path.parent().unwrap_or(Path::new("."));
-        Ok(Endpoint::from_keys(keys, dir)?)
+        // Of the two keys that can be wrong here (the retry pair), one is said at a time.
+        Endpoint::from_keys(keys, dir).map_err(|mut errors| errors.remove(0).into())
     }
 }
 

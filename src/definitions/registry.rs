@@ -119,7 +119,7 @@ impl EventWebhook {
             });
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        let endpoint = fields.take(
+        let endpoint = fields.take_each(
             Endpoint::from_keys(file.take_endpoint_keys(), dir),
             |error| error.to_string(),
         );

@@ -156,7 +156,7 @@ impl Task {
             file.first_run_since.as_deref().map(first_run).transpose(),
             |error| format!("field `first_run_since`: {error}"),
         );
-        let webhook = fields.take(Webhook::from_file(file.webhook, path), |error| {
+        let webhook = fields.take_each(Webhook::from_file(file.webhook, path), |error| {
             format!("[webhook] {error}")
         });
         let (Some(timezone), Some(schedule), Some(catch_up), Some(first_run_since), Some(webhook)) =
@@ -195,10 +195,22 @@ pub enum WebhookError {
 }
 
 impl Webhook {
-    fn from_file(mut file: WebhookFile, task_path: &Path) -> Result<Webhook, WebhookError> {
-        check_url(&file.url).map_err(WebhookError::Url)?;
+    /// The table's webhook, or every field's problem (a bad `url` does not hide the rest).
+    fn from_file(mut file: WebhookFile, task_path: &Path) -> Result<Webhook, Vec<WebhookError>> {
+        let url = check_url(&file.url).map_err(WebhookError::Url);
         let task_dir = task_path.parent().unwrap_or(Path::new("."));
-        let endpoint = Endpoint::from_keys(file.take_endpoint_keys(), task_dir)?;
+        let endpoint = match (
+            url,
+            Endpoint::from_keys(file.take_endpoint_keys(), task_dir),
+        ) {
+            (Ok(()), Ok(endpoint)) => endpoint,
+            (url, endpoint) => {
+                let mut problems: Vec<WebhookError> = url.err().into_iter().collect();
+                let endpoint = endpoint.err().into_iter().flatten();
+                problems.extend(endpoint.map(WebhookError::Endpoint));
+                return Err(problems);
+            }
+        };
         Ok(Webhook {
             enabled: file.enabled,
             url: file.url,
