@@ -472,14 +472,30 @@ fn status_sees_writers_and_an_owner_that_cannot_run_the_function_and_install_fix
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         out.contains(&format!(
-            "granted INSERT on keyhook_outbox, USAGE on its sequence and EXECUTE on function \
-             keyhook_outbox_last() to {w}"
+            "granted INSERT on keyhook_outbox (event_type, table_name, row_key, created_ms, \
+             snapshot) and EXECUTE on function keyhook_outbox_last() to {w}"
         )),
         "{out}"
     );
     let (_, out, _) = run(&test, &["events", "status"]);
     assert!(out.contains("LicenseKeys: triggers current"), "{out}");
     assert_eq!(insert_as(&schema, &w, "W-2"), None);
+    // What a writer needs and no more: INSERT on the columns the triggers fill; the outbox's
+    // seq is an identity column, which takes no grant on its sequence.
+    let k = format!("khk_{suffix}");
+    let _more = Roles(&schema, vec![k.clone()]);
+    schema.run(&format!(
+        "CREATE ROLE {k} NOLOGIN; GRANT USAGE ON SCHEMA {s} TO {k}; \
+         GRANT INSERT ON licensekeys TO {k}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA {s} TO {k}; \
+         GRANT EXECUTE ON FUNCTION keyhook_outbox_last() TO {k}; \
+         GRANT INSERT (event_type, table_name, row_key, created_ms, snapshot) \
+             ON keyhook_outbox TO {k}; \
+         DO $$ BEGIN EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM {k}', \
+             pg_get_serial_sequence('keyhook_outbox', 'seq')); END $$"
+    ));
+    assert_eq!(insert_as(&schema, &k, "K-1"), None);
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(out.contains("LicenseKeys: triggers current"), "{out}");
     // An owner without access to the schema or the sequence: every writer's change fails.
     schema.run(&format!(
         "ALTER FUNCTION keyhook_outbox_last() OWNER TO {o}"
@@ -502,6 +518,23 @@ fn status_sees_writers_and_an_owner_that_cannot_run_the_function_and_install_fix
     let (_, out, _) = run(&test, &["events", "status"]);
     assert!(out.contains("LicenseKeys: triggers current"), "{out}");
     assert_eq!(insert_as(&schema, &w, "W-4"), None);
+    // A table to make again and a writer to grant, at once: one install does both.
+    let n = format!("khn_{suffix}");
+    let _last = Roles(&schema, vec![n.clone()]);
+    schema.run(&format!(
+        "ALTER TABLE LicenseKeys ADD COLUMN Region text; CREATE ROLE {n} NOLOGIN; \
+         GRANT USAGE ON SCHEMA {s} TO {n}; GRANT UPDATE ON licensekeys TO {n}"
+    ));
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(out.contains("LicenseKeys: column(s) region added"), "{out}");
+    let (code, out, err) = run(&test, &["events", "install"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("LicenseKeys: replaced") && out.contains(&format!("to {n} (")),
+        "{out}"
+    );
+    let (_, out, _) = run(&test, &["events", "status"]);
+    assert!(out.contains("LicenseKeys: triggers current"), "{out}");
 }
 
 /// A connection whose search path is the test's schema.

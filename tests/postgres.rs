@@ -496,3 +496,37 @@ fn a_server_that_does_not_answer_is_named_without_its_password() {
     );
     assert!(!said.contains("hunter2"));
 }
+
+/// No command names the server with its password or `sslpassword`, whichever path the
+/// message takes (`check`'s searches, dispatch's outbox, the commands' own errors).
+#[test]
+fn no_command_shows_a_servers_secrets() {
+    let test = Test::new()
+        .search("x", "1 = 1")
+        .task("t", "x", "http://127.0.0.1:9/", "")
+        .write(
+            "webhooks/w.toml",
+            "name = \"w\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"license.*\"]\n\
+             secret = \"s\"\n",
+        );
+    let url = "postgres://keyhook:hunter2@127.0.0.1:1/none?sslpassword=keysecret";
+    for args in [
+        &["check"][..],
+        &["dispatch"],
+        &["dry-run", "x"],
+        &["run-task", "t"],
+        &["events", "status"],
+        &["db", "init"],
+    ] {
+        let output = test.keyhook(args).env("KEYHOOK_DB", url).output().unwrap();
+        let said = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(
+            !said.contains("hunter2") && !said.contains("keysecret"),
+            "{args:?}: {said}"
+        );
+        assert!(
+            said.contains("127.0.0.1:1"),
+            "{args:?} names the server: {said}"
+        );
+    }
+}

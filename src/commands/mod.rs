@@ -56,7 +56,8 @@ use crate::state::{self as state_db, State, StateDb};
 pub struct Context {
     pub definitions: Definitions,
     pub clock: Clock,
-    /// `--db` as given: a SQLite file's path, or a `postgres://` URL.
+    /// `--db` as given for a SQLite file; for a server, its URL as shown (`redact`: no
+    /// password), for messages only: connections go through `db`.
     pub db_path: PathBuf,
     /// Where the license database is: which back end, and where.
     pub db: Location,
@@ -209,7 +210,12 @@ impl Context {
         Ok(Context {
             definitions,
             clock,
-            db_path: global.db.clone(),
+            db_path: match &db {
+                Location::Postgres(url) => {
+                    PathBuf::from(crate::licenses::postgres::connect::redact(url))
+                }
+                Location::Sqlite(_) => global.db.clone(),
+            },
             db,
             state_path,
             state_location,

@@ -42,8 +42,8 @@ pub enum TableState {
     FunctionUnusable {
         /// The owner, when they cannot read the sequence.
         owner: Option<String>,
-        /// Roles that may change the table but not insert into the outbox, take a seq from
-        /// its sequence or execute the function.
+        /// Roles that may change the table but not insert into the outbox or execute the
+        /// function.
         writers: Vec<String>,
     },
     /// On a server: the triggers were made by an earlier keyhook and hold one lock from a
@@ -100,7 +100,7 @@ impl std::fmt::Display for TableState {
             TableState::FunctionChanged => write!(
                 f,
                 "function keyhook_outbox_last() was changed outside keyhook (its body, SECURITY \
-                 DEFINER or its SET clauses): writers may fail, and dispatch hold events back or pass \
+                 DEFINER, its SET clauses or its volatility): writers may fail, and dispatch hold events back or pass \
                  them by, until `keyhook events install` makes it again"
             ),
             TableState::FunctionUnusable { owner, writers } => {
@@ -131,8 +131,7 @@ fn unusable(owner: Option<&str>, writers: &[String]) -> String {
     if !writers.is_empty() {
         parts.push(format!(
             "role(s) {} may change the table but not write its events (INSERT on \
-             keyhook_outbox, USAGE on its sequence, EXECUTE on function keyhook_outbox_last()): \
-             their changes fail",
+             keyhook_outbox, EXECUTE on function keyhook_outbox_last()): their changes fail",
             writers.join(", ")
         ));
     }

@@ -78,30 +78,28 @@ fn table_state(
     if bodies.iter().any(|body| body.contains(EARLIER_LOCK)) {
         return Ok(TableState::EarlierLock);
     }
-    if let Some(state) = function_state(client, schema, &rel)? {
+    if let Some(state) = function_state(client, schema)? {
         return Ok(state);
     }
     let plan = TablePlan::new(catalog, schema, (table, &rel), now);
     if plan.sql_hash() != record.sql_sha256 {
         return Ok(TableState::CatalogChanged);
     }
-    Ok(TableState::Current)
+    // Last: install fixes it in a pass of its own, after any table's triggers are made again.
+    Ok(function_access(client, schema, &rel)?.unwrap_or(TableState::Current))
 }
 
-/// What is wrong with [`LAST_FUNCTION`], which the triggers on `rel` call: gone, not as install
-/// makes it, or not usable by the table's writers. `None`: nothing.
+/// What is wrong with [`LAST_FUNCTION`], which the triggers on `rel` call: gone, or not as
+/// install makes it. `None`: nothing.
 fn function_state(
     client: &mut impl GenericClient,
     schema: &str,
-    rel: &str,
 ) -> Result<Option<TableState>, postgres::Error> {
-    match function_source(client, schema, LAST_FUNCTION)? {
-        None => Ok(Some(TableState::FunctionMissing)),
-        Some(function) if !is_last_function(&function, schema) => {
-            Ok(Some(TableState::FunctionChanged))
-        }
-        Some(_) => function_access(client, schema, rel),
-    }
+    Ok(match function_source(client, schema, LAST_FUNCTION)? {
+        None => Some(TableState::FunctionMissing),
+        Some(function) if !is_last_function(&function, schema) => Some(TableState::FunctionChanged),
+        Some(_) => None,
+    })
 }
 
 /// The body of the function trigger `name` on `rel` calls, if that trigger exists and calls

@@ -6,8 +6,10 @@
 use postgres::Transaction;
 
 use super::drift::{self, TableState};
-use super::plan::{LAST_FUNCTION, TablePlan, is_last_function, last_function_sql, snapshot_sql};
-use super::{META, OUTBOX, PgOutbox, columns, function_source, relation};
+use super::plan::{
+    LAST_FUNCTION, OUTBOX_INSERTED, TablePlan, is_last_function, last_function_sql, snapshot_sql,
+};
+use super::{META, OUTBOX, PgOutbox, columns, function_access, function_source, relation};
 use crate::events::catalog::{Catalog, Operation};
 use crate::events::outbox::{InstallError, Report};
 use crate::licenses::postgres::{connect, quote_identifier as quote};
@@ -36,14 +38,12 @@ pub fn install(pg: &mut PgOutbox, catalog: &Catalog) -> Result<Report, InstallEr
     }
     let mut report = create_missing(&mut tx, &schema)?;
     let status = drift::status(&mut tx, &schema, catalog)?;
-    let mut granted = Granted::default();
     for table in &status.tables {
-        if table.state == TableState::Current {
-            continue;
-        }
-        if let TableState::FunctionUnusable { owner, writers } = &table.state {
-            granted.fix(&mut tx, &schema, owner.as_deref(), writers, &mut report)?;
-            continue;
+        if matches!(
+            table.state,
+            TableState::Current | TableState::FunctionUnusable { .. }
+        ) {
+            continue; // the second: below, with every table's writers
         }
         drop_recorded(&mut tx, &schema, &table.table, &table.installed_triggers)?;
         if table.state == TableState::NotInCatalog {
@@ -79,10 +79,36 @@ pub fn install(pg: &mut PgOutbox, catalog: &Catalog) -> Result<Report, InstallEr
             names.join(", ")
         ));
     }
+    fix_access(&mut tx, &schema, &status, &mut report)?;
     if !report.is_empty() {
         tx.commit()?;
     }
     Ok(report)
+}
+
+/// Lets every writer of a catalog table write its events (whatever was made again above): see
+/// [`Granted::fix`].
+fn fix_access(
+    tx: &mut Transaction,
+    schema: &str,
+    status: &drift::Status,
+    report: &mut Report,
+) -> Result<(), postgres::Error> {
+    let mut granted = Granted::default();
+    for table in &status.tables {
+        if table.state == TableState::NotInCatalog {
+            continue;
+        }
+        let Some(rel) = relation(tx, schema, &table.table)? else {
+            continue;
+        };
+        if let Some(TableState::FunctionUnusable { owner, writers }) =
+            function_access(tx, schema, &rel)?
+        {
+            granted.fix(tx, schema, owner.as_deref(), &writers, report)?;
+        }
+    }
+    Ok(())
 }
 
 /// What install did so that [`LAST_FUNCTION`] runs for every writer, across tables.
@@ -95,8 +121,8 @@ struct Granted {
 impl Granted {
     /// Makes the installing role the function's owner when `owner` cannot read the outbox's
     /// sequence, and grants the `writers` of a table what its triggers need of them (`INSERT`
-    /// on the outbox, `USAGE` on its sequence, `EXECUTE` on the function); no other role's
-    /// grants are touched.
+    /// on the outbox's columns they fill, `EXECUTE` on the function); no other role's grants
+    /// are touched.
     fn fix(
         &mut self,
         tx: &mut Transaction,
@@ -123,19 +149,14 @@ impl Granted {
         let roles: Vec<String> = new.iter().map(|role| quote(role)).collect();
         let roles = roles.join(", ");
         let outbox = format!("{}.{OUTBOX}", quote(schema));
-        let sequence: String = tx
-            .query_one(
-                "SELECT pg_catalog.pg_get_serial_sequence($1, 'seq')",
-                &[&outbox],
-            )?
-            .try_get(0)?;
+        let columns = OUTBOX_INSERTED.join(", ");
         tx.batch_execute(&format!(
             "GRANT EXECUTE ON FUNCTION {function} TO {roles}; \
-             GRANT INSERT ON {outbox} TO {roles}; GRANT USAGE ON SEQUENCE {sequence} TO {roles}"
+             GRANT INSERT ({columns}) ON {outbox} TO {roles}"
         ))?;
         let names: Vec<&str> = new.iter().map(|role| role.as_str()).collect();
         report.push(format!(
-            "granted INSERT on {OUTBOX}, USAGE on its sequence and EXECUTE on function \
+            "granted INSERT on {OUTBOX} ({columns}) and EXECUTE on function \
              {LAST_FUNCTION}() to {} (they may change a table with events)",
             names.join(", ")
         ));

@@ -255,8 +255,9 @@ pub fn function_source(
 
 /// Who cannot use `schema`'s [`plan::LAST_FUNCTION`] (which the triggers on `relation` call): its
 /// owner, when they cannot read the outbox's sequence (the function runs as them), and the
-/// roles that may change `relation` but not write its events: each trigger inserts into the
-/// outbox (taking a seq from its sequence) as the writer and executes the function (not the
+/// roles that may change `relation` but not write its events: each trigger inserts
+/// [`plan::OUTBOX_INSERTED`] into the outbox as the writer (its `seq` is an identity column,
+/// which needs no grant) and executes the function (not the
 /// predefined `pg_`
 /// roles such as `pg_write_all_data`: their members are roles of their own, listed if they
 /// lack it), as [`TableState::FunctionUnusable`]. `None`: nobody, or no such function.
@@ -278,17 +279,22 @@ pub fn function_access(
                  AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'USAGE') \
                  AND r.rolname::text !~ '^pg_' \
                  AND NOT (pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE') \
-                     AND pg_catalog.has_table_privilege(r.oid, $3::text, 'INSERT') \
-                     AND pg_catalog.has_sequence_privilege(r.oid, \
-                         pg_catalog.pg_get_serial_sequence($3, 'seq')::pg_catalog.regclass, \
-                         'USAGE')) \
+                     AND NOT EXISTS (SELECT FROM pg_catalog.unnest($5::text[]) AS k(col) \
+                         WHERE NOT pg_catalog.has_column_privilege(r.oid, $3::text, k.col, \
+                             'INSERT'))) \
                  ORDER BY 1) \
          FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid \
          WHERE n.nspname = $1::text AND p.proname = $4::text AND p.pronargs = 0 \
          AND c.relname::text = $2::text",
-        &[&schema, &relation, &outbox, &plan::LAST_FUNCTION],
+        &[
+            &schema,
+            &relation,
+            &outbox,
+            &plan::LAST_FUNCTION,
+            &&plan::OUTBOX_INSERTED[..],
+        ],
     )?;
     let Some(row) = row else { return Ok(None) };
     let owner: String = row.try_get(0)?;

@@ -97,6 +97,15 @@ pub fn is_last_function(function: &Function, schema: &str) -> bool {
         && function.body == last_function_body(schema)
 }
 
+/// The outbox columns each trigger inserts, as the writer: what a writer needs `INSERT` on.
+pub const OUTBOX_INSERTED: [&str; 5] = [
+    "event_type",
+    "table_name",
+    "row_key",
+    "created_ms",
+    "snapshot",
+];
+
 /// Now, in UTC milliseconds: the writer's clock at the change.
 const NOW_MS: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
@@ -222,8 +231,9 @@ fn function_body(
     );
     for event in events {
         let insert = format!(
-            "INSERT INTO {outbox} (event_type, table_name, row_key, created_ms, snapshot) \
+            "INSERT INTO {outbox} ({}) \
              VALUES ({}, {}, {row}.{}::text, {NOW_MS}, snapshot);",
+            OUTBOX_INSERTED.join(", "),
             literal(&event.name),
             literal(table),
             quote(key)
