@@ -468,6 +468,15 @@ fn status_sees_writers_and_an_owner_that_cannot_run_the_function_and_install_fix
         )),
         "{out}"
     );
+    // `check` says it too, as a problem of the license database.
+    let (code, out, err) = run(&test, &["check"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "events: table `LicenseKeys`: role(s) {w} may change the table but not write its events"
+        )),
+        "{out}{err}"
+    );
     let (code, out, err) = run(&test, &["events", "install"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(

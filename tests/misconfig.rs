@@ -512,6 +512,32 @@ fn run_due_says_a_broken_search_of_a_due_task_once() {
         1,
         "{text}"
     );
+
+    // A due task whose file has two problems (its name taken twice, its search missing):
+    // each said once, not again as the run stops on them.
+    let test = Test::new()
+        .search("s", "ID > 0")
+        .write(
+            "tasks/a.toml",
+            &minutely("same", "nope", "http://127.0.0.1:9/"),
+        )
+        .write(
+            "tasks/b.toml",
+            &minutely("same", "s", "http://127.0.0.1:9/"),
+        );
+    let output = test.keyhook(["run-due"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = all_output(&output);
+    assert_eq!(
+        text.matches("no search is called `nope`").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("tasks/a.toml: field `name`").count(),
+        1,
+        "{text}"
+    );
 }
 
 #[test]

@@ -235,6 +235,12 @@ pub fn check_problems(context: &Context) -> Vec<Problem> {
         Ok(catalog) => catalog,
         Err(problems) => return problems,
     };
+    if let Location::Postgres(url) = &context.db {
+        return super::events_postgres::not_current(url, &catalog)
+            .into_iter()
+            .map(|(table, state)| not_current(context, &table, &state))
+            .collect();
+    }
     let Ok(conn) = open_read_only(&context.db_path) else {
         return Vec::new(); // the searches' check already says why
     };
@@ -251,17 +257,21 @@ pub fn check_problems(context: &Context) -> Vec<Problem> {
             .iter()
             .filter(|t| t.state != TableState::Current)
         {
-            problems.push(Problem {
-                file: context.db_path.clone(),
-                message: format!(
-                    "events: table `{}`: {}; `keyhook events install` brings the triggers up \
-                     to date",
-                    table.table, table.state
-                ),
-            });
+            problems.push(not_current(context, &table.table, &table.state));
         }
     }
     problems
+}
+
+/// `check`'s words for a table whose triggers are not current.
+fn not_current(context: &Context, table: &str, state: &TableState) -> Problem {
+    Problem {
+        file: context.db_path.clone(),
+        message: format!(
+            "events: table `{table}`: {state}; `keyhook events install` brings the triggers up \
+             to date"
+        ),
+    }
 }
 
 fn load_catalog(context: &Context) -> Result<Catalog> {

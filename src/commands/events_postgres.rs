@@ -49,6 +49,26 @@ pub fn uninstall(url: &str, args: &EventsUninstallArgs, out: &mut impl Write) ->
     success()
 }
 
+/// For `check` on a server: the installed tables whose triggers are not current (changed
+/// tables, an altered function, writers that could not write their events). Nothing when
+/// events are not installed there, or when the server cannot be reached (the searches' check
+/// says why).
+pub fn not_current(url: &str, catalog: &Catalog) -> Vec<(String, drift::TableState)> {
+    let Ok(mut pg) = connect_server(url) else {
+        return Vec::new();
+    };
+    let schema = pg.schema.clone();
+    match drift::status(&mut pg.client, &schema, catalog) {
+        Ok(status) if status.installed => status
+            .tables
+            .into_iter()
+            .filter(|table| table.state != drift::TableState::Current)
+            .map(|table| (table.table, table.state))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub fn status(
     context: &Context,
     url: &str,

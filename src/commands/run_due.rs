@@ -10,7 +10,7 @@ use super::run_task::{self, Options};
 use super::sending::{Stop, local_time};
 use super::{Context, retry};
 use crate::definitions::Task;
-use crate::error::{Exit, Result};
+use crate::error::{Error, Exit, Result};
 use crate::file_access::{Presence, presence};
 use crate::licenses::database::Location;
 use crate::schedule::due::{self, Decision, Facts};
@@ -63,15 +63,28 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         exit = exit.worst(match outcome {
             Ok(exit) => exit,
             Err(error) => {
-                // A due task whose file (or search's) is broken stops on the problem said above.
-                if !said.contains(&error.to_string()) {
-                    writeln!(out, "error: {error}")?;
+                // A due task whose file (or search's) is broken stops on the problems said
+                // above: only what was not, if anything.
+                if let Some(unsaid) = not_yet_said(&error, &said) {
+                    writeln!(out, "error: {unsaid}")?;
                 }
                 error.exit
             }
         });
     }
     Ok(exit.worst(stop.exit().unwrap_or(Exit::Success)))
+}
+
+/// The lines of `error` that are not among the problems `said` already (a file's problems are
+/// a line each), as printed after `error: `; `None` when every one was said.
+fn not_yet_said(error: &Error, said: &[String]) -> Option<String> {
+    let text = error.to_string();
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|line| line.strip_prefix("error: ").unwrap_or(line))
+        .filter(|line| !said.iter().any(|s| s == line))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\nerror: "))
 }
 
 /// Says what keeps tasks from running, on every call: the definitions' problems, and (with
@@ -127,8 +140,8 @@ fn dispatch_events(
     match passed {
         Ok(exit) => Ok(exit),
         Err(error) => {
-            if !said.contains(&error.to_string()) {
-                writeln!(out, "error: {error}")?;
+            if let Some(unsaid) = not_yet_said(&error, said) {
+                writeln!(out, "error: {unsaid}")?;
             }
             Ok(error.exit)
         }

@@ -200,7 +200,9 @@ impl Endpoint {
             give_up_after: keys.give_up_after,
             retry_4xx: keys.retry_4xx,
         };
-        let _ = retry::policy(&retry, &RetryFields::default()).map_err(|e| keep(e.into()));
+        retry::problems(&retry)
+            .into_iter()
+            .for_each(|e| keep(e.into()));
         let schemes = schemes(keys.signature).map_err(&mut keep).ok();
         match (secret, tls, timeout, schemes) {
             (Some(secret), Some(tls), Some(timeout), Some(schemes)) if problems.is_empty() => {
@@ -319,6 +321,7 @@ mod tests {
             timeout: Some("soon".into()),
             signature: Some(SchemeField::Many(Vec::new())),
             retry_interval: Some("often".into()),
+            give_up_after: Some("never".into()),
             ..EndpointKeys::default()
         };
         let said: Vec<String> = Endpoint::from_keys(keys, Path::new("/"))

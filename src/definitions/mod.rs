@@ -37,8 +37,9 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Every problem of one definition file, as an error says them: a line each, as `check` does,
-/// so fixing the first does not only reveal the next.
+/// Every problem of one definition file, as an error says them: a line each, every line after
+/// the first with its own `error: ` (the first gets it where the error is printed), as `check`
+/// says them, so fixing the first does not only reveal the next.
 #[derive(Debug)]
 pub struct FileProblems<'a>(Vec<&'a Problem>);
 
@@ -46,7 +47,7 @@ impl std::fmt::Display for FileProblems<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (index, problem) in self.0.iter().enumerate() {
             if index > 0 {
-                writeln!(f)?;
+                write!(f, "\nerror: ")?;
             }
             write!(f, "{problem}")?;
         }

@@ -168,7 +168,7 @@ impl QlmEvents {
             ..EndpointKeys::default()
         };
         let dir = path.parent().unwrap_or(Path::new("."));
-        // Of the two keys that can be wrong here (the retry pair), one is said at a time.
+        // The first problem only: a missing secret key can hide a bad retry interval.
         Endpoint::from_keys(keys, dir).map_err(|mut errors| errors.remove(0).into())
     }
 }

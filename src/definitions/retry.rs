@@ -68,6 +68,15 @@ fn waits(fields: &RetryFields) -> Result<Option<Waits>, RetryError> {
     }
 }
 
+/// Every problem of one file's own retry keys, where [`policy`] stops at the first.
+pub fn problems(fields: &RetryFields) -> Vec<RetryError> {
+    let mut found: Vec<RetryError> = waits(fields).err().into_iter().collect();
+    if let Some(Err(error)) = fields.give_up_after.as_deref().map(parse_duration) {
+        found.push(RetryError::GiveUpAfter(error));
+    }
+    found
+}
+
 /// The policy for a task: its own keys first, then the global ones, then the defaults.
 pub fn policy(task: &RetryFields, global: &RetryFields) -> Result<RetryPolicy, RetryError> {
     let waits = match waits(task)? {
