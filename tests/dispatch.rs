@@ -173,15 +173,11 @@ fn a_later_event_of_a_license_waits_for_its_failing_earlier_one_then_follows_it(
     assert!(log.contains("waiting for evt_"), "{log}");
     assert!(log.contains("LicenseKeys:1"), "{log}");
     // Not due yet: nothing moves, and dispatch says what waits (it used to say nothing).
+    const WAITS: &str =
+        "hook: 1 delivery waits behind an earlier one of the same license or customer";
     let quiet = test.keyhook(["dispatch"]).output().unwrap();
     assert_eq!(quiet.status.code(), Some(0));
-    assert!(
-        stdout(&quiet).contains(
-            "hook: 1 delivery waits behind an earlier one of the same license or customer"
-        ),
-        "{}",
-        stdout(&quiet)
-    );
+    assert!(stdout(&quiet).contains(WAITS), "{}", stdout(&quiet));
     assert_eq!(server.request_count(), 2);
     // `run-due`, from cron every minute: the same line only from a pass that sent something
     // to the webhook, not in every cron mail.
@@ -192,13 +188,7 @@ fn a_later_event_of_a_license_waits_for_its_failing_earlier_one_then_follows_it(
         .unwrap();
     let cron = test.keyhook(["run-due"]).output().unwrap();
     assert_eq!(cron.status.code(), Some(0), "{}", stderr(&cron));
-    assert!(
-        stdout(&cron).contains(
-            "hook: 1 delivery waits behind an earlier one of the same license or customer"
-        ),
-        "{}",
-        stdout(&cron)
-    );
+    assert!(stdout(&cron).contains(WAITS), "{}", stdout(&cron));
     assert_eq!(server.request_count(), 3);
     // After the retry wait, the creation goes, then the update.
     let due = later(120);

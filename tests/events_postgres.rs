@@ -325,24 +325,31 @@ fn committed_changes_are_delivered_signed_with_sqlites_bytes_and_a_rollback_neve
     );
 }
 
-/// A schema whose name holds `$keyhook$`, the tag keyhook's functions were quoted with: they
-/// are quoted with another, and the triggers install, fire and uninstall as anywhere else.
-#[test]
-fn a_schema_whose_name_holds_the_quoting_tag_gets_working_triggers() {
-    let Some(schema) = Schema::new() else { return };
-    let odd = format!("{}$keyhook$", schema.name);
+/// Schema `odd` (beside the test's own, dropped by the test), made the license database's
+/// through a URL whose search path is `encoded` (`odd` as `options` and a URL need it), QLM's
+/// tables made and events installed there, webhooks on a receiver that answers 200.
+fn installed_in(schema: &Schema, odd: &str, encoded: &str) -> (Test, Server) {
     schema.run(&format!("CREATE SCHEMA \"{odd}\""));
     let joiner = if schema.base.contains('?') { '&' } else { '?' };
     let url = format!(
-        "{}{joiner}options=-csearch_path%3D%22{}%22",
-        schema.base,
-        odd.replace('$', "%24")
+        "{}{joiner}options=-csearch_path%3D%22{encoded}%22",
+        schema.base
     );
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = webhooks(Test::new(), &server.url("")).env("KEYHOOK_DB", &url);
     test.keyhook(["db", "init"]).assert().success();
     let (code, out, err) = run(&test, &["events", "install"]);
     assert_eq!(code, Some(0), "{out}{err}");
+    (test, server)
+}
+
+/// A schema whose name holds `$keyhook$`, the tag keyhook's functions were quoted with: they
+/// are quoted with another, and the triggers install, fire and uninstall as anywhere else.
+#[test]
+fn a_schema_whose_name_holds_the_quoting_tag_gets_working_triggers() {
+    let Some(schema) = Schema::new() else { return };
+    let odd = format!("{}$keyhook$", schema.name);
+    let (test, server) = installed_in(&schema, &odd, &odd.replace('$', "%24"));
     let mut client = schema.client();
     client
         .batch_execute(&format!(
@@ -373,19 +380,8 @@ fn a_schema_whose_name_holds_the_quoting_tag_gets_working_triggers() {
 fn a_backslash_in_the_schema_name_reads_the_same_in_a_non_standard_strings_session() {
     let Some(schema) = Schema::new() else { return };
     let odd = format!("{}\\q", schema.name);
-    schema.run(&format!("CREATE SCHEMA \"{odd}\""));
-    let joiner = if schema.base.contains('?') { '&' } else { '?' };
     // In `options`, a backslash escapes the next character: `\\` is one.
-    let url = format!(
-        "{}{joiner}options=-csearch_path%3D%22{}%22",
-        schema.base,
-        odd.replace('\\', "%5C%5C")
-    );
-    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
-    let test = webhooks(Test::new(), &server.url("")).env("KEYHOOK_DB", &url);
-    test.keyhook(["db", "init"]).assert().success();
-    let (code, out, err) = run(&test, &["events", "install"]);
-    assert_eq!(code, Some(0), "{out}{err}");
+    let (test, server) = installed_in(&schema, &odd, &odd.replace('\\', "%5C%5C"));
     let channel = keyhook::events::postgres::channel(&odd);
     let mut listener = schema.client();
     listener
