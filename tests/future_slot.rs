@@ -109,3 +109,47 @@ fn a_stale_keyhook_now_in_run_due_is_said_loudly_and_set_last_run_repairs_it() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(server.request_count(), 2);
 }
+
+/// A slot run early by a wrong clock, then repaired with `set-last-run`: when that slot truly
+/// comes, it runs, rather than count as already run (the early run stays in the history, as a
+/// run by hand).
+#[test]
+fn a_slot_run_early_by_a_wrong_clock_runs_when_it_comes_after_set_last_run() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = daily(&server);
+    test.simple_license(1, "2027-01-01T00:00:00");
+    assert!(run_due(&test, "2026-11-23T10:00:00").status.success());
+    assert!(run_due(&test, "2026-11-25T10:00:00").status.success());
+    assert_eq!(
+        server.request_count(),
+        1,
+        "the 25th's slot ran, two days early"
+    );
+    test.keyhook(["set-last-run", "daily", "2026-11-23T10:00:00"])
+        .env("KEYHOOK_NOW", "2026-11-23T12:00:00")
+        .assert()
+        .success();
+    let output = run_due(&test, "2026-11-24T10:00:00");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(server.request_count(), 2);
+    let output = run_due(&test, "2026-11-25T10:00:00");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        !stdout(&output).contains("already ran"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(
+        server.request_count(),
+        3,
+        "the 25th's slot, now that it came"
+    );
+    let log = stdout(
+        &test
+            .keyhook(["log"])
+            .env("KEYHOOK_NOW", "2026-11-25T10:00:00")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(log.matches("delivered").count(), 3, "{log}");
+}
