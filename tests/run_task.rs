@@ -103,6 +103,35 @@ fn a_500_is_a_failure_with_status_and_body_and_exit_1() {
     assert!(text.contains("3 matched, 2 delivered, 1 failed"), "{text}");
 }
 
+/// A reader that goes away (`keyhook run-task ... | head -1`) does not hide the run's outcome:
+/// the run finishes and exits 1 for its failure; a dry-run, which only prints, stops at the
+/// close and exits 0.
+#[test]
+fn a_closed_pipe_keeps_a_runs_exit_code() {
+    let server = Server::start("127.0.0.1:0", |request| {
+        if request.body_text().contains("KEY-2") {
+            Reply::status(500)
+        } else {
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = renewals(&server.url("/"), "");
+    let exit_with_reader_gone = |args: &[&str]| {
+        let mut child = test
+            .process(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.wait().unwrap().code()
+    };
+    assert_eq!(exit_with_reader_gone(&["run-task", "renewals"]), Some(1));
+    assert_eq!(server.request_count(), 3, "every match was sent");
+    assert_eq!(exit_with_reader_gone(&["dry-run", "renewals"]), Some(0));
+}
+
 #[test]
 fn connection_refused_is_a_failure() {
     let down = ClosedPort::new();

@@ -35,6 +35,7 @@ mod webhook_sources;
 mod webhook_test;
 mod webhooks;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
@@ -86,7 +87,13 @@ pub fn dispatch(cli: Cli) -> Result {
              fix the file (`keyhook check` lists every problem)"
         )));
     }
-    let mut out = std::io::stdout().lock();
+    // Only what a command prints stops at a closed pipe (`dry-run | head`): a command that
+    // does work finishes it, and its exit code says how it went.
+    let only_prints = matches!(
+        cli.command,
+        Command::DryRun(_) | Command::Log(_) | Command::Listen(_)
+    );
+    let mut out = Stdout::new(std::io::stdout().lock(), only_prints);
     match cli.command {
         Command::DryRun(args) => dry_run::run(&context, &args, &mut out),
         Command::RunTask(args) => run_task::run(&context, &args, &mut out),
@@ -123,6 +130,54 @@ pub fn dispatch(cli: Cli) -> Result {
         Command::Events(EventsCommand::Prune(args)) => events::prune(&context, &args, &mut out),
         Command::Listen(args) => listen::run(&args, &mut out),
         Command::Demo(args) => demo::run(&context, &args, &mut out),
+    }
+}
+
+/// Standard output. When its reader goes away (`| head`), a command that only prints stops
+/// there (its write fails, and the closed pipe exits 0); any other goes on with its work, its
+/// further output discarded, so a run's failures still reach its exit code.
+struct Stdout<W> {
+    inner: W,
+    stop_at_close: bool,
+    closed: bool,
+}
+
+impl<W: Write> Stdout<W> {
+    fn new(inner: W, stop_at_close: bool) -> Stdout<W> {
+        Stdout {
+            inner,
+            stop_at_close,
+            closed: false,
+        }
+    }
+
+    /// `result`, unless it is the reader gone and the command goes on without it.
+    fn outlast<T>(&mut self, result: std::io::Result<T>, done: T) -> std::io::Result<T> {
+        match result {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe && !self.stop_at_close => {
+                self.closed = true;
+                Ok(done)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: Write> Write for Stdout<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let written = self.inner.write(buf);
+        self.outlast(written, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let flushed = self.inner.flush();
+        self.outlast(flushed, ())
     }
 }
 
