@@ -41,7 +41,7 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Folder holding `keyhook.toml`, `searches/` and `tasks/`.
+    /// Folder holding `keyhook.toml`, `searches/`, `tasks/` and `webhooks/`.
     #[arg(
         long,
         global = true,

@@ -138,8 +138,8 @@ fn bad_rows(bad: &[RowError], out: &mut impl Write) -> std::io::Result<()> {
     }
     writeln!(
         out,
-        "{} bad row(s), which a run records as failed and does not send; fix them in the \
-         license database:",
+        "{} bad row(s), which a run records as bad (`keyhook log --status bad`) and does not \
+         send; fix them in the license database:",
         bad.len()
     )?;
     for error in bad {
