@@ -127,6 +127,11 @@ pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Ce
     Ok(certs)
 }
 
+/// A client certificate of X.509 version 1 (what `openssl x509 -req` makes without extensions).
+const VERSION_1: &str = "is an X.509 version 1 certificate, which TLS here (rustls) does not \
+    accept: issue it as version 3 (`openssl x509 -req ... -extfile` with any extension, e.g. \
+    `extendedKeyUsage = clientAuth`)";
+
 /// A client certificate chain and its private key, checked to belong together. Errors never
 /// quote the key.
 pub fn client_identity(cert_pem: &[u8], key_pem: &[u8]) -> Result<ClientCert, ClientError> {
@@ -146,7 +151,15 @@ pub fn client_identity(cert_pem: &[u8], key_pem: &[u8]) -> Result<ClientCert, Cl
                 .with_root_certificates(RootCertStore::empty())
                 .with_client_auth_cert(chain.clone(), key.clone_key())
         })
-        .map_err(|error| ClientError::Mismatch(error.to_string()))?;
+        .map_err(|error| match &error {
+            // webpki's words for it: UnsupportedCertVersion. Not the key's fault.
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+                if format!("{other:?}").contains("UnsupportedCertVersion") =>
+            {
+                ClientError::Cert(VERSION_1.into())
+            }
+            _ => ClientError::Mismatch(error.to_string()),
+        })?;
     let certs: Vec<_> = chain
         .iter()
         .map(|der| Certificate::from_der(der).to_owned())
@@ -176,6 +189,17 @@ mod tests {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         (params.self_signed(&key).unwrap(), key)
+    }
+
+    #[test]
+    fn a_version_1_client_certificate_is_said_as_such_not_as_a_key_mismatch() {
+        let cert = include_bytes!("../../tests/fixtures/x509-v1-client.pem");
+        let key = include_bytes!("../../tests/fixtures/x509-v1-client.key");
+        match client_identity(cert, key) {
+            Err(ClientError::Cert(why)) => assert!(why.contains("version 1"), "{why}"),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("rustls accepted a version 1 certificate"),
+        }
     }
 
     #[test]
