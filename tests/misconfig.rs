@@ -8,6 +8,11 @@ fn all_output(output: &std::process::Output) -> String {
     format!("{}{}", stdout(output), stderr(output))
 }
 
+/// `what` appears exactly once in `text` (a problem said, and not again).
+fn said_once(text: &str, what: &str) {
+    assert_eq!(text.matches(what).count(), 1, "{what:?} once in:\n{text}");
+}
+
 #[test]
 fn a_wrong_config_folder_is_an_error_not_a_quiet_success() {
     let test = Test::new().search("all", "ID > 0");
@@ -499,7 +504,7 @@ fn run_due_says_a_broken_search_of_a_due_task_once() {
     let output = missing.keyhook(["run-due"]).output().unwrap();
     let text = all_output(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert_eq!(text.matches("no search is called").count(), 1, "{text}");
+    said_once(&text, "no search is called");
 
     let test = Test::new()
         .write("searches/s.toml", "name = \"s\"\nsql = \"ID > [nope]\"\n")
@@ -507,11 +512,7 @@ fn run_due_says_a_broken_search_of_a_due_task_once() {
     let output = test.keyhook(["run-due"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let text = all_output(&output);
-    assert_eq!(
-        text.matches("unknown placeholder `[nope]`").count(),
-        1,
-        "{text}"
-    );
+    said_once(&text, "unknown placeholder `[nope]`");
 
     // A due task whose file has two problems (its name taken twice, its search missing):
     // each said once, not again as the run stops on them.
@@ -528,16 +529,8 @@ fn run_due_says_a_broken_search_of_a_due_task_once() {
     let output = test.keyhook(["run-due"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let text = all_output(&output);
-    assert_eq!(
-        text.matches("no search is called `nope`").count(),
-        1,
-        "{text}"
-    );
-    assert_eq!(
-        text.matches("tasks/a.toml: field `name`").count(),
-        1,
-        "{text}"
-    );
+    said_once(&text, "no search is called `nope`");
+    said_once(&text, "tasks/a.toml: field `name`");
 }
 
 #[test]
@@ -611,12 +604,7 @@ fn run_due_says_a_missing_license_database_before_any_slot_comes() {
         .unwrap();
     let text = all_output(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert_eq!(
-        text.matches("license database missing.db does not exist")
-            .count(),
-        1,
-        "{text}"
-    );
+    said_once(&text, "license database missing.db does not exist");
     // Due (a minute-by-minute task): the run stops on it, and it is still said once.
     let test = test.write(
         "tasks/minutely.toml",
@@ -628,7 +616,7 @@ fn run_due_says_a_missing_license_database_before_any_slot_comes() {
         .unwrap();
     let text = all_output(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert_eq!(text.matches("does not exist").count(), 1, "{text}");
+    said_once(&text, "does not exist");
 }
 
 #[test]
@@ -651,11 +639,7 @@ fn a_refused_webhook_file_does_not_keep_run_due_from_its_tasks() {
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("webhooks/b.toml: field `name`"), "{text}");
     assert_eq!(server.request_count(), 1, "the task ran: {text}");
-    assert_eq!(
-        text.matches("webhooks/a.toml: field `name`").count(),
-        1,
-        "said once: {text}"
-    );
+    said_once(&text, "webhooks/a.toml: field `name`");
 }
 
 #[test]
