@@ -111,10 +111,10 @@ fn a_stale_keyhook_now_in_run_due_is_said_loudly_and_set_last_run_repairs_it() {
 }
 
 /// A slot run early by a wrong clock, then repaired with `set-last-run`: when that slot truly
-/// comes, it runs, rather than count as already run (the early run stays in the history, as a
-/// run by hand).
+/// comes it counts as run (nothing is sent twice), said once, not at every later call; the
+/// next slot runs.
 #[test]
-fn a_slot_run_early_by_a_wrong_clock_runs_when_it_comes_after_set_last_run() {
+fn a_slot_run_early_by_a_wrong_clock_is_not_sent_again_and_is_said_once() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = daily(&server);
     test.simple_license(1, "2027-01-01T00:00:00");
@@ -135,21 +135,57 @@ fn a_slot_run_early_by_a_wrong_clock_runs_when_it_comes_after_set_last_run() {
     let output = run_due(&test, "2026-11-25T10:00:00");
     assert!(output.status.success(), "{output:?}");
     assert!(
-        !stdout(&output).contains("already ran"),
+        stdout(&output).contains("already ran"),
         "{}",
         stdout(&output)
     );
     assert_eq!(
         server.request_count(),
-        3,
-        "the 25th's slot, now that it came"
+        2,
+        "the 25th's slot is not sent twice"
     );
-    let log = stdout(
-        &test
-            .keyhook(["log"])
-            .env("KEYHOOK_NOW", "2026-11-25T10:00:00")
-            .output()
-            .unwrap(),
+    let output = run_due(&test, "2026-11-25T10:01:00");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout(&output), "", "said once");
+    let output = run_due(&test, "2026-11-26T10:00:00");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(server.request_count(), 3, "the 26th's slot runs");
+}
+
+/// `set-last-run` waits for no run: while one of the task holds its lock, it refuses (75),
+/// since that run's end would record its own last run over the one set.
+#[test]
+fn set_last_run_refuses_while_a_run_of_the_task_goes_on() {
+    let gate = crate::support::gate::Gate::new();
+    let server = Server::start("127.0.0.1:0", {
+        let gate = std::sync::Arc::clone(&gate);
+        move |_| {
+            gate.hold();
+            Reply::ok()
+        }
+    })
+    .unwrap();
+    let test = daily(&server);
+    test.simple_license(1, "2027-01-01T00:00:00");
+    let mut running = test
+        .process(["run-task", "daily"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(gate.wait_arrived(1), "the run's request arrived");
+    let refused = test
+        .keyhook(["set-last-run", "daily", "2026-11-01T00:00:00"])
+        .output()
+        .unwrap();
+    gate.open();
+    assert!(running.wait().unwrap().success());
+    assert_eq!(refused.status.code(), Some(75), "{refused:?}");
+    assert!(
+        stderr(&refused).contains("being run by another keyhook process"),
+        "{}",
+        stderr(&refused)
     );
-    assert_eq!(log.matches("delivered").count(), 3, "{log}");
+    test.keyhook(["set-last-run", "daily", "2026-11-01T00:00:00"])
+        .assert()
+        .success();
 }

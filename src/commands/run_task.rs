@@ -200,6 +200,12 @@ fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Sta
                 why = stopped;
             }
         }
+        // The task's last slot moves on to it: a slot run early (a clock ahead, then
+        // `set-last-run`) is said once when it comes, not at every later call until the next.
+        if let Some(slot) = slot {
+            let now = context.clock.now().timestamp();
+            state.record_skip(&task.stem, &task.name, slot, now, &why)?;
+        }
         return Ok(Start::Skip(why, Some(Box::new(state))));
     }
     if let Some(slot) = slot

@@ -126,7 +126,7 @@ pub enum Lock {
 }
 
 /// Takes the task's lock in `state`, or says (`None`) that another process holds it.
-fn lock_in(context: &Context, state: &State, task: &str) -> Result<Option<Lock>> {
+pub fn lock_in(context: &Context, state: &State, task: &str) -> Result<Option<Lock>> {
     match state {
         State::Sqlite(_) => Ok(lock(context, task)?.map(Lock::File)),
         State::Postgres(server) => Ok(server

@@ -31,6 +31,10 @@ pub fn run(context: &Context, args: &SetLastRunArgs, out: &mut impl Write) -> Re
         .latest_at_or_before(at, zone)
         .map(|slot| slot.timestamp());
     let state = context.open_state()?;
+    // Not while a run of the task goes on: its end would record its own last run over this.
+    let Some(_lock) = super::sending::lock_in(context, &state, &task.stem)? else {
+        return Err(super::sending::locked(task));
+    };
     state.set_last_run(&task.stem, at.timestamp(), slot, now.timestamp())?;
     writeln!(
         out,

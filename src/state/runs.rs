@@ -133,9 +133,7 @@ impl StateDb {
 
     /// Sets (or rewinds) when the task last ran. A last slot or first sighting later than
     /// `now` (left by a wrong clock or `--now`) is moved back: the slot to `slot` (the latest
-    /// at or before `at`), the sighting to `at`, so `run-due` runs the task again; and runs
-    /// recorded for slots later than `now` keep their history as runs by hand (no slot), so
-    /// those slots run when they come rather than count as run.
+    /// at or before `at`), the sighting to `at`, so `run-due` runs the task again.
     pub fn set_last_run(
         &self,
         task: &str,
@@ -144,11 +142,7 @@ impl StateDb {
         now: i64,
     ) -> Result<(), StateError> {
         self.task_state(task, at)?;
-        let transaction = self
-            .conn
-            .unchecked_transaction()
-            .map_err(|e| self.error(e))?;
-        transaction
+        self.conn
             .execute(
                 "UPDATE tasks SET last_run = ?2,
                      last_slot = CASE WHEN last_slot > ?4 THEN ?3 ELSE last_slot END,
@@ -157,14 +151,8 @@ impl StateDb {
                  WHERE task = ?1",
                 params![task, at, slot, now],
             )
-            .map_err(|e| self.error(e))?;
-        transaction
-            .execute(
-                "UPDATE runs SET slot = NULL WHERE task = ?1 AND slot > ?2",
-                params![task, now],
-            )
-            .map_err(|e| self.error(e))?;
-        transaction.commit().map_err(|e| self.error(e))
+            .map(drop)
+            .map_err(|e| self.error(e))
     }
 
     /// Records that the receiver answered 410 Gone (or, with `None`, re-enables the webhook):

@@ -204,9 +204,8 @@ impl PgState {
         now: i64,
     ) -> Result<(), StateError> {
         self.task_state(task, at)?;
-        let mut client = self.client.borrow_mut();
-        let mut transaction = client.transaction().map_err(|e| self.error(&e))?;
-        transaction
+        self.client
+            .borrow_mut()
             .execute(
                 "UPDATE tasks SET last_run = $2,
                      last_slot = CASE WHEN last_slot > $4 THEN $3 ELSE last_slot END,
@@ -215,17 +214,8 @@ impl PgState {
                  WHERE task = $1",
                 &[&task, &at, &slot, &now],
             )
-            .map_err(|e| self.error(&e))?;
-        // Slots later than now, run or claimed by a wrong clock: free for when they come.
-        for sql in [
-            "UPDATE runs SET slot = NULL WHERE task = $1 AND slot > $2",
-            "DELETE FROM slot_claims WHERE task = $1 AND slot > $2",
-        ] {
-            transaction
-                .execute(sql, &[&task, &now])
-                .map_err(|e| self.error(&e))?;
-        }
-        transaction.commit().map_err(|e| self.error(&e))
+            .map(drop)
+            .map_err(|e| self.error(&e))
     }
 
     pub fn finish_run(&self, run_id: i64, now: i64) -> Result<(), StateError> {
