@@ -189,7 +189,9 @@ struct Started<'a> {
 /// hosts, the slot's claim decides; once the lock is held, the slot is checked again.
 fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Start<'a>> {
     let state = context.open_state()?;
-    if let Some(mut why) = already_ran(context, &state, task, slot)? {
+    if let Some(slot) = slot
+        && let Some(mut why) = already_ran(context, &state, task, slot)?
+    {
         // On a SQLite state the lock's holder is on this machine: a run of the slot that
         // still holds it has not ended, and "already ran" (exit 0) would hide that.
         if !state.is_shared() {
@@ -202,10 +204,8 @@ fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Sta
         }
         // The task's last slot moves on to it: a slot run early (a clock ahead, then
         // `set-last-run`) is said once when it comes, not at every later call until the next.
-        if let Some(slot) = slot {
-            let now = context.clock.now().timestamp();
-            state.record_skip(&task.stem, &task.name, slot, now, &why)?;
-        }
+        let now = context.clock.now().timestamp();
+        state.record_skip(&task.stem, &task.name, slot, now, &why)?;
         return Ok(Start::Skip(why, Some(Box::new(state))));
     }
     if let Some(slot) = slot
@@ -227,7 +227,9 @@ fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Sta
     if let Some(warning) = super::future_state(context, task, &task_state) {
         writeln!(std::io::stderr(), "warning: {warning}")?;
     }
-    if let Some(why) = already_ran(context, &state, task, slot)? {
+    if let Some(slot) = slot
+        && let Some(why) = already_ran(context, &state, task, slot)?
+    {
         return Ok(Start::Skip(why, None));
     }
     Ok(Start::Run(Box::new(Started {
@@ -267,13 +269,7 @@ fn taken(context: &Context, slot: i64, host: &str) -> String {
 }
 
 /// Why a run for `slot` is not needed: that slot already ran.
-fn already_ran(
-    context: &Context,
-    state: &State,
-    task: &Task,
-    slot: Option<i64>,
-) -> Result<Option<String>> {
-    let Some(slot) = slot else { return Ok(None) };
+fn already_ran(context: &Context, state: &State, task: &Task, slot: i64) -> Result<Option<String>> {
     if !state.slot_ran(&task.stem, slot)? {
         return Ok(None);
     }
@@ -284,16 +280,14 @@ fn already_ran(
 }
 
 /// A run of `slot` that a kill or a stop left unfinished, when no process holds the task's lock
-/// (the caller does): it is finished now, so the task's last slot moves on (else every later
-/// `run-due` until the next slot would find the slot due and say it already ran). What it did
-/// not send goes out with the retries, as ever. Says so, once.
+/// (the caller does): it is finished now (its last run recorded). What it did not send goes
+/// out with the retries, as ever. Says so; the caller moves the task's last slot on, so once.
 fn settle_stopped(
     context: &Context,
     state: &State,
     task: &Task,
-    slot: Option<i64>,
+    slot: i64,
 ) -> Result<Option<String>> {
-    let Some(slot) = slot else { return Ok(None) };
     let Some(run_id) = state.unfinished_run(&task.stem, slot)? else {
         return Ok(None);
     };
