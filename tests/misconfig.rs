@@ -8,6 +8,13 @@ fn all_output(output: &std::process::Output) -> String {
     format!("{}{}", stdout(output), stderr(output))
 }
 
+/// Each of `expected` appears in `text`.
+fn says_each(text: &str, expected: &[&str]) {
+    for what in expected {
+        assert!(text.contains(what), "missing {what:?} in\n{text}");
+    }
+}
+
 /// `what` appears exactly once in `text` (a problem said, and not again).
 fn said_once(text: &str, what: &str) {
     assert_eq!(text.matches(what).count(), 1, "{what:?} once in:\n{text}");
@@ -83,13 +90,14 @@ fn check_finds_what_a_run_would_fail_on() {
     let output = test.keyhook(["check"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let text = stdout(&output);
-    for expected in [
-        "searches/far.toml: field `sql`: placeholder `[now+9999999M]`",
-        "tasks/badkey.toml: [webhook]: the secret is not a Standard Webhooks key",
-        "tasks/badport.toml: [webhook] field `url`: `http://127.0.0.1:99999/` has port 99999",
-    ] {
-        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
-    }
+    says_each(
+        &text,
+        &[
+            "searches/far.toml: field `sql`: placeholder `[now+9999999M]`",
+            "tasks/badkey.toml: [webhook]: the secret is not a Standard Webhooks key",
+            "tasks/badport.toml: [webhook] field `url`: `http://127.0.0.1:99999/` has port 99999",
+        ],
+    );
     assert!(text.contains("3 problem(s) found"), "{text}");
     // The run fails on the same problems, with the same words.
     let run = test.keyhook(["run-task", "badkey"]).output().unwrap();
@@ -121,16 +129,17 @@ fn every_wrong_webhook_field_is_named_not_only_the_first() {
     let output = test.keyhook(["check"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let text = stdout(&output);
-    for expected in [
-        "tasks/many.toml: [webhook] field `url`",
-        "tasks/many.toml: [webhook] field `timeout`",
-        "tasks/many.toml: [webhook] field `retry_interval`",
-        "tasks/many.toml: [webhook] field `signature`",
-        "webhooks/many.toml: field `timeout`",
-        "webhooks/many.toml: field `retry_interval`",
-    ] {
-        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
-    }
+    says_each(
+        &text,
+        &[
+            "tasks/many.toml: [webhook] field `url`",
+            "tasks/many.toml: [webhook] field `timeout`",
+            "tasks/many.toml: [webhook] field `retry_interval`",
+            "tasks/many.toml: [webhook] field `signature`",
+            "webhooks/many.toml: field `timeout`",
+            "webhooks/many.toml: field `retry_interval`",
+        ],
+    );
     let run = test.keyhook(["run-task", "many"]).output().unwrap();
     assert_eq!(run.status.code(), Some(2));
     let said = stderr(&run);
@@ -550,15 +559,16 @@ fn check_says_every_bad_field_of_a_file_at_once() {
     let output = test.keyhook(["check"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let text = stdout(&output);
-    for expected in [
-        "tasks/t.toml: field `schedule`",
-        "tasks/t.toml: field `timezone`",
-        "tasks/t.toml: field `concurrency`",
-        "webhooks/w.toml: field `events`",
-        "webhooks/w.toml: field `environment`",
-    ] {
-        assert!(text.contains(expected), "{expected}: {text}");
-    }
+    says_each(
+        &text,
+        &[
+            "tasks/t.toml: field `schedule`",
+            "tasks/t.toml: field `timezone`",
+            "tasks/t.toml: field `concurrency`",
+            "webhooks/w.toml: field `events`",
+            "webhooks/w.toml: field `environment`",
+        ],
+    );
     assert!(text.contains("5 problem(s) found"), "{text}");
 }
 
