@@ -167,6 +167,79 @@ fn sigkill_at_several_points_loses_nothing() {
     }
 }
 
+/// The state's runs and deliveries, and whether a run is marked as being recorded (read while
+/// keyhook runs; `None` before the state has its tables).
+fn recording_in_state(test: &Test) -> Option<(i64, i64, bool)> {
+    let path = test.path("keyhook-state.db");
+    let conn =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM deliveries),
+                EXISTS (SELECT 1 FROM runs WHERE recording IS NOT NULL)",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )
+    .ok()
+}
+
+#[test]
+fn a_kill_while_a_big_run_is_recorded_leaves_no_run_and_the_next_one_sends_each_once() {
+    // Bodies of ~40 KB: a run of 300 is recorded in ~12 pieces, each committed as it fills,
+    // the run marked as recording until the last. A kill between pieces leaves them in the
+    // file; none is sent, and the task's next lock holder removes them.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let comment = "c".repeat(40_000);
+    let mut caught = None;
+    for _ in 0..30 {
+        let test = many(300, &server.url("/"), "");
+        rusqlite::Connection::open(test.path("licenses.db"))
+            .unwrap()
+            .execute("UPDATE LicenseKeys SET Comment = ?1", [&comment])
+            .unwrap();
+        let mut child = test.process(["run-task", "all"]).spawn().unwrap();
+        let started = Instant::now();
+        let mut seen = None;
+        while started.elapsed() < Duration::from_secs(20) {
+            seen = recording_in_state(&test);
+            if matches!(seen, Some((_, deliveries, true)) if deliveries > 0)
+                || child.try_wait().unwrap().is_some()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Killed between two pieces: caught. Too early or too late: again, on a new state.
+        if matches!(seen, Some((_, deliveries, true)) if deliveries > 0)
+            && matches!(recording_in_state(&test), Some((1, _, true)))
+        {
+            caught = Some(test);
+            break;
+        }
+    }
+    let test = caught.expect("a kill between two pieces of the recording");
+    assert_eq!(server.request_count(), 0);
+    integrity(&test);
+    // Nothing is owed: a retry sends nothing, and removes what the killed recording left.
+    let retry = test.keyhook(["retry"]).output().unwrap();
+    assert!(retry.status.success(), "{}", stderr(&retry));
+    assert_eq!(
+        server.request_count(),
+        0,
+        "nothing of a half-recorded run is sent"
+    );
+    assert_eq!(recording_in_state(&test), Some((0, 0, false)));
+    test.keyhook(["status"]).assert().success();
+    // The task's next run records and sends every license, once.
+    test.keyhook(["run-task", "all"]).assert().success();
+    assert_eq!(re_sends(&server), 0);
+    assert_eq!(by_key(&server).len(), 300);
+    assert_eq!(recording_in_state(&test), Some((1, 300, false)));
+    integrity(&test);
+}
+
 /// How many requests reached `server` beyond one per license: deliveries sent again.
 fn re_sends(server: &Server) -> usize {
     by_key(server)

@@ -343,6 +343,19 @@ fn state_migrate_moves_history_and_pending_deliveries_once() {
             .code(),
         Some(1)
     );
+    // A run killed while it was recorded (still marked) is no run: it does not come along.
+    rusqlite::Connection::open(test.path("keyhook-state.db"))
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO runs (id, task, name, started_at, recording) VALUES (99, 'u', 'u', 0, 1);
+             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key,
+                                     created_at, next_attempt_at, updated_at)
+                 VALUES (99, 'msg_half', 99, 'u', 1, 'K', 0, 0, 0);
+             INSERT INTO delivery_bodies (seq, body) VALUES (99, x'7b7d');
+             INSERT INTO bad_rows (run_id, task, license_id, activation_key, reason, created_at)
+                 VALUES (99, 'u', 2, 'K2', 'bad', 0);",
+        )
+        .unwrap();
     let url = state_url(&schema);
     let state = test.path("keyhook-state.db");
     let state = state.to_str().unwrap();
@@ -352,7 +365,8 @@ fn state_migrate_moves_history_and_pending_deliveries_once() {
         .unwrap();
     assert!(moved.status.success(), "{}", stdout(&moved));
     assert!(
-        stdout(&moved).contains("1 runs, 4 deliveries (2 pending or failed), 4 attempts"),
+        stdout(&moved)
+            .contains("1 runs, 4 deliveries (2 pending or failed), 4 attempts and 0 bad rows"),
         "{}",
         stdout(&moved)
     );

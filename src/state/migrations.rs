@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -184,6 +184,14 @@ ALTER TABLE runs ADD COLUMN host TEXT;
     r#"
 DROP INDEX deliveries_task;
 CREATE INDEX deliveries_event_source ON deliveries (task) WHERE event_type IS NOT NULL;
+"#,
+    // v12: a big run is recorded in pieces, each its own transaction (one that outgrew SQLite's
+    // page cache made SQLite read its whole WAL back at the commit). `recording` is set on the
+    // run from its first piece and cleared by its last; a run still marked was killed while
+    // recording, and the task's next lock holder removes it, deliveries and all, as if it had
+    // never started. Runs recorded before v12 are complete: NULL.
+    r#"
+ALTER TABLE runs ADD COLUMN recording INTEGER;
 "#,
 ];
 

@@ -173,11 +173,12 @@ impl StateDb {
             .map_err(|e| self.error(e))
     }
 
-    /// Whether a run for this task and slot was already recorded.
+    /// Whether a run for this task and slot was already recorded (a run still being
+    /// recorded, or killed while it was, is not one yet).
     pub fn slot_ran(&self, task: &str, slot: i64) -> Result<bool, StateError> {
         self.conn
             .query_row(
-                "SELECT 1 FROM runs WHERE task = ?1 AND slot = ?2",
+                "SELECT 1 FROM runs WHERE task = ?1 AND slot = ?2 AND recording IS NULL",
                 params![task, slot],
                 |_| Ok(()),
             )
@@ -186,11 +187,13 @@ impl StateDb {
             .map_err(|e| self.error(e))
     }
 
-    /// The run of `slot` that never finished (a kill, a stop), if there is one.
+    /// The run of `slot` that never finished sending (a kill, a stop), if there is one: one
+    /// killed while it was recorded never started.
     pub fn unfinished_run(&self, task: &str, slot: i64) -> Result<Option<i64>, StateError> {
         self.conn
             .query_row(
-                "SELECT id FROM runs WHERE task = ?1 AND slot = ?2 AND finished_at IS NULL",
+                "SELECT id FROM runs
+                 WHERE task = ?1 AND slot = ?2 AND finished_at IS NULL AND recording IS NULL",
                 params![task, slot],
                 |row| row.get(0),
             )
@@ -222,10 +225,12 @@ impl StateDb {
     }
 
     /// The latest run of each task, with its deliveries counted by status; a slot that
-    /// `run-due` skipped is not a run (see [`StateDb::latest_skips`]).
+    /// `run-due` skipped is not a run (see [`StateDb::latest_skips`]), nor is a run still
+    /// being recorded.
     pub fn latest_runs(&self) -> Result<Vec<RunSummary>, StateError> {
         self.run_summaries(
-            "WHERE r.id IN (SELECT max(id) FROM runs WHERE skipped IS NULL GROUP BY task)
+            "WHERE r.id IN (SELECT max(id) FROM runs
+                            WHERE skipped IS NULL AND recording IS NULL GROUP BY task)
              ORDER BY r.task",
         )
     }
@@ -233,7 +238,8 @@ impl StateDb {
     /// Per task, the slot `run-due` skipped last, if nothing ran after it.
     pub fn latest_skips(&self) -> Result<Vec<RunSummary>, StateError> {
         self.run_summaries(
-            "WHERE r.id IN (SELECT max(id) FROM runs GROUP BY task) AND r.skipped IS NOT NULL
+            "WHERE r.id IN (SELECT max(id) FROM runs WHERE recording IS NULL GROUP BY task)
+               AND r.skipped IS NOT NULL
              ORDER BY r.task",
         )
     }

@@ -117,12 +117,14 @@ impl StateDb {
 
     /// Gives back claims: of one process that stopped early, or (`None`) every claim on a
     /// task, which only the holder of the task's lock may do (claims written to the file by
-    /// an earlier version included).
+    /// an earlier version included; and a run a kill left half recorded goes).
     pub fn release_claims(&self, task: &str, claimer: Option<&str>) -> Result<(), StateError> {
         self.claims.borrow_mut().release(task, claimer);
         if claimer.is_some() {
             return Ok(());
         }
+        // The lock's new holder also removes a run a kill left half recorded.
+        self.clear_killed_recordings(task)?;
         self.conn
             .prepare_cached(
                 "UPDATE deliveries SET claimed_by = NULL

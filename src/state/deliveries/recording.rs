@@ -1,17 +1,23 @@
-//! Recording a run: its deliveries and bad rows, in one transaction.
+//! Recording a run: its deliveries and bad rows, in pieces that stay out of sight until the
+//! last one commits.
 
 use std::fmt::Write as _;
 use std::ops::Range;
 
 use std::sync::LazyLock;
 
-use rusqlite::{Statement, Transaction, params};
+use rusqlite::{Connection, Statement, params};
 
 use crate::state::{StateDb, StateError};
 
-/// Adds deliveries to a run inside one transaction.
+/// Adds deliveries to a run. A small run is one transaction; a big one is committed in pieces
+/// of about [`PIECE_BYTES`], its run marked `recording` until the last piece clears the mark
+/// with the run's count. A run still marked is not a run: its slot has not run
+/// ([`StateDb::slot_ran`]), and the task's next lock holder removes it
+/// ([`StateDb::clear_killed_recordings`]). Dropped uncommitted, the recorder removes its
+/// pieces itself.
 pub struct RunRecorder<'a> {
-    transaction: Transaction<'a>,
+    conn: &'a Connection,
     run_id: i64,
     task: String,
     now: i64,
@@ -23,12 +29,31 @@ pub struct RunRecorder<'a> {
     next_seq: i64,
     /// Deliveries added but not inserted yet.
     pending: Pending,
+    /// A piece's transaction is open.
+    open: bool,
+    /// A piece is committed: the run and some of its rows are in the file, marked.
+    pieces: bool,
+    /// Bytes inserted since the last piece's commit (bodies, and [`ROW_BYTES`] per row).
+    piece_bytes: usize,
+    /// The connection's automatic checkpoint setting, off while the run records.
+    autocheckpoint: i64,
+    /// The last piece committed.
+    committed: bool,
 }
 
 /// Deliveries are inserted this many to a statement (and their bodies as many to another):
 /// each statement opens a cursor on the table and on each of its indexes, and at one row
 /// a statement that was half the cost of an insert.
 const ROWS_PER_INSERT: usize = 64;
+
+/// A piece is committed once this much is inserted: well inside SQLite's page cache (2 MB by
+/// default). A transaction that outgrows the cache writes pages to the WAL as it goes, writes
+/// some (the b-trees' upper pages) again in place, and at its commit SQLite reads back every
+/// frame written since the first of those: at 40k deliveries, ~6,000 frames and 50 MB.
+const PIECE_BYTES: usize = 1024 * 1024;
+
+/// What a delivery's row and its index entries add to a piece, beside its body.
+const ROW_BYTES: usize = 160;
 
 /// The two statements for [`ROWS_PER_INSERT`] rows, built once.
 static FULL_SQL: LazyLock<(String, String)> =
@@ -53,8 +78,13 @@ struct PendingRow {
 /// of their own after the commit ([`checkpoint_behind`]) rather than by the commit itself.
 const CHECKPOINT_BEHIND_FROM: u64 = 1024;
 
+/// The runs of a task still marked as being recorded.
+const MARKED: &str = "SELECT id FROM runs WHERE task = ?1 AND recording IS NOT NULL";
+
 impl StateDb {
-    /// Starts recording a run: nothing is visible to other processes until `commit`.
+    /// Starts recording a run: nothing is visible to other processes as a run until `commit`.
+    /// The caller holds the task's lock: a run of the task still marked as recording was
+    /// killed, and is removed first.
     pub fn begin_run(
         &mut self,
         task: &str,
@@ -63,27 +93,18 @@ impl StateDb {
         now: i64,
         sent: bool,
     ) -> Result<RunRecorder<'_>, StateError> {
+        self.clear_killed_recordings(task)?;
         let path = self.path().to_path_buf();
         let error = |source| StateError::Sql {
             path: path.clone(),
             source,
         };
-        // Every row the run inserts hangs off the run's row or a delivery it inserted just
-        // before: the foreign keys' checks (a b-tree seek per delivery and per body) are off
-        // until the recorder ends, committed or not (see its `Drop`). SQLite takes the
-        // setting only outside a transaction.
-        self.conn
-            .execute_batch("PRAGMA foreign_keys = OFF")
+        let autocheckpoint: i64 = self
+            .conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
             .map_err(error)?;
-        let transaction = match self.conn.unchecked_transaction() {
-            Ok(transaction) => transaction,
-            Err(source) => {
-                let _ = self.conn.execute_batch("PRAGMA foreign_keys = ON");
-                return Err(error(source));
-            }
-        };
         let mut recorder = RunRecorder {
-            transaction,
+            conn: &self.conn,
             run_id: 0,
             task: task.to_string(),
             now,
@@ -91,31 +112,97 @@ impl StateDb {
             added: 0,
             next_seq: 0,
             pending: Pending::default(),
+            open: false,
+            pieces: false,
+            piece_bytes: 0,
+            autocheckpoint,
+            committed: false,
         };
-        let transaction = &recorder.transaction;
-        transaction
+        // Every row the run inserts hangs off the run's row or a delivery it inserted just
+        // before: the foreign keys' checks (a b-tree seek per delivery and per body) are off
+        // until the recorder ends, committed or not (see its `Drop`). SQLite takes the
+        // setting only outside a transaction. No piece's commit checkpoints: a big run's
+        // frames are copied into the file behind it ([`checkpoint_behind`]).
+        recorder
+            .conn
+            .execute_batch("PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = 0")
+            .map_err(error)?;
+        recorder.begin_piece().map_err(error)?;
+        recorder
+            .conn
             .execute(
-                "INSERT INTO runs (task, name, slot, started_at, sent, host)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO runs (task, name, slot, started_at, sent, host, recording)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
                 params![task, name, slot, now, sent, self.host],
             )
             .map_err(error)?;
-        let run_id = transaction.last_insert_rowid();
-        // The run's insert holds the write lock.
-        let next_seq = next_seq(transaction).map_err(error)?;
-        recorder.run_id = run_id;
-        recorder.next_seq = next_seq;
+        recorder.run_id = recorder.conn.last_insert_rowid();
         Ok(recorder)
+    }
+
+    /// Removes `task`'s runs that a kill left marked as being recorded, with every row they
+    /// hold: none of it was ever sent (only the lock's holder sends, and it sends after the
+    /// last piece). Only the holder of the task's lock may call this: a run being recorded
+    /// right now is marked too. Returns how many runs went.
+    pub fn clear_killed_recordings(&self, task: &str) -> Result<usize, StateError> {
+        let runs: Vec<i64> = self
+            .conn
+            .prepare_cached(MARKED)
+            .and_then(|mut statement| {
+                statement
+                    .query_map([task], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(|e| self.error(e))?;
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let transaction = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.error(e))?;
+        for &run_id in &runs {
+            delete_run(&transaction, run_id).map_err(|e| self.error(e))?;
+        }
+        transaction.commit().map_err(|e| self.error(e))?;
+        Ok(runs.len())
     }
 }
 
+/// Deletes a run and everything it holds (the foreign keys may be off: each table by hand).
+fn delete_run(conn: &Connection, run_id: i64) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "DELETE FROM delivery_bodies WHERE seq IN (SELECT seq FROM deliveries WHERE run_id = {run_id});
+         DELETE FROM attempts WHERE delivery_seq IN
+             (SELECT seq FROM deliveries WHERE run_id = {run_id});
+         DELETE FROM deliveries WHERE run_id = {run_id};
+         DELETE FROM bad_rows WHERE run_id = {run_id};
+         DELETE FROM runs WHERE id = {run_id};"
+    ))
+}
+
 impl Drop for RunRecorder<'_> {
-    /// Rolls back what was not committed, and turns the foreign keys' checks back on.
+    /// Rolls back what was not committed and removes the pieces that were; turns the foreign
+    /// keys' checks and the automatic checkpoint back on. (If the pieces cannot be removed
+    /// here, the task's next lock holder removes them.)
     fn drop(&mut self) {
-        if !self.transaction.is_autocommit() {
-            let _ = self.transaction.execute_batch("ROLLBACK");
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
-        let _ = self.transaction.execute_batch("PRAGMA foreign_keys = ON");
+        if self.pieces && !self.committed {
+            let _ = self
+                .conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .and_then(|()| delete_run(self.conn, self.run_id))
+                .and_then(|()| self.conn.execute_batch("COMMIT"));
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+        }
+        let _ = self.conn.execute_batch("PRAGMA foreign_keys = ON");
+        let _ = self
+            .conn
+            .pragma_update(None, "wal_autocheckpoint", self.autocheckpoint);
     }
 }
 
@@ -134,7 +221,30 @@ impl RunRecorder<'_> {
         if self.pending.rows.len() < ROWS_PER_INSERT {
             return Ok(());
         }
-        self.flush().map_err(|source| self.error(source))
+        self.flush()
+            .and_then(|()| match self.piece_bytes >= PIECE_BYTES {
+                true => self.next_piece(),
+                false => Ok(()),
+            })
+            .map_err(|source| self.error(source))
+    }
+
+    /// Opens a piece's transaction, write-locked from the start: the run's `seq`s go on from
+    /// the highest in the file, which another process may have raised since the last piece.
+    fn begin_piece(&mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        self.open = true;
+        self.piece_bytes = 0;
+        self.next_seq = next_seq(self.conn)?;
+        Ok(())
+    }
+
+    /// Commits the piece so far (the run still marked) and opens the next.
+    fn next_piece(&mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.open = false;
+        self.pieces = true;
+        self.begin_piece()
     }
 
     /// Inserts the pending deliveries and their bodies.
@@ -144,13 +254,14 @@ impl RunRecorder<'_> {
             self.insert_rows(&pending, rows)?;
             self.next_seq += rows.len() as i64;
         }
+        self.piece_bytes += pending.bodies.len() + ROW_BYTES * pending.rows.len();
         // The buffers are kept for the next rows.
         self.pending = pending.emptied();
         Ok(())
     }
 
     fn insert_rows(&self, pending: &Pending, rows: &[PendingRow]) -> rusqlite::Result<()> {
-        let conn = &self.transaction;
+        let conn = self.conn;
         if rows.len() == ROWS_PER_INSERT {
             let mut deliveries = conn.prepare_cached(&FULL_SQL.0)?;
             let mut bodies = conn.prepare_cached(&FULL_SQL.1)?;
@@ -204,7 +315,7 @@ impl RunRecorder<'_> {
         activation_key: &str,
         reason: &str,
     ) -> rusqlite::Result<()> {
-        let mut statement = self.transaction.prepare_cached(
+        let mut statement = self.conn.prepare_cached(
             "INSERT INTO bad_rows (run_id, task, license_id, activation_key, reason, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
@@ -219,29 +330,34 @@ impl RunRecorder<'_> {
         Ok(())
     }
 
-    /// Commits the run (with `matched`, every row the search reached) and all its deliveries
-    /// at once; returns the run id.
+    /// Commits the run (with `matched`, every row the search reached) and the rest of its
+    /// deliveries, and clears its mark: the run and all its deliveries appear at once; returns
+    /// the run id.
     ///
     /// A big run's commit does not also checkpoint: copying its WAL frames into the file (two
     /// `fsync`s and every page read and written again, a third of the time before the first
     /// POST at 40k deliveries) is left to a thread of its own, beside the sending.
     pub fn commit(mut self, matched: u64) -> Result<i64, StateError> {
         let run_id = self.run_id;
-        let flushed = self.flush();
-        let conn: &rusqlite::Connection = &self.transaction;
         let behind = self.added >= CHECKPOINT_BEHIND_FROM;
-        let committed = flushed
+        let conn = self.conn;
+        let committed = self
+            .flush()
             .and_then(|()| {
                 conn.execute(
-                    "UPDATE runs SET matched = ?2 WHERE id = ?1",
+                    "UPDATE runs SET matched = ?2, recording = NULL WHERE id = ?1",
                     params![run_id, i64::try_from(matched).unwrap_or(i64::MAX)],
                 )
             })
             .and_then(|_| match behind {
-                true => commit_without_checkpoint(conn),
-                false => conn.execute_batch("COMMIT"),
-            });
+                true => Ok(()),
+                // A small run's commit checkpoints as any commit would.
+                false => conn.pragma_update(None, "wal_autocheckpoint", self.autocheckpoint),
+            })
+            .and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));
         committed.map_err(|source| self.error(source))?;
+        self.open = false;
+        self.committed = true;
         if behind {
             checkpoint_behind(self.path.clone());
         }
@@ -327,15 +443,6 @@ pub(in crate::state) fn bodies_sql(rows: usize) -> String {
         let _ = write!(sql, "{comma}(?1 + {n}, ?{})", 2 + n);
     }
     sql
-}
-
-/// Commits with the connection's automatic checkpoint off for that commit.
-fn commit_without_checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let setting: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    let committed = conn.execute_batch("COMMIT");
-    let restored = conn.pragma_update(None, "wal_autocheckpoint", setting);
-    committed.and(restored)
 }
 
 /// Copies the WAL's frames into the state file on a thread with a connection of its own (a

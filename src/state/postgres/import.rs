@@ -37,10 +37,17 @@ struct Table {
     /// What SQLite reads for the columns, when it is not the columns themselves.
     read: Option<&'static str>,
     order: Option<&'static str>,
+    /// Which rows are copied, when not all.
+    filter: Option<&'static str>,
     /// What a row the target holds already does; `None`: it cannot hold one (the state is
     /// checked empty of runs and deliveries first).
     conflict: Option<&'static str>,
 }
+
+/// The rows of runs whose recording ended: a run still marked as recording was killed while it
+/// was (or is being recorded right now) and is not a run yet.
+const OF_RECORDED_RUNS: &str =
+    "WHERE run_id NOT IN (SELECT id FROM runs WHERE recording IS NOT NULL)";
 
 const TASKS: Table = Table {
     name: "tasks",
@@ -53,6 +60,7 @@ const TASKS: Table = Table {
     ],
     read: None,
     order: None,
+    filter: None,
     conflict: Some(
         "(task) DO UPDATE SET first_seen = excluded.first_seen, last_run = excluded.last_run,
              last_slot = excluded.last_slot, webhook_gone = excluded.webhook_gone",
@@ -75,6 +83,7 @@ const RUNS: Table = Table {
     ],
     read: None,
     order: Some("id"),
+    filter: Some("WHERE recording IS NULL"),
     conflict: None,
 };
 
@@ -108,6 +117,7 @@ const DELIVERIES: Table = Table {
          order_key",
     ),
     order: Some("seq"),
+    filter: Some(OF_RECORDED_RUNS),
     conflict: None,
 };
 
@@ -124,6 +134,10 @@ const ATTEMPTS: Table = Table {
     ],
     read: None,
     order: Some("delivery_seq, n"),
+    filter: Some(
+        "WHERE delivery_seq NOT IN (SELECT seq FROM deliveries
+             WHERE run_id IN (SELECT id FROM runs WHERE recording IS NOT NULL))",
+    ),
     conflict: None,
 };
 
@@ -140,6 +154,7 @@ const BAD_ROWS: Table = Table {
     ],
     read: None,
     order: Some("id"),
+    filter: Some(OF_RECORDED_RUNS),
     conflict: None,
 };
 
@@ -158,6 +173,7 @@ const EVENT_TABLES: [Table; 4] = [
         ],
         read: None,
         order: None,
+        filter: None,
         conflict: Some("DO NOTHING"),
     },
     Table {
@@ -165,6 +181,7 @@ const EVENT_TABLES: [Table; 4] = [
         columns: &[("license_db", Text), ("taken", Int), ("updated_at", Int)],
         read: None,
         order: None,
+        filter: None,
         conflict: Some(
             "(license_db) DO UPDATE SET taken = greatest(outbox_cursors.taken, excluded.taken)",
         ),
@@ -179,6 +196,7 @@ const EVENT_TABLES: [Table; 4] = [
         ],
         read: None,
         order: None,
+        filter: None,
         conflict: Some("DO NOTHING"),
     },
     Table {
@@ -190,6 +208,7 @@ const EVENT_TABLES: [Table; 4] = [
         ],
         read: None,
         order: None,
+        filter: None,
         conflict: Some(
             "(license_db) DO UPDATE
              SET scanned_to = greatest(expiry_scans.scanned_to, excluded.scanned_to)",
@@ -286,7 +305,11 @@ impl PgState {
         let read = table.read.unwrap_or(&names);
         let mut read = from
             .conn
-            .prepare(&format!("SELECT {read} FROM {}{order}", table.name))
+            .prepare(&format!(
+                "SELECT {read} FROM {} {}{order}",
+                table.name,
+                table.filter.unwrap_or_default()
+            ))
             .map_err(sqlite(from))?;
         let mut rows = read.query([]).map_err(sqlite(from))?;
         let mut copied = 0;
