@@ -50,8 +50,11 @@ pub fn run(context: &Context, args: &RunTaskArgs, out: &mut impl Write) -> Resul
         for warning in &report.warnings {
             writeln!(std::io::stderr(), "{warning}")?;
         }
-        serde_json::to_writer_pretty(&mut *out, &report).map_err(std::io::Error::from)?;
-        writeln!(out)?;
+        // One write: written straight to stdout, which flushes at every newline, the document
+        // went out in some 30 writes, a line and its indent apart.
+        let mut document = serde_json::to_vec_pretty(&report).map_err(std::io::Error::from)?;
+        document.push(b'\n');
+        out.write_all(&document)?;
     } else {
         print(context, task, &report, out)?;
     }
