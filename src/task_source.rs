@@ -78,8 +78,8 @@ pub fn target(task: &Task, settings: &Settings) -> Result<Target, EndpointError>
     })
 }
 
-/// Records every match of the run's search as a pending delivery of a new run, in one
-/// transaction, before anything is sent. A bad row is recorded as such and holds back no
+/// Records every match of the run's search as a pending delivery of a new run, all or nothing
+/// ([`Recorder`]), before anything is sent. A bad row is recorded as such and holds back no
 /// other.
 ///
 /// Two threads share the work: one reads the licenses and builds their bodies, this one

@@ -183,14 +183,10 @@ fn recording_in_state(test: &Test) -> Option<(i64, i64, bool)> {
     .ok()
 }
 
-#[test]
-fn a_kill_while_a_big_run_is_recorded_leaves_no_run_and_the_next_one_sends_each_once() {
-    // Bodies of ~40 KB: a run of 300 is recorded in ~12 pieces, each committed as it fills,
-    // the run marked as recording until the last. A kill between pieces leaves them in the
-    // file; none is sent, and the task's next lock holder removes them.
-    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+/// A state holding a run of task `all` (300 licenses, bodies of ~40 KB: ~12 pieces) killed
+/// between two pieces of its recording: some pieces in the file, the run still marked.
+fn killed_while_recording(server: &Server) -> Test {
     let comment = "c".repeat(40_000);
-    let mut caught = None;
     for _ in 0..30 {
         let test = many(300, &server.url("/"), "");
         rusqlite::Connection::open(test.path("licenses.db"))
@@ -215,14 +211,25 @@ fn a_kill_while_a_big_run_is_recorded_leaves_no_run_and_the_next_one_sends_each_
         if matches!(seen, Some((_, deliveries, true)) if deliveries > 0)
             && matches!(recording_in_state(&test), Some((1, _, true)))
         {
-            caught = Some(test);
-            break;
+            return test;
         }
     }
-    let test = caught.expect("a kill between two pieces of the recording");
+    panic!("no kill landed between two pieces of the recording");
+}
+
+#[test]
+fn a_kill_while_a_big_run_is_recorded_leaves_no_run_and_the_next_one_sends_each_once() {
+    // A kill between pieces leaves them in the file; none is sent, no one counts them, and
+    // the task's next lock holder removes them.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = killed_while_recording(&server);
     assert_eq!(server.request_count(), 0);
     integrity(&test);
-    // Nothing is owed: a retry sends nothing, and removes what the killed recording left.
+    let status = stdout(&test.keyhook(["status"]).output().unwrap());
+    assert!(!status.contains("wait"), "no delivery waits: {status}");
+    let log = stdout(&test.keyhook(["log"]).output().unwrap());
+    assert!(!log.contains("KEY-"), "the log lists none of it: {log}");
+    // Nothing is owed: a retry sends nothing (there is nothing due to retry).
     let retry = test.keyhook(["retry"]).output().unwrap();
     assert!(retry.status.success(), "{}", stderr(&retry));
     assert_eq!(
@@ -230,13 +237,42 @@ fn a_kill_while_a_big_run_is_recorded_leaves_no_run_and_the_next_one_sends_each_
         0,
         "nothing of a half-recorded run is sent"
     );
-    assert_eq!(recording_in_state(&test), Some((0, 0, false)));
-    test.keyhook(["status"]).assert().success();
-    // The task's next run records and sends every license, once.
+    // The task's next run removes it, then records and sends every license, once.
     test.keyhook(["run-task", "all"]).assert().success();
     assert_eq!(re_sends(&server), 0);
     assert_eq!(by_key(&server).len(), 300);
     assert_eq!(recording_in_state(&test), Some((1, 300, false)));
+    integrity(&test);
+}
+
+#[test]
+fn a_run_killed_while_recording_whose_task_is_gone_is_removed_by_prune_and_troubles_no_one() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = killed_while_recording(&server);
+    std::fs::remove_file(test.path("tasks/all.toml")).unwrap();
+    // Not a delivery waiting for a task that is gone: `retry` and `run-due` have nothing to
+    // say of it.
+    for command in ["retry", "run-due"] {
+        let output = test.keyhook([command]).output().unwrap();
+        assert!(output.status.success(), "{command}: {}", stderr(&output));
+        assert!(
+            !stderr(&output).contains("all"),
+            "{command}: {}",
+            stderr(&output)
+        );
+    }
+    let pruned = test
+        .keyhook(["prune", "--older-than", "30d"])
+        .output()
+        .unwrap();
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    assert!(
+        stdout(&pruned).contains("removed 1 run(s) killed while they were being recorded"),
+        "{}",
+        stdout(&pruned)
+    );
+    assert_eq!(recording_in_state(&test), Some((0, 0, false)));
+    assert_eq!(server.request_count(), 0);
     integrity(&test);
 }
 

@@ -8,6 +8,7 @@ use super::{Context, success};
 use crate::cli::PruneArgs;
 use crate::error::{Error, Result};
 use crate::schedule::clock;
+use crate::state::{State, StateDb};
 
 pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result {
     let age = args.older_than;
@@ -23,7 +24,30 @@ pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result 
         super::sending::local_time(context, before),
         whole_units(age)
     )?;
+    if let State::Sqlite(state) = &state {
+        let removed = clear_killed_recordings(context, state)?;
+        if removed > 0 {
+            writeln!(
+                out,
+                "removed {removed} run(s) killed while they were being recorded (nothing of \
+                 them was sent)"
+            )?;
+        }
+    }
     success()
+}
+
+/// Removes the runs a kill left half recorded, of every task whose lock is free (a task whose
+/// file is gone included: its next run, which would remove them, never comes). A task whose
+/// lock is held may be recording right now, and keeps its own.
+fn clear_killed_recordings(context: &Context, state: &StateDb) -> Result<usize> {
+    let mut removed = 0;
+    for task in state.tasks_recording()? {
+        if let Some(_lock) = super::sending::lock(context, &task)? {
+            removed += state.clear_killed_recordings(&task)?;
+        }
+    }
+    Ok(removed)
 }
 
 /// An age as written in whole days, hours, minutes or seconds (`90d`, not humantime's

@@ -78,7 +78,7 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
             messages.push(message(event, &url));
         }
     };
-    let tally = held.send(context, &state, Queue::One(seq), &stop, &observe)?;
+    let tally = held.send(context, &state, Queue::One(&stem, seq), &stop, &observe)?;
     for line in messages.into_inner().unwrap_or_default() {
         writeln!(out, "{line}")?;
     }
@@ -117,7 +117,7 @@ fn resend_event(
             messages.push(message(event, &url));
         }
     };
-    let tally = held.send(context, state, Queue::One(seq), &stop, &observe)?;
+    let tally = held.send(context, state, Queue::One(name, seq), &stop, &observe)?;
     for line in messages.into_inner().unwrap_or_default() {
         writeln!(out, "{line}")?;
     }

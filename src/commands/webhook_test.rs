@@ -134,7 +134,13 @@ fn send_one(
             lines.extend(describe(event, &url));
         }
     };
-    let tally = held.send(context, state, Queue::One(seq), stop, &observe)?;
+    let tally = held.send(
+        context,
+        state,
+        Queue::One(&source.target.source, seq),
+        stop,
+        &observe,
+    )?;
     for line in lines.into_inner().unwrap_or_default() {
         writeln!(out, "{line}")?;
     }

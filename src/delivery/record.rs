@@ -1,5 +1,6 @@
 //! Recording: every item a source yields is in the state database, a pending delivery of a new
-//! run, before the first POST. One transaction: nothing is visible until the run commits.
+//! run, before the first POST. All or nothing: no part of the run counts as recorded until it
+//! commits (one transaction; on a SQLite state, a big run in marked pieces: see `RunRecorder`).
 
 use super::id;
 use crate::state::deliveries::RunRecorder;
@@ -39,7 +40,8 @@ enum Recording<'a> {
 }
 
 impl Recorder<'_> {
-    /// Starts recording `run`: nothing is visible to other processes until [`Recorder::commit`].
+    /// Starts recording `run`: nothing of it is a run to other processes until
+    /// [`Recorder::commit`].
     pub fn begin<'a>(state: &'a mut State, run: &NewRun) -> Result<Recorder<'a>, StateError> {
         let (source, name, slot, now, sends) = (run.source, run.name, run.slot, run.now, run.sends);
         let recording = match state {

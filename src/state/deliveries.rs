@@ -12,7 +12,7 @@ mod recording;
 pub use claims::ClaimBook;
 pub use log::{AttemptEntry, BadRowEntry, LogEntry, LogFilter};
 pub use recording::RunRecorder;
-pub(super) use recording::{bodies_sql, next_seq};
+pub(super) use recording::{RECORDED, bodies_sql, next_seq};
 
 /// What happened to a delivery so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -103,6 +103,8 @@ pub enum Queue<'a> {
     Run(&'a str, i64),
     /// Every delivery of one task that is due at the given time.
     DueForTask(&'a str, i64),
-    /// One delivery, by its sequence number, whenever it is due.
-    One(i64),
+    /// One delivery of a task or webhook source, by its sequence number, whenever it is due.
+    /// The source is checked too: a seq freed by a deleted run is taken again by the next
+    /// insert, of any source.
+    One(&'a str, i64),
 }

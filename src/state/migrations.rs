@@ -189,9 +189,12 @@ CREATE INDEX deliveries_event_source ON deliveries (task) WHERE event_type IS NO
     // page cache made SQLite read its whole WAL back at the commit). `recording` is set on the
     // run from its first piece and cleared by its last; a run still marked was killed while
     // recording, and the task's next lock holder removes it, deliveries and all, as if it had
-    // never started. Runs recorded before v12 are complete: NULL.
+    // never started. Runs recorded before v12 are complete: NULL. The index holds the marked
+    // runs alone: every send path looks for its source's, and an event source has a run per
+    // dispatch pass.
     r#"
 ALTER TABLE runs ADD COLUMN recording INTEGER;
+CREATE INDEX runs_recording ON runs (task) WHERE recording IS NOT NULL;
 "#,
 ];
 

@@ -186,9 +186,14 @@ fn http_status(stored: Option<i64>) -> Option<u16> {
 }
 
 /// Per task (event sources excluded), how many deliveries wait, pending or failed, over all its
-/// runs: read from the queue index alone.
-pub const WAITING_BY_TASK: &str = "SELECT task, count(*) FROM deliveries
-     WHERE status IN ('pending', 'failed') AND event_type IS NULL GROUP BY task";
+/// runs: read from the queue index alone. `and` narrows the deliveries further (` AND ...`; a
+/// SQLite state leaves out runs still being recorded).
+pub fn waiting_by_task(and: &str) -> String {
+    format!(
+        "SELECT task, count(*) FROM deliveries
+         WHERE status IN ('pending', 'failed') AND event_type IS NULL{and} GROUP BY task"
+    )
+}
 
 /// How many of source `param`'s event deliveries (`?1`, `$1`) wait behind an earlier one of the
 /// same entity: pending or failed, and not let through by the back end's own order rule

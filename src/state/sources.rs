@@ -2,6 +2,7 @@
 //! deliveries by status, when one was last delivered, and whether a 410 disabled it. Read by
 //! `status` and `webhooks list`.
 
+use super::deliveries::RECORDED;
 use super::rows;
 use super::{StateDb, StateError};
 
@@ -44,7 +45,7 @@ impl StateDb {
     pub fn waiting_by_task(&self) -> Result<Vec<(String, i64)>, StateError> {
         let mut statement = self
             .conn
-            .prepare_cached(rows::WAITING_BY_TASK)
+            .prepare_cached(&rows::waiting_by_task(&format!(" AND {RECORDED}")))
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))

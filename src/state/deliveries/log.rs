@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::Status;
+use super::{RECORDED, Status};
 use crate::state::rows::{self, ATTEMPT, BAD_ROW, LOG_ENTRY};
 use crate::state::{StateDb, StateError};
 
@@ -94,7 +94,7 @@ impl StateDb {
                  WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR status = ?2)
                    AND (?3 IS NULL OR created_at >= ?3)
                    AND (?5 IS NULL OR task = ?5 OR substr(task, 1, length(?5) + 1) = ?5 || '#')
-                   AND (?6 IS NULL OR event_type = ?6)
+                   AND (?6 IS NULL OR event_type = ?6) AND {RECORDED}
                  ORDER BY seq DESC LIMIT ?4"
             ))
             .map_err(|e| self.error(e))?;
@@ -122,6 +122,7 @@ impl StateDb {
             .prepare_cached(&format!(
                 "SELECT {BAD_ROW} FROM bad_rows
                  WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR created_at >= ?2)
+                   AND {RECORDED}
                  ORDER BY id DESC LIMIT ?3"
             ))
             .map_err(|e| self.error(e))?;

@@ -3,7 +3,7 @@
 use rusqlite::params;
 use rusqlite::types::Value;
 
-use super::{Claimed, Found, Queue};
+use super::{Claimed, Found, Queue, RECORDED};
 use crate::state::{StateDb, StateError};
 
 /// An event delivery waits while an earlier one (lower seq) of the same source and entity
@@ -30,7 +30,7 @@ impl StateDb {
     ) -> Result<Vec<Claimed>, StateError> {
         let source = match queue {
             Queue::Run(task, _) | Queue::DueForTask(task, _) => task,
-            Queue::One(_) => "",
+            Queue::One(source, _) => source,
         };
         let cursor = self.claims.borrow().cursor(source);
         let mut claimed = self.waiting(queue, now, (cursor + 1, i64::MAX), limit)?;
@@ -71,11 +71,11 @@ impl StateDb {
                 now,
             ),
             Queue::DueForTask(task, at) => ("?5 IS NULL", task, Value::Null, at),
-            Queue::One(seq) => ("d.seq = ?5", "", Value::Integer(seq), i64::MAX),
+            Queue::One(source, seq) => ("d.seq = ?5", source, Value::Integer(seq), i64::MAX),
         };
         // The planner would rather use the run_id index and sort every pending row.
         let (source, task_filter) = match queue {
-            Queue::One(_) => ("deliveries AS d", "?1 = ?1"),
+            Queue::One(..) => ("deliveries AS d", "d.task = ?1"),
             _ => (
                 "deliveries AS d INDEXED BY deliveries_task_queue",
                 "d.task = ?1",
@@ -139,10 +139,11 @@ impl StateDb {
     pub fn tasks_with_due(&self, now: i64) -> Result<Vec<String>, StateError> {
         let mut statement = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT DISTINCT task FROM deliveries
-                 WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1 ORDER BY task",
-            )
+                 WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1 AND {RECORDED}
+                 ORDER BY task"
+            ))
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map([now], |row| row.get(0))
@@ -159,12 +160,13 @@ impl StateDb {
         let pattern = format!("{escaped}%");
         let mut statement = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT seq, task, id FROM deliveries
-                 WHERE id = ?1 OR (id LIKE ?2 ESCAPE '\\'
-                                   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE id = ?1))
-                 ORDER BY id LIMIT ?3",
-            )
+                 WHERE (id = ?1 OR (id LIKE ?2 ESCAPE '\\'
+                                    AND NOT EXISTS (SELECT 1 FROM deliveries WHERE id = ?1)))
+                   AND {RECORDED}
+                 ORDER BY id LIMIT ?3"
+            ))
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map(params![id, pattern, limit as i64], |row| {

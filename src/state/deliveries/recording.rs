@@ -11,7 +11,7 @@ use rusqlite::{Connection, Statement, params};
 use crate::state::{StateDb, StateError};
 
 /// Adds deliveries to a run. A small run is one transaction; a big one is committed in pieces
-/// of about [`PIECE_BYTES`], its run marked `recording` until the last piece clears the mark
+/// of about `PIECE_BYTES`, its run marked `recording` until the last piece clears the mark
 /// with the run's count. A run still marked is not a run: its slot has not run
 /// ([`StateDb::slot_ran`]), and the task's next lock holder removes it
 /// ([`StateDb::clear_killed_recordings`]). Dropped uncommitted, the recorder removes its
@@ -81,6 +81,11 @@ const CHECKPOINT_BEHIND_FROM: u64 = 1024;
 /// The runs of a task still marked as being recorded.
 const MARKED: &str = "SELECT id FROM runs WHERE task = ?1 AND recording IS NOT NULL";
 
+/// A condition on a row with a `run_id`: its run is no longer marked as being recorded. Only
+/// the lock holder's cleanup and the recorder itself see the rows of a marked run.
+pub(in crate::state) const RECORDED: &str =
+    "run_id NOT IN (SELECT id FROM runs WHERE recording IS NOT NULL)";
+
 impl StateDb {
     /// Starts recording a run: nothing is visible to other processes as a run until `commit`.
     /// The caller holds the task's lock: a run of the task still marked as recording was
@@ -138,6 +143,19 @@ impl StateDb {
             .map_err(error)?;
         recorder.run_id = recorder.conn.last_insert_rowid();
         Ok(recorder)
+    }
+
+    /// The tasks with a run still marked as being recorded: killed while it was, or being
+    /// recorded right now.
+    pub fn tasks_recording(&self) -> Result<Vec<String>, StateError> {
+        self.conn
+            .prepare_cached("SELECT DISTINCT task FROM runs WHERE recording IS NOT NULL")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(|e| self.error(e))
     }
 
     /// Removes `task`'s runs that a kill left marked as being recorded, with every row they

@@ -30,12 +30,7 @@ impl PgState {
                 now,
             ),
             Queue::DueForTask(task, at) => ("task = $1 AND $6::bigint IS NOT NULL", task, 0, at),
-            Queue::One(seq) => (
-                "$1::text IS NOT NULL AND seq = $6::bigint",
-                "",
-                seq,
-                i64::MAX,
-            ),
+            Queue::One(source, seq) => ("task = $1 AND seq = $6::bigint", source, seq, i64::MAX),
         };
         let sql = format!(
             "UPDATE deliveries SET claimed_by = $3,

@@ -99,7 +99,7 @@ impl PgState {
         let rows = self
             .client
             .borrow_mut()
-            .query(rows::WAITING_BY_TASK, &[])
+            .query(&rows::waiting_by_task(""), &[])
             .map_err(|e| self.error(&e))?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }

@@ -119,17 +119,26 @@ fn a_requeued_delivery_is_due_again_whatever_its_status() {
         .unwrap();
     assert!(
         state
-            .claim(Queue::One(claimed[0].seq), "b", 2000, 1)
+            .claim(Queue::One("t", claimed[0].seq), "b", 2000, 1)
             .unwrap()
             .is_empty()
     );
     state.requeue(claimed[0].seq, 2000).unwrap();
     let again = state
-        .claim(Queue::One(claimed[0].seq), "b", 2000, 1)
+        .claim(Queue::One("t", claimed[0].seq), "b", 2000, 1)
         .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, claimed[0].id, "the same delivery id");
     assert_eq!(state.tasks_with_due(2000).unwrap(), ["t"]);
+    // One delivery is claimed for its own source only: a seq another source holds (a deleted
+    // run's seq, taken again by the next insert) is not this source's.
+    state.requeue(claimed[0].seq, 3000).unwrap();
+    assert!(
+        state
+            .claim(Queue::One("u", claimed[0].seq), "c", 3000, 1)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

@@ -283,6 +283,20 @@ fn a_recording_killed_after_some_pieces_is_removed_by_the_next_lock_holder() {
         assert!(runs == 2 && deliveries > 1 && bad == 1, "{clear}");
         assert!(!state.slot_ran("t", 60).unwrap());
         assert_eq!(state.unfinished_run("t", 60).unwrap(), None);
+        // No one else sees it: not waiting, not due, not in the log, not found by its id.
+        let all = crate::state::deliveries::LogFilter::default();
+        assert_eq!(state.waiting_by_task().unwrap(), [("u".to_string(), 1)]);
+        assert_eq!(state.tasks_with_due(i64::MAX).unwrap(), ["u"]);
+        let logged: Vec<String> = state.log(&all).unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(logged, ["msg_kept"]);
+        assert!(state.bad_rows(&all).unwrap().is_empty());
+        assert!(
+            state
+                .find_deliveries(&format!("msg_{:028}", 5), 2)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(state.tasks_recording().unwrap(), ["t"]);
         // Another task's lock holder leaves it.
         assert_eq!(state.clear_killed_recordings("u").unwrap(), 0);
         match clear {
@@ -305,5 +319,6 @@ fn a_recording_killed_after_some_pieces_is_removed_by_the_next_lock_holder() {
                 assert_eq!(counts(&path), [1, 1, 1, 0], "{clear}");
             }
         }
+        assert!(state.tasks_recording().unwrap().is_empty());
     }
 }
