@@ -102,10 +102,9 @@ impl Definitions {
             EventWebhook::load(path, &catalog)
         });
         if let Some(events) = &settings.events {
-            match qlm_events::load(events, &dir.join(settings::FILE), &catalog) {
-                Ok(qlm) => webhooks.extend(qlm),
-                Err(problem) => problems.push(problem),
-            }
+            let (qlm, found) = qlm_events::load(events, &dir.join(settings::FILE), &catalog);
+            webhooks.extend(qlm);
+            problems.extend(found);
         }
         let mut definitions = Definitions {
             dir: dir.to_path_buf(),

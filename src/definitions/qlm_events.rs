@@ -96,37 +96,48 @@ impl From<EndpointError> for QlmEventsError {
 }
 
 impl QlmEvents {
-    /// One webhook per URL, in event-name order; `path` is `keyhook.toml`.
+    /// One webhook per URL, in event-name order, and every problem found: a problem with the
+    /// shared keys (the secret, the retries) holds back every webhook; one of an event (its
+    /// name, a URL) holds back that event's webhook, not the others. `path` is `keyhook.toml`.
     pub fn webhooks(
         &self,
         path: &Path,
         catalog: &Catalog,
-    ) -> Result<Vec<EventWebhook>, QlmEventsError> {
-        let endpoint = self.endpoint(path)?;
+    ) -> (Vec<EventWebhook>, Vec<QlmEventsError>) {
+        let endpoint = match self.endpoint(path) {
+            Ok(endpoint) => endpoint,
+            Err(problems) => return (Vec::new(), problems),
+        };
         let mut webhooks = Vec::new();
+        let mut problems = Vec::new();
         for (event, written) in &self.urls {
             let Some(written) = written.as_str() else {
-                return Err(QlmEventsError::NotUrls(event.clone()));
+                problems.push(QlmEventsError::NotUrls(event.clone()));
+                continue;
             };
             let written = written.to_string();
-            let canonical = names::canonical(event, catalog).ok_or_else(|| {
+            let Some(canonical) = names::canonical(event, catalog) else {
                 let why = names::resolve(std::slice::from_ref(event), catalog)
                     .err()
                     .map(|error| error.to_string())
                     .unwrap_or_default();
-                QlmEventsError::UnknownEvent {
+                problems.push(QlmEventsError::UnknownEvent {
                     event: event.clone(),
                     why,
-                }
-            })?;
+                });
+                continue;
+            };
             for (index, url) in split_urls(std::slice::from_ref(&written))
                 .iter()
                 .enumerate()
             {
-                check_url(url).map_err(|error| QlmEventsError::Url {
-                    event: event.clone(),
-                    error,
-                })?;
+                if let Err(error) = check_url(url) {
+                    problems.push(QlmEventsError::Url {
+                        event: event.clone(),
+                        error,
+                    });
+                    continue;
+                }
                 let name = format!("qlm:{event}:{}", index + 1);
                 webhooks.push(EventWebhook {
                     stem: name.clone(),
@@ -143,23 +154,28 @@ impl QlmEvents {
                 });
             }
         }
-        Ok(webhooks)
+        (webhooks, problems)
     }
 
-    /// The shared secret and retry settings, as the keys of a webhook file would give them.
-    fn endpoint(&self, path: &Path) -> Result<Endpoint, QlmEventsError> {
+    /// The shared secret and retry settings, as the keys of a webhook file would give them;
+    /// or every problem with them.
+    fn endpoint(&self, path: &Path) -> Result<Endpoint, Vec<QlmEventsError>> {
+        let mut problems = Vec::new();
         let retry_interval = match &self.retry_interval {
-            Some(Interval::Minutes(0)) => return Err(QlmEventsError::ZeroInterval),
+            Some(Interval::Minutes(0)) => {
+                problems.push(QlmEventsError::ZeroInterval);
+                None
+            }
             Some(Interval::Minutes(minutes)) => Some(format!("{minutes}m")),
             Some(Interval::Duration(text)) => Some(text.clone()),
             None => None,
         };
-        if self
+        let empty = self
             .secret_key
             .as_deref()
-            .is_some_and(|key| key.trim().is_empty())
-        {
-            return Err(QlmEventsError::EmptySecretKey);
+            .is_some_and(|key| key.trim().is_empty());
+        if empty {
+            problems.push(QlmEventsError::EmptySecretKey);
         }
         let keys = EndpointKeys {
             secret: self.secret_key.clone(),
@@ -168,21 +184,45 @@ impl QlmEvents {
             ..EndpointKeys::default()
         };
         let dir = path.parent().unwrap_or(Path::new("."));
-        // The first problem only: a missing secret key can hide a bad retry interval.
-        Endpoint::from_keys(keys, dir).map_err(|mut errors| errors.remove(0).into())
+        match Endpoint::from_keys(keys, dir) {
+            // An empty key is said as such, not also as a secret that cannot be used.
+            Err(errors) => problems.extend(
+                errors
+                    .into_iter()
+                    .map(QlmEventsError::from)
+                    .filter(|error| !(empty && about_the_secret(error))),
+            ),
+            Ok(endpoint) if problems.is_empty() => return Ok(endpoint),
+            Ok(_) => {}
+        }
+        Err(problems)
     }
 }
 
-/// The webhooks of `[events]`, or the problem that keeps them from loading.
+/// Whether `error` is the secret's (or the signing's, which takes the secret).
+fn about_the_secret(error: &QlmEventsError) -> bool {
+    matches!(
+        error,
+        QlmEventsError::NoSecretKey
+            | QlmEventsError::Endpoint(EndpointError::Secret(_) | EndpointError::Signer(_))
+    )
+}
+
+/// The webhooks of `[events]` that load, and the problems of those that do not.
 pub fn load(
     events: &QlmEvents,
     path: &Path,
     catalog: &Catalog,
-) -> Result<Vec<EventWebhook>, Problem> {
-    events.webhooks(path, catalog).map_err(|error| Problem {
-        file: path.to_path_buf(),
-        message: error.to_string(),
-    })
+) -> (Vec<EventWebhook>, Vec<Problem>) {
+    let (webhooks, errors) = events.webhooks(path, catalog);
+    let problems = errors
+        .into_iter()
+        .map(|error| Problem {
+            file: path.to_path_buf(),
+            message: error.to_string(),
+        })
+        .collect();
+    (webhooks, problems)
 }
 
 #[cfg(test)]
@@ -190,10 +230,20 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Vec<EventWebhook>, String> {
-        let events: QlmEvents = toml::from_str(text).map_err(|e| e.to_string())?;
-        events
-            .webhooks(Path::new("/etc/keyhook/keyhook.toml"), &Catalog::builtin())
-            .map_err(|error| error.to_string())
+        toml::from_str::<QlmEvents>(text).map_err(|e| e.to_string())?;
+        let (webhooks, problems) = parse_all(text);
+        match problems.is_empty() {
+            true => Ok(webhooks),
+            false => Err(problems.join("\n")),
+        }
+    }
+
+    /// The webhooks that load, and every problem said.
+    fn parse_all(text: &str) -> (Vec<EventWebhook>, Vec<String>) {
+        let events: QlmEvents = toml::from_str(text).unwrap();
+        let (webhooks, problems) =
+            events.webhooks(Path::new("/etc/keyhook/keyhook.toml"), &Catalog::builtin());
+        (webhooks, problems.iter().map(ToString::to_string).collect())
     }
 
     #[test]
@@ -282,5 +332,35 @@ mod tests {
             "webHookSecretKey = \"s\"\nwebHooksEnabled = false\nlicense_created = \"https://a/x\"\n",
         );
         assert!(!off.unwrap()[0].enabled);
+    }
+
+    #[test]
+    fn every_problem_is_said_and_a_bad_event_holds_back_no_other() {
+        // One event misspelt, one URL of another bad: the rest load.
+        let (webhooks, problems) = parse_all(
+            "webHookSecretKey = \"s\"\nlicense_activate = \"https://a/x\"\n\
+             license_created = \"https://a/c;ftp://b/c\"\nlicense_deleted = \"https://a/d\"\n",
+        );
+        let names: Vec<&str> = webhooks.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["qlm:license_created:1", "qlm:license_deleted:1"]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("field `license_activate`"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("field `license_created`"),
+            "{problems:?}"
+        );
+        // The shared keys hold back every webhook, and each of their problems is said.
+        let (webhooks, problems) =
+            parse_all("webHookRetryInterval = 0\nlicense_created = \"https://a/c\"\n");
+        assert!(webhooks.is_empty());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("0 minutes is no wait"), "{problems:?}");
+        assert!(
+            problems[1].contains("set `webHookSecretKey`"),
+            "{problems:?}"
+        );
     }
 }
