@@ -183,28 +183,40 @@ fn recording_in_state(test: &Test) -> Option<(i64, i64, bool)> {
     .ok()
 }
 
-/// A state holding a run of task `all` (300 licenses, bodies of ~40 KB: ~12 pieces) killed
-/// between two pieces of its recording: some pieces in the file, the run still marked.
-fn killed_while_recording(server: &Server) -> Test {
-    let comment = "c".repeat(40_000);
-    for _ in 0..30 {
-        let test = many(300, &server.url("/"), "");
-        rusqlite::Connection::open(test.path("licenses.db"))
-            .unwrap()
-            .execute("UPDATE LicenseKeys SET Comment = ?1", [&comment])
-            .unwrap();
-        let mut child = test.process(["run-task", "all"]).spawn().unwrap();
-        let started = Instant::now();
-        let mut seen = None;
-        while started.elapsed() < Duration::from_secs(20) {
-            seen = recording_in_state(&test);
-            if matches!(seen, Some((_, deliveries, true)) if deliveries > 0)
-                || child.try_wait().unwrap().is_some()
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(200));
+/// Task `all` over 300 licenses with bodies of ~40 KB: its run is recorded in ~12 pieces.
+fn big_run(server: &Server) -> Test {
+    let test = many(300, &server.url("/"), "");
+    rusqlite::Connection::open(test.path("licenses.db"))
+        .unwrap()
+        .execute("UPDATE LicenseKeys SET Comment = ?1", [&"c".repeat(40_000)])
+        .unwrap();
+    test
+}
+
+/// `run-task all` started, and what the state held when a piece of its run was first seen
+/// committed (or when it ended first).
+fn spawn_until_a_piece(test: &Test) -> (std::process::Child, Option<(i64, i64, bool)>) {
+    let mut child = test.process(["run-task", "all"]).spawn().unwrap();
+    let started = Instant::now();
+    let mut seen = None;
+    while started.elapsed() < Duration::from_secs(20) {
+        seen = recording_in_state(test);
+        if matches!(seen, Some((_, deliveries, true)) if deliveries > 0)
+            || child.try_wait().unwrap().is_some()
+        {
+            break;
         }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    (child, seen)
+}
+
+/// A state holding a run of [`big_run`] killed between two pieces of its recording: some
+/// pieces in the file, the run still marked.
+fn killed_while_recording(server: &Server) -> Test {
+    for _ in 0..30 {
+        let test = big_run(server);
+        let (mut child, seen) = spawn_until_a_piece(&test);
         child.kill().unwrap();
         child.wait().unwrap();
         // Killed between two pieces: caught. Too early or too late: again, on a new state.
@@ -243,6 +255,44 @@ fn a_kill_while_a_big_run_is_recorded_leaves_no_run_and_the_next_one_sends_each_
     assert_eq!(by_key(&server).len(), 300);
     assert_eq!(recording_in_state(&test), Some((1, 300, false)));
     integrity(&test);
+}
+
+#[test]
+fn prune_leaves_a_marked_run_alone_while_its_task_lock_is_held() {
+    // A run being recorded right now is marked too, and its process holds the task's lock:
+    // here the test holds it, beside a marked run.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = many(3, &server.url("/"), "");
+    test.keyhook(["run-task", "all"]).assert().success();
+    rusqlite::Connection::open(test.path("keyhook-state.db"))
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO runs (id, task, name, started_at, recording) VALUES (99, 'all', 'all', 0, 1);
+             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key,
+                                     created_at, next_attempt_at, updated_at)
+                 VALUES (99, 'msg_live', 99, 'all', 1, 'KEY-0001', 0, 0, 0);
+             INSERT INTO delivery_bodies (seq, body) VALUES (99, x'7b7d');",
+        )
+        .unwrap();
+    let state = test.path("keyhook-state.db");
+    let held = match keyhook::state::lock::TaskLock::try_acquire(&state, "all").unwrap() {
+        keyhook::state::lock::Acquired::Held(lock) => lock,
+        keyhook::state::lock::Acquired::Busy(path) => panic!("{} is held", path.display()),
+    };
+    let prune = || {
+        let output = test
+            .keyhook(["prune", "--older-than", "1s"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    assert!(!prune().contains("removed"));
+    assert_eq!(recording_in_state(&test), Some((2, 4, true)));
+    drop(held);
+    assert!(prune().contains("removed 1 run(s) killed while they were being recorded"));
+    assert_eq!(recording_in_state(&test), Some((1, 3, false)));
+    assert_eq!(server.request_count(), 3);
 }
 
 #[test]

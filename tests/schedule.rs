@@ -335,3 +335,54 @@ fn a_run_left_unfinished_by_a_kill_is_said_once_then_its_slot_is_done() {
     assert!(run_due(&test, "2026-11-23T11:00:10").status.success());
     assert_eq!(server.request_count(), 2, "the next slot runs");
 }
+
+#[test]
+fn a_missed_slot_whose_run_was_killed_while_recording_is_skipped_and_said_so() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = task(
+        Test::new(),
+        "weekdays",
+        "0 9 * * MON-FRI",
+        "",
+        &server.url("/"),
+    );
+    assert!(run_due(&test, "2026-11-23T07:00:00").status.success());
+    // Friday 09:00's run was killed while it was recorded: its pieces are in the file, the run
+    // still marked, holding the slot's key.
+    let friday = 1_795_770_000;
+    rusqlite::Connection::open(test.path("keyhook-state.db"))
+        .unwrap()
+        .execute_batch(&format!(
+            "INSERT INTO runs (id, task, name, slot, started_at, recording)
+                 VALUES (50, 'weekdays', 'weekdays', {friday}, {friday}, 1);
+             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key,
+                                     created_at, next_attempt_at, updated_at)
+                 VALUES (50, 'msg_half', 50, 'weekdays', 1, 'weekdays', {friday}, {friday}, {friday});
+             INSERT INTO delivery_bodies (seq, body) VALUES (50, x'7b7d');"
+        ))
+        .unwrap();
+    // Saturday night: Friday's slot is older than its one-day window and is skipped, the
+    // skip recorded in the killed run's place.
+    let output = run_due(&test, "2026-11-28T23:00:00");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("weekdays: skipped the slot at 2026-11-27 09:00:00"),
+        "{}",
+        stdout(&output)
+    );
+    let conn = rusqlite::Connection::open(test.path("keyhook-state.db")).unwrap();
+    let (skipped, marked): (Option<String>, Option<i64>) = conn
+        .query_row(
+            &format!("SELECT skipped, recording FROM runs WHERE slot = {friday}"),
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert!(skipped.is_some_and(|why| why.contains("catch-up")));
+    assert_eq!(marked, None);
+    let deliveries: i64 = conn
+        .query_row("SELECT count(*) FROM deliveries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(deliveries, 0);
+    assert_eq!(server.request_count(), 0);
+}

@@ -134,7 +134,8 @@ fn a_state_file_this_user_may_not_write_says_why() {
     chmod(test.dir.path(), 0o755);
     chmod(&test.path("shared"), 0o777);
     chmod(&test.path("shared/state.db"), 0o444);
-    // prune writes without a task's lock: the file itself is what stops it.
+    // prune writes without a task's lock (it takes one only to remove a run killed while it
+    // was recorded, and there is none here): the file itself is what stops it.
     let process = test.process(["prune", "--older-than", "1s", "--state", "shared/state.db"]);
     let Some(mut process) = unprivileged(process) else {
         return;

@@ -153,7 +153,8 @@ pub enum Command {
     /// Re-enable a task's webhook after its receiver answered 410 Gone.
     Enable(EnableArgs),
 
-    /// Delete settled deliveries (delivered or dead) of old runs, to keep the state file bounded.
+    /// Delete settled deliveries (delivered or dead) of old runs, to keep the state file bounded,
+    /// and what runs killed while they were being recorded left (never sent).
     Prune(PruneArgs),
 
     /// Secrets: `keyhook secret new` prints a fresh Standard Webhooks secret; `secret rotate`

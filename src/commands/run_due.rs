@@ -7,13 +7,14 @@ use chrono::DateTime;
 
 use super::dispatch::Dispatcher;
 use super::run_task::{self, Options};
-use super::sending::{Stop, local_time};
+use super::sending::{self, Stop, local_time};
 use super::{Context, retry};
 use crate::definitions::Task;
 use crate::error::{Error, Exit, Result};
 use crate::file_access::{Presence, presence};
 use crate::licenses::database::Location;
 use crate::schedule::due::{self, Decision, Facts};
+use crate::state::State;
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let stop = Stop::install();
@@ -180,6 +181,14 @@ fn skip(context: &Context, task: &Task, slot: i64, out: &mut impl Write) -> Resu
     let window = humantime::format_duration(window.to_std().unwrap_or_default()).to_string();
     let why = format!("missed by more than the catch-up window ({window})");
     let state = context.open_state()?;
+    // A run of the slot killed while it was recorded holds the slot's key, and the skip would
+    // not be recorded: the task's lock holder removes it first. (A task whose lock is held
+    // is running, perhaps recording this very slot: its run is the record then.)
+    if let State::Sqlite(db) = &state
+        && let Some(_lock) = sending::lock(context, &task.stem)?
+    {
+        db.clear_killed_recordings(&task.stem)?;
+    }
     state.record_skip(
         &task.stem,
         &task.name,

@@ -133,11 +133,20 @@ fn a_requeued_delivery_is_due_again_whatever_its_status() {
     // One delivery is claimed for its own source only: a seq another source holds (a deleted
     // run's seq, taken again by the next insert) is not this source's.
     state.requeue(claimed[0].seq, 3000).unwrap();
+    state.release_claims("t", Some("b")).unwrap();
     assert!(
         state
             .claim(Queue::One("u", claimed[0].seq), "c", 3000, 1)
             .unwrap()
             .is_empty()
+    );
+    assert_eq!(
+        state
+            .claim(Queue::One("t", claimed[0].seq), "c", 3000, 1)
+            .unwrap()
+            .len(),
+        1,
+        "its own source's claim takes it"
     );
 }
 
