@@ -114,8 +114,9 @@ pub enum Command {
     ///
     /// Missed slots run once, and only within each task's `catch_up` window; a task still
     /// running from an earlier call is skipped. Exit: 0 all fine or nothing due, 1 some
-    /// deliveries failed, 2 configuration error, 4 some license rows could not be read (the
-    /// others were sent), 75 a due task was locked by another process.
+    /// deliveries failed, 2 configuration error, 3 a database could not be used, 4 some license
+    /// rows could not be read (the others were sent), 75 a due task was locked by another
+    /// process, 130/143 stopped by SIGINT/SIGTERM.
     RunDue,
 
     /// One dispatch pass: new events in the license database's outbox become deliveries to
