@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::gate::Gate;
 use crate::support::ports::ClosedPort;
-use crate::support::{Test, later, stderr, stdout};
+use crate::support::{Test, later, marked_run, stderr, stdout};
 use keyhook::receiver::{Reply, Request, Server};
 
 const SECRET: &str = "test-secret";
@@ -264,17 +264,8 @@ fn prune_leaves_a_marked_run_alone_while_its_task_lock_is_held() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = many(3, &server.url("/"), "");
     test.keyhook(["run-task", "all"]).assert().success();
-    rusqlite::Connection::open(test.path("keyhook-state.db"))
-        .unwrap()
-        .execute_batch(
-            "INSERT INTO runs (id, task, name, started_at, recording) VALUES (99, 'all', 'all', 0, 1);
-             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key,
-                                     created_at, next_attempt_at, updated_at)
-                 VALUES (99, 'msg_live', 99, 'all', 1, 'KEY-0001', 0, 0, 0);
-             INSERT INTO delivery_bodies (seq, body) VALUES (99, x'7b7d');",
-        )
-        .unwrap();
     let state = test.path("keyhook-state.db");
+    marked_run(&state, "all", None, 0, "KEY-0001");
     let held = match keyhook::state::lock::TaskLock::try_acquire(&state, "all").unwrap() {
         keyhook::state::lock::Acquired::Held(lock) => lock,
         keyhook::state::lock::Acquired::Busy(path) => panic!("{} is held", path.display()),

@@ -11,7 +11,7 @@ use keyhook::receiver::{Reply, Server};
 
 use crate::postgres::Schema;
 use crate::support::gate::Gate;
-use crate::support::{Test, stdout};
+use crate::support::{Test, marked_run, stdout};
 
 /// Where a test keeps its state.
 enum Backend {
@@ -344,16 +344,13 @@ fn state_migrate_moves_history_and_pending_deliveries_once() {
         Some(1)
     );
     // A run killed while it was recorded (still marked) is no run: it does not come along.
+    marked_run(&test.path("keyhook-state.db"), "u", None, 0, "K");
     rusqlite::Connection::open(test.path("keyhook-state.db"))
         .unwrap()
-        .execute_batch(
-            "INSERT INTO runs (id, task, name, started_at, recording) VALUES (99, 'u', 'u', 0, 1);
-             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key,
-                                     created_at, next_attempt_at, updated_at)
-                 VALUES (99, 'msg_half', 99, 'u', 1, 'K', 0, 0, 0);
-             INSERT INTO delivery_bodies (seq, body) VALUES (99, x'7b7d');
-             INSERT INTO bad_rows (run_id, task, license_id, activation_key, reason, created_at)
-                 VALUES (99, 'u', 2, 'K2', 'bad', 0);",
+        .execute(
+            "INSERT INTO bad_rows (run_id, task, license_id, activation_key, reason, created_at)
+             VALUES (99, 'u', 2, 'K2', 'bad', 0)",
+            [],
         )
         .unwrap();
     let url = state_url(&schema);

@@ -1,7 +1,7 @@
 //! `run-due` at a sequence of pinned times against a real receiver: exactly the expected
 //! deliveries arrive. Also `[date]`, `set-last-run`, `next` and `list`.
 
-use crate::support::{Test, stderr, stdout, text};
+use crate::support::{Test, marked_run, stderr, stdout, text};
 use keyhook::receiver::{Reply, Server};
 use rusqlite::types::Value;
 
@@ -350,17 +350,8 @@ fn a_missed_slot_whose_run_was_killed_while_recording_is_skipped_and_said_so() {
     // Friday 09:00's run was killed while it was recorded: its pieces are in the file, the run
     // still marked, holding the slot's key.
     let friday = 1_795_770_000;
-    rusqlite::Connection::open(test.path("keyhook-state.db"))
-        .unwrap()
-        .execute_batch(&format!(
-            "INSERT INTO runs (id, task, name, slot, started_at, recording)
-                 VALUES (50, 'weekdays', 'weekdays', {friday}, {friday}, 1);
-             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key,
-                                     created_at, next_attempt_at, updated_at)
-                 VALUES (50, 'msg_half', 50, 'weekdays', 1, 'weekdays', {friday}, {friday}, {friday});
-             INSERT INTO delivery_bodies (seq, body) VALUES (50, x'7b7d');"
-        ))
-        .unwrap();
+    let state = test.path("keyhook-state.db");
+    marked_run(&state, "weekdays", Some(friday), friday, "weekdays");
     // Saturday night: Friday's slot is older than its one-day window and is skipped, the
     // skip recorded in the killed run's place.
     let output = run_due(&test, "2026-11-28T23:00:00");
@@ -370,7 +361,7 @@ fn a_missed_slot_whose_run_was_killed_while_recording_is_skipped_and_said_so() {
         "{}",
         stdout(&output)
     );
-    let conn = rusqlite::Connection::open(test.path("keyhook-state.db")).unwrap();
+    let conn = rusqlite::Connection::open(&state).unwrap();
     let (skipped, marked): (Option<String>, Option<i64>) = conn
         .query_row(
             &format!("SELECT skipped, recording FROM runs WHERE slot = {friday}"),

@@ -181,3 +181,21 @@ fn regex_escape(text: &str) -> String {
     }
     escaped
 }
+
+/// Writes into the state database `state` what a run of `task` killed while it was being
+/// recorded leaves (run 99, still marked, for `slot`, started at `at`): one pending delivery,
+/// `msg_marked` (seq 99), of license 1 with `key`, and its body.
+pub fn marked_run(state: &Path, task: &str, slot: Option<i64>, at: i64, key: &str) {
+    rusqlite::Connection::open(state)
+        .expect("open the state")
+        .execute_batch(&format!(
+            "INSERT INTO runs (id, task, name, slot, started_at, recording)
+                 VALUES (99, '{task}', '{task}', {slot}, {at}, 1);
+             INSERT INTO deliveries (seq, id, run_id, task, license_id, activation_key,
+                                     created_at, next_attempt_at, updated_at)
+                 VALUES (99, 'msg_marked', 99, '{task}', 1, '{key}', {at}, {at}, {at});
+             INSERT INTO delivery_bodies (seq, body) VALUES (99, x'7b7d');",
+            slot = slot.map_or("NULL".to_string(), |slot| slot.to_string()),
+        ))
+        .expect("a marked run");
+}
