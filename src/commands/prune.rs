@@ -8,7 +8,7 @@ use super::{Context, success};
 use crate::cli::PruneArgs;
 use crate::error::{Error, Result};
 use crate::schedule::clock;
-use crate::state::{State, StateDb};
+use crate::state::State;
 
 pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result {
     let age = args.older_than;
@@ -24,8 +24,13 @@ pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result 
         super::sending::local_time(context, before),
         whole_units(age)
     )?;
-    if let State::Sqlite(state) = &state {
-        let removed = clear_killed_recordings(context, state)?;
+    if let State::Sqlite(db) = &state {
+        // Every task's, a task whose file is gone included: its next run, which would remove
+        // them, never comes.
+        let mut removed = 0;
+        for task in db.tasks_recording()? {
+            removed += super::sending::clear_killed_recordings(context, &state, &task)?;
+        }
         if removed > 0 {
             writeln!(
                 out,
@@ -35,19 +40,6 @@ pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result 
         }
     }
     success()
-}
-
-/// Removes the runs a kill left half recorded, of every task whose lock is free (a task whose
-/// file is gone included: its next run, which would remove them, never comes). A task whose
-/// lock is held may be recording right now, and keeps its own.
-fn clear_killed_recordings(context: &Context, state: &StateDb) -> Result<usize> {
-    let mut removed = 0;
-    for task in state.tasks_recording()? {
-        if let Some(_lock) = super::sending::lock(context, &task)? {
-            removed += state.clear_killed_recordings(&task)?;
-        }
-    }
-    Ok(removed)
 }
 
 /// An age as written in whole days, hours, minutes or seconds (`90d`, not humantime's

@@ -14,7 +14,6 @@ use crate::error::{Error, Exit, Result};
 use crate::file_access::{Presence, presence};
 use crate::licenses::database::Location;
 use crate::schedule::due::{self, Decision, Facts};
-use crate::state::State;
 
 pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let stop = Stop::install();
@@ -184,11 +183,7 @@ fn skip(context: &Context, task: &Task, slot: i64, out: &mut impl Write) -> Resu
     // A run of the slot killed while it was recorded holds the slot's key, and the skip would
     // not be recorded: the task's lock holder removes it first. (A task whose lock is held
     // is running, perhaps recording this very slot: its run is the record then.)
-    if let State::Sqlite(db) = &state
-        && let Some(_lock) = sending::lock(context, &task.stem)?
-    {
-        db.clear_killed_recordings(&task.stem)?;
-    }
+    sending::clear_killed_recordings(context, &state, &task.stem)?;
     state.record_skip(
         &task.stem,
         &task.name,

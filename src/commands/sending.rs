@@ -89,6 +89,19 @@ pub fn lock(context: &Context, task: &str) -> Result<Option<TaskLock>> {
     }
 }
 
+/// Removes what runs of `task` killed while they were being recorded left, if the task's lock
+/// is free (a task whose lock is held may be recording right now, and keeps its own); how many
+/// runs went. A PostgreSQL state records a run in one transaction: nothing is left there.
+pub fn clear_killed_recordings(context: &Context, state: &State, task: &str) -> Result<usize> {
+    let State::Sqlite(db) = state else {
+        return Ok(0);
+    };
+    match lock(context, task)? {
+        Some(_lock) => Ok(db.clear_killed_recordings(task)?),
+        None => Ok(0),
+    }
+}
+
 /// The error for a task another process is running.
 pub fn locked(task: &Task) -> Error {
     Error::locked(anyhow!(
