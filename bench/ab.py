@@ -9,7 +9,10 @@ Each repetition runs every binary once, each between two floor measurements (the
 that run's floor), so the binaries meet the same minutes of the machine. Prints per run and
 the medians: rate / floor (whole run and sending phase), CPU us per delivery (user + system)
 and how much more that is than the floor client's CPU per request in the same minutes,
-record phase us per match. Uses bench.py's receiver, floor client and measurements.
+record phase us per match, and rescheduling IPIs per delivery (keyhook) and per request (the
+floor client): near 0, the two ends of each round trip shared a CPU; 2, they never did (see
+bench/README.md, "Rescheduling IPIs"). Uses bench.py's receiver, floor client and
+measurements.
 """
 import os
 import sys
@@ -43,20 +46,24 @@ def main():
                     after = B.measure_floor(c_bins["floor"], receiver, 40000, 1)
                     floor = (before["rps"] + after["rps"]) / 2
                     floor_cpu = (before["cpu_us_per_request"] + after["cpu_us_per_request"]) / 2
+                    floor_ipis = B.mean_known(before["ipis_per_request"], after["ipis_per_request"])
                     row = (run["rps"] / floor, run["send_rps"] / floor,
                            run["cpu_us_per_delivery"], run["record_us_per_match"],
-                           run["cpu_us_per_delivery"] - floor_cpu)
+                           run["cpu_us_per_delivery"] - floor_cpu,
+                           run["ipis_per_delivery"], floor_ipis)
                     results[binary].append(row)
                     print(f"{binary}: {row[0]:.3f} x floor ({floor:,.0f}/s), sending {row[1]:.3f} x, "
                           f"CPU {row[2]:.1f} us/delivery ({row[4]:.1f} more than the floor "
-                          f"client's per request), record {row[3]:.2f} us/match", flush=True)
+                          f"client's per request), record {row[3]:.2f} us/match, IPIs "
+                          f"{B.fmt(row[5], 2)} per delivery (floor {B.fmt(row[6], 2)})", flush=True)
     finally:
         receiver.stop()
     for binary, rows in results.items():
-        medians = [B.median([row[i] for row in rows]) for i in range(5)]
+        medians = [B.median([row[i] for row in rows if row[i] is not None]) for i in range(7)]
         print(f"median {binary} ({regime}): {medians[0]:.3f} x floor, sending {medians[1]:.3f} x, "
               f"CPU {medians[2]:.1f} us/delivery ({medians[4]:.1f} more than the floor "
-              f"client's), record {medians[3]:.2f} us/match")
+              f"client's), record {medians[3]:.2f} us/match, IPIs {B.fmt(medians[5], 2)} per "
+              f"delivery (floor {B.fmt(medians[6], 2)})")
 
 
 if __name__ == "__main__":

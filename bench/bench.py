@@ -539,24 +539,50 @@ def generate_databases(keyhook, sizes, data_dir, reuse):
     return dbs, gen
 
 
+def resched_ipis():
+    """The machine's rescheduling IPIs so far (the `RES` row of `/proc/interrupts`, every CPU),
+    or None where there is no such row. One is sent when a thread wakes another on a different
+    CPU that is running something: on a virtual machine each costs the sender a VM exit."""
+    try:
+        with open("/proc/interrupts") as file:
+            for line in file:
+                fields = line.split()
+                if fields and fields[0] == "RES:":
+                    return sum(int(field) for field in fields[1:] if field.isdigit())
+    except OSError:
+        pass
+    return None
+
+
+def per(count_after, count_before, n):
+    """(after - before) / n, or None when either count is unknown or n is 0."""
+    if count_after is None or count_before is None or not n:
+        return None
+    return (count_after - count_before) / n
+
+
 def measure_floor(floor_bin, receiver, requests, runs, split=False):
     """The floor client's rate, and its CPU (user + system, from wait4()) per request: one
     `write` and one `read` per round trip, so mostly the kernel's side of the loopback."""
-    rates, cpus = [], []
+    rates, cpus, ipis = [], [], []
     for _ in range(runs):
         cmd = [floor_bin, "--port", str(receiver.port), "--requests", str(requests),
                "--body-bytes", "900", "--split", "1" if split else "0"]
+        ipis_before = resched_ipis()
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         stdout = process.stdout.read()
         process.stdout.close()
         _, status, usage = os.wait4(process.pid, 0)
+        ipis.append(per(resched_ipis(), ipis_before, requests))
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
             raise subprocess.CalledProcessError(process.returncode, cmd, stdout)
         rates.append(float(stdout.split("RPS")[1]))
         cpus.append((usage.ru_utime + usage.ru_stime) / requests * 1e6)
+    known = [i for i in ipis if i is not None]
     return {"requests": requests, "runs": len(rates), "rps_each": rates, "rps": median(rates),
-            "cpu_us_per_request": median(cpus)}
+            "cpu_us_per_request": median(cpus),
+            "ipis_per_request": median(known) if known else None}
 
 
 def verify_payloads(keyhook, db, where, params, work):
@@ -649,8 +675,10 @@ def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, w
         if concurrency is not None:
             args += ["--concurrency", str(concurrency)]
         os.sync()  # the previous run's writes must not be flushed during this one
+        ipis_before = resched_ipis()
         outcome = measured(keyhook.cmd(*args, db=db, state=state, config=config), gnu_time, cap,
                            work, env=env)
+        ipis_after = resched_ipis()
         first_ns = receiver.first()
         delivered = receiver.count() - before
         summary = {}
@@ -669,6 +697,7 @@ def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, w
             "returncode": outcome["returncode"],
             "state_bytes": state_bytes(state),
             "cpu_seconds": outcome["cpu_seconds"],
+            "ipis_per_delivery": per(ipis_after, ipis_before, delivered),
             # Process start to the first request's arrival: start-up, the search, building
             # every body and recording every pending delivery (all before the first POST).
             "record_seconds": ((first_ns - outcome["started_ns"]) / 1e9
@@ -698,6 +727,7 @@ def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, w
            if s["cpu_seconds"] is not None and s["delivered"]]
     record = [s["record_seconds"] / s["matched"] for s in samples
               if s["record_seconds"] is not None and s["matched"]]
+    ipis = [s["ipis_per_delivery"] for s in samples if s["ipis_per_delivery"] is not None]
     return {
         "runs": len(samples),
         "settings": "defaults" if config is None else "query_timeout = \"10m\"",
@@ -720,6 +750,8 @@ def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, w
         "record_us_per_match": median(record) * 1e6 if record else None,
         "record_us_per_match_each": [round(r * 1e6, 2) for r in record],
         "send_rps": median([s["send_rps"] for s in samples if "send_rps" in s]),
+        "ipis_per_delivery": median(ipis) if ipis else None,
+        "ipis_per_delivery_each": [round(i, 3) for i in ipis],
         # Every match is recorded before the first POST, so this is per recorded delivery
         # (the same as per sent delivery when the run completed).
         "state_bytes_per_delivery": (first["state_bytes"] / (first["matched"] or first["delivered"])
@@ -786,6 +818,11 @@ def load_average():
 REGIMES = ("idle", "awake")
 
 
+def mean_known(a, b):
+    """The mean of two figures, or None when either is unknown."""
+    return None if a is None or b is None else (a + b) / 2
+
+
 def measure_regimes(keyhook, c_bins, dbs, labels, results, receiver, gnu_time, work, cap, quick):
     """(h) The side by side of issue 15, per size and regime: the floor right before and right
     after keyhook, with the busy loops (awake) running for the whole pair or not (idle)."""
@@ -828,6 +865,9 @@ def measure_regimes(keyhook, c_bins, dbs, labels, results, receiver, gnu_time, w
                 "floor_cpu_us_per_request": (before["cpu_us_per_request"]
                                              + after["cpu_us_per_request"]) / 2,
                 "record_us_per_match": run["record_us_per_match"],
+                "ipis_per_delivery": run["ipis_per_delivery"],
+                "floor_ipis_per_request": mean_known(before["ipis_per_request"],
+                                                     after["ipis_per_request"]),
                 "delivered": run["delivered"],
                 "matched": run["matched"],
                 "runs": run["runs"],
@@ -836,7 +876,9 @@ def measure_regimes(keyhook, c_bins, dbs, labels, results, receiver, gnu_time, w
             }
             r = out[label][regime]
             log(f"  keyhook {r['keyhook_rps']:,.0f}/s, floor {floor:,.0f}/s: {r['ratio']:.2f} x; "
-                f"CPU {fmt(r['cpu_us_per_delivery'], 1)} us/delivery; "
+                f"CPU {fmt(r['cpu_us_per_delivery'], 1)} us/delivery; rescheduling IPIs "
+                f"{fmt(r['ipis_per_delivery'], 2)} per delivery (floor "
+                f"{fmt(r['floor_ipis_per_request'], 2)}); "
                 f"load {load_before:.2f} -> {load_after:.2f}")
     return out
 
@@ -1196,14 +1238,19 @@ def regimes_section(results, add):
         "record phase moves much less. *Sending*: the rate from the first request's arrival "
         "to the end, over the floor. *Ceiling*: the ratio a run would reach if it sent at "
         "exactly the floor's pace after this record phase (every match is recorded before the "
-        "first POST): 1 / (1 + record phase x floor rate).\n")
+        "first POST): 1 / (1 + record phase x floor rate). *IPIs*: the machine's rescheduling "
+        "interrupts (`RES` in `/proc/interrupts`) during keyhook's run per delivery, and during "
+        "the floor client's per request: a round trip whose two ends sit on different CPUs costs "
+        "two, and on a virtual machine each costs its sender a VM exit (see bench/README.md, "
+        "\"Rescheduling IPIs\"); near 0 means the sender and the receiver shared a CPU.\n")
     add("| matches | CPUs | keyhook/s | floor/s | ratio | sending | ceiling | CPU per delivery "
-        "| floor client CPU per request | difference | record phase per match | load |")
-    add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        "| floor client CPU per request | difference | record phase per match "
+        "| IPIs (keyhook / floor) | load |")
+    add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, by_regime in regimes.items():
         for regime, r in by_regime.items():
             if r["matched"] is None or r["keyhook_rps"] is None:
-                add(f"| ~{label} | {regime} | failed: see the notes | | | | | | | | | |")
+                add(f"| ~{label} | {regime} | failed: see the notes | | | | | | | | | | |")
                 continue
             floor_cpu = r.get("floor_cpu_us_per_request")
             own = (r["cpu_us_per_delivery"] - floor_cpu
@@ -1214,6 +1261,7 @@ def regimes_section(results, add):
                 f"{fmt(record_ceiling(r), 2, ' x')} | "
                 f"{fmt(r['cpu_us_per_delivery'], 1, ' us')} | {fmt(floor_cpu, 1, ' us')} | "
                 f"{fmt(own, 1, ' us')} | {fmt(r['record_us_per_match'], 1, ' us')} | "
+                f"{fmt(r.get('ipis_per_delivery'), 2)} / {fmt(r.get('floor_ipis_per_request'), 2)} | "
                 f"{r['load_before']:.2f} -> {r['load_after']:.2f} |")
     fast = results.get("fast_concurrency")
     if fast:

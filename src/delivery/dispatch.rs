@@ -43,14 +43,20 @@ pub struct Tally {
     pub interrupted: bool,
 }
 
-/// An answered attempt waits at most this long before its commit starts...
-pub const COMMIT_EVERY: Duration = Duration::from_millis(5);
-/// ... or until this many answers wait with it.
-pub const COMMIT_GROUP: usize = 256;
-/// Workers wait before their next POST while this many answers are not committed yet, so a
-/// kill re-sends at most this many deliveries, plus two per worker: the one in flight and the
-/// answer before it, handed in as the next request leaves.
-pub const MAX_UNCOMMITTED: usize = 2 * COMMIT_GROUP;
+/// An answered attempt waits at most this long before its commit starts (later only while
+/// the commit or claim before it still runs). The dispatcher keeps this time itself: a worker
+/// does not wake it when a group fills, only when it cannot go on (see [`MAX_UNCOMMITTED`]).
+///
+/// Why its own timer: on a machine whose virtual CPUs pay dearly for a cross-CPU wakeup (a
+/// rescheduling IPI, tens of µs of CPU each), a dispatcher woken by the sending thread every
+/// few hundred answers is drawn to the sending thread's CPU, and the receiver then meets the
+/// sender across CPUs on every round trip. Waking on its own timer, it stays where it slept
+/// (`bench/README.md`, "Rescheduling IPIs").
+pub const COMMIT_EVERY: Duration = Duration::from_millis(2);
+/// Workers wait before their next POST while this many answers are not committed yet (and
+/// wake the dispatcher), so a kill re-sends at most this many deliveries, plus two per
+/// worker: the one in flight and the answer before it, handed in as the next request leaves.
+pub const MAX_UNCOMMITTED: usize = 512;
 
 /// Sends the deliveries of `queue` until none is left or `stop` is set, calling `observe`
 /// after every attempt.
@@ -59,12 +65,12 @@ pub const MAX_UNCOMMITTED: usize = 2 * COMMIT_GROUP;
 /// delivery at a time over their own keep-alive connection, while this thread alone touches
 /// the state database: it claims deliveries in batches sized to the pace of the answers
 /// ([`Pace`]; on a shared state it renews their lease every half lease) and commits the
-/// outcomes in groups, within [`COMMIT_EVERY`] of an answer or once [`COMMIT_GROUP`] answers
-/// wait (workers stop before the next POST while [`MAX_UNCOMMITTED`] do). The threads meet
-/// through one lock, not a hand-off per delivery: a worker takes its next delivery from the
-/// claimed ones and leaves its answer with the others, and wakes this thread only when it
-/// runs low on work or a group is full. A stop or a 410 still halts before the next POST: the
-/// worker checks for both first.
+/// outcomes in groups, within [`COMMIT_EVERY`] of an answer (workers stop before the next
+/// POST while [`MAX_UNCOMMITTED`] wait). The threads meet through one lock, not a hand-off per
+/// delivery: a worker takes its next delivery from the claimed ones and leaves its answer
+/// with the others, and wakes this thread only when it took the last claimed delivery, must
+/// wait for the commit, has nothing out, or sees a halt. A stop or a 410 still halts before
+/// the next POST: the worker checks for both first.
 pub fn send(
     state: &dyn DeliveryQueue,
     queue: Queue,
@@ -142,7 +148,6 @@ impl Dispatcher<'_> {
         // finds nothing new (an event delivery waits for the commit of the one before it).
         let mut exhausted = false;
         let mut shared = pipeline.lock();
-        shared.low_water = self.pace.low_water();
         loop {
             if self.pace.renew_due(self.state.lease(), Instant::now()) {
                 drop(shared);
@@ -156,7 +161,7 @@ impl Dispatcher<'_> {
                 shared.no_more = true;
                 pipeline.ready.notify_all();
             }
-            if !shared.no_more && !exhausted && shared.todo.len() <= shared.low_water {
+            if !shared.no_more && !exhausted && shared.todo.len() <= self.pace.low_water() {
                 drop(shared);
                 (shared, exhausted) = self.claim_more(pipeline)?;
                 continue;
@@ -166,7 +171,7 @@ impl Dispatcher<'_> {
             let idle = shared.idle();
             if !shared.done.is_empty()
                 && (idle
-                    || shared.done.len() >= COMMIT_GROUP
+                    || shared.done.len() + shared.committing >= MAX_UNCOMMITTED
                     || due.is_some_and(|due| due <= now)
                     || self.halt.is_up())
             {
@@ -181,8 +186,9 @@ impl Dispatcher<'_> {
                 pipeline.ready.notify_all();
                 return Ok(());
             }
-            // Asleep until a worker needs work, fills a group or has nothing out, or the
-            // oldest answer is due (at most COMMIT_EVERY: a stop is noticed by then too).
+            // Asleep until the oldest answer is due, or a worker took the last claimed
+            // delivery, must wait for the commit or has nothing out (at most COMMIT_EVERY:
+            // claims run low and a stop is noticed by then too).
             let sleep = due.map_or(COMMIT_EVERY, |due| due.saturating_duration_since(now));
             shared.dispatcher_waits = true;
             shared = pipeline
@@ -229,7 +235,6 @@ impl Dispatcher<'_> {
         let committed = self.commit(group);
         let mut shared = pipeline.lock();
         shared.committing = 0;
-        shared.low_water = self.pace.low_water();
         if shared.workers_wait > 0 {
             pipeline.ready.notify_all();
         }

@@ -62,9 +62,10 @@ impl Pace {
         wanted.clamp(self.workers.min(MAX_BATCH), MAX_BATCH)
     }
 
-    /// Below this many claimed deliveries waiting, claim more.
+    /// Below this many claimed deliveries waiting, claim more. Half a batch: the dispatcher
+    /// looks on its own ticks (a few ms), so what is left must last till the next one.
     pub fn low_water(&self) -> usize {
-        self.batch() / 4 + self.workers
+        self.batch() / 2 + self.workers
     }
 
     /// After a claim that took something: the claims must be renewed by half the lease.
@@ -98,7 +99,7 @@ mod tests {
         assert_eq!(pace.batch(), FIRST_BATCH);
         pace.observe([Duration::from_millis(20); 4].into_iter());
         assert_eq!(pace.batch(), 12);
-        assert_eq!(pace.low_water(), 4);
+        assert_eq!(pace.low_water(), 7);
         // Each group weighs half: a receiver that got faster is followed within a few groups.
         for _ in 0..10 {
             pace.observe([Duration::from_micros(50); 4].into_iter());

@@ -54,8 +54,6 @@ pub(super) struct Shared {
     pub(super) dispatcher_waits: bool,
     /// How many workers sleep on `ready`.
     pub(super) workers_wait: usize,
-    /// Below this many in `todo`, a worker wakes the dispatcher to claim more.
-    pub(super) low_water: usize,
 }
 
 impl Shared {

@@ -9,8 +9,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::MAX_UNCOMMITTED;
 use super::pipeline::{Answered, Halt, Pipeline};
-use super::{COMMIT_GROUP, MAX_UNCOMMITTED};
 use crate::delivery::http::{DELIVERY_HEADER, EVENT_HEADER, Sender};
 use crate::delivery::target::Target;
 use crate::state::deliveries::Claimed;
@@ -121,7 +121,9 @@ fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
             && let Some(delivery) = shared.todo.pop_front()
         {
             shared.out += 1;
-            if shared.dispatcher_waits && shared.todo.len() == shared.low_water {
+            // Below the low water the dispatcher claims more on its next tick; the last one
+            // taken cannot wait for it.
+            if shared.dispatcher_waits && shared.todo.is_empty() {
                 pipeline.wake.notify_one();
             }
             return Some(delivery);
@@ -142,7 +144,8 @@ fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
 }
 
 /// Leaves an answer (or a delivery given back unsent), if there is one, for the dispatcher
-/// to commit, waking it when a group is full, nothing is left out, or a halt is up.
+/// to commit on its next tick, waking it only when nothing is left out or a halt is up (a
+/// full group waits for the tick: see [`COMMIT_EVERY`](super::COMMIT_EVERY)).
 fn hand_in(pipeline: &Pipeline, halt: &Halt, answered: Option<Answered>) {
     let Some(answered) = answered else {
         return;
@@ -153,9 +156,7 @@ fn hand_in(pipeline: &Pipeline, halt: &Halt, answered: Option<Answered>) {
         shared.oldest = Some(Instant::now());
     }
     shared.done.push(answered);
-    if shared.dispatcher_waits
-        && (shared.done.len() >= COMMIT_GROUP || shared.idle() || halt.is_up())
-    {
+    if shared.dispatcher_waits && (shared.idle() || halt.is_up()) {
         pipeline.wake.notify_one();
     }
 }

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""What a cross-CPU round trip costs on this machine: the floor client against the benchmark's
+receiver with both pinned to one CPU, pinned to two, and left to the scheduler, with the CPUs
+idle or kept awake (a `nice -n 19` busy loop per core).
+
+    python3 bench/ipis.py awake 3
+    python3 bench/ipis.py idle 3
+
+Prints per placement: the floor's rate, its CPU per request (user + system, `wait4`) and the
+machine's rescheduling IPIs per request (`RES` in /proc/interrupts). Pinning is a diagnosis
+here, not something keyhook does: it shows why the same build's CPUs-awake figures split into
+two groups from one run to the next (bench/README.md, "Rescheduling IPIs"). Needs 2 CPUs.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench as B  # noqa: E402
+
+REQUESTS = 40000
+PLACEMENTS = (("one CPU", {0}, {0}), ("two CPUs", {0}, {1}), ("the scheduler's", None, None))
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in B.REGIMES or (os.cpu_count() or 1) < 2:
+        sys.exit(__doc__)
+    regime, reps = sys.argv[1], int(sys.argv[2])
+    every_cpu = set(range(os.cpu_count()))
+    work = tempfile.mkdtemp(prefix="keyhook-ipis-")
+    c_bins = B.compile_c(work)
+    receiver = B.Receiver(c_bins["receiver"])
+    results = {name: [] for name, _, _ in PLACEMENTS}
+    try:
+        with B.BusyLoops(regime == "awake"):
+            for _ in range(reps):
+                for name, receiver_cpus, floor_cpus in PLACEMENTS:
+                    os.sched_setaffinity(receiver.process.pid, receiver_cpus or every_cpu)
+                    pin = ["taskset", "-c", ",".join(map(str, sorted(floor_cpus)))] if floor_cpus else []
+                    before = B.resched_ipis()
+                    process = subprocess.Popen(
+                        pin + [c_bins["floor"], "--port", str(receiver.port), "--requests",
+                               str(REQUESTS), "--body-bytes", "900", "--split", "0"],
+                        stdout=subprocess.PIPE, text=True)
+                    stdout = process.stdout.read()
+                    process.stdout.close()
+                    _, _, usage = os.wait4(process.pid, 0)
+                    row = (float(stdout.split("RPS")[1]),
+                           (usage.ru_utime + usage.ru_stime) / REQUESTS * 1e6,
+                           B.per(B.resched_ipis(), before, REQUESTS))
+                    results[name].append(row)
+                    print(f"{name}: {row[0]:,.0f}/s, CPU {row[1]:.1f} us/request, "
+                          f"IPIs {B.fmt(row[2], 2)} per request", flush=True)
+    finally:
+        receiver.stop()
+    for name, rows in results.items():
+        print(f"median, {name} ({regime}): {B.median([r[0] for r in rows]):,.0f}/s, CPU "
+              f"{B.median([r[1] for r in rows]):.1f} us/request, IPIs "
+              f"{B.fmt(B.median([r[2] for r in rows if r[2] is not None]), 2)} per request")
+
+
+if __name__ == "__main__":
+    main()
