@@ -28,6 +28,7 @@ def main():
     regime, reps, binaries = sys.argv[1], int(sys.argv[2]), [os.path.abspath(b) for b in sys.argv[3:]]
     work = tempfile.mkdtemp(prefix="keyhook-ab-")
     data = os.environ.get("KEYHOOK_AB_DATA", os.path.join(work, "data"))
+    os.makedirs(data, exist_ok=True)
     c_bins = B.compile_c(work)
     config = os.path.join(work, "config")
     dbs, _ = B.generate_databases(B.Keyhook(binaries[0], config), [100_000], data, reuse=True)

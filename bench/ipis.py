@@ -12,6 +12,7 @@ here, not something keyhook does: it shows why the same build's CPUs-awake figur
 two groups from one run to the next (bench/README.md, "Rescheduling IPIs"). Needs 2 CPUs.
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,23 +21,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as B  # noqa: E402
 
 REQUESTS = 40000
-PLACEMENTS = (("one CPU", {0}, {0}), ("two CPUs", {0}, {1}), ("the scheduler's", None, None))
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in B.REGIMES or (os.cpu_count() or 1) < 2:
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(sys.argv) != 3 or sys.argv[1] not in B.REGIMES or len(allowed) < 2:
         sys.exit(__doc__)
     regime, reps = sys.argv[1], int(sys.argv[2])
-    every_cpu = set(range(os.cpu_count()))
+    first, second = allowed[:2]
+    placements = (("one CPU", {first}, {first}), ("two CPUs", {first}, {second}),
+                  ("the scheduler's", None, None))
     work = tempfile.mkdtemp(prefix="keyhook-ipis-")
     c_bins = B.compile_c(work)
     receiver = B.Receiver(c_bins["receiver"])
-    results = {name: [] for name, _, _ in PLACEMENTS}
+    results = {name: [] for name, _, _ in placements}
     try:
         with B.BusyLoops(regime == "awake"):
             for _ in range(reps):
-                for name, receiver_cpus, floor_cpus in PLACEMENTS:
-                    os.sched_setaffinity(receiver.process.pid, receiver_cpus or every_cpu)
+                for name, receiver_cpus, floor_cpus in placements:
+                    os.sched_setaffinity(receiver.process.pid, receiver_cpus or set(allowed))
                     pin = ["taskset", "-c", ",".join(map(str, sorted(floor_cpus)))] if floor_cpus else []
                     before = B.resched_ipis()
                     process = subprocess.Popen(
@@ -45,7 +48,9 @@ def main():
                         stdout=subprocess.PIPE, text=True)
                     stdout = process.stdout.read()
                     process.stdout.close()
-                    _, _, usage = os.wait4(process.pid, 0)
+                    _, status, usage = os.wait4(process.pid, 0)
+                    if os.waitstatus_to_exitcode(status) != 0 or "RPS" not in stdout:
+                        sys.exit(f"the floor client failed ({name}): {stdout.strip()!r}")
                     row = (float(stdout.split("RPS")[1]),
                            (usage.ru_utime + usage.ru_stime) / REQUESTS * 1e6,
                            B.per(B.resched_ipis(), before, REQUESTS))
@@ -54,6 +59,7 @@ def main():
                           f"IPIs {B.fmt(row[2], 2)} per request", flush=True)
     finally:
         receiver.stop()
+        shutil.rmtree(work, ignore_errors=True)
     for name, rows in results.items():
         print(f"median, {name} ({regime}): {B.median([r[0] for r in rows]):,.0f}/s, CPU "
               f"{B.median([r[1] for r in rows]):.1f} us/request, IPIs "

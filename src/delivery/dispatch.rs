@@ -45,7 +45,9 @@ pub struct Tally {
 
 /// An answered attempt waits at most this long before its commit starts (later only while
 /// the commit or claim before it still runs). The dispatcher keeps this time itself: a worker
-/// does not wake it when a group fills, only when it cannot go on (see [`MAX_UNCOMMITTED`]).
+/// does not wake it when a group fills, only when it took the last claimed delivery (and more
+/// can be claimed), must wait for the commit ([`MAX_UNCOMMITTED`]), has nothing out, or sees
+/// a halt.
 ///
 /// Why its own timer: on a machine whose virtual CPUs pay dearly for a cross-CPU wakeup (a
 /// rescheduling IPI, tens of µs of CPU each), a dispatcher woken by the sending thread every
@@ -144,9 +146,6 @@ impl Dispatcher<'_> {
     }
 
     fn run(&mut self, pipeline: &Pipeline) -> Result<(), StateError> {
-        // The last claim came back short and nothing was committed since: claiming again
-        // finds nothing new (an event delivery waits for the commit of the one before it).
-        let mut exhausted = false;
         let mut shared = pipeline.lock();
         loop {
             if self.pace.renew_due(self.state.lease(), Instant::now()) {
@@ -161,9 +160,9 @@ impl Dispatcher<'_> {
                 shared.no_more = true;
                 pipeline.ready.notify_all();
             }
-            if !shared.no_more && !exhausted && shared.todo.len() <= self.pace.low_water() {
+            if !shared.no_more && !shared.exhausted && shared.todo.len() <= self.pace.low_water() {
                 drop(shared);
-                (shared, exhausted) = self.claim_more(pipeline)?;
+                shared = self.claim_more(pipeline)?;
                 continue;
             }
             let now = Instant::now();
@@ -177,11 +176,10 @@ impl Dispatcher<'_> {
             {
                 let committed;
                 (shared, committed) = self.commit_arrived(pipeline, shared);
-                exhausted = false;
                 committed?;
                 continue;
             }
-            if idle && (exhausted || shared.no_more) {
+            if idle && (shared.exhausted || shared.no_more) {
                 shared.no_more = true;
                 pipeline.ready.notify_all();
                 return Ok(());
@@ -200,12 +198,12 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// Claims the next batch for the workers (as many as the pace says); whether it came
-    /// back short, so claiming again finds nothing until a commit.
+    /// Claims the next batch for the workers (as many as the pace says), noting whether it
+    /// came back short: then claiming again finds nothing until a commit.
     fn claim_more<'p>(
         &mut self,
         pipeline: &'p Pipeline,
-    ) -> Result<(MutexGuard<'p, Shared>, bool), StateError> {
+    ) -> Result<MutexGuard<'p, Shared>, StateError> {
         let now = self.clock.tick().timestamp();
         let wanted = self.pace.batch();
         let batch = self.state.claim(self.queue, self.claimer, now, wanted)?;
@@ -213,12 +211,12 @@ impl Dispatcher<'_> {
             self.pace.claimed(self.state.lease(), Instant::now());
         }
         let mut shared = pipeline.lock();
-        let exhausted = batch.len() < wanted;
+        shared.exhausted = batch.len() < wanted;
         shared.todo.extend(batch);
         if shared.workers_wait > 0 {
             pipeline.ready.notify_all();
         }
-        Ok((shared, exhausted))
+        Ok(shared)
     }
 
     /// Commits the answers waiting in `shared` (the lock let go meanwhile), then lets the
@@ -235,6 +233,7 @@ impl Dispatcher<'_> {
         let committed = self.commit(group);
         let mut shared = pipeline.lock();
         shared.committing = 0;
+        shared.exhausted = false;
         if shared.workers_wait > 0 {
             pipeline.ready.notify_all();
         }

@@ -62,8 +62,9 @@ impl Pace {
         wanted.clamp(self.workers.min(MAX_BATCH), MAX_BATCH)
     }
 
-    /// Below this many claimed deliveries waiting, claim more. Half a batch: the dispatcher
-    /// looks on its own ticks (a few ms), so what is left must last till the next one.
+    /// At or below this many claimed deliveries waiting, claim more: half a batch plus one
+    /// per worker. The dispatcher looks on its own ticks (a few ms), so what is left must last
+    /// till the next one; a sender holds up to one and a half batches.
     pub fn low_water(&self) -> usize {
         self.batch() / 2 + self.workers
     }

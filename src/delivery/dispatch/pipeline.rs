@@ -54,6 +54,9 @@ pub(super) struct Shared {
     pub(super) dispatcher_waits: bool,
     /// How many workers sleep on `ready`.
     pub(super) workers_wait: usize,
+    /// The last claim came back short and nothing was committed since: claiming again finds
+    /// nothing new (an event delivery waits for the commit of the one before it).
+    pub(super) exhausted: bool,
 }
 
 impl Shared {

@@ -122,8 +122,8 @@ fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
         {
             shared.out += 1;
             // Below the low water the dispatcher claims more on its next tick; the last one
-            // taken cannot wait for it.
-            if shared.dispatcher_waits && shared.todo.is_empty() {
+            // taken cannot wait for it, unless nothing more can be claimed before a commit.
+            if shared.dispatcher_waits && shared.todo.is_empty() && !shared.exhausted {
                 pipeline.wake.notify_one();
             }
             return Some(delivery);
