@@ -370,7 +370,7 @@ def markdown(r):
               "per 1,000 matches; claims one `UPDATE ... FOR UPDATE SKIP LOCKED` per batch "
               "(64 first, then ~250 ms of POSTs at the pace seen, at most 1,024); outcomes "
               "BEGIN, one `UPDATE ... FROM unnest`, one `INSERT ... SELECT FROM unnest`, COMMIT "
-              "per group (starting 2 ms after an answer; workers wait while 512 are uncommitted).",
+              "per group (starting within 2 ms of an answer; workers wait while 512 are uncommitted).",
               "- Several hosts: the host that loses a slot's claim waits for the run to be "
               "recorded and sends its deliveries beside the recording host (README, \"Sharing a "
               "slot's run\"); 'attempts by host' is read from the state's `attempts` table.", ""]

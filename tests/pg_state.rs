@@ -268,7 +268,7 @@ fn a_host_killed_mid_run_leaves_its_deliveries_to_another_after_the_lease() {
     while arrived.load(Ordering::SeqCst) < 3 {
         std::thread::sleep(Duration::from_millis(10));
     }
-    // Outcomes are committed in groups (2 ms after an answer): let the two answered ones
+    // Outcomes are committed in groups (within 2 ms of an answer): let the two answered ones
     // land, so the kill catches only the request in flight.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while query(&schema, "SELECT count(*) FROM attempts WHERE host = 'dies'")[0].get::<_, i64>(0)

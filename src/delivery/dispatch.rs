@@ -45,9 +45,9 @@ pub struct Tally {
 
 /// An answered attempt waits at most this long before its commit starts (later only while
 /// the commit or claim before it still runs). The dispatcher keeps this time itself: a worker
-/// does not wake it when a group fills, only when it took the last claimed delivery (and more
-/// can be claimed), must wait for the commit ([`MAX_UNCOMMITTED`]), has nothing out, or sees
-/// a halt.
+/// does not wake it when a group fills, only when it took the last claimed delivery or found
+/// none (and more can be claimed), must wait for the commit ([`MAX_UNCOMMITTED`]), has
+/// nothing out, or sees a halt.
 ///
 /// Why its own timer: on a machine whose virtual CPUs pay dearly for a cross-CPU wakeup (a
 /// rescheduling IPI, tens of µs of CPU each), a dispatcher woken by the sending thread every
@@ -70,8 +70,8 @@ pub const MAX_UNCOMMITTED: usize = 512;
 /// outcomes in groups, within [`COMMIT_EVERY`] of an answer (workers stop before the next
 /// POST while [`MAX_UNCOMMITTED`] wait). The threads meet through one lock, not a hand-off per
 /// delivery: a worker takes its next delivery from the claimed ones and leaves its answer
-/// with the others, and wakes this thread only when it took the last claimed delivery, must
-/// wait for the commit, has nothing out, or sees a halt. A stop or a 410 still halts before
+/// with the others, and wakes this thread only when it took the last claimed delivery or found
+/// none (and more can be claimed), must wait for the commit, has nothing out, or sees a halt. A stop or a 410 still halts before
 /// the next POST: the worker checks for both first.
 pub fn send(
     state: &dyn DeliveryQueue,

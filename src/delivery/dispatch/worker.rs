@@ -128,7 +128,10 @@ fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
             }
             return Some(delivery);
         }
-        if shared.dispatcher_waits {
+        // Nothing to take: the dispatcher must commit (the cap) or claim, unless nothing can
+        // be claimed before a commit, which the last answer's hand-in or its tick brings.
+        let at_cap = shared.done.len() + shared.committing >= MAX_UNCOMMITTED;
+        if shared.dispatcher_waits && (at_cap || !shared.exhausted) {
             pipeline.wake.notify_one();
         }
         if !wait {
