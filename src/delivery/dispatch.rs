@@ -70,9 +70,8 @@ pub const MAX_UNCOMMITTED: usize = 512;
 /// outcomes in groups, within [`COMMIT_EVERY`] of an answer (workers stop before the next
 /// POST while [`MAX_UNCOMMITTED`] wait). The threads meet through one lock, not a hand-off per
 /// delivery: a worker takes its next delivery from the claimed ones and leaves its answer
-/// with the others, and wakes this thread only when it took the last claimed delivery or found
-/// none (and more can be claimed), must wait for the commit, has nothing out, or sees a halt. A stop or a 410 still halts before
-/// the next POST: the worker checks for both first.
+/// with the others, and wakes this thread only for the reasons [`COMMIT_EVERY`] lists. A stop
+/// or a 410 still halts before the next POST: the worker checks for both first.
 pub fn send(
     state: &dyn DeliveryQueue,
     queue: Queue,
@@ -170,7 +169,7 @@ impl Dispatcher<'_> {
             let idle = shared.idle();
             if !shared.done.is_empty()
                 && (idle
-                    || shared.done.len() + shared.committing >= MAX_UNCOMMITTED
+                    || shared.uncommitted_full()
                     || due.is_some_and(|due| due <= now)
                     || self.halt.is_up())
             {
@@ -184,9 +183,8 @@ impl Dispatcher<'_> {
                 pipeline.ready.notify_all();
                 return Ok(());
             }
-            // Asleep until the oldest answer is due, or a worker took the last claimed
-            // delivery, must wait for the commit or has nothing out (at most COMMIT_EVERY:
-            // claims run low and a stop is noticed by then too).
+            // Asleep until the oldest answer is due or a worker wakes it (see COMMIT_EVERY),
+            // at most COMMIT_EVERY: claims running low and a stop are noticed by then too.
             let sleep = due.map_or(COMMIT_EVERY, |due| due.saturating_duration_since(now));
             shared.dispatcher_waits = true;
             shared = pipeline

@@ -60,6 +60,12 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// [`MAX_UNCOMMITTED`](super::MAX_UNCOMMITTED) answers wait for their commit: no worker
+    /// sends its next request.
+    pub(super) fn uncommitted_full(&self) -> bool {
+        self.done.len() + self.committing >= super::MAX_UNCOMMITTED
+    }
+
     /// No delivery waits for a worker and none is out.
     pub(super) fn idle(&self) -> bool {
         self.todo.is_empty() && self.out == 0

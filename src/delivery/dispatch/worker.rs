@@ -9,7 +9,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::MAX_UNCOMMITTED;
 use super::pipeline::{Answered, Halt, Pipeline};
 use crate::delivery::http::{DELIVERY_HEADER, EVENT_HEADER, Sender};
 use crate::delivery::target::Target;
@@ -117,7 +116,7 @@ fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
             // will be, so waiting for the commit to catch up would be forever).
             return None;
         }
-        if shared.done.len() + shared.committing < MAX_UNCOMMITTED
+        if !shared.uncommitted_full()
             && let Some(delivery) = shared.todo.pop_front()
         {
             shared.out += 1;
@@ -130,8 +129,7 @@ fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
         }
         // Nothing to take: the dispatcher must commit (the cap) or claim, unless nothing can
         // be claimed before a commit, which the last answer's hand-in or its tick brings.
-        let at_cap = shared.done.len() + shared.committing >= MAX_UNCOMMITTED;
-        if shared.dispatcher_waits && (at_cap || !shared.exhausted) {
+        if shared.dispatcher_waits && (shared.uncommitted_full() || !shared.exhausted) {
             pipeline.wake.notify_one();
         }
         if !wait {
