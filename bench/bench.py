@@ -561,15 +561,17 @@ def per(count_after, count_before, n):
     return (count_after - count_before) / n
 
 
-def measure_floor(floor_bin, receiver, requests, runs, split=False):
+def measure_floor(floor_bin, receiver, requests, runs, split=False, cpus=None):
     """The floor client's rate, and its CPU (user + system, from wait4()) per request: one
-    `write` and one `read` per round trip, so mostly the kernel's side of the loopback."""
-    rates, cpus, ipis = [], [], []
+    `write` and one `read` per round trip, so mostly the kernel's side of the loopback. With
+    `cpus`, the client runs on those CPUs only (bench/ipis.py's diagnosis)."""
+    rates, cpus_used, ipis = [], [], []
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     for _ in range(runs):
         cmd = [floor_bin, "--port", str(receiver.port), "--requests", str(requests),
                "--body-bytes", "900", "--split", "1" if split else "0"]
         ipis_before = resched_ipis()
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=pin)
         stdout = process.stdout.read()
         process.stdout.close()
         _, status, usage = os.wait4(process.pid, 0)
@@ -578,11 +580,10 @@ def measure_floor(floor_bin, receiver, requests, runs, split=False):
         if process.returncode != 0:
             raise subprocess.CalledProcessError(process.returncode, cmd, stdout)
         rates.append(float(stdout.split("RPS")[1]))
-        cpus.append((usage.ru_utime + usage.ru_stime) / requests * 1e6)
-    known = [i for i in ipis if i is not None]
+        cpus_used.append((usage.ru_utime + usage.ru_stime) / requests * 1e6)
     return {"requests": requests, "runs": len(rates), "rps_each": rates, "rps": median(rates),
-            "cpu_us_per_request": median(cpus),
-            "ipis_per_request": median(known) if known else None}
+            "cpu_us_per_request": median(cpus_used),
+            "ipis_per_request": median([i for i in ipis if i is not None])}
 
 
 def verify_payloads(keyhook, db, where, params, work):
@@ -750,7 +751,7 @@ def measure_run_task(keyhook, task, db, receiver, runs, budget, cap, gnu_time, w
         "record_us_per_match": median(record) * 1e6 if record else None,
         "record_us_per_match_each": [round(r * 1e6, 2) for r in record],
         "send_rps": median([s["send_rps"] for s in samples if "send_rps" in s]),
-        "ipis_per_delivery": median(ipis) if ipis else None,
+        "ipis_per_delivery": median(ipis),
         "ipis_per_delivery_each": [round(i, 3) for i in ipis],
         # Every match is recorded before the first POST, so this is per recorded delivery
         # (the same as per sent delivery when the run completed).

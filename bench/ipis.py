@@ -13,7 +13,6 @@ two groups from one run to the next (bench/README.md, "Rescheduling IPIs"). Need
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -40,20 +39,9 @@ def main():
             for _ in range(reps):
                 for name, receiver_cpus, floor_cpus in placements:
                     os.sched_setaffinity(receiver.process.pid, receiver_cpus or set(allowed))
-                    pin = ["taskset", "-c", ",".join(map(str, sorted(floor_cpus)))] if floor_cpus else []
-                    before = B.resched_ipis()
-                    process = subprocess.Popen(
-                        pin + [c_bins["floor"], "--port", str(receiver.port), "--requests",
-                               str(REQUESTS), "--body-bytes", "900", "--split", "0"],
-                        stdout=subprocess.PIPE, text=True)
-                    stdout = process.stdout.read()
-                    process.stdout.close()
-                    _, status, usage = os.wait4(process.pid, 0)
-                    if os.waitstatus_to_exitcode(status) != 0 or "RPS" not in stdout:
-                        sys.exit(f"the floor client failed ({name}): {stdout.strip()!r}")
-                    row = (float(stdout.split("RPS")[1]),
-                           (usage.ru_utime + usage.ru_stime) / REQUESTS * 1e6,
-                           B.per(B.resched_ipis(), before, REQUESTS))
+                    floor = B.measure_floor(c_bins["floor"], receiver, REQUESTS, 1,
+                                            cpus=floor_cpus)
+                    row = (floor["rps"], floor["cpu_us_per_request"], floor["ipis_per_request"])
                     results[name].append(row)
                     print(f"{name}: {row[0]:,.0f}/s, CPU {row[1]:.1f} us/request, "
                           f"IPIs {B.fmt(row[2], 2)} per request", flush=True)
