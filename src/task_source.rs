@@ -104,7 +104,10 @@ pub fn record(
     let mut recorded = Recorded::default();
     let (batches, arrived) = mpsc::sync_channel(BATCHES_AHEAD);
     let (matched, stored) = std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read(db, run, sends, batches));
+        let reader = std::thread::Builder::new()
+            .name("keyhook-reader".into())
+            .spawn_scoped(scope, move || read(db, run, sends, batches))
+            .expect("starting the reader thread");
         let stored = store(&mut recorder, &mut recorded, &envelope, arrived);
         let matched = match reader.join() {
             Ok(matched) => matched,

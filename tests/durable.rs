@@ -396,6 +396,35 @@ fn a_kill_at_full_speed_re_sends_at_most_the_uncommitted_window() {
 }
 
 #[test]
+fn the_sending_threads_are_named_for_top_and_perf() {
+    // `top -H`, `ps -L` and perf tell the threads apart by name: while the first request is
+    // held, each of the run's two workers is there as keyhook-send-N.
+    let (server, gate, _) = holding_from(1);
+    let test = many(5, &server.url("/"), "");
+    let mut child = test
+        .process(["run-task", "all", "--concurrency", "2"])
+        .spawn()
+        .unwrap();
+    assert!(gate.wait_arrived(1), "a request is out");
+    let names = thread_names(child.id());
+    gate.open();
+    assert!(child.wait().unwrap().success());
+    for name in ["keyhook-send-1", "keyhook-send-2"] {
+        assert!(names.iter().any(|seen| seen == name), "{name} in {names:?}");
+    }
+    assert_eq!(server.requests().len(), 5);
+}
+
+/// The names of a process's threads, from /proc.
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .collect()
+}
+
+#[test]
 fn sigterm_finishes_the_request_in_flight_and_exits_143() {
     let (server, gate, _) = holding_from(3);
     let test = many(40, &server.url("/"), "");

@@ -126,9 +126,12 @@ impl Dispatcher<'_> {
         let pipeline = Pipeline::default();
         let halt = self.halt;
         std::thread::scope(|scope| {
-            for _ in 0..workers {
+            for n in 1..=workers {
                 let pipeline = &pipeline;
-                scope.spawn(move || post_jobs(target, pipeline, halt));
+                std::thread::Builder::new()
+                    .name(format!("keyhook-send-{n}"))
+                    .spawn_scoped(scope, move || post_jobs(target, pipeline, halt))
+                    .expect("starting a sending thread");
             }
             let result = self.run(&pipeline);
             if result.is_err() {

@@ -160,7 +160,10 @@ impl Recorder<'_, '_> {
         let pass = self.pass;
         let (ready, arrived) = mpsc::sync_channel(1);
         std::thread::scope(|scope| {
-            let reader = scope.spawn(move || read_ahead(outbox, pass, from, &ready));
+            let reader = std::thread::Builder::new()
+                .name("keyhook-outbox".into())
+                .spawn_scoped(scope, move || read_ahead(outbox, pass, from, &ready))
+                .expect("starting the outbox reader thread");
             let recorded = self.record_all(&arrived, taken, unsendable);
             // The reader stops at its next batch once nobody takes them.
             drop(arrived);

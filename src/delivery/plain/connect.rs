@@ -57,10 +57,14 @@ pub(super) fn resolve(
     }
     let (found, arrived) = mpsc::channel();
     let name = host.to_string();
-    std::thread::spawn(move || {
+    let resolver = std::thread::Builder::new().name("keyhook-resolve".into());
+    let started = resolver.spawn(move || {
         let addresses = (name.as_str(), port).to_socket_addrs();
         let _ = found.send(addresses.map(Iterator::collect::<Vec<_>>));
     });
+    if let Err(error) = started {
+        return Err(Failure::Io(error));
+    }
     match arrived.recv_timeout(left(deadline)?) {
         Ok(Ok(addresses)) if !addresses.is_empty() => Ok(addresses),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(Failure::Timeout),

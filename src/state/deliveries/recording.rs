@@ -467,14 +467,17 @@ pub(in crate::state) fn bodies_sql(rows: usize) -> String {
 /// passive checkpoint: it never blocks the sender's commits). If the process ends first, the
 /// frames stay in the WAL, as safe as in the file, for the next checkpoint.
 fn checkpoint_behind(path: std::path::PathBuf) {
-    std::thread::spawn(move || {
-        let flags =
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if let Ok(conn) = rusqlite::Connection::open_with_flags(&path, flags) {
-            let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
-            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        }
-    });
+    // Without a thread for it, the frames are copied at the next checkpoint all the same.
+    let _ = std::thread::Builder::new()
+        .name("keyhook-checkpt".into())
+        .spawn(move || {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            if let Ok(conn) = rusqlite::Connection::open_with_flags(&path, flags) {
+                let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        });
 }
 
 #[cfg(test)]
