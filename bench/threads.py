@@ -9,14 +9,17 @@ Each repetition runs the floor client, then `run-task deliver --force` (one keep
 connection, durable log on), and polls /proc every 2 ms while each runs: per thread, the time
 on a CPU and the time waiting on a run queue (`/proc/<pid>/task/<tid>/schedstat`, in ns),
 and user and system time (`stat`, in clock ticks: coarse), each per delivery (per request
-for the floor client), by thread name (`keyhook` is the main thread: it records the run, then
-claims and commits; `keyhook-reader` reads the licenses and builds the bodies;
-`keyhook-send-1` POSTs; `keyhook-checkpt` copies the WAL into the state file). A thread that
-ends between two polls loses at most its last 2 ms. Polling costs the machine a little
-CPU, so the rates printed are a little below bench.py's. Uses bench.py's receiver, floor
-client, databases and busy loops.
+for the floor client), by thread name (the main thread has the binary's name, `keyhook`: it
+records the run, then claims and commits; `keyhook-reader` reads the licenses and builds the
+bodies; `keyhook-send1` POSTs; `keyhook-checkpt` copies the WAL into the state file).
+
+Caveats: a thread is seen as of the last poll before it ended (up to 2 ms of its time lost),
+and one that starts and ends between two polls not at all; the polling itself takes some CPU,
+which with the CPUs kept awake adds to the run-queue waits, and the rates printed are a little
+below bench.py's. Uses bench.py's receiver, floor client, databases and busy loops.
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,6 +92,7 @@ def main():
                 for name, *figures in seen.values():
                     print(row(name, requests, *figures))
                 state = os.path.join(work, f"state-{rep}.db")
+                os.sync()  # the previous run's writes must not be flushed during this one
                 before = receiver.count()
                 run = subprocess.Popen(keyhook.cmd("run-task", "deliver", "--force", db=db,
                                                    state=state),
@@ -104,8 +108,13 @@ def main():
                     print(row(name, delivered, *figures))
                     totals = [t + f for t, f in zip(totals, figures)]
                 print(row("(all)", delivered, *totals), flush=True)
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(state + suffix):
+                        os.remove(state + suffix)
+                shutil.rmtree(state + ".locks", ignore_errors=True)
     finally:
         receiver.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,13 @@ impl From<crate::state::StateError> for Error {
     }
 }
 
+/// Sending stopped short (the state database, or no thread for a sender): exit 3.
+impl From<crate::delivery::dispatch::SendError> for Error {
+    fn from(error: crate::delivery::dispatch::SendError) -> Error {
+        Error::runtime(error)
+    }
+}
+
 /// The result of a command.
 pub type Result<T = Exit> = std::result::Result<T, Error>;
 

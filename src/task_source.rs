@@ -26,6 +26,12 @@ pub enum RecordError {
     Query(#[from] QueryError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// No thread for reading the licenses could be started: nothing was recorded.
+    #[error(
+        "could not start a thread to read the licenses ({0}): the limit on threads for this \
+         user or container is reached (`ulimit -u`, a cgroup's pids.max); nothing was recorded"
+    )]
+    Thread(std::io::Error),
 }
 
 /// What recording a run came to.
@@ -107,14 +113,14 @@ pub fn record(
         let reader = std::thread::Builder::new()
             .name("keyhook-reader".into())
             .spawn_scoped(scope, move || read(db, run, sends, batches))
-            .expect("starting the reader thread");
+            .map_err(RecordError::Thread)?;
         let stored = store(&mut recorder, &mut recorded, &envelope, arrived);
         let matched = match reader.join() {
             Ok(matched) => matched,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        (matched, stored)
-    });
+        Ok::<_, RecordError>((matched, stored))
+    })?;
     // The store failing stops the reader early: its error is the one to report.
     stored?;
     let matched = matched?;

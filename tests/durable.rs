@@ -395,33 +395,158 @@ fn a_kill_at_full_speed_re_sends_at_most_the_uncommitted_window() {
     );
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn the_sending_threads_are_named_for_top_and_perf() {
     // `top -H`, `ps -L` and perf tell the threads apart by name: while the first request is
-    // held, each of the run's two workers is there as keyhook-send-N.
+    // held, each of the run's two workers is there as keyhook-sendN.
     let (server, gate, _) = holding_from(1);
     let test = many(5, &server.url("/"), "");
-    let mut child = test
-        .process(["run-task", "all", "--concurrency", "2"])
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&test, ["run-task", "all", "--concurrency", "2"]);
     assert!(gate.wait_arrived(1), "a request is out");
-    let names = thread_names(child.id());
+    // A thread names itself once it runs: look until both have, or a minute has passed.
+    let wanted = ["keyhook-send1", "keyhook-send2"];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut names = thread_names(child.id());
+    while !wanted
+        .iter()
+        .all(|name| names.iter().any(|seen| seen == name))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+        names = thread_names(child.id());
+    }
     gate.open();
     assert!(child.wait().unwrap().success());
-    for name in ["keyhook-send-1", "keyhook-send-2"] {
+    for name in wanted {
         assert!(names.iter().any(|seen| seen == name), "{name} in {names:?}");
     }
     assert_eq!(server.requests().len(), 5);
 }
 
 /// The names of a process's threads, from /proc.
+#[cfg(target_os = "linux")]
 fn thread_names(pid: u32) -> Vec<String> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
     tasks
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .map(|name| name.trim_end().to_string())
         .collect()
+}
+
+#[test]
+fn a_sending_thread_that_cannot_start_fails_the_run_at_once_and_loses_nothing() {
+    // Run as a user of its own whose limit on processes and threads leaves room for two
+    // threads: the second of four sending threads cannot start. keyhook says why and what to
+    // do, exits 3 at once (it used to wait forever for the workers it had started), sends
+    // nothing, and `retry` sends every delivery later.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = many(5, &server.url("/"), "");
+    let command = test.process(["run-task", "all", "--concurrency", "4"]);
+    let Some(mut limited) = as_fresh_user_with_threads(command, 2) else {
+        return;
+    };
+    std::fs::set_permissions(
+        test.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut child = limited
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("keyhook still runs a minute after a sending thread failed to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains("could not start sending thread 2 of 4")
+            && error.contains("`ulimit -u`")
+            && error.contains("`keyhook retry`"),
+        "{error}"
+    );
+    assert!(server.requests().is_empty(), "nothing was sent");
+    test.keyhook(["retry"]).assert().success();
+    assert_all_arrived_once_or_identically(&server, 5);
+}
+
+#[test]
+fn a_reader_thread_that_cannot_start_fails_the_run_and_records_nothing() {
+    // Room for the main thread alone: the licenses cannot be read on a thread of their own.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = many(5, &server.url("/"), "");
+    let command = test.process(["run-task", "all"]);
+    let Some(mut limited) = as_fresh_user_with_threads(command, 1) else {
+        return;
+    };
+    std::fs::set_permissions(
+        test.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let output = limited.output().unwrap();
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains("could not start a thread to read the licenses")
+            && error.contains("nothing was recorded"),
+        "{error}"
+    );
+    assert!(server.requests().is_empty());
+    let log = test.keyhook(["log", "--task", "all"]).output().unwrap();
+    assert!(stdout(&log).contains("no deliveries"), "{}", stdout(&log));
+    test.keyhook(["run-task", "all"]).assert().success();
+    assert_all_arrived_once_or_identically(&server, 5);
+}
+
+/// `command` run as uid 54321 (a user no other test runs as, so its count of processes is
+/// this one's own) with at most `threads` processes and threads; `None` (after saying why)
+/// when the tests do not run as root or `setpriv` and `prlimit` cannot do it.
+fn as_fresh_user_with_threads(
+    command: std::process::Command,
+    threads: u32,
+) -> Option<std::process::Command> {
+    const UID: &str = "54321";
+    let user = ["--reuid", UID, "--regid", UID, "--clear-groups"];
+    let limit = format!("--nproc={threads}:{threads}");
+    let probe = std::process::Command::new("setpriv")
+        .args(user)
+        .args(["prlimit", &limit, "test", "-x"])
+        .arg(command.get_program())
+        .status();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout == b"0\n");
+    if !root || !probe.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: needs root, setpriv and prlimit to run keyhook as a user of its own");
+        return None;
+    }
+    let mut wrapped = std::process::Command::new("setpriv");
+    wrapped
+        .args(user)
+        .args(["prlimit", &limit])
+        .arg(command.get_program())
+        .args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(name, value),
+            None => wrapped.env_remove(name),
+        };
+    }
+    Some(wrapped)
 }
 
 #[test]

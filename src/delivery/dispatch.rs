@@ -30,6 +30,26 @@ pub struct Event<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// Why sending stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Not every sending thread could be started; nothing was sent, what was recorded stays
+    /// pending.
+    #[error(
+        "could not start sending thread {number} of {wanted} ({error}): the limit on threads \
+         for this user or container is reached (`ulimit -u`, a cgroup's pids.max); raise it, or \
+         lower the task's `concurrency` (or `--concurrency`). Nothing was sent: the deliveries \
+         stay pending, and `keyhook retry` (or `run-due`) sends them"
+    )]
+    Threads {
+        number: usize,
+        wanted: usize,
+        error: std::io::Error,
+    },
+}
+
 /// What sending came to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -79,7 +99,7 @@ pub fn send(
     clock: &Clock,
     stop: &AtomicBool,
     observe: &(dyn Fn(&Event) + Sync),
-) -> Result<Tally, StateError> {
+) -> Result<Tally, SendError> {
     let workers = target.concurrency.max(1);
     let claimer = format!("{}-{}", std::process::id(), &id::new()[16..]);
     let halt = Halt {
@@ -106,6 +126,22 @@ pub fn send(
     Ok(tally)
 }
 
+/// The name of sending thread `n` (from 1), as `top -H`, `ps -L` and perf show it: Linux keeps
+/// 15 bytes of a thread's name, enough for every `n` up to
+/// [`MAX_CONCURRENCY`](crate::definitions::task::MAX_CONCURRENCY).
+fn sender_name(n: usize) -> String {
+    format!("keyhook-send{n}")
+}
+
+/// Tells the workers that nothing more comes: each returns once it has nothing left.
+fn finish_workers(pipeline: &Pipeline) {
+    let mut shared = pipeline.lock();
+    shared.no_more = true;
+    shared.todo.clear();
+    drop(shared);
+    pipeline.ready.notify_all();
+}
+
 /// The state-owning side of [`send`].
 struct Dispatcher<'a> {
     state: &'a dyn DeliveryQueue,
@@ -120,30 +156,34 @@ struct Dispatcher<'a> {
 }
 
 impl Dispatcher<'_> {
-    /// `workers` threads POST while this one claims and commits.
-    fn run_workers(&mut self, workers: usize) -> Result<(), StateError> {
+    /// `workers` threads POST while this one claims and commits. If not all of them can be
+    /// started, those that were are let go before anything is claimed, and nothing is sent.
+    fn run_workers(&mut self, workers: usize) -> Result<(), SendError> {
         let target = self.target;
         let pipeline = Pipeline::default();
         let halt = self.halt;
         std::thread::scope(|scope| {
             for n in 1..=workers {
                 let pipeline = &pipeline;
-                std::thread::Builder::new()
-                    .name(format!("keyhook-send-{n}"))
-                    .spawn_scoped(scope, move || post_jobs(target, pipeline, halt))
-                    .expect("starting a sending thread");
+                let started = std::thread::Builder::new()
+                    .name(sender_name(n))
+                    .spawn_scoped(scope, move || post_jobs(target, pipeline, halt));
+                if let Err(error) = started {
+                    finish_workers(pipeline);
+                    return Err(SendError::Threads {
+                        number: n,
+                        wanted: workers,
+                        error,
+                    });
+                }
             }
             let result = self.run(&pipeline);
             if result.is_err() {
                 // Let the workers finish: what they answer now is not committed, and goes
                 // out again with the same ids.
-                let mut shared = pipeline.lock();
-                shared.no_more = true;
-                shared.todo.clear();
-                drop(shared);
-                pipeline.ready.notify_all();
+                finish_workers(&pipeline);
             }
-            result
+            Ok(result?)
         })
     }
 
@@ -322,5 +362,20 @@ fn outcome(delivery: &Claimed, attempt: &Attempt, decision: &Decision, at_ms: i6
         },
         status: decision.status,
         next_attempt_at: decision.next_attempt_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sender_name;
+    use crate::definitions::task::MAX_CONCURRENCY;
+
+    #[test]
+    fn every_sending_thread_has_a_name_of_its_own_within_linux_s_15_bytes() {
+        let names: Vec<String> = (1..=MAX_CONCURRENCY).map(sender_name).collect();
+        assert!(names.iter().all(|name| name.len() <= 15), "{names:?}");
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), MAX_CONCURRENCY);
+        assert_eq!(names[0], "keyhook-send1");
     }
 }

@@ -79,6 +79,13 @@ pub enum DispatchError {
     Server(#[from] PgEventsError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// No thread for reading the outbox ahead could be started: nothing was taken.
+    #[error(
+        "could not start a thread to read the outbox ({0}): the limit on threads for this user \
+         or container is reached (`ulimit -u`, a cgroup's pids.max); nothing was taken, and the \
+         next dispatch takes it"
+    )]
+    Thread(std::io::Error),
 }
 
 /// Where a pass reads outbox rows: a SQLite license database or a server.
@@ -163,7 +170,7 @@ impl Recorder<'_, '_> {
             let reader = std::thread::Builder::new()
                 .name("keyhook-outbox".into())
                 .spawn_scoped(scope, move || read_ahead(outbox, pass, from, &ready))
-                .expect("starting the outbox reader thread");
+                .map_err(DispatchError::Thread)?;
             let recorded = self.record_all(&arrived, taken, unsendable);
             // The reader stops at its next batch once nobody takes them.
             drop(arrived);

@@ -108,7 +108,7 @@ impl Server {
             open: Mutex::default(),
         });
         let acceptor = thread::Builder::new()
-            .name("keyhook-receiver".to_owned())
+            .name("keyhook-listen".to_owned())
             .spawn({
                 let shared = Arc::clone(&shared);
                 move || accept_loop(&listener, &shared)
@@ -254,7 +254,7 @@ fn admit(stream: TcpStream, shared: &Arc<Shared>) {
     }
     let worker = Arc::clone(shared);
     let spawned = thread::Builder::new()
-        .name(format!("keyhook-connection-{id}"))
+        .name(format!("keyhook-conn-{id}"))
         .spawn(move || {
             connection::serve(&stream, id, &worker);
             lock(&worker.open).remove(&id);

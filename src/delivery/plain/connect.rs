@@ -63,6 +63,12 @@ pub(super) fn resolve(
         let _ = found.send(addresses.map(Iterator::collect::<Vec<_>>));
     });
     if let Err(error) = started {
+        // Said as it is, not through `From<io::Error>`, which would call EAGAIN (a limit on
+        // threads) a timeout. The delivery is retried as any failed one.
+        let error = std::io::Error::new(
+            error.kind(),
+            format!("could not start a thread to look up {host}: {error}"),
+        );
         return Err(Failure::Io(error));
     }
     match arrived.recv_timeout(left(deadline)?) {

@@ -467,7 +467,8 @@ pub(in crate::state) fn bodies_sql(rows: usize) -> String {
 /// passive checkpoint: it never blocks the sender's commits). If the process ends first, the
 /// frames stay in the WAL, as safe as in the file, for the next checkpoint.
 fn checkpoint_behind(path: std::path::PathBuf) {
-    // Without a thread for it, the frames are copied at the next checkpoint all the same.
+    // Without a thread for it (no thread could be started), the frames are copied all the
+    // same by the next automatic checkpoint, on the sending path.
     let _ = std::thread::Builder::new()
         .name("keyhook-checkpt".into())
         .spawn(move || {
