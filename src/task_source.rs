@@ -28,10 +28,11 @@ pub enum RecordError {
     State(#[from] StateError),
     /// No thread for reading the licenses could be started: nothing was recorded.
     #[error(
-        "could not start a thread to read the licenses ({0}): the limit on threads for this \
-         user or container is reached (`ulimit -u`, a cgroup's pids.max); nothing was recorded"
+        "could not start a thread to read the licenses ({error}){}; nothing was recorded: the task \
+         runs again on its next `run-task` (or, for a missed slot, `run-due`'s catch-up)",
+        crate::delivery::dispatch::thread_limit_hint(.error, false)
     )]
-    Thread(std::io::Error),
+    Thread { error: std::io::Error },
 }
 
 /// What recording a run came to.
@@ -113,7 +114,7 @@ pub fn record(
         let reader = std::thread::Builder::new()
             .name("keyhook-reader".into())
             .spawn_scoped(scope, move || read(db, run, sends, batches))
-            .map_err(RecordError::Thread)?;
+            .map_err(|error| RecordError::Thread { error })?;
         let stored = store(&mut recorder, &mut recorded, &envelope, arrived);
         let matched = match reader.join() {
             Ok(matched) => matched,

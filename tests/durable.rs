@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::gate::Gate;
 use crate::support::ports::ClosedPort;
+use crate::support::unprivileged::running_as_root;
 use crate::support::{Test, later, marked_run, stderr, stdout};
 use keyhook::receiver::{Reply, Request, Server};
 
@@ -445,31 +446,16 @@ fn a_sending_thread_that_cannot_start_fails_the_run_at_once_and_loses_nothing() 
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = many(5, &server.url("/"), "");
     let command = test.process(["run-task", "all", "--concurrency", "4"]);
-    let Some(mut limited) = as_fresh_user_with_threads(command, 2) else {
+    let Some(limited) = as_user_with_threads(command, 54321, 2) else {
         return;
     };
-    std::fs::set_permissions(
-        test.dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let mut child = limited
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("keyhook still runs a minute after a sending thread failed to start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = finish_within_a_minute(&test, limited);
     let error = stderr(&output);
     assert_eq!(output.status.code(), Some(3), "{error}");
+    // Which thread fails depends on when the reader's exit is counted: "2 of 4" or "1 of 4".
     assert!(
-        error.contains("could not start sending thread 2 of 4")
+        error.contains("could not start sending thread ")
+            && error.contains(" of 4")
             && error.contains("`ulimit -u`")
             && error.contains("`keyhook retry`"),
         "{error}"
@@ -485,15 +471,10 @@ fn a_reader_thread_that_cannot_start_fails_the_run_and_records_nothing() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = many(5, &server.url("/"), "");
     let command = test.process(["run-task", "all"]);
-    let Some(mut limited) = as_fresh_user_with_threads(command, 1) else {
+    let Some(limited) = as_user_with_threads(command, 54322, 1) else {
         return;
     };
-    std::fs::set_permissions(
-        test.dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let output = limited.output().unwrap();
+    let output = finish_within_a_minute(&test, limited);
     let error = stderr(&output);
     assert_eq!(output.status.code(), Some(3), "{error}");
     assert!(
@@ -508,27 +489,117 @@ fn a_reader_thread_that_cannot_start_fails_the_run_and_records_nothing() {
     assert_all_arrived_once_or_identically(&server, 5);
 }
 
-/// `command` run as uid 54321 (a user no other test runs as, so its count of processes is
-/// this one's own) with at most `threads` processes and threads; `None` (after saying why)
-/// when the tests do not run as root or `setpriv` and `prlimit` cannot do it.
-fn as_fresh_user_with_threads(
+#[test]
+fn a_sending_thread_that_panics_ends_the_run_with_an_error_and_loses_nothing() {
+    // An https:// webhook goes through ureq, which looks the host up on a thread of its own
+    // and panics when it cannot start one: the sending thread dies with its delivery in hand.
+    // The run ends at once with exit 3 (it used to wait forever for that delivery), and every
+    // delivery is still there for `retry`.
+    let port = ClosedPort::new();
+    let url = port.url("/").replace("http://", "https://");
+    let test = many(5, &url, "");
+    let command = test.process(["run-task", "all"]);
+    let Some(limited) = as_user_with_threads(command, 54323, 2) else {
+        return;
+    };
+    let output = finish_within_a_minute(&test, limited);
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains("a sending thread stopped on an internal error"),
+        "{error}"
+    );
+    let retried = test.keyhook(["retry"]).output().unwrap();
+    assert!(
+        stdout(&retried).contains("retried 5"),
+        "{}",
+        stdout(&retried)
+    );
+}
+
+#[test]
+fn retry_goes_on_with_the_other_tasks_when_one_cannot_start_its_threads() {
+    // Every first attempt fails; then `retry` runs with room for two threads: task `one`
+    // (one sender) sends its five, task `four` (four senders) cannot start its second and
+    // says so by name, and the exit is 3.
+    let server = failing_first(10, Reply::status(503));
+    let test = many(5, &server.url("/"), "").task("four", "all", &server.url("/"), "");
+    let text = std::fs::read_to_string(test.path("tasks/four.toml")).unwrap();
+    let test = test.write("tasks/four.toml", &format!("concurrency = 4\n{text}"));
+    test.keyhook(["run-task", "all"]).assert().code(1);
+    test.keyhook(["run-task", "four"]).assert().code(1);
+    assert_eq!(server.request_count(), 10);
+    let command = test.process(["retry", "--now", &later(600)]);
+    let Some(limited) = as_user_with_threads(command, 54324, 2) else {
+        return;
+    };
+    let output = finish_within_a_minute(&test, limited);
+    let (said, error) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(3), "{said}{error}");
+    assert!(
+        said.contains("error: four: could not start sending thread "),
+        "{said}{error}"
+    );
+    assert_eq!(server.request_count(), 15, "task `all` sent its five");
+}
+
+/// Runs `command` (the folder opened to its user first), killing it if it is still running
+/// after a minute.
+fn finish_within_a_minute(test: &Test, mut command: std::process::Command) -> std::process::Output {
+    open_to_everyone(test.dir.path());
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("keyhook still runs after a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Lets every user read and write `path` and everything in it (the state files that root
+/// made, for a test's own user).
+fn open_to_everyone(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.is_dir();
+    let mode = if dir { 0o777 } else { 0o666 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    if dir {
+        for entry in std::fs::read_dir(path).unwrap() {
+            open_to_everyone(&entry.unwrap().path());
+        }
+    }
+}
+
+/// `command` run as user `uid` (each test its own: the limit counts all of a user's
+/// processes, and tests run in parallel) with at most `threads` processes and threads; `None`
+/// (after saying why) unless the tests run as root and `setpriv` and `prlimit` can do it.
+fn as_user_with_threads(
     command: std::process::Command,
+    uid: u32,
     threads: u32,
 ) -> Option<std::process::Command> {
-    const UID: &str = "54321";
-    let user = ["--reuid", UID, "--regid", UID, "--clear-groups"];
+    if !running_as_root() {
+        eprintln!("skipped: needs root to run keyhook as a user of its own");
+        return None;
+    }
+    let uid = uid.to_string();
+    let user = ["--reuid", &uid, "--regid", &uid, "--clear-groups"];
     let limit = format!("--nproc={threads}:{threads}");
     let probe = std::process::Command::new("setpriv")
         .args(user)
         .args(["prlimit", &limit, "test", "-x"])
         .arg(command.get_program())
+        .stderr(std::process::Stdio::null())
         .status();
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| output.stdout == b"0\n");
-    if !root || !probe.is_ok_and(|status| status.success()) {
-        eprintln!("skipped: needs root, setpriv and prlimit to run keyhook as a user of its own");
+    if !probe.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: `setpriv` and `prlimit` cannot run keyhook as a user of its own");
         return None;
     }
     let mut wrapped = std::process::Command::new("setpriv");

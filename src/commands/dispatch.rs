@@ -153,7 +153,9 @@ impl Dispatcher {
                 break;
             }
             let said = &mut self.waiting_said;
-            exit = exit.worst(send_source(context, state, source, stop, said, out)?);
+            let sent = send_source(context, state, source, stop, said, out);
+            let name = &source.route.source;
+            exit = exit.worst(super::sending::or_source_local(sent, name, out)?);
         }
         Ok(exit)
     }
@@ -179,6 +181,7 @@ impl Dispatcher {
         let mut unsendable = Vec::new();
         let failed = |error| match error {
             DispatchError::State(error) => error.into(),
+            error @ DispatchError::Thread { .. } => Error::runtime(error),
             other => Error::runtime(anyhow!("{}: {other}", context.db_path.display())),
         };
         let state = state.events();
@@ -298,7 +301,9 @@ pub fn send_sources(
             exit = exit.worst(Exit::DeliveryFailed);
             continue;
         };
-        exit = exit.worst(send_source(context, &state, source, stop, &mut said, out)?);
+        let sent = send_source(context, &state, source, stop, &mut said, out);
+        let name = &source.route.source;
+        exit = exit.worst(super::sending::or_source_local(sent, name, out)?);
     }
     Ok(exit)
 }

@@ -50,7 +50,8 @@ pub(super) fn send_due(
         if stop.exit().is_some() {
             break;
         }
-        exit = exit.worst(retry_task(context, &state, &stem, stop, out)?);
+        let sent = retry_task(context, &state, &stem, stop, out);
+        exit = exit.worst(sending::or_source_local(sent, &stem, out)?);
     }
     if webhooks && only.is_none() && !webhook_sources.is_empty() {
         exit = exit.worst(super::dispatch::send_sources(

@@ -308,7 +308,7 @@ fn record_error(search: &crate::definitions::Search, error: RecordError) -> crat
     match error {
         RecordError::Query(error) => super::query_error(search, error),
         RecordError::State(error) => error.into(),
-        error @ RecordError::Thread(_) => crate::error::Error::runtime(error),
+        error @ RecordError::Thread { .. } => crate::error::Error::runtime(error),
     }
 }
 

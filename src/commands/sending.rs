@@ -184,6 +184,24 @@ impl Held<'_> {
     }
 }
 
+/// The exit of one source's send among several (`retry`, `run-due`, `dispatch`): when it
+/// stopped on trouble of its own (no thread for it, a sending thread that panicked), not the
+/// state database's, that is said on `out` with the source's name and the others still go.
+pub fn or_source_local(result: Result<Exit>, name: &str, out: &mut impl Write) -> Result<Exit> {
+    match result {
+        Err(error)
+            if error
+                .inner
+                .downcast_ref::<dispatch::SendError>()
+                .is_some_and(dispatch::SendError::is_source_local) =>
+        {
+            writeln!(out, "error: {name}: {error}")?;
+            Ok(error.exit)
+        }
+        other => other,
+    }
+}
+
 /// Says (on stderr) how many outcomes of `source` went unrecorded, their lease lost.
 pub fn warn_lost(state: &State, source: &str) {
     let lost = state.take_lost_leases();

@@ -38,16 +38,47 @@ pub enum SendError {
     /// Not every sending thread could be started; nothing was sent, what was recorded stays
     /// pending.
     #[error(
-        "could not start sending thread {number} of {wanted} ({error}): the limit on threads \
-         for this user or container is reached (`ulimit -u`, a cgroup's pids.max); raise it, or \
-         lower the task's `concurrency` (or `--concurrency`). Nothing was sent: the deliveries \
-         stay pending, and `keyhook retry` (or `run-due`) sends them"
+        "could not start sending thread {number} of {wanted} ({error}){}. Nothing was sent: \
+         the deliveries stay pending, and `keyhook retry` (or `run-due`) sends them",
+        thread_limit_hint(.error, true)
     )]
     Threads {
         number: usize,
         wanted: usize,
         error: std::io::Error,
     },
+    /// A sending thread panicked (a bug): the others finished their request and the answers
+    /// were committed; what it held stays pending.
+    #[error(
+        "a sending thread stopped on an internal error ({message}); what it had not sent stays \
+         pending for `keyhook retry`. Please report it"
+    )]
+    Panicked { message: String },
+}
+
+impl SendError {
+    /// Whether the error is this source's own (a thread), not the state database's: the other
+    /// sources of a `retry`, `run-due` or `dispatch` are still sent.
+    pub fn is_source_local(&self) -> bool {
+        !matches!(self, SendError::State(_))
+    }
+}
+
+/// What to say after a thread could not be started: when it was a limit (EAGAIN), which limit
+/// and what to do about it; `lower` adds lowering the concurrency.
+pub fn thread_limit_hint(error: &std::io::Error, lower: bool) -> &'static str {
+    match (error.kind() == std::io::ErrorKind::WouldBlock, lower) {
+        (false, _) => "",
+        (true, false) => {
+            ": the limit on threads for this user or container is reached (`ulimit -u`, a \
+             cgroup's pids.max); raise it"
+        }
+        (true, true) => {
+            ": the limit on threads for this user or container is reached (`ulimit -u`, a \
+             cgroup's pids.max); raise it, or lower `concurrency` (the task's or the webhook's, \
+             or `run-task --concurrency`)"
+        }
+    }
 }
 
 /// What sending came to.
@@ -119,8 +150,9 @@ pub fn send(
     };
     let result = dispatcher.run_workers(workers);
     // Whatever was claimed but not sent (a stop, a 410) goes back to the queue.
-    state.release_claims(&target.source, Some(&claimer))?;
+    let released = state.release_claims(&target.source, Some(&claimer));
     result?;
+    released?;
     let mut tally = dispatcher.tally;
     tally.interrupted = stop.load(Ordering::SeqCst);
     Ok(tally)
@@ -131,6 +163,25 @@ pub fn send(
 /// [`MAX_CONCURRENCY`](crate::definitions::task::MAX_CONCURRENCY).
 fn sender_name(n: usize) -> String {
     format!("keyhook-send{n}")
+}
+
+/// Joins the workers; the message of the first that panicked, as an error.
+fn join_workers(workers: Vec<std::thread::ScopedJoinHandle<'_, ()>>) -> Result<(), SendError> {
+    let mut panicked = None;
+    for worker in workers {
+        if let Err(payload) = worker.join() {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            panicked.get_or_insert(message);
+        }
+    }
+    match panicked {
+        Some(message) => Err(SendError::Panicked { message }),
+        None => Ok(()),
+    }
 }
 
 /// Tells the workers that nothing more comes: each returns once it has nothing left.
@@ -157,32 +208,39 @@ struct Dispatcher<'a> {
 
 impl Dispatcher<'_> {
     /// `workers` threads POST while this one claims and commits. If not all of them can be
-    /// started, those that were are let go before anything is claimed, and nothing is sent.
+    /// started, those that were are let go before anything is claimed, and nothing is sent. If
+    /// one panics, the run ends with what was answered committed: never a wait for a thread
+    /// that is gone.
     fn run_workers(&mut self, workers: usize) -> Result<(), SendError> {
         let target = self.target;
         let pipeline = Pipeline::default();
         let halt = self.halt;
         std::thread::scope(|scope| {
+            let mut started = Vec::with_capacity(workers);
             for n in 1..=workers {
                 let pipeline = &pipeline;
-                let started = std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name(sender_name(n))
                     .spawn_scoped(scope, move || post_jobs(target, pipeline, halt));
-                if let Err(error) = started {
-                    finish_workers(pipeline);
-                    return Err(SendError::Threads {
-                        number: n,
-                        wanted: workers,
-                        error,
-                    });
+                match spawned {
+                    Ok(handle) => started.push(handle),
+                    Err(error) => {
+                        finish_workers(pipeline);
+                        join_workers(started)?;
+                        return Err(SendError::Threads {
+                            number: n,
+                            wanted: workers,
+                            error,
+                        });
+                    }
                 }
             }
             let result = self.run(&pipeline);
-            if result.is_err() {
-                // Let the workers finish: what they answer now is not committed, and goes
-                // out again with the same ids.
-                finish_workers(&pipeline);
-            }
+            // Done, or stopped short (an error, a panicked worker): either way the workers
+            // stop. What they answer from now on is not committed, and goes out again with the
+            // same ids.
+            finish_workers(&pipeline);
+            join_workers(started)?;
             Ok(result?)
         })
     }
@@ -190,6 +248,17 @@ impl Dispatcher<'_> {
     fn run(&mut self, pipeline: &Pipeline) -> Result<(), StateError> {
         let mut shared = pipeline.lock();
         loop {
+            if shared.crashed {
+                // A worker panicked (`run_workers` says so once it has joined it): what is
+                // answered is committed, and nothing more is claimed or waited for.
+                if !shared.done.is_empty() {
+                    let committed;
+                    (shared, committed) = self.commit_arrived(pipeline, shared);
+                    committed?;
+                    continue;
+                }
+                return Ok(());
+            }
             if self.pace.renew_due(self.state.lease(), Instant::now()) {
                 drop(shared);
                 self.state.renew_claims(&self.target.source)?;

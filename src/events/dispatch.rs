@@ -81,11 +81,11 @@ pub enum DispatchError {
     State(#[from] StateError),
     /// No thread for reading the outbox ahead could be started: nothing was taken.
     #[error(
-        "could not start a thread to read the outbox ({0}): the limit on threads for this user \
-         or container is reached (`ulimit -u`, a cgroup's pids.max); nothing was taken, and the \
-         next dispatch takes it"
+        "could not start a thread to read the outbox ({error}){}; what was not taken yet is taken \
+         by the next dispatch",
+        crate::delivery::dispatch::thread_limit_hint(.error, false)
     )]
-    Thread(std::io::Error),
+    Thread { error: std::io::Error },
 }
 
 /// Where a pass reads outbox rows: a SQLite license database or a server.
@@ -170,7 +170,7 @@ impl Recorder<'_, '_> {
             let reader = std::thread::Builder::new()
                 .name("keyhook-outbox".into())
                 .spawn_scoped(scope, move || read_ahead(outbox, pass, from, &ready))
-                .map_err(DispatchError::Thread)?;
+                .map_err(|error| DispatchError::Thread { error })?;
             let recorded = self.record_all(&arrived, taken, unsendable);
             // The reader stops at its next batch once nobody takes them.
             drop(arrived);

@@ -49,7 +49,7 @@ pub fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     let probe = tempfile::tempfile().expect("a temporary file");
     probe.metadata().expect("metadata").uid() == 0
 }

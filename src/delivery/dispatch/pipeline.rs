@@ -57,6 +57,8 @@ pub(super) struct Shared {
     /// The last claim came back short and nothing was committed since: claiming again finds
     /// nothing new (an event delivery waits for the commit of the one before it).
     pub(super) exhausted: bool,
+    /// A worker panicked: the dispatcher commits what is answered and ends the run.
+    pub(super) crashed: bool,
 }
 
 impl Shared {

@@ -21,6 +21,7 @@ const SIGNED_FRESH: Duration = Duration::from_secs(1);
 /// A worker: takes one delivery at a time, signs it (fresh timestamp) and POSTs it, unless
 /// `halt` is up: then the delivery goes back unsent (`None`).
 pub(super) fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt) {
+    let _crash = CrashGuard(pipeline);
     let sender = Sender::new(target.endpoint.timeout, &target.endpoint.tls);
     let mut answered: Option<Answered> = None;
     let mut next = take_job(target, pipeline, true);
@@ -159,5 +160,19 @@ fn hand_in(pipeline: &Pipeline, halt: &Halt, answered: Option<Answered>) {
     shared.done.push(answered);
     if shared.dispatcher_waits && (shared.idle() || halt.is_up()) {
         pipeline.wake.notify_one();
+    }
+}
+
+/// Tells the dispatcher when its worker panics, so that it ends the run instead of waiting for
+/// the delivery the worker held (which stays pending).
+struct CrashGuard<'p>(&'p Pipeline);
+
+impl Drop for CrashGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().crashed = true;
+            self.0.wake.notify_one();
+            self.0.ready.notify_all();
+        }
     }
 }

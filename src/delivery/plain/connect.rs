@@ -62,14 +62,17 @@ pub(super) fn resolve(
         let addresses = (name.as_str(), port).to_socket_addrs();
         let _ = found.send(addresses.map(Iterator::collect::<Vec<_>>));
     });
-    if let Err(error) = started {
-        // Said as it is, not through `From<io::Error>`, which would call EAGAIN (a limit on
-        // threads) a timeout. The delivery is retried as any failed one.
-        let error = std::io::Error::new(
-            error.kind(),
-            format!("could not start a thread to look up {host}: {error}"),
-        );
-        return Err(Failure::Io(error));
+    if started.is_err() {
+        // No thread for it (a limit on threads): looked up here, without the deadline.
+        return match (host, port).to_socket_addrs() {
+            Ok(addresses) => {
+                Ok(addresses.collect::<Vec<_>>()).and_then(|found| match found.is_empty() {
+                    true => Err(Failure::HostNotFound),
+                    false => Ok(found),
+                })
+            }
+            Err(_) => Err(Failure::HostNotFound),
+        };
     }
     match arrived.recv_timeout(left(deadline)?) {
         Ok(Ok(addresses)) if !addresses.is_empty() => Ok(addresses),
