@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::gate::Gate;
 use crate::support::ports::ClosedPort;
-use crate::support::unprivileged::running_as_root;
+use crate::support::unprivileged::as_user_with_threads;
 use crate::support::{Test, later, marked_run, stderr, stdout};
 use keyhook::receiver::{Reply, Request, Server};
 
@@ -575,49 +575,6 @@ fn open_to_everyone(path: &std::path::Path) {
             open_to_everyone(&entry.unwrap().path());
         }
     }
-}
-
-/// `command` run as user `uid` (each test its own: the limit counts all of a user's
-/// processes, and tests run in parallel) with at most `threads` processes and threads; `None`
-/// (after saying why) unless the tests run as root and `setpriv` and `prlimit` can do it.
-fn as_user_with_threads(
-    command: std::process::Command,
-    uid: u32,
-    threads: u32,
-) -> Option<std::process::Command> {
-    if !running_as_root() {
-        eprintln!("skipped: needs root to run keyhook as a user of its own");
-        return None;
-    }
-    let uid = uid.to_string();
-    let user = ["--reuid", &uid, "--regid", &uid, "--clear-groups"];
-    let limit = format!("--nproc={threads}:{threads}");
-    let probe = std::process::Command::new("setpriv")
-        .args(user)
-        .args(["prlimit", &limit, "test", "-x"])
-        .arg(command.get_program())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if !probe.is_ok_and(|status| status.success()) {
-        eprintln!("skipped: `setpriv` and `prlimit` cannot run keyhook as a user of its own");
-        return None;
-    }
-    let mut wrapped = std::process::Command::new("setpriv");
-    wrapped
-        .args(user)
-        .args(["prlimit", &limit])
-        .arg(command.get_program())
-        .args(command.get_args());
-    if let Some(dir) = command.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
-    for (name, value) in command.get_envs() {
-        match value {
-            Some(value) => wrapped.env(name, value),
-            None => wrapped.env_remove(name),
-        };
-    }
-    Some(wrapped)
 }
 
 #[test]

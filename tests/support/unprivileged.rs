@@ -27,9 +27,55 @@ pub fn unprivileged(command: Command) -> Option<Command> {
         eprintln!("skipped: running as root, and `setpriv` cannot run keyhook as nobody");
         return None;
     }
-    let mut wrapped = Command::new("setpriv");
+    Some(wrapped(
+        &command,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+    ))
+}
+
+/// `command` run as user `uid` (give each test its own: the limit counts all of a user's
+/// processes, and tests run in parallel) with at most `threads` processes and threads; `None`
+/// (after saying why) unless the tests run as root and `setpriv` and `prlimit` can do it.
+pub fn as_user_with_threads(command: Command, uid: u32, threads: u32) -> Option<Command> {
+    if !running_as_root() {
+        eprintln!("skipped: needs root to run keyhook as a user of its own");
+        return None;
+    }
+    let (uid, limit) = (uid.to_string(), format!("--nproc={threads}:{threads}"));
+    let wrapper = [
+        "setpriv",
+        "--reuid",
+        &uid,
+        "--regid",
+        &uid,
+        "--clear-groups",
+        "prlimit",
+        &limit,
+    ];
+    let probe = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .args(["test", "-x"])
+        .arg(command.get_program())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !probe.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: `setpriv` and `prlimit` cannot run keyhook as a user of its own");
+        return None;
+    }
+    Some(wrapped(&command, &wrapper))
+}
+
+/// `command` run through `wrapper` (a program and its arguments), in its folder, with its
+/// environment.
+fn wrapped(command: &Command, wrapper: &[&str]) -> Command {
+    let mut wrapped = Command::new(wrapper[0]);
     wrapped
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(&wrapper[1..])
         .arg(command.get_program())
         .args(command.get_args());
     if let Some(dir) = command.get_current_dir() {
@@ -41,7 +87,7 @@ pub fn unprivileged(command: Command) -> Option<Command> {
             None => wrapped.env_remove(name),
         };
     }
-    Some(wrapped)
+    wrapped
 }
 
 /// Sets `path`'s permission bits.
@@ -49,7 +95,7 @@ pub fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-pub fn running_as_root() -> bool {
+fn running_as_root() -> bool {
     let probe = tempfile::tempfile().expect("a temporary file");
     probe.metadata().expect("metadata").uid() == 0
 }
