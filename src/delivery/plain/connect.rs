@@ -64,14 +64,13 @@ pub(super) fn resolve(
     });
     if started.is_err() {
         // No thread for it (a limit on threads): looked up here, without the deadline.
-        return match (host, port).to_socket_addrs() {
-            Ok(addresses) => {
-                Ok(addresses.collect::<Vec<_>>()).and_then(|found| match found.is_empty() {
-                    true => Err(Failure::HostNotFound),
-                    false => Ok(found),
-                })
-            }
-            Err(_) => Err(Failure::HostNotFound),
+        let found: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        return match found.is_empty() {
+            true => Err(Failure::HostNotFound),
+            false => Ok(found),
         };
     }
     match arrived.recv_timeout(left(deadline)?) {
