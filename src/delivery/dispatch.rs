@@ -193,6 +193,17 @@ fn finish_workers(pipeline: &Pipeline) {
     pipeline.ready.notify_all();
 }
 
+/// Lets the workers go if the dispatcher panics.
+struct FinishOnUnwind<'p>(&'p Pipeline);
+
+impl Drop for FinishOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            finish_workers(self.0);
+        }
+    }
+}
+
 /// The state-owning side of [`send`].
 struct Dispatcher<'a> {
     state: &'a dyn DeliveryQueue,
@@ -235,7 +246,11 @@ impl Dispatcher<'_> {
                     }
                 }
             }
+            // A panic here (a bug) must not leave the workers waiting for claims forever: the
+            // scope joins them before it passes the panic on.
+            let finish = FinishOnUnwind(&pipeline);
             let result = self.run(&pipeline);
+            drop(finish);
             // Done, or stopped short (an error, a panicked worker): either way the workers
             // stop. What they answer from now on is not committed, and goes out again with the
             // same ids.
@@ -436,8 +451,34 @@ fn outcome(delivery: &Claimed, attempt: &Attempt, decision: &Decision, at_ms: i6
 
 #[cfg(test)]
 mod tests {
-    use super::sender_name;
+    use super::pipeline::Pipeline;
+    use super::{FinishOnUnwind, sender_name, worker};
     use crate::definitions::task::MAX_CONCURRENCY;
+
+    #[test]
+    fn a_dispatcher_that_panics_lets_its_waiting_workers_go() {
+        let pipeline = Pipeline::default();
+        let (done, returned) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let waiting = &pipeline;
+            scope.spawn(move || done.send(worker::take(waiting, true).is_none()));
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _finish = FinishOnUnwind(&pipeline);
+                panic!("a bug in the dispatcher");
+            }));
+            assert!(unwound.is_err());
+            let answer = returned.recv_timeout(std::time::Duration::from_secs(10));
+            if answer.is_err() {
+                // Let it go by hand, so that the test fails rather than hangs.
+                super::finish_workers(&pipeline);
+            }
+            assert_eq!(
+                answer,
+                Ok(true),
+                "the waiting worker took nothing and returned"
+            );
+        });
+    }
 
     #[test]
     fn every_sending_thread_has_a_name_of_its_own_within_linux_s_15_bytes() {

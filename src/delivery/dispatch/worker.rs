@@ -109,7 +109,7 @@ impl Job {
 /// The next delivery to send, unless too many answers wait for their commit. With `wait`, it
 /// sleeps until there is one, or returns `None` once none will come; without, it returns at
 /// once (waking the dispatcher if it should claim more).
-fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
+pub(super) fn take(pipeline: &Pipeline, wait: bool) -> Option<Claimed> {
     let mut shared = pipeline.lock();
     loop {
         if shared.no_more && shared.todo.is_empty() {
