@@ -491,12 +491,14 @@ fn a_reader_thread_that_cannot_start_fails_the_run_and_records_nothing() {
 
 #[test]
 fn a_sending_thread_that_panics_ends_the_run_with_an_error_and_loses_nothing() {
-    // An https:// webhook goes through ureq, which looks the host up on a thread of its own
-    // and panics when it cannot start one: the sending thread dies with its delivery in hand.
-    // The run ends at once with exit 3 (it used to wait forever for that delivery), and every
-    // delivery is still there for `retry`.
+    // An https:// webhook goes through ureq, which looks a host name up on a thread of its
+    // own and panics when it cannot start one: the sending thread dies with its delivery in
+    // hand. The run ends at once with exit 3 (it used to wait forever for that delivery), and
+    // every delivery is still there for `retry`.
     let port = ClosedPort::new();
-    let url = port.url("/").replace("http://", "https://");
+    let url = port
+        .url("/")
+        .replace("http://127.0.0.1:", "https://localhost:");
     let test = many(5, &url, "");
     let command = test.process(["run-task", "all"]);
     let Some(limited) = as_user_with_threads(command, 54323, 2) else {
@@ -515,6 +517,23 @@ fn a_sending_thread_that_panics_ends_the_run_with_an_error_and_loses_nothing() {
         "{}",
         stdout(&retried)
     );
+}
+
+#[test]
+fn an_https_webhook_at_an_ip_address_needs_no_thread_to_look_it_up() {
+    // The same limit, but the host is an IP address: taken as it is, no lookup, no thread, so
+    // the run goes as any other (here: connection refused, retried later, exit 1).
+    let port = ClosedPort::new();
+    let test = many(5, &port.url("/").replace("http://", "https://"), "");
+    let command = test.process(["run-task", "all"]);
+    let Some(limited) = as_user_with_threads(command, 54325, 2) else {
+        return;
+    };
+    let output = finish_within_a_minute(&test, limited);
+    let (said, error) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "{said}{error}");
+    assert!(said.contains("5 failed"), "{said}{error}");
+    assert!(!error.contains("panicked"), "{error}");
 }
 
 #[test]

@@ -239,7 +239,9 @@ fn describe(error: &ureq::Error, timeout: Duration) -> String {
 
 /// Resolves each host once per run. ureq resolves before it looks for a pooled connection,
 /// and with a timeout set it does so on a new thread: a thread per request. The addresses of
-/// a receiver do not change within a run.
+/// a receiver do not change within a run. An IP address is taken as it is, on no thread (as
+/// keyhook's own client does): ureq would start one even for that, and panic where no thread
+/// can be started.
 #[derive(Debug, Default)]
 struct RunResolver {
     inner: DefaultResolver,
@@ -262,11 +264,37 @@ impl Resolver for RunResolver {
         {
             return Ok(addresses.clone());
         }
-        let addresses = self.inner.resolve(uri, config, timeout)?;
+        let addresses = match self.ip_address(uri, config) {
+            Some(addresses) => addresses?,
+            None => self.inner.resolve(uri, config, timeout)?,
+        };
         if let Ok(mut known) = self.known.lock() {
             known.push((key, addresses.clone()));
         }
         Ok(addresses)
+    }
+}
+
+impl RunResolver {
+    /// The address of a url whose host is an IP address (with its port, or the scheme's), as
+    /// ureq's resolver would give it; `None` for a host name.
+    fn ip_address(
+        &self,
+        uri: &Uri,
+        config: &Config,
+    ) -> Option<Result<ResolvedSocketAddrs, ureq::Error>> {
+        let (scheme, authority) = (uri.scheme()?, uri.authority()?);
+        let address: std::net::SocketAddr = DefaultResolver::host_and_port(scheme, authority)?
+            .parse()
+            .ok()?;
+        let mut addresses = self.empty();
+        for wanted in config.ip_family().keep_wanted(std::iter::once(address)) {
+            addresses.push(wanted);
+        }
+        Some(match addresses.is_empty() {
+            true => Err(ureq::Error::HostNotFound),
+            false => Ok(addresses),
+        })
     }
 }
 
