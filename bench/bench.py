@@ -155,7 +155,7 @@ def build_tls_receiver(args):
 
 def compile_c(work):
     binaries = {}
-    for name, extra in (("receiver", ["-pthread"]), ("floor", [])):
+    for name, extra in (("receiver", ["-pthread"]), ("floor", ["-pthread"])):
         out = os.path.join(work, name)
         run(["gcc", "-O2", "-Wall", *extra, "-o", out, os.path.join(BENCH_DIR, f"{name}.c")])
         binaries[name] = out
@@ -561,15 +561,17 @@ def per(count_after, count_before, n):
     return (count_after - count_before) / n
 
 
-def measure_floor(floor_bin, receiver, requests, runs, split=False, cpus=None):
+def measure_floor(floor_bin, receiver, requests, runs, split=False, cpus=None, connections=1):
     """The floor client's rate, and its CPU (user + system, from wait4()) per request: one
     `write` and one `read` per round trip, so mostly the kernel's side of the loopback. With
-    `cpus`, the client runs on those CPUs only (bench/ipis.py's diagnosis)."""
+    `cpus`, the client runs on those CPUs only (bench/ipis.py's diagnosis); with
+    `connections`, that many threads share the requests, each over its own connection."""
     rates, cpus_used, ipis = [], [], []
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     for _ in range(runs):
         cmd = [floor_bin, "--port", str(receiver.port), "--requests", str(requests),
-               "--body-bytes", "900", "--split", "1" if split else "0"]
+               "--body-bytes", "900", "--split", "1" if split else "0",
+               "--connections", str(connections)]
         ipis_before = resched_ipis()
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=pin)
         stdout = process.stdout.read()
@@ -884,8 +886,10 @@ def measure_regimes(keyhook, c_bins, dbs, labels, results, receiver, gnu_time, w
     return out
 
 
-def measure_fast_concurrency(keyhook, db, receiver, gnu_time, work, cap, quick):
-    """(i) --concurrency 16 vs 1 against the receiver that answers at once, per regime."""
+def measure_fast_concurrency(keyhook, floor_bin, db, receiver, gnu_time, work, cap, quick):
+    """(i) --concurrency 16 vs 1 against the receiver that answers at once, per regime; beside
+    it, the floor client over 1 and over 16 connections in the same minutes: how much 16
+    connections can gain on this machine's CPUs for a sender that does nothing else."""
     out = {}
     runs = 2 if quick else 3
     for regime in REGIMES:
@@ -895,15 +899,23 @@ def measure_fast_concurrency(keyhook, db, receiver, gnu_time, work, cap, quick):
                                   work, concurrency=1)
             c16 = measure_run_task(keyhook, "deliver", db, receiver, runs, 120, cap, gnu_time,
                                    work, concurrency=16)
+            requests = c1["delivered"] or 40_000
+            floor1 = measure_floor(floor_bin, receiver, requests, runs)
+            floor16 = measure_floor(floor_bin, receiver, requests, runs, connections=16)
         out[regime] = {
             "delivered": c1["delivered"],
             "c1_rps": c1["rps"], "c16_rps": c16["rps"],
             "c1_cpu_us": c1["cpu_us_per_delivery"], "c16_cpu_us": c16["cpu_us_per_delivery"],
             "c16_received_each": c16["received_each"], "matched": c16["matched"],
             "speedup": c16["rps"] / c1["rps"], "load": load,
+            "floor_c1_rps": floor1["rps"], "floor_c16_rps": floor16["rps"],
+            "floor_speedup": floor16["rps"] / floor1["rps"],
+            "floor_c16_cpu_us": floor16["cpu_us_per_request"],
         }
         log(f"(i) CPUs {regime}: -c 1 {c1['rps']:,.0f}/s, -c 16 {c16['rps']:,.0f}/s: "
-            f"{out[regime]['speedup']:.2f} x")
+            f"{out[regime]['speedup']:.2f} x; floor client 1 / 16 connections "
+            f"{floor1['rps']:,.0f} / {floor16['rps']:,.0f} req/s: "
+            f"{out[regime]['floor_speedup']:.2f} x")
     return out
 
 
@@ -989,6 +1001,15 @@ def phases(r):
     return f"; {', '.join(words)}" if words else ""
 
 
+def floor_scaling(fast):
+    """What 16 connections gain for the floor client in (i), as text ("" for older results)."""
+    if "floor_speedup" not in fast.get("idle", {}):
+        return ""
+    idle, awake = fast["idle"], fast.get("awake", {})
+    awake_text = f", awake {awake['floor_speedup']:.2f} x" if "floor_speedup" in awake else ""
+    return f"; the floor client's own 16 vs 1 connections: idle {idle['floor_speedup']:.2f} x{awake_text}"
+
+
 def evaluate_regimes(results, quick):
     """Issue 15's targets, from (h) and (i)."""
     targets = []
@@ -1031,7 +1052,8 @@ def evaluate_regimes(results, quick):
                       "answering at once",
             "measured": f"{fast['c16_rps']:,.0f}/s vs {fast['c1_rps']:,.0f}/s: "
                         f"{fast['speedup']:.2f} x (CPUs idle; awake: "
-                        f"{results['fast_concurrency']['awake']['speedup']:.2f} x)",
+                        f"{results['fast_concurrency']['awake']['speedup']:.2f} x)"
+                        + floor_scaling(results["fast_concurrency"]),
             "status": verdict(fast["speedup"] >= FAST_CONCURRENCY_SPEEDUP),
         })
     return targets
@@ -1267,12 +1289,18 @@ def regimes_section(results, add):
     if fast:
         add("\n## (i) --concurrency 16 vs 1, receiver answering at once\n")
         add("| CPUs | deliveries | -c 1 /s | -c 16 /s | speedup | CPU per delivery (1 / 16) "
-            "| load |")
-        add("| --- | --- | --- | --- | --- | --- | --- |")
+            "| floor client, 1 / 16 connections | its speedup | -c 16 / floor at 16 | load |")
+        add("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for regime, r in fast.items():
+            floors = ("n/a | n/a | n/a" if "floor_speedup" not in r else
+                      f"{r['floor_c1_rps']:,.0f} / {r['floor_c16_rps']:,.0f} req/s | "
+                      f"{r['floor_speedup']:.2f} x | {r['c16_rps'] / r['floor_c16_rps']:.2f} x")
             add(f"| {regime} | {r['delivered']:,} | {r['c1_rps']:,.0f} | {r['c16_rps']:,.0f} | "
                 f"{r['speedup']:.2f} x | {fmt(r['c1_cpu_us'], 1)} / {fmt(r['c16_cpu_us'], 1)} us "
-                f"| {r['load']:.2f} |")
+                f"| {floors} | {r['load']:.2f} |")
+        add("\nThe floor client's own speedup from 16 connections is what this machine's two CPUs "
+            "allow a sender that does nothing else; keyhook's run also records every match "
+            "before the first POST, in both of its runs.")
 
 
 def floor_range(results):
@@ -1632,8 +1660,8 @@ def main():
         results["regimes"] = measure_regimes(keyhook, c_bins, {n: dbs[n] for n in sizes}, labels,
                                              results, receiver, gnu_time, work, args.cap, quick)
         results["fast_concurrency"] = measure_fast_concurrency(
-            keyhook, dbs[sizes[0] if quick else 100_000], receiver, gnu_time, work, args.cap,
-            quick)
+            keyhook, c_bins["floor"], dbs[sizes[0] if quick else 100_000], receiver, gnu_time,
+            work, args.cap, quick)
 
         results["total_seconds"] = time.perf_counter() - started
         results["targets"] = ([] if args.regimes_only else evaluate(results, quick)) \

@@ -4,6 +4,10 @@ in one regime, ~40k matches.
 
     python3 bench/threads.py idle 3
     python3 bench/threads.py awake 3 target/release/keyhook
+    python3 bench/threads.py awake 3 target/release/keyhook 16
+
+The optional last argument is the concurrency: `run-task --concurrency N`, beside the floor
+client over as many connections (`floor --connections N`).
 
 Each repetition runs the floor client, then `run-task deliver --force` (one keep-alive
 connection, durable log on), and polls /proc every 2 ms while each runs: per thread, the time
@@ -68,6 +72,7 @@ def main():
         sys.exit(__doc__)
     regime, reps = sys.argv[1], int(sys.argv[2])
     binary = os.path.abspath(sys.argv[3] if len(sys.argv) > 3 else "target/release/keyhook")
+    concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     work = tempfile.mkdtemp(prefix="keyhook-threads-")
     data = os.environ.get("KEYHOOK_AB_DATA", os.path.join(work, "data"))
     os.makedirs(data, exist_ok=True)
@@ -85,16 +90,23 @@ def main():
                 requests = 40_000
                 floor = subprocess.Popen(
                     [c_bins["floor"], "--port", str(receiver.port), "--requests", str(requests),
-                     "--body-bytes", "900", "--split", "0"], stdout=subprocess.DEVNULL)
+                     "--body-bytes", "900", "--split", "0", "--connections", str(concurrency)],
+                    stdout=subprocess.DEVNULL)
                 seen, seconds = poll(floor)
-                print(f"run {rep + 1} ({regime}): floor client {requests / seconds:,.0f} requests/s")
+                print(f"run {rep + 1} ({regime}, {concurrency} connection(s)): floor client "
+                      f"{requests / seconds:,.0f} requests/s")
                 print(header)
+                totals = [0, 0, 0, 0]
                 for name, *figures in seen.values():
-                    print(row(name, requests, *figures))
+                    if concurrency == 1:
+                        print(row(name, requests, *figures))
+                    totals = [t + f for t, f in zip(totals, figures)]
+                print(row("(all)", requests, *totals))
                 state = os.path.join(work, f"state-{rep}.db")
                 os.sync()  # the previous run's writes must not be flushed during this one
                 before = receiver.count()
-                run = subprocess.Popen(keyhook.cmd("run-task", "deliver", "--force", db=db,
+                run = subprocess.Popen(keyhook.cmd("run-task", "deliver", "--force",
+                                                   "--concurrency", str(concurrency), db=db,
                                                    state=state),
                                        stdout=subprocess.DEVNULL)
                 seen, seconds = poll(run)
