@@ -481,6 +481,84 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_that_panics_ends_the_run_with_an_error_and_its_deliveries_stay_pending() {
+        use crate::delivery::record::{NewRun, Recorder, Subject};
+        use crate::delivery::signature::{Scheme, Signer};
+        use crate::delivery::target::{Endpoint, Target};
+        use crate::secret::Secret;
+        use crate::state::deliveries::Queue;
+        use crate::state::{State, StateDb};
+        use std::sync::atomic::AtomicBool;
+        use std::time::Duration;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::Sqlite(StateDb::open(&dir.path().join("state.db")).unwrap());
+        let source = worker::tests::PANICS;
+        let run = NewRun {
+            source,
+            name: "Panics",
+            slot: None,
+            now: 1000,
+            sends: true,
+        };
+        let mut recorder = Recorder::begin(&mut state, &run).unwrap();
+        for license_id in 1..=3 {
+            let subject = Subject {
+                license_id,
+                activation_key: "KEY",
+            };
+            recorder.add(subject, b"{}").unwrap();
+        }
+        let run_id = recorder.commit(3).unwrap();
+        let target = Target {
+            source: source.to_string(),
+            endpoint: Endpoint {
+                // Never reached: the worker panics before its first POST.
+                url: "http://127.0.0.1:9/".to_string(),
+                timeout: Duration::from_secs(1),
+                tls: Default::default(),
+            },
+            signer: Signer::new(&[Scheme::Qlm], &[Secret::new("key")]).unwrap(),
+            policy: Default::default(),
+            concurrency: 2,
+        };
+        drop(state);
+        let path = dir.path().join("state.db");
+        let clock = crate::schedule::clock::Clock::system(chrono_tz::UTC);
+        let (ended, returned) = std::sync::mpsc::channel();
+        // Not a scoped thread: without the guard it would wait forever, and the test must fail
+        // rather than hang.
+        let (target, clock): (&'static Target, &'static _) =
+            (Box::leak(Box::new(target)), Box::leak(Box::new(clock)));
+        let opened = path.clone();
+        std::thread::spawn(move || {
+            let db = StateDb::open(&opened).unwrap();
+            let stop = AtomicBool::new(false);
+            let queue = Queue::Run(source, run_id);
+            let sent = super::send(&db, queue, target, clock, &stop, &|_| {});
+            let _ = ended.send(sent.map_err(|error| error.to_string()));
+        });
+        let sent = returned
+            .recv_timeout(Duration::from_secs(30))
+            .expect("send ends, not waits for the delivery the panicked worker held");
+        let error = sent.expect_err("a panicked worker is an error");
+        assert!(
+            error.contains("a sending thread stopped on an internal error")
+                && error.contains("a bug in the sending thread"),
+            "{error}"
+        );
+        let db = StateDb::open(&path).unwrap();
+        let left = db
+            .claim(Queue::Run(source, run_id), "later", 2000, 10)
+            .unwrap();
+        assert_eq!(
+            left.len(),
+            3,
+            "every delivery is still pending, none claimed"
+        );
+    }
+
+    #[test]
     fn every_sending_thread_has_a_name_of_its_own_within_linux_s_15_bytes() {
         let names: Vec<String> = (1..=MAX_CONCURRENCY).map(sender_name).collect();
         assert!(names.iter().all(|name| name.len() <= 15), "{names:?}");

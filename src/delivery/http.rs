@@ -239,9 +239,10 @@ fn describe(error: &ureq::Error, timeout: Duration) -> String {
 
 /// Resolves each host once per run. ureq resolves before it looks for a pooled connection,
 /// and with a timeout set it does so on a new thread: a thread per request. The addresses of
-/// a receiver do not change within a run. An IP address is taken as it is, on no thread (as
-/// keyhook's own client does): ureq would start one even for that, and panic where no thread
-/// can be started.
+/// a receiver do not change within a run. The lookup is keyhook's own client's: an IP address
+/// is taken as it is, on no thread, and a name is looked up on a named thread, or on the
+/// sending thread where none can be started. ureq's own starts a thread even for an IP
+/// address, and panics where it cannot.
 #[derive(Debug, Default)]
 struct RunResolver {
     inner: DefaultResolver,
@@ -266,7 +267,11 @@ impl Resolver for RunResolver {
         }
         let addresses = match self.ip_address(uri, config) {
             Some(addresses) => addresses?,
-            None => self.inner.resolve(uri, config, timeout)?,
+            None => match self.name(uri, config, &timeout) {
+                Some(addresses) => addresses?,
+                // Not a url with a host and a port: ureq's resolver says what is wrong.
+                None => self.inner.resolve(uri, config, timeout)?,
+            },
         };
         if let Ok(mut known) = self.known.lock() {
             known.push((key, addresses.clone()));
@@ -290,6 +295,42 @@ impl RunResolver {
         let mut addresses = self.empty();
         for wanted in config.ip_family().keep_wanted(std::iter::once(address)) {
             addresses.push(wanted);
+        }
+        Some(match addresses.is_empty() {
+            true => Err(ureq::Error::HostNotFound),
+            false => Ok(addresses),
+        })
+    }
+
+    /// The addresses of a url's host name, looked up as keyhook's own client does
+    /// ([`plain::resolve`](super::plain::resolve)) within `timeout`; `None` for a url without
+    /// a host and a port.
+    fn name(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: &NextTimeout,
+    ) -> Option<Result<ResolvedSocketAddrs, ureq::Error>> {
+        let (scheme, authority) = (uri.scheme()?, uri.authority()?);
+        let host_and_port = DefaultResolver::host_and_port(scheme, authority)?;
+        let (host, port) = host_and_port.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        // A timeout too far off for an `Instant` (none set) is no deadline at all.
+        let deadline = Instant::now()
+            .checked_add(*timeout.after)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(60 * 60 * 24 * 365));
+        let found = match super::plain::resolve(host, port, deadline) {
+            Ok(found) => found,
+            Err(super::plain::Failure::Timeout) => {
+                return Some(Err(ureq::Error::Timeout(timeout.reason)));
+            }
+            Err(_) => return Some(Err(ureq::Error::HostNotFound)),
+        };
+        let mut addresses = self.empty();
+        for wanted in config.ip_family().keep_wanted(found.into_iter()) {
+            if addresses.try_push(wanted).is_err() {
+                break;
+            }
         }
         Some(match addresses.is_empty() {
             true => Err(ureq::Error::HostNotFound),

@@ -17,6 +17,8 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+/// The name lookup of keyhook's own client, for ureq's (`https://`) too.
+pub(super) use connect::resolve;
 use connect::{connect, endpoint, still_open};
 pub use response::Answer;
 use response::Framing;

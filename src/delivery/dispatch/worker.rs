@@ -22,6 +22,12 @@ const SIGNED_FRESH: Duration = Duration::from_secs(1);
 /// `halt` is up: then the delivery goes back unsent (`None`).
 pub(super) fn post_jobs(target: &Target, pipeline: &Pipeline, halt: &Halt) {
     let _crash = CrashGuard(pipeline);
+    #[cfg(test)]
+    if target.source == tests::PANICS {
+        // A stand-in for a bug: the worker dies with a delivery in hand.
+        let _held = take(pipeline, true);
+        panic!("a bug in the sending thread");
+    }
     let sender = Sender::new(target.endpoint.timeout, &target.endpoint.tls);
     let mut answered: Option<Answered> = None;
     let mut next = take_job(target, pipeline, true);
@@ -175,4 +181,10 @@ impl Drop for CrashGuard<'_> {
             self.0.ready.notify_all();
         }
     }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    /// The source whose workers panic as soon as they hold a delivery (unit tests only).
+    pub(in crate::delivery) const PANICS: &str = "panics-in-its-worker";
 }

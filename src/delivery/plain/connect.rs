@@ -47,7 +47,7 @@ pub(super) fn endpoint(url: &str, deadline: Instant) -> Option<Result<Endpoint, 
 /// The addresses of `host`, found before `deadline`. A name is looked up on a thread of its
 /// own, as the system's resolver has no timeout: past the deadline the attempt fails and the
 /// lookup is left to end by itself.
-pub(super) fn resolve(
+pub(in crate::delivery) fn resolve(
     host: &str,
     port: u16,
     deadline: Instant,
