@@ -282,3 +282,63 @@ fn a_new_state_file_gets_8k_pages_and_an_older_one_keeps_its_own() {
         .unwrap();
     assert_eq!(runs, 1);
 }
+
+#[test]
+fn v13_moves_cursor_keys_stored_with_an_sslpassword_and_merges_them_with_the_new_ones() {
+    let mut conn = at_version(12);
+    let (old, other) = (
+        "postgres://u:***@h/db?sslpassword=keysecret",
+        "postgres://u:***@h/db?sslpassword=otherkey",
+    );
+    let new = "postgres://u:***@h/db?sslpassword=***";
+    let file = "/var/lib/qlm/licenses.db";
+    conn.execute_batch(&format!(
+        "INSERT INTO outbox_cursors VALUES ('{old}', 7, 100), ('{other}', 9, 90),
+             ('{new}', 5, 200), ('{file}', 3, 50);
+         INSERT INTO expiries_seen VALUES ('{old}', 1, '2026-01-01', 100),
+             ('{new}', 1, '2026-01-01', 200), ('{old}', 2, '2026-02-01', 100),
+             ('{file}', 1, '2026-01-01', 50);
+         INSERT INTO expiry_scans VALUES ('{old}', '2026-03-01', 100),
+             ('{new}', '2026-02-01', 200), ('{file}', '2026-01-01', 50);"
+    ))
+    .unwrap();
+    migrate(&mut conn, Path::new("state.db")).unwrap();
+    let rows = |sql: &str| -> Vec<String> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |row| row.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        rows(
+            "SELECT license_db || ' ' || taken || ' ' || updated_at FROM outbox_cursors
+             ORDER BY license_db"
+        ),
+        [format!("{file} 3 50"), format!("{new} 9 200")],
+        "the furthest cursor of the three keys of one server, under its new key"
+    );
+    assert_eq!(
+        rows(
+            "SELECT license_db || ' ' || license_id || ' ' || expiry FROM expiries_seen
+             ORDER BY license_db, license_id"
+        ),
+        [
+            format!("{file} 1 2026-01-01"),
+            format!("{new} 1 2026-01-01"),
+            format!("{new} 2 2026-02-01"),
+        ]
+    );
+    assert_eq!(
+        rows("SELECT license_db || ' ' || scanned_to FROM expiry_scans ORDER BY license_db"),
+        [format!("{file} 2026-01-01"), format!("{new} 2026-03-01")]
+    );
+    for table in ["outbox_cursors", "expiries_seen", "expiry_scans"] {
+        let leaked = rows(&format!(
+            "SELECT license_db FROM {table} WHERE license_db LIKE '%keysecret%'
+             OR license_db LIKE '%otherkey%'"
+        ));
+        assert!(leaked.is_empty(), "{table}: {leaked:?}");
+    }
+}
