@@ -11,7 +11,7 @@ use keyhook::receiver::{Reply, Server};
 
 use crate::postgres::Schema;
 use crate::support::gate::Gate;
-use crate::support::{Test, marked_run, stdout};
+use crate::support::{Test, later, marked_run, stdout};
 
 /// Where a test keeps its state.
 enum Backend {
@@ -62,6 +62,8 @@ on_both!(
     a_slot_runs_once,
     failures_are_retried_with_the_same_id_and_bytes,
     resend_sends_the_same_id_and_bytes,
+    a_slot_whose_run_could_not_be_recorded_runs_at_the_next_call,
+    a_slot_whose_secret_was_missing_runs_once_it_is_there,
 );
 
 /// `count` matching licenses and a task `stem` posting them to `url`.
@@ -116,6 +118,74 @@ fn a_slot_runs_once(backend: &Backend) {
     let again = test.keyhook(["run-task", "t"]).output().unwrap();
     assert!(again.status.success());
     assert!(stdout(&again).contains("already ran"), "{}", stdout(&again));
+    assert_eq!(server.request_count(), 2);
+}
+
+fn a_slot_whose_run_could_not_be_recorded_runs_at_the_next_call(backend: &Backend) {
+    // The license database is away when the slot comes: the run fails before anything is
+    // recorded. On a shared state its claim on the slot went back, so the next call runs it
+    // (it used to say the slot was run by this very host, exit 0, until the lease ran out).
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = backend.apply(licenses(Test::new(), 2).task("t", "all", &server.url("/"), ""));
+    test.keyhook(["run-due"]).assert().success();
+    let (db, away) = (test.path("licenses.db"), test.path("licenses.away"));
+    std::fs::rename(&db, &away).unwrap();
+    let failed = test
+        .keyhook(["run-due", "--now", &later(86_400)])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success(), "{}", stdout(&failed));
+    std::fs::rename(&away, &db).unwrap();
+    let again = test
+        .keyhook(["run-due", "--now", &later(86_400)])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        stdout(&again),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(again.status.success(), "{said}");
+    assert!(said.contains("2 delivered"), "{said}");
+    assert_eq!(server.request_count(), 2);
+}
+
+fn a_slot_whose_secret_was_missing_runs_once_it_is_there(backend: &Backend) {
+    // The same after the slot is claimed and before the run is recorded: the webhook's secret
+    // is read from an environment variable that is not set.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = backend.apply(licenses(Test::new(), 2).write(
+        "tasks/t.toml",
+        &format!(
+            "name = \"t\"\nsearch = \"all\"\nschedule = \"every 1 day\"\n\n[webhook]\n\
+             url = \"{}\"\nsecret_env = \"KEYHOOK_TEST_T_SECRET\"\n",
+            server.url("/")
+        ),
+    ));
+    test.keyhook(["run-due"]).assert().success();
+    let failed = test
+        .keyhook(["run-due", "--now", &later(86_400)])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        stdout(&failed),
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert!(!failed.status.success(), "{said}");
+    assert!(said.contains("KEYHOOK_TEST_T_SECRET"), "{said}");
+    let again = test
+        .keyhook(["run-due", "--now", &later(86_400)])
+        .env("KEYHOOK_TEST_T_SECRET", "now-set")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        stdout(&again),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(again.status.success(), "{said}");
+    assert!(said.contains("2 delivered"), "{said}");
     assert_eq!(server.request_count(), 2);
 }
 

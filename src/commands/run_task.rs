@@ -12,7 +12,7 @@ use super::helping;
 use super::sending::{self, Failure, Held, Stop};
 use super::{Context, printable};
 use crate::cli::RunTaskArgs;
-use crate::definitions::Task;
+use crate::definitions::{Search, Task};
 use crate::delivery::dispatch::Event;
 use crate::error::Result;
 use crate::state::deliveries::Queue;
@@ -123,17 +123,8 @@ pub(super) fn execute(
         }
     };
     let enabled = task.webhook.enabled && context.definitions.settings.webhooks_enabled;
-    let last_run = first_date(context, task, &task_state)?;
-    let values = super::placeholder_values(context, Some(task), search, Some(last_run))?;
-    let run = TaskRun {
-        task,
-        search,
-        values: &values,
-        slot: options.slot,
-        now,
-        sends: enabled,
-    };
-    if !record(context, &mut state, &run, &mut report)? {
+    let run = (task, search, options.slot, now, enabled);
+    if !record_run(context, &mut state, run, &task_state, &mut report)? {
         drop(held);
         helping::help(context, &state, task, options, stop, &mut report)?;
         return Ok(report);
@@ -219,11 +210,50 @@ fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Sta
             Some(Box::new(state)),
         ));
     }
-    let Some(held) = sending::hold(context, &state, task)? else {
-        if let Some(slot) = slot {
-            state.release_slot(&task.stem, slot)?;
+    // From here the slot (if any) is this process's: if the run does not go ahead, the claim
+    // goes back, so that the next call (here or on another host) runs the slot, rather than
+    // wait for the lease to end and meanwhile say the slot is run by this host.
+    let ready = ready(context, &state, task, slot);
+    if let (Some(slot), Err(_) | Ok(Ready::Locked)) = (slot, &ready) {
+        let released = state.release_slot(&task.stem, slot);
+        if matches!(ready, Ok(Ready::Locked)) {
+            released?;
         }
-        return Err(sending::locked(task));
+    }
+    match ready? {
+        Ready::Locked => Err(sending::locked(task)),
+        Ready::Ran(why) => Ok(Start::Skip(why, None)),
+        Ready::Go(ready) => {
+            let (held, task_state, now) = *ready;
+            Ok(Start::Run(Box::new(Started {
+                state,
+                held,
+                task_state,
+                now,
+            })))
+        }
+    }
+}
+
+/// What [`start`] finds once the slot is claimed.
+enum Ready<'a> {
+    /// Another process holds the task's lock.
+    Locked,
+    /// The slot ran meanwhile: why nothing is done.
+    Ran(String),
+    /// The lock held, the task's state read at the time given.
+    Go(Box<(Held<'a>, TaskState, i64)>),
+}
+
+/// Takes the task's lock and reads its state; checks the slot again under the lock.
+fn ready<'a>(
+    context: &Context,
+    state: &State,
+    task: &'a Task,
+    slot: Option<i64>,
+) -> Result<Ready<'a>> {
+    let Some(held) = sending::hold(context, state, task)? else {
+        return Ok(Ready::Locked);
     };
     let now = context.clock.now().timestamp();
     let task_state = state.task_state(&task.stem, now)?;
@@ -231,16 +261,41 @@ fn start<'a>(context: &Context, task: &'a Task, slot: Option<i64>) -> Result<Sta
         writeln!(std::io::stderr(), "warning: {warning}")?;
     }
     if let Some(slot) = slot
-        && let Some(why) = already_ran(context, &state, task, slot)?
+        && let Some(why) = already_ran(context, state, task, slot)?
     {
-        return Ok(Start::Skip(why, None));
+        return Ok(Ready::Ran(why));
     }
-    Ok(Start::Run(Box::new(Started {
-        state,
-        held,
-        task_state,
-        now,
-    })))
+    Ok(Ready::Go(Box::new((held, task_state, now))))
+}
+
+/// [`record`]s the run of `task` with `search` for `slot` at `now`, sending or not, after its
+/// placeholders' values. If that fails, nothing of the run is recorded, and its claim on the
+/// slot goes back, so that the next call (here or on another host) runs it, rather than wait
+/// for the lease to end and meanwhile say the slot is run by this host.
+fn record_run(
+    context: &Context,
+    state: &mut State,
+    (task, search, slot, now, sends): (&Task, &Search, Option<i64>, i64, bool),
+    task_state: &TaskState,
+    report: &mut Report,
+) -> Result<bool> {
+    let recorded = first_date(context, task, task_state)
+        .and_then(|last_run| super::placeholder_values(context, Some(task), search, Some(last_run)))
+        .and_then(|values| {
+            let run = TaskRun {
+                task,
+                search,
+                values: &values,
+                slot,
+                now,
+                sends,
+            };
+            record(context, state, &run, report)
+        });
+    if let (Err(_), Some(slot)) = (&recorded, slot) {
+        let _ = state.release_slot(&task.stem, slot);
+    }
+    recorded
 }
 
 /// Records every match as a pending delivery (when the run sends), before the first POST.
