@@ -245,53 +245,6 @@ fn query(schema: &Schema, sql: &str) -> Vec<postgres::Row> {
 }
 
 #[test]
-fn cursor_keys_stored_with_an_sslpassword_move_to_their_masked_form_once() {
-    // A state left by a keyhook that stored a license server's cursor key with its
-    // `sslpassword` as it was (schema v2): the next keyhook moves the rows to the key with
-    // the secret masked, merged with those already there, and records v3.
-    let Some(schema) = Schema::new() else { return };
-    let test = licenses(Test::new(), 1).task("t", "all", "http://127.0.0.1:9/", "");
-    let test = test.env("KEYHOOK_STATE", &state_url(&schema));
-    test.keyhook(["status"]).assert().success();
-    let (old, new) = (
-        "postgres://u:***@h/db?sslpassword=keysecret",
-        "postgres://u:***@h/db?sslpassword=***",
-    );
-    let mut client = schema.client();
-    client
-        .batch_execute(&format!(
-            "SET search_path = {};
-             DELETE FROM schema_version WHERE version = 3;
-             INSERT INTO outbox_cursors VALUES ('{old}', 7, 100), ('{new}', 5, 200);
-             INSERT INTO expiries_seen VALUES ('{old}', 1, '2026-01-01', 100),
-                 ('{new}', 1, '2026-01-01', 200), ('{old}', 2, '2026-02-01', 100);
-             INSERT INTO expiry_scans VALUES ('{old}', '2026-03-01', 100);",
-            schema.name
-        ))
-        .unwrap();
-    test.keyhook(["status"]).assert().success();
-    let rows = |sql: &str| -> Vec<String> {
-        query(&schema, sql)
-            .iter()
-            .map(|row| row.get::<_, String>(0))
-            .collect()
-    };
-    assert_eq!(
-        rows("SELECT license_db || ' ' || taken FROM outbox_cursors"),
-        [format!("{new} 7")]
-    );
-    assert_eq!(
-        rows("SELECT license_db || ' ' || license_id FROM expiries_seen ORDER BY license_id"),
-        [format!("{new} 1"), format!("{new} 2")]
-    );
-    assert_eq!(
-        rows("SELECT license_db || ' ' || scanned_to FROM expiry_scans"),
-        [format!("{new} 2026-03-01")]
-    );
-    assert_eq!(rows("SELECT max(version)::text FROM schema_version"), ["3"]);
-}
-
-#[test]
 fn three_hosts_calling_run_due_together_run_each_slot_once_and_send_each_delivery_once() {
     let Some(schema) = Schema::new() else { return };
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 12] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -196,74 +196,7 @@ CREATE INDEX deliveries_event_source ON deliveries (task) WHERE event_type IS NO
 ALTER TABLE runs ADD COLUMN recording INTEGER;
 CREATE INDEX runs_recording ON runs (task) WHERE recording IS NOT NULL;
 "#,
-    // v13: a PostgreSQL license database's cursor keys hold no secret (`sslpassword` was
-    // stored as it is): the keys move in Rust, [`rekey_cursors`].
-    "",
 ];
-
-/// The step whose keys move in Rust ([`rekey_cursors`]) after its SQL.
-const REKEY_CURSORS: usize = 12;
-
-/// Per table holding cursor keys: the statement copying the rows of one key (`?1`) to
-/// another (`?2`), merged with any already there (the further cursor and scan win, every
-/// expiry seen stays seen); the rows under the old key are deleted after it.
-const REKEYED: [(&str, &str); 3] = [
-    (
-        "outbox_cursors",
-        "INSERT INTO outbox_cursors (license_db, taken, updated_at)
-         SELECT ?2, taken, updated_at FROM outbox_cursors WHERE license_db = ?1
-         ON CONFLICT (license_db) DO UPDATE SET taken = max(taken, excluded.taken),
-             updated_at = max(updated_at, excluded.updated_at)",
-    ),
-    (
-        "expiries_seen",
-        "INSERT OR IGNORE INTO expiries_seen (license_db, license_id, expiry, seen_at)
-         SELECT ?2, license_id, expiry, seen_at FROM expiries_seen WHERE license_db = ?1",
-    ),
-    (
-        "expiry_scans",
-        "INSERT INTO expiry_scans (license_db, scanned_to, updated_at)
-         SELECT ?2, scanned_to, updated_at FROM expiry_scans WHERE license_db = ?1
-         ON CONFLICT (license_db) DO UPDATE SET scanned_to = max(scanned_to, excluded.scanned_to),
-             updated_at = max(updated_at, excluded.updated_at)",
-    ),
-];
-
-/// Moves every cursor key stored with a secret to the key [`cursor_key`] gives now
-/// ([`rekeyed_cursor`]).
-///
-/// [`cursor_key`]: crate::licenses::postgres::connect::cursor_key
-/// [`rekeyed_cursor`]: crate::licenses::postgres::connect::rekeyed_cursor
-fn rekey_cursors(conn: &Connection) -> rusqlite::Result<()> {
-    // The rows deleted are overwritten in the file, not left on free pages.
-    conn.pragma_update(None, "secure_delete", true)?;
-    let moved = rekey_each(conn);
-    conn.pragma_update(None, "secure_delete", false)?;
-    moved
-}
-
-fn rekey_each(conn: &Connection) -> rusqlite::Result<()> {
-    let keys: Vec<String> = conn
-        .prepare(
-            "SELECT license_db FROM outbox_cursors UNION SELECT license_db FROM expiries_seen
-             UNION SELECT license_db FROM expiry_scans",
-        )?
-        .query_map([], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for stored in keys {
-        let Some(key) = crate::licenses::postgres::connect::rekeyed_cursor(&stored) else {
-            continue;
-        };
-        for (table, copy) in REKEYED {
-            conn.execute(copy, [&stored, &key])?;
-            conn.execute(
-                &format!("DELETE FROM {table} WHERE license_db = ?1"),
-                [&stored],
-            )?;
-        }
-    }
-    Ok(())
-}
 
 /// Brings the schema up to date, in one transaction per step.
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
@@ -307,9 +240,6 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
             continue;
         }
         transaction.execute_batch(step).map_err(sql_error)?;
-        if index == REKEY_CURSORS {
-            rekey_cursors(&transaction).map_err(sql_error)?;
-        }
         transaction
             .pragma_update(None, "user_version", index as i64 + 1)
             .map_err(sql_error)?;

@@ -316,25 +316,12 @@ pub fn redact(url: &str) -> String {
     })
 }
 
-/// The key of a server's outbox cursor (and of its `license.expired` scans) in keyhook's
-/// state: the URL as [`redact`] shows it, so the state holds no secret of it. A state whose
-/// keys were written by an older keyhook, which masked only a `password` (so an
-/// `sslpassword` was stored), has them moved to this form when it is migrated
-/// ([`rekeyed_cursor`]): a key that moved without its rows would re-send every event.
+/// The key of a server's outbox cursor in keyhook's state: the URL with the user part's
+/// password and a `password=` parameter replaced by `***`. Existing cursors are stored under
+/// this form, so it must not change (a new key would re-send every event from the start);
+/// it is never shown, and [`redact`] masks more.
 pub fn cursor_key(url: &str) -> String {
-    redact(url)
-}
-
-/// The key a stored cursor key moves to, `None` if it stays: a server's URL stored with a
-/// secret that [`cursor_key`] masks now (masking again what is masked changes nothing, so
-/// this is the key of the URL it was made from). A license file's path stays as it is.
-pub fn rekeyed_cursor(stored: &str) -> Option<String> {
-    let lower = stored.to_ascii_lowercase();
-    if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
-        return None;
-    }
-    let key = cursor_key(stored);
-    (key != stored).then_some(key)
+    masked(url, |name| name == "password")
 }
 
 /// The URL with the user part's password and the parameters `is_secret` names masked.
@@ -395,40 +382,21 @@ mod tests {
     }
 
     #[test]
-    fn sslpassword_is_masked_when_shown_and_in_the_cursor_key() {
+    fn sslpassword_is_shown_masked_but_the_cursor_key_keeps_its_old_form() {
         let url = "postgres://u:pw@h/db?sslpassword=keysecret&pass%77ord=other&sslmode=require";
-        let masked = "postgres://u:***@h/db?sslpassword=***&pass%77ord=***&sslmode=require";
-        assert_eq!(redact(url), masked);
-        assert_eq!(cursor_key(url), masked);
+        assert_eq!(
+            redact(url),
+            "postgres://u:***@h/db?sslpassword=***&pass%77ord=***&sslmode=require"
+        );
         assert_eq!(
             redact("postgres://h/db?ssl%70assword=keysecret"),
             "postgres://h/db?ssl%70assword=***"
         );
-    }
-
-    #[test]
-    fn a_cursor_key_stored_by_an_older_keyhook_moves_to_the_key_of_its_url() {
-        let url = "postgres://u:pw@h/db?sslpassword=keysecret&pass%77ord=other&sslmode=require";
-        // What keyhook stored before: only the user part's password and `password=` masked.
-        let stored = "postgres://u:***@h/db?sslpassword=keysecret&pass%77ord=other&sslmode=require";
-        assert_eq!(rekeyed_cursor(stored), Some(cursor_key(url)));
+        // Cursors already stored under this key would be re-sent from the start if it moved.
         assert_eq!(
-            rekeyed_cursor("POSTGRESQL://h/db?SSLPASSWORD=x").as_deref(),
-            None,
-            "parameter names are case-sensitive, as libpq reads them"
+            cursor_key(url),
+            "postgres://u:***@h/db?sslpassword=keysecret&pass%77ord=other&sslmode=require"
         );
-        assert_eq!(
-            rekeyed_cursor("postgresql://h/db?sslpassword=x").as_deref(),
-            Some("postgresql://h/db?sslpassword=***")
-        );
-        for kept in [
-            cursor_key(url).as_str(),
-            "postgres://u:***@h/db?sslmode=require",
-            "/var/lib/qlm/licenses.db",
-            "/odd/path?sslpassword=x",
-        ] {
-            assert_eq!(rekeyed_cursor(kept), None, "{kept}");
-        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ const MIGRATION_LOCK: i64 = 0x6b65_7968_6f6f_6b01;
 
 /// Each entry moves the schema from version `index` to `index + 1`. Times are Unix seconds as
 /// in the SQLite state, except the leases, which are the server's own `timestamptz`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 2] = [
     r#"
 CREATE TABLE tasks (
     task          text PRIMARY KEY,
@@ -119,68 +119,7 @@ CREATE TABLE webhook_sources (
     webhook_gone  bigint              -- set when the receiver answered 410 Gone
 );
 "#,
-    // v3: a license server's cursor keys hold no secret (`sslpassword` was stored as it is):
-    // the keys move in Rust, [`rekey_cursors`], as in the SQLite state's v13.
-    "",
 ];
-
-/// The step whose keys move in Rust ([`rekey_cursors`]) after its SQL.
-const REKEY_CURSORS: usize = 2;
-
-/// Per table holding cursor keys: the statement copying the rows of one key (`$1`) to another
-/// (`$2`), merged with any already there (the further cursor and scan win, every expiry seen
-/// stays seen); the rows under the old key are deleted after it.
-const REKEYED: [(&str, &str); 3] = [
-    (
-        "outbox_cursors",
-        "INSERT INTO outbox_cursors (license_db, taken, updated_at)
-         SELECT $2, taken, updated_at FROM outbox_cursors WHERE license_db = $1
-         ON CONFLICT (license_db) DO UPDATE
-         SET taken = greatest(outbox_cursors.taken, excluded.taken),
-             updated_at = greatest(outbox_cursors.updated_at, excluded.updated_at)",
-    ),
-    (
-        "expiries_seen",
-        "INSERT INTO expiries_seen (license_db, license_id, expiry, seen_at)
-         SELECT $2, license_id, expiry, seen_at FROM expiries_seen WHERE license_db = $1
-         ON CONFLICT DO NOTHING",
-    ),
-    (
-        "expiry_scans",
-        "INSERT INTO expiry_scans (license_db, scanned_to, updated_at)
-         SELECT $2, scanned_to, updated_at FROM expiry_scans WHERE license_db = $1
-         ON CONFLICT (license_db) DO UPDATE
-         SET scanned_to = greatest(expiry_scans.scanned_to, excluded.scanned_to),
-             updated_at = greatest(expiry_scans.updated_at, excluded.updated_at)",
-    ),
-];
-
-/// Moves every cursor key stored with a secret to the key
-/// [`cursor_key`](crate::licenses::postgres::connect::cursor_key) gives now.
-fn rekey_cursors(transaction: &mut postgres::Transaction) -> Result<(), postgres::Error> {
-    let keys: Vec<String> = transaction
-        .query(
-            "SELECT license_db FROM outbox_cursors UNION SELECT license_db FROM expiries_seen
-             UNION SELECT license_db FROM expiry_scans",
-            &[],
-        )?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    for stored in keys {
-        let Some(key) = crate::licenses::postgres::connect::rekeyed_cursor(&stored) else {
-            continue;
-        };
-        for (table, copy) in REKEYED {
-            transaction.execute(copy, &[&stored, &key])?;
-            transaction.execute(
-                &format!("DELETE FROM {table} WHERE license_db = $1"),
-                &[&stored],
-            )?;
-        }
-    }
-    Ok(())
-}
 
 /// The schema version this keyhook knows.
 pub const KNOWN: i64 = MIGRATIONS.len() as i64;
@@ -205,9 +144,6 @@ pub fn migrate(client: &mut Client, schema: &str) -> Result<i64, postgres::Error
     }
     for (index, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         transaction.batch_execute(step)?;
-        if index == REKEY_CURSORS {
-            rekey_cursors(&mut transaction)?;
-        }
         transaction.execute(
             "INSERT INTO schema_version (version) VALUES ($1)",
             &[&(index as i64 + 1)],
