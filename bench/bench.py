@@ -1298,7 +1298,7 @@ def regimes_section(results, add):
             add(f"| {regime} | {r['delivered']:,} | {r['c1_rps']:,.0f} | {r['c16_rps']:,.0f} | "
                 f"{r['speedup']:.2f} x | {fmt(r['c1_cpu_us'], 1)} / {fmt(r['c16_cpu_us'], 1)} us "
                 f"| {floors} | {r['load']:.2f} |")
-        add("\nThe floor client's own speedup from 16 connections is what this machine's two CPUs "
+        add("\nThe floor client's own speedup from 16 connections is what this machine's CPUs "
             "allow a sender that does nothing else; keyhook's run also records every match "
             "before the first POST, in both of its runs.")
 

@@ -162,7 +162,12 @@ int main(int argc, char **argv) {
     pthread_barrier_init(&ready, NULL, (unsigned)connections + 1);
     for (long i = 0; i < connections; i++) {
         conns[i].requests = requests / connections + (i < requests % connections ? 1 : 0);
-        pthread_create(&conns[i].thread, NULL, one_connection, &conns[i]);
+        int error = pthread_create(&conns[i].thread, NULL, one_connection, &conns[i]);
+        if (error != 0) {
+            /* The barrier counts every connection: without this one it would wait forever. */
+            fprintf(stderr, "floor: thread %ld of %ld: %s\n", i + 1, connections, strerror(error));
+            return 1;
+        }
     }
     /* The clock starts once every connection is open. */
     pthread_barrier_wait(&ready);

@@ -93,6 +93,8 @@ def main():
                      "--body-bytes", "900", "--split", "0", "--connections", str(concurrency)],
                     stdout=subprocess.DEVNULL)
                 seen, seconds = poll(floor)
+                if floor.returncode != 0:
+                    sys.exit(f"the floor client exited {floor.returncode}")
                 print(f"run {rep + 1} ({regime}, {concurrency} connection(s)): floor client "
                       f"{requests / seconds:,.0f} requests/s")
                 print(header)

@@ -228,6 +228,9 @@ fn describe(error: &ureq::Error, timeout: Duration) -> String {
             format!("no answer within {}", humantime::format_duration(timeout))
         }
         ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<LookupFailed>()) => {
+            io.get_ref().map(ToString::to_string).unwrap_or_default()
+        }
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             "connection refused".into()
@@ -236,6 +239,19 @@ fn describe(error: &ureq::Error, timeout: Duration) -> String {
         other => other.to_string(),
     }
 }
+
+/// A name lookup that failed, in [`Failure::describe`](super::plain::Failure::describe)'s
+/// words (carried through ureq as the source of an `io::Error`).
+#[derive(Debug)]
+struct LookupFailed(String);
+
+impl std::fmt::Display for LookupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LookupFailed {}
 
 /// Resolves each host once per run. ureq resolves before it looks for a pooled connection,
 /// and with a timeout set it does so on a new thread: a thread per request. The addresses of
@@ -323,6 +339,13 @@ impl RunResolver {
             Ok(found) => found,
             Err(super::plain::Failure::Timeout) => {
                 return Some(Err(ureq::Error::Timeout(timeout.reason)));
+            }
+            Err(super::plain::Failure::Lookup(error)) => {
+                let words = super::plain::lookup_words(&error);
+                return Some(Err(ureq::Error::Io(std::io::Error::new(
+                    error.kind(),
+                    LookupFailed(words),
+                ))));
             }
             Err(_) => return Some(Err(ureq::Error::HostNotFound)),
         };

@@ -46,6 +46,8 @@ pub enum Failure {
     /// The deadline passed (connecting, sending or waiting for the answer).
     Timeout,
     HostNotFound,
+    /// The system's resolver failed (no such name, or no DNS server answering): its words.
+    Lookup(io::Error),
     Refused,
     /// The receiver closed the connection before a whole answer came.
     Closed,
@@ -72,6 +74,7 @@ impl Failure {
                 format!("no answer within {}", humantime::format_duration(timeout))
             }
             Failure::HostNotFound => "host not found".into(),
+            Failure::Lookup(error) => lookup_words(error),
             Failure::Refused => "connection refused".into(),
             Failure::Closed => "the receiver closed the connection without a whole answer".into(),
             Failure::Malformed(what) => format!("the receiver's answer is not valid HTTP: {what}"),
@@ -93,6 +96,16 @@ impl Failure {
             _ => false,
         }
     }
+}
+
+/// A failed name lookup in words: "host not found" with the resolver's reason, which tells
+/// a name that does not exist from a DNS server that does not answer.
+pub(super) fn lookup_words(error: &io::Error) -> String {
+    let text = error.to_string();
+    let reason = text
+        .strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text);
+    format!("host not found ({reason})")
 }
 
 /// Where the requests of one url go: its addresses (resolved once) and its request head up to

@@ -64,17 +64,16 @@ pub(in crate::delivery) fn resolve(
     });
     if started.is_err() {
         // No thread for it (a limit on threads): looked up here, without the deadline.
-        let found: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map(Iterator::collect)
-            .unwrap_or_default();
-        return match found.is_empty() {
-            true => Err(Failure::HostNotFound),
-            false => Ok(found),
+        return match (host, port).to_socket_addrs() {
+            Ok(found) => Some(found.collect::<Vec<_>>())
+                .filter(|found| !found.is_empty())
+                .ok_or(Failure::HostNotFound),
+            Err(error) => Err(Failure::Lookup(error)),
         };
     }
     match arrived.recv_timeout(left(deadline)?) {
         Ok(Ok(addresses)) if !addresses.is_empty() => Ok(addresses),
+        Ok(Err(error)) => Err(Failure::Lookup(error)),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(Failure::Timeout),
         _ => Err(Failure::HostNotFound),
     }

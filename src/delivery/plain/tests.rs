@@ -517,3 +517,17 @@ fn an_answer_whose_head_is_over_64_kib_counts_by_its_status_line() {
     );
     handle.join().unwrap();
 }
+
+#[test]
+fn a_failed_lookup_says_host_not_found_with_the_resolver_s_reason() {
+    let said = |text: &str| lookup_words(&io::Error::other(text.to_string()));
+    assert_eq!(
+        said("failed to lookup address information: Temporary failure in name resolution"),
+        "host not found (Temporary failure in name resolution)"
+    );
+    assert_eq!(said("no such host"), "host not found (no such host)");
+    assert_eq!(
+        Failure::Lookup(io::Error::other("x")).describe(Duration::from_secs(1)),
+        "host not found (x)"
+    );
+}
