@@ -1148,3 +1148,119 @@ fn by_default_one_request_at_a_time_and_with_concurrency_several() {
     let most = most.load(Ordering::SeqCst);
     assert!((2..=4).contains(&most), "{most} requests at once");
 }
+
+/// `tasks/all.toml` with `[webhook] enabled = false` (or back to true).
+fn switch_task(test: &Test, on: bool) {
+    let path = test.path("tasks/all.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace("\nenabled = false\n", "\n");
+    let text = match on {
+        true => text,
+        false => text.replace("[webhook]\n", "[webhook]\nenabled = false\n"),
+    };
+    std::fs::write(&path, text).unwrap();
+}
+
+#[test]
+fn retries_wait_while_the_task_s_webhook_or_every_webhook_is_switched_off() {
+    let server = failing_first(3, Reply::status(503));
+    let test = many(3, &server.url("/"), "");
+    test.keyhook(["run-task", "all"]).assert().code(1);
+    assert_eq!(server.request_count(), 3);
+    // The task's own switch: `retry` and `run-due` send nothing and say why.
+    switch_task(&test, false);
+    for command in ["retry", "run-due"] {
+        let output = test
+            .keyhook([command, "--now", &later(600)])
+            .output()
+            .unwrap();
+        let said = stdout(&output);
+        assert_eq!(output.status.code(), Some(0), "{command}: {said}");
+        assert!(
+            said.contains("all: retries wait: [webhook] enabled = false in "),
+            "{command}: {said}"
+        );
+    }
+    assert_eq!(server.request_count(), 3);
+    // Every webhook's switch, the task's own back on.
+    switch_task(&test, true);
+    let test = test.write("keyhook.toml", "webhooks_enabled = false\n");
+    let output = test
+        .keyhook(["retry", "--now", &later(600)])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&output).contains("retries wait: webhooks_enabled = false in keyhook.toml"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(server.request_count(), 3);
+    let test = test.write("keyhook.toml", "webhooks_enabled = true\n");
+    let output = test
+        .keyhook(["retry", "--now", &later(600)])
+        .output()
+        .unwrap();
+    assert!(stdout(&output).contains("retried 3"), "{}", stdout(&output));
+    assert_eq!(server.request_count(), 6);
+}
+
+#[test]
+fn resend_sends_nothing_while_every_webhook_is_switched_off_and_says_so() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = many(1, &server.url("/"), "");
+    test.keyhook(["run-task", "all"]).assert().success();
+    let id = server.requests()[0]
+        .header("X-Keyhook-Delivery")
+        .unwrap()
+        .to_string();
+    let test = test.write("keyhook.toml", "webhooks_enabled = false\n");
+    let output = test.keyhook(["resend", &id]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("webhooks_enabled = false in keyhook.toml"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.request_count(), 1);
+    let log = stdout(&test.keyhook(["log", "--json"]).output().unwrap());
+    assert!(log.contains("\"delivered\""), "left as it was: {log}");
+    // The task's own switch off: sent by hand all the same, with a warning.
+    let test = test.write("keyhook.toml", "webhooks_enabled = true\n");
+    switch_task(&test, false);
+    let output = test.keyhook(["resend", &id]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("its webhook is disabled"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.request_count(), 2);
+}
+
+#[test]
+fn a_removed_task_s_deliveries_never_go_to_another_task_called_like_it() {
+    let server = failing_first(2, Reply::status(503));
+    let test = many(2, &server.url("/gone"), "");
+    test.keyhook(["run-task", "all"]).assert().code(1);
+    std::fs::remove_file(test.path("tasks/all.toml")).unwrap();
+    let other = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = test.write(
+        "tasks/zz.toml",
+        &format!(
+            "name = \"ALL\"\nsearch = \"all\"\nschedule = \"every 1 day\"\n\n[webhook]\n\
+             url = \"{}\"\nsecret = \"other-secret\"\n",
+            other.url("/zz")
+        ),
+    );
+    let output = test
+        .keyhook(["retry", "--now", &later(600)])
+        .output()
+        .unwrap();
+    let said = stdout(&output);
+    assert!(
+        said.contains("all: deliveries wait, but tasks/all.toml is gone or invalid"),
+        "{said}"
+    );
+    assert_eq!(other.request_count(), 0, "{said}");
+    assert_eq!(server.request_count(), 2);
+}

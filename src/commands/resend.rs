@@ -48,11 +48,17 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
     let state = context.open_state()?;
     let now = context.clock.now().timestamp();
     let (seq, stem) = find(context, &state, &args.delivery_id)?;
-    if context.definitions.task(&stem).is_none() && state.is_webhook_source(&stem)? {
+    if !context.definitions.settings.webhooks_enabled {
+        return Err(Error::config(anyhow!(
+            "webhooks_enabled = false in {}: nothing is sent, not even by hand; set it to true \
+             to resend",
+            crate::definitions::settings::FILE
+        )));
+    }
+    if context.definitions.task_by_stem(&stem).is_none() && state.is_webhook_source(&stem)? {
         return resend_event(context, &state, seq, &stem, out);
     }
-    state.requeue(seq, now)?;
-    let task = context.definitions.task(&stem).ok_or_else(|| {
+    let task = context.definitions.task_by_stem(&stem).ok_or_else(|| {
         Error::config(anyhow!(
             "delivery `{}` belongs to task `{stem}`, which no longer exists",
             args.delivery_id
@@ -61,6 +67,18 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
     let Some(held) = sending::hold(context, &state, task)? else {
         return Err(sending::locked(task));
     };
+    // Queued again only once the task's lock is held: not for a task that is gone, nor while
+    // another process sends it.
+    state.requeue(seq, now)?;
+    if !task.webhook.enabled {
+        writeln!(
+            std::io::stderr(),
+            "WARNING: task `{}`: its webhook is disabled ([webhook] enabled = false in {}); this \
+             delivery is sent as asked, the others wait",
+            task.name,
+            task.path.display()
+        )?;
+    }
     if state.task_state(&stem, now)?.webhook_gone.is_some() {
         // Sent by hand all the same (to try a fixed url, say); the rest still waits.
         writeln!(
@@ -103,12 +121,12 @@ fn resend_event(
                  registry (webhooks/*.toml, [events])"
             ))
         })?;
-    state.requeue(seq, now.timestamp())?;
     let Some(held) = sending::hold_source(context, state, &source.target)? else {
         return Err(Error::locked(anyhow!(
             "webhook URL `{name}` is being sent by another keyhook process; this one did nothing"
         )));
     };
+    state.requeue(seq, now.timestamp())?;
     let stop = Stop::install();
     let messages = Mutex::new(Vec::new());
     let url = shown_url(&source.url);

@@ -71,13 +71,18 @@ fn retry_task(
     stop: &Stop,
     out: &mut impl Write,
 ) -> Result<Exit> {
-    let Some(task) = context.definitions.task(stem) else {
+    let Some(task) = context.definitions.task_by_stem(stem) else {
         writeln!(
             out,
             "{stem}: deliveries wait, but tasks/{stem}.toml is gone or invalid; they stay pending"
         )?;
         return Ok(Exit::DeliveryFailed);
     };
+    if let Some(switch) = sending::switched_off(context, task) {
+        // Nothing is sent while a switch is off: the retries wait, as a run's deliveries do.
+        writeln!(out, "{}: retries wait: {switch}", task.name)?;
+        return Ok(Exit::Success);
+    }
     let held = match hold(context, state, task, out)? {
         Ok(held) => held,
         Err(exit) => return Ok(exit),

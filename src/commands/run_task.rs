@@ -387,7 +387,7 @@ fn held_back(
         return Ok(Some(format!(
             "{}: webhook disabled ({}); nothing was sent",
             task.name,
-            disabled_by(context, task)
+            sending::switched_off(context, task).unwrap_or_default()
         )));
     }
     if !gone {
@@ -455,18 +455,6 @@ fn failure_line(failure: &Failure) -> String {
         printable::short(&failure.activation_key),
         printable::short(&failure.error)
     )
-}
-
-fn disabled_by(context: &Context, task: &Task) -> String {
-    let _ = context;
-    if task.webhook.enabled {
-        format!(
-            "webhooks_enabled = false in {}",
-            crate::definitions::settings::FILE
-        )
-    } else {
-        format!("[webhook] enabled = false in {}", task.path.display())
-    }
 }
 
 /// A progress bar on a terminal; hidden (and free) otherwise, so cron mails plain lines.

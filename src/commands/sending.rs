@@ -309,6 +309,25 @@ impl Failure {
     }
 }
 
+/// Which switch keeps `task` from sending, in words (`webhooks_enabled = false` in the
+/// settings, or the task's `[webhook] enabled = false`); `None` when both are on. Runs, their
+/// helpers and the retries all stop at it.
+pub fn switched_off(context: &Context, task: &Task) -> Option<String> {
+    if !context.definitions.settings.webhooks_enabled {
+        Some(format!(
+            "webhooks_enabled = false in {}",
+            crate::definitions::settings::FILE
+        ))
+    } else if !task.webhook.enabled {
+        Some(format!(
+            "[webhook] enabled = false in {}",
+            task.path.display()
+        ))
+    } else {
+        None
+    }
+}
+
 /// The exit for a tally: failures, a 410, or a stop.
 pub fn exit_of(tally: &Tally, stop: &Stop) -> Exit {
     if let Some(exit) = stop.exit() {

@@ -33,7 +33,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     older_waiting(context, &state, &runs, out)?;
     webhooks(context, &state, out)?;
     for skip in &skips {
-        if context.definitions.task(&skip.task).is_none() {
+        if context.definitions.task_by_stem(&skip.task).is_none() {
             continue;
         }
         writeln!(
@@ -132,7 +132,7 @@ fn older_waiting(
     out: &mut impl Write,
 ) -> Result<()> {
     for (stem, waiting) in state.waiting_by_task()? {
-        let Some(task) = context.definitions.task(&stem) else {
+        let Some(task) = context.definitions.task_by_stem(&stem) else {
             continue;
         };
         let last = runs

@@ -170,6 +170,13 @@ impl Definitions {
         find(&self.tasks, key, |task| (&task.stem, &task.name))
     }
 
+    /// The task whose file stem is `stem`, exactly: how the state names the task a run or a
+    /// delivery belongs to. Never by `name`: another task called like a removed task's stem
+    /// must not get its deliveries.
+    pub fn task_by_stem(&self, stem: &str) -> Option<&Task> {
+        self.tasks.iter().find(|task| task.stem == stem)
+    }
+
     /// The webhook named by file stem or by `name` (case-insensitively).
     pub fn webhook(&self, key: &str) -> Option<&EventWebhook> {
         find(&self.webhooks, key, |webhook| {
