@@ -64,6 +64,7 @@ on_both!(
     resend_sends_the_same_id_and_bytes,
     a_slot_whose_run_could_not_be_recorded_runs_at_the_next_call,
     a_slot_whose_secret_was_missing_runs_once_it_is_there,
+    a_removed_task_s_waiting_deliveries_can_be_given_up,
 );
 
 /// `count` matching licenses and a task `stem` posting them to `url`.
@@ -187,6 +188,69 @@ fn a_slot_whose_secret_was_missing_runs_once_it_is_there(backend: &Backend) {
     assert!(again.status.success(), "{said}");
     assert!(said.contains("2 delivered"), "{said}");
     assert_eq!(server.request_count(), 2);
+}
+
+fn a_removed_task_s_waiting_deliveries_can_be_given_up(backend: &Backend) {
+    // Task `t` fails its 2 deliveries, then its file goes: every run-due says they wait
+    // (exit 1) until `prune --removed-tasks` gives them up; task `u`, whose file is there
+    // but broken, keeps its own.
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(503)).unwrap();
+    let test = backend.apply(
+        licenses(Test::new(), 2)
+            .task("t", "all", &server.url("/"), "")
+            .task("u", "all", &server.url("/"), ""),
+    );
+    test.keyhook(["run-task", "t"]).assert().code(1);
+    test.keyhook(["run-task", "u"]).assert().code(1);
+    std::fs::remove_file(test.path("tasks/t.toml")).unwrap();
+    let test = test.write("tasks/u.toml", "name = \"u\"\nsearch = \n");
+    let retry = test
+        .keyhook(["retry", "--now", &later(600)])
+        .output()
+        .unwrap();
+    assert_eq!(retry.status.code(), Some(1), "{}", stdout(&retry));
+    assert!(
+        stdout(&retry).contains("keyhook prune --removed-tasks"),
+        "{}",
+        stdout(&retry)
+    );
+    let pruned = test.keyhook(["prune", "--removed-tasks"]).output().unwrap();
+    let said = stdout(&pruned);
+    assert!(pruned.status.success(), "{said}");
+    assert!(
+        said.contains("t: ") && said.contains("gave up 2 waiting deliveries"),
+        "{said}"
+    );
+    assert!(
+        said.contains("u: ") && said.contains("is there but invalid"),
+        "{said}"
+    );
+    let log = stdout(
+        &test
+            .keyhook(["log", "--task", "t", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2, "{log}");
+    assert!(
+        entries.iter().all(|entry| entry["status"] == "dead"),
+        "{log}"
+    );
+    assert!(log.contains("was removed"), "{log}");
+    let waiting = stdout(
+        &test
+            .keyhook(["log", "--task", "u", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(waiting.matches("\"failed\"").count(), 2, "{waiting}");
+    let again = test.keyhook(["prune", "--removed-tasks"]).output().unwrap();
+    assert!(!stdout(&again).contains("gave up"), "{}", stdout(&again));
+    assert_eq!(server.request_count(), 4);
 }
 
 fn failures_are_retried_with_the_same_id_and_bytes(backend: &Backend) {

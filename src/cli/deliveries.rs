@@ -76,6 +76,17 @@ pub struct LogArgs {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Delete settled deliveries of runs older than this, e.g. 90d.
-    #[arg(long, value_name = "AGE", value_parser = duration)]
-    pub older_than: Duration,
+    #[arg(
+        long,
+        value_name = "AGE",
+        value_parser = duration,
+        required_unless_present = "removed_tasks"
+    )]
+    pub older_than: Option<Duration>,
+
+    /// Give up the pending and failed deliveries of tasks whose file is no longer in tasks/
+    /// (they become dead, kept in the log), so that retries stop waiting for them. A task
+    /// whose file is there but invalid keeps its deliveries: fix the file.
+    #[arg(long)]
+    pub removed_tasks: bool,
 }

@@ -155,7 +155,8 @@ pub enum Command {
     Enable(EnableArgs),
 
     /// Delete settled deliveries (delivered or dead) of old runs, to keep the state file bounded,
-    /// and what runs killed while they were being recorded left (never sent).
+    /// and what runs killed while they were being recorded left (never sent); with
+    /// --removed-tasks, give up the waiting deliveries of tasks whose file was removed.
     Prune(PruneArgs),
 
     /// Secrets: `keyhook secret new` prints a fresh Standard Webhooks secret; `secret rotate`

@@ -31,6 +31,10 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
     if entries.is_empty() && bad.is_empty() {
         unknown_webhook(context, &state, &filter)?;
+        if let Some(key) = &args.task {
+            // Neither a task of the files nor one the log holds: the usual error.
+            context.task(key)?;
+        }
     }
     if args.json {
         print_json(&state, &entries, &bad, args.attempts, out)?;
@@ -113,10 +117,14 @@ fn print_attempts(
 }
 
 fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
-    let task = match &args.task {
-        Some(name) => Some(context.task(name)?.stem.clone()),
-        None => None,
-    };
+    // By file stem or name; a stem no file has any more is taken as it is, as for webhooks:
+    // a removed task's deliveries stay in the log (`unknown_task` refuses it otherwise).
+    let task = args.task.as_ref().map(|key| {
+        context
+            .definitions
+            .task(key)
+            .map_or_else(|| key.trim().to_string(), |task| task.stem.clone())
+    });
     let since = match args.since {
         Some(age) => Some(
             clock::before(context.clock.now(), age)

@@ -11,7 +11,63 @@ use crate::schedule::clock;
 use crate::state::State;
 
 pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result {
-    let age = args.older_than;
+    if args.removed_tasks {
+        give_up_removed(context, out)?;
+    }
+    match args.older_than {
+        Some(age) => prune(context, age, out),
+        None => success(),
+    }
+}
+
+/// Gives up the waiting deliveries of every task whose file is gone from tasks/, each under
+/// the task's lock, and says so per task; a task whose file is there (invalid) keeps them.
+fn give_up_removed(context: &Context, out: &mut impl Write) -> Result<()> {
+    let state = context.open_state()?;
+    let now = context.clock.now().timestamp();
+    let mut any = false;
+    for stem in state.tasks_with_due(i64::MAX)? {
+        if context.definitions.task_by_stem(&stem).is_some() || state.is_webhook_source(&stem)? {
+            continue;
+        }
+        any = true;
+        let file = context
+            .definitions
+            .dir
+            .join("tasks")
+            .join(format!("{stem}.toml"));
+        if file.exists() {
+            writeln!(
+                out,
+                "{stem}: {} is there but invalid (`keyhook check` says why): its deliveries \
+                 are kept",
+                file.display()
+            )?;
+            continue;
+        }
+        let Some(_lock) = super::sending::lock(context, &stem)? else {
+            writeln!(
+                out,
+                "{stem}: another keyhook process holds the task's lock: its deliveries are kept"
+            )?;
+            continue;
+        };
+        let reason = format!("given up: its task's file {} was removed", file.display());
+        let given_up = state.give_up(&stem, &reason, now)?;
+        writeln!(
+            out,
+            "{stem}: {} was removed: gave up {given_up} waiting deliveries (now dead; \
+             `keyhook log --task {stem}` lists them)",
+            file.display()
+        )?;
+    }
+    if !any {
+        writeln!(out, "no removed task has waiting deliveries")?;
+    }
+    Ok(())
+}
+
+fn prune(context: &Context, age: std::time::Duration, out: &mut impl Write) -> Result {
     let before = clock::before(context.clock.now(), age)
         .ok_or_else(|| Error::config(anyhow!("--older-than: reaches before any time")))?
         .timestamp();

@@ -74,7 +74,9 @@ fn retry_task(
     let Some(task) = context.definitions.task_by_stem(stem) else {
         writeln!(
             out,
-            "{stem}: deliveries wait, but tasks/{stem}.toml is gone or invalid; they stay pending"
+            "{stem}: deliveries wait, but tasks/{stem}.toml is gone or invalid; they stay \
+             pending: restore or fix the file, or give them up with `keyhook prune \
+             --removed-tasks`"
         )?;
         return Ok(Exit::DeliveryFailed);
     };

@@ -319,6 +319,11 @@ impl State {
         each!(self, state => state.requeue(seq, now))
     }
 
+    /// Gives up `task`'s waiting deliveries (dead, `reason` their last error); how many.
+    pub fn give_up(&self, task: &str, reason: &str, now: i64) -> Result<u64, StateError> {
+        each!(self, state => state.give_up(task, reason, now))
+    }
+
     pub fn log(&self, filter: &LogFilter) -> Result<Vec<LogEntry>, StateError> {
         each!(self, state => state.log(filter))
     }

@@ -181,6 +181,22 @@ impl StateDb {
     }
 
     /// Puts one delivery back in the queue, due `now`, whatever its status.
+    /// Gives up the waiting (pending or failed) deliveries of `task`: dead, with `reason` as
+    /// their last error, never sent again. Returns how many.
+    pub fn give_up(&self, task: &str, reason: &str, now: i64) -> Result<u64, StateError> {
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE deliveries SET status = 'dead', last_error = ?2, updated_at = ?3,
+                         claimed_by = NULL
+                     WHERE task = ?1 AND status IN ('pending', 'failed') AND {RECORDED}"
+                ),
+                params![task, reason, now],
+            )
+            .map(|changed| changed as u64)
+            .map_err(|e| self.error(e))
+    }
+
     pub fn requeue(&self, seq: i64, now: i64) -> Result<(), StateError> {
         self.conn
             .execute(

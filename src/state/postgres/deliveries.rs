@@ -194,6 +194,21 @@ impl PgState {
     }
 
     /// Puts one delivery back in the queue, due `now`; a live claim of another host stays.
+    /// Gives up the waiting deliveries of `task` that no host holds: dead, with `reason` as
+    /// their last error. Returns how many.
+    pub fn give_up(&self, task: &str, reason: &str, now: i64) -> Result<u64, StateError> {
+        self.client
+            .borrow_mut()
+            .execute(
+                "UPDATE deliveries SET status = 'dead', last_error = $2, updated_at = $3,
+                     claimed_by = NULL
+                 WHERE task = $1 AND status IN ('pending', 'failed')
+                   AND (claimed_by IS NULL OR claimed_until < now())",
+                &[&task, &reason, &now],
+            )
+            .map_err(|e| self.error(&e))
+    }
+
     pub fn requeue(&self, seq: i64, now: i64) -> Result<(), StateError> {
         self.client
             .borrow_mut()
