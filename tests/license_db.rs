@@ -332,3 +332,30 @@ fn db_init_names_what_is_wrong_with_its_path() {
         "x".repeat(4096).as_bytes()
     );
 }
+
+#[test]
+fn a_license_database_another_program_holds_locked_says_so() {
+    // Another program's write transaction on the license database (rollback journal, so it
+    // keeps readers out): after keyhook's wait, the run says what holds it, not that the
+    // file cannot be read.
+    let test = Test::new().search("all", "ID > 0");
+    test.simple_license(1, "2027-01-01T00:00:00");
+    let holder = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let output = test
+        .keyhook(["dry-run", "all", "--count"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is locked: another program has held a write lock on it"),
+        "{}",
+        stderr(&output)
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    let output = test
+        .keyhook(["dry-run", "all", "--count"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+}

@@ -120,9 +120,13 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// An open or read failure, with the reason the file system gives when it gives one.
-fn failed(path: &Path, error: &rusqlite::Error) -> QueryError {
-    if error.sqlite_error_code() == Some(ErrorCode::NotADatabase) {
-        return QueryError::NotSqlite(path.to_path_buf());
+pub(super) fn failed(path: &Path, error: &rusqlite::Error) -> QueryError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => return QueryError::NotSqlite(path.to_path_buf()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            return QueryError::Busy(path.to_path_buf());
+        }
+        _ => {}
     }
     let reason = file_access::open_problem(path, false).unwrap_or_else(|| error.to_string());
     open_error(path, reason)

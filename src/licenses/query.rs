@@ -31,6 +31,13 @@ pub enum QueryError {
         .path.display()
     )]
     Open { path: PathBuf, reason: String },
+    #[error(
+        "license database {} is locked: another program has held a write lock on it (a long \
+         write, or a transaction left open) for longer than keyhook waits (5 s); let it finish, \
+         or end that program's transaction, then run again",
+        .0.display()
+    )]
+    Busy(PathBuf),
     #[error("{} is not a license database: it has no {TABLE} table", .0.display())]
     NotLicenseDb(PathBuf),
     #[error(
@@ -133,10 +140,8 @@ impl LicenseDb {
     /// Opens `path` read-only; `deadline` bounds every evaluation.
     pub fn open(path: &Path, deadline: Duration) -> Result<LicenseDb, QueryError> {
         let mut conn = super::open::connect(path)?;
-        let rowid = schema::rowid_alias(&conn).map_err(|error| QueryError::Open {
-            path: path.to_path_buf(),
-            reason: error.to_string(),
-        })?;
+        let rowid =
+            schema::rowid_alias(&conn).map_err(|error| super::open::failed(path, &error))?;
         let refusal = Arc::new(Mutex::new(None));
         let recorder = Arc::clone(&refusal);
         let own_transaction = Arc::new(AtomicBool::new(false));
@@ -386,6 +391,14 @@ impl LicenseDb {
                 if code.code == ErrorCode::OperationInterrupted =>
             {
                 QueryError::Deadline(self.deadline)
+            }
+            rusqlite::Error::SqliteFailure(code, _)
+                if matches!(
+                    code.code,
+                    ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked
+                ) =>
+            {
+                QueryError::Busy(self.path.clone())
             }
             rusqlite::Error::SqliteFailure(code, _) if code.code == ErrorCode::TooBig => {
                 QueryError::ValueTooLong
