@@ -428,3 +428,51 @@ fn retry_says_a_waiting_webhook_may_be_a_broken_file() {
         "{text}"
     );
 }
+
+#[test]
+fn a_license_row_with_text_that_is_not_utf8_is_skipped_and_the_events_after_it_go_on() {
+    // One license's Comment holds bytes that are not UTF-8: its event cannot be sent as it
+    // is, so it is said and skipped; the events before and after it are delivered (they used
+    // to wait behind it forever, every dispatch failing to read the outbox).
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    let conn = writer(&test);
+    for id in 1..=3 {
+        conn.execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (?1, ?2)",
+            rusqlite::params![id, format!("K{id}")],
+        )
+        .unwrap();
+    }
+    conn.execute(
+        "UPDATE LicenseKeys SET Comment = CAST(x'41ff42' AS TEXT) WHERE ID = 2",
+        [],
+    )
+    .unwrap();
+    conn.execute("UPDATE LicenseKeys SET UserData = 'after' WHERE ID = 3", [])
+        .unwrap();
+    let output = test.keyhook(["dispatch"]).output().unwrap();
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        said.contains("Comment holds text that is not UTF-8"),
+        "{said}"
+    );
+    let delivered: Vec<(String, i64)> = seen(&server)
+        .into_iter()
+        .map(|(_, event, license)| (event, license))
+        .collect();
+    assert!(
+        delivered.contains(&("license.updated".to_string(), 3)),
+        "{delivered:?}"
+    );
+    assert!(
+        !delivered
+            .iter()
+            .any(|(event, license)| *license == 2 && event == "license.updated")
+    );
+    assert_eq!(delivered.len(), 4, "3 created, 1 updated: {delivered:?}");
+    // Nothing waits behind it: the next dispatch has nothing to do.
+    let again = test.keyhook(["dispatch"]).output().unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(server.request_count(), 4);
+}

@@ -261,7 +261,7 @@ fn deliveries(
             continue;
         }
         let key = event_key(row.seq);
-        let snapshot = payload::parse(&row.snapshot);
+        let snapshot = payload::parse_row(row);
         let subject = Subject::of(snapshot.as_ref().ok());
         for (route, hash) in wanted {
             let id = format!("{key}_{hash}");

@@ -112,8 +112,9 @@ fn expired(
         row_key: Some(expiry.license_id.to_string()),
         created_ms: expiry_ms(&expiry.expiry, zone),
         snapshot: expiry.snapshot.clone(),
+        not_utf8: expiry.not_utf8.clone(),
     };
-    let snapshot = payload::parse(&expiry.snapshot);
+    let snapshot = payload::parse_row(&row);
     let activation_key = snapshot
         .as_ref()
         .ok()

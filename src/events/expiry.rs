@@ -53,6 +53,10 @@ pub struct Expiry {
     pub expiry: String,
     /// The license row now, as an outbox snapshot would hold it.
     pub snapshot: String,
+    /// The column whose text is not UTF-8, if one is ([`OutboxRow::not_utf8`]).
+    ///
+    /// [`OutboxRow::not_utf8`]: super::outbox::OutboxRow::not_utf8
+    pub not_utf8: Option<String>,
 }
 
 /// Licenses whose expiry is after `since` and at or before `now` (both `YYYY-MM-DDTHH:MM:SS`
@@ -67,10 +71,12 @@ pub fn expired_between(conn: &Connection, since: &str, now: &str) -> rusqlite::R
     let mut statement = conn.prepare(&sql)?;
     statement
         .query_map([since, now], |row| {
+            let (snapshot, not_utf8) = super::outbox::snapshot_of(row.get_ref(2)?);
             Ok(Expiry {
                 license_id: row.get(0)?,
                 expiry: row.get(1)?,
-                snapshot: row.get(2)?,
+                snapshot,
+                not_utf8,
             })
         })?
         .collect()

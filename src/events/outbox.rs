@@ -89,6 +89,55 @@ pub struct OutboxRow {
     pub created_ms: i64,
     /// The row as of that change (the old row for a delete), a JSON object by column.
     pub snapshot: String,
+    /// The column whose text is not UTF-8, when the snapshot holds such text (then
+    /// `snapshot` is its lossy reading): the event cannot be sent truthfully.
+    #[serde(skip)]
+    pub not_utf8: Option<String>,
+}
+
+/// A snapshot's bytes as text; with the column holding text that is not UTF-8 (a license
+/// row's bad value must not stop every event after it: its event is skipped and said).
+pub fn snapshot_text(bytes: &[u8]) -> (String, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_string(), None),
+        Err(error) => {
+            let before = String::from_utf8_lossy(&bytes[..error.valid_up_to()]);
+            // The key of the value the bad byte is in: the last `"name":` before it.
+            let column = before
+                .rfind("\":")
+                .and_then(|end| {
+                    before[..end]
+                        .rfind('"')
+                        .map(|start| &before[start + 1..end])
+                })
+                .unwrap_or("?")
+                .to_string();
+            (String::from_utf8_lossy(bytes).into_owned(), Some(column))
+        }
+    }
+}
+
+/// The text of a column as read, its bytes taken lossily (a key or a name is shown, never
+/// sent).
+fn lossy(value: rusqlite::types::ValueRef<'_>) -> Option<String> {
+    match value {
+        rusqlite::types::ValueRef::Null => None,
+        rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+        rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
+        rusqlite::types::ValueRef::Text(bytes) | rusqlite::types::ValueRef::Blob(bytes) => {
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
+    }
+}
+
+/// A snapshot column as read: [`snapshot_text`] of its bytes.
+pub fn snapshot_of(value: rusqlite::types::ValueRef<'_>) -> (String, Option<String>) {
+    match value {
+        rusqlite::types::ValueRef::Text(bytes) | rusqlite::types::ValueRef::Blob(bytes) => {
+            snapshot_text(bytes)
+        }
+        other => (lossy(other).unwrap_or_default(), None),
+    }
 }
 
 /// What `install` did, one line per change; empty when nothing needed to change.
@@ -266,13 +315,15 @@ pub fn read_after(conn: &Connection, after: i64, limit: u32) -> rusqlite::Result
     ))?;
     statement
         .query_map(rusqlite::params![after, limit], |row| {
+            let (snapshot, not_utf8) = snapshot_of(row.get_ref(5)?);
             Ok(OutboxRow {
                 seq: row.get(0)?,
                 event_type: row.get(1)?,
                 table_name: row.get(2)?,
-                row_key: row.get(3)?,
+                row_key: lossy(row.get_ref(3)?),
                 created_ms: row.get(4)?,
-                snapshot: row.get(5)?,
+                snapshot,
+                not_utf8,
             })
         })?
         .collect()

@@ -46,11 +46,22 @@ pub enum PayloadError {
     },
     #[error("event snapshot is not a JSON object: {0}")]
     Snapshot(String),
+    #[error("column {0} holds text that is not UTF-8")]
+    NotUtf8(String),
 }
 
 /// The body for `event` in `format`; `catalog` says what kind of row the event describes.
 pub fn body(format: Format, event: &EventBody, catalog: &Catalog) -> Result<Vec<u8>, PayloadError> {
     body_of(format, event, &parse(event.snapshot)?, catalog)
+}
+
+/// An outbox row's snapshot, read once for all its bodies: refused when it holds text that
+/// is not UTF-8.
+pub fn parse_row(row: &crate::events::outbox::OutboxRow) -> Result<Snapshot, PayloadError> {
+    match &row.not_utf8 {
+        Some(column) => Err(PayloadError::NotUtf8(column.clone())),
+        None => parse(&row.snapshot),
+    }
 }
 
 /// An event's snapshot, read once for all its bodies.

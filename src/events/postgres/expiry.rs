@@ -59,6 +59,7 @@ impl Expiries for PgOutbox {
                 license_id: row.try_get(0)?,
                 expiry: row.try_get(1)?,
                 snapshot: row.try_get(2)?,
+                not_utf8: None,
             })
         };
         Ok(rows

@@ -153,6 +153,8 @@ impl PgOutbox {
                     row_key: row.try_get(3)?,
                     created_ms: row.try_get(4)?,
                     snapshot: row.try_get(5)?,
+                    // A PostgreSQL text value is always valid in its encoding.
+                    not_utf8: None,
                 })
             })
             .collect()
