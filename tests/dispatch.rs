@@ -476,3 +476,49 @@ fn a_license_row_with_text_that_is_not_utf8_is_skipped_and_the_events_after_it_g
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(server.request_count(), 4);
 }
+
+#[test]
+fn dispatches_running_at_once_beside_a_writer_wait_for_each_other_rather_than_fail() {
+    // Four dispatch loops on one state file while another program writes licenses: each pass
+    // either sends or finds the URL busy (exit 75), none fails on a locked state (exit 3). A
+    // transaction that read before it wrote failed at once when another process had written
+    // in between, instead of waiting its turn.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    let conn = writer(&test);
+    for id in 1..=20 {
+        conn.execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (?1, ?2)",
+            rusqlite::params![id, format!("K{id}")],
+        )
+        .unwrap();
+    }
+    test.keyhook(["dispatch"]).assert().success();
+    drop(conn);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let conn = writer(&test);
+            for n in 0..150 {
+                conn.execute(
+                    "UPDATE LicenseKeys SET UserData = ?1 WHERE ID = ?2",
+                    rusqlite::params![n.to_string(), n % 20 + 1],
+                )
+                .unwrap();
+            }
+        });
+        let loops: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..15)
+                        .map(|_| test.keyhook(["dispatch"]).output().unwrap())
+                        .filter(|output| output.status.code() == Some(3))
+                        .map(|output| stderr(&output))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for failed in loops.into_iter().map(|pass| pass.join().unwrap()) {
+            assert!(failed.is_empty(), "{failed:?}");
+        }
+    });
+}

@@ -102,7 +102,7 @@ impl StateDb {
     ) -> Result<Vec<i64>, StateError> {
         let path = self.path().to_path_buf();
         let error = |source| super::classify(&path, source);
-        let transaction = self.conn.transaction().map_err(error)?;
+        let transaction = self.write_transaction().map_err(error)?;
         insert_deliveries(&transaction, deliveries, self.host.as_deref(), now).map_err(error)?;
         let mut seqs = Vec::new();
         for delivery in deliveries {

@@ -40,7 +40,7 @@ impl StateDb {
     ) -> Result<u64, StateError> {
         let path = self.path().to_path_buf();
         let error = |source| super::classify(&path, source);
-        let transaction = self.conn.transaction().map_err(error)?;
+        let transaction = self.write_transaction().map_err(error)?;
         let mut deliveries = Vec::new();
         let mut new = 0;
         {

@@ -163,6 +163,15 @@ impl StateDb {
     }
 
     /// Wraps a SQLite error with the file name (and recognises a corrupt file).
+    /// A transaction write-locked from the start (`BEGIN IMMEDIATE`): it waits for another
+    /// writer (the busy timeout) before it reads anything. A deferred one that has read cannot
+    /// wait when it comes to write; it fails at once if another process wrote meanwhile
+    /// (`SQLITE_BUSY_SNAPSHOT`), which processes sharing the state (run-due, watch, retry)
+    /// would see as "database is locked".
+    pub(crate) fn write_transaction(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+    }
+
     pub(crate) fn error(&self, error: rusqlite::Error) -> StateError {
         classify(&self.path, error)
     }

@@ -85,10 +85,7 @@ impl StateDb {
         if new.is_empty() {
             return Ok(known);
         }
-        let transaction = self
-            .conn
-            .unchecked_transaction()
-            .map_err(|e| self.error(e))?;
+        let transaction = self.write_transaction().map_err(|e| self.error(e))?;
         for task in new {
             transaction
                 .execute(
@@ -111,10 +108,7 @@ impl StateDb {
         now: i64,
         why: &str,
     ) -> Result<(), StateError> {
-        let transaction = self
-            .conn
-            .unchecked_transaction()
-            .map_err(|e| self.error(e))?;
+        let transaction = self.write_transaction().map_err(|e| self.error(e))?;
         transaction
             .execute(
                 "INSERT INTO runs (task, name, slot, started_at, finished_at, sent, skipped, host)
@@ -203,10 +197,7 @@ impl StateDb {
 
     /// Marks a run finished and, for a completed run, advances the task's last run.
     pub fn finish_run(&self, run_id: i64, now: i64) -> Result<(), StateError> {
-        let transaction = self
-            .conn
-            .unchecked_transaction()
-            .map_err(|e| self.error(e))?;
+        let transaction = self.write_transaction().map_err(|e| self.error(e))?;
         transaction
             .execute(
                 "UPDATE runs SET finished_at = ?2 WHERE id = ?1",

@@ -7,10 +7,7 @@ impl StateDb {
     /// Deletes runs that started before `before` and whose deliveries are all settled
     /// (delivered or dead), with their deliveries and attempts; returns how many deliveries.
     pub fn prune(&self, before: i64) -> Result<u64, StateError> {
-        let transaction = self
-            .conn
-            .unchecked_transaction()
-            .map_err(|e| self.error(e))?;
+        let transaction = self.write_transaction().map_err(|e| self.error(e))?;
         let old_runs = rows::old_runs("?1");
         transaction
             .execute(&rows::keep_pruned_slots(&old_runs), [before])

@@ -175,10 +175,7 @@ impl StateDb {
         if runs.is_empty() {
             return Ok(0);
         }
-        let transaction = self
-            .conn
-            .unchecked_transaction()
-            .map_err(|e| self.error(e))?;
+        let transaction = self.write_transaction().map_err(|e| self.error(e))?;
         for &run_id in &runs {
             delete_run(&transaction, run_id).map_err(|e| self.error(e))?;
         }
