@@ -56,6 +56,8 @@ pub struct Dispatcher {
     /// webhook, so taking it now would pass the broken one's by for good; the deliveries
     /// already recorded still go out.
     pub held: Option<String>,
+    /// `held` was said (by `watch`: once, not at every pass).
+    held_said: bool,
     /// What was said of deliveries waiting behind an earlier one of their entity.
     waiting_said: WaitingSaid,
 }
@@ -89,6 +91,7 @@ impl Dispatcher {
             state: None,
             expiry_gate: None,
             held: held(context),
+            held_said: false,
             waiting_said: WaitingSaid::default(),
         }))
     }
@@ -106,10 +109,20 @@ impl Dispatcher {
     }
 
     /// Sends to `sources` from the next pass on (`watch` reloaded its definitions). A source
-    /// no longer there keeps its deliveries pending, as a removed webhook's.
+    /// no longer there keeps its deliveries pending, as a removed webhook's. Events are taken
+    /// again if a broken file held them.
     pub fn replace_sources(&mut self, sources: Vec<Source>, catalog: Catalog) {
         self.sources = sources;
         self.catalog = catalog;
+        self.hold(None);
+    }
+
+    /// Takes no new event from the next pass on, for `why` (a webhook file that broke while
+    /// `watch` runs: an event taken now would pass its webhook by for good), said once; `None`
+    /// takes them again. The deliveries already recorded still go out.
+    pub fn hold(&mut self, why: Option<String>) {
+        self.held_said &= self.held == why;
+        self.held = why;
     }
 
     /// Takes new events, then sends every source's due deliveries. Times are the clock's
@@ -133,9 +146,15 @@ impl Dispatcher {
     ) -> Result<Exit> {
         let (taken, mut exit) = match &self.held {
             Some(why) => {
-                writeln!(std::io::stderr(), "error: {why}")?;
+                if !self.held_said {
+                    writeln!(std::io::stderr(), "error: {why}")?;
+                    self.held_said = true;
+                }
                 (Taken::default(), Exit::Config)
             }
+            // No webhook is active (`watch` reloaded with every one disabled): the events wait
+            // for one, as `dispatch` leaves them when it finds none.
+            None if self.sources.is_empty() => (Taken::default(), Exit::Success),
             None => (self.take(context)?, Exit::Success),
         };
         if taken.events > 0 {

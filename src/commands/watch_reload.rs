@@ -124,11 +124,18 @@ impl Registry {
                 dispatcher.replace_sources(sources, definitions.catalog);
                 eprintln!("watch: {why}; reloaded: {summary}");
             }
-            Err(error) => eprintln!(
-                "watch: {why}, but not reloaded (still sending to the {} webhook(s) loaded \
-                 before; fix it and save again, or send SIGHUP):\n  error: {error}",
-                self.running.len()
-            ),
+            Err(error) => {
+                eprintln!(
+                    "watch: {why}, but not reloaded (the deliveries of the {} webhook(s) loaded \
+                     before still go out; no new event is taken until it is fixed, so that \
+                     none passes the broken one by; fix it and save again, or send \
+                     SIGHUP):\n  error: {error}",
+                    self.running.len()
+                );
+                dispatcher.hold(Some(format!(
+                    "not taking new events while the definitions cannot be loaded: {error}"
+                )));
+            }
         }
     }
 
@@ -184,7 +191,10 @@ impl Registry {
         };
         self.running = now;
         match count {
-            0 => format!("{summary}; no active webhook: new events are not sent anywhere"),
+            0 => format!(
+                "{summary}; no active webhook: new events wait until one is active (as \
+                 `dispatch` leaves them)"
+            ),
             _ => summary,
         }
     }
