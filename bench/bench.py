@@ -1051,8 +1051,8 @@ def evaluate_regimes(results, quick):
             "target": f"--concurrency 16 >= {FAST_CONCURRENCY_SPEEDUP} x sequential, receiver "
                       "answering at once",
             "measured": f"{fast['c16_rps']:,.0f}/s vs {fast['c1_rps']:,.0f}/s: "
-                        f"{fast['speedup']:.2f} x (CPUs idle; awake: "
-                        f"{results['fast_concurrency']['awake']['speedup']:.2f} x)"
+                        f"{fast['speedup']:.3f} x (CPUs idle; awake: "
+                        f"{results['fast_concurrency']['awake']['speedup']:.3f} x)"
                         + floor_scaling(results["fast_concurrency"]),
             "status": verdict(fast["speedup"] >= FAST_CONCURRENCY_SPEEDUP),
         })
