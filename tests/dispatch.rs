@@ -522,3 +522,28 @@ fn dispatches_running_at_once_beside_a_writer_wait_for_each_other_rather_than_fa
         }
     });
 }
+
+#[test]
+fn dispatches_starting_together_on_a_new_state_do_not_call_it_emptied() {
+    // The first to open the state creates its file (0 bytes for a moment); the others must
+    // not take that for a truncated copy and warn that its history is gone.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    for round in 0..6 {
+        let state = format!("new-{round}.db");
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                test.process(["dispatch", "--state", &state])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&output.stderr).to_string();
+            assert!(!err.contains("was empty (0 bytes)"), "{err}");
+        }
+    }
+}

@@ -201,6 +201,13 @@ fn a_lock_that_cannot_be_taken_names_its_path() {
 fn an_empty_state_file_is_started_anew_and_said() {
     let test = setup();
     std::fs::write(test.path("empty.db"), b"").unwrap();
+    // Emptied a while ago: one written in the last seconds is another keyhook creating it.
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(test.path("empty.db"))
+        .and_then(|file| file.set_modified(an_hour_ago))
+        .unwrap();
     let output = test
         .keyhook(["status", "--state", "empty.db"])
         .output()

@@ -293,10 +293,18 @@ impl Context {
     pub fn open_state(&self) -> Result<State> {
         // SQLite takes an empty file for a new database: said, since a state file emptied by
         // a botched copy or restore would otherwise start over in silence (its retries gone,
-        // its slots free to run again). A first run killed as it opened leaves one too.
+        // its slots free to run again). A first run killed as it opened leaves one too. One
+        // written in the last few seconds is another keyhook creating the state right now
+        // (processes started together on a new state), not an empty copy.
         let emptied = matches!(self.state_location, state_db::Location::File(_))
-            && std::fs::metadata(&self.state_path)
-                .is_ok_and(|meta| meta.is_file() && meta.len() == 0);
+            && std::fs::metadata(&self.state_path).is_ok_and(|meta| {
+                let fresh = meta
+                    .modified()
+                    .ok()
+                    .and_then(|at| at.elapsed().ok())
+                    .is_some_and(|age| age < std::time::Duration::from_secs(5));
+                meta.is_file() && meta.len() == 0 && !fresh
+            });
         let state = State::open(&self.state_location, &self.identity)?;
         if emptied {
             eprintln!(
