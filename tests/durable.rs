@@ -874,7 +874,17 @@ fn client_errors_are_not_retried_and_410_disables_the_webhook_loudly() {
         stderr(&tried)
     );
     assert_eq!(fixed.request_count(), 1);
+    // `check` says it too: the files are valid, but nothing is sent until it is enabled.
+    let checked = test.keyhook(["check"]).output().unwrap();
+    assert!(checked.status.success(), "{}", stdout(&checked));
+    assert!(
+        stdout(&checked).contains("webhook DISABLED since ")
+            && stdout(&checked).contains("`keyhook enable all`"),
+        "{}",
+        stdout(&checked)
+    );
     test.keyhook(["enable", "all"]).assert().success();
+    assert!(!stdout(&test.keyhook(["check"]).output().unwrap()).contains("DISABLED"));
     test.keyhook(["retry"]).assert().success();
     assert_eq!(
         fixed.request_count(),

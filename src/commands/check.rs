@@ -39,6 +39,9 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     for (file, warning) in webhook_warnings(context) {
         writeln!(out, "warning: {}: {warning}", file.display())?;
     }
+    for (file, warning) in gone_warnings(context) {
+        writeln!(out, "warning: {}: {warning}", file.display())?;
+    }
     for folder in ["searches", "tasks", "webhooks"] {
         for (path, why) in crate::definitions::not_read(&definitions.dir.join(folder)) {
             writeln!(out, "warning: {}: {why}", path.display())?;
@@ -214,6 +217,39 @@ fn warnings(task: &Task) -> Vec<String> {
         ));
     }
     warnings
+}
+
+/// Tasks whose webhook a 410 Gone disabled (in the state, when there is one): valid files,
+/// but every run and retry of theirs sends nothing (exit 1) until `keyhook enable`.
+fn gone_warnings(context: &Context) -> Vec<(std::path::PathBuf, String)> {
+    if !context.state_exists().unwrap_or(false) {
+        return Vec::new();
+    }
+    let Ok(state) = context.open_state() else {
+        // An unusable state is every other command's error, said there.
+        return Vec::new();
+    };
+    let Ok(states) = state.task_states() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (stem, task_state) in states {
+        let (Some(gone), Some(task)) = (
+            task_state.webhook_gone,
+            context.definitions.task_by_stem(&stem),
+        ) else {
+            continue;
+        };
+        let since = super::sending::local_time(context, gone);
+        found.push((
+            task.path.clone(),
+            format!(
+                "webhook DISABLED since {since}, when its receiver answered 410 Gone: runs and \
+                 retries send nothing until `keyhook enable {stem}`"
+            ),
+        ));
+    }
+    found
 }
 
 /// [`warnings`] for each webhook file, and once for QLM's `[events]` (they share a secret).
