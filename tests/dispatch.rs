@@ -547,3 +547,45 @@ fn dispatches_starting_together_on_a_new_state_do_not_call_it_emptied() {
         }
     }
 }
+
+#[test]
+fn event_retries_wait_while_every_webhook_is_switched_off() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(503)).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    writer(&test)
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(code(&test, ["dispatch"]), Some(1));
+    let sent = server.request_count();
+    let test = test.write("keyhook.toml", "webhooks_enabled = false\n");
+    let output = test
+        .keyhook(["retry", "--now", &later(3600)])
+        .output()
+        .unwrap();
+    let said = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("hook: retries wait: webhooks_enabled = false in keyhook.toml"),
+        "{said}"
+    );
+    assert_eq!(server.request_count(), sent);
+}
+
+#[test]
+fn a_license_database_another_program_keeps_locked_is_named_by_dispatch() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    let holder = writer(&test);
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let output = test.keyhook(["dispatch"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("licenses.db is locked: another program has held a write lock"),
+        "{}",
+        stderr(&output)
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+}

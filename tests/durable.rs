@@ -1273,4 +1273,17 @@ fn a_removed_task_s_deliveries_never_go_to_another_task_called_like_it() {
     );
     assert_eq!(other.request_count(), 0, "{said}");
     assert_eq!(server.request_count(), 2);
+    // The log finds them by their stem, though another task is called that now.
+    let log = stdout(
+        &test
+            .keyhook(["log", "--task", "all", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(log.lines().count(), 2, "{log}");
+    let status = stdout(&test.keyhook(["status"]).output().unwrap());
+    assert!(
+        status.contains("all: 2 deliveries wait, but tasks/all.toml is gone"),
+        "{status}"
+    );
 }

@@ -214,6 +214,13 @@ fn a_removed_task_s_waiting_deliveries_can_be_given_up(backend: &Backend) {
         "{}",
         stdout(&retry)
     );
+    // From a folder without tasks/ (a wrong --config) every task would look removed: refused.
+    std::fs::create_dir_all(test.path("elsewhere")).unwrap();
+    let wrong = test
+        .keyhook(["--config", "elsewhere", "prune", "--removed-tasks"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2), "{}", stdout(&wrong));
     let pruned = test.keyhook(["prune", "--removed-tasks"]).output().unwrap();
     let said = stdout(&pruned);
     assert!(pruned.status.success(), "{said}");
@@ -251,6 +258,13 @@ fn a_removed_task_s_waiting_deliveries_can_be_given_up(backend: &Backend) {
     let again = test.keyhook(["prune", "--removed-tasks"]).output().unwrap();
     assert!(!stdout(&again).contains("gave up"), "{}", stdout(&again));
     assert_eq!(server.request_count(), 4);
+    // The task's lock was the state's own: on a server, no lock file beside a URL-named path.
+    let stray: Vec<_> = std::fs::read_dir(test.path("."))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("postgres"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
 }
 
 fn failures_are_retried_with_the_same_id_and_bytes(backend: &Backend) {

@@ -227,3 +227,20 @@ fn an_empty_state_file_is_started_anew_and_said() {
         .unwrap();
     assert_eq!(stderr(&again), "", "said once: the file holds a state now");
 }
+
+#[test]
+fn a_state_file_emptied_just_before_the_run_is_said_too() {
+    // A restore script that truncated the file a moment ago: it stays empty (no keyhook is
+    // creating it), so it is said all the same.
+    let test = setup();
+    std::fs::write(test.path("fresh.db"), b"").unwrap();
+    let output = test
+        .keyhook(["status", "--state", "fresh.db"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains("was empty (0 bytes)"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -311,6 +311,15 @@ pub fn send_sources(
         false => " (or its file is broken: `keyhook check` names it)",
     };
     for name in names {
+        if !context.definitions.settings.webhooks_enabled {
+            // Nothing is sent while the global switch is off: the retries wait, as a task's do.
+            writeln!(
+                out,
+                "{name}: retries wait: webhooks_enabled = false in {}",
+                crate::definitions::settings::FILE
+            )?;
+            continue;
+        }
         let Some(source) = sources.iter().find(|s| s.route.source == *name) else {
             writeln!(
                 out,

@@ -53,7 +53,7 @@ impl LicenseOutbox {
                 let (path, conn) = super::dispatch::open_outbox(context)?;
                 let installed =
                     crate::events::drift::has_table(&conn, crate::events::outbox::OUTBOX)
-                        .map_err(|e| Error::runtime(anyhow!(e)))?;
+                        .map_err(|e| outbox_error(&context.db_path, &e))?;
                 (path, LicenseOutbox::Sqlite(conn), installed)
             }
             Location::Postgres(url) => {
@@ -138,4 +138,17 @@ pub fn server_error(url: &str, error: PgEventsError) -> Error {
         "license database {}: {error}",
         connect::redact(url)
     ))
+}
+
+/// A failure reading the SQLite license database's outbox, naming the file; a write lock
+/// held past the wait says so, as a search meeting it does.
+fn outbox_error(path: &std::path::Path, error: &rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    match error.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked) => Error::runtime(anyhow!(
+            "{}",
+            crate::licenses::query::QueryError::Busy(path.to_path_buf())
+        )),
+        _ => Error::runtime(anyhow!("license database {}: {error}", path.display())),
+    }
 }

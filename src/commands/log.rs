@@ -28,6 +28,10 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         return success();
     }
     let state = context.open_state()?;
+    let mut filter = filter;
+    if let Some(key) = &args.task {
+        filter.task = Some(task_stem(context, &state, key)?);
+    }
     let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
     if entries.is_empty() && bad.is_empty() {
         unknown_webhook(context, &state, &filter)?;
@@ -148,6 +152,29 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
         }),
         event: args.event.clone(),
     })
+}
+
+/// The stem `--task KEY` stands for: a task file's stem; else a stem the log holds (a removed
+/// task's, even if another task is now called that); else a task's `name`; else KEY as it is
+/// (`unknown_task` refuses it if the log holds nothing under it either).
+fn task_stem(context: &Context, state: &State, key: &str) -> Result<String> {
+    let definitions = &context.definitions;
+    let key = key.trim();
+    let key = key.strip_suffix(".toml").unwrap_or(key);
+    if let Some(task) = definitions.task_by_stem(key) {
+        return Ok(task.stem.clone());
+    }
+    let held = LogFilter {
+        task: Some(key.to_string()),
+        limit: Some(1),
+        ..LogFilter::default()
+    };
+    if !state.log(&held)?.is_empty() || !state.bad_rows(&held)?.is_empty() {
+        return Ok(key.to_string());
+    }
+    Ok(definitions
+        .task(key)
+        .map_or_else(|| key.to_string(), |task| task.stem.clone()))
 }
 
 /// `--webhook` naming no webhook, of the files or of the log (whatever the other filters): a

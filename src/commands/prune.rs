@@ -23,6 +23,16 @@ pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result 
 /// Gives up the waiting deliveries of every task whose file is gone from tasks/, each under
 /// the task's lock, and says so per task; a task whose file is there (invalid) keeps them.
 fn give_up_removed(context: &Context, out: &mut impl Write) -> Result<()> {
+    // Without the tasks/ folder every task looks removed (a wrong --config, or a folder of
+    // webhooks alone sharing the state): refuse rather than give up every task's deliveries.
+    let tasks = context.definitions.dir.join("tasks");
+    if !tasks.is_dir() {
+        return Err(Error::config(anyhow!(
+            "--removed-tasks: {} is not a folder: every task would look removed; point \
+             --config (or KEYHOOK_CONFIG) at the folder that holds tasks/",
+            tasks.display()
+        )));
+    }
     let state = context.open_state()?;
     let now = context.clock.now().timestamp();
     let mut any = false;
@@ -45,7 +55,7 @@ fn give_up_removed(context: &Context, out: &mut impl Write) -> Result<()> {
             )?;
             continue;
         }
-        let Some(_lock) = super::sending::lock(context, &stem)? else {
+        let Some(_lock) = super::sending::lock_in(context, &state, &stem)? else {
             writeln!(
                 out,
                 "{stem}: another keyhook process holds the task's lock: its deliveries are kept"

@@ -133,6 +133,15 @@ fn older_waiting(
 ) -> Result<()> {
     for (stem, waiting) in state.waiting_by_task()? {
         let Some(task) = context.definitions.task_by_stem(&stem) else {
+            // A removed task's (an event webhook's source is said by its own section).
+            if !state.is_webhook_source(&stem)? {
+                writeln!(
+                    out,
+                    "{stem}: {waiting} deliveries wait, but tasks/{stem}.toml is gone or \
+                     invalid; restore or fix it, or give them up with `keyhook prune \
+                     --removed-tasks`"
+                )?;
+            }
             continue;
         };
         let last = runs

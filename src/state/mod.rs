@@ -162,7 +162,6 @@ impl StateDb {
         &self.path
     }
 
-    /// Wraps a SQLite error with the file name (and recognises a corrupt file).
     /// A transaction write-locked from the start (`BEGIN IMMEDIATE`): it waits for another
     /// writer (the busy timeout) before it reads anything. A deferred one that has read cannot
     /// wait when it comes to write; it fails at once if another process wrote meanwhile
@@ -172,6 +171,7 @@ impl StateDb {
         rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
     }
 
+    /// Wraps a SQLite error with the file name (and recognises a corrupt file).
     pub(crate) fn error(&self, error: rusqlite::Error) -> StateError {
         classify(&self.path, error)
     }

@@ -180,7 +180,6 @@ impl StateDb {
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
-    /// Puts one delivery back in the queue, due `now`, whatever its status.
     /// Gives up the waiting (pending or failed) deliveries of `task`: dead, with `reason` as
     /// their last error, never sent again. Returns how many.
     pub fn give_up(&self, task: &str, reason: &str, now: i64) -> Result<u64, StateError> {
@@ -197,6 +196,7 @@ impl StateDb {
             .map_err(|e| self.error(e))
     }
 
+    /// Puts one delivery back in the queue, due `now`, whatever its status.
     pub fn requeue(&self, seq: i64, now: i64) -> Result<(), StateError> {
         self.conn
             .execute(

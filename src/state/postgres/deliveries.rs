@@ -193,7 +193,6 @@ impl PgState {
             .collect())
     }
 
-    /// Puts one delivery back in the queue, due `now`; a live claim of another host stays.
     /// Gives up the waiting deliveries of `task` that no host holds: dead, with `reason` as
     /// their last error. Returns how many.
     pub fn give_up(&self, task: &str, reason: &str, now: i64) -> Result<u64, StateError> {
@@ -209,6 +208,7 @@ impl PgState {
             .map_err(|e| self.error(&e))
     }
 
+    /// Puts one delivery back in the queue, due `now`; a live claim of another host stays.
     pub fn requeue(&self, seq: i64, now: i64) -> Result<(), StateError> {
         self.client
             .borrow_mut()
