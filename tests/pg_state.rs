@@ -137,18 +137,26 @@ fn a_slot_whose_run_could_not_be_recorded_runs_at_the_next_call(backend: &Backen
         .unwrap();
     assert!(!failed.status.success(), "{}", stdout(&failed));
     std::fs::rename(&away, &db).unwrap();
-    let again = test
-        .keyhook(["run-due", "--now", &later(86_400)])
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        stdout(&again),
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let again = test.keyhook(["run-due", "--now", &later(86_400)]);
+    the_slot_runs_now(again, &server);
+}
+
+/// `run-due` (for the next day's slot) runs the slot: both licenses delivered.
+fn the_slot_runs_now(mut run_due: assert_cmd::Command, server: &Server) {
+    let again = run_due.output().unwrap();
+    let said = both(&again);
     assert!(again.status.success(), "{said}");
     assert!(said.contains("2 delivered"), "{said}");
     assert_eq!(server.request_count(), 2);
+}
+
+/// A command's stdout and stderr, one after the other.
+fn both(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        stdout(output),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn a_slot_whose_secret_was_missing_runs_once_it_is_there(backend: &Backend) {
@@ -168,26 +176,12 @@ fn a_slot_whose_secret_was_missing_runs_once_it_is_there(backend: &Backend) {
         .keyhook(["run-due", "--now", &later(86_400)])
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        stdout(&failed),
-        String::from_utf8_lossy(&failed.stderr)
-    );
+    let said = both(&failed);
     assert!(!failed.status.success(), "{said}");
     assert!(said.contains("KEYHOOK_TEST_T_SECRET"), "{said}");
-    let again = test
-        .keyhook(["run-due", "--now", &later(86_400)])
-        .env("KEYHOOK_TEST_T_SECRET", "now-set")
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        stdout(&again),
-        String::from_utf8_lossy(&again.stderr)
-    );
-    assert!(again.status.success(), "{said}");
-    assert!(said.contains("2 delivered"), "{said}");
-    assert_eq!(server.request_count(), 2);
+    let mut again = test.keyhook(["run-due", "--now", &later(86_400)]);
+    again.env("KEYHOOK_TEST_T_SECRET", "now-set");
+    the_slot_runs_now(again, &server);
 }
 
 fn a_removed_task_s_waiting_deliveries_can_be_given_up(backend: &Backend) {
