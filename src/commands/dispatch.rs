@@ -311,13 +311,9 @@ pub fn send_sources(
         false => " (or its file is broken: `keyhook check` names it)",
     };
     for name in names {
-        if !context.definitions.settings.webhooks_enabled {
+        if let Some(switch) = super::sending::all_switched_off(context) {
             // Nothing is sent while the global switch is off: the retries wait, as a task's do.
-            writeln!(
-                out,
-                "{name}: retries wait: webhooks_enabled = false in {}",
-                crate::definitions::settings::FILE
-            )?;
+            writeln!(out, "{name}: retries wait: {switch}")?;
             continue;
         }
         let Some(source) = sources.iter().find(|s| s.route.source == *name) else {

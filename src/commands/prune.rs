@@ -41,11 +41,7 @@ fn give_up_removed(context: &Context, out: &mut impl Write) -> Result<()> {
             continue;
         }
         any = true;
-        let file = context
-            .definitions
-            .dir
-            .join("tasks")
-            .join(format!("{stem}.toml"));
+        let file = tasks.join(format!("{stem}.toml"));
         if file.exists() {
             writeln!(
                 out,

@@ -313,19 +313,21 @@ impl Failure {
 /// settings, or the task's `[webhook] enabled = false`); `None` when both are on. Runs, their
 /// helpers and the retries all stop at it.
 pub fn switched_off(context: &Context, task: &Task) -> Option<String> {
-    if !context.definitions.settings.webhooks_enabled {
-        Some(format!(
+    all_switched_off(context).or_else(|| {
+        (!task.webhook.enabled)
+            .then(|| format!("[webhook] enabled = false in {}", task.path.display()))
+    })
+}
+
+/// `webhooks_enabled = false in keyhook.toml`, when that switch keeps every webhook, a task's
+/// or an event webhook's, from sending.
+pub fn all_switched_off(context: &Context) -> Option<String> {
+    (!context.definitions.settings.webhooks_enabled).then(|| {
+        format!(
             "webhooks_enabled = false in {}",
             crate::definitions::settings::FILE
-        ))
-    } else if !task.webhook.enabled {
-        Some(format!(
-            "[webhook] enabled = false in {}",
-            task.path.display()
-        ))
-    } else {
-        None
-    }
+        )
+    })
 }
 
 /// The exit for a tally: failures, a 410, or a stop.
