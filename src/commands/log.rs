@@ -121,14 +121,9 @@ fn print_attempts(
 }
 
 fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
-    // By file stem or name; a stem no file has any more is taken as it is, as for webhooks:
-    // a removed task's deliveries stay in the log (`unknown_task` refuses it otherwise).
-    let task = args.task.as_ref().map(|key| {
-        context
-            .definitions
-            .task(key)
-            .map_or_else(|| key.trim().to_string(), |task| task.stem.clone())
-    });
+    // `--task` is settled once the state is open ([`task_stem`]): a removed task's stem is
+    // found by what the log holds.
+    let task = None;
     let since = match args.since {
         Some(age) => Some(
             clock::before(context.clock.now(), age)
@@ -156,7 +151,7 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
 
 /// The stem `--task KEY` stands for: a task file's stem; else a stem the log holds (a removed
 /// task's, even if another task is now called that); else a task's `name`; else KEY as it is
-/// (`unknown_task` refuses it if the log holds nothing under it either).
+/// (`run` then refuses it as an unknown task if the log holds nothing under it either).
 fn task_stem(context: &Context, state: &State, key: &str) -> Result<String> {
     let definitions = &context.definitions;
     let key = key.trim();

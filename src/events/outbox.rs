@@ -97,7 +97,7 @@ pub struct OutboxRow {
 
 /// A snapshot's bytes as text; with the column holding text that is not UTF-8 (a license
 /// row's bad value must not stop every event after it: its event is skipped and said).
-pub fn snapshot_text(bytes: &[u8]) -> (String, Option<String>) {
+fn snapshot_text(bytes: &[u8]) -> (String, Option<String>) {
     match std::str::from_utf8(bytes) {
         Ok(text) => (text.to_string(), None),
         Err(error) => {
