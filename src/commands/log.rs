@@ -16,6 +16,10 @@ use crate::state::deliveries::{BadRowEntry, LogEntry, LogFilter, Status};
 pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     let filter = filter(context, args)?;
     if !context.state_exists()? {
+        if let Some(key) = &args.task {
+            // No log to hold a removed task's stem: a task of the files, or the usual error.
+            context.task(key)?;
+        }
         let note = format!(
             "no deliveries yet ({} does not exist)",
             context.state_path.display()
