@@ -589,3 +589,56 @@ fn a_license_database_another_program_keeps_locked_is_named_by_dispatch() {
     );
     holder.execute_batch("ROLLBACK").unwrap();
 }
+
+#[test]
+fn a_license_database_restored_from_an_older_copy_is_said_and_reinstalling_the_events_mends_it() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    let backup = test.path("backup.db");
+    std::fs::copy(test.path("licenses.db"), &backup).unwrap();
+    for id in 1..=3 {
+        writer(&test)
+            .execute(
+                "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (?1, ?2)",
+                rusqlite::params![id, format!("K{id}")],
+            )
+            .unwrap();
+    }
+    assert_eq!(code(&test, ["dispatch"]), Some(0));
+    assert_eq!(server.request_count(), 3);
+    // The older copy comes back: its outbox numbers its next event where the cursor passed.
+    std::fs::copy(&backup, test.path("licenses.db")).unwrap();
+    writer(&test)
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (7, 'K7')",
+            [],
+        )
+        .unwrap();
+    let output = test.keyhook(["dispatch"]).output().unwrap();
+    assert!(
+        stderr(&output).contains("was replaced by an older copy (a restore?)")
+            && stderr(&output).contains("keyhook events install"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.request_count(), 3, "not sent, and said so");
+    // Reinstalled, the outbox numbers above the cursor again: the next change goes out.
+    test.keyhook(["events", "uninstall", "--force"])
+        .assert()
+        .success();
+    test.keyhook(["events", "install"]).assert().success();
+    writer(&test)
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (8, 'K8')",
+            [],
+        )
+        .unwrap();
+    let output = test.keyhook(["dispatch"]).output().unwrap();
+    assert!(
+        !stderr(&output).contains("older copy"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.request_count(), 4);
+    assert_eq!(seen(&server)[3].2, 8);
+}

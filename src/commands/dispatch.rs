@@ -58,6 +58,8 @@ pub struct Dispatcher {
     pub held: Option<String>,
     /// `held` was said (by `watch`: once, not at every pass).
     held_said: bool,
+    /// The outbox behind the cursor ([`Taken::behind`]) as last said: `watch` says it once.
+    behind_said: Option<(i64, i64)>,
     /// What was said of deliveries waiting behind an earlier one of their entity.
     waiting_said: WaitingSaid,
 }
@@ -92,6 +94,7 @@ impl Dispatcher {
             expiry_gate: None,
             held: held(context),
             held_said: false,
+            behind_said: None,
             waiting_said: WaitingSaid::default(),
         }))
     }
@@ -228,6 +231,9 @@ impl Dispatcher {
             taken.deliveries += expired.deliveries;
             Ok(taken)
         })();
+        if let Ok(taken) = &taken {
+            self.say_behind(context, taken);
+        }
         // Said even when the pass then failed: the batches recorded before it moved the cursor
         // past these events, so no later pass would say it.
         for skipped in &unsendable {
@@ -238,6 +244,25 @@ impl Dispatcher {
             );
         }
         taken
+    }
+
+    /// Says (once per figures) that the outbox numbers its events where the cursor has passed.
+    fn say_behind(&mut self, context: &Context, taken: &Taken) {
+        let Some(behind @ (handed_out, cursor)) = taken.behind else {
+            return;
+        };
+        if self.behind_said == Some(behind) {
+            return;
+        }
+        self.behind_said = Some(behind);
+        eprintln!(
+            "warning: the outbox of license database {} has handed out event numbers up to \
+             {handed_out} only, below keyhook's cursor {cursor}: the database was replaced by an \
+             older copy (a restore?). Its new events are numbered where the cursor has passed, \
+             and are not sent until the numbers pass {cursor}; to have them numbered above it \
+             from now on, run `keyhook events uninstall --force` and `keyhook events install`",
+            context.db_path.display()
+        );
     }
 }
 

@@ -61,6 +61,10 @@ pub struct Taken {
     pub events: u64,
     /// Deliveries recorded.
     pub deliveries: u64,
+    /// The outbox hands out numbers at or below the cursor (the highest it handed out, the
+    /// cursor): the license database was replaced by an older copy, and its new events are
+    /// numbered where the cursor has already passed.
+    pub behind: Option<(i64, i64)>,
 }
 
 /// An event a route was not sent: its delivery id and why.
@@ -94,11 +98,21 @@ pub trait Outbox: Send {
     /// server, the order of each row's changes, and none that an open transaction could still
     /// commit a lower seq than.
     fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, DispatchError>;
+
+    /// The highest number the outbox has handed out, where it keeps one apart from its rows
+    /// (SQLite's `sqlite_sequence`); `None` where it does not.
+    fn handed_out(&mut self) -> Result<Option<i64>, DispatchError> {
+        Ok(None)
+    }
 }
 
 impl Outbox for Connection {
     fn read_after(&mut self, after: i64, limit: u32) -> Result<Vec<OutboxRow>, DispatchError> {
         Ok(read_after(self, after, limit)?)
+    }
+
+    fn handed_out(&mut self) -> Result<Option<i64>, DispatchError> {
+        Ok(crate::events::outbox::handed_out(self)?)
     }
 }
 
@@ -123,6 +137,11 @@ pub fn take(
     unsendable: &mut Vec<Unsendable>,
 ) -> Result<Taken, DispatchError> {
     let mut taken = Taken::default();
+    let cursor = state.outbox_cursor(pass.license_db)?;
+    taken.behind = outbox
+        .handed_out()?
+        .filter(|&handed_out| handed_out < cursor)
+        .map(|handed_out| (handed_out, cursor));
     loop {
         let from = state.outbox_cursor(pass.license_db)?;
         let recorder = Recorder {

@@ -76,7 +76,11 @@ pub fn take_expired(
         false => None,
     };
     Ok(Scan {
-        taken: Taken { events, deliveries },
+        taken: Taken {
+            events,
+            deliveries,
+            behind: None,
+        },
         next_expiry,
     })
 }

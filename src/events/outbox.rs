@@ -7,7 +7,7 @@
 
 mod plan;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 pub(super) use self::plan::snapshot_sql;
 pub use self::plan::{TablePlan, sql_hash, trigger_name};
@@ -305,6 +305,27 @@ pub fn uninstall(conn: &mut Connection, force: bool) -> Result<Report, InstallEr
         tx.commit()?;
     }
     Ok(report)
+}
+
+/// The highest seq the outbox has handed out (SQLite's `sqlite_sequence`, which a restore of
+/// an older copy takes back with it); `None` before the first.
+pub fn handed_out(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let found = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+            [OUTBOX],
+            |row| row.get(0),
+        )
+        .optional();
+    match found {
+        // No AUTOINCREMENT table at all (the outbox was never installed here): nothing to say.
+        Err(rusqlite::Error::SqliteFailure(_, Some(message)))
+            if message.starts_with("no such table") =>
+        {
+            Ok(None)
+        }
+        found => found,
+    }
 }
 
 /// Up to `limit` outbox rows after sequence `after`, in commit order: what dispatch takes.

@@ -58,7 +58,8 @@ fn each_event_goes_once_to_each_subscribed_source_under_a_stable_id() {
         taken,
         Taken {
             events: 3,
-            deliveries: 8
+            deliveries: 8,
+            behind: None,
         }
     );
     // Nothing new: nothing taken, and the cursor stayed with the deliveries.
