@@ -642,3 +642,38 @@ fn a_license_database_restored_from_an_older_copy_is_said_and_reinstalling_the_e
     assert_eq!(server.request_count(), 4);
     assert_eq!(seen(&server)[3].2, 8);
 }
+
+#[test]
+fn a_license_database_dispatched_under_a_new_path_says_why_nothing_is_recorded() {
+    // The file moves to another folder: its event cursor is kept by path, so the outbox is
+    // read from the start, and its deliveries are in the state already. Said, not a bare
+    // constraint error.
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    writer(&test)
+        .execute(
+            "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(code(&test, ["dispatch"]), Some(0));
+    std::fs::create_dir_all(test.path("moved")).unwrap();
+    std::fs::rename(test.path("licenses.db"), test.path("moved/licenses.db")).unwrap();
+    // The state stays where it was (by default it is beside the license database).
+    let state = test.path("keyhook-state.db");
+    assert!(state.exists());
+    let output = test
+        .keyhook(["--db", "moved/licenses.db", "--state"])
+        .arg(&state)
+        .arg("dispatch")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("already holds these events' deliveries")
+            && stderr(&output).contains("under another path or URL"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.request_count(), 1);
+}

@@ -970,3 +970,36 @@ fn an_earlier_install_is_dispatched_until_install_replaces_it() {
         ["license.created K1 a", "license.created K2 b"]
     );
 }
+
+#[test]
+fn a_server_dispatched_under_another_url_says_why_nothing_is_recorded() {
+    // The event cursor is kept per URL as given: another spelling of the same server reads
+    // its outbox from the start, and its deliveries are in the state already. Said, not the
+    // server's bare unique-key error.
+    let Some(schema) = Schema::new() else { return };
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = on_server(&schema, &server.url(""));
+    test.keyhook(["events", "install"]).assert().success();
+    let mut client = schema.client();
+    client
+        .batch_execute(&format!("SET search_path = {}", schema.name))
+        .unwrap();
+    client.batch_execute(LIFE[0]).unwrap();
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let sent = server.request_count();
+    let spelled = format!("{}&application_name=another", schema.url());
+    let output = test
+        .keyhook(["dispatch"])
+        .env("KEYHOOK_DB", &spelled)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("already holds these events' deliveries")
+            && stderr(&output).contains("under another path or URL"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.request_count(), sent);
+}

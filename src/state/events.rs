@@ -76,8 +76,18 @@ impl StateDb {
         if !move_cursor(&transaction, batch, now).map_err(error)? {
             return Ok(Recorded::Raced);
         }
-        insert_deliveries(&transaction, &batch.deliveries, self.host.as_deref(), now)
-            .map_err(error)?;
+        insert_deliveries(&transaction, &batch.deliveries, self.host.as_deref(), now).map_err(
+            |source| match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation)
+                    if source.to_string().contains("deliveries.id") =>
+                {
+                    StateError::EventsAgain {
+                        shown: path.display().to_string(),
+                    }
+                }
+                _ => error(source),
+            },
+        )?;
         let mut seen = transaction
             .prepare_cached(
                 "INSERT OR IGNORE INTO expiries_seen (license_db, license_id, expiry, seen_at)

@@ -59,6 +59,16 @@ pub enum StateError {
     /// failure.
     #[error("the slot at {slot} of task `{task}` was run by another host")]
     SlotTaken { task: String, slot: i64 },
+    /// Event deliveries came again under ids the state already holds.
+    #[error(
+        "state database {shown} already holds these events' deliveries, so nothing was \
+         recorded: the license database was dispatched before under another path or URL \
+         (moved, renamed, or named another way: its event cursor is kept per path or URL as \
+         given, so give it the way it was), or it is an older copy whose outbox numbers its \
+         events again. `keyhook events uninstall --force` then `keyhook events install` numbers \
+         the next events anew"
+    )]
+    EventsAgain { shown: String },
     #[error("state database {}", .path.display())]
     Sql {
         path: PathBuf,

@@ -36,7 +36,12 @@ impl PgState {
         let mut client = self.client.borrow_mut();
         let mut tx = client.transaction().map_err(|e| self.error(&e))?;
         let recorded = self.record_events_in(&mut tx, batch, now);
-        let recorded = recorded.map_err(|e| self.error(&e))?;
+        let recorded = recorded.map_err(|e| match e.as_db_error() {
+            Some(db) if db.constraint() == Some("deliveries_id_key") => StateError::EventsAgain {
+                shown: self.shown.clone(),
+            },
+            _ => self.error(&e),
+        })?;
         if recorded == Recorded::Done {
             tx.commit().map_err(|e| self.error(&e))?;
         }
