@@ -157,6 +157,18 @@ pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A dispatch refused because the events' deliveries are in the state already (the license
+/// database under another path or URL): exit 3, saying why.
+pub fn assert_events_recorded_again(output: &std::process::Output) {
+    let said = stderr(output);
+    assert_eq!(output.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("already holds these events' deliveries")
+            && said.contains("under another path or URL"),
+        "{said}"
+    );
+}
+
 /// The repository's own folder (for the example definitions).
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
