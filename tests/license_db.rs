@@ -359,3 +359,111 @@ fn a_license_database_another_program_holds_locked_says_so() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+/// Dates stored with a space (as SQLite's `datetime()` and Python's sqlite3 write them), or
+/// as days, are compared on their own day as keyhook's own `T` dates are: the placeholders
+/// are bound in the database's shape. Bound as `2026-12-02T00:00:00`, every `2026-12-02 ...`
+/// and `2026-12-02` sorted before the day's start, and today's licenses were missed.
+#[test]
+fn dates_in_another_shape_compare_on_their_own_day() {
+    // Yesterday's last second, today's start, today 10:00, tomorrow's start. QLM's
+    // `[today_start]` is 00:00:01, so the day's window holds today 10:00 and tomorrow's start
+    // (a day alone is its midnight: tomorrow's).
+    let shapes: [(&str, [&str; 4], &str); 4] = [
+        (
+            "T",
+            [
+                "2026-12-01T23:59:59",
+                "2026-12-02T00:00:00",
+                "2026-12-02T10:00:00",
+                "2026-12-03T00:00:00",
+            ],
+            "2",
+        ),
+        (
+            "space",
+            [
+                "2026-12-01 23:59:59",
+                "2026-12-02 00:00:00",
+                "2026-12-02 10:00:00",
+                "2026-12-03 00:00:00",
+            ],
+            "2",
+        ),
+        (
+            "minutes",
+            [
+                "2026-12-01 23:59",
+                "2026-12-02 00:00",
+                "2026-12-02 10:00",
+                "2026-12-03 00:00",
+            ],
+            "2",
+        ),
+        (
+            "days",
+            ["2026-12-01", "2026-12-02", "2026-12-02", "2026-12-03"],
+            "1",
+        ),
+    ];
+    for (shape, dates, today) in shapes {
+        let test = Test::new().search(
+            "today",
+            "SubscriptionExpiryDate >= [today_start] And SubscriptionExpiryDate < [today_start+1]",
+        );
+        for (id, date) in (1..).zip(dates) {
+            test.simple_license(id, date);
+        }
+        let output = test
+            .keyhook(["--now", "2026-12-02T05:00:00", "--timezone", "UTC"])
+            .args(["dry-run", "today", "--count"])
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&output), format!("{today}\n"), "{shape}: {output:?}");
+        let later = test
+            .keyhook(["--now", "2026-12-02T10:00:00", "--timezone", "UTC"])
+            .args(["dry-run", "today", "--count"])
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&later), format!("{today}\n"), "{shape} at 10:00");
+        // `[now]` keeps its seconds: a license of today 10:00 is not yet expired at 09:59:30.
+        let test = test.search("expired", "SubscriptionExpiryDate <= [now]");
+        let before = test
+            .keyhook(["--now", "2026-12-02T09:59:30", "--timezone", "UTC"])
+            .args(["dry-run", "expired", "--count"])
+            .output()
+            .unwrap();
+        let expected = if shape == "days" { "3\n" } else { "2\n" };
+        assert_eq!(stdout(&before), expected, "{shape} at 09:59:30");
+        let check = test.keyhook(["check"]).output().unwrap();
+        assert!(
+            !stdout(&check).contains("shape"),
+            "{shape}: {}",
+            stdout(&check)
+        );
+    }
+}
+
+/// A database that mixes shapes cannot be compared right by any one binding: `check` says
+/// which columns, how many rows and the first ID, and how to fix it.
+#[test]
+fn check_warns_of_dates_stored_in_more_than_one_shape() {
+    let test = Test::new().search("all", "SubscriptionExpiryDate > [today_start]");
+    test.simple_license(1, "2026-12-02 10:00:00")
+        .simple_license(2, "2026-12-03 10:00:00")
+        .simple_license(3, "2026-12-04T10:00:00");
+    let output = test.keyhook(["check"]).output().unwrap();
+    let text = stdout(&output);
+    assert!(
+        output.status.success(),
+        "a warning, not an error: {output:?}"
+    );
+    assert!(
+        text.contains("warning: ")
+            && text.contains("more than one shape")
+            && text.contains("`2026-12-01 10:00:00`")
+            && text.contains("SubscriptionExpiryDate (1 row, the first ID 3)")
+            && text.contains("replace(ExpiryDate, ' ', 'T')"),
+        "{text}"
+    );
+}

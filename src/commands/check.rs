@@ -50,6 +50,9 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     if let Some(warning) = role_warning(context) {
         writeln!(out, "warning: {warning}")?;
     }
+    if let Some(warning) = date_warning(context) {
+        writeln!(out, "warning: {}: {warning}", context.db_path.display())?;
+    }
     let (searches, tasks) = (definitions.searches.len(), definitions.tasks.len());
     if problems.is_empty() {
         match definitions.webhooks.len() {
@@ -124,6 +127,15 @@ fn role_warning(context: &Context) -> Option<String> {
     match db.write_warning() {
         Ok(warning) => warning,
         Err(error) => Some(format!("could not check what the role may do: {error}")),
+    }
+}
+
+/// License dates kept in more than one shape, which placeholders cannot all compare with.
+fn date_warning(context: &Context) -> Option<String> {
+    let mut db = context.license_db().ok()?;
+    match db.date_warning() {
+        Ok(warning) => warning,
+        Err(error) => Some(format!("could not check how dates are stored: {error}")),
     }
 }
 

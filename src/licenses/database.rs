@@ -81,6 +81,13 @@ pub trait LicenseDatabase: Send {
     fn write_warning(&mut self) -> Result<Option<String>, QueryError> {
         Ok(None)
     }
+
+    /// Why some stored dates may compare wrongly with the placeholders, if they may: dates
+    /// kept as text in more than one shape (a SQLite database; `None` on a server, whose
+    /// dates are typed).
+    fn date_warning(&mut self) -> Result<Option<String>, QueryError> {
+        Ok(None)
+    }
 }
 
 impl dyn LicenseDatabase + '_ {
@@ -136,6 +143,10 @@ impl LicenseDatabase for LicenseDb {
         each: &mut dyn FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
         LicenseDb::for_each_row(self, template, values, each)
+    }
+
+    fn date_warning(&mut self) -> Result<Option<String>, QueryError> {
+        LicenseDb::date_warning(self)
     }
 }
 

@@ -2,6 +2,7 @@
 //! evaluation of a search, and the mapping from a row to QLM's `LicenseInfo`.
 
 pub mod database;
+pub mod date_text;
 pub mod license_info;
 pub mod macros;
 pub mod open;

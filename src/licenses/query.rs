@@ -11,6 +11,7 @@ use chrono::NaiveDateTime;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{CachedStatement, Connection, ErrorCode, Statement};
 
+use super::date_text::DateText;
 use super::license_info::{License, LicenseRow, RowError};
 use super::macros::{DATE_FORMAT, Template};
 use super::open::{MAX_HEAP_BYTES, MAX_VALUE_BYTES};
@@ -122,6 +123,8 @@ pub struct LicenseDb {
     first_rowids: usize,
     /// [`ROWS_PER_FETCH`] (fewer in tests).
     rows_per_fetch: usize,
+    /// The shape of the stored dates, read off one the first time a search is bound.
+    dates: std::cell::OnceCell<DateText>,
 }
 
 /// How many matches' rowids are gathered, then fetched in table order (512 KiB of them).
@@ -175,6 +178,7 @@ impl LicenseDb {
             rowids_at_once: ROWIDS_AT_ONCE,
             first_rowids: FIRST_ROWIDS,
             rows_per_fetch: ROWS_PER_FETCH,
+            dates: std::cell::OnceCell::new(),
         })
     }
 
@@ -197,7 +201,7 @@ impl LicenseDb {
         let sql = over_search("count(*)", condition(template)?);
         self.start_deadline();
         let mut statement = self.prepare(&sql)?;
-        bind(&mut statement, values)?;
+        self.bind(&mut statement, values)?;
         let mut rows = statement.raw_query();
         let count = match rows.next().map_err(|error| self.failure(error))? {
             Some(row) => row.get::<_, i64>(0).map_err(|error| self.failure(error))?,
@@ -262,7 +266,7 @@ impl LicenseDb {
             }
         }
         let mut statement = self.prepare(&select_sql(template)?)?;
-        bind(&mut statement, values)?;
+        self.bind(&mut statement, values)?;
         let mut rows = statement.raw_query();
         let mut seen = 0;
         while let Some(row) = rows.next().map_err(|error| self.failure(error))? {
@@ -282,7 +286,7 @@ impl LicenseDb {
     /// all the same: read twice, it would cost more, so it goes on as it is.
     fn index_alone_finds(&self, ids: &str, values: &[NaiveDateTime]) -> Result<bool, QueryError> {
         let mut plan = self.prepare(&format!("EXPLAIN QUERY PLAN {ids}"))?;
-        bind(&mut plan, values)?;
+        self.bind(&mut plan, values)?;
         let mut rows = plan.raw_query();
         while let Some(row) = rows.next().map_err(|error| self.failure(error))? {
             let parent: i64 = row.get(1).map_err(|error| self.failure(error))?;
@@ -316,7 +320,7 @@ impl LicenseDb {
     ) -> Result<u64, QueryError> {
         let _transaction = ReadTransaction::begin(self)?;
         let mut ids = self.prepare(ids)?;
-        bind(&mut ids, values)?;
+        self.bind(&mut ids, values)?;
         let per_fetch = self.rows_per_fetch;
         let mut fetch = self.prepare(&by_rowids_statement(rowid, per_fetch))?;
         let mut matches = ids.raw_query();
@@ -414,6 +418,93 @@ impl LicenseDb {
 }
 
 impl LicenseDb {
+    /// Binds a search's placeholder values, in the shape of the stored dates
+    /// ([`DateText`]): `2026-12-01 00:00:00` where the database writes dates with a space.
+    fn bind(&self, statement: &mut Statement, values: &[NaiveDateTime]) -> Result<(), QueryError> {
+        let shape = self.date_shape();
+        for (index, value) in values.iter().enumerate() {
+            statement
+                .raw_bind_parameter(index + 1, shape.format(value))
+                .map_err(|error| QueryError::Sql(error.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The shape of the stored dates: that of the first subscription expiry (or, without
+    /// one, expiry) date in the table; keyhook's own when there is none or it is no date.
+    pub fn date_shape(&self) -> DateText {
+        *self.dates.get_or_init(|| {
+            let sample = format!(
+                "SELECT coalesce(SubscriptionExpiryDate, ExpiryDate) FROM {TABLE}
+                 WHERE coalesce(SubscriptionExpiryDate, ExpiryDate) IS NOT NULL LIMIT 1"
+            );
+            self.conn
+                .query_row(&sample, [], |row| row.get::<_, String>(0))
+                .ok()
+                .and_then(|date| DateText::of(&date))
+                .unwrap_or(DateText::ISO)
+        })
+    }
+
+    /// Dates stored in another shape than the one placeholders are bound in
+    /// ([`LicenseDb::date_shape`]): on the day a search's window starts or ends, such rows can
+    /// fall on the wrong side of it. Says which column, how many rows and the first `ID`.
+    pub fn date_warning(&self) -> Result<Option<String>, QueryError> {
+        let shape = self.date_shape();
+        let columns: Vec<&str> = schema::searched_columns()
+            .filter(|name| schema::is_date_column(name))
+            .collect();
+        // A date's shape in SQL: its length, and the character after the day.
+        let agrees = |column: &str| match shape.separator() {
+            None => format!("length({column}) = 10"),
+            Some(separator) => {
+                format!("length({column}) > 10 AND substr({column}, 11, 1) = '{separator}'")
+            }
+        };
+        let tallies: Vec<String> = columns
+            .iter()
+            .map(|column| {
+                let test = format!(
+                    "{column} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' AND NOT ({})",
+                    agrees(column)
+                );
+                format!(
+                    "sum(CASE WHEN {test} THEN 1 ELSE 0 END), min(CASE WHEN {test} THEN ID END)"
+                )
+            })
+            .collect();
+        let sql = format!("SELECT {} FROM {TABLE}", tallies.join(", "));
+        let mut statement = self.prepare(&sql)?;
+        let mut rows = statement.raw_query();
+        let Some(row) = rows.next().map_err(|error| self.failure(error))? else {
+            return Ok(None);
+        };
+        let mut found = Vec::new();
+        for (index, column) in columns.iter().enumerate() {
+            let count: Option<i64> = row.get(index * 2).map_err(|error| self.failure(error))?;
+            let first: Option<i64> = row
+                .get(index * 2 + 1)
+                .map_err(|error| self.failure(error))?;
+            if let (Some(count @ 1..), Some(first)) = (count, first) {
+                let rows = if count == 1 { "row" } else { "rows" };
+                found.push(format!("{column} ({count} {rows}, the first ID {first})"));
+            }
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "license dates are stored in more than one shape. Searches compare dates as text, \
+             in the shape of this database's first subscription expiry date (`{}`); these hold \
+             another: {}. On the day a search's window starts or ends, such rows can fall on \
+             the wrong side of it. Store every date in one shape (for dates written with a \
+             space: `UPDATE {TABLE} SET ExpiryDate = replace(ExpiryDate, ' ', 'T')`, and so on \
+             for each column)",
+            shape.example(),
+            found.join(", ")
+        )))
+    }
+
     /// "no such column: X" for one of QLM's columns is the database's fault, not the search's.
     fn sql_error(&self, message: String) -> QueryError {
         let column = message
@@ -432,15 +523,6 @@ impl LicenseDb {
 /// Formats the values bound to a template's parameters.
 pub fn format_value(value: &NaiveDateTime) -> String {
     value.format(DATE_FORMAT).to_string()
-}
-
-fn bind(statement: &mut Statement, values: &[NaiveDateTime]) -> Result<(), QueryError> {
-    for (index, value) in values.iter().enumerate() {
-        statement
-            .raw_bind_parameter(index + 1, format_value(value))
-            .map_err(|error| QueryError::Sql(error.to_string()))?;
-    }
-    Ok(())
 }
 
 pub(super) fn condition(template: &Template) -> Result<&str, QueryError> {

@@ -96,6 +96,14 @@ pub fn is_column(name: &str) -> bool {
             .any(|(column, _)| column.eq_ignore_ascii_case(name))
 }
 
+/// Whether `name` is one of the license table's date columns.
+pub fn is_date_column(name: &str) -> bool {
+    LICENSE_INFO
+        .iter()
+        .chain(EXTRA.iter())
+        .any(|(column, kind)| *kind == Kind::Date && column.eq_ignore_ascii_case(name))
+}
+
 /// The columns every search reads: the id, the subscription expiry, and `LicenseInfo`.
 pub fn searched_columns() -> impl Iterator<Item = &'static str> {
     ["ID", "SubscriptionExpiryDate"]
