@@ -325,3 +325,118 @@ fn rotate_refuses_secrets_keyhook_does_not_hold() {
         stderr(&output)
     );
 }
+
+/// A task and an event webhook of one name (a state from before `check` refused the pair):
+/// the task's retries go to the task's receiver, never to the webhook's URL, whatever the
+/// state's list of webhook sources says; with deliveries of both kinds waiting, neither goes.
+#[test]
+fn a_tasks_retries_never_go_to_a_webhook_of_its_name() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let up = Arc::new(AtomicBool::new(false));
+    let answers = Arc::clone(&up);
+    let task_receiver = keyhook::receiver::Server::start("127.0.0.1:0", move |_| {
+        match answers.load(Ordering::SeqCst) {
+            true => keyhook::receiver::Reply::ok(),
+            false => keyhook::receiver::Reply::status(500),
+        }
+    })
+    .unwrap();
+    let webhook_receiver =
+        keyhook::receiver::Server::start("127.0.0.1:0", |_| keyhook::receiver::Reply::ok())
+            .unwrap();
+    let test = Test::new()
+        .search("all", "SubscriptionExpiryDate > [today_start]")
+        .task("crm", "all", &task_receiver.url("/task"), "");
+    test.simple_license(1, "2027-01-01T00:00:00");
+    let run = test.keyhook(["run-task", "crm"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    // What a dispatch of an event webhook named `crm` noted in the state.
+    let state = rusqlite::Connection::open(test.path("keyhook-state.db")).unwrap();
+    state
+        .execute(
+            "INSERT INTO webhook_sources (source, webhook, url, first_seen) VALUES ('crm', 'crm', ?1, 0)",
+            [webhook_receiver.url("/webhook")],
+        )
+        .unwrap();
+    up.store(true, Ordering::SeqCst);
+    let retry = test
+        .keyhook(["--now", &later(3600), "retry"])
+        .output()
+        .unwrap();
+    assert_eq!(retry.status.code(), Some(0), "{retry:?}");
+    assert_eq!(task_receiver.request_count(), 2, "{}", stdout(&retry));
+    assert_eq!(webhook_receiver.request_count(), 0);
+    // An event delivery waiting under the same name: neither kind is sent, and it says why.
+    test.keyhook(["--now", &later(3600), "run-task", "crm", "--force"])
+        .assert()
+        .success();
+    up.store(false, Ordering::SeqCst);
+    let failed = test
+        .keyhook(["--now", &later(7200), "run-task", "crm", "--force"])
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    state
+        .execute(
+            "UPDATE deliveries SET event_type = 'license.updated'
+             WHERE seq = (SELECT max(seq) FROM deliveries)",
+            [],
+        )
+        .unwrap();
+    state
+        .execute(
+            "INSERT INTO deliveries (id, run_id, task, license_id, activation_key, status, created_at, next_attempt_at, updated_at)
+             SELECT 'msg_task', run_id, task, license_id, activation_key, 'failed', created_at, 0, updated_at
+             FROM deliveries WHERE seq = (SELECT max(seq) FROM deliveries)",
+            [],
+        )
+        .unwrap();
+    let before = (
+        task_receiver.request_count(),
+        webhook_receiver.request_count(),
+    );
+    let held = test
+        .keyhook(["--now", &later(90000), "retry"])
+        .output()
+        .unwrap();
+    assert_eq!(held.status.code(), Some(2), "{held:?}");
+    assert!(
+        stdout(&held).contains("`crm` is the name of a task and of an event webhook"),
+        "{}",
+        stdout(&held)
+    );
+    assert_eq!(
+        (
+            task_receiver.request_count(),
+            webhook_receiver.request_count()
+        ),
+        before
+    );
+}
+
+/// `check` refuses a webhook named as a task's file, and a `#` in a webhook's name (keyhook
+/// names a webhook's second URL `name#2`).
+#[test]
+fn a_webhook_may_not_take_a_tasks_file_name_or_a_hash() {
+    let test = Test::new()
+        .search("all", "SubscriptionExpiryDate > [today_start]")
+        .task("crm", "all", "http://127.0.0.1:9/task", "")
+        .write(
+            "webhooks/crm.toml",
+            "name = \"crm\"\nurl = \"http://127.0.0.1:9/w\"\nevents = [\"license.created\"]\nsecret = \"s\"\n",
+        )
+        .write(
+            "webhooks/other.toml",
+            "name = \"other#2\"\nurl = \"http://127.0.0.1:9/o\"\nevents = [\"license.created\"]\nsecret = \"s\"\n",
+        );
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let text = stdout(&output);
+    assert!(
+        text.contains("crm.toml: field `name`: `crm` is also the file name of task")
+            && text.contains("rename the webhook"),
+        "{text}"
+    );
+    assert!(text.contains("`other#2` holds a `#`"), "{text}");
+}

@@ -40,7 +40,21 @@ pub(super) fn send_due(
     let mut exit = Exit::Success;
     let mut webhook_sources = Vec::new();
     for stem in state.tasks_with_due(now)? {
-        if state.is_webhook_source(&stem)? {
+        // A task and an event webhook may share a name (a webhook added under a task's
+        // stem): each delivery goes by its kind, never to the other's receiver.
+        let (events, tasks) = state.pending_kinds(&stem)?;
+        if events && tasks {
+            writeln!(
+                out,
+                "error: `{stem}` is the name of a task and of an event webhook, and deliveries \
+                 of both wait under it; neither is sent, so none goes to the other's receiver. \
+                 Rename the webhook (its `name`) or the task file; these deliveries stay pending \
+                 (`keyhook log --task {stem}`)"
+            )?;
+            exit = exit.worst(Exit::Config);
+            continue;
+        }
+        if events || (!tasks && state.is_webhook_source(&stem)?) {
             webhook_sources.push(stem);
             continue;
         }

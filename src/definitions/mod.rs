@@ -273,6 +273,21 @@ impl Definitions {
         found.extend(shadowed(&self.searches, |s| (&s.stem, &s.name, &s.path)));
         found.extend(shadowed(&self.tasks, |t| (&t.stem, &t.name, &t.path)));
         found.extend(duplicates(&self.webhooks, |w| (&w.name, &w.path)));
+        // A webhook's deliveries are kept under its name, a task's under its file name.
+        for webhook in &self.webhooks {
+            if let Some(task) = self.tasks.iter().find(|task| task.stem == webhook.name) {
+                found.push(Problem {
+                    file: webhook.path.clone(),
+                    message: format!(
+                        "field `name`: `{}` is also the file name of task {}: keyhook keeps a \
+                         task's deliveries under its file name and a webhook's under its name, \
+                         so they must differ; rename the webhook",
+                        webhook.name,
+                        task.path.display()
+                    ),
+                });
+            }
+        }
         self.problems.extend(found);
     }
 }

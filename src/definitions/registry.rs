@@ -100,6 +100,12 @@ impl EventWebhook {
         let mut fields = Fields::new(path);
         if file.name.trim().is_empty() {
             fields.say("field `name` is empty".into());
+        } else if file.name.contains('#') {
+            fields.say(format!(
+                "field `name`: `{}` holds a `#`, which keyhook keeps for a webhook's further \
+                 URLs (`name#2`, `name#3`, ...); choose a name without one",
+                file.name
+            ));
         }
         let urls = fields.take(urls(file.url.take(), file.urls.take()), |error| {
             error.to_string()

@@ -243,6 +243,11 @@ impl State {
         each!(self, state => state.is_webhook_source(source))
     }
 
+    /// Which kinds of deliveries of `source` wait: (event deliveries, task deliveries).
+    pub fn pending_kinds(&self, source: &str) -> Result<(bool, bool), StateError> {
+        each!(self, state => state.pending_kinds(source))
+    }
+
     /// A dispatch pass's view of it.
     pub fn events(&mut self) -> &mut dyn EventStore {
         each!(self, state => state)

@@ -193,6 +193,20 @@ impl StateDb {
             .map_err(|e| self.error(e))
     }
 
+    /// Which kinds of deliveries of `source` wait to be sent: (event deliveries, task
+    /// deliveries). A task and an event webhook that share a name share a source.
+    pub fn pending_kinds(&self, source: &str) -> Result<(bool, bool), StateError> {
+        self.conn
+            .prepare_cached(
+                "SELECT coalesce(max(event_type IS NOT NULL), 0), coalesce(max(event_type IS NULL), 0)
+                 FROM deliveries WHERE task = ?1 AND status IN ('pending', 'failed')",
+            )
+            .and_then(|mut statement| {
+                statement.query_row([source], |row| Ok((row.get(0)?, row.get(1)?)))
+            })
+            .map_err(|e| self.error(e))
+    }
+
     /// Re-enables every source of `webhook` after a 410; returns how many were disabled.
     pub fn enable_webhook(&self, webhook: &str) -> Result<usize, StateError> {
         self.conn

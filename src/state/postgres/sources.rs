@@ -53,6 +53,21 @@ impl PgState {
             .map_err(|e| self.error(&e))
     }
 
+    /// Which kinds of deliveries of `source` wait to be sent: (event deliveries, task
+    /// deliveries). A task and an event webhook that share a name share a source.
+    pub fn pending_kinds(&self, source: &str) -> Result<(bool, bool), StateError> {
+        self.client
+            .borrow_mut()
+            .query_one(
+                "SELECT coalesce(bool_or(event_type IS NOT NULL), false),
+                        coalesce(bool_or(event_type IS NULL), false)
+                 FROM deliveries WHERE task = $1 AND status IN ('pending', 'failed')",
+                &[&source],
+            )
+            .map(|row| (row.get(0), row.get(1)))
+            .map_err(|e| self.error(&e))
+    }
+
     /// Re-enables every source of `webhook` after a 410; returns how many were disabled.
     pub fn enable_webhook(&self, webhook: &str) -> Result<usize, StateError> {
         self.client
