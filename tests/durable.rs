@@ -950,6 +950,27 @@ fn resend_sends_the_same_delivery_again() {
     assert_eq!(missing.status.code(), Some(2));
 }
 
+/// `resend` to a receiver that still fails is one POST: the failure is scheduled by the
+/// retry policy, not sent again at once until the delivery's retries are spent (it was: ten
+/// POSTs in a second, then dead).
+#[test]
+fn resend_to_a_failing_receiver_is_one_attempt() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(500)).unwrap();
+    let test = many(1, &server.url("/"), "");
+    let run = test.keyhook(["run-task", "all"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let id = server.requests()[0]
+        .header("X-Keyhook-Delivery")
+        .unwrap()
+        .to_string();
+    let output = test.keyhook(["resend", &id]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(server.request_count(), 2, "{}", stdout(&output));
+    let log = stdout(&test.keyhook(["log", "--json"]).output().unwrap());
+    assert!(log.contains("\"failed\""), "still waiting for its retry: {log}");
+    assert!(!log.contains("\"dead\""), "{log}");
+}
+
 #[test]
 fn disabled_webhooks_log_the_run_and_send_nothing() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();

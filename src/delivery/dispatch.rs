@@ -147,6 +147,7 @@ pub fn send(
         claimer: &claimer,
         tally: Tally::default(),
         pace: Pace::new(workers),
+        claimed_once: false,
     };
     let result = dispatcher.run_workers(workers);
     // Whatever was claimed but not sent (a stop, a 410) goes back to the queue.
@@ -215,6 +216,8 @@ struct Dispatcher<'a> {
     claimer: &'a str,
     tally: Tally,
     pace: Pace,
+    /// Whether a claim was made: a [`Queue::One`] is claimed once.
+    claimed_once: bool,
 }
 
 impl Dispatcher<'_> {
@@ -331,7 +334,13 @@ impl Dispatcher<'_> {
     ) -> Result<MutexGuard<'p, Shared>, StateError> {
         let now = self.clock.tick().timestamp();
         let wanted = self.pace.batch();
-        let batch = self.state.claim(self.queue, self.claimer, now, wanted)?;
+        // One delivery (`resend`) is sent once: claimed again after its failure (it is due
+        // whenever for this queue), it went out again at once until its retries ran out.
+        let batch = match (self.queue, self.claimed_once) {
+            (Queue::One(..), true) => Vec::new(),
+            _ => self.state.claim(self.queue, self.claimer, now, wanted)?,
+        };
+        self.claimed_once = true;
         if !batch.is_empty() {
             self.pace.claimed(self.state.lease(), Instant::now());
         }
