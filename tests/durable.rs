@@ -967,7 +967,10 @@ fn resend_to_a_failing_receiver_is_one_attempt() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert_eq!(server.request_count(), 2, "{}", stdout(&output));
     let log = stdout(&test.keyhook(["log", "--json"]).output().unwrap());
-    assert!(log.contains("\"failed\""), "still waiting for its retry: {log}");
+    assert!(
+        log.contains("\"failed\""),
+        "still waiting for its retry: {log}"
+    );
     assert!(!log.contains("\"dead\""), "{log}");
 }
 

@@ -429,3 +429,52 @@ fn the_catalog_prints_as_a_table_and_as_json() {
     );
     assert_eq!(suspended["payload"], "license");
 }
+
+/// A broken `events.toml` holds new events (exit 2, naming the file) instead of taking them
+/// with the built-in catalog: a webhook subscribed by a wildcard would have missed the user's
+/// events for good. Fixed, the held event goes out.
+#[test]
+fn a_broken_event_catalog_holds_new_events() {
+    let contracts = "[[source]]\ntable = \"Contracts\"\nkey = \"ContractID\"\npayload = \"generic\"\n\n\
+        [[source.event]]\nname = \"contract.changed\"\noperation = \"update\"\n";
+    let server =
+        keyhook::receiver::Server::start("127.0.0.1:0", |_| keyhook::receiver::Reply::ok())
+            .unwrap();
+    let test = Test::new().write("events.toml", contracts).write(
+        "webhooks/all.toml",
+        &format!(
+            "name = \"all\"\nurl = \"{}\"\nevents = [\"*\"]\nsecret = \"s\"\n",
+            server.url("/")
+        ),
+    );
+    writer(&test)
+        .execute_batch("CREATE TABLE Contracts (ContractID INTEGER PRIMARY KEY, Amount REAL)")
+        .unwrap();
+    assert_eq!(run(&test, &["events", "install"]).0, Some(0));
+    writer(&test)
+        .execute_batch("INSERT INTO Contracts VALUES (1, 1)")
+        .unwrap();
+    std::fs::write(
+        test.path("events.toml"),
+        format!("{contracts}garbage = [\n"),
+    )
+    .unwrap();
+    writer(&test)
+        .execute_batch("UPDATE Contracts SET Amount = 8")
+        .unwrap();
+    for command in ["dispatch", "run-due"] {
+        let (code, out, err) = run(&test, &[command]);
+        assert_eq!(code, Some(2), "{command}: {out}{err}");
+        assert!(
+            format!("{out}{err}").contains("events.toml: invalid TOML"),
+            "{command}: {out}{err}"
+        );
+    }
+    assert_eq!(server.request_count(), 0);
+    std::fs::write(test.path("events.toml"), contracts).unwrap();
+    let (code, out, err) = run(&test, &["dispatch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(server.request_count(), 1, "{out}");
+    let body = String::from_utf8_lossy(&server.requests()[0].body).to_string();
+    assert!(body.contains("contract"), "{body}");
+}

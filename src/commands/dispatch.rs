@@ -299,8 +299,8 @@ impl ExpiryGate {
 }
 
 /// Why events must wait while a webhook file is broken, and what to do.
-pub const HOLD: &str = "no new event is taken while a webhook file is broken: each event is \
-    taken once for every webhook, so the broken one's would be lost. Fix the file (`keyhook \
+pub const HOLD: &str = "no new event is taken while a webhook file (or events.toml) is broken: \
+    each event is taken once for every webhook, so the broken one's would be lost. Fix the file (`keyhook \
     check` lists every problem); the events wait in the outbox, and deliveries already recorded \
     are still sent";
 

@@ -97,6 +97,7 @@ fn say_problems(context: &Context, tasks: bool, out: &mut impl Write) -> Result<
         .definitions
         .problems
         .iter()
+        .chain(&context.definitions.catalog_problems)
         .map(ToString::to_string)
         .collect();
     if tasks

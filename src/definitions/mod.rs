@@ -68,6 +68,9 @@ pub struct Definitions {
     pub catalog: Catalog,
     /// Files that could not be loaded, and references that do not resolve.
     pub problems: Vec<Problem>,
+    /// Why `events.toml` could not be loaded (not in `problems`: `check` says it with the
+    /// events' other problems).
+    pub catalog_problems: Vec<Problem>,
     /// Why `keyhook.toml` could not be loaded (also in `problems`): its settings hold for
     /// every task and webhook (the zone, the kill switch, the deadlines), so no command but
     /// `check` goes on with defaults in their place.
@@ -96,8 +99,12 @@ impl Definitions {
         });
         let tasks = load_all(&dir.join("tasks"), &mut problems, Task::load);
         // A broken events.toml is reported by `check` (and refused by `events install`);
-        // here its events are simply unknown.
-        let catalog = Catalog::load(dir).unwrap_or_else(|_| Catalog::builtin());
+        // here its events are unknown, and no new event is taken (`webhook_problems`): one
+        // taken now would pass by a webhook subscribed to it by a wildcard, for good.
+        let (catalog, catalog_problems) = match Catalog::load(dir) {
+            Ok(catalog) => (catalog, Vec::new()),
+            Err(problems) => (Catalog::builtin(), problems),
+        };
         let mut webhooks = load_all(&dir.join("webhooks"), &mut problems, |path| {
             EventWebhook::load(path, &catalog)
         });
@@ -113,6 +120,7 @@ impl Definitions {
             tasks,
             webhooks,
             catalog,
+            catalog_problems,
             problems,
             settings_problem,
         };
@@ -218,8 +226,8 @@ impl Definitions {
         (!problems.is_empty()).then_some(FileProblems(problems))
     }
 
-    /// Problems with event webhooks: files under `webhooks/` that could not be loaded, and
-    /// QLM's `[events]` in `keyhook.toml`.
+    /// Problems with event webhooks: files under `webhooks/` that could not be loaded, QLM's
+    /// `[events]` in `keyhook.toml`, and a broken `events.toml`.
     pub fn webhook_problems(&self) -> Vec<&Problem> {
         let folder = self.dir.join("webhooks");
         let settings = self.dir.join(settings::FILE);
@@ -230,6 +238,7 @@ impl Definitions {
                 problem.file.starts_with(&folder)
                     || (problem.file == settings && Some(*problem) != settings_problem)
             })
+            .chain(&self.catalog_problems)
             .collect()
     }
 
