@@ -38,6 +38,8 @@ fn a_wrong_config_folder_is_an_error_not_a_quiet_success() {
             &["check"],
             &["retry"],
             &["status"],
+            &["dispatch"],
+            &["watch"],
         ] {
             let output = test
                 .keyhook(["--config", config])
@@ -55,6 +57,40 @@ fn a_wrong_config_folder_is_an_error_not_a_quiet_success() {
             .unwrap();
         assert_eq!(output.status.code(), Some(2), "KEYHOOK_CONFIG={config}");
     }
+    // The triggers follow the folder's events.toml: a mistyped folder must not remove those
+    // of the user's own events. Any folder that exists will do (the built-in events).
+    for args in [
+        &["events", "install"][..],
+        &["events", "uninstall"],
+        &["events", "status"],
+    ] {
+        let output = test
+            .keyhook(["--config", &missing])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&output).contains("does not exist"), "{args:?}");
+    }
+    test.keyhook(["--config", &empty, "events", "status"])
+        .assert()
+        .success();
+    // QLM's shape: webhooks in keyhook.toml's `[events]`, no folder of definitions.
+    let qlm = tempfile::tempdir().unwrap();
+    std::fs::write(
+        qlm.path().join("keyhook.toml"),
+        "[events]\nlicense_updated = \"http://127.0.0.1:9/u\"\nwebHookSecretKey = \"s3cr3t\"\n",
+    )
+    .unwrap();
+    let output = test
+        .keyhook(["--config", qlm.path().to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        !text.contains("has no tasks/") && text.contains("keyhook.toml: events are not installed"),
+        "checked as a configuration folder: {text}"
+    );
     // Commands that do not read definitions still work anywhere.
     test.keyhook(["--config", &missing, "secret", "new"])
         .assert()

@@ -110,6 +110,14 @@ pub fn dispatch(cli: Cli) -> Result {
     let context = Context::new(&cli.global)?;
     if reads_definitions(&cli.command) {
         context.definitions.ensure_folder().map_err(Error::config)?;
+    } else if matches!(cli.command, Command::Events(_)) {
+        // Triggers are installed (and removed) by what the folder's events.toml says: a
+        // mistyped --config would remove those of the user's own events. An empty folder is
+        // fine: the built-in events need no file.
+        context
+            .definitions
+            .ensure_folder_exists()
+            .map_err(Error::config)?;
     }
     if reads_settings(&cli.command)
         && let Some(problem) = &context.definitions.settings_problem
@@ -243,6 +251,8 @@ fn reads_definitions(command: &Command) -> bool {
             | Command::Enable(_)
             | Command::List
             | Command::Check
+            | Command::Dispatch(_)
+            | Command::Watch(_)
             | Command::Webhooks(_)
             | Command::Secret(SecretCommand::Rotate(_))
             | Command::Prune(crate::cli::PruneArgs {

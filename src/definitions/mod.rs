@@ -131,6 +131,27 @@ impl Definitions {
     /// Fails unless the configuration folder exists and holds `tasks/`, `searches/` or
     /// `webhooks/`.
     pub fn ensure_folder(&self) -> anyhow::Result<()> {
+        let shown = self.ensure_folder_exists()?;
+        // QLM's shape: the webhooks in keyhook.toml's `[events]`, the user's events beside.
+        let events =
+            self.settings.events.is_some() || shown.join(crate::events::catalog::FILE).is_file();
+        if !events
+            && !["tasks", "searches", "webhooks"]
+                .iter()
+                .any(|folder| shown.join(folder).is_dir())
+        {
+            anyhow::bail!(
+                "configuration folder {} has no tasks/, searches/ or webhooks/; point --config \
+                 (or KEYHOOK_CONFIG) at the folder that holds them (`keyhook demo` shows the \
+                 layout)",
+                shown.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Fails unless the configuration folder exists (and is a folder); the folder, as shown.
+    pub fn ensure_folder_exists(&self) -> anyhow::Result<&Path> {
         let shown = if self.dir.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -154,18 +175,7 @@ impl Definitions {
                 shown.display()
             ),
         }
-        if !["tasks", "searches", "webhooks"]
-            .iter()
-            .any(|folder| shown.join(folder).is_dir())
-        {
-            anyhow::bail!(
-                "configuration folder {} has no tasks/, searches/ or webhooks/; point --config \
-                 (or KEYHOOK_CONFIG) at the folder that holds them (`keyhook demo` shows the \
-                 layout)",
-                shown.display()
-            );
-        }
-        Ok(())
+        Ok(shown)
     }
 
     /// The search named by file stem or by `name` (case-insensitively).
