@@ -193,7 +193,10 @@ fn a_proxy_in_the_environment_carries_plain_http() {
 fn redirects_are_not_followed_and_say_where_they_point() {
     let server = Server::start("127.0.0.1:0", |request| {
         if request.target == "/old" {
-            Reply::status(301).with_header("Location", "https://new.example.com/hook")
+            Reply::status(301).with_header(
+                "Location",
+                "https://bob:hunter2@new.example.com/hook?api_token=tok3nvalue",
+            )
         } else {
             Reply::ok()
         }
@@ -204,8 +207,21 @@ fn redirects_are_not_followed_and_say_where_they_point() {
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
     assert!(
-        text.contains("HTTP 301 Moved Permanently: redirected to https://new.example.com/hook"),
+        text.contains(
+            "HTTP 301 Moved Permanently: redirected to https://bob:***@new.example.com/hook?api_token=***"
+        ),
         "{text}"
+    );
+    // Masked as the task's url is, in the log too.
+    let log = stdout(
+        &test
+            .keyhook(["log", "--json", "--attempts"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        !log.contains("hunter2") && !log.contains("tok3nvalue"),
+        "{log}"
     );
     assert!(
         server.requests().iter().all(|r| r.target == "/old"),
@@ -321,4 +337,25 @@ fn a_2xx_with_a_head_over_64_kib_is_delivered_by_either_client() {
             "ureq: {default_transport}: {text}"
         );
     }
+}
+
+/// `--json` says a 410 Gone as the text does: in `warnings`, and on stderr.
+#[test]
+fn a_410_is_a_warning_in_the_json_summary_too() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(410)).unwrap();
+    let test = renewals(&server.url("/gone"), "");
+    let output = test
+        .keyhook(["run-task", "renewals", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("answered 410 Gone") && warnings.contains("keyhook enable renewals"),
+        "{report}"
+    );
+    assert!(
+        support::stderr(&output).contains("answered 410 Gone"),
+        "{output:?}"
+    );
 }

@@ -53,11 +53,19 @@ fn safe_line(line: &str) -> (Shown, Option<String>) {
         return (Shown::Masked, None);
     };
     let key = key.trim().trim_matches(['"', '\'']).to_string();
-    if says_secret(line) || !is_plain_key(&key) {
+    if says_secret(line) || holds_credential_url(line) || !is_plain_key(&key) {
         (Shown::Masked, Some(key).filter(|key| is_plain_key(key)))
     } else {
         (Shown::Whole, Some(key))
     }
+}
+
+/// Whether `line` holds a URL with a credential in it (a password, a `token` parameter):
+/// one that [`shown_url`](super::url::shown_url) would mask.
+fn holds_credential_url(line: &str) -> bool {
+    line.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '[' | ']'))
+        .filter(|word| word.contains("://"))
+        .any(|url| super::url::shown_url(url) != url)
 }
 
 /// Whether a key name (or a line) says it holds a secret.
@@ -147,6 +155,9 @@ mod tests {
             "url = \"http://x/\" secret = \"hunter2hunter2\"\n",
             "\"secret\" = \"hunter2hunter2\" x\n",
             "secret = hunter2hunter2\n",
+            // A url's password or token is as secret (masked everywhere else).
+            "url = \"http://bob:hunter2hunter2@127.0.0.1/h\" x\n",
+            "url = \"http://127.0.0.1/h?api_token=hunter2hunter2\" x\n",
         ];
         for text in cases {
             let described = describe_text(text);

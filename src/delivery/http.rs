@@ -16,6 +16,7 @@ use ureq::unversioned::transport::DefaultConnector;
 use super::plain::PlainClient;
 use super::tls::TlsOptions;
 use super::tls_errors;
+use crate::definitions::url::shown_url;
 
 /// How much of a response body is kept for the log and error messages.
 pub const EXCERPT_BYTES: usize = 200;
@@ -206,9 +207,11 @@ fn attempt(
         300..=399 => Some(format!(
             "HTTP {status} {reason}: redirected to {}; keyhook does not follow redirects, \
              so point the task's url there",
+            // Masked as the task's own url is: the target is mostly that url over https,
+            // its token and all.
             location
                 .as_deref()
-                .unwrap_or("nowhere (no Location header)")
+                .map_or("nowhere (no Location header)".to_string(), shown_url)
         )),
         code if excerpt.is_empty() => Some(format!("HTTP {code} {reason}")),
         code => Some(format!("HTTP {code} {reason}: {excerpt}")),

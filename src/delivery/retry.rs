@@ -200,11 +200,24 @@ fn retry_after(attempt: &Attempt, now_ms: i64) -> Option<Duration> {
     let seconds = match value.parse::<u64>() {
         Ok(seconds) => seconds,
         Err(_) => {
-            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            u64::try_from(at.timestamp() - now_ms.div_euclid(1000)).unwrap_or(0)
+            let at = http_date(value)?;
+            u64::try_from(at - now_ms.div_euclid(1000)).unwrap_or(0)
         }
     };
     Some(Duration::from_secs(seconds.min(24 * 3600)))
+}
+
+/// An HTTP date in any of the three forms RFC 9110 has recipients accept (`Sun, 06 Nov 1994
+/// 08:49:37 GMT`, the obsolete `Sunday, 06-Nov-94 08:49:37 GMT` and asctime's `Sun Nov  6
+/// 08:49:37 1994`), as Unix seconds.
+fn http_date(value: &str) -> Option<i64> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc2822(value) {
+        return Some(at.timestamp());
+    }
+    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(value, format).ok())
+        .map(|at| at.and_utc().timestamp())
 }
 
 fn jitter(wait: Duration) -> Duration {

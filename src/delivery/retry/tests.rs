@@ -40,6 +40,17 @@ fn verdicts_table() {
             1,
             Verdict::RetryAt(1060),
         ),
+        // And in RFC 9110's two older forms, which a recipient must accept.
+        (
+            failed(Some(503), Some("Thursday, 01-Jan-70 00:17:40 GMT")),
+            1,
+            Verdict::RetryAt(1060),
+        ),
+        (
+            failed(Some(503), Some("Thu Jan  1 00:17:40 1970")),
+            1,
+            Verdict::RetryAt(1060),
+        ),
         (
             failed(Some(429), Some("999999")),
             1,
