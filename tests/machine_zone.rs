@@ -55,6 +55,19 @@ fn zones_that_are_known_or_not_used_are_not_warned_about() {
         assert_eq!(stderr(&output), "", "{tz}");
         assert!(stdout(&output).contains(shown), "{tz}: {}", stdout(&output));
     }
+    // A zone file, as `TZ=:/etc/localtime` names one: the zone it links to, without a word.
+    let link = test.path("localtime");
+    std::os::unix::fs::symlink("/usr/share/zoneinfo/Asia/Tokyo", &link).unwrap();
+    let output = dry_run_with_tz(&test, &format!(":{}", link.display()), &[]);
+    assert_eq!(stderr(&output), "");
+    assert!(
+        stdout(&output).contains("(Asia/Tokyo)"),
+        "{}",
+        stdout(&output)
+    );
+    let output = dry_run_with_tz(&test, ":/etc/localtime", &[]);
+    assert!(output.status.success());
+    assert_eq!(stderr(&output), "", "the system's own zone");
     let test = test.write("keyhook.toml", "timezone = \"Asia/Tokyo\"\n");
     let output = dry_run_with_tz(&test, "Mars/Olympus", &[]);
     assert_eq!(stderr(&output), "");

@@ -25,6 +25,24 @@ pub fn local_checked() -> (Tz, Option<String>) {
     match std::env::var("TZ") {
         // An empty TZ is UTC, as the C library reads it.
         Ok(value) if value.trim().is_empty() => (Tz::UTC, None),
+        // A file (`:/etc/localtime`, a common setting): the zone it is, by where it links
+        // to; the system's own zone for /etc/localtime itself.
+        Ok(value) if tz_name(&value).starts_with('/') => {
+            let path = tz_name(&value);
+            match file_zone(path) {
+                Some(zone) => (zone, None),
+                None if path == "/etc/localtime" => system_zone(),
+                None => (
+                    system_zone().0,
+                    Some(format!(
+                        "TZ=`{value}` is a file keyhook cannot tell the zone of; using {} \
+                         instead. Set TZ to an IANA name such as Europe/Paris, or `timezone` \
+                         in keyhook.toml, or --timezone",
+                        system_zone().0
+                    )),
+                ),
+            }
+        }
         Ok(value) => match parse(tz_name(&value)) {
             Ok(zone) => (zone, None),
             Err(_) => {
@@ -39,6 +57,14 @@ pub fn local_checked() -> (Tz, Option<String>) {
         },
         Err(_) => system_zone(),
     }
+}
+
+/// The zone of a zone file, by the `zoneinfo/<name>` it is (or links to).
+fn file_zone(path: &str) -> Option<Tz> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let real = real.to_str()?;
+    let at = real.rfind("zoneinfo/")?;
+    parse(&real[at + "zoneinfo/".len()..]).ok()
 }
 
 /// The zone the system is set to, or UTC when none is set.
