@@ -714,3 +714,33 @@ fn next_and_list_show_no_times_for_a_task_whose_search_is_broken() {
         stderr(&hint)
     );
 }
+
+/// A FIFO (or a device) named `*.toml` is a problem of its own, not a `run-due` that hangs
+/// every minute from cron, or reads `/dev/zero` until the memory is gone.
+#[test]
+fn a_definition_that_is_not_a_regular_file_is_refused_not_read() {
+    let test = Test::new()
+        .search("all", "ID > 0")
+        .task("t", "all", "http://127.0.0.1:9/", "");
+    let fifo = test.path("searches/fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", test.path("tasks/zero.toml")).unwrap();
+    for command in ["run-due", "check"] {
+        let output = test
+            .keyhook([command])
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command}: {output:?}");
+        let text = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(
+            text.contains("fifo.toml: is not a regular file")
+                && text.contains("zero.toml: is not a regular file"),
+            "{command}: {text}"
+        );
+    }
+}

@@ -505,9 +505,40 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Probl
         file: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| problem(format!("could not read the file: {error}")))?;
+    let text = read_definition(path).map_err(problem)?;
     toml::from_str(&text).map_err(|error| problem(toml_error::describe(&text, &error)))
+}
+
+/// A definition file is at most this long: a link to `/dev/zero` must not take the memory.
+const MAX_DEFINITION_BYTES: u64 = 4 << 20;
+
+/// A definition file's text. Only a regular file (or a link to one) is read: a FIFO or a
+/// device named `*.toml` would hang `run-due` (every minute, from cron) or fill the memory.
+fn read_definition(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let unreadable = |error: std::io::Error| format!("could not read the file: {error}");
+    let metadata = std::fs::metadata(path).map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(
+            "is not a regular file (a FIFO, a device or a folder); keyhook reads \
+                    definitions from regular files only: remove it or rename it"
+                .into(),
+        );
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(MAX_DEFINITION_BYTES + 1)
+                .read_to_string(&mut text)
+        })
+        .map_err(unreadable)?;
+    if text.len() as u64 > MAX_DEFINITION_BYTES {
+        return Err(format!(
+            "is longer than {} MiB, far beyond any definition; is it the right file?",
+            MAX_DEFINITION_BYTES >> 20
+        ));
+    }
+    Ok(text)
 }
 
 /// The file's stem, the name a definition is referred to by on the command line.
