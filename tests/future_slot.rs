@@ -189,3 +189,63 @@ fn set_last_run_refuses_while_a_run_of_the_task_goes_on() {
         .assert()
         .success();
 }
+
+/// `check` says what `run-due` says of a state ahead of now, and exits 2 as it does: it runs
+/// the same validation.
+#[test]
+fn check_says_a_state_ahead_of_now_as_run_due_does() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = daily(&server);
+    test.keyhook(["run-task", "daily", "--now", "2030-01-01T10:00:00"])
+        .assert()
+        .success();
+    let check = test
+        .keyhook(["check", "--now", "2026-11-24T10:00:00"])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2), "{check:?}");
+    let text = stdout(&check);
+    assert!(
+        text.contains("task `daily`") && text.contains("later than now"),
+        "{text}"
+    );
+}
+
+/// `set-last-run` on a task keyhook has not seen yet sets its last run, not its first
+/// sighting: the task then runs at its next slot, as `next` says, not at once for today's.
+#[test]
+fn set_last_run_on_a_new_task_does_not_make_it_run_at_once() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = Test::new().search("all", "1 = 1").write(
+        "tasks/daily.toml",
+        &format!(
+            "name = \"daily\"\nsearch = \"all\"\nschedule = \"0 8 * * *\"\n[webhook]\nurl = \"{}\"\nsecret = \"s\"\n",
+            server.url("/")
+        ),
+    );
+    test.simple_license(1, "2027-01-01T00:00:00");
+    test.keyhook([
+        "set-last-run",
+        "daily",
+        "2026-11-19T00:00:00",
+        "--now",
+        "2026-11-20T12:00:00",
+    ])
+    .assert()
+    .success();
+    let next = test
+        .keyhook(["next", "daily", "-n", "1", "--now", "2026-11-20T12:00:30"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&next).contains("2026-11-21 08:00"),
+        "{}",
+        stdout(&next)
+    );
+    let output = run_due(&test, "2026-11-20T12:01:00");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(server.request_count(), 0, "{}", stdout(&output));
+    let output = run_due(&test, "2026-11-21T08:00:30");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(server.request_count(), 1, "{}", stdout(&output));
+}

@@ -210,7 +210,11 @@ fn first_run_since_sets_the_first_date() {
         "name = \"n\"\nsearch = \"new-orders\"\nschedule = \"every 1 day\"\n\
          first_run_since = \"2030-01-01\"\n[webhook]\nurl = \"http://127.0.0.1:9/\"\nsecret = \"s\"\n",
     );
-    for args in [&["check"][..], &["run-task", "new-orders"]] {
+    for args in [
+        &["check"][..],
+        &["run-task", "new-orders"],
+        &["dry-run", "new-orders"],
+    ] {
         let output = test.keyhook(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let text = format!("{}{}", stdout(&output), stderr(&output));
@@ -218,6 +222,20 @@ fn first_run_since_sets_the_first_date() {
             text.contains("tasks/new-orders.toml: field `first_run_since`: 2030-01-01T00:00:00 is later than now"),
             "{args:?}: {text}"
         );
+    }
+    // Only a first run takes it: once the task has run, check, the run and its preview agree
+    // that it is fine.
+    test.keyhook(["set-last-run", "new-orders", "2026-11-20T00:00:00"])
+        .assert()
+        .success();
+    for args in [
+        &["check"][..],
+        &["run-task", "new-orders"],
+        &["dry-run", "new-orders"],
+    ] {
+        let output = test.keyhook(args).output().unwrap();
+        let text = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(!text.contains("first_run_since"), "{args:?}: {text}");
     }
 }
 

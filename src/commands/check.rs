@@ -143,6 +143,14 @@ fn date_warning(context: &Context) -> Option<String> {
 /// and its search's placeholders in the task's own zone, with its `[date]`.
 fn task_problems(context: &Context) -> Vec<Problem> {
     let mut problems = Vec::new();
+    // What the state says of each task, as `run-due` reads it (a state ahead of now).
+    let states = match context.state_exists() {
+        Ok(true) => context
+            .open_state()
+            .and_then(|state| Ok(state.task_states()?))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     for task in &context.definitions.tasks {
         let problem = |message: String| Problem {
             file: task.path.clone(),
@@ -151,7 +159,14 @@ fn task_problems(context: &Context) -> Vec<Problem> {
         if let Err(error) = sending::resolve_target(context, task) {
             problems.push(problem(format!("[webhook]: {error}")));
         }
-        if let Some(ahead) = super::first_run_since_ahead(context, task) {
+        let state = states.iter().find(|(stem, _)| *stem == task.stem);
+        if let Some(ahead) = state.and_then(|(_, state)| super::future_state(context, task, state))
+        {
+            problems.push(problem(ahead));
+        }
+        // As the run: only a first run (none recorded yet) takes `first_run_since`.
+        let ran = state.is_some_and(|(_, state)| state.last_run.is_some());
+        if !ran && let Some(ahead) = super::first_run_since_ahead(context, task) {
             problems.push(problem(ahead));
         }
         let Some(search) = context.definitions.search_of(task) else {

@@ -47,6 +47,16 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
     context.ensure_valid(&search.path)?;
     if let Some(task) = task {
         context.ensure_valid(&task.path)?;
+        // The run refuses a first run whose `first_run_since` lies ahead: so does its preview.
+        let ran = context.state_exists()?
+            && context
+                .open_state()?
+                .task_states()?
+                .iter()
+                .any(|(stem, state)| *stem == task.stem && state.last_run.is_some());
+        if !ran && let Some(problem) = super::first_run_since_ahead(context, task) {
+            return Err(Error::config(anyhow!("{}: {problem}", task.path.display())));
+        }
     }
     let last_run = match task {
         Some(task) => super::last_run_for_preview(context, task)?,

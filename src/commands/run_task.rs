@@ -44,8 +44,13 @@ pub fn run(context: &Context, args: &RunTaskArgs, out: &mut impl Write) -> Resul
         live: !args.json,
     };
     let stop = Stop::install();
-    let report = execute(context, task, &options, &stop, out)?;
+    let mut report = execute(context, task, &options, &stop, out)?;
     if args.json {
+        // The text says it after the summary (`sending::aftermath`); here it is a warning.
+        let gone = sending::gone_warning(task);
+        if report.tally.gone && !report.warnings.iter().any(|w| w.contains("410 Gone")) {
+            report.warnings.push(gone);
+        }
         // stdout is one JSON document; what a person should read goes to stderr.
         for warning in &report.warnings {
             writeln!(std::io::stderr(), "{warning}")?;

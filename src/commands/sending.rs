@@ -343,6 +343,17 @@ pub fn exit_of(tally: &Tally, stop: &Stop) -> Exit {
 }
 
 /// The lines after a summary: what will be retried, what died, what was left.
+/// What a 410 Gone from a task's receiver did, and what to do.
+pub fn gone_warning(task: &Task) -> String {
+    format!(
+        "WARNING: {} answered 410 Gone: the webhook of task `{}` is DISABLED; fix its url, \
+         then run `keyhook enable {}`",
+        crate::definitions::task::shown_url(&task.webhook.url),
+        task.name,
+        task.stem
+    )
+}
+
 pub fn aftermath(
     context: &Context,
     task: &Task,
@@ -350,14 +361,7 @@ pub fn aftermath(
     out: &mut impl Write,
 ) -> std::io::Result<()> {
     if tally.gone {
-        writeln!(
-            out,
-            "WARNING: {} answered 410 Gone: the webhook of task `{}` is DISABLED; \
-             fix its url, then run `keyhook enable {}`",
-            crate::definitions::task::shown_url(&task.webhook.url),
-            task.name,
-            task.stem
-        )?;
+        writeln!(out, "{}", gone_warning(task))?;
     }
     if tally.retrying > 0 {
         writeln!(

@@ -135,7 +135,9 @@ impl StateDb {
         slot: Option<i64>,
         now: i64,
     ) -> Result<(), StateError> {
-        self.task_state(task, at)?;
+        // A task not seen before is first seen now, as `run-due` would note it: a sighting
+        // back at `at` made it run at once for slots `next` never showed.
+        self.task_state(task, now)?;
         self.conn
             .execute(
                 "UPDATE tasks SET last_run = ?2,

@@ -203,7 +203,8 @@ impl PgState {
         slot: Option<i64>,
         now: i64,
     ) -> Result<(), StateError> {
-        self.task_state(task, at)?;
+        // A task not seen before is first seen now (see the SQLite state's).
+        self.task_state(task, now)?;
         self.client
             .borrow_mut()
             .execute(
