@@ -395,3 +395,57 @@ fn a_missed_slot_whose_run_was_killed_while_recording_is_skipped_and_said_so() {
     assert_eq!(deliveries, 0);
     assert_eq!(server.request_count(), 0);
 }
+
+/// `next` and `status` say that some files have problems (their tasks are not listed), as
+/// `list` does; `next` says a task disabled in its file never runs rather than list times.
+#[test]
+fn listings_say_when_files_are_left_out_and_disabled_tasks_get_no_times() {
+    let test = task(Test::new(), "daily", "0 8 * * *", "", "http://127.0.0.1:9/");
+    let test = task(
+        test,
+        "off",
+        "0 9 * * *",
+        "enabled = false",
+        "http://127.0.0.1:9/",
+    );
+    test.keyhook(["run-task", "daily"]).output().unwrap();
+    let test = test.write(
+        "tasks/broken.toml",
+        "name = \"broken\"\nschedule = \"0 8 * * Monday-Friday\"\n",
+    );
+    for args in [&["next"][..], &["status"], &["list"]] {
+        let output = test.keyhook(args).output().unwrap();
+        assert!(
+            stdout(&output).contains("1 definition file(s) have problems; run `keyhook check`"),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+    let off = stdout(&test.keyhook(["next", "off"]).output().unwrap());
+    assert!(off.contains("disabled in its file"), "{off}");
+    assert!(!off.contains("2026-"), "no times: {off}");
+}
+
+/// A slot that `run-due` skipped did not run: `run-task` says so, not "already ran".
+#[test]
+fn run_task_tells_a_skipped_slot_from_one_that_ran() {
+    let test = task(
+        Test::new(),
+        "daily",
+        "0 8 * * *",
+        "catch_up = \"1h\"",
+        "http://127.0.0.1:9/",
+    );
+    run_due(&test, "2026-11-19T07:00:00");
+    let skipped = run_due(&test, "2026-11-20T10:00:00");
+    assert!(stdout(&skipped).contains("skipped the slot"), "{skipped:?}");
+    let output = test
+        .keyhook(["run-task", "daily", "--now", "2026-11-20T10:05:00"])
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    assert!(
+        text.contains("was skipped by run-due") && !text.contains("already ran"),
+        "{text}"
+    );
+}

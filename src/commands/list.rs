@@ -40,13 +40,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         tasks.add_row(task_row(context, task, &last_runs));
     }
     write_table(&tasks, definitions.tasks.is_empty(), out)?;
-    if !definitions.problems.is_empty() {
-        writeln!(
-            out,
-            "{} definition file(s) have problems; run `keyhook check` to see them.",
-            definitions.files_with_problems()
-        )?;
-    }
+    super::say_broken_files(context, out)?;
     success()
 }
 

@@ -524,6 +524,20 @@ pub fn placeholder_values(
         .map_err(|error| Error::config(anyhow!("{}: field `sql`: {error}", search.path.display())))
 }
 
+/// Says how many definition files have problems, if any do: a listing that leaves their
+/// tasks out must not look whole.
+pub fn say_broken_files(context: &Context, out: &mut impl Write) -> std::io::Result<()> {
+    let definitions = &context.definitions;
+    if definitions.problems.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} definition file(s) have problems; run `keyhook check` to see them.",
+        definitions.files_with_problems()
+    )
+}
+
 /// Says what is wrong when a task's state holds a time later than now (its last slot, last
 /// run or first sighting), as a wrong clock, `--now` or a stale `KEYHOOK_NOW` leaves it:
 /// `run-due` would not run the task until then, and `[date]` would be in the future.

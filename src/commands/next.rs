@@ -37,6 +37,13 @@ pub fn run(context: &Context, args: &NextArgs, out: &mut impl Write) -> Result {
             )?;
             continue;
         }
+        if !task.enabled {
+            writeln!(
+                out,
+                "  (disabled in its file: `enabled = false`; run-due never runs it)"
+            )?;
+            continue;
+        }
         if let Some((_, state)) = states.iter().find(|(stem, _)| *stem == task.stem)
             && let Some(warning) = super::future_state(context, task, state)
         {
@@ -55,6 +62,9 @@ pub fn run(context: &Context, args: &NextArgs, out: &mut impl Write) -> Result {
             )?;
             after = at;
         }
+    }
+    if args.task.is_none() {
+        super::say_broken_files(context, out)?;
     }
     success()
 }

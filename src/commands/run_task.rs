@@ -336,6 +336,20 @@ fn already_ran(context: &Context, state: &State, task: &Task, slot: i64) -> Resu
     if !state.slot_ran(&task.stem, slot)? {
         return Ok(None);
     }
+    // A slot that run-due skipped (missed by more than `catch_up`) did not run: nothing was
+    // sent for it, and "already ran" would send the user away.
+    let skipped = state
+        .latest_skips()?
+        .into_iter()
+        .find(|run| run.task == task.stem && run.slot == Some(slot));
+    if let Some(run) = skipped {
+        return Ok(Some(format!(
+            "its slot at {} was skipped by run-due ({}), so nothing was sent for it; \
+             `run-task --force` runs it now",
+            sending::local_time(context, slot),
+            run.skipped.unwrap_or_default()
+        )));
+    }
     Ok(Some(format!(
         "already ran for its slot at {}; nothing to do (`run-task --force` runs it again)",
         sending::local_time(context, slot)

@@ -30,6 +30,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     let skips = state.latest_skips()?;
     let states = state.task_states()?;
     writeln!(out, "{}", tasks_table(context, &runs, &states, shared))?;
+    super::say_broken_files(context, out)?;
     older_waiting(context, &state, &runs, out)?;
     webhooks(context, &state, out)?;
     for skip in &skips {
