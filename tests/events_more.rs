@@ -230,6 +230,35 @@ fn an_expiry_fires_license_expired_once_and_a_renewal_re_arms_it() {
     assert!(second.starts_with("evt_exp_1_") && second != id, "{second}");
 }
 
+/// An expiry stored with a space (`2026-11-23 12:00:00`, as SQLite's `datetime()` writes it)
+/// fires at its time, not up to a day early (it sorted before every `2026-11-23T...`), with
+/// its own time as the event's, not 1970's.
+#[test]
+fn an_expiry_stored_with_a_space_fires_at_its_time() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_hook(
+        &server.url("/"),
+        "[\"license.expired\"]",
+        "format = \"standard\"",
+    );
+    rusqlite::Connection::open(test.path("licenses.db"))
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate)
+             VALUES (1, 'K1', '2026-11-23 12:00:00');",
+        )
+        .unwrap();
+    let pass = |now: &str| run(&test, ["--now", now, "dispatch"]);
+    assert_eq!(pass("2026-11-23T10:00:00").0, Some(0));
+    assert_eq!(pass("2026-11-23T11:00:00").0, Some(0));
+    assert_eq!(server.request_count(), 0, "not expired yet");
+    let (code, text) = pass("2026-11-23T12:30:00");
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(server.request_count(), 1, "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&server.requests()[0].body).unwrap();
+    assert_eq!(json["timestamp"], "2026-11-23T12:00:00.000Z", "{json}");
+}
+
 #[test]
 fn events_prune_removes_only_taken_rows_older_than_the_age_and_says_how_many() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();

@@ -4,7 +4,7 @@
 //! value)` is recorded in the state database with its deliveries in one transaction, so an
 //! expiry fires once, and a renewal that moves it re-arms it. The license database is only read.
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -164,12 +164,8 @@ pub fn event_key(license_id: i64, expiry: &str) -> String {
 
 /// When the license expired (UTC ms): the `timestamp` of its event; 0 if it cannot be read.
 fn expiry_ms(expiry: &str, zone: Tz) -> i64 {
-    let parsed = NaiveDateTime::parse_from_str(expiry, FORMAT).or_else(|_| {
-        chrono::NaiveDate::parse_from_str(expiry, "%Y-%m-%d")
-            .map(|d| d.and_time(Default::default()))
-    });
-    parsed
-        .ok()
+    // Every shape a license database may store its dates in (a space, no seconds, a day).
+    crate::licenses::date_text::parse(expiry)
         .and_then(|at| zone.from_local_datetime(&at).earliest())
         .map_or(0, |at| at.timestamp_millis())
 }

@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use super::catalog::table_columns;
 use super::dispatch::DispatchError;
 use super::outbox::snapshot_sql;
+use crate::licenses::date_text::{self, DateText};
 use crate::licenses::schema::TABLE;
 
 /// The expiry a license has: its subscription's end, else its own.
@@ -69,6 +70,8 @@ pub fn expired_between(conn: &Connection, since: &str, now: &str) -> rusqlite::R
         snapshot_sql("NEW", &columns)
     );
     let mut statement = conn.prepare(&sql)?;
+    let shape = date_text::of_database(conn);
+    let (since, now) = (in_shape(since, shape), in_shape(now, shape));
     statement
         .query_map([since, now], |row| {
             let (snapshot, not_utf8) = super::outbox::snapshot_of(row.get_ref(2)?);
@@ -85,7 +88,17 @@ pub fn expired_between(conn: &Connection, since: &str, now: &str) -> rusqlite::R
 /// The earliest expiry after `after` (same text form), if any license has one. Read-only.
 pub fn next_expiry_after(conn: &Connection, after: &str) -> rusqlite::Result<Option<String>> {
     let sql = format!("SELECT min({EXPIRY}) FROM {TABLE} AS NEW WHERE {EXPIRY} > ?1");
+    let after = in_shape(after, date_text::of_database(conn));
     conn.query_row(&sql, [after], |row| row.get(0))
+}
+
+/// `text` (keyhook's `YYYY-MM-DDTHH:MM:SS`) in the shape of the database's own dates, which
+/// SQLite compares with it as text: `2026-12-01 10:00:00` sorts before `2026-12-01T00:00:00`.
+fn in_shape(text: &str, shape: DateText) -> String {
+    match date_text::parse(text) {
+        Some(at) => shape.format(&at),
+        None => text.to_string(),
+    }
 }
 
 #[cfg(test)]

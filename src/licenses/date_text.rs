@@ -8,7 +8,10 @@
 //! shape the database's own dates have, read off one stored date: the same separator, and
 //! no seconds (or no time at all) where the dates have none and the value has none either.
 
-use chrono::{NaiveDateTime, Timelike};
+use chrono::{NaiveDate, NaiveDateTime, Timelike};
+use rusqlite::Connection;
+
+use super::schema::TABLE;
 
 /// The shape of a stored date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,34 @@ enum Precision {
     Minute,
     /// `2026-12-01 10:00:00`, with or without a fraction or a zone after it.
     Second,
+}
+
+/// The shape of the dates of a SQLite license database: that of its first subscription
+/// expiry (or, without one, expiry) date; keyhook's own when there is none or it is no date.
+pub fn of_database(conn: &Connection) -> DateText {
+    let sample = format!(
+        "SELECT coalesce(SubscriptionExpiryDate, ExpiryDate) FROM {TABLE}
+         WHERE coalesce(SubscriptionExpiryDate, ExpiryDate) IS NOT NULL LIMIT 1"
+    );
+    conn.query_row(&sample, [], |row| row.get::<_, String>(0))
+        .ok()
+        .and_then(|date| DateText::of(&date))
+        .unwrap_or(DateText::ISO)
+}
+
+/// A stored date in any of the shapes [`DateText`] reads (`T` or a space, with or without
+/// seconds or a fraction, or a day alone), as the wall-clock time it stands for. What follows
+/// the seconds (a fraction, a zone) is left out.
+pub fn parse(text: &str) -> Option<NaiveDateTime> {
+    let shape = DateText::of(text)?;
+    let day = NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok()?;
+    let time = match shape.precision {
+        Precision::Day => return day.and_hms_opt(0, 0, 0),
+        Precision::Minute => text.get(11..16)?.to_string() + ":00",
+        Precision::Second => text.get(11..19)?.to_string(),
+    };
+    let time = chrono::NaiveTime::parse_from_str(&time, "%H:%M:%S").ok()?;
+    Some(day.and_time(time))
 }
 
 impl DateText {
@@ -204,6 +235,23 @@ mod tests {
                     "{value} against {bound} bound as {text}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn stored_dates_of_every_shape_parse() {
+        for (text, expected) in [
+            ("2026-12-01T10:00:00", "2026-12-01T10:00:00"),
+            ("2026-12-01 10:00:00", "2026-12-01T10:00:00"),
+            ("2026-12-01 10:00:00.500", "2026-12-01T10:00:00"),
+            ("2026-12-01T10:00:00Z", "2026-12-01T10:00:00"),
+            ("2026-12-01 10:00", "2026-12-01T10:00:00"),
+            ("2026-12-01", "2026-12-01T00:00:00"),
+        ] {
+            assert_eq!(super::parse(text), Some(at(expected)), "{text}");
+        }
+        for not_a_date in ["2026-02-30", "2026-12-01 25:00:00", "tomorrow"] {
+            assert_eq!(super::parse(not_a_date), None, "{not_a_date}");
         }
     }
 

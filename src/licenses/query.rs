@@ -433,17 +433,9 @@ impl LicenseDb {
     /// The shape of the stored dates: that of the first subscription expiry (or, without
     /// one, expiry) date in the table; keyhook's own when there is none or it is no date.
     pub fn date_shape(&self) -> DateText {
-        *self.dates.get_or_init(|| {
-            let sample = format!(
-                "SELECT coalesce(SubscriptionExpiryDate, ExpiryDate) FROM {TABLE}
-                 WHERE coalesce(SubscriptionExpiryDate, ExpiryDate) IS NOT NULL LIMIT 1"
-            );
-            self.conn
-                .query_row(&sample, [], |row| row.get::<_, String>(0))
-                .ok()
-                .and_then(|date| DateText::of(&date))
-                .unwrap_or(DateText::ISO)
-        })
+        *self
+            .dates
+            .get_or_init(|| super::date_text::of_database(&self.conn))
     }
 
     /// Dates stored in another shape than the one placeholders are bound in
