@@ -133,7 +133,13 @@ fn role_warning(context: &Context) -> Option<String> {
 /// License dates kept in more than one shape, which placeholders cannot all compare with.
 fn date_warning(context: &Context) -> Option<String> {
     let mut db = context.license_db().ok()?;
-    match db.date_warning() {
+    let searches: Vec<&str> = context
+        .definitions
+        .searches
+        .iter()
+        .map(|search| search.template.sql.as_str())
+        .collect();
+    match db.date_warning(&searches) {
         Ok(warning) => warning,
         Err(error) => Some(format!("could not check how dates are stored: {error}")),
     }

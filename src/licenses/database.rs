@@ -82,10 +82,10 @@ pub trait LicenseDatabase: Send {
         Ok(None)
     }
 
-    /// Why some stored dates may compare wrongly with the placeholders, if they may: dates
-    /// kept as text in more than one shape (a SQLite database; `None` on a server, whose
+    /// Why some stored dates may compare wrongly with the placeholders of `searches` (their
+    /// SQL), if they may: dates kept as text in more than one shape (a SQLite database; `None` on a server, whose
     /// dates are typed).
-    fn date_warning(&mut self) -> Result<Option<String>, QueryError> {
+    fn date_warning(&mut self, _searches: &[&str]) -> Result<Option<String>, QueryError> {
         Ok(None)
     }
 }
@@ -145,8 +145,8 @@ impl LicenseDatabase for LicenseDb {
         LicenseDb::for_each_row(self, template, values, each)
     }
 
-    fn date_warning(&mut self) -> Result<Option<String>, QueryError> {
-        LicenseDb::date_warning(self)
+    fn date_warning(&mut self, searches: &[&str]) -> Result<Option<String>, QueryError> {
+        LicenseDb::date_warning(self, searches)
     }
 }
 

@@ -441,11 +441,23 @@ impl LicenseDb {
     /// Dates stored in another shape than the one placeholders are bound in
     /// ([`LicenseDb::date_shape`]): on the day a search's window starts or ends, such rows can
     /// fall on the wrong side of it. Says which column, how many rows and the first `ID`.
-    pub fn date_warning(&self) -> Result<Option<String>, QueryError> {
+    ///
+    /// Only the date columns that `searches` (their SQL) name are read: one pass over the
+    /// table, a test of two characters per column and row.
+    pub fn date_warning(&self, searches: &[&str]) -> Result<Option<String>, QueryError> {
         let shape = self.date_shape();
+        let named = |column: &str| {
+            let column = column.to_ascii_lowercase();
+            searches
+                .iter()
+                .any(|sql| sql.to_ascii_lowercase().contains(&column))
+        };
         let columns: Vec<&str> = schema::searched_columns()
-            .filter(|name| schema::is_date_column(name))
+            .filter(|name| schema::is_date_column(name) && named(name))
             .collect();
+        if columns.is_empty() {
+            return Ok(None);
+        }
         // A date's shape in SQL: its length, and the character after the day.
         let agrees = |column: &str| match shape.separator() {
             None => format!("length({column}) = 10"),
@@ -453,31 +465,24 @@ impl LicenseDb {
                 format!("length({column}) > 10 AND substr({column}, 11, 1) = '{separator}'")
             }
         };
-        let tallies: Vec<String> = columns
-            .iter()
-            .map(|column| {
-                let test = format!(
-                    "{column} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' AND NOT ({})",
-                    agrees(column)
-                );
-                format!(
-                    "sum(CASE WHEN {test} THEN 1 ELSE 0 END), min(CASE WHEN {test} THEN ID END)"
-                )
-            })
-            .collect();
-        let sql = format!("SELECT {} FROM {TABLE}", tallies.join(", "));
-        let mut statement = self.prepare(&sql)?;
-        let mut rows = statement.raw_query();
-        let Some(row) = rows.next().map_err(|error| self.failure(error))? else {
-            return Ok(None);
-        };
+        // One statement per column: it reads only the column's index where there is one
+        // (`keyhook db init` makes them), not the table's every page.
         let mut found = Vec::new();
-        for (index, column) in columns.iter().enumerate() {
-            let count: Option<i64> = row.get(index * 2).map_err(|error| self.failure(error))?;
-            let first: Option<i64> = row
-                .get(index * 2 + 1)
-                .map_err(|error| self.failure(error))?;
-            if let (Some(count @ 1..), Some(first)) = (count, first) {
+        for column in &columns {
+            // A date at all: `YYYY-MM-DD...` (what is not is a bad row, said elsewhere).
+            let sql = format!(
+                "SELECT count(*), min(ID) FROM {TABLE} WHERE substr({column}, 5, 1) = '-' \
+                 AND substr({column}, 8, 1) = '-' AND NOT ({})",
+                agrees(column)
+            );
+            let mut statement = self.prepare(&sql)?;
+            let mut rows = statement.raw_query();
+            let Some(row) = rows.next().map_err(|error| self.failure(error))? else {
+                continue;
+            };
+            let count: i64 = row.get(0).map_err(|error| self.failure(error))?;
+            let first: Option<i64> = row.get(1).map_err(|error| self.failure(error))?;
+            if let (1.., Some(first)) = (count, first) {
                 let rows = if count == 1 { "row" } else { "rows" };
                 found.push(format!("{column} ({count} {rows}, the first ID {first})"));
             }
