@@ -170,9 +170,8 @@ fn task_problems(context: &Context) -> Vec<Problem> {
         {
             problems.push(problem(ahead));
         }
-        // As the run: only a first run (none recorded yet) takes `first_run_since`.
-        let ran = state.is_some_and(|(_, state)| state.last_run.is_some());
-        if !ran && let Some(ahead) = super::first_run_since_ahead(context, task) {
+        let last_run = state.and_then(|(_, state)| state.last_run);
+        if let Some(ahead) = super::first_run_since_ahead(context, task, last_run) {
             problems.push(problem(ahead));
         }
         let Some(search) = context.definitions.search_of(task) else {

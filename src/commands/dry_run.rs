@@ -45,23 +45,16 @@ pub fn run(context: &Context, args: &DryRunArgs, out: &mut impl Write) -> Result
         )));
     }
     context.ensure_valid(&search.path)?;
+    let mut last_run = None;
     if let Some(task) = task {
         context.ensure_valid(&task.path)?;
+        let state = super::preview_state(context, task)?;
         // The run refuses a first run whose `first_run_since` lies ahead: so does its preview.
-        let ran = context.state_exists()?
-            && context
-                .open_state()?
-                .task_states()?
-                .iter()
-                .any(|(stem, state)| *stem == task.stem && state.last_run.is_some());
-        if !ran && let Some(problem) = super::first_run_since_ahead(context, task) {
+        if let Some(problem) = super::first_run_since_ahead(context, task, state.last_run) {
             return Err(Error::config(anyhow!("{}: {problem}", task.path.display())));
         }
+        last_run = Some(super::date_placeholder(context, task, &state));
     }
-    let last_run = match task {
-        Some(task) => super::last_run_for_preview(context, task)?,
-        None => None,
-    };
     let values = super::placeholder_values(context, task, search, last_run)?;
     let mut db = context.license_db()?;
     let fail = |error| super::query_error(search, error);

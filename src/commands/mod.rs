@@ -496,7 +496,16 @@ pub fn date_placeholder(
 
 /// Says what is wrong when a task's `first_run_since` names a time later than now: its first
 /// run's `[date]` would be in the future.
-pub fn first_run_since_ahead(context: &Context, task: &Task) -> Option<String> {
+///
+/// Only a first run takes `first_run_since`: with a `last_run` recorded, nothing is wrong.
+pub fn first_run_since_ahead(
+    context: &Context,
+    task: &Task,
+    last_run: Option<i64>,
+) -> Option<String> {
+    if last_run.is_some() {
+        return None;
+    }
     let crate::definitions::task::FirstRunSince::Time(time) = task.first_run_since.as_ref()? else {
         return None;
     };
@@ -591,9 +600,9 @@ pub fn next_from(
         .map_or(now, |at| at.max(now))
 }
 
-/// The `[date]` a dry-run of `task` shows: its last run, else now (a first run counts from
-/// when the task is first seen). Reads the state file only if it exists.
-pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
+/// What the state holds of `task`, or a task first seen now when it holds nothing (or there
+/// is no state file: it is read only if it exists).
+pub fn preview_state(context: &Context, task: &Task) -> Result<crate::state::runs::TaskState> {
     let mut known = None;
     if context.state_exists()? {
         let states = context.open_state()?.task_states()?;
@@ -602,9 +611,15 @@ pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64
             .find(|(stem, _)| *stem == task.stem)
             .map(|(_, state)| state);
     }
-    let task_state = known.unwrap_or(crate::state::runs::TaskState {
+    Ok(known.unwrap_or(crate::state::runs::TaskState {
         first_seen: context.clock.now().timestamp(),
         ..Default::default()
-    });
+    }))
+}
+
+/// The `[date]` a dry-run of `task` shows: its last run, else now (a first run counts from
+/// when the task is first seen).
+pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
+    let task_state = preview_state(context, task)?;
     Ok(Some(date_placeholder(context, task, &task_state)))
 }

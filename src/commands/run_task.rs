@@ -47,9 +47,8 @@ pub fn run(context: &Context, args: &RunTaskArgs, out: &mut impl Write) -> Resul
     let mut report = execute(context, task, &options, &stop, out)?;
     if args.json {
         // The text says it after the summary (`sending::aftermath`); here it is a warning.
-        let gone = sending::gone_warning(task);
         if report.tally.gone && !report.warnings.iter().any(|w| w.contains("410 Gone")) {
-            report.warnings.push(gone);
+            report.warnings.push(sending::gone_warning(task));
         }
         // stdout is one JSON document; what a person should read goes to stderr.
         for warning in &report.warnings {
@@ -159,9 +158,7 @@ pub(super) fn execute(
 
 /// `[date]` for this run; a first run whose `first_run_since` lies ahead is refused.
 fn first_date(context: &Context, task: &Task, task_state: &TaskState) -> Result<i64> {
-    if task_state.last_run.is_none()
-        && let Some(problem) = super::first_run_since_ahead(context, task)
-    {
+    if let Some(problem) = super::first_run_since_ahead(context, task, task_state.last_run) {
         let problem = anyhow::anyhow!("{}: {problem}", task.path.display());
         return Err(crate::error::Error::config(problem));
     }
