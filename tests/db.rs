@@ -66,3 +66,66 @@ fn the_same_seed_and_day_give_the_same_database() {
         .success();
     assert_ne!(dump(&a), dump(&b));
 }
+
+/// A log a crash left beside the old database does not outlive it: SQLite would read the old
+/// pages from it over the demo's. One that another process has open stops the demo instead.
+#[test]
+fn demo_force_over_a_database_with_a_log_left_beside_it_is_the_demo() {
+    let test = Test::new();
+    let db = test.path("licenses.db");
+    let side = |suffix: &str| test.path(&format!("licenses.db{suffix}"));
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE Old (x); INSERT INTO Old VALUES (1);",
+        )
+        .unwrap();
+        // A crash: the log as it was while the writer had it open, put back after it closed.
+        std::fs::copy(side("-wal"), side("-wal.crash")).unwrap();
+        std::fs::copy(side("-shm"), side("-shm.crash")).unwrap();
+    }
+    std::fs::rename(side("-wal.crash"), side("-wal")).unwrap();
+    std::fs::rename(side("-shm.crash"), side("-shm")).unwrap();
+    let output = test
+        .keyhook(["db", "demo", "--force", "--licenses", "100"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!side("-wal").exists(), "the old log is gone");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!tables.contains(&"Old".to_string()), "{tables:?}");
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM LicenseKeys", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(count, 100);
+    drop(conn);
+
+    // Open in another process (here: this one, in WAL mode): not replaced under it.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder
+        .execute_batch("PRAGMA journal_mode = WAL; UPDATE LicenseKeys SET Email = 'x';")
+        .unwrap();
+    let output = test
+        .keyhook(["db", "demo", "--force", "--licenses", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is open in another process"),
+        "{}",
+        stderr(&output)
+    );
+    let count: i64 = holder
+        .query_row("SELECT count(*) FROM LicenseKeys", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(count, 100, "left as it was");
+    assert!(!test.path(".licenses.db.tmp").exists());
+}

@@ -151,6 +151,15 @@ fn status_list_and_resend_cover_webhooks() {
         line.contains("***@127.0.0.1") && !line.contains("pw"),
         "{line}"
     );
+    // The state keeps the webhook's URL as it is shown: its password is not in the file.
+    let kept: String = rusqlite::Connection::open(test.path("keyhook-state.db"))
+        .unwrap()
+        .query_row("SELECT url FROM webhook_sources", [], |row| row.get(0))
+        .unwrap();
+    assert!(
+        kept.contains("user:***@127.0.0.1") && !kept.contains("pw"),
+        "{kept}"
+    );
     let counts: Vec<&str> = line.split(['│', '┆']).map(str::trim).collect();
     assert_eq!(
         counts.get(4..7).unwrap_or_default(),

@@ -209,6 +209,13 @@ fn a_condition_without_its_postgresql_text_is_refused_by_name() {
          [[source.event]]\nname = \"product.renamed\"\noperation = \"update\"\n\
          condition = \"OLD.ProductName IS NOT NEW.ProductName\"\n",
     );
+    // check says what install would refuse, before install is tried.
+    let (code, out, _) = run(&test, &["check"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("event `product.renamed`: field `condition_postgres`: is missing"),
+        "{out}"
+    );
     let (code, _, err) = run(&test, &["events", "install"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
@@ -221,6 +228,12 @@ fn a_condition_without_its_postgresql_text_is_refused_by_name() {
          [[source.event]]\nname = \"product.renamed\"\noperation = \"update\"\n\
          condition = \"OLD.ProductName IS NOT NEW.ProductName\"\n\
          condition_postgres = \"OLD.ProductNam IS DISTINCT FROM NEW.ProductName\"\n",
+    );
+    let (code, out, _) = run(&test, &["check"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("field `condition_postgres`") && out.contains("productnam"),
+        "check compiles the condition on the server: {out}"
     );
     let (code, _, err) = run(&test, &["events", "install"]);
     assert_eq!(code, Some(2), "{err}");

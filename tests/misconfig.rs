@@ -186,6 +186,41 @@ fn every_wrong_webhook_field_is_named_not_only_the_first() {
 }
 
 #[test]
+fn a_value_of_the_wrong_shape_says_what_the_key_takes() {
+    let test = Test::new()
+        .search("ok", "ID > 0")
+        .task(
+            "odd",
+            "ok",
+            "http://127.0.0.1:9/",
+            "signature = \"bogus\"\nretry_schedule = 5",
+        )
+        .write(
+            "webhooks/odd.toml",
+            "name = \"odd\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"license.created\"]\n\
+             secret = \"s\"\nsignature = [\"qlm\", 3]\n",
+        );
+    let output = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    says_each(
+        &text,
+        &[
+            "tasks/odd.toml: invalid TOML",
+            "`signature` is \"qlm\" or \"standard\", or a list of them",
+            "webhooks/odd.toml: invalid TOML",
+        ],
+    );
+    assert!(!text.contains("untagged enum"), "serde's words: {text}");
+    let test = test.task("odd", "ok", "http://127.0.0.1:9/", "retry_schedule = 5");
+    let text = stdout(&test.keyhook(["check"]).output().unwrap());
+    says_each(
+        &text,
+        &["`retry_schedule` is a preset (\"standard\") or a list of waits"],
+    );
+}
+
+#[test]
 fn concurrency_has_one_range_everywhere() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = Test::new()

@@ -165,9 +165,54 @@ pub fn write_demo(
     }
     let written = written
         .with_context(|| format!("could not write demo database {}", temporary.display()))?;
+    if let Err(error) = retire_logs(path) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
     std::fs::rename(&temporary, path)
         .with_context(|| format!("could not move the demo database to {}", path.display()))?;
     Ok(Some(written))
+}
+
+/// Before a new database takes `path`'s place: the old one's write-ahead log or rollback
+/// journal must not outlive it, as SQLite would read the old file's pages from it over the new
+/// one's (a demo written over a database a crash left a log beside read as the old one). The
+/// old database is opened and closed, which applies a log a crash left and removes it; a log
+/// still there after that belongs to another process that has the database open, and the
+/// database is not replaced under it.
+fn retire_logs(path: &Path) -> anyhow::Result<()> {
+    let logs = ["-wal", "-shm", "-journal"].map(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    });
+    if !logs.iter().any(|log| log.exists()) {
+        return Ok(());
+    }
+    let opened = Connection::open(path).and_then(|conn| {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        conn.close().map_err(|(_, error)| error)
+    });
+    let wal = &logs[0];
+    if opened.is_ok() && wal.exists() {
+        return Err(anyhow!(
+            "{} is open in another process (its log {} is in use); nothing was replaced: stop \
+             what has it open (keyhook watch, the license server) and run this again",
+            path.display(),
+            wal.display()
+        ));
+    }
+    // Not a database SQLite can open, or closed cleanly (a journal left now is not hot):
+    // what is left beside it is no one's.
+    for log in &logs {
+        match std::fs::remove_file(log) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).with_context(|| format!("could not remove {}", log.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `db init` on a server: the tables created in one transaction, or an incomplete existing

@@ -236,10 +236,15 @@ pub fn check_problems(context: &Context) -> Vec<Problem> {
         Err(problems) => return problems,
     };
     if let Location::Postgres(url) = &context.db {
-        return super::events_postgres::not_current(url, &catalog)
+        let (refused, stale) = super::events_postgres::check_problems(url, &catalog, has_file);
+        let refused = refused.into_iter().map(|message| Problem {
+            file: context.db_path.clone(),
+            message: format!("events: {message}; `keyhook events install` refuses it"),
+        });
+        let stale = stale
             .into_iter()
-            .map(|(table, state)| not_current(context, &table, &state))
-            .collect();
+            .map(|(table, state)| not_current(context, &table, &state));
+        return refused.chain(stale).collect();
     }
     let Ok(conn) = open_read_only(&context.db_path) else {
         return Vec::new(); // the searches' check already says why

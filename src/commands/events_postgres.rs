@@ -49,24 +49,42 @@ pub fn uninstall(url: &str, args: &EventsUninstallArgs, out: &mut impl Write) ->
     success()
 }
 
-/// For `check` on a server: the installed tables whose triggers are not current (changed
-/// tables, an altered function, writers that could not write their events). Nothing when
-/// events are not installed there, or when the server cannot be reached (the searches' check
-/// says why).
-pub fn not_current(url: &str, catalog: &Catalog) -> Vec<(String, drift::TableState)> {
+/// For `check` on a server: what `events install` would refuse in the catalog (a table or
+/// key column the server lacks, a `condition_postgres` it cannot compile), then the installed
+/// tables whose triggers are not current (changed tables, an altered function, writers that
+/// could not write their events). The catalog is checked once events are installed there or
+/// `events.toml` exists. Nothing when the server cannot be reached (the searches' check says
+/// why).
+pub fn check_problems(
+    url: &str,
+    catalog: &Catalog,
+    has_file: bool,
+) -> (Vec<String>, Vec<(String, drift::TableState)>) {
     let Ok(mut pg) = connect_server(url) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let schema = pg.schema.clone();
-    match drift::status(&mut pg.client, &schema, catalog) {
-        Ok(status) if status.installed => status
+    let status = match drift::status(&mut pg.client, &schema, catalog) {
+        Ok(status) => status,
+        Err(_) => return (Vec::new(), Vec::new()),
+    };
+    if !status.installed && !has_file {
+        return (Vec::new(), Vec::new());
+    }
+    let problems = match pg_install::catalog_problems(&mut pg, catalog) {
+        Ok(problems) => problems,
+        Err(error) => vec![format!("events: the catalog could not be checked: {error}")],
+    };
+    let stale = match status.installed {
+        true => status
             .tables
             .into_iter()
             .filter(|table| table.state != drift::TableState::Current)
             .map(|table| (table.table, table.state))
             .collect(),
-        _ => Vec::new(),
-    }
+        false => Vec::new(),
+    };
+    (problems, stale)
 }
 
 pub fn status(

@@ -111,7 +111,11 @@ pub(crate) use with_endpoint_keys;
 
 /// `signature`: one scheme or a list.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`signature` is \"qlm\" or \"standard\", or a list of them such as \
+                 [\"qlm\", \"standard\"]"
+)]
 pub enum SchemeField {
     One(Scheme),
     Many(Vec<Scheme>),

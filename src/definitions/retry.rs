@@ -9,7 +9,11 @@ use crate::delivery::retry::{RetryPolicy, Waits};
 
 /// `retry_schedule`: a named preset or a list of waits.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`retry_schedule` is a preset (\"standard\") or a list of waits such as \
+                 [\"30s\", \"5m\", \"1h\"]"
+)]
 pub enum ScheduleField {
     Preset(String),
     Waits(Vec<String>),

@@ -258,6 +258,9 @@ impl State {
         each!(self, state => state.outbox_cursor(license_db))
     }
 
+    /// Records that `source` (an event webhook's URL) is in use; returns when a 410 disabled it.
+    /// The URL is kept as it is shown, a password or token in it masked: the state file and
+    /// the server's table are read by more people than the webhook files.
     pub fn see_source(
         &self,
         source: &str,
@@ -265,6 +268,7 @@ impl State {
         url: &str,
         now: i64,
     ) -> Result<Option<i64>, StateError> {
+        let url = &crate::definitions::url::shown_url(url);
         each!(self, state => state.see_source(source, webhook, url, now))
     }
 

@@ -285,6 +285,17 @@ pub fn uninstall(pg: &mut PgOutbox, force: bool) -> Result<Report, InstallError>
     Ok(report)
 }
 
+/// What `install` would refuse in `catalog` on this server (tables, key columns, conditions
+/// compiled by the server), changing nothing: `check`'s look at a catalog before it is
+/// installed, in a transaction that is rolled back.
+pub fn catalog_problems(pg: &mut PgOutbox, catalog: &Catalog) -> Result<Vec<String>, InstallError> {
+    let schema = pg.schema.clone();
+    let mut tx = pg.client.transaction()?;
+    let problems = problems_in(&mut tx, &schema, catalog)?;
+    tx.rollback()?;
+    Ok(problems)
+}
+
 /// What is wrong against the server: tables, key columns, conditions (compiled by the
 /// server, with OLD and NEW as the trigger has them and a shadow copy of the table, so an
 /// unqualified column is an error here rather than in a writer's transaction).
