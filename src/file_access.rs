@@ -37,6 +37,22 @@ pub fn presence(path: &Path) -> Presence {
     }
 }
 
+/// Why `path`, which the file system says is not there, is not simply absent: it is a
+/// symbolic link whose target is gone (an unmounted share, a failed deploy). Taken for an
+/// absent file, a settings file would mean the defaults (`webhooks_enabled = false` lost) and
+/// a definitions folder would hold nothing, without a word.
+pub fn dangling_link(path: &Path) -> Option<String> {
+    let link = std::fs::symlink_metadata(path).ok()?;
+    if !link.is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(path).ok()?;
+    Some(format!(
+        "it is a link to {}, which does not exist; restore its target, or remove the link",
+        target.display()
+    ))
+}
+
 /// Why SQLite could not open `path` for reading (and writing), if the file system says.
 pub fn open_problem(path: &Path, write: bool) -> Option<String> {
     match presence(path) {

@@ -140,7 +140,7 @@ fn errors_name_the_file_and_what_is_wrong() {
         (
             renewals().search("bad", "ExpiryDate < [today_strat+1]"),
             "bad",
-            "searches/bad.toml: field `sql`: unknown placeholder `[today_strat+1]` at line 1, column 14",
+            "searches/bad.toml: field `sql`: unknown placeholder `[today_strat+1]` at line 2, column 21",
         ),
         (
             renewals().search("bad", "ID IN (SELECT 1 FROM sqlite_master)"),

@@ -390,3 +390,73 @@ fn webhooks_list_shows_a_url_a_410_disabled_until_it_is_enabled() {
     let (_, table) = run(&test, ["webhooks", "list"]);
     assert!(!table.contains("DISABLED"), "{table}");
 }
+
+/// A webhook called like a task (its `name`, not its file) after both answered 410: `enable`
+/// re-enables both, by either name and the webhook by its file name or its name in another
+/// case; the advice is a command that can be pasted; `log --task` shows the task's deliveries,
+/// `log --event` takes an event by any of its names and refuses one that is none.
+#[test]
+fn enable_and_log_find_a_webhook_called_like_a_task() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(410)).unwrap();
+    let test = Test::new()
+        .search("all", "ID > 0")
+        .task("renewals", "all", &server.url("/task"), "")
+        .write(
+            "tasks/renewals.toml",
+            &format!(
+                "name = \"CRM Sync\"\nsearch = \"all\"\nschedule = \"every 1 day\"\n\n\
+                 [webhook]\nurl = \"{}\"\nsecret = \"s\"\n",
+                server.url("/task")
+            ),
+        )
+        .write(
+            "webhooks/crm-sync.toml",
+            &format!(
+                "name = \"CRM Sync\"\nurl = \"{}\"\nevents = [\"license.*\"]\nsecret = \"s3cret\"\n",
+                server.url("/event")
+            ),
+        );
+    test.keyhook(["events", "install"]).assert().success();
+    insert_k1(&test);
+    assert_eq!(run(&test, ["dispatch"]).0, Some(1));
+    let (code, said) = run(&test, ["dispatch"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("`keyhook enable 'CRM Sync'`"), "{said}");
+    assert_eq!(run(&test, ["run-task", "renewals"]).0, Some(1));
+    let (code, log) = run(&test, ["log", "--task", "CRM Sync", "--json"]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        !log.is_empty() && !log.contains("event_type"),
+        "the task's deliveries, not the webhook's: {log}"
+    );
+    for (name, code) in [
+        ("license.created", Some(0)),
+        ("license_created", Some(0)),
+        ("licence.created", Some(2)),
+    ] {
+        let (got, text) = run(&test, ["log", "--event", name]);
+        assert_eq!(got, code, "{name}: {text}");
+        if code == Some(0) {
+            assert!(text.contains("license.created"), "{name}: {text}");
+        } else {
+            assert!(text.contains("did you mean `license.created`"), "{text}");
+        }
+    }
+    let (code, said) = run(&test, ["enable", "crm sync"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("CRM Sync: webhook re-enabled (1 URL(s))")
+            && said.contains("CRM Sync: webhook re-enabled; waiting deliveries go with"),
+        "both: {said}"
+    );
+    let (code, said) = run(&test, ["enable", "crm-sync"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("webhook was not disabled"), "{said}");
+    let (code, said) = run(&test, ["enable", "nothing"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("no task or webhook is called `nothing`")
+            && said.contains("webhooks: CRM Sync"),
+        "{said}"
+    );
+}

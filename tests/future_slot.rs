@@ -97,6 +97,17 @@ fn a_stale_keyhook_now_in_run_due_is_said_loudly_and_set_last_run_repairs_it() {
         "{}",
         stderr(&future)
     );
+    // So is one before year 1: `[date]` would be outside the calendar on every run.
+    let ancient = test
+        .keyhook(["set-last-run", "daily", "--", "-0001-06-01T00:00"])
+        .output()
+        .unwrap();
+    assert_eq!(ancient.status.code(), Some(2), "{ancient:?}");
+    assert!(
+        stderr(&ancient).contains("before year 1"),
+        "{}",
+        stderr(&ancient)
+    );
     test.keyhook(["set-last-run", "daily", "2026-11-25T09:00:00"])
         .env("KEYHOOK_NOW", "2026-11-25T10:00:00")
         .assert()

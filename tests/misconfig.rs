@@ -221,6 +221,59 @@ fn a_value_of_the_wrong_shape_says_what_the_key_takes() {
 }
 
 #[test]
+fn a_settings_file_or_folder_that_links_nowhere_is_an_error_not_the_defaults() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = Test::new()
+        .search("ok", "ID > 0")
+        .task("t", "ok", &server.url("/"), "");
+    test.simple_license(1, "2026-11-25T10:00:00");
+    // keyhook.toml said `webhooks_enabled = false`, through a link whose target is gone.
+    std::os::unix::fs::symlink(test.path("shared/settings.toml"), test.path("keyhook.toml"))
+        .unwrap();
+    let check = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(check.status.code(), Some(2), "{}", stdout(&check));
+    says_each(
+        &stdout(&check),
+        &["keyhook.toml: it is a link to", "which does not exist"],
+    );
+    let run = test.keyhook(["run-task", "t"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2), "{}", all_output(&run));
+    assert!(server.requests().is_empty(), "nothing is sent on defaults");
+    std::fs::remove_file(test.path("keyhook.toml")).unwrap();
+
+    std::fs::rename(test.path("tasks"), test.path("tasks.real")).unwrap();
+    std::os::unix::fs::symlink(test.path("nowhere/tasks"), test.path("tasks")).unwrap();
+    let check = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(check.status.code(), Some(2), "{}", stdout(&check));
+    says_each(&stdout(&check), &["tasks: it is a link to"]);
+    let due = test.keyhook(["run-due"]).output().unwrap();
+    assert_eq!(due.status.code(), Some(2), "{}", all_output(&due));
+}
+
+#[test]
+fn a_name_is_found_whatever_the_case_of_its_letters_not_only_ascii_ones() {
+    let test = Test::new()
+        .write(
+            "searches/overdue.toml",
+            "name = \"Überfällig\"\nsql = \"ID > 0\"\n",
+        )
+        .task("t", "überfällig", "http://127.0.0.1:9/", "");
+    test.simple_license(1, "2026-11-25T10:00:00");
+    let check = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+    for key in ["ÜBERFÄLLIG", "überfällig", "overdue"] {
+        let count = test.keyhook(["dry-run", key, "--count"]).output().unwrap();
+        assert_eq!(
+            count.status.code(),
+            Some(0),
+            "{key}: {}",
+            all_output(&count)
+        );
+        assert_eq!(stdout(&count).trim(), "1", "{key}");
+    }
+}
+
+#[test]
 fn concurrency_has_one_range_everywhere() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = Test::new()

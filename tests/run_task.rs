@@ -298,7 +298,7 @@ fn configuration_errors_exit_2_and_send_nothing() {
         (
             renewals(&url, "").search("renewals", "Email = [tomorrow]"),
             "renewals",
-            "unknown placeholder `[tomorrow]` at line 1, column 9",
+            "unknown placeholder `[tomorrow]` at line 2, column 16",
         ),
         (
             renewals(&url, "").search("renewals", "NoSuchColumn = 1"),

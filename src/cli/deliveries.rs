@@ -67,8 +67,9 @@ pub struct LogArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// At most N deliveries.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    /// At most N deliveries (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: u64,
 }
 

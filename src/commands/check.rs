@@ -277,7 +277,8 @@ fn gone_warnings(context: &Context) -> Vec<(std::path::PathBuf, String)> {
             task.path.clone(),
             format!(
                 "webhook DISABLED since {since}, when its receiver answered 410 Gone: runs and \
-                 retries send nothing until `keyhook enable {stem}`"
+                 retries send nothing until `keyhook enable {}`",
+                super::printable::shell_word(&stem)
             ),
         ));
     }

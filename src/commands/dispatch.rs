@@ -412,7 +412,7 @@ fn send_source(
             out,
             "WARNING: {name}: webhook DISABLED after 410 Gone; deliveries wait until \
              `keyhook enable {}`",
-            source.route.webhook
+            super::printable::shell_word(&source.route.webhook)
         )?;
         return Ok(Exit::DeliveryFailed);
     }

@@ -9,6 +9,7 @@ use super::sending::local_time;
 use super::{Context, printable, success};
 use crate::cli::LogArgs;
 use crate::error::{Error, Result};
+use crate::events::names;
 use crate::schedule::clock;
 use crate::state::State;
 use crate::state::deliveries::{BadRowEntry, LogEntry, LogFilter, Status};
@@ -19,6 +20,9 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
         if let Some(key) = &args.task {
             // No log to hold a removed task's stem: a task of the files, or the usual error.
             context.task(key)?;
+        }
+        if let Some(name) = &args.event {
+            known_event(context, name)?;
         }
         let note = format!(
             "no deliveries yet ({} does not exist)",
@@ -39,6 +43,7 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
     if entries.is_empty() && bad.is_empty() {
         unknown_webhook(context, &state, &filter)?;
+        unknown_event(context, &state, &filter)?;
         if let Some(key) = &args.task {
             // Neither a task of the files nor one the log holds: the usual error.
             context.task(key)?;
@@ -149,8 +154,47 @@ fn filter(context: &Context, args: &LogArgs) -> Result<LogFilter> {
                 .webhook(key)
                 .map_or_else(|| key.clone(), |webhook| webhook.name.clone())
         }),
-        event: args.event.clone(),
+        // In any of its names (QLM's `license_released`, an alias) as the log keeps it: by
+        // its canonical name. One the catalog no longer has is taken as it is.
+        event: args.event.as_ref().map(|name| {
+            let name = name.trim();
+            names::canonical(name, &context.definitions.catalog).unwrap_or_else(|| name.to_string())
+        }),
     })
+}
+
+/// `--event` naming no event of the catalog: a configuration error naming the closest ones,
+/// as in a webhook's `events`, rather than "no deliveries match".
+fn known_event(context: &Context, name: &str) -> Result<()> {
+    let catalog = &context.definitions.catalog;
+    if names::canonical(name.trim(), catalog).is_some() {
+        return Ok(());
+    }
+    match names::resolve(&[name.to_string()], catalog) {
+        Err(error) => Err(Error::config(anyhow!("--event: {error}"))),
+        Ok(_) => Err(Error::config(anyhow!(
+            "--event: `{}` is a pattern; --event takes one event's name (`keyhook events \
+             catalog` lists them)",
+            name.trim()
+        ))),
+    }
+}
+
+/// [`known_event`], unless the log holds deliveries of that type (an event since removed
+/// from the catalog).
+fn unknown_event(context: &Context, state: &State, filter: &LogFilter) -> Result<()> {
+    let Some(event) = &filter.event else {
+        return Ok(());
+    };
+    let any = LogFilter {
+        event: Some(event.clone()),
+        limit: Some(1),
+        ..LogFilter::default()
+    };
+    if !state.log(&any)?.is_empty() {
+        return Ok(());
+    }
+    known_event(context, event)
 }
 
 /// The stem `--task KEY` stands for: a task file's stem; else a stem the log holds (a removed
@@ -168,7 +212,13 @@ fn task_stem(context: &Context, state: &State, key: &str) -> Result<String> {
         limit: Some(1),
         ..LogFilter::default()
     };
-    if !state.log(&held)?.is_empty() || !state.bad_rows(&held)?.is_empty() {
+    // A task's deliveries: an event webhook called like a task's `name` keeps its own under
+    // that name, and they are not the task's.
+    let holds_task = state
+        .log(&held)?
+        .first()
+        .is_some_and(|entry| entry.event_type.is_none());
+    if holds_task || !state.bad_rows(&held)?.is_empty() {
         return Ok(key.to_string());
     }
     Ok(definitions

@@ -90,3 +90,31 @@ mod tests {
         );
     }
 }
+
+/// A name as one word of a shell command the user can copy: as it is when it holds only
+/// letters, digits and `._-/@+:,%=`, else in single quotes (a `'` in it as `'\''`), so
+/// `keyhook enable 'CRM activations'` is what is suggested, not two arguments.
+pub fn shell_word(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/@+:,%=".contains(c));
+    match plain {
+        true => name.to_string(),
+        false => format!("'{}'", name.replace('\'', r"'\''")),
+    }
+}
+
+#[cfg(test)]
+mod shell_word_tests {
+    use super::shell_word;
+
+    #[test]
+    fn a_name_is_one_shell_word() {
+        assert_eq!(shell_word("renewals"), "renewals");
+        assert_eq!(shell_word("CRM activations"), "'CRM activations'");
+        assert_eq!(shell_word("O'Brien"), r"'O'\''Brien'");
+        assert_eq!(shell_word("a;rm -rf"), "'a;rm -rf'");
+        assert_eq!(shell_word(""), "''");
+    }
+}

@@ -84,8 +84,9 @@ pub fn run(context: &Context, args: &ResendArgs, out: &mut impl Write) -> Result
         writeln!(
             std::io::stderr(),
             "WARNING: task `{}`: webhook DISABLED since its receiver answered 410 Gone; this \
-             delivery is sent as asked, the others wait until `keyhook enable {stem}`",
-            task.name
+             delivery is sent as asked, the others wait until `keyhook enable {}`",
+            task.name,
+            super::printable::shell_word(&stem)
         )?;
     }
     let stop = Stop::install();
@@ -144,7 +145,7 @@ fn resend_event(
             out,
             "WARNING: {url} answered 410 Gone: webhook URL `{name}` is DISABLED; fix it, then \
              run `keyhook enable {}`",
-            source.route.webhook
+            super::printable::shell_word(&source.route.webhook)
         )?;
     }
     Ok(sending::exit_of(&tally, &stop))

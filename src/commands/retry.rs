@@ -107,8 +107,9 @@ fn retry_task(
     if state.task_state(stem, now)?.webhook_gone.is_some() {
         writeln!(
             out,
-            "WARNING: {}: webhook DISABLED after 410 Gone; retries wait until `keyhook enable {stem}`",
-            task.name
+            "WARNING: {}: webhook DISABLED after 410 Gone; retries wait until `keyhook enable {}`",
+            task.name,
+            super::printable::shell_word(stem)
         )?;
         return Ok(Exit::DeliveryFailed);
     }

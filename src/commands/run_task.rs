@@ -414,7 +414,8 @@ fn held_back(
         "WARNING: task `{}`: webhook DISABLED since its receiver answered 410 Gone; \
          {waiting} deliveries wait ({this_run} of them from this run). Fix the url, then \
          `keyhook enable {}`",
-        task.name, task.stem
+        task.name,
+        super::printable::shell_word(&task.stem)
     )))
 }
 

@@ -350,7 +350,7 @@ pub fn gone_warning(task: &Task) -> String {
          then run `keyhook enable {}`",
         crate::definitions::task::shown_url(&task.webhook.url),
         task.name,
-        task.stem
+        super::printable::shell_word(&task.stem)
     )
 }
 

@@ -17,6 +17,15 @@ pub fn run(context: &Context, args: &SetLastRunArgs, out: &mut impl Write) -> Re
     let at = clock::parse_instant(&args.time, zone)
         .map_err(|error| Error::config(anyhow!("time: {error}")))?;
     let now = context.clock.now();
+    if chrono::Datelike::year(&at.with_timezone(&zone)) < 1 {
+        // `[date]` is the last run: before year 1 it is outside the calendar the license
+        // database's dates are in, and every run of the task would stop on it.
+        return Err(Error::config(anyhow!(
+            "time: {} is before year 1; `[date]` in the task's search would be outside the \
+             calendar: give a time in year 1 or later",
+            args.time.trim()
+        )));
+    }
     if at > now {
         return Err(Error::config(anyhow!(
             "time: {} is later than now ({}): a last run in the future would hold task `{}` \

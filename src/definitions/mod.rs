@@ -318,11 +318,18 @@ fn find<'a, T>(
 ) -> Option<&'a T> {
     let key = key.trim();
     let key = key.strip_suffix(".toml").unwrap_or(key);
-    items.iter().find(|item| names(item).0 == key).or_else(|| {
-        items
-            .iter()
-            .find(|item| names(item).1.eq_ignore_ascii_case(key))
-    })
+    items
+        .iter()
+        .find(|item| names(item).0 == key)
+        .or_else(|| items.iter().find(|item| same_name(names(item).1, key)))
+}
+
+/// Whether two names are one, case aside: `Überfällig` and `ÜBERFÄLLIG` too, not only ASCII.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+        || a.chars()
+            .flat_map(char::to_lowercase)
+            .eq(b.chars().flat_map(char::to_lowercase))
 }
 
 /// Comma-separated names for an error message, or "none".
@@ -343,9 +350,10 @@ fn duplicates<T>(items: &[T], key: impl Fn(&T) -> (&String, &PathBuf)) -> Vec<Pr
     let mut problems = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let (name, path) = key(item);
-        let other = items.iter().enumerate().find(|(other_index, other)| {
-            *other_index != index && key(other).0.eq_ignore_ascii_case(name)
-        });
+        let other = items
+            .iter()
+            .enumerate()
+            .find(|(other_index, other)| *other_index != index && same_name(key(other).0, name));
         if let Some((_, other)) = other {
             problems.push(Problem {
                 file: path.clone(),
@@ -395,7 +403,15 @@ fn load_all<T>(
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| is_definition_file(path))
             .collect(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(why) = crate::file_access::dangling_link(dir) {
+                problems.push(Problem {
+                    file: dir.to_path_buf(),
+                    message: why,
+                });
+            }
+            Vec::new()
+        }
         Err(error) => {
             problems.push(Problem {
                 file: dir.to_path_buf(),
@@ -501,12 +517,19 @@ impl<'p> Fields<'p> {
 
 /// Reads and parses one TOML file; errors name the file and, from toml, the line and field.
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Problem> {
+    read_toml_text(path).map(|(value, _)| value)
+}
+
+/// [`read_toml`], and the file's text.
+pub fn read_toml_text<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, String), Problem> {
     let problem = |message: String| Problem {
         file: path.to_path_buf(),
         message,
     };
     let text = read_definition(path).map_err(problem)?;
-    toml::from_str(&text).map_err(|error| problem(toml_error::describe(&text, &error)))
+    let value =
+        toml::from_str(&text).map_err(|error| problem(toml_error::describe(&text, &error)))?;
+    Ok((value, text))
 }
 
 /// A definition file is at most this long: a link to `/dev/zero` must not take the memory.

@@ -75,14 +75,22 @@ impl Settings {
     /// Reads `dir/keyhook.toml`; a missing file means the defaults.
     pub fn load(dir: &Path) -> Result<Settings, Problem> {
         let path = dir.join(FILE);
-        if !path.exists() {
-            return Ok(Settings::default());
-        }
-        let file: SettingsFile = read_toml(&path)?;
         let problem = |message: String| Problem {
             file: path.clone(),
             message,
         };
+        match std::fs::metadata(&path) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return match crate::file_access::dangling_link(&path) {
+                    Some(why) => Err(problem(why)),
+                    None => Ok(Settings::default()),
+                };
+            }
+            // Not known to be absent: running with the defaults could send what it says not to.
+            Err(error) => return Err(problem(format!("could not read it: {error}"))),
+        }
+        let file: SettingsFile = read_toml(&path)?;
         let defaults = Settings::default();
         let retry = RetryFields {
             max_retries: file.max_retries,

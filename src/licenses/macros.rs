@@ -135,6 +135,43 @@ pub enum MacroError {
     },
 }
 
+/// A position within a search's SQL moved to the file's: the SQL's first character is at
+/// line `origin.0`, column `origin.1` of the file (its line 2 starts a file line).
+fn moved(line: &mut usize, column: &mut usize, origin: (usize, usize)) {
+    if *line == 1 {
+        *column += origin.1 - 1;
+    }
+    *line += origin.0 - 1;
+}
+
+impl MacroError {
+    /// The error, its line and column counted in the file rather than in the SQL (see
+    /// [`Template::moved_to`]).
+    pub fn moved_to(mut self, origin: (usize, usize)) -> MacroError {
+        match &mut self {
+            MacroError::Unknown { line, column, .. }
+            | MacroError::Malformed { line, column, .. }
+            | MacroError::Unclosed { line, column }
+            | MacroError::Structure { line, column, .. }
+            | MacroError::OutOfRange { line, column, .. }
+            | MacroError::NoLastRun { line, column, .. } => moved(line, column, origin),
+        }
+        self
+    }
+}
+
+impl Template {
+    /// The template, its placeholders' lines and columns counted in the file whose SQL
+    /// starts at line `origin.0`, column `origin.1`: errors about them then point into the
+    /// file, as TOML's own do.
+    pub fn moved_to(mut self, origin: (usize, usize)) -> Template {
+        for placeholder in &mut self.placeholders {
+            moved(&mut placeholder.line, &mut placeholder.column, origin);
+        }
+        self
+    }
+}
+
 /// Finds the placeholders in `sql`, skipping string literals, quoted identifiers and comments.
 /// `[Column]` naming a license column stays as SQL's bracket-quoted identifier. The rest must
 /// be one condition ([`Shape`]).
