@@ -194,7 +194,12 @@ fn retire_logs(path: &Path) -> anyhow::Result<()> {
         conn.close().map_err(|(_, error)| error)
     });
     let wal = &logs[0];
-    if opened.is_ok() && wal.exists() {
+    let busy = matches!(
+        &opened,
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if matches!(failure.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    if busy || (opened.is_ok() && wal.exists()) {
         return Err(anyhow!(
             "{} is open in another process (its log {} is in use); nothing was replaced: stop \
              what has it open (keyhook watch, the license server) and run this again",

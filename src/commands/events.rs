@@ -239,7 +239,7 @@ pub fn check_problems(context: &Context) -> Vec<Problem> {
         let (refused, stale) = super::events_postgres::check_problems(url, &catalog, has_file);
         let refused = refused.into_iter().map(|message| Problem {
             file: context.db_path.clone(),
-            message: format!("events: {message}; `keyhook events install` refuses it"),
+            message: format!("events: {message}"),
         });
         let stale = stale
             .into_iter()

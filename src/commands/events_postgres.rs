@@ -72,8 +72,13 @@ pub fn check_problems(
         return (Vec::new(), Vec::new());
     }
     let problems = match pg_install::catalog_problems(&mut pg, catalog) {
-        Ok(problems) => problems,
-        Err(error) => vec![format!("events: the catalog could not be checked: {error}")],
+        Ok(problems) => problems
+            .into_iter()
+            .map(|problem| format!("{problem}; `keyhook events install` refuses it"))
+            .collect(),
+        Err(error) => vec![format!(
+            "the catalog could not be checked on the server: {error}"
+        )],
     };
     let stale = match status.installed {
         true => status
