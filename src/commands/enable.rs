@@ -14,13 +14,33 @@ pub fn run(context: &Context, args: &EnableArgs, out: &mut impl Write) -> Result
     let definitions = &context.definitions;
     let task = definitions.task(key);
     let webhook = definitions.webhook(key);
-    if task.is_none() && webhook.is_none() {
-        // A webhook whose file is gone is still known to the state, by its name.
-        if context.state_exists()? {
-            let enabled = context.open_state()?.enable_webhook(key)?;
-            if enabled > 0 {
-                return webhook_enabled(out, key, enabled);
-            }
+    // A webhook is re-enabled in a state that exists; a task's run state is made if need be.
+    let state = match task.is_some() || context.state_exists()? {
+        true => Some(context.open_state()?),
+        false => None,
+    };
+    // An event webhook: every URL of it that a 410 disabled, kept under its name. One whose
+    // file is gone is still known to the state, by the name given.
+    let webhook_name = webhook.map_or(key, |webhook| webhook.name.as_str());
+    let enabled = match &state {
+        Some(state) if webhook.is_some() || task.is_none() => state.enable_webhook(webhook_name)?,
+        _ => 0,
+    };
+    if enabled > 0 {
+        writeln!(
+            out,
+            "{webhook_name}: webhook re-enabled ({enabled} URL(s)); waiting deliveries go with \
+             the next `keyhook dispatch` or `keyhook retry`"
+        )?;
+    } else if webhook.is_some() && task.is_none() {
+        writeln!(
+            out,
+            "{webhook_name}: webhook was not disabled; nothing changed"
+        )?;
+    }
+    let (Some(task), Some(state)) = (task, &state) else {
+        if webhook.is_some() || enabled > 0 {
+            return success();
         }
         if let Some(problem) = definitions
             .broken("tasks", key)
@@ -30,53 +50,18 @@ pub fn run(context: &Context, args: &EnableArgs, out: &mut impl Write) -> Result
         }
         return Err(Error::config(anyhow!(
             "no task or webhook is called `{key}` in {} (tasks: {}; webhooks: {})",
-            definitions.dir.display(),
+            definitions.dir_name(),
             crate::definitions::names(&definitions.tasks, |t| &t.stem),
             crate::definitions::names(&definitions.webhooks, |w| &w.name),
         )));
-    }
-    if let Some(webhook) = webhook {
-        // An event webhook: every URL of it that a 410 disabled, kept under its name.
-        let enabled = match context.state_exists()? {
-            true => context.open_state()?.enable_webhook(&webhook.name)?,
-            false => 0,
-        };
-        if enabled > 0 {
-            webhook_enabled(out, &webhook.name, enabled)?;
-        } else if task.is_none() {
-            writeln!(
-                out,
-                "{}: webhook was not disabled; nothing changed",
-                webhook.name
-            )?;
-        }
-    }
-    if let Some(task) = task {
-        let state = context.open_state()?;
-        let now = context.clock.now().timestamp();
-        let was = state.task_state(&task.stem, now)?.webhook_gone;
-        state.set_webhook_gone(&task.stem, None)?;
-        match was {
-            Some(_) => writeln!(
-                out,
-                "{}: webhook re-enabled; waiting deliveries go with the next `keyhook retry`",
-                task.name
-            )?,
-            None => writeln!(
-                out,
-                "{}: webhook was not disabled; nothing changed",
-                task.name
-            )?,
-        }
-    }
-    success()
-}
-
-fn webhook_enabled(out: &mut impl Write, name: &str, urls: usize) -> Result {
-    writeln!(
-        out,
-        "{name}: webhook re-enabled ({urls} URL(s)); waiting deliveries go with the next \
-         `keyhook dispatch` or `keyhook retry`"
-    )?;
+    };
+    let now = context.clock.now().timestamp();
+    let was = state.task_state(&task.stem, now)?.webhook_gone;
+    state.set_webhook_gone(&task.stem, None)?;
+    let what = match was {
+        Some(_) => "webhook re-enabled; waiting deliveries go with the next `keyhook retry`",
+        None => "webhook was not disabled; nothing changed",
+    };
+    writeln!(out, "{}: {what}", task.name)?;
     success()
 }
