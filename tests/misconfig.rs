@@ -274,6 +274,25 @@ fn a_name_is_found_whatever_the_case_of_its_letters_not_only_ascii_ones() {
 }
 
 #[test]
+fn every_wrong_field_of_keyhook_toml_is_said_at_once() {
+    let test = Test::new().search("ok", "ID > 0").write(
+        "keyhook.toml",
+        "timezone = \"Europe/Berln\"\nquery_timeout = \"0s\"\nretry_interval = \"0s\"\n",
+    );
+    let expected = [
+        "keyhook.toml: field `retry_interval`",
+        "keyhook.toml: field `timezone`",
+        "keyhook.toml: field `query_timeout`",
+    ];
+    let check = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    says_each(&stdout(&check), &expected);
+    let run = test.keyhook(["dry-run", "ok"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    says_each(&stderr(&run), &expected);
+}
+
+#[test]
 fn concurrency_has_one_range_everywhere() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = Test::new()

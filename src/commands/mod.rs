@@ -119,13 +119,14 @@ pub fn dispatch(cli: Cli) -> Result {
             .ensure_folder_exists()
             .map_err(Error::config)?;
     }
-    if reads_settings(&cli.command)
-        && let Some(problem) = &context.definitions.settings_problem
-    {
+    let settings_problems = &context.definitions.settings_problems;
+    if reads_settings(&cli.command) && !settings_problems.is_empty() {
+        let problems: Vec<String> = settings_problems.iter().map(ToString::to_string).collect();
         return Err(Error::config(anyhow!(
-            "{problem}\nkeyhook.toml's settings hold for every task and webhook (the time zone, \
+            "{}\nkeyhook.toml's settings hold for every task and webhook (the time zone, \
              webhooks_enabled, the deadlines), so nothing runs with defaults in their place; \
-             fix the file (`keyhook check` lists every problem)"
+             fix the file (`keyhook check` lists every problem)",
+            problems.join("\n")
         )));
     }
     // Only what a command prints stops at a closed pipe (`dry-run | head`): a command that

@@ -74,7 +74,7 @@ pub struct Definitions {
     /// Why `keyhook.toml` could not be loaded (also in `problems`): its settings hold for
     /// every task and webhook (the zone, the kill switch, the deadlines), so no command but
     /// `check` goes on with defaults in their place.
-    pub settings_problem: Option<Problem>,
+    pub settings_problems: Vec<Problem>,
 }
 
 impl Definitions {
@@ -88,10 +88,10 @@ impl Definitions {
             dir
         };
         let mut problems = Vec::new();
-        let mut settings_problem = None;
-        let settings = Settings::load(dir).unwrap_or_else(|problem| {
-            problems.push(problem.clone());
-            settings_problem = Some(problem);
+        let mut settings_problems = Vec::new();
+        let settings = Settings::load(dir).unwrap_or_else(|found| {
+            problems.extend(found.iter().cloned());
+            settings_problems = found;
             Settings::default()
         });
         let searches = load_all(&dir.join("searches"), &mut problems, |path| {
@@ -122,7 +122,7 @@ impl Definitions {
             catalog,
             catalog_problems,
             problems,
-            settings_problem,
+            settings_problems,
         };
         definitions.check_references();
         definitions
@@ -241,12 +241,11 @@ impl Definitions {
     pub fn webhook_problems(&self) -> Vec<&Problem> {
         let folder = self.dir.join("webhooks");
         let settings = self.dir.join(settings::FILE);
-        let settings_problem = self.settings_problem.as_ref();
         self.problems
             .iter()
             .filter(|problem| {
                 problem.file.starts_with(&folder)
-                    || (problem.file == settings && Some(*problem) != settings_problem)
+                    || (problem.file == settings && !self.settings_problems.contains(problem))
             })
             .chain(&self.catalog_problems)
             .collect()

@@ -72,8 +72,9 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Reads `dir/keyhook.toml`; a missing file means the defaults.
-    pub fn load(dir: &Path) -> Result<Settings, Problem> {
+    /// Reads `dir/keyhook.toml`; a missing file means the defaults. Every field's problem is
+    /// said, not only the first.
+    pub fn load(dir: &Path) -> Result<Settings, Vec<Problem>> {
         let path = dir.join(FILE);
         let problem = |message: String| Problem {
             file: path.clone(),
@@ -83,15 +84,21 @@ impl Settings {
             Ok(_) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return match crate::file_access::dangling_link(&path) {
-                    Some(why) => Err(problem(why)),
+                    Some(why) => Err(vec![problem(why)]),
                     None => Ok(Settings::default()),
                 };
             }
             // Not known to be absent: running with the defaults could send what it says not to.
-            Err(error) => return Err(problem(format!("could not read it: {error}"))),
+            Err(error) => return Err(vec![problem(format!("could not read it: {error}"))]),
         }
-        let file: SettingsFile = read_toml(&path)?;
+        let file: SettingsFile = read_toml(&path).map_err(|problem| vec![problem])?;
         let defaults = Settings::default();
+        let mut problems = Vec::new();
+        let mut check = |result: Result<(), String>| {
+            if let Err(message) = result {
+                problems.push(problem(message));
+            }
+        };
         let retry = RetryFields {
             max_retries: file.max_retries,
             retry_interval: file.retry_interval,
@@ -100,25 +107,36 @@ impl Settings {
             retry_4xx: file.retry_4xx,
         };
         // Checked now, so a mistake is reported against this file rather than every task.
-        retry::policy(&RetryFields::default(), &retry)
-            .map_err(|error| problem(error.to_string()))?;
+        check(
+            retry::policy(&RetryFields::default(), &retry)
+                .map(drop)
+                .map_err(|error| error.to_string()),
+        );
         let tls = TlsFiles::from_fields(file.ca_file, None, None, dir)
-            .map_err(|error| problem(error.to_string()))?;
+            .map_err(|error| check(Err(error.to_string())))
+            .unwrap_or_default();
+        let timezone = file
+            .timezone
+            .map(|name| zone::parse(&name))
+            .transpose()
+            .map_err(|error| check(Err(format!("field `timezone`: {error}"))))
+            .unwrap_or_default();
+        let query_timeout = file
+            .query_timeout
+            .map(|text| parse_duration(&text))
+            .transpose()
+            .map_err(|error| check(Err(format!("field `query_timeout`: {error}"))))
+            .unwrap_or_default()
+            .unwrap_or(defaults.query_timeout);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         Ok(Settings {
             retry,
             tls,
             events: file.events,
-            timezone: file
-                .timezone
-                .map(|name| zone::parse(&name))
-                .transpose()
-                .map_err(|error| problem(format!("field `timezone`: {error}")))?,
-            query_timeout: file
-                .query_timeout
-                .map(|text| parse_duration(&text))
-                .transpose()
-                .map_err(|error| problem(format!("field `query_timeout`: {error}")))?
-                .unwrap_or(defaults.query_timeout),
+            timezone,
+            query_timeout,
             webhooks_enabled: file.webhooks_enabled.unwrap_or(defaults.webhooks_enabled),
         })
     }
@@ -203,7 +221,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(Settings::load(dir.path()).unwrap().webhooks_enabled);
         std::fs::write(dir.path().join(FILE), "timezone = \"Mars/Olympus\"\n").unwrap();
-        let problem = Settings::load(dir.path()).unwrap_err();
+        let problem = &Settings::load(dir.path()).unwrap_err()[0];
         assert!(
             problem
                 .to_string()
@@ -211,10 +229,27 @@ mod tests {
             "{problem}"
         );
         std::fs::write(dir.path().join(FILE), "timezon = \"UTC\"\n").unwrap();
-        let problem = Settings::load(dir.path()).unwrap_err();
+        let problem = &Settings::load(dir.path()).unwrap_err()[0];
         assert!(
             problem.message.contains("unknown field `timezon`"),
             "{problem}"
+        );
+        std::fs::write(
+            dir.path().join(FILE),
+            "timezone = \"Europe/Berln\"\nquery_timeout = \"0s\"\nretry_interval = \"0s\"\n",
+        )
+        .unwrap();
+        let problems: Vec<String> = Settings::load(dir.path())
+            .unwrap_err()
+            .iter()
+            .map(|problem| problem.message.clone())
+            .collect();
+        assert_eq!(problems.len(), 3, "every field's: {problems:?}");
+        assert!(problems[0].contains("retry_interval"), "{problems:?}");
+        assert!(problems[1].contains("field `timezone`"), "{problems:?}");
+        assert!(
+            problems[2].contains("field `query_timeout`"),
+            "{problems:?}"
         );
         std::fs::write(
             dir.path().join(FILE),
