@@ -119,16 +119,7 @@ pub fn dispatch(cli: Cli) -> Result {
             .ensure_folder_exists()
             .map_err(Error::config)?;
     }
-    let settings_problems = &context.definitions.settings_problems;
-    if reads_settings(&cli.command) && !settings_problems.is_empty() {
-        let problems: Vec<String> = settings_problems.iter().map(ToString::to_string).collect();
-        return Err(Error::config(anyhow!(
-            "{}\nkeyhook.toml's settings hold for every task and webhook (the time zone, \
-             webhooks_enabled, the deadlines), so nothing runs with defaults in their place; \
-             fix the file (`keyhook check` lists every problem)",
-            problems.join("\n")
-        )));
-    }
+    refuse_broken_settings(&context, &cli.command)?;
     // Only what a command prints stops at a closed pipe (`dry-run | head`): a command that
     // does work finishes it, and its exit code says how it went.
     let only_prints = matches!(
@@ -623,4 +614,20 @@ pub fn preview_state(context: &Context, task: &Task) -> Result<crate::state::run
 pub fn last_run_for_preview(context: &Context, task: &Task) -> Result<Option<i64>> {
     let task_state = preview_state(context, task)?;
     Ok(Some(date_placeholder(context, task, &task_state)))
+}
+
+/// `keyhook.toml`'s settings hold for every task and webhook: a command that reads them stops
+/// on its problems (all of them said) rather than running with defaults.
+fn refuse_broken_settings(context: &Context, command: &Command) -> Result<()> {
+    let settings_problems = &context.definitions.settings_problems;
+    if reads_settings(command) && !settings_problems.is_empty() {
+        let problems: Vec<String> = settings_problems.iter().map(ToString::to_string).collect();
+        return Err(Error::config(anyhow!(
+            "{}\nkeyhook.toml's settings hold for every task and webhook (the time zone, \
+             webhooks_enabled, the deadlines), so nothing runs with defaults in their place; \
+             fix the file (`keyhook check` lists every problem)",
+            problems.join("\n")
+        )));
+    }
+    Ok(())
 }

@@ -80,16 +80,8 @@ impl Settings {
             file: path.clone(),
             message,
         };
-        match std::fs::metadata(&path) {
-            Ok(_) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return match crate::file_access::dangling_link(&path) {
-                    Some(why) => Err(vec![problem(why)]),
-                    None => Ok(Settings::default()),
-                };
-            }
-            // Not known to be absent: running with the defaults could send what it says not to.
-            Err(error) => return Err(vec![problem(format!("could not read it: {error}"))]),
+        if !present(&path).map_err(|why| vec![problem(why)])? {
+            return Ok(Settings::default());
         }
         let file: SettingsFile = read_toml(&path).map_err(|problem| vec![problem])?;
         let defaults = Settings::default();
@@ -144,6 +136,19 @@ impl Settings {
     /// The zone "today" is read in.
     pub fn zone(&self) -> Tz {
         self.timezone.unwrap_or_else(zone::local)
+    }
+}
+
+/// Whether the settings file is there: absent means the defaults, but a link to nothing, or
+/// a file that cannot be looked at, is not known to be absent (running with the defaults
+/// could send what it says not to).
+fn present(path: &Path) -> Result<bool, String> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            crate::file_access::dangling_link(path).map_or(Ok(false), Err)
+        }
+        Err(error) => Err(format!("could not read it: {error}")),
     }
 }
 
