@@ -460,3 +460,56 @@ fn enable_and_log_find_a_webhook_called_like_a_task() {
         "{said}"
     );
 }
+
+/// A webhook renamed while its deliveries wait: nothing sends them any more, so `status` and
+/// `run-due` say so, and `prune --removed-webhooks` gives them up (dead, kept in the log).
+#[test]
+fn a_renamed_webhooks_waiting_deliveries_are_said_and_can_be_given_up() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(503)).unwrap();
+    let test = with_hook(
+        &server.url("/"),
+        "[\"license.*\"]",
+        "retry_schedule = [\"1s\"]",
+    );
+    insert_k1(&test);
+    assert_eq!(run(&test, ["dispatch"]).0, Some(1));
+    let text = std::fs::read_to_string(test.path("webhooks/hook.toml")).unwrap();
+    let test = test.write(
+        "webhooks/hook.toml",
+        &text.replace("name = \"hook\"", "name = \"Hook CRM\""),
+    );
+    let says = "hook: 1 deliveries wait, but no webhook file defines this URL of webhook `hook`";
+    let (_, status) = run(&test, ["status"]);
+    assert!(status.contains(says), "{status}");
+    let due = test
+        .keyhook(["run-due"])
+        .env("KEYHOOK_NOW", later(60))
+        .output()
+        .unwrap();
+    assert_eq!(due.status.code(), Some(1), "{}", stdout(&due));
+    assert!(stdout(&due).contains(says), "{}", stdout(&due));
+    assert_eq!(
+        server.request_count(),
+        1,
+        "not sent to the renamed webhook's URL"
+    );
+    let (code, said) = run(&test, ["prune", "--removed-webhooks"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("hook: no webhook file defines it: gave up 1 waiting deliveries"),
+        "{said}"
+    );
+    let (_, log) = run(&test, ["log", "--webhook", "hook", "--status", "dead"]);
+    assert!(log.contains("dead"), "{log}");
+    let due = test
+        .keyhook(["run-due"])
+        .env("KEYHOOK_NOW", later(120))
+        .output()
+        .unwrap();
+    assert_eq!(due.status.code(), Some(0), "{}", stdout(&due));
+    let (_, said) = run(&test, ["prune", "--removed-webhooks"]);
+    assert!(
+        said.contains("no removed webhook has waiting deliveries"),
+        "{said}"
+    );
+}

@@ -81,7 +81,7 @@ pub struct PruneArgs {
         long,
         value_name = "AGE",
         value_parser = duration,
-        required_unless_present = "removed_tasks"
+        required_unless_present_any = ["removed_tasks", "removed_webhooks"]
     )]
     pub older_than: Option<Duration>,
 
@@ -90,4 +90,11 @@ pub struct PruneArgs {
     /// whose file is there but invalid keeps its deliveries: fix the file.
     #[arg(long)]
     pub removed_tasks: bool,
+
+    /// Give up the pending and failed deliveries of event webhook URLs that no file in
+    /// webhooks/ (or `[events]`) defines any more: a webhook renamed or removed, or a URL taken
+    /// from its list (they become dead, kept in the log). Refused while a webhook file has
+    /// problems: it may be the one that defines them.
+    #[arg(long)]
+    pub removed_webhooks: bool,
 }

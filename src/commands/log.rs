@@ -40,6 +40,9 @@ pub fn run(context: &Context, args: &LogArgs, out: &mut impl Write) -> Result {
     if let Some(key) = &args.task {
         filter.task = Some(task_stem(context, &state, key)?);
     }
+    if let Some(key) = &args.webhook {
+        filter.webhook = Some(webhook_name(context, &state, key)?);
+    }
     let (entries, bad) = read(&state, &filter, args.status.as_deref())?;
     if entries.is_empty() && bad.is_empty() {
         unknown_webhook(context, &state, &filter)?;
@@ -224,6 +227,32 @@ fn task_stem(context: &Context, state: &State, key: &str) -> Result<String> {
     Ok(definitions
         .task(key)
         .map_or_else(|| key.to_string(), |task| task.stem.clone()))
+}
+
+/// The webhook `--webhook KEY` stands for: a webhook called KEY; else a name the log holds
+/// (a renamed or removed webhook's, even if its old file now defines another name); else the
+/// webhook of the file KEY; else KEY as it is.
+fn webhook_name(context: &Context, state: &State, key: &str) -> Result<String> {
+    let definitions = &context.definitions;
+    let key = key.trim();
+    if let Some(webhook) = definitions
+        .webhooks
+        .iter()
+        .find(|webhook| crate::definitions::same_name(&webhook.name, key))
+    {
+        return Ok(webhook.name.clone());
+    }
+    let held = LogFilter {
+        webhook: Some(key.to_string()),
+        limit: Some(1),
+        ..LogFilter::default()
+    };
+    if !state.log(&held)?.is_empty() {
+        return Ok(key.to_string());
+    }
+    Ok(definitions
+        .webhook(key)
+        .map_or_else(|| key.to_string(), |webhook| webhook.name.clone()))
 }
 
 /// `--webhook` naming no webhook, of the files or of the log (whatever the other filters): a

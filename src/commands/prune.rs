@@ -14,6 +14,9 @@ pub fn run(context: &Context, args: &PruneArgs, out: &mut impl Write) -> Result 
     if args.removed_tasks {
         give_up_removed(context, out)?;
     }
+    if args.removed_webhooks {
+        give_up_removed_webhooks(context, out)?;
+    }
     match args.older_than {
         Some(age) => prune(context, age, out),
         None => success(),
@@ -69,6 +72,51 @@ fn give_up_removed(context: &Context, out: &mut impl Write) -> Result<()> {
     }
     if !any {
         writeln!(out, "no removed task has waiting deliveries")?;
+    }
+    Ok(())
+}
+
+/// Gives up the waiting deliveries of every webhook URL no file defines any more
+/// ([`stranded`](super::webhook_sources::stranded)), each under its source's lock.
+fn give_up_removed_webhooks(context: &Context, out: &mut impl Write) -> Result<()> {
+    let broken = context.definitions.webhook_problems();
+    if let Some(problem) = broken.first() {
+        return Err(Error::config(anyhow!(
+            "--removed-webhooks: a webhook definition has problems and is not read, and it may \
+             be the one that defines them; nothing was given up: fix it first ({problem})"
+        )));
+    }
+    if !context.state_exists()? {
+        writeln!(out, "no removed webhook has waiting deliveries")?;
+        return Ok(());
+    }
+    let state = context.open_state()?;
+    let now = context.clock.now().timestamp();
+    let summaries = state.source_summaries()?;
+    let stranded = super::webhook_sources::stranded(&context.definitions, &summaries);
+    if stranded.is_empty() {
+        writeln!(out, "no removed webhook has waiting deliveries")?;
+    }
+    for summary in stranded {
+        let source = &summary.source;
+        let Some(_lock) = super::sending::lock_in(context, &state, source)? else {
+            writeln!(
+                out,
+                "{source}: another keyhook process holds its lock: its deliveries are kept"
+            )?;
+            continue;
+        };
+        let reason = format!(
+            "given up: no webhook file defines this URL of webhook `{}` any more",
+            summary.webhook
+        );
+        let given_up = state.give_up(source, &reason, now)?;
+        writeln!(
+            out,
+            "{source}: no webhook file defines it: gave up {given_up} waiting deliveries (now \
+             dead; `keyhook log --webhook {}` lists them)",
+            super::printable::shell_word(&summary.webhook)
+        )?;
     }
     Ok(())
 }

@@ -67,6 +67,17 @@ pub(super) fn send_due(
         let sent = retry_task(context, &state, &stem, stop, out);
         exit = exit.worst(sending::or_source_local(sent, &stem, out)?);
     }
+    if !webhooks && !webhook_sources.is_empty() {
+        // `run-due` sends webhooks' deliveries with its dispatch pass, which knows only the
+        // webhooks of the files: those of a source no file defines any more are said here.
+        let summaries = state.source_summaries()?;
+        for summary in super::webhook_sources::stranded(&context.definitions, &summaries) {
+            if webhook_sources.contains(&summary.source) {
+                writeln!(out, "{}", super::webhook_sources::stranded_words(summary))?;
+                exit = exit.worst(Exit::DeliveryFailed);
+            }
+        }
+    }
     if webhooks && only.is_none() && !webhook_sources.is_empty() {
         exit = exit.worst(super::dispatch::send_sources(
             context,

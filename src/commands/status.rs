@@ -165,10 +165,13 @@ fn older_waiting(
 /// One row per URL of each event webhook, beside the tasks; nothing when there are none.
 fn webhooks(context: &Context, state: &State, out: &mut impl Write) -> Result<()> {
     let webhooks = &context.definitions.webhooks;
+    let summaries = state.source_summaries()?;
+    for summary in super::webhook_sources::stranded(&context.definitions, &summaries) {
+        writeln!(out, "{}", super::webhook_sources::stranded_words(summary))?;
+    }
     if webhooks.is_empty() {
         return Ok(());
     }
-    let summaries = state.source_summaries()?;
     let mut table = Table::new();
     table.load_preset(presets::UTF8_FULL_CONDENSED);
     table.set_header([

@@ -78,6 +78,36 @@ pub fn find(
 }
 
 /// The delivery source of a webhook's `index`th URL: its name, then `name#2`, `name#3`...
+/// The sources in the state whose deliveries wait (pending or failed) but that no webhook
+/// file defines any more: a webhook renamed or removed, or a URL taken from its list. Nothing
+/// sends them; `status` and `run-due` say so, and `prune --removed-webhooks` gives them up.
+pub fn stranded<'s>(
+    definitions: &Definitions,
+    summaries: &'s [crate::state::sources::SourceSummary],
+) -> Vec<&'s crate::state::sources::SourceSummary> {
+    summaries
+        .iter()
+        .filter(|summary| summary.pending + summary.failed > 0)
+        .filter(|summary| {
+            !definitions.webhooks.iter().any(|webhook| {
+                (0..webhook.urls.len()).any(|index| source_name(webhook, index) == summary.source)
+            })
+        })
+        .collect()
+}
+
+/// What `status` and `run-due` say of a [`stranded`] source.
+pub fn stranded_words(summary: &crate::state::sources::SourceSummary) -> String {
+    format!(
+        "{}: {} deliveries wait, but no webhook file defines this URL of webhook `{}` any more \
+         (renamed, removed, or a URL taken from its list); nothing sends them: restore it, or \
+         give them up with `keyhook prune --removed-webhooks`",
+        summary.source,
+        summary.pending + summary.failed,
+        summary.webhook
+    )
+}
+
 pub fn source_name(webhook: &EventWebhook, index: usize) -> String {
     match index {
         0 => webhook.name.clone(),
