@@ -65,7 +65,44 @@ on_both!(
     a_slot_whose_run_could_not_be_recorded_runs_at_the_next_call,
     a_slot_whose_secret_was_missing_runs_once_it_is_there,
     a_removed_task_s_waiting_deliveries_can_be_given_up,
+    a_webhook_keeps_its_last_delivery_when_prune_deletes_it,
 );
+
+/// `prune` deletes the deliveries a webhook's "last delivered" was read off: it stays.
+fn a_webhook_keeps_its_last_delivery_when_prune_deletes_it(backend: &Backend) {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = backend.apply(Test::new().write(
+        "webhooks/hook.toml",
+        &format!(
+            "name = \"hook\"\nurl = \"{}\"\nevents = [\"license.*\"]\nsecret = \"s3cret\"\n",
+            server.url("/")
+        ),
+    ));
+    test.keyhook(["events", "install"]).assert().success();
+    test.simple_license(1, "2026-12-01T00:00:00");
+    test.keyhook(["dispatch"]).assert().success();
+    let last = |test: &Test| -> serde_json::Value {
+        let listed = test
+            .keyhook(["webhooks", "list", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&listed.stdout).unwrap()[0]["last_delivery"]
+            .clone()
+    };
+    let before = last(&test);
+    assert!(before.is_i64(), "delivered: {before}");
+    let pruned = test
+        .keyhook(["prune", "--older-than", "1h"])
+        .env("KEYHOOK_NOW", later(2 * 3600))
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&pruned).contains("deleted 1 settled deliveries"),
+        "{}",
+        stdout(&pruned)
+    );
+    assert_eq!(last(&test), before, "not \"never\" once the rows are gone");
+}
 
 /// `count` matching licenses and a task `stem` posting them to `url`.
 fn licenses(test: Test, count: i64) -> Test {

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -195,6 +195,12 @@ CREATE INDEX deliveries_event_source ON deliveries (task) WHERE event_type IS NO
     r#"
 ALTER TABLE runs ADD COLUMN recording INTEGER;
 CREATE INDEX runs_recording ON runs (task) WHERE recording IS NOT NULL;
+"#,
+    // v13: when a delivery last reached a webhook URL, kept by `prune` as it deletes the
+    // deliveries that said so (the summary takes the later of this and what is left), so
+    // `status` does not call a webhook that was delivered to "never".
+    r#"
+ALTER TABLE webhook_sources ADD COLUMN last_delivered INTEGER;
 "#,
 ];
 

@@ -155,7 +155,9 @@ pub fn attempt_entry<R: Columns>(row: &R) -> Result<AttemptEntry, R::Error> {
 }
 
 /// Every webhook source with its deliveries counted by status, by source name.
-pub const SOURCE_SUMMARIES: &str = "SELECT s.source, s.webhook, s.webhook_gone, d.last,
+pub const SOURCE_SUMMARIES: &str = "SELECT s.source, s.webhook, s.webhook_gone,
+        CASE WHEN d.last IS NULL OR s.last_delivered > d.last THEN s.last_delivered
+             ELSE d.last END,
         d.pending, d.failed, d.dead
      FROM webhook_sources AS s LEFT JOIN (
          SELECT task,
@@ -213,6 +215,20 @@ pub fn old_runs(param: &str) -> String {
         "SELECT id FROM runs WHERE started_at < {param} AND NOT EXISTS (
              SELECT 1 FROM deliveries d WHERE d.run_id = runs.id
              AND d.status IN ('pending', 'failed'))"
+    )
+}
+
+/// Before `old_runs` go: each webhook URL keeps when the last of their deliveries reached it
+/// (its summary's "last delivered" is read off the deliveries that are left).
+pub fn keep_pruned_deliveries(old_runs: &str) -> String {
+    format!(
+        "UPDATE webhook_sources SET last_delivered = pruned.last
+         FROM (SELECT task, max(updated_at) AS last FROM deliveries
+               WHERE run_id IN ({old_runs}) AND status = 'delivered'
+                 AND event_type IS NOT NULL
+               GROUP BY task) AS pruned
+         WHERE webhook_sources.source = pruned.task
+           AND pruned.last > coalesce(webhook_sources.last_delivered, -9223372036854775808)"
     )
 }
 

@@ -11,6 +11,7 @@ impl StateDb {
         let old_runs = rows::old_runs("?1");
         transaction
             .execute(&rows::keep_pruned_slots(&old_runs), [before])
+            .and_then(|_| transaction.execute(&rows::keep_pruned_deliveries(&old_runs), [before]))
             .map_err(|e| self.error(e))?;
         let deliveries = transaction
             .execute(

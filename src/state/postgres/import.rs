@@ -170,6 +170,7 @@ const EVENT_TABLES: [Table; 4] = [
             ("url", Text),
             ("first_seen", Int),
             ("webhook_gone", Int),
+            ("last_delivered", Int),
         ],
         read: None,
         order: None,

@@ -8,7 +8,7 @@ const MIGRATION_LOCK: i64 = 0x6b65_7968_6f6f_6b01;
 
 /// Each entry moves the schema from version `index` to `index + 1`. Times are Unix seconds as
 /// in the SQLite state, except the leases, which are the server's own `timestamptz`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE tasks (
     task          text PRIMARY KEY,
@@ -118,6 +118,11 @@ CREATE TABLE webhook_sources (
     first_seen    bigint NOT NULL,
     webhook_gone  bigint              -- set when the receiver answered 410 Gone
 );
+"#,
+    // v3: as the SQLite state's v13: when a delivery last reached a webhook URL, kept by
+    // `prune` as it deletes the deliveries that said so.
+    r#"
+ALTER TABLE webhook_sources ADD COLUMN last_delivered bigint;
 "#,
 ];
 

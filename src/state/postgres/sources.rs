@@ -140,6 +140,7 @@ impl PgState {
         let mut tx = client.transaction().map_err(|e| self.error(&e))?;
         let old_runs = rows::old_runs("$1");
         tx.execute(&rows::keep_pruned_slots(&old_runs), &[&before])
+            .and_then(|_| tx.execute(&rows::keep_pruned_deliveries(&old_runs), &[&before]))
             .map_err(|e| self.error(&e))?;
         let deliveries = tx
             .execute(
