@@ -271,6 +271,14 @@ fn a_name_is_found_whatever_the_case_of_its_letters_not_only_ascii_ones() {
         );
         assert_eq!(stdout(&count).trim(), "1", "{key}");
     }
+    // What there is, listed by file stem and name: either calls it.
+    let missing = test.keyhook(["dry-run", "nothing"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("overdue (Überfällig)"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]

@@ -162,8 +162,8 @@ fn not_found(context: &Context, name: &str) -> Error {
     Error::config(anyhow!(
         "no search or task is called `{name}` in {} (searches: {}; tasks: {})",
         definitions.dir_name(),
-        crate::definitions::names(&definitions.searches, |s| &s.stem),
-        crate::definitions::names(&definitions.tasks, |t| &t.stem),
+        crate::definitions::stems_and_names(&definitions.searches, |s| (&s.stem, &s.name)),
+        crate::definitions::stems_and_names(&definitions.tasks, |t| (&t.stem, &t.name)),
     ))
 }
 

@@ -51,7 +51,7 @@ pub fn run(context: &Context, args: &EnableArgs, out: &mut impl Write) -> Result
         return Err(Error::config(anyhow!(
             "no task or webhook is called `{key}` in {} (tasks: {}; webhooks: {})",
             definitions.dir_name(),
-            crate::definitions::names(&definitions.tasks, |t| &t.stem),
+            crate::definitions::stems_and_names(&definitions.tasks, |t| (&t.stem, &t.name)),
             crate::definitions::names(&definitions.webhooks, |w| &w.name),
         )));
     };

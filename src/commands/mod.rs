@@ -376,7 +376,7 @@ impl Context {
             Error::config(anyhow!(
                 "no task is called `{name}` in {} (tasks: {}){}",
                 definitions.dir.join("tasks").display(),
-                crate::definitions::names(&definitions.tasks, |t| &t.stem),
+                crate::definitions::stems_and_names(&definitions.tasks, |t| (&t.stem, &t.name)),
                 self.problems_hint()
             ))
         })

@@ -281,7 +281,7 @@ impl Definitions {
                     message: format!(
                         "field `search`: no search is called `{}` (searches: {})",
                         task.search,
-                        names(&self.searches, |s| &s.stem)
+                        stems_and_names(&self.searches, |s| (&s.stem, &s.name))
                     ),
                 });
             }
@@ -339,6 +339,23 @@ pub fn names<T>(items: &[T], name: impl Fn(&T) -> &String) -> String {
     items
         .iter()
         .map(|item| name(item).as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Comma-separated file stems, each with its `name` when that is not the stem (`overdue
+/// (Überfällig)`): a task or a search may be called by either, so a message that lists what
+/// there is shows both. "none" when there is nothing.
+pub fn stems_and_names<T>(items: &[T], key: impl Fn(&T) -> (&String, &String)) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items
+        .iter()
+        .map(|item| match key(item) {
+            (stem, name) if same_name(stem, name) => stem.clone(),
+            (stem, name) => format!("{stem} ({name})"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
