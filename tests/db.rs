@@ -128,4 +128,22 @@ fn demo_force_over_a_database_with_a_log_left_beside_it_is_the_demo() {
         .unwrap();
     assert_eq!(count, 100, "left as it was");
     assert!(!test.path(".licenses.db.tmp").exists());
+    drop(holder);
+
+    // Another process in a transaction on a database with a rollback journal: not replaced,
+    // and its journal left where it is.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder
+        .execute_batch(
+            "PRAGMA journal_mode = DELETE; BEGIN IMMEDIATE; UPDATE LicenseKeys SET Email = 'y';",
+        )
+        .unwrap();
+    assert!(side("-journal").exists());
+    let output = test
+        .keyhook(["db", "demo", "--force", "--licenses", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(side("-journal").exists(), "its journal is kept");
+    holder.execute_batch("COMMIT").unwrap();
 }

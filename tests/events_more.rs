@@ -481,6 +481,19 @@ fn a_renamed_webhooks_waiting_deliveries_are_said_and_can_be_given_up() {
     let says = "hook: 1 deliveries wait, but no webhook file defines this URL of webhook `hook`";
     let (_, status) = run(&test, ["status"]);
     assert!(status.contains(says), "{status}");
+    // While a webhook file has problems it may be the one: said so, and nothing is given up.
+    let good = std::fs::read_to_string(test.path("webhooks/hook.toml")).unwrap();
+    let test = test.write(
+        "webhooks/hook.toml",
+        &format!("{good}timeout = \"forever\"\n"),
+    );
+    let (_, status) = run(&test, ["status"]);
+    assert!(
+        status.contains("a webhook definition has problems") && !status.contains(says),
+        "{status}"
+    );
+    assert_eq!(run(&test, ["prune", "--removed-webhooks"]).0, Some(2));
+    let test = test.write("webhooks/hook.toml", &good);
     let due = test
         .keyhook(["run-due"])
         .env("KEYHOOK_NOW", later(60))

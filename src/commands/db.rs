@@ -189,8 +189,10 @@ fn retire_logs(path: &Path) -> anyhow::Result<()> {
     if !logs.iter().any(|log| log.exists()) {
         return Ok(());
     }
+    // An exclusive transaction: it applies a log a crash left (a hot journal is rolled back,
+    // a WAL read), and it cannot be had while another process is in a transaction on it.
     let opened = Connection::open(path).and_then(|conn| {
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        conn.execute_batch("BEGIN EXCLUSIVE; SELECT count(*) FROM sqlite_master; COMMIT;")?;
         conn.close().map_err(|(_, error)| error)
     });
     let wal = &logs[0];
@@ -201,10 +203,13 @@ fn retire_logs(path: &Path) -> anyhow::Result<()> {
     );
     if busy || (opened.is_ok() && wal.exists()) {
         return Err(anyhow!(
-            "{} is open in another process (its log {} is in use); nothing was replaced: stop \
-             what has it open (keyhook watch, the license server) and run this again",
+            "{} is open in another process ({}); nothing was replaced: stop what has it open \
+             (keyhook watch, the license server) and run this again",
             path.display(),
-            wal.display()
+            match busy {
+                true => "it holds a lock on it".to_string(),
+                false => format!("its log {} is in use", wal.display()),
+            }
         ));
     }
     // Not a database SQLite can open, or closed cleanly (a journal left now is not hot):

@@ -73,7 +73,11 @@ pub(super) fn send_due(
         let summaries = state.source_summaries()?;
         for summary in super::webhook_sources::stranded(&context.definitions, &summaries) {
             if webhook_sources.contains(&summary.source) {
-                writeln!(out, "{}", super::webhook_sources::stranded_words(summary))?;
+                writeln!(
+                    out,
+                    "{}",
+                    super::webhook_sources::stranded_words(&context.definitions, summary)
+                )?;
                 exit = exit.worst(Exit::DeliveryFailed);
             }
         }

@@ -167,7 +167,11 @@ fn webhooks(context: &Context, state: &State, out: &mut impl Write) -> Result<()
     let webhooks = &context.definitions.webhooks;
     let summaries = state.source_summaries()?;
     for summary in super::webhook_sources::stranded(&context.definitions, &summaries) {
-        writeln!(out, "{}", super::webhook_sources::stranded_words(summary))?;
+        writeln!(
+            out,
+            "{}",
+            super::webhook_sources::stranded_words(&context.definitions, summary)
+        )?;
     }
     if webhooks.is_empty() {
         return Ok(());

@@ -96,16 +96,27 @@ pub fn stranded<'s>(
         .collect()
 }
 
-/// What `status` and `run-due` say of a [`stranded`] source.
-pub fn stranded_words(summary: &crate::state::sources::SourceSummary) -> String {
-    format!(
-        "{}: {} deliveries wait, but no webhook file defines this URL of webhook `{}` any more \
-         (renamed, removed, or a URL taken from its list); nothing sends them: restore it, or \
-         give them up with `keyhook prune --removed-webhooks`",
-        summary.source,
-        summary.pending + summary.failed,
-        summary.webhook
-    )
+/// What `status` and `run-due` say of a [`stranded`] source; while a webhook definition has
+/// problems (and so is not read) it may be the one that defines it, and that is said first.
+pub fn stranded_words(
+    definitions: &Definitions,
+    summary: &crate::state::sources::SourceSummary,
+) -> String {
+    let waiting = summary.pending + summary.failed;
+    let (source, webhook) = (&summary.source, &summary.webhook);
+    match definitions.webhook_problems().is_empty() {
+        true => format!(
+            "{source}: {waiting} deliveries wait, but no webhook file defines this URL of \
+             webhook `{webhook}` any more (renamed, removed, or a URL taken from its list); \
+             nothing sends them: restore it, or give them up with `keyhook prune \
+             --removed-webhooks`"
+        ),
+        false => format!(
+            "{source}: {waiting} deliveries wait, but no webhook file that can be read defines \
+             this URL of webhook `{webhook}`: a webhook definition has problems (`keyhook \
+             check` names them), and it may be the one; fix it and they are sent"
+        ),
+    }
 }
 
 pub fn source_name(webhook: &EventWebhook, index: usize) -> String {
