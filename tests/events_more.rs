@@ -526,3 +526,59 @@ fn a_renamed_webhooks_waiting_deliveries_are_said_and_can_be_given_up() {
         "{said}"
     );
 }
+
+/// A webhook's first URL taken from its list moves the second into its place: the deliveries
+/// that wait for the first are held, not sent to the second (which has its own, under other
+/// ids), until they are given up; then the place follows its new URL.
+#[test]
+fn deliveries_for_a_url_taken_from_the_list_never_go_to_the_one_that_moves_up() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let file = |urls: &str| {
+        format!(
+            "name = \"CRM\"\nurls = [{urls}]\nevents = [\"license.*\"]\nsecret = \"s3cret\"\n\
+             retry_schedule = [\"1s\"]\n"
+        )
+    };
+    let b = format!("\"{}\"", server.url("/b"));
+    let test = Test::new().write(
+        "webhooks/crm.toml",
+        &file(&format!("\"http://127.0.0.1:9/a\", {b}")),
+    );
+    test.keyhook(["events", "install"]).assert().success();
+    insert_k1(&test);
+    assert_eq!(run(&test, ["dispatch"]).0, Some(1), "/a is down");
+    assert_eq!(server.request_count(), 1, "/b has its own");
+    let test = test.write("webhooks/crm.toml", &file(&b));
+    let dispatch = |test: &Test, at: i64| {
+        let output = test
+            .keyhook(["dispatch"])
+            .env("KEYHOOK_NOW", later(at))
+            .output()
+            .unwrap();
+        (output.status.code(), stdout(&output))
+    };
+    let (code, said) = dispatch(&test, 60);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("CRM: deliveries wait for http://127.0.0.1:9/a")
+            && said.contains("its URLs moved in the list"),
+        "{said}"
+    );
+    assert_eq!(server.request_count(), 1, "not sent again to /b");
+    let (_, status) = run(&test, ["status"]);
+    assert!(status.contains("its URLs moved in the list"), "{status}");
+    let (code, said) = run(&test, ["prune", "--removed-webhooks"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("CRM: its URLs moved in the list, away from http://127.0.0.1:9/a: gave up 1"),
+        "{said}"
+    );
+    assert_eq!(dispatch(&test, 120).0, Some(0));
+    assert_eq!(server.request_count(), 1, "nothing sent twice");
+    rusqlite::Connection::open(test.path("licenses.db"))
+        .unwrap()
+        .execute("UPDATE LicenseKeys SET Email = 'k@x' WHERE ID = 1", [])
+        .unwrap();
+    assert_eq!(dispatch(&test, 180).0, Some(0));
+    assert_eq!(server.request_count(), 2, "the place follows its new URL");
+}

@@ -406,6 +406,23 @@ fn send_source(
 ) -> Result<Exit> {
     let name = &source.route.source;
     let now = context.clock.tick().timestamp();
+    if let Some(webhook) = context.definitions.webhook(&source.route.webhook)
+        && let Some(was) = webhook_sources::moved(
+            webhook,
+            name,
+            &source.url,
+            &state.source_urls(&source.route.webhook)?,
+        )
+        && state.pending_kinds(name)?.0
+    {
+        // Not seen under its new URL: the deliveries that wait stay for the one they were for.
+        writeln!(
+            out,
+            "{}",
+            webhook_sources::moved_words(name, &was, &source.url)
+        )?;
+        return Ok(Exit::DeliveryFailed);
+    }
     let gone = state.see_source(name, &source.route.webhook, &source.url, now)?;
     if gone.is_some() {
         writeln!(

@@ -106,15 +106,16 @@ fn give_up_removed_webhooks(context: &Context, out: &mut impl Write) -> Result<(
             )?;
             continue;
         };
-        let reason = format!(
-            "given up: no webhook file defines this URL of webhook `{}` any more",
-            summary.webhook
-        );
+        let why = match super::webhook_sources::defined_url(&context.definitions, summary) {
+            Some(_) => format!("its URLs moved in the list, away from {}", summary.url),
+            None => "no webhook file defines it".to_string(),
+        };
+        let reason = format!("given up: {why} (webhook `{}`)", summary.webhook);
         let given_up = state.give_up(source, &reason, now)?;
         writeln!(
             out,
-            "{source}: no webhook file defines it: gave up {given_up} waiting deliveries (now \
-             dead; `keyhook log --webhook {}` lists them)",
+            "{source}: {why}: gave up {given_up} waiting deliveries (now dead; `keyhook log \
+             --webhook {}` lists them)",
             super::printable::shell_word(&summary.webhook)
         )?;
     }

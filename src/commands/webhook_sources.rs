@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::definitions::Definitions;
 use crate::definitions::endpoint::EndpointError;
 use crate::definitions::registry::{Environment, EventWebhook, Format};
+use crate::definitions::url::shown_url;
 use crate::delivery::target::{Endpoint, Target};
 use crate::events::catalog::Catalog;
 use crate::events::dispatch::BodyError;
@@ -14,6 +15,7 @@ use crate::events::dispatch::Route;
 use crate::events::outbox::OutboxRow;
 use crate::events::payload::{self, EventBody};
 use crate::licenses::snapshot::Snapshot;
+use crate::state::sources::SourceSummary;
 
 /// One URL of one webhook: a route for dispatch and a target for the engine.
 pub struct Source {
@@ -78,32 +80,77 @@ pub fn find(
 }
 
 /// The delivery source of a webhook's `index`th URL: its name, then `name#2`, `name#3`...
-/// The sources in the state whose deliveries wait (pending or failed) but that no webhook
-/// file defines any more: a webhook renamed or removed, or a URL taken from its list. Nothing
-/// sends them; `status` and `run-due` say so, and `prune --removed-webhooks` gives them up.
+/// The sources in the state whose deliveries wait (pending or failed) but that nothing will
+/// send to the URL they were for: no webhook file defines them any more (a webhook renamed or
+/// removed, a URL taken from its list), or the webhook's URLs [`moved`] in its list. `status`
+/// and `run-due` say so, and `prune --removed-webhooks` gives them up.
 pub fn stranded<'s>(
     definitions: &Definitions,
-    summaries: &'s [crate::state::sources::SourceSummary],
-) -> Vec<&'s crate::state::sources::SourceSummary> {
+    summaries: &'s [SourceSummary],
+) -> Vec<&'s SourceSummary> {
     summaries
         .iter()
         .filter(|summary| summary.pending + summary.failed > 0)
-        .filter(|summary| {
-            !definitions.webhooks.iter().any(|webhook| {
-                (0..webhook.urls.len()).any(|index| source_name(webhook, index) == summary.source)
-            })
+        .filter(|summary| match defined_url(definitions, summary) {
+            None => true,
+            Some((webhook, url)) => {
+                let urls: Vec<(String, String)> = summaries
+                    .iter()
+                    .filter(|other| other.webhook == summary.webhook)
+                    .map(|other| (other.source.clone(), other.url.clone()))
+                    .collect();
+                moved(webhook, &summary.source, url, &urls).is_some()
+            }
         })
         .collect()
 }
 
+/// The webhook that defines `summary`'s source, and the URL it gives it now.
+pub fn defined_url<'d>(
+    definitions: &'d Definitions,
+    summary: &SourceSummary,
+) -> Option<(&'d EventWebhook, &'d str)> {
+    definitions.webhooks.iter().find_map(|webhook| {
+        let index =
+            (0..webhook.urls.len()).find(|&index| source_name(webhook, index) == summary.source)?;
+        Some((webhook, webhook.urls[index].as_str()))
+    })
+}
+
+/// The URL `source` (one place in `webhook`'s list) was last sent to, when its deliveries
+/// must not go to `url`, what the place holds now: the webhook's URLs moved in its list, so
+/// `url` is one another of its sources was sent to, or the URL the source was sent to is now
+/// at another place. (A URL edited in place is followed: the receiver moved.) `urls` are the
+/// webhook's sources and the URLs they were last sent to, as the state keeps them (shown).
+pub fn moved(
+    webhook: &EventWebhook,
+    source: &str,
+    url: &str,
+    urls: &[(String, String)],
+) -> Option<String> {
+    let now = shown_url(url);
+    let was = &urls.iter().find(|(known, _)| known == source)?.1;
+    if *was == now {
+        return None;
+    }
+    let elsewhere =
+        webhook.urls.iter().enumerate().any(|(index, other)| {
+            shown_url(other) == *was && source_name(webhook, index) != source
+        });
+    let taken = urls
+        .iter()
+        .any(|(other, other_url)| other != source && *other_url == now);
+    (elsewhere || taken).then(|| was.clone())
+}
+
 /// What `status` and `run-due` say of a [`stranded`] source; while a webhook definition has
 /// problems (and so is not read) it may be the one that defines it, and that is said first.
-pub fn stranded_words(
-    definitions: &Definitions,
-    summary: &crate::state::sources::SourceSummary,
-) -> String {
+pub fn stranded_words(definitions: &Definitions, summary: &SourceSummary) -> String {
     let waiting = summary.pending + summary.failed;
     let (source, webhook) = (&summary.source, &summary.webhook);
+    if let Some((_, url)) = defined_url(definitions, summary) {
+        return moved_words(source, &summary.url, url);
+    }
     match definitions.webhook_problems().is_empty() {
         true => format!(
             "{source}: {waiting} deliveries wait, but no webhook file defines this URL of \
@@ -117,6 +164,17 @@ pub fn stranded_words(
              check` names them), and it may be the one; fix it and they are sent"
         ),
     }
+}
+
+/// What is said of a source whose URLs [`moved`]: its deliveries are held.
+pub fn moved_words(source: &str, was: &str, url: &str) -> String {
+    format!(
+        "{source}: deliveries wait for {was}, but this place in the webhook's URL \
+         list now holds {}, which another of its places was sent to (its URLs moved in the \
+         list); they are held, so none goes to a receiver it was not for: put the URLs back in \
+         their order, or give them up with `keyhook prune --removed-webhooks`",
+        shown_url(url)
+    )
 }
 
 pub fn source_name(webhook: &EventWebhook, index: usize) -> String {

@@ -295,6 +295,11 @@ impl State {
         each!(self, state => state.source_summaries())
     }
 
+    /// Each source of `webhook` and the URL it was last sent to, as shown.
+    pub fn source_urls(&self, webhook: &str) -> Result<Vec<(String, String)>, StateError> {
+        each!(self, state => state.source_urls(webhook))
+    }
+
     /// Records a 410 Gone on a task or webhook source (or, with `None`, re-enables it).
     pub fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError> {
         each!(self, state => state.set_webhook_gone(source, at))

@@ -158,7 +158,7 @@ pub fn attempt_entry<R: Columns>(row: &R) -> Result<AttemptEntry, R::Error> {
 pub const SOURCE_SUMMARIES: &str = "SELECT s.source, s.webhook, s.webhook_gone,
         CASE WHEN d.last IS NULL OR s.last_delivered > d.last THEN s.last_delivered
              ELSE d.last END,
-        d.pending, d.failed, d.dead
+        d.pending, d.failed, d.dead, s.url
      FROM webhook_sources AS s LEFT JOIN (
          SELECT task,
                 max(updated_at) FILTER (WHERE status = 'delivered') AS last,
@@ -179,8 +179,13 @@ pub fn source_summary<R: Columns>(row: &R) -> Result<SourceSummary, R::Error> {
         pending: row.cell::<Option<i64>>(4)?.unwrap_or_default(),
         failed: row.cell::<Option<i64>>(5)?.unwrap_or_default(),
         dead: row.cell::<Option<i64>>(6)?.unwrap_or_default(),
+        url: row.cell(7)?,
     })
 }
+
+/// The URL each source of webhook `?1` (`$1`) was last sent to, as shown.
+pub const SOURCE_URLS: &str =
+    "SELECT source, url FROM webhook_sources WHERE webhook = $1 ORDER BY source";
 
 /// An HTTP status as stored (an integer column), if it is one.
 fn http_status(stored: Option<i64>) -> Option<u16> {

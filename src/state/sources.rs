@@ -19,6 +19,8 @@ pub struct SourceSummary {
     pub dead: i64,
     /// When a 410 Gone disabled it, if it is disabled.
     pub gone: Option<i64>,
+    /// The URL it was last sent to, as shown (a password masked).
+    pub url: String,
 }
 
 impl SourceSummary {
@@ -37,6 +39,18 @@ impl StateDb {
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map([], |row| rows::source_summary(row))
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Each source of `webhook` and the URL it was last sent to, as shown.
+    pub fn source_urls(&self, webhook: &str) -> Result<Vec<(String, String)>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(&rows::SOURCE_URLS.replace("$1", "?1"))
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([webhook], |row| Ok((row.get(0)?, row.get(1)?)))
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }

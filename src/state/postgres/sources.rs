@@ -109,6 +109,16 @@ impl PgState {
             .map_err(|e| self.error(&e))
     }
 
+    /// Each source of `webhook` and the URL it was last sent to, as shown.
+    pub fn source_urls(&self, webhook: &str) -> Result<Vec<(String, String)>, StateError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(rows::SOURCE_URLS, &[&webhook])
+            .map_err(|e| self.error(&e))?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     /// Per task, how many deliveries wait (pending or failed) over all its runs.
     pub fn waiting_by_task(&self) -> Result<Vec<(String, i64)>, StateError> {
         let rows = self
