@@ -859,3 +859,75 @@ fn a_definition_that_is_not_a_regular_file_is_refused_not_read() {
         );
     }
 }
+
+#[test]
+fn a_server_url_that_cannot_be_read_is_a_configuration_error_said_before_connecting() {
+    let test = Test::new().search("all", "ID > 0");
+    // Port 1: nothing answers there, so a URL read as good would fail to connect (exit 3).
+    let bad_mode = "postgres://keyhook:hunter2@127.0.0.1:1/test?sslmode=bogus";
+    let bad_schema = "postgres://keyhook@127.0.0.1:1/test?schema=Not-A-Name";
+    for (args, env, says) in [
+        (
+            &["dry-run", "all", "--count"][..],
+            ("KEYHOOK_DB", bad_mode),
+            "--db (KEYHOOK_DB)",
+        ),
+        (&["check"], ("KEYHOOK_DB", bad_mode), "sslmode `bogus`"),
+        (
+            &["status"],
+            ("KEYHOOK_STATE", bad_mode),
+            "--state (KEYHOOK_STATE)",
+        ),
+        (
+            &["run-due"],
+            ("KEYHOOK_STATE", bad_schema),
+            "schema `Not-A-Name`",
+        ),
+    ] {
+        let output = test.keyhook(args).env(env.0, env.1).output().unwrap();
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {text}");
+        assert!(text.contains(says), "{args:?}: {text}");
+        assert!(
+            !text.contains("hunter2"),
+            "the password is never printed: {text}"
+        );
+        assert!(
+            !text.contains("server answers"),
+            "not a server's fault: {text}"
+        );
+    }
+    let output = test
+        .keyhook(["state", "migrate", "--from", "nowhere.db", "--to", bad_mode])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--to"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_clock_or_zone_from_the_environment_is_named_by_its_variable_too() {
+    let test = Test::new().search("all", "ID > 0");
+    let output = test
+        .keyhook(["check"])
+        .env("KEYHOOK_NOW", "garbage")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("KEYHOOK_NOW"),
+        "{}",
+        stderr(&output)
+    );
+    let output = test
+        .keyhook(["check"])
+        .env("KEYHOOK_TIMEZONE", "Mars/Base")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("KEYHOOK_TIMEZONE"),
+        "{}",
+        stderr(&output)
+    );
+}

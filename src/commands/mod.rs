@@ -259,9 +259,8 @@ impl Context {
     pub fn new(global: &GlobalArgs) -> Result<Context> {
         let definitions = Definitions::load(&global.config);
         let zone = match &global.timezone {
-            Some(name) => {
-                zone::parse(name).map_err(|e| Error::config(anyhow!("--timezone: {e}")))?
-            }
+            Some(name) => zone::parse(name)
+                .map_err(|e| Error::config(anyhow!("--timezone (KEYHOOK_TIMEZONE): {e}")))?,
             None => match definitions.settings.timezone {
                 Some(zone) => zone,
                 None => machine_zone(),
@@ -270,7 +269,7 @@ impl Context {
         let clock = match &global.now {
             Some(text) => Clock::pinned(
                 clock::parse_instant(text, zone)
-                    .map_err(|e| Error::config(anyhow!("--now: {e}")))?,
+                    .map_err(|e| Error::config(anyhow!("--now (KEYHOOK_NOW): {e}")))?,
                 zone,
             ),
             None => Clock::system(zone),
@@ -281,6 +280,7 @@ impl Context {
             .as_deref()
             .map(state_db::Location::parse)
             .unwrap_or_else(|| state_db::Location::File(PathBuf::new()));
+        check_server_urls(&db, &state_location)?;
         let state_path = match (&global.state, &db) {
             _ if let state_db::Location::Postgres(url) = &state_location => {
                 PathBuf::from(crate::licenses::postgres::connect::redact(url))
@@ -430,6 +430,28 @@ fn machine_zone() -> chrono_tz::Tz {
         eprintln!("warning: {warning}");
     }
     zone
+}
+
+/// A server URL given for the license database or the state that cannot be read (an unknown
+/// `sslmode`, a bad schema name, a port that is not a number) is a configuration error (exit
+/// 2), said before anything is opened, not a database that could not be reached (exit 3).
+fn check_server_urls(db: &Location, state: &state_db::Location) -> Result<()> {
+    let bad = |flag: &str, url: &str, reason: String| {
+        Error::config(anyhow!(
+            "{flag}: the URL {} cannot be used: {reason}; fix it (for example \
+             `postgres://user@host/db?sslmode=verify-full`)",
+            crate::licenses::postgres::connect::redact(url)
+        ))
+    };
+    if let Location::Postgres(url) = db {
+        crate::licenses::postgres::connect::parse(url)
+            .map_err(|e| bad("--db (KEYHOOK_DB)", url, e.to_string()))?;
+    }
+    if let state_db::Location::Postgres(url) = state {
+        crate::state::postgres::check_url(url)
+            .map_err(|reason| bad("--state (KEYHOOK_STATE)", url, reason))?;
+    }
+    Ok(())
 }
 
 /// Shorthand for a command that finished without failures.

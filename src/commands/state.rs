@@ -16,6 +16,12 @@ pub fn migrate(context: &Context, args: &StateMigrateArgs, out: &mut impl Write)
             "--to must be a PostgreSQL URL (postgres://user@host/db?schema=keyhook)"
         )));
     };
+    crate::state::postgres::check_url(&url).map_err(|reason| {
+        Error::config(anyhow!(
+            "--to: the URL {} cannot be used: {reason}; fix it",
+            crate::licenses::postgres::connect::redact(&url)
+        ))
+    })?;
     if !StateDb::exists(&args.from)? {
         return Err(Error::config(anyhow!(
             "--from {}: no such state file",

@@ -133,6 +133,15 @@ fn pg_error(shown: &str, error: &postgres::Error) -> StateError {
 #[error("schema `{0}` is not a plain lowercase name (letters, digits, `_`)")]
 struct SchemaNameError(String);
 
+/// Whether `url` can be read as a state URL (its schema name, its `sslmode`, the rest as the
+/// driver reads it), without connecting: a URL that cannot is the user's to fix.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let (url, _) = split_schema(url).map_err(|error| error.to_string())?;
+    connect::parse(&url)
+        .map(drop)
+        .map_err(|error| error.to_string())
+}
+
 /// Takes `schema=NAME` out of the URL's query (libpq does not know it); `keyhook` without it.
 fn split_schema(url: &str) -> Result<(String, String), SchemaNameError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
