@@ -3,6 +3,7 @@
 
 mod support;
 
+mod answers;
 mod bad_rows;
 mod db;
 mod demo;

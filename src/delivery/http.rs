@@ -11,8 +11,9 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
 
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 
+use super::head_watch::{self, HeadWatch};
 use super::plain::PlainClient;
 use super::tls::TlsOptions;
 use super::tls_errors;
@@ -77,14 +78,19 @@ impl Sender {
             // A redirected POST is a failure the user must see, not something to follow.
             .max_redirects(0)
             // A 2xx is delivered whatever its head carries (keyhook's own client reads the
-            // status line of any head): 1 MiB rather than ureq's 64 KiB.
+            // status line of any head): 1 MiB rather than ureq's 64 KiB. More than 128 fields
+            // ureq refuses whatever its settings; `head_watch` keeps the status of those.
             .max_response_header_size(MAX_RESPONSE_HEAD)
             .user_agent(USER_AGENT)
             .build();
         let resolver = RunResolver::default();
         Sender {
             plain: PlainClient::new(timeout, config.proxy().is_some()).map(Mutex::new),
-            agent: Agent::with_parts(config, DefaultConnector::default(), resolver),
+            agent: Agent::with_parts(
+                config,
+                DefaultConnector::default().chain(HeadWatch),
+                resolver,
+            ),
             timeout,
             client_cert: tls.has_client_cert(),
             explained: Mutex::default(),
@@ -134,9 +140,14 @@ impl Sender {
         if let Some(waiting) = waiting.take() {
             waiting();
         }
+        head_watch::forget();
         match request.send(body) {
             Ok(response) => answered(response, started),
-            Err(error) => failed(self.describe(&error, url), started),
+            Err(error) => match head_watch::refused_status(&error) {
+                // Its status line came, its fields (and body) are not read.
+                Some(status) => attempt(status, (None, None), &[], started),
+                None => failed(self.describe(&error, url), started),
+            },
         }
     }
 }

@@ -4,6 +4,7 @@
 //! first POST; the dispatcher (`dispatch.rs`) claims, signs, sends and commits.
 
 pub mod dispatch;
+mod head_watch;
 pub mod http;
 pub mod id;
 mod pace;

@@ -22,6 +22,7 @@ pub(super) use connect::resolve;
 use connect::{connect, endpoint, still_open};
 pub use response::Answer;
 use response::Framing;
+pub(super) use response::status_line;
 
 use crate::bytes::any_byte;
 

@@ -284,7 +284,7 @@ fn keep(excerpt: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// The status of a head's first line, `HTTP/1.x NNN ...`, if it is one.
-fn status_line(head: &[u8]) -> Option<u16> {
+pub(in crate::delivery) fn status_line(head: &[u8]) -> Option<u16> {
     let line = head.split(|&byte| byte == b'\r').next()?;
     let rest = line
         .strip_prefix(b"HTTP/1.1 ")
