@@ -2,6 +2,9 @@
 //! (`https://`): heads with many fields, long or non-ASCII `Location`s, hang-ups, and a
 //! receiver that reads a request and closes without answering.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::support::pki::Ca;
 use crate::support::{Test, stdout};
 use keyhook::receiver::{Reply, Server, ServerTls};
@@ -27,6 +30,22 @@ fn licenses(url: &str, ca: &Ca, count: i64) -> Test {
 fn run(test: &Test) -> (Option<i32>, String) {
     let output = test.keyhook(["run-task", "all"]).output().unwrap();
     (output.status.code(), stdout(&output))
+}
+
+/// Every attempt's error in the log, in order.
+fn logged_errors(test: &Test) -> Vec<String> {
+    let log = test
+        .keyhook(["log", "--json", "--attempts"])
+        .output()
+        .unwrap();
+    let mut errors = Vec::new();
+    for line in stdout(&log).lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        for attempt in entry["attempts"].as_array().unwrap() {
+            errors.push(attempt["error"].as_str().unwrap_or("").to_string());
+        }
+    }
+    errors
 }
 
 /// A plain receiver and a TLS one (for 127.0.0.1, signed by `ca`), both answering `reply`.
@@ -58,4 +77,33 @@ fn a_2xx_with_many_header_fields_is_delivered_once() {
         assert!(text.contains("2 matched, 2 delivered, 0 failed"), "{text}");
         assert_eq!(server.request_count(), 2, "{}", server.url("/"));
     }
+}
+
+#[test]
+fn a_receiver_that_reads_a_request_and_closes_gets_it_once_and_the_attempt_is_logged() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    // The second request arrives on the kept-alive connection; it is read, then the receiver
+    // hangs up without a word.
+    let server = Server::start("127.0.0.1:0", move |_| {
+        match counter.fetch_add(1, Ordering::SeqCst) {
+            1 => Reply::drop_without_reply(),
+            _ => Reply::ok(),
+        }
+    })
+    .unwrap();
+    let test = licenses(&server.url("/hook"), &Ca::new("unused"), 3);
+    let (code, text) = run(&test);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("3 matched, 2 delivered, 1 failed"), "{text}");
+    let errors = logged_errors(&test);
+    assert_eq!(
+        server.request_count(),
+        errors.len(),
+        "every request the receiver read is a logged attempt: {errors:?}"
+    );
+    assert!(
+        errors.contains(&"the receiver closed the connection without a whole answer".into()),
+        "{errors:?}"
+    );
 }

@@ -35,12 +35,6 @@ pub const DEFAULT_TRANSPORT_ENV: &str = "KEYHOOK_BENCH_DEFAULT_TRANSPORT";
 /// it never gives up before it.
 const TIMEOUT_STEP: Duration = Duration::from_millis(10);
 
-/// A kept connection that answered less than this long ago is reused without a liveness
-/// check (a peek, a system call per request): a run's requests follow each other within
-/// microseconds. One idle longer is checked first; either way, one the receiver had closed
-/// when the request left is replaced (see [`PlainClient::exchange`]).
-const FRESH: Duration = Duration::from_secs(1);
-
 /// Why a POST got no answer.
 #[derive(Debug)]
 pub enum Failure {
@@ -83,11 +77,10 @@ impl Failure {
         }
     }
 
-    /// Whether a request on a reused connection may be sent again on a new one: the receiver
-    /// closed the idle connection as the request left, before reading it.
+    /// Whether a request whose write failed on a reused connection may be sent again on a new
+    /// one: the receiver had closed the idle connection, so it cannot have read the request.
     fn stale_connection(&self) -> bool {
         match self {
-            Failure::Closed => true,
             Failure::Io(error) => matches!(
                 error.kind(),
                 io::ErrorKind::ConnectionReset
@@ -125,17 +118,13 @@ struct Connection {
     authority: String,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    /// When it last answered.
-    answered: Instant,
-    /// Whether any byte of an answer to the request in flight came back.
-    heard: bool,
+    /// Whether the whole request in flight was written: the receiver may have read it.
+    sent: bool,
 }
 
 /// One sending thread's client: its connection, its buffers, its endpoints.
 pub struct PlainClient {
     timeout: Duration,
-    /// [`FRESH`], but for tests.
-    fresh: Duration,
     endpoints: Vec<Endpoint>,
     connection: Option<Connection>,
     request: Vec<u8>,
@@ -149,7 +138,6 @@ impl PlainClient {
         let ureq_only = std::env::var_os(DEFAULT_TRANSPORT_ENV).is_some_and(|value| value == "1");
         (!proxied && !ureq_only).then(|| PlainClient {
             timeout,
-            fresh: FRESH,
             endpoints: Vec::new(),
             connection: None,
             request: Vec::with_capacity(2048),
@@ -182,8 +170,7 @@ impl PlainClient {
         if !headers.iter().all(|(name, value)| writable(name, value)) {
             return None;
         }
-        let now = Instant::now();
-        let deadline = now + self.timeout;
+        let deadline = Instant::now() + self.timeout;
         let index = match self.endpoints.iter().position(|known| known.url == url) {
             Some(index) => index,
             None => {
@@ -196,7 +183,7 @@ impl PlainClient {
             }
         };
         self.build_request(index, body, headers);
-        Some(self.exchange(index, now, deadline, &mut Some(waiting)))
+        Some(self.exchange(index, deadline, &mut Some(waiting)))
     }
 
     fn build_request(&mut self, index: usize, body: &[u8], headers: &[(&str, &str)]) {
@@ -219,23 +206,25 @@ impl PlainClient {
     }
 
     /// Sends the built request and reads the answer, on the kept connection if it is still
-    /// open, else on a new one. A kept connection the receiver closed just as the request
-    /// left (nothing of an answer came back) is replaced once.
+    /// open, else on a new one. The kept one is replaced once if writing the request to it
+    /// failed (the receiver had closed it): a request that was written may have been read, and
+    /// is never sent again unseen (a receiver that closes after reading it fails the attempt,
+    /// retried as any other is).
     fn exchange(
         &mut self,
         index: usize,
-        now: Instant,
         deadline: Instant,
         waiting: &mut Option<&mut dyn FnMut()>,
     ) -> Result<Answer, Failure> {
         let authority = &self.endpoints[index].authority;
+        // Always peeked (one system call): a close that came before the request is seen here,
+        // not after the request has gone out.
         if let Some(mut kept) = self.connection.take()
             && kept.authority == *authority
-            && (now.saturating_duration_since(kept.answered) < self.fresh
-                || still_open(&kept.stream))
+            && still_open(&kept.stream)
         {
             match self.send_on(&mut kept, deadline, waiting) {
-                Err(failure) if !kept.heard && failure.stale_connection() => {}
+                Err(failure) if !kept.sent && failure.stale_connection() => {}
                 done => return self.keep(kept, done),
             }
         }
@@ -250,8 +239,9 @@ impl PlainClient {
         deadline: Instant,
         waiting: &mut Option<&mut dyn FnMut()>,
     ) -> Result<(Answer, Framing), Failure> {
-        connection.heard = false;
+        connection.sent = false;
         connection.write_all(&self.request, deadline)?;
+        connection.sent = true;
         if let Some(waiting) = waiting.take() {
             waiting();
         }
@@ -261,12 +251,11 @@ impl PlainClient {
     /// Keeps `connection` for the next request if its answer left it reusable.
     fn keep(
         &mut self,
-        mut connection: Connection,
+        connection: Connection,
         done: Result<(Answer, Framing), Failure>,
     ) -> Result<Answer, Failure> {
         let (answer, framing) = done?;
         if framing == Framing::Reusable {
-            connection.answered = Instant::now();
             self.connection = Some(connection);
         }
         Ok(answer)

@@ -91,8 +91,7 @@ pub(super) fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<Connecti
                     authority: endpoint.authority.clone(),
                     read_timeout: None,
                     write_timeout: None,
-                    answered: Instant::now(),
-                    heard: false,
+                    sent: false,
                 });
             }
             Err(error) => last = error.into(),
