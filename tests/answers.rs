@@ -2,8 +2,11 @@
 //! (`https://`): heads with many fields, long or non-ASCII `Location`s, hang-ups, and a
 //! receiver that reads a request and closes without answering.
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 
 use crate::support::pki::Ca;
 use crate::support::{Test, stdout};
@@ -106,4 +109,64 @@ fn a_receiver_that_reads_a_request_and_closes_gets_it_once_and_the_attempt_is_lo
         errors.contains(&"the receiver closed the connection without a whole answer".into()),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_non_ascii_location_is_shown() {
+    let ca = Ca::new("keyhook test CA");
+    let identity = ca.server(&["127.0.0.1"]);
+    let tls = ServerTls::from_pem(identity.cert.as_bytes(), identity.key.as_bytes()).unwrap();
+    let server = Server::start_tls("127.0.0.1:0", tls, |_| {
+        Reply::status(308).with_header("Location", "https://new.example.com/café")
+    })
+    .unwrap();
+    let test = licenses(&server.url("/hook"), &ca, 1);
+    let (code, text) = run(&test);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("redirected to https://new.example.com/café;"),
+        "{text}"
+    );
+
+    // Latin-1 bytes, not UTF-8: shown with a replacement character, not as no Location.
+    let (url, receiver) =
+        raw_receiver(b"HTTP/1.1 301 Moved\r\nLocation: /caf\xe9\r\nContent-Length: 0\r\n\r\n");
+    let test = licenses(&url, &ca, 1);
+    let (code, text) = run(&test);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("redirected to /caf\u{fffd};"), "{text}");
+    receiver.join().unwrap();
+}
+
+/// Reads one request with a `Content-Length` body off `stream`.
+fn read_request(stream: &mut impl Read) {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut chunk).unwrap();
+        assert_ne!(read, 0, "the request ended early");
+        seen.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |value| value.trim().parse().unwrap());
+            if seen.len() >= end + 4 + length {
+                return;
+            }
+        }
+    }
+}
+
+/// A plain receiver that answers one request with exactly `answer` and closes.
+fn raw_receiver(answer: &'static [u8]) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&mut stream);
+        stream.write_all(answer).unwrap();
+    });
+    (url, handle)
 }

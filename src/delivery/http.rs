@@ -185,8 +185,9 @@ fn answered(mut response: ureq::http::Response<ureq::Body>, started: Instant) ->
         response
             .headers()
             .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_string)
+            // Not ASCII (a `Location` with `é`) is still the receiver's word: shown lossily,
+            // not as no field at all.
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
     };
     let headers = (header("location"), header("retry-after"));
     // Read the whole (bounded) body so the connection goes back to the pool for the next POST.

@@ -343,6 +343,9 @@ fn head_of(parsed: &httparse::Response) -> Result<Head, Failure> {
                 .ok()
                 .map(|v| v.trim().to_string())
         };
+        // `Location` and `Retry-After` are shown and logged: bytes that are not UTF-8 are
+        // still the receiver's word, not a missing field.
+        let lossy = || Some(String::from_utf8_lossy(field.value).trim().to_string());
         let name = field.name;
         if name.eq_ignore_ascii_case("content-length") {
             let value = text().and_then(|value| value.parse().ok());
@@ -365,9 +368,9 @@ fn head_of(parsed: &httparse::Response) -> Result<Head, Failure> {
                 }
             }
         } else if name.eq_ignore_ascii_case("location") {
-            head.location = text();
+            head.location = lossy();
         } else if name.eq_ignore_ascii_case("retry-after") {
-            head.retry_after = text();
+            head.retry_after = lossy();
         }
     }
     // 101: the connection is no longer HTTP (keyhook never asks to switch).
