@@ -112,6 +112,33 @@ fn a_receiver_that_reads_a_request_and_closes_gets_it_once_and_the_attempt_is_lo
 }
 
 #[test]
+fn a_long_location_is_cut_in_the_output_and_the_log() {
+    let ca = Ca::new("keyhook test CA");
+    let long = format!("https://new.example.com/{}", "é".repeat(30_000));
+    let location = long.clone();
+    let redirect = move || Reply::status(301).with_header("Location", location.clone());
+    for server in both_receivers(&ca, redirect) {
+        let test = licenses(&server.url("/hook"), &ca, 1);
+        let (code, text) = run(&test);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains("redirected to https://new.example.com/éé"),
+            "{text}"
+        );
+        assert!(text.len() < 4000, "{} bytes printed", text.len());
+        let errors = logged_errors(&test);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].len() < 1000, "{} bytes logged", errors[0].len());
+        assert!(
+            errors[0].contains("é…"),
+            "cut on a character and marked: {}",
+            errors[0]
+        );
+        assert!(!errors[0].contains('\u{fffd}'), "{}", errors[0]);
+    }
+}
+
+#[test]
 fn a_non_ascii_location_is_shown() {
     let ca = Ca::new("keyhook test CA");
     let identity = ca.server(&["127.0.0.1"]);

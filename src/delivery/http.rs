@@ -220,10 +220,11 @@ fn attempt(
             "HTTP {status} {reason}: redirected to {}; keyhook does not follow redirects, \
              so point the task's url there",
             // Masked as the task's own url is: the target is mostly that url over https,
-            // its token and all.
-            location
-                .as_deref()
-                .map_or("nowhere (no Location header)".to_string(), shown_url)
+            // its token and all. Cut after masking, so no cut hides a credential from it.
+            location.as_deref().map_or_else(
+                || "nowhere (no Location header)".to_string(),
+                |location| cut(shown_url(location))
+            )
         )),
         code if excerpt.is_empty() => Some(format!("HTTP {code} {reason}")),
         code => Some(format!("HTTP {code} {reason}: {excerpt}")),
@@ -235,6 +236,21 @@ fn attempt(
         duration: started.elapsed(),
         retry_after,
     }
+}
+
+/// `text` kept to at most [`EXCERPT_BYTES`] bytes, as a body's excerpt is: cut on a character
+/// boundary, the cut marked `…`. A receiver's header field is stored and printed with every
+/// attempt.
+fn cut(mut text: String) -> String {
+    if text.len() > EXCERPT_BYTES {
+        let mut end = EXCERPT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 fn describe(error: &ureq::Error, timeout: Duration) -> String {
@@ -398,6 +414,27 @@ mod tests {
         assert_eq!(
             excerpt(500, b" \n").1.as_deref(),
             Some("HTTP 500 Internal Server Error")
+        );
+    }
+
+    #[test]
+    fn a_long_location_is_cut_on_a_character_after_masking() {
+        let error = |location: String| {
+            attempt(301, (Some(location), None), b"", Instant::now())
+                .error
+                .unwrap()
+        };
+        let long = format!("https://x.example/{}?token=secret", "é".repeat(200));
+        let shown = error(long);
+        let target = shown
+            .strip_prefix("HTTP 301 Moved Permanently: redirected to ")
+            .and_then(|rest| rest.split_once("; ").map(|(target, _)| target))
+            .unwrap();
+        assert_eq!(target, format!("https://x.example/{}…", "é".repeat(91)));
+        let short = error("https://x.example/?token=secret".into());
+        assert!(
+            short.contains("to https://x.example/?token=***; keyhook"),
+            "{short}"
         );
     }
 }
