@@ -3,12 +3,15 @@
 //! receiver that reads a request and closes without answering.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use crate::support::pki::Ca;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::support::pki::{Ca, Identity};
 use crate::support::{Test, stdout};
 use keyhook::receiver::{Reply, Server, ServerTls};
 
@@ -165,6 +168,23 @@ fn a_non_ascii_location_is_shown() {
     receiver.join().unwrap();
 }
 
+#[test]
+fn an_https_receiver_hanging_up_mid_answer_is_said_plainly() {
+    let ca = Ca::new("keyhook test CA");
+    for close_notify in [false, true] {
+        let (url, receiver) = tls_hang_up(&ca.server(&["127.0.0.1"]), close_notify);
+        let test = licenses(&url, &ca, 1);
+        let (code, text) = run(&test);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains("the receiver closed the connection without a whole answer"),
+            "close_notify {close_notify}: {text}"
+        );
+        assert!(!text.contains("docs.rs"), "{text}");
+        receiver.join().unwrap();
+    }
+}
+
 /// Reads one request with a `Content-Length` body off `stream`.
 fn read_request(stream: &mut impl Read) {
     let mut seen = Vec::new();
@@ -194,6 +214,37 @@ fn raw_receiver(answer: &'static [u8]) -> (String, JoinHandle<()>) {
         let (mut stream, _) = listener.accept().unwrap();
         read_request(&mut stream);
         stream.write_all(answer).unwrap();
+    });
+    (url, handle)
+}
+
+/// A TLS receiver that reads one request, sends the start of an answer's head and hangs up,
+/// saying so in TLS (`close_notify`) or not.
+fn tls_hang_up(identity: &Identity, close_notify: bool) -> (String, JoinHandle<()>) {
+    let chain = CertificateDer::pem_slice_iter(identity.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(identity.key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/hook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (socket, _): (TcpStream, _) = listener.accept().unwrap();
+        let connection = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, socket);
+        read_request(&mut tls);
+        tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap();
+        if close_notify {
+            tls.conn.send_close_notify();
+        }
+        tls.flush().unwrap();
+        let _ = tls.sock.shutdown(std::net::Shutdown::Both);
     });
     (url, handle)
 }

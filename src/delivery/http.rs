@@ -266,6 +266,11 @@ fn describe(error: &ureq::Error, timeout: Duration) -> String {
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             "connection refused".into()
         }
+        // A hang-up before the whole answer came: in keyhook's own client's words, not
+        // rustls's (its `close_notify` message and a link to its manual) or ureq's.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            super::plain::Failure::Closed.describe(timeout)
+        }
         ureq::Error::Io(io) => format!("network error: {io}"),
         other => other.to_string(),
     }
