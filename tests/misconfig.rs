@@ -931,3 +931,41 @@ fn a_clock_or_zone_from_the_environment_is_named_by_its_variable_too() {
         stderr(&output)
     );
 }
+
+#[test]
+fn every_key_of_a_definition_that_does_not_fit_is_said_at_once_with_the_other_fields() {
+    let test = Test::new().search("ok", "ID > 0").write(
+        "tasks/broken.toml",
+        "name = \"Broken\"\nsearch = \"ok\"\nschedule = \"0 9 * * *\"\nconcurrency = \"x\"\n\
+         schedul = \"0 9 * * *\"\n[webhook]\nurl = \"ftp://example.com\"\nsecret = \"s3cr3t-value\"\n\
+         retries = 3\n",
+    );
+    let expected = [
+        "tasks/broken.toml: invalid TOML at line 4",
+        "unknown field `schedul`",
+        "unknown field `retries`",
+        "tasks/broken.toml: [webhook] field `url`",
+    ];
+    let check = test.keyhook(["check"]).output().unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    let text = all_output(&check);
+    says_each(&text, &expected);
+    assert!(!text.contains("s3cr3t-value"), "{text}");
+    let run = test.keyhook(["run-task", "broken"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    says_each(&stderr(&run), &expected);
+    let settings = Test::new().search("ok", "ID > 0").write(
+        "keyhook.toml",
+        "timezone = \"Mars/Base\"\nquery_timout = \"5s\"\nretry_interval = 5\n",
+    );
+    let check = settings.keyhook(["check"]).output().unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    says_each(
+        &all_output(&check),
+        &[
+            "keyhook.toml: invalid TOML at line 2, column 1: unknown field `query_timout`",
+            "keyhook.toml: invalid TOML at line 3",
+            "keyhook.toml: field `timezone`",
+        ],
+    );
+}

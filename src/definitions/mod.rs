@@ -95,7 +95,7 @@ impl Definitions {
             Settings::default()
         });
         let searches = load_all(&dir.join("searches"), &mut problems, |path| {
-            Search::load(path).map_err(|problem| vec![problem])
+            Search::load(path)
         });
         let tasks = load_all(&dir.join("tasks"), &mut problems, Task::load);
         // A broken events.toml is reported by `check` (and refused by `events install`);
@@ -531,21 +531,43 @@ impl<'p> Fields<'p> {
     }
 }
 
-/// Reads and parses one TOML file; errors name the file and, from toml, the line and field.
-pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Problem> {
+/// Reads and parses one TOML file; errors name the file and, from toml, the line and field:
+/// every key that does not fit, not only the first ([`toml_error::parse_all`]).
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Vec<Problem>> {
     read_toml_text(path).map(|(value, _)| value)
 }
 
 /// [`read_toml`], and the file's text.
-pub fn read_toml_text<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, String), Problem> {
+pub fn read_toml_text<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<(T, String), Vec<Problem>> {
     let problem = |message: String| Problem {
         file: path.to_path_buf(),
         message,
     };
-    let text = read_definition(path).map_err(problem)?;
-    let value =
-        toml::from_str(&text).map_err(|error| problem(toml_error::describe(&text, &error)))?;
+    let text = read_definition(path).map_err(|message| vec![problem(message)])?;
+    let value = toml_error::parse_all(&text)
+        .map_err(|messages| messages.into_iter().map(problem).collect::<Vec<_>>())?;
     Ok((value, text))
+}
+
+/// [`read_toml`] for a file whose fields are checked one by one: the value made without the
+/// entries that do not fit (when it can be made), and their problems, so the other fields'
+/// problems are said with them.
+pub fn read_toml_partly<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<(T, Vec<Problem>), Vec<Problem>> {
+    let problem = |message: String| Problem {
+        file: path.to_path_buf(),
+        message,
+    };
+    let text = read_definition(path).map_err(|message| vec![problem(message)])?;
+    let (value, said) = toml_error::parse_partly(&text);
+    let said: Vec<Problem> = said.into_iter().map(problem).collect();
+    match value {
+        Some(value) => Ok((value, said)),
+        None => Err(said),
+    }
 }
 
 /// A definition file is at most this long: a link to `/dev/zero` must not take the memory.

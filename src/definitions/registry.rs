@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::endpoint::{Endpoint, with_endpoint_keys};
 use super::task::check_concurrency;
 use super::url::{UrlError, check_url, shown_url};
-use super::{Fields, Problem, read_toml, stem};
+use super::{Fields, Problem, read_toml_partly, stem};
 use crate::events::catalog::Catalog;
 use crate::events::names;
 
@@ -96,8 +96,9 @@ impl EventWebhook {
     /// Loads and validates one webhook file; its event names against `catalog`.
     /// Every field's problem, not only the first.
     pub fn load(path: &Path, catalog: &Catalog) -> Result<EventWebhook, Vec<Problem>> {
-        let mut file: WebhookFile = read_toml(path).map_err(|problem| vec![problem])?;
+        let (mut file, problems): (WebhookFile, _) = read_toml_partly(path)?;
         let mut fields = Fields::new(path);
+        fields.problems = problems;
         if file.name.trim().is_empty() {
             fields.say("field `name` is empty".into());
         } else if file.name.contains('#') {

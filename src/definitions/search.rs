@@ -35,9 +35,13 @@ pub struct Search {
 
 impl Search {
     /// Loads and validates one search file.
-    pub fn load(path: &Path) -> Result<Search, Problem> {
+    pub fn load(path: &Path) -> Result<Search, Vec<Problem>> {
         let (file, text): (SearchFile, String) = read_toml_text(path)?;
-        let origin = value_origin(&text, file.sql.span(), file.sql.get_ref());
+        Search::validate(path, file, &text).map_err(|problem| vec![problem])
+    }
+
+    fn validate(path: &Path, file: SearchFile, text: &str) -> Result<Search, Problem> {
+        let origin = value_origin(text, file.sql.span(), file.sql.get_ref());
         let sql = file.sql.into_inner();
         let problem = |message: String| Problem {
             file: path.to_path_buf(),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::qlm_events::QlmEvents;
 use super::retry::{self, RetryFields, ScheduleField};
 use super::tls::TlsFiles;
-use super::{Problem, read_toml};
+use super::{Problem, read_toml_partly};
 use crate::schedule::zone;
 
 /// The file the settings are read from, in the configuration folder.
@@ -83,9 +83,8 @@ impl Settings {
         if !present(&path).map_err(|why| vec![problem(why)])? {
             return Ok(Settings::default());
         }
-        let file: SettingsFile = read_toml(&path).map_err(|problem| vec![problem])?;
+        let (file, mut problems): (SettingsFile, _) = read_toml_partly(&path)?;
         let defaults = Settings::default();
-        let mut problems = Vec::new();
         let mut check = |result: Result<(), String>| {
             if let Err(message) = result {
                 problems.push(problem(message));

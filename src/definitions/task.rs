@@ -12,7 +12,7 @@ use super::secret::SecretSource;
 use super::settings::{DurationError, parse_duration};
 use super::tls::TlsFiles;
 use super::url::UrlError;
-use super::{Fields, Problem, read_toml, stem};
+use super::{Fields, Problem, read_toml_partly, stem};
 use crate::delivery::signature::Scheme;
 use crate::schedule::schedule::Schedule;
 use crate::schedule::{clock, zone};
@@ -128,8 +128,9 @@ impl Task {
     /// Loads and validates one task file.
     /// Loads and validates one task file; every field's problem, not only the first.
     pub fn load(path: &Path) -> Result<Task, Vec<Problem>> {
-        let file: TaskFile = read_toml(path).map_err(|problem| vec![problem])?;
+        let (file, problems): (TaskFile, _) = read_toml_partly(path)?;
         let mut fields = Fields::new(path);
+        fields.problems = problems;
         for (field, value) in [("name", &file.name), ("search", &file.search)] {
             if value.trim().is_empty() {
                 fields.say(format!("field `{field}` is empty"));

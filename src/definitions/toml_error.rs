@@ -33,6 +33,119 @@ pub fn describe(text: &str, error: &toml::de::Error) -> String {
     )
 }
 
+/// How many problems of one file are said at most.
+const MAX_SAID: usize = 20;
+
+/// Parses `text` as `T`, saying every way valid TOML does not fit `T` (an unknown key, a value
+/// of the wrong type, a missing key), not only the first: the entry at fault (its lines, or a
+/// whole table under an unknown header) is blanked out in a copy of the same length, so lines
+/// and columns stay the file's, and the copy is read again. A syntax error is said alone: past
+/// it nothing can be read.
+pub fn parse_all<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Vec<String>> {
+    match parse_partly(text) {
+        (Some(value), said) if said.is_empty() => Ok(value),
+        (_, said) => Err(said),
+    }
+}
+
+/// [`parse_all`]'s problems, and the value the file makes without the entries at fault, when
+/// it makes one (nothing required is missing): its other fields can then be checked too.
+pub fn parse_partly<T: serde::de::DeserializeOwned>(text: &str) -> (Option<T>, Vec<String>) {
+    let mut error = match toml::from_str::<T>(text) {
+        Ok(value) => return (Some(value), Vec::new()),
+        Err(error) => error,
+    };
+    let at = |error: &toml::de::Error| error.span().map_or(usize::MAX, |span| span.start);
+    let mut said = vec![(at(&error), describe(text, &error))];
+    if text.parse::<toml::Table>().is_err() {
+        return (None, in_file_order(said));
+    }
+    let mut copy = text.as_bytes().to_vec();
+    let mut blanked = Vec::new();
+    while said.len() < MAX_SAID && !error.message().starts_with("missing field") {
+        let Some(span) = error.span() else { break };
+        blanked.extend(blank_entry(&mut copy, span));
+        // Only whole lines of ASCII spaces and `#` replace whole lines: still UTF-8.
+        let Ok(next) = std::str::from_utf8(&copy) else {
+            break;
+        };
+        if next.parse::<toml::Table>().is_err() {
+            break;
+        }
+        error = match toml::from_str::<T>(next) {
+            Ok(value) => return (Some(value), in_file_order(said)),
+            Err(error) => error,
+        };
+        let missing_blanked = blanked
+            .iter()
+            .any(|key| error.message() == format!("missing field `{key}`"));
+        if missing_blanked {
+            break;
+        }
+        said.push((at(&error), describe(text, &error)));
+    }
+    (None, in_file_order(said))
+}
+
+/// The problems from the top of the file down (toml finds an unknown key before the values
+/// above it).
+fn in_file_order(mut said: Vec<(usize, String)>) -> Vec<String> {
+    said.sort_by_key(|(at, _)| *at);
+    said.into_iter().map(|(_, message)| message).collect()
+}
+
+/// Blanks the lines of `span` (with the table below them when the first is a table header)
+/// to spaces behind a `#`, and returns the key or table name they held.
+fn blank_entry(text: &mut [u8], span: std::ops::Range<usize>) -> Option<String> {
+    let start = span.start.min(text.len());
+    let first = text[..start]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line_end = |from: usize| {
+        text[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(text.len(), |i| from + i)
+    };
+    let first_end = line_end(first);
+    let line = String::from_utf8_lossy(&text[first..first_end]).into_owned();
+    let header = line.trim_start().starts_with('[');
+    let mut end = line_end(
+        span.end
+            .max(start + 1)
+            .min(text.len())
+            .saturating_sub(1)
+            .max(first),
+    );
+    if header {
+        // The table's own lines go with it, up to the next header.
+        while end < text.len() {
+            let next = end + 1;
+            let next_end = line_end(next);
+            if text[next..next_end].trim_ascii_start().starts_with(b"[") {
+                break;
+            }
+            end = next_end;
+        }
+    }
+    for (index, byte) in text[first..end].iter_mut().enumerate() {
+        if *byte != b'\n' {
+            *byte = if index == 0 { b'#' } else { b' ' };
+        }
+    }
+    let name = if header {
+        line.trim()
+            .trim_matches(['[', ']'])
+            .rsplit('.')
+            .next()
+            .map(|name| name.trim().trim_matches(['"', '\'']).to_string())
+    } else {
+        safe_line(&line).1
+    };
+    name.map(|name| name.rsplit('.').next().unwrap_or(&name).trim().to_string())
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Shown {
     Whole,
@@ -141,6 +254,79 @@ mod tests {
     fn describe_text(text: &str) -> String {
         let error = toml::from_str::<File>(text).expect_err("the text is invalid");
         describe(text, &error)
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        name: String,
+        count: Option<u32>,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        url: String,
+        secret: Option<String>,
+    }
+
+    #[test]
+    fn every_key_that_does_not_fit_is_said_with_its_own_line() {
+        let text = "name = \"x\"\ncount = \"many\"\ncolour = 1\n[inner]\nurl = 5\nsecret = [\"hunter2hunter2\"]\nextra = true\n";
+        let said = parse_all::<Strict>(text).unwrap_err();
+        let lines: Vec<&str> = said.iter().map(|s| s.lines().next().unwrap()).collect();
+        assert_eq!(said.len(), 5, "{said:#?}");
+        for (line, what) in [
+            (2, "invalid type: string"),
+            (3, "unknown field `colour`"),
+            (5, "invalid type: integer"),
+            (6, "invalid type: sequence"),
+            (7, "unknown field `extra`"),
+        ] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(&format!("line {line},")) && l.contains(what)),
+                "line {line}: {what} in {said:#?}"
+            );
+        }
+        assert!(!said.concat().contains("hunter2"), "{said:#?}");
+    }
+
+    #[test]
+    fn an_unknown_table_goes_with_its_keys_and_a_blanked_required_key_is_not_said_missing() {
+        let text = "name = 7\n[innr]\nurl = \"http://x\"\n[inner]\nurl = \"http://y\"\n";
+        let said = parse_all::<Strict>(text).unwrap_err();
+        assert_eq!(said.len(), 2, "{said:#?}");
+        assert!(
+            said[0].contains("line 1,") && said[0].contains("invalid type"),
+            "{said:#?}"
+        );
+        assert!(said[1].contains("line 2,") && said[1].contains("unknown field `innr`"));
+        // The value without the entries at fault, when nothing required is missing.
+        let (value, said) = parse_partly::<Strict>("name = \"n\"\ncount = -1\n");
+        assert_eq!(said.len(), 1);
+        assert_eq!(
+            value.map(|v| (v.name, v.count)),
+            Some(("n".to_string(), None))
+        );
+        // A key really missing is said, once.
+        let said = parse_all::<Strict>("count = 1\nmore = 2\n").unwrap_err();
+        assert_eq!(said.len(), 2, "{said:#?}");
+        assert!(
+            said.iter().any(|s| s.contains("missing field `name`")),
+            "{said:#?}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_said_alone() {
+        let said = parse_all::<Strict>("name = \"x\"\ncount = = 3\ncolour = 1\n").unwrap_err();
+        assert_eq!(said.len(), 1, "{said:#?}");
+        assert!(said[0].contains("line 2"), "{said:#?}");
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Catalog {
         let mut catalog = Catalog::builtin();
         let path = dir.join(FILE);
         if path.exists() {
-            let file: CatalogFile = read_toml(&path).map_err(|problem| vec![problem])?;
+            let file: CatalogFile = read_toml(&path)?;
             let origin = path.display().to_string();
             catalog.sources.extend(with_origin(file.source, &origin));
         }
