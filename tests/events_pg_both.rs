@@ -138,7 +138,7 @@ fn events_with_the_license_database_and_the_state_both_on_postgresql() {
     // │ std ┆ URL ┆ Last delivered ┆ Pending ┆ Failed ┆ Dead ┆ State │
     assert_eq!(
         cells[3..7],
-        ["2026-11-23 10:00:00", "0", "0", "0"],
+        ["2026-11-23 10:00:00 UTC", "0", "0", "0"],
         "{status}"
     );
     assert!(cells[7].starts_with("active"), "{status}");

@@ -260,3 +260,34 @@ fn set_last_run_on_a_new_task_does_not_make_it_run_at_once() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(server.request_count(), 1, "{}", stdout(&output));
 }
+
+#[test]
+fn a_time_shown_says_its_zone() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = daily(&server);
+    let output = test
+        .keyhook([
+            "set-last-run",
+            "daily",
+            "2026-11-23T10:00:00",
+            "--timezone",
+            "Europe/Paris",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout(&output).contains("2026-11-23 10:00:00 CET"),
+        "{}",
+        stdout(&output)
+    );
+    let status = test
+        .keyhook(["status", "--timezone", "America/New_York"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&status).contains("2026-11-23 04:00:00 EST"),
+        "{}",
+        stdout(&status)
+    );
+}

@@ -340,8 +340,9 @@ fn a_run_left_unfinished_by_a_kill_is_said_once_then_its_slot_is_done() {
     let first = run_due(&test, "2026-11-23T10:05:00");
     assert!(first.status.success(), "{first:?}");
     assert!(
-        stdout(&first)
-            .contains("its run for the slot at 2026-11-23 10:00:00 was stopped before it finished"),
+        stdout(&first).contains(
+            "its run for the slot at 2026-11-23 10:00:00 UTC was stopped before it finished"
+        ),
         "{}",
         stdout(&first)
     );

@@ -387,10 +387,11 @@ pub fn aftermath(
     Ok(())
 }
 
-/// A Unix time in the configured zone, for display.
+/// A Unix time in the configured zone, for display, with the zone's abbreviation (`CET`,
+/// `UTC`): a cron mail read elsewhere says which clock it means.
 pub fn local_time(context: &Context, unix: i64) -> String {
     match context.clock.zone().timestamp_opt(unix, 0).single() {
-        Some(at) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        Some(at) => at.format("%Y-%m-%d %H:%M:%S %Z").to_string(),
         None => unix.to_string(),
     }
 }
