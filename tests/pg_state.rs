@@ -208,7 +208,14 @@ fn a_slot_whose_secret_was_missing_runs_once_it_is_there(backend: &Backend) {
             server.url("/")
         ),
     ));
-    test.keyhook(["run-due"]).assert().success();
+    // Said from the first call (exit 2), hours before the slot; the task is still seen.
+    let first = test.keyhook(["run-due"]).output().unwrap();
+    assert_eq!(first.status.code(), Some(2), "{}", both(&first));
+    assert!(
+        both(&first).contains("KEYHOOK_TEST_T_SECRET"),
+        "{}",
+        both(&first)
+    );
     let failed = test
         .keyhook(["run-due", "--now", &later(86_400)])
         .output()

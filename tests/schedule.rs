@@ -450,3 +450,42 @@ fn run_task_tells_a_skipped_slot_from_one_that_ran() {
         "{text}"
     );
 }
+
+#[test]
+fn run_due_says_a_secret_it_cannot_read_on_every_call_not_only_at_the_slot() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = task(Test::new(), "daily", "0 9 * * *", "", &server.url("/hook")).write(
+        "tasks/daily.toml",
+        &format!(
+            "name = \"daily\"\nsearch = \"daily\"\nschedule = \"0 9 * * *\"\n\n[webhook]\n\
+             url = \"{}\"\nsecret_env = \"KEYHOOK_TEST_UNSET_SECRET\"\n",
+            server.url("/hook")
+        ),
+    );
+    // Hours before the slot: said, exit 2, nothing sent.
+    let early = run_due(&test, "2026-11-23T06:00:00");
+    assert_eq!(early.status.code(), Some(2), "{early:?}");
+    assert!(
+        stdout(&early).contains("KEYHOOK_TEST_UNSET_SECRET (secret_env) is not set"),
+        "{}",
+        stdout(&early)
+    );
+    // At the slot: said once, not twice.
+    let due = run_due(&test, "2026-11-24T09:00:30");
+    assert_eq!(due.status.code(), Some(2), "{due:?}");
+    assert_eq!(
+        stdout(&due).matches("KEYHOOK_TEST_UNSET_SECRET").count(),
+        1,
+        "{}",
+        stdout(&due)
+    );
+    assert_eq!(server.request_count(), 0);
+    // Set: quiet until the slot, then sent.
+    let set = test
+        .keyhook(["run-due", "--now", "2026-11-24T10:00:00"])
+        .env("KEYHOOK_TEST_UNSET_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    assert_eq!(set.status.code(), Some(0), "{set:?}");
+    assert_eq!(server.request_count(), 1, "{}", stdout(&set));
+}

@@ -23,7 +23,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         .iter()
         .filter(|task| task.enabled)
         .collect();
-    let said = say_problems(context, !tasks.is_empty(), out)?;
+    let said = say_problems(context, &tasks, out)?;
     let mut exit = match said.is_empty() {
         true => Exit::Success,
         false => Exit::Config,
@@ -87,12 +87,14 @@ fn not_yet_said(error: &Error, said: &[String]) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\nerror: "))
 }
 
-/// Says what keeps tasks from running, on every call: the definitions' problems, and (with
+/// Says what keeps tasks from running, on every call: the definitions' problems, each enabled
+/// task's webhook that cannot be resolved here (a `secret_env` not set in this environment,
+/// a `secret_file` or TLS file that cannot be read: what the run would stop on), and (with
 /// tasks enabled) a SQLite license database that is not there, rather than only when a task's
-/// slot comes, for a daily task hours later. Only its presence is looked at (a stat): a busy
-/// or unreadable database, or a server's, is said by the run that meets it. A due task
-/// stopping on one of them does not say it again.
-fn say_problems(context: &Context, tasks: bool, out: &mut impl Write) -> Result<Vec<String>> {
+/// slot comes, for a daily task hours later. Only the database's presence is looked at (a
+/// stat): a busy or unreadable database, or a server's, is said by the run that meets it. A
+/// due task stopping on one of them does not say it again.
+fn say_problems(context: &Context, tasks: &[&Task], out: &mut impl Write) -> Result<Vec<String>> {
     let mut said: Vec<String> = context
         .definitions
         .problems
@@ -100,7 +102,12 @@ fn say_problems(context: &Context, tasks: bool, out: &mut impl Write) -> Result<
         .chain(&context.definitions.catalog_problems)
         .map(ToString::to_string)
         .collect();
-    if tasks
+    for task in tasks {
+        if let Err(error) = super::sending::target(context, task) {
+            said.push(error.to_string());
+        }
+    }
+    if !tasks.is_empty()
         && let Location::Sqlite(path) = &context.db
         && let Presence::Absent | Presence::Unusable(_) = presence(path)
         && let Err(error) = crate::licenses::open::connect(path)
