@@ -9,6 +9,12 @@ const MASK: &str = "***";
 
 /// `invalid TOML at line L, column C: message`, then the line itself with secrets masked.
 pub fn describe(text: &str, error: &toml::de::Error) -> String {
+    describe_masked(text, error, false)
+}
+
+/// [`describe`], the line's value masked whatever it is when `mask`: a line already said as
+/// an entry at fault, met again by a later problem.
+fn describe_masked(text: &str, error: &toml::de::Error, mask: bool) -> String {
     let message = error.message().trim();
     let Some(span) = error.span() else {
         return format!("invalid TOML: {}", mask_quoted(message, None));
@@ -19,7 +25,17 @@ pub fn describe(text: &str, error: &toml::de::Error) -> String {
     let line_number = text[..start].matches('\n').count() + 1;
     let column = text[line_start..start].chars().count() + 1;
     let line = text[line_start..line_end].trim_end_matches('\r');
-    let (shown, key) = safe_line(line);
+    let (mut shown, key) = safe_line(line);
+    // An unknown key is often a misspelled `secret` (`secert`, `api_key`): its value is
+    // never shown, only its name.
+    if mask || message.starts_with("unknown field") && !is_table_header(line.trim()) {
+        shown = Shown::Masked;
+    }
+    // A missing key's span is the table that lacks it: no line of it says more.
+    if message.starts_with("missing field") {
+        // The name is one of keyhook's own fields.
+        return format!("invalid TOML at line {line_number}, column {column}: {message}");
+    }
     let message = match shown {
         Shown::Whole => message.to_string(),
         Shown::Masked => mask_quoted(message, key.as_deref()),
@@ -62,16 +78,21 @@ pub fn parse_partly<T: serde::de::DeserializeOwned>(text: &str) -> (Option<T>, V
     }
     let mut copy = text.as_bytes().to_vec();
     let mut blanked = Vec::new();
-    while said.len() < MAX_SAID && !error.message().starts_with("missing field") {
-        let Some(span) = error.span() else { break };
-        blanked.extend(blank_entry(&mut copy, span));
-        // Only whole lines of ASCII spaces and `#` replace whole lines: still UTF-8.
-        let Ok(next) = std::str::from_utf8(&copy) else {
-            break;
-        };
-        if next.parse::<toml::Table>().is_err() {
+    while !error.message().starts_with("missing field") {
+        if said.len() >= MAX_SAID {
+            let note = format!(
+                "(at most {MAX_SAID} problems of a file are said: fix these, then run `keyhook \
+                 check` again for the rest)"
+            );
+            said.push((usize::MAX, note));
             break;
         }
+        let Some(span) = error.span() else { break };
+        let (name, end) = blank_entry(&mut copy, span);
+        blanked.extend(name);
+        let Some(next) = blank_until_valid(&mut copy, end) else {
+            break;
+        };
         error = match toml::from_str::<T>(next) {
             Ok(value) => return (Some(value), in_file_order(said)),
             Err(error) => error,
@@ -82,7 +103,17 @@ pub fn parse_partly<T: serde::de::DeserializeOwned>(text: &str) -> (Option<T>, V
         if missing_blanked {
             break;
         }
-        said.push((at(&error), describe(text, &error)));
+        let blanked_line = error.span().is_some_and(|span| {
+            let start = span.start.min(copy.len());
+            let line = copy[..start]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            // Blanked: the copy's line is no longer the file's.
+            copy.get(line..start) != text.as_bytes().get(line..start)
+                || copy.get(start) != text.as_bytes().get(start)
+        });
+        said.push((at(&error), describe_masked(text, &error, blanked_line)));
     }
     (None, in_file_order(said))
 }
@@ -94,9 +125,47 @@ fn in_file_order(mut said: Vec<(usize, String)>) -> Vec<String> {
     said.into_iter().map(|(_, message)| message).collect()
 }
 
+/// The copy, once it is valid TOML again: a multi-line value whose first line was blanked
+/// (an array, a string) leaves lines that are not, and they are blanked one by one after
+/// `end`, up to the next table header. `None` if it does not become valid.
+fn blank_until_valid(text: &mut [u8], mut end: usize) -> Option<&str> {
+    loop {
+        // Only whole lines of ASCII spaces and `#` replace whole lines: still UTF-8.
+        let valid = std::str::from_utf8(text)
+            .ok()?
+            .parse::<toml::Table>()
+            .is_ok();
+        if valid {
+            return std::str::from_utf8(text).ok();
+        }
+        let next = end + 1;
+        if next >= text.len() {
+            return None;
+        }
+        let next_end = text[next..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(text.len(), |i| next + i);
+        if text[next..next_end].trim_ascii_start().starts_with(b"[") {
+            return None;
+        }
+        blank(&mut text[next..next_end]);
+        end = next_end;
+    }
+}
+
+/// One line's bytes (no line break among them) made `#` and spaces.
+fn blank(line: &mut [u8]) {
+    for (index, byte) in line.iter_mut().enumerate() {
+        if *byte != b'\n' {
+            *byte = if index == 0 { b'#' } else { b' ' };
+        }
+    }
+}
+
 /// Blanks the lines of `span` (with the table below them when the first is a table header)
-/// to spaces behind a `#`, and returns the key or table name they held.
-fn blank_entry(text: &mut [u8], span: std::ops::Range<usize>) -> Option<String> {
+/// to spaces behind a `#`; returns the key or table name they held, and where they end.
+fn blank_entry(text: &mut [u8], span: std::ops::Range<usize>) -> (Option<String>, usize) {
     let start = span.start.min(text.len());
     let first = text[..start]
         .iter()
@@ -143,7 +212,8 @@ fn blank_entry(text: &mut [u8], span: std::ops::Range<usize>) -> Option<String> 
     } else {
         safe_line(&line).1
     };
-    name.map(|name| name.rsplit('.').next().unwrap_or(&name).trim().to_string())
+    let name = name.map(|name| name.rsplit('.').next().unwrap_or(&name).trim().to_string());
+    (name, end)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -165,9 +235,15 @@ fn safe_line(line: &str) -> (Shown, Option<String>) {
         // A value on a line of its own (inside a multi-line array, say): whose is it?
         return (Shown::Masked, None);
     };
+    // Only a bare key (no quotes) is taken for one: in `"whsec_...=" "whsec_...",` (a
+    // value on a line of its own) the `=` is a secret's padding, not an assignment.
+    let bare = !key.contains(['"', '\'']);
     let key = key.trim().trim_matches(['"', '\'']).to_string();
-    if says_secret(line) || holds_credential_url(line) || !is_plain_key(&key) {
-        (Shown::Masked, Some(key).filter(|key| is_plain_key(key)))
+    if !bare || says_secret(line) || holds_credential_url(line) || !is_plain_key(&key) {
+        (
+            Shown::Masked,
+            Some(key).filter(|key| bare && is_plain_key(key)),
+        )
     } else {
         (Shown::Whole, Some(key))
     }
@@ -323,10 +399,43 @@ mod tests {
     }
 
     #[test]
+    fn a_multi_line_value_goes_whole_and_a_long_list_says_it_stops() {
+        let text = "colour = [\n  \"a\",\n  \"b\",\n]\nname = 5\n";
+        let said = parse_all::<Strict>(text).unwrap_err();
+        assert_eq!(said.len(), 2, "{said:#?}");
+        assert!(said[1].contains("line 5,"), "{said:#?}");
+        let many: String = (0..25).map(|n| format!("k{n:02} = 1\n")).collect();
+        let said = parse_all::<Strict>(&format!("name = \"x\"\n{many}")).unwrap_err();
+        assert_eq!(said.len(), MAX_SAID + 1, "{said:#?}");
+        assert!(said[MAX_SAID].contains("at most 20 problems"), "{said:#?}");
+    }
+
+    #[test]
     fn a_syntax_error_is_said_alone() {
         let said = parse_all::<Strict>("name = \"x\"\ncount = = 3\ncolour = 1\n").unwrap_err();
         assert_eq!(said.len(), 1, "{said:#?}");
         assert!(said[0].contains("line 2"), "{said:#?}");
+    }
+
+    #[test]
+    fn a_misspelled_key_or_a_value_line_with_padding_never_shows_its_value() {
+        let secret = "whsec_lRNJ3DX9bo4oaC7qh9HayxorhaG6frVnLUXzyv3q36w=";
+        for text in [
+            format!("secert = \"{secret}\"\n"),
+            format!("api_key = \"{secret}\"\n"),
+            format!("previous_secrets = [\n  \"{secret}\" \"{secret}\",\n]\n"),
+            format!("previous_secrets = [\n  \"{secret}\", 5,\n]\n"),
+        ] {
+            let said = parse_all::<Strict>(&text).unwrap_err().concat();
+            assert!(!said.contains("whsec_"), "{said}");
+        }
+        let said = parse_all::<Strict>(&format!("name = \"x\"\nsecert = \"{secret}\"\n"))
+            .unwrap_err()
+            .concat();
+        assert!(
+            said.contains("unknown field `secert`") && said.contains("secert = ***"),
+            "{said}"
+        );
     }
 
     #[test]
