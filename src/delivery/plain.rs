@@ -77,9 +77,20 @@ impl Failure {
         }
     }
 
-    /// Whether a request whose write failed on a reused connection may be sent again on a new
-    /// one: the receiver had closed the idle connection, so it cannot have read the request.
-    fn stale_connection(&self) -> bool {
+    /// Whether a request on a reused connection may be sent again on a new one, when nothing
+    /// of an answer came back: its write failed (the receiver had closed the idle connection,
+    /// so it cannot have read it), or, written, it met a reset. A receiver that closes a
+    /// connection with bytes it has not read resets it (one that read the request and closed
+    /// ends the stream instead, [`Failure::Closed`], and is not sent to again): a receiver
+    /// that closes after every answer without saying `Connection: close` drops the next
+    /// request unread that way.
+    fn stale_connection(&self, written: bool) -> bool {
+        if written {
+            return matches!(self, Failure::Io(error) if matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+            ));
+        }
         match self {
             Failure::Io(error) => matches!(
                 error.kind(),
@@ -120,6 +131,8 @@ struct Connection {
     write_timeout: Option<Duration>,
     /// Whether the whole request in flight was written: the receiver may have read it.
     sent: bool,
+    /// Whether any byte of an answer to the request in flight came back.
+    heard: bool,
 }
 
 /// One sending thread's client: its connection, its buffers, its endpoints.
@@ -206,10 +219,10 @@ impl PlainClient {
     }
 
     /// Sends the built request and reads the answer, on the kept connection if it is still
-    /// open, else on a new one. The kept one is replaced once if writing the request to it
-    /// failed (the receiver had closed it): a request that was written may have been read, and
-    /// is never sent again unseen (a receiver that closes after reading it fails the attempt,
-    /// retried as any other is).
+    /// open, else on a new one. The kept one is replaced once if the request did not reach the
+    /// receiver ([`Failure::stale_connection`]: its write failed, or it met a reset before any
+    /// byte of an answer); a request the receiver may have read is never sent again unseen (a
+    /// receiver that closes after reading it fails the attempt, retried as any other is).
     fn exchange(
         &mut self,
         index: usize,
@@ -224,7 +237,7 @@ impl PlainClient {
             && still_open(&kept.stream)
         {
             match self.send_on(&mut kept, deadline, waiting) {
-                Err(failure) if !kept.sent && failure.stale_connection() => {}
+                Err(failure) if !kept.heard && failure.stale_connection(kept.sent) => {}
                 done => return self.keep(kept, done),
             }
         }
@@ -240,6 +253,7 @@ impl PlainClient {
         waiting: &mut Option<&mut dyn FnMut()>,
     ) -> Result<(Answer, Framing), Failure> {
         connection.sent = false;
+        connection.heard = false;
         connection.write_all(&self.request, deadline)?;
         connection.sent = true;
         if let Some(waiting) = waiting.take() {

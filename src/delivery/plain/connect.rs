@@ -92,6 +92,7 @@ pub(super) fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<Connecti
                     read_timeout: None,
                     write_timeout: None,
                     sent: false,
+                    heard: false,
                 });
             }
             Err(error) => last = error.into(),

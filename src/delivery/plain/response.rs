@@ -119,6 +119,7 @@ impl Input<'_> {
             match self.connection.stream.read(&mut self.buf[self.filled..]) {
                 Ok(read) => {
                     self.filled += read;
+                    self.connection.heard |= read > 0;
                     return Ok(read > 0);
                 }
                 // A signal (SIGTERM asks to stop after this request): keep waiting.

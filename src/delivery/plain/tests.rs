@@ -206,6 +206,32 @@ fn a_request_the_receiver_read_and_closed_on_is_not_sent_again() {
 }
 
 #[test]
+fn a_request_a_receiver_reset_unread_goes_again_on_a_new_connection() {
+    // The receiver answers, then, without `Connection: close`, closes the connection with the
+    // next request unread in it: the kernel resets it. That request was never read.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/qlm", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (mut first, _) = listener.accept().unwrap();
+        let mut read = vec![read_request(&mut first).unwrap()];
+        first.write_all(ok).unwrap();
+        let mut byte = [0u8; 1];
+        // The next request has arrived (unread): close on it.
+        first.peek(&mut byte).unwrap();
+        drop(first);
+        let (mut second, _) = listener.accept().unwrap();
+        read.push(read_request(&mut second).unwrap());
+        second.write_all(ok).unwrap();
+        read
+    });
+    let mut client = client();
+    assert_eq!(post(&mut client, &url).unwrap().status, 200);
+    assert_eq!(post(&mut client, &url).unwrap().status, 200);
+    assert_eq!(handle.join().unwrap().len(), 2, "each request read once");
+}
+
+#[test]
 fn a_request_the_receiver_began_to_answer_is_not_sent_again() {
     let (url, handle) = receiver(vec![
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
