@@ -885,7 +885,7 @@ fn a_server_url_that_cannot_be_read_is_a_configuration_error_said_before_connect
         ),
     ] {
         let output = test.keyhook(args).env(env.0, env.1).output().unwrap();
-        let text = stderr(&output);
+        let text = all_output(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {text}");
         assert!(text.contains(says), "{args:?}: {text}");
         assert!(
@@ -895,6 +895,20 @@ fn a_server_url_that_cannot_be_read_is_a_configuration_error_said_before_connect
         assert!(
             !text.contains("server answers"),
             "not a server's fault: {text}"
+        );
+    }
+    // A command that connects to neither still works.
+    for args in [&["secret", "new"][..], &["next"], &["events", "catalog"]] {
+        let output = test
+            .keyhook(args)
+            .env("KEYHOOK_DB", bad_mode)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
         );
     }
     let output = test

@@ -13,12 +13,11 @@ use crate::cli::DbDemoArgs;
 use crate::demo::{self, DemoOptions};
 use crate::error::{Error, Exit, Result};
 use crate::file_access::{self, Presence};
-use crate::licenses::database::Location;
 use crate::licenses::postgres::{connect, schema as pg_schema};
 use crate::licenses::schema;
 
 pub fn init(context: &Context, out: &mut impl Write) -> Result {
-    if let Location::Postgres(url) = &context.db {
+    if let Some(url) = context.server_db()? {
         return init_postgres(url, out);
     }
     let path = &context.db_path;
@@ -102,7 +101,7 @@ fn init_error(path: &Path, reason: String) -> Error {
 }
 
 pub fn demo(context: &Context, args: &DbDemoArgs, out: &mut impl Write) -> Result {
-    if let Location::Postgres(url) = &context.db {
+    if let Some(url) = context.server_db()? {
         return demo_postgres(context, url, args, out);
     }
     let path = &context.db_path;

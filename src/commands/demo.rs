@@ -67,6 +67,7 @@ fn demonstrate(
         db: crate::licenses::database::Location::Sqlite(db_path.clone()),
         db_path,
         environment: context.environment,
+        url_problems: Default::default(),
     };
     let mut task = demo.task("upcoming-renewals")?.clone();
     task.webhook.url = server.url("/hooks/qlm");

@@ -52,6 +52,7 @@ pub fn show(
         state_location: demo.state_location.clone(),
         identity: demo.identity.clone(),
         environment: None,
+        url_problems: Default::default(),
     };
     change(&conn).map_err(|e| failed("a change", &e))?;
     writeln!(

@@ -18,7 +18,6 @@ use crate::events::catalog::{self, Catalog};
 use crate::events::drift::{self, TableState};
 use crate::events::outbox::{self, InstallError, OUTBOX};
 use crate::file_access::{self, Presence};
-use crate::licenses::database::Location;
 
 /// How long install waits for the license database's writers to let it in.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,7 +73,7 @@ pub fn catalog(context: &Context, args: &EventsCatalogArgs, out: &mut impl Write
 
 pub fn install(context: &Context, out: &mut impl Write) -> Result {
     let catalog = load_catalog(context)?;
-    if let Location::Postgres(url) = &context.db {
+    if let Some(url) = context.server_db()? {
         return events_postgres::install(url, &catalog, out);
     }
     let mut conn = open_for_writing(&context.db_path)?;
@@ -100,7 +99,7 @@ pub fn install(context: &Context, out: &mut impl Write) -> Result {
 }
 
 pub fn uninstall(context: &Context, args: &EventsUninstallArgs, out: &mut impl Write) -> Result {
-    if let Location::Postgres(url) = &context.db {
+    if let Some(url) = context.server_db()? {
         return events_postgres::uninstall(url, args, out);
     }
     let mut conn = open_for_writing(&context.db_path)?;
@@ -119,7 +118,7 @@ pub fn uninstall(context: &Context, args: &EventsUninstallArgs, out: &mut impl W
 
 pub fn status(context: &Context, args: &EventsStatusArgs, out: &mut impl Write) -> Result {
     let catalog = load_catalog(context)?;
-    if let Location::Postgres(url) = &context.db {
+    if let Some(url) = context.server_db()? {
         return events_postgres::status(context, url, (&catalog, args), out);
     }
     let conn = open_read_only(&context.db_path)?;
@@ -197,7 +196,7 @@ fn taken_by_dispatch(context: &Context) -> Result<Option<i64>> {
 /// Deletes the outbox rows dispatch has taken (seq at or before the state's cursor for this
 /// license database) that are older than `--older-than`; says how many.
 pub fn prune(context: &Context, args: &EventsPruneArgs, out: &mut impl Write) -> Result {
-    if let Location::Postgres(url) = &context.db {
+    if let Some(url) = context.server_db()? {
         return events_postgres::prune(context, url, args, out);
     }
     let mut conn = open_for_writing(&context.db_path)?;
@@ -235,7 +234,11 @@ pub fn check_problems(context: &Context) -> Vec<Problem> {
         Ok(catalog) => catalog,
         Err(problems) => return problems,
     };
-    if let Location::Postgres(url) = &context.db {
+    // A URL that cannot be read: the searches' check says why.
+    let Ok(server) = context.server_db() else {
+        return Vec::new();
+    };
+    if let Some(url) = server {
         let (refused, stale) = super::events_postgres::check_problems(url, &catalog, has_file);
         let refused = refused.into_iter().map(|message| Problem {
             file: context.db_path.clone(),

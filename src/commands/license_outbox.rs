@@ -48,6 +48,7 @@ impl LicenseOutbox {
     /// The outbox and its cursor's key, as [`LicenseOutbox::open`], and whether events are
     /// installed there.
     fn connect(context: &Context) -> Result<(PathBuf, LicenseOutbox, bool)> {
+        context.server_db()?;
         Ok(match &context.db {
             Location::Sqlite(_) => {
                 let (path, conn) = super::dispatch::open_outbox(context)?;

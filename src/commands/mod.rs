@@ -70,6 +70,16 @@ pub struct Context {
     pub identity: Identity,
     /// `--environment` (`KEYHOOK_ENVIRONMENT`) as given; [`Context::environment`] settles it.
     pub environment: Option<Environment>,
+    /// Why a server URL given for the license database, or for the state, cannot be read:
+    /// said (exit 2) by whatever would connect with it, not by a command that does not.
+    pub url_problems: UrlProblems,
+}
+
+/// [`Context::url_problems`]: the license database's, the state's.
+#[derive(Debug, Default)]
+pub struct UrlProblems {
+    db: Option<String>,
+    state: Option<String>,
 }
 
 /// Whether `path` is an empty file that stays empty: one written in the last seconds may be
@@ -280,7 +290,7 @@ impl Context {
             .as_deref()
             .map(state_db::Location::parse)
             .unwrap_or_else(|| state_db::Location::File(PathBuf::new()));
-        check_server_urls(&db, &state_location)?;
+        let url_problems = server_url_problems(&db, &state_location);
         let state_path = match (&global.state, &db) {
             _ if let state_db::Location::Postgres(url) = &state_location => {
                 PathBuf::from(crate::licenses::postgres::connect::redact(url))
@@ -315,6 +325,7 @@ impl Context {
             state_location,
             identity,
             environment: global.environment,
+            url_problems,
         })
     }
 
@@ -330,6 +341,9 @@ impl Context {
 
     /// Opens (creating and migrating) keyhook's state, on whichever back end it is.
     pub fn open_state(&self) -> Result<State> {
+        if let Some(problem) = &self.url_problems.state {
+            return Err(Error::config(anyhow!("{problem}")));
+        }
         // SQLite takes an empty file for a new database: said, since a state file emptied by
         // a botched copy or restore would otherwise start over in silence (its retries gone,
         // its slots free to run again). A first run killed as it opened leaves one too.
@@ -356,8 +370,21 @@ impl Context {
         }
     }
 
+    /// The license database's server URL (`None` for a SQLite file), or the configuration
+    /// error that says why it cannot be read.
+    pub fn server_db(&self) -> Result<Option<&str>> {
+        if let Some(problem) = &self.url_problems.db {
+            return Err(Error::config(anyhow!("{problem}")));
+        }
+        Ok(match &self.db {
+            Location::Postgres(url) => Some(url),
+            Location::Sqlite(_) => None,
+        })
+    }
+
     /// Opens the license database read-only.
     pub fn license_db(&self) -> Result<Box<dyn LicenseDatabase>> {
+        self.server_db()?;
         database::open(&self.db, self.definitions.settings.query_timeout).map_err(|error| {
             match error {
                 crate::licenses::query::QueryError::Missing(_) => Error::config(error),
@@ -433,25 +460,30 @@ fn machine_zone() -> chrono_tz::Tz {
 }
 
 /// A server URL given for the license database or the state that cannot be read (an unknown
-/// `sslmode`, a bad schema name, a port that is not a number) is a configuration error (exit
-/// 2), said before anything is opened, not a database that could not be reached (exit 3).
-fn check_server_urls(db: &Location, state: &state_db::Location) -> Result<()> {
+/// `sslmode`, a bad schema name, a port that is not a number): a configuration error (exit 2)
+/// before anything connects with it, not a database that could not be reached (exit 3).
+fn server_url_problems(db: &Location, state: &state_db::Location) -> UrlProblems {
     let bad = |flag: &str, url: &str, reason: String| {
-        Error::config(anyhow!(
+        format!(
             "{flag}: the URL {} cannot be used: {reason}; fix it (for example \
              `postgres://user@host/db?sslmode=verify-full`)",
             crate::licenses::postgres::connect::redact(url)
-        ))
+        )
     };
-    if let Location::Postgres(url) = db {
-        crate::licenses::postgres::connect::parse(url)
-            .map_err(|e| bad("--db (KEYHOOK_DB)", url, e.to_string()))?;
+    UrlProblems {
+        db: match db {
+            Location::Postgres(url) => crate::licenses::postgres::connect::parse(url)
+                .err()
+                .map(|e| bad("--db (KEYHOOK_DB)", url, e.to_string())),
+            Location::Sqlite(_) => None,
+        },
+        state: match state {
+            state_db::Location::Postgres(url) => crate::state::postgres::check_url(url)
+                .err()
+                .map(|reason| bad("--state (KEYHOOK_STATE)", url, reason)),
+            state_db::Location::File(_) => None,
+        },
     }
-    if let state_db::Location::Postgres(url) = state {
-        crate::state::postgres::check_url(url)
-            .map_err(|reason| bad("--state (KEYHOOK_STATE)", url, reason))?;
-    }
-    Ok(())
 }
 
 /// Shorthand for a command that finished without failures.

@@ -47,7 +47,7 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
         dispatcher.sources.len()
     )?;
     out.flush()?;
-    if let Location::Postgres(url) = &context.db {
+    if let Some(url) = context.server_db()? {
         let watching = (dispatcher, registry, stop);
         return watch_postgres::run(context, url, args.poll, watching, out);
     }
