@@ -83,6 +83,18 @@ pub enum InstantError {
     /// A wall-clock time a DST spring-forward skips.
     #[error("`{text}` does not exist in {zone}")]
     Skipped { text: String, zone: Tz },
+    /// A time written with a zone's abbreviation (as keyhook shows times) that is not the
+    /// configured zone's at that time.
+    #[error(
+        "`{text}`: {said} is not what {zone} is called at that time ({name}); give the time \
+         without it, or with an offset such as +01:00, or set --timezone"
+    )]
+    OtherZone {
+        text: String,
+        said: String,
+        zone: Tz,
+        name: String,
+    },
 }
 
 /// Parses a `--now` value: RFC 3339 with an offset, or a wall-clock time (or a bare date,
@@ -92,6 +104,9 @@ pub fn parse_instant(text: &str, zone: Tz) -> Result<DateTime<Utc>, InstantError
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
+    if let Some(at) = with_zone_label(text, zone) {
+        return at;
+    }
     let naive = parse_wall_clock(text).ok_or_else(|| InstantError::NotATime(text.to_string()))?;
     resolve_local(naive, zone)
         .map(|at| at.with_timezone(&Utc))
@@ -99,6 +114,68 @@ pub fn parse_instant(text: &str, zone: Tz) -> Result<DateTime<Utc>, InstantError
             text: text.to_string(),
             zone,
         })
+}
+
+/// A time as keyhook shows it, `2026-11-23 10:00:00 CET`: a wall-clock time, then the
+/// zone's abbreviation (it must be the configured zone's at that time; in a DST fall-back's
+/// repeated hour it says which of the two), `UTC`/`GMT`/`Z`, or an offset (`-03`, `+01:00`,
+/// `+0100`). `None` when `text` is not written so.
+fn with_zone_label(text: &str, zone: Tz) -> Option<Result<DateTime<Utc>, InstantError>> {
+    let (wall, label) = text.rsplit_once(' ')?;
+    let naive = parse_wall_clock(wall.trim())?;
+    if matches!(label, "UTC" | "GMT" | "Z") {
+        return Some(Ok(naive.and_utc()));
+    }
+    if let Some(offset) = offset_of(label) {
+        return Some(
+            offset
+                .from_local_datetime(&naive)
+                .single()
+                .map(|at| at.with_timezone(&Utc))
+                .ok_or_else(|| InstantError::NotATime(text.to_string())),
+        );
+    }
+    if !label.chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let candidates: Vec<DateTime<Tz>> = match zone.from_local_datetime(&naive) {
+        LocalResult::Single(at) => vec![at],
+        LocalResult::Ambiguous(first, second) => vec![first, second],
+        LocalResult::None => Vec::new(),
+    };
+    let named = |at: &DateTime<Tz>| at.format("%Z").to_string();
+    Some(match candidates.iter().find(|at| named(at) == label) {
+        Some(at) => Ok(at.with_timezone(&Utc)),
+        None if candidates.is_empty() => Err(InstantError::Skipped {
+            text: text.to_string(),
+            zone,
+        }),
+        None => Err(InstantError::OtherZone {
+            text: text.to_string(),
+            said: label.to_string(),
+            zone,
+            name: named(&candidates[0]),
+        }),
+    })
+}
+
+/// `+01:00`, `+0100`, `-03`: an offset from UTC, as `%Z` shows a zone without a name.
+fn offset_of(label: &str) -> Option<chrono::FixedOffset> {
+    let sign = match label.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits: String = label[1..].chars().filter(|c| *c != ':').collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) || !matches!(digits.len(), 2 | 4) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = match &digits[2..] {
+        "" => 0,
+        minutes => minutes.parse().ok()?,
+    };
+    chrono::FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
 }
 
 /// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]` (a space instead of `T` is accepted too).
@@ -132,6 +209,28 @@ pub fn resolve_local(naive: NaiveDateTime, zone: Tz) -> Option<DateTime<Tz>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_as_keyhook_shows_it_is_read_back() {
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        let cases = [
+            ("2026-11-23 10:00:00 CET", "2026-11-23T09:00:00+00:00"),
+            ("2026-07-01 10:00:00 CEST", "2026-07-01T08:00:00+00:00"),
+            ("2026-11-23 10:00:00 UTC", "2026-11-23T10:00:00+00:00"),
+            ("2026-11-23 10:00:00 -03", "2026-11-23T13:00:00+00:00"),
+            ("2026-11-23 10:00:00 +05:30", "2026-11-23T04:30:00+00:00"),
+            // The fall-back's repeated hour: the abbreviation says which.
+            ("2026-10-25 02:30:00 CEST", "2026-10-25T00:30:00+00:00"),
+            ("2026-10-25 02:30:00 CET", "2026-10-25T01:30:00+00:00"),
+        ];
+        for (input, expected) in cases {
+            let at = parse_instant(input, paris).unwrap();
+            assert_eq!(at.to_rfc3339(), expected, "{input}");
+        }
+        let wrong = parse_instant("2026-11-23 10:00:00 CEST", paris).unwrap_err();
+        assert!(wrong.to_string().contains("(CET)"), "{wrong}");
+        assert!(parse_instant("2026-11-23 10:00:00 +1x", paris).is_err());
+    }
 
     #[test]
     fn parses_the_forms_of_now() {
