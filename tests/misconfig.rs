@@ -883,8 +883,24 @@ fn a_server_url_that_cannot_be_read_is_a_configuration_error_said_before_connect
             ("KEYHOOK_STATE", bad_schema),
             "schema `Not-A-Name`",
         ),
+        (
+            &["check"],
+            ("KEYHOOK_STATE", bad_mode),
+            "--state (KEYHOOK_STATE)",
+        ),
+        (
+            &["watch"],
+            ("KEYHOOK_STATE", bad_mode),
+            "--state (KEYHOOK_STATE)",
+        ),
+        (&["watch"], ("KEYHOOK_DB", bad_mode), "--db (KEYHOOK_DB)"),
     ] {
-        let output = test.keyhook(args).env(env.0, env.1).output().unwrap();
+        let output = test
+            .keyhook(args)
+            .env(env.0, env.1)
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
         let text = all_output(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {text}");
         assert!(text.contains(says), "{args:?}: {text}");

@@ -21,6 +21,12 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
     problems.extend(bad_rows(context));
     problems.extend(super::events::check_problems(context));
     problems.extend(outbox_problem(context));
+    if let Some(problem) = &context.url_problems.state {
+        problems.push(Problem {
+            file: context.state_path.clone(),
+            message: problem.clone(),
+        });
+    }
     if let Err(error) = definitions.settings.tls.load() {
         problems.push(Problem {
             file: definitions.dir.join(settings::FILE),

@@ -341,9 +341,7 @@ impl Context {
 
     /// Opens (creating and migrating) keyhook's state, on whichever back end it is.
     pub fn open_state(&self) -> Result<State> {
-        if let Some(problem) = &self.url_problems.state {
-            return Err(Error::config(anyhow!("{problem}")));
-        }
+        self.server_state()?;
         // SQLite takes an empty file for a new database: said, since a state file emptied by
         // a botched copy or restore would otherwise start over in silence (its retries gone,
         // its slots free to run again). A first run killed as it opened leaves one too.
@@ -367,6 +365,15 @@ impl Context {
         match &self.state_location {
             state_db::Location::Postgres(_) => Ok(true),
             state_db::Location::File(_) => Ok(StateDb::exists(&self.state_path)?),
+        }
+    }
+
+    /// The configuration error that says why the state's server URL cannot be read, if it
+    /// cannot.
+    pub fn server_state(&self) -> Result<()> {
+        match &self.url_problems.state {
+            Some(problem) => Err(Error::config(anyhow!("{problem}"))),
+            None => Ok(()),
         }
     }
 

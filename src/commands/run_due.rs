@@ -88,8 +88,8 @@ fn not_yet_said(error: &Error, said: &[String]) -> Option<String> {
 }
 
 /// Says what keeps tasks from running, on every call: the definitions' problems, each enabled
-/// task's webhook that cannot be resolved here (a `secret_env` not set in this environment,
-/// a `secret_file` or TLS file that cannot be read: what the run would stop on), and (with
+/// task's secret that cannot be read here (a `secret_env` not set in this environment, a
+/// `secret_file` that cannot be read: what the run would stop on), and (with
 /// tasks enabled) a SQLite license database that is not there, rather than only when a task's
 /// slot comes, for a daily task hours later. Only the database's presence is looked at (a
 /// stat): a busy or unreadable database, or a server's, is said by the run that meets it. A
@@ -102,8 +102,12 @@ fn say_problems(context: &Context, tasks: &[&Task], out: &mut impl Write) -> Res
         .chain(&context.definitions.catalog_problems)
         .map(ToString::to_string)
         .collect();
+    // Only the secrets: cheap (a variable, a small file) where the TLS files would build a
+    // client configuration per task, every minute. The message is the run's own.
     for task in tasks {
-        if let Err(error) = super::sending::target(context, task) {
+        if task.webhook.secret.resolve_all().is_err()
+            && let Err(error) = super::sending::target(context, task)
+        {
             said.push(error.to_string());
         }
     }

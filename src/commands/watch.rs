@@ -22,6 +22,9 @@ use crate::licenses::database::Location;
 const TICK: Duration = Duration::from_secs(1);
 
 pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result {
+    // A URL that cannot be read stops it at the start, not at every pass.
+    context.server_db()?;
+    context.server_state()?;
     let stop = Stop::install();
     let Some(mut dispatcher) = Dispatcher::new(context, out)? else {
         if let Some(why) = super::dispatch::held(context) {

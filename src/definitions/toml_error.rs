@@ -231,8 +231,12 @@ fn safe_line(line: &str) -> (Shown, Option<String>) {
     if is_table_header(trimmed) {
         return (Shown::Whole, None);
     }
-    let Some((key, _)) = trimmed.split_once('=') else {
-        // A value on a line of its own (inside a multi-line array, say): whose is it?
+    // A value on a line of its own (inside a multi-line array, say): whose is it? A
+    // secret's `=` padding (`whsec_...==`) is no assignment either.
+    let Some((key, _)) = trimmed
+        .split_once('=')
+        .filter(|(_, value)| !value.trim().is_empty() && !value.starts_with('='))
+    else {
         return (Shown::Masked, None);
     };
     // Only a bare key (no quotes) is taken for one: in `"whsec_...=" "whsec_...",` (a
@@ -290,6 +294,8 @@ fn mask_quoted(message: &str, key: Option<&str>) -> String {
     if message.starts_with("unknown field") {
         return message.to_string();
     }
+    // A value toml repeats in double quotes (`invalid type: string "whsec_..."`).
+    let message = mask_double_quoted(message);
     let mut out = String::with_capacity(message.len());
     let mut parts = message.split('`');
     if let Some(first) = parts.next() {
@@ -303,6 +309,18 @@ fn mask_quoted(message: &str, key: Option<&str>) -> String {
         } else {
             out.push_str(part);
         }
+    }
+    out
+}
+
+/// Every `"..."` part of `message` as `"***"`.
+fn mask_double_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (index, part) in message.split('"').enumerate() {
+        if index > 0 {
+            out.push('"');
+        }
+        out.push_str(if index % 2 == 1 { MASK } else { part });
     }
     out
 }
@@ -339,6 +357,7 @@ mod tests {
         name: String,
         count: Option<u32>,
         inner: Option<Inner>,
+        previous_secrets: Option<Vec<String>>,
     }
 
     #[derive(Debug, serde::Deserialize)]
@@ -421,6 +440,8 @@ mod tests {
     fn a_misspelled_key_or_a_value_line_with_padding_never_shows_its_value() {
         let secret = "whsec_lRNJ3DX9bo4oaC7qh9HayxorhaG6frVnLUXzyv3q36w=";
         for text in [
+            format!("name = \"x\"\nprevious_secrets = \"{secret}\"\n"),
+            format!("name = \"x\"\nprevious_secrets = [\n  whsec_LEAK6==\n]\n"),
             format!("secert = \"{secret}\"\n"),
             format!("api_key = \"{secret}\"\n"),
             format!("previous_secrets = [\n  \"{secret}\" \"{secret}\",\n]\n"),
