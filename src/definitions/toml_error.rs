@@ -441,7 +441,7 @@ mod tests {
         let secret = "whsec_lRNJ3DX9bo4oaC7qh9HayxorhaG6frVnLUXzyv3q36w=";
         for text in [
             format!("name = \"x\"\nprevious_secrets = \"{secret}\"\n"),
-            format!("name = \"x\"\nprevious_secrets = [\n  whsec_LEAK6==\n]\n"),
+            "name = \"x\"\nprevious_secrets = [\n  whsec_LEAK6==\n]\n".to_string(),
             format!("secert = \"{secret}\"\n"),
             format!("api_key = \"{secret}\"\n"),
             format!("previous_secrets = [\n  \"{secret}\" \"{secret}\",\n]\n"),
