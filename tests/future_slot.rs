@@ -291,3 +291,29 @@ fn a_time_shown_says_its_zone() {
         stdout(&status)
     );
 }
+
+#[test]
+fn a_time_shown_is_read_back_even_for_a_task_in_another_zone() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = Test::new().search("all", "1 = 1").write(
+        "tasks/ny.toml",
+        &format!(
+            "name = \"ny\"\nsearch = \"all\"\nschedule = \"every 1 day\"\n\
+             timezone = \"America/New_York\"\n\n[webhook]\nurl = \"{}\"\nsecret = \"s\"\n",
+            server.url("/")
+        ),
+    );
+    let paris = |args: &[&str]| {
+        let mut command = test.keyhook(args);
+        command.env("KEYHOOK_TIMEZONE", "Europe/Paris");
+        command.output().unwrap()
+    };
+    let set = paris(&["set-last-run", "ny", "2026-11-23T04:00:00"]);
+    assert!(set.status.success(), "{set:?}");
+    let shown = stdout(&set);
+    assert!(shown.contains("2026-11-23 10:00:00 CET"), "{shown}");
+    // What was shown, pasted back: the same instant.
+    let again = paris(&["set-last-run", "ny", "2026-11-23 10:00:00 CET"]);
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(stdout(&again), shown);
+}

@@ -14,8 +14,15 @@ use crate::schedule::clock;
 pub fn run(context: &Context, args: &SetLastRunArgs, out: &mut impl Write) -> Result {
     let task = context.task(&args.task)?;
     let zone = context.zone_of(task);
-    let at = clock::parse_instant(&args.time, zone)
-        .map_err(|error| Error::config(anyhow!("time: {error}")))?;
+    // Read in the task's zone; a time pasted from keyhook's output is shown in the configured
+    // zone, and its abbreviation may be that zone's.
+    let at = match clock::parse_instant(&args.time, zone) {
+        Err(clock::InstantError::OtherZone { .. }) if zone != context.clock.zone() => {
+            clock::parse_instant(&args.time, context.clock.zone())
+        }
+        parsed => parsed,
+    }
+    .map_err(|error| Error::config(anyhow!("time: {error}")))?;
     let now = context.clock.now();
     if chrono::Datelike::year(&at.with_timezone(&zone)) < 1 {
         // `[date]` is the last run: before year 1 it is outside the calendar the license

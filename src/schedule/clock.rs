@@ -123,7 +123,10 @@ pub fn parse_instant(text: &str, zone: Tz) -> Result<DateTime<Utc>, InstantError
 fn with_zone_label(text: &str, zone: Tz) -> Option<Result<DateTime<Utc>, InstantError>> {
     let (wall, label) = text.rsplit_once(' ')?;
     let naive = parse_wall_clock(wall.trim())?;
-    if matches!(label, "UTC" | "GMT" | "Z") {
+    if ["UTC", "GMT", "Z"]
+        .iter()
+        .any(|name| label.eq_ignore_ascii_case(name))
+    {
         return Some(Ok(naive.and_utc()));
     }
     if let Some(offset) = offset_of(label) {
@@ -144,19 +147,24 @@ fn with_zone_label(text: &str, zone: Tz) -> Option<Result<DateTime<Utc>, Instant
         LocalResult::None => Vec::new(),
     };
     let named = |at: &DateTime<Tz>| at.format("%Z").to_string();
-    Some(match candidates.iter().find(|at| named(at) == label) {
-        Some(at) => Ok(at.with_timezone(&Utc)),
-        None if candidates.is_empty() => Err(InstantError::Skipped {
-            text: text.to_string(),
-            zone,
-        }),
-        None => Err(InstantError::OtherZone {
-            text: text.to_string(),
-            said: label.to_string(),
-            zone,
-            name: named(&candidates[0]),
-        }),
-    })
+    Some(
+        match candidates
+            .iter()
+            .find(|at| named(at).eq_ignore_ascii_case(label))
+        {
+            Some(at) => Ok(at.with_timezone(&Utc)),
+            None if candidates.is_empty() => Err(InstantError::Skipped {
+                text: text.to_string(),
+                zone,
+            }),
+            None => Err(InstantError::OtherZone {
+                text: text.to_string(),
+                said: label.to_string(),
+                zone,
+                name: named(&candidates[0]),
+            }),
+        },
+    )
 }
 
 /// `+01:00`, `+0100`, `-03`: an offset from UTC, as `%Z` shows a zone without a name.
@@ -166,15 +174,24 @@ fn offset_of(label: &str) -> Option<chrono::FixedOffset> {
         b'-' => -1,
         _ => return None,
     };
-    let digits: String = label[1..].chars().filter(|c| *c != ':').collect();
-    if !digits.chars().all(|c| c.is_ascii_digit()) || !matches!(digits.len(), 2 | 4) {
+    // `HH`, `HHMM` or `HH:MM`, nothing else.
+    let rest = &label[1..];
+    let (hours, minutes) = match rest.len() {
+        2 => (rest, "00"),
+        4 => rest.split_at(2),
+        5 if rest.as_bytes()[2] == b':' => (&rest[..2], &rest[3..]),
+        _ => return None,
+    };
+    let digits = |text: &str| {
+        text.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| text.parse::<i32>().ok())
+            .flatten()
+    };
+    let (hours, minutes) = (digits(hours)?, digits(minutes)?);
+    if hours > 23 || minutes > 59 {
         return None;
     }
-    let hours: i32 = digits[..2].parse().ok()?;
-    let minutes: i32 = match &digits[2..] {
-        "" => 0,
-        minutes => minutes.parse().ok()?,
-    };
     chrono::FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
 }
 
@@ -226,6 +243,17 @@ mod tests {
         for (input, expected) in cases {
             let at = parse_instant(input, paris).unwrap();
             assert_eq!(at.to_rfc3339(), expected, "{input}");
+        }
+        for (input, expected) in [
+            ("2026-11-23 10:00:00 cet", "2026-11-23T09:00:00+00:00"),
+            ("2026-11-23 10:00:00 utc", "2026-11-23T10:00:00+00:00"),
+            ("2026-11-23 10:00:00 +0100", "2026-11-23T09:00:00+00:00"),
+        ] {
+            assert_eq!(parse_instant(input, paris).unwrap().to_rfc3339(), expected);
+        }
+        for bad in ["+01:60", "+0199", "+01:", "+:01:00:", "+25:00", "+1"] {
+            let text = format!("2026-11-23 10:00:00 {bad}");
+            assert!(parse_instant(&text, paris).is_err(), "{text}");
         }
         let wrong = parse_instant("2026-11-23 10:00:00 CEST", paris).unwrap_err();
         assert!(wrong.to_string().contains("(CET)"), "{wrong}");
