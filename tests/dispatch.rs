@@ -671,3 +671,24 @@ fn a_license_database_dispatched_under_a_new_path_says_why_nothing_is_recorded()
     crate::support::assert_events_recorded_again(&output);
     assert_eq!(server.request_count(), 1);
 }
+
+#[test]
+fn watch_waits_longer_between_passes_that_keep_failing() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = with_webhook(&server.url("/"), "");
+    let watching = Watching::start(&test);
+    // Every pass fails while the outbox is gone.
+    writer(&test)
+        .execute_batch("ALTER TABLE keyhook_outbox RENAME TO hidden_outbox")
+        .unwrap();
+    watching.wait_for_line(&["dispatch pass failed"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let failed = watching.stderr().matches("dispatch pass failed").count();
+    // Polling every 25 ms without a backoff made ~120 in 3 s.
+    assert!(
+        (3..=12).contains(&failed),
+        "{failed}:\n{}",
+        watching.stderr()
+    );
+    assert_eq!(watching.stop(), Some(0));
+}

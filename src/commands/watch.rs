@@ -58,21 +58,21 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
         version: None,
         next_tick: Instant::now(),
         inode: inode(context),
+        retry_at: Instant::now(),
+        backoff: args.poll,
     };
     while stop.exit().is_none() {
         // After a pass that went through, poll again at once: what was committed during it
         // is not kept waiting a poll interval.
         let mut pause = true;
-        if watch.due(&dispatcher) {
+        if Instant::now() >= watch.retry_at && watch.due(&dispatcher) {
             registry.before_pass(context, &mut dispatcher);
             match dispatcher.pass(context, &stop, out) {
-                Ok(_) => pause = false,
-                Err(error) => {
-                    warn(&format!("dispatch pass failed, trying again: {error:#}"));
-                    // The commit that started it is not taken yet: the next poll tries again,
-                    // rather than the next tick (a second later) or the next commit.
-                    watch.version = None;
+                Ok(_) => {
+                    pause = false;
+                    watch.backoff = args.poll;
                 }
+                Err(error) => watch.failed(&error),
             }
             out.flush()?;
         }
@@ -89,15 +89,35 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
     Ok(Exit::Success)
 }
 
+/// The longest wait between two passes that fail.
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the loop remembers between polls.
 struct Watch {
     /// The last `data_version` a pass ran for; `None` before the first pass.
     version: Option<i64>,
     next_tick: Instant,
     inode: Option<u64>,
+    /// No pass before this, after one failed.
+    retry_at: Instant,
+    /// How long the next failed pass waits: the poll interval, doubled at each failure.
+    backoff: std::time::Duration,
 }
 
 impl Watch {
+    /// A pass failed. The commit that started it is not taken yet: the next try runs a pass
+    /// whatever the license database says, after a wait that doubles while passes keep
+    /// failing (a state or database that is down), up to [`MAX_BACKOFF`].
+    fn failed(&mut self, error: &Error) {
+        warn(&format!(
+            "dispatch pass failed, trying again in {:?}: {error:#}",
+            self.backoff
+        ));
+        self.version = None;
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
     /// Whether to run a pass now: another connection committed, or a tick came.
     fn due(&mut self, dispatcher: &Dispatcher) -> bool {
         let Some(outbox) = dispatcher.outbox.sqlite() else {
