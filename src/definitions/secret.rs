@@ -8,8 +8,16 @@ use crate::secret::Secret;
 /// Why a secret source was rejected or could not be read. Never holds the secret.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("`secret_credential = \"{0}\"` must be a plain credential name")]
+    /// Not quoted: a value in the wrong key may be the secret itself.
+    #[error("`secret_credential` must be a plain credential name (no `/`)")]
     CredentialName(String),
+    /// Not quoted, for the same reason.
+    #[error(
+        "`secret_env` must be the name of an environment variable (letters, digits and `_`, \
+         not starting with a digit), not the secret itself: put a secret in `secret`, or the \
+         name of the variable that holds it here"
+    )]
+    EnvName,
     #[error(
         "no secret: set one of `secret`, `secret_env`, `secret_file` or `secret_credential` \
          (keyhook never sends an unsigned request)"
@@ -52,6 +60,15 @@ pub enum SecretSource {
     Credential(String),
 }
 
+/// `[A-Za-z_][A-Za-z0-9_]*`: what a shell, cron and systemd's `Environment=` can set.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 impl SecretSource {
     /// Picks the one source a `[webhook]` table sets; none or several is an error.
     pub fn from_fields(fields: SecretFields, task_dir: &Path) -> Result<SecretSource, SecretError> {
@@ -66,6 +83,7 @@ impl SecretSource {
             (None, Some(name), None, None) if name.trim().is_empty() => {
                 Err(SecretError::EmptyName("secret_env", "environment variable"))
             }
+            (None, Some(name), None, None) if !is_env_name(&name) => Err(SecretError::EnvName),
             (None, Some(name), None, None) => Ok(SecretSource::Env(name)),
             (None, None, Some(path), None) if path.trim().is_empty() => {
                 Err(SecretError::EmptyName("secret_file", "file"))
@@ -193,6 +211,26 @@ mod tests {
         );
         let escape = fields(None, None, None, some("../etc/passwd"));
         assert!(SecretSource::from_fields(escape, dir).is_err());
+        // A secret put where a name goes is refused without being quoted.
+        let value = "whsec_MzJiYWQ/c2VjcmV0+aGVyZQ==";
+        for wrong in [
+            fields(None, some(value), None, None),
+            fields(None, None, None, some(value)),
+        ] {
+            let error = SecretSource::from_fields(wrong, dir)
+                .unwrap_err()
+                .to_string();
+            assert!(!error.contains("whsec_"), "{error}");
+        }
+        for name in ["RENEWALS_SECRET", "_x1"] {
+            let env = fields(None, some(name), None, None);
+            assert_eq!(
+                SecretSource::from_fields(env, dir).unwrap(),
+                SecretSource::Env(name.into())
+            );
+        }
+        let digit = fields(None, some("1ABC"), None, None);
+        assert!(SecretSource::from_fields(digit, dir).is_err());
     }
 
     #[test]
