@@ -532,7 +532,7 @@ impl<'p> Fields<'p> {
 }
 
 /// Reads and parses one TOML file; errors name the file and, from toml, the line and field:
-/// every key that does not fit, not only the first ([`toml_error::parse_all`]).
+/// every key that does not fit, not only the first ([`toml_error::parse_partly`]).
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Vec<Problem>> {
     read_toml_text(path).map(|(value, _)| value)
 }
@@ -541,14 +541,10 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Vec<P
 pub fn read_toml_text<T: serde::de::DeserializeOwned>(
     path: &Path,
 ) -> Result<(T, String), Vec<Problem>> {
-    let problem = |message: String| Problem {
-        file: path.to_path_buf(),
-        message,
-    };
-    let text = read_definition(path).map_err(|message| vec![problem(message)])?;
-    let value = toml_error::parse_all(&text)
-        .map_err(|messages| messages.into_iter().map(problem).collect::<Vec<_>>())?;
-    Ok((value, text))
+    match read_toml_parts(path)? {
+        (Some(value), said, text) if said.is_empty() => Ok((value, text)),
+        (_, said, _) => Err(said),
+    }
 }
 
 /// [`read_toml`] for a file whose fields are checked one by one: the value made without the
@@ -557,17 +553,24 @@ pub fn read_toml_text<T: serde::de::DeserializeOwned>(
 pub fn read_toml_partly<T: serde::de::DeserializeOwned>(
     path: &Path,
 ) -> Result<(T, Vec<Problem>), Vec<Problem>> {
+    match read_toml_parts(path)? {
+        (Some(value), said, _) => Ok((value, said)),
+        (None, said, _) => Err(said),
+    }
+}
+
+/// The file read and parsed as far as it goes ([`toml_error::parse_partly`]): the value, the
+/// problems, the text; an error when it cannot be read at all.
+type Parts<T> = (Option<T>, Vec<Problem>, String);
+
+fn read_toml_parts<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Parts<T>, Vec<Problem>> {
     let problem = |message: String| Problem {
         file: path.to_path_buf(),
         message,
     };
     let text = read_definition(path).map_err(|message| vec![problem(message)])?;
     let (value, said) = toml_error::parse_partly(&text);
-    let said: Vec<Problem> = said.into_iter().map(problem).collect();
-    match value {
-        Some(value) => Ok((value, said)),
-        None => Err(said),
-    }
+    Ok((value, said.into_iter().map(problem).collect(), text))
 }
 
 /// A definition file is at most this long: a link to `/dev/zero` must not take the memory.

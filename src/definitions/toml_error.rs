@@ -19,7 +19,7 @@ fn describe_masked(text: &str, error: &toml::de::Error, mask: bool) -> String {
     let Some(span) = error.span() else {
         return format!("invalid TOML: {}", mask_quoted(message, None));
     };
-    let start = floor_char_boundary(text, span.start.min(text.len()));
+    let start = crate::bytes::floor_char_boundary(text, span.start);
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
     let line_number = text[..start].matches('\n').count() + 1;
@@ -56,16 +56,9 @@ const MAX_SAID: usize = 20;
 /// of the wrong type, a missing key), not only the first: the entry at fault (its lines, or a
 /// whole table under an unknown header) is blanked out in a copy of the same length, so lines
 /// and columns stay the file's, and the copy is read again. A syntax error is said alone: past
-/// it nothing can be read.
-pub fn parse_all<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Vec<String>> {
-    match parse_partly(text) {
-        (Some(value), said) if said.is_empty() => Ok(value),
-        (_, said) => Err(said),
-    }
-}
-
-/// [`parse_all`]'s problems, and the value the file makes without the entries at fault, when
-/// it makes one (nothing required is missing): its other fields can then be checked too.
+/// it nothing can be read. Returns the problems, and the value the file makes without the
+/// entries at fault, when it makes one (nothing required is missing): its other fields can
+/// then be checked too.
 pub fn parse_partly<T: serde::de::DeserializeOwned>(text: &str) -> (Option<T>, Vec<String>) {
     let mut error = match toml::from_str::<T>(text) {
         Ok(value) => return (Some(value), Vec::new()),
@@ -105,13 +98,9 @@ pub fn parse_partly<T: serde::de::DeserializeOwned>(text: &str) -> (Option<T>, V
         }
         let blanked_line = error.span().is_some_and(|span| {
             let start = span.start.min(copy.len());
-            let line = copy[..start]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
+            let line = line_start(&copy, start);
             // Blanked: the copy's line is no longer the file's.
-            copy.get(line..start) != text.as_bytes().get(line..start)
-                || copy.get(start) != text.as_bytes().get(start)
+            copy.get(line..=start) != text.as_bytes().get(line..=start)
         });
         said.push((at(&error), describe_masked(text, &error, blanked_line)));
     }
@@ -142,10 +131,7 @@ fn blank_until_valid(text: &mut [u8], mut end: usize) -> Option<&str> {
         if next >= text.len() {
             return None;
         }
-        let next_end = text[next..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(text.len(), |i| next + i);
+        let next_end = line_end(text, next);
         if text[next..next_end].trim_ascii_start().starts_with(b"[") {
             return None;
         }
@@ -154,7 +140,23 @@ fn blank_until_valid(text: &mut [u8], mut end: usize) -> Option<&str> {
     }
 }
 
-/// One line's bytes (no line break among them) made `#` and spaces.
+/// Where the line holding byte `at` of `text` starts.
+fn line_start(text: &[u8], at: usize) -> usize {
+    text[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
+}
+
+/// Where the line that starts at or holds byte `from` of `text` ends (its `\n`, or the end).
+fn line_end(text: &[u8], from: usize) -> usize {
+    text[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(text.len(), |i| from + i)
+}
+
+/// Lines made `#` and spaces: the first byte `#`, every other byte but a line break a space.
 fn blank(line: &mut [u8]) {
     for (index, byte) in line.iter_mut().enumerate() {
         if *byte != b'\n' {
@@ -167,20 +169,12 @@ fn blank(line: &mut [u8]) {
 /// to spaces behind a `#`; returns the key or table name they held, and where they end.
 fn blank_entry(text: &mut [u8], span: std::ops::Range<usize>) -> (Option<String>, usize) {
     let start = span.start.min(text.len());
-    let first = text[..start]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let line_end = |from: usize| {
-        text[from..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(text.len(), |i| from + i)
-    };
-    let first_end = line_end(first);
+    let first = line_start(text, start);
+    let first_end = line_end(text, first);
     let line = String::from_utf8_lossy(&text[first..first_end]).into_owned();
     let header = line.trim_start().starts_with('[');
     let mut end = line_end(
+        text,
         span.end
             .max(start + 1)
             .min(text.len())
@@ -191,28 +185,23 @@ fn blank_entry(text: &mut [u8], span: std::ops::Range<usize>) -> (Option<String>
         // The table's own lines go with it, up to the next header.
         while end < text.len() {
             let next = end + 1;
-            let next_end = line_end(next);
+            let next_end = line_end(text, next);
             if text[next..next_end].trim_ascii_start().starts_with(b"[") {
                 break;
             }
             end = next_end;
         }
     }
-    for (index, byte) in text[first..end].iter_mut().enumerate() {
-        if *byte != b'\n' {
-            *byte = if index == 0 { b'#' } else { b' ' };
-        }
-    }
-    let name = if header {
-        line.trim()
-            .trim_matches(['[', ']'])
-            .rsplit('.')
-            .next()
-            .map(|name| name.trim().trim_matches(['"', '\'']).to_string())
-    } else {
-        safe_line(&line).1
+    blank(&mut text[first..end]);
+    // A dotted key or table name is known by its last part.
+    let name = match header {
+        true => Some(line.trim().trim_matches(['[', ']']).to_string()),
+        false => safe_line(&line).1,
     };
-    let name = name.map(|name| name.rsplit('.').next().unwrap_or(&name).trim().to_string());
+    let name = name.and_then(|name| {
+        let last = name.rsplit('.').next()?;
+        Some(last.trim().trim_matches(['"', '\'']).to_string())
+    });
     (name, end)
 }
 
@@ -325,16 +314,17 @@ fn mask_double_quoted(message: &str) -> String {
     out
 }
 
-fn floor_char_boundary(text: &str, mut index: usize) -> usize {
-    while !text.is_char_boundary(index) {
-        index -= 1;
-    }
-    index
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value when the file has no problem, else every problem.
+    fn parse_all<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Vec<String>> {
+        match parse_partly(text) {
+            (Some(value), said) if said.is_empty() => Ok(value),
+            (_, said) => Err(said),
+        }
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]
