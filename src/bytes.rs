@@ -1,4 +1,15 @@
-//! Scanning bytes on hot paths: a JSON string's, a request's header fields.
+//! Scanning bytes on hot paths (a JSON string's, a request's header fields), and cutting
+//! text on a character.
+
+/// The largest character boundary of `text` at or below `index` (`str::floor_char_boundary`,
+/// which needs a newer Rust than this crate's `rust-version`).
+pub(crate) fn floor_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
 
 /// Whether `test` gives anything but 0 for a byte of `bytes`, tried 16 bytes at a time
 /// without branches (so that it vectorizes): short strings are the usual case, and a byte

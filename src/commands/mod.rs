@@ -470,27 +470,30 @@ fn machine_zone() -> chrono_tz::Tz {
 /// `sslmode`, a bad schema name, a port that is not a number): a configuration error (exit 2)
 /// before anything connects with it, not a database that could not be reached (exit 3).
 fn server_url_problems(db: &Location, state: &state_db::Location) -> UrlProblems {
-    let bad = |flag: &str, url: &str, reason: String| {
-        format!(
-            "{flag}: the URL {} cannot be used: {reason}; fix it (for example \
-             `postgres://user@host/db?sslmode=verify-full`)",
-            crate::licenses::postgres::connect::redact(url)
-        )
-    };
     UrlProblems {
         db: match db {
             Location::Postgres(url) => crate::licenses::postgres::connect::parse(url)
                 .err()
-                .map(|e| bad("--db (KEYHOOK_DB)", url, e.to_string())),
+                .map(|e| bad_server_url("--db (KEYHOOK_DB)", url, e.to_string())),
             Location::Sqlite(_) => None,
         },
         state: match state {
             state_db::Location::Postgres(url) => crate::state::postgres::check_url(url)
                 .err()
-                .map(|reason| bad("--state (KEYHOOK_STATE)", url, reason)),
+                .map(|reason| bad_server_url("--state (KEYHOOK_STATE)", url, reason)),
             state_db::Location::File(_) => None,
         },
     }
+}
+
+/// What to say of a server URL given with `flag` that cannot be read for `reason`; the URL
+/// shown without its password.
+pub fn bad_server_url(flag: &str, url: &str, reason: String) -> String {
+    format!(
+        "{flag}: the URL {} cannot be used: {reason}; fix it (for example \
+         `postgres://user@host/db?sslmode=verify-full`)",
+        crate::licenses::postgres::connect::redact(url)
+    )
 }
 
 /// Shorthand for a command that finished without failures.

@@ -17,10 +17,7 @@ pub fn migrate(context: &Context, args: &StateMigrateArgs, out: &mut impl Write)
         )));
     };
     crate::state::postgres::check_url(&url).map_err(|reason| {
-        Error::config(anyhow!(
-            "--to: the URL {} cannot be used: {reason}; fix it",
-            crate::licenses::postgres::connect::redact(&url)
-        ))
+        Error::config(anyhow!("{}", super::bad_server_url("--to", &url, reason)))
     })?;
     if !StateDb::exists(&args.from)? {
         return Err(Error::config(anyhow!(

@@ -243,11 +243,7 @@ fn attempt(
 /// attempt.
 fn cut(mut text: String) -> String {
     if text.len() > EXCERPT_BYTES {
-        let mut end = EXCERPT_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+        text.truncate(crate::bytes::floor_char_boundary(&text, EXCERPT_BYTES));
         text.push('…');
     }
     text

@@ -85,19 +85,13 @@ impl Failure {
     /// that closes after every answer without saying `Connection: close` drops the next
     /// request unread that way.
     fn stale_connection(&self, written: bool) -> bool {
-        if written {
-            return matches!(self, Failure::Io(error) if matches!(
-                error.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-            ));
-        }
-        match self {
-            Failure::Io(error) => matches!(
-                error.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::ConnectionAborted
-            ),
+        let Failure::Io(error) = self else {
+            return false;
+        };
+        match error.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => true,
+            // A write that failed: the receiver had closed the connection.
+            io::ErrorKind::BrokenPipe => !written,
             _ => false,
         }
     }
