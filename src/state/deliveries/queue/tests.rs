@@ -76,6 +76,33 @@ fn releasing_one_claimer_gives_back_only_its_own() {
 }
 
 #[test]
+fn below_the_cursor_a_claim_takes_what_was_given_back_between_held_ones_whole_and_in_order() {
+    let (_dir, state, run_id) = queue_of(10);
+    let queue = Queue::Run("t", run_id);
+    state.claim(queue, "a", 1000, 4).unwrap();
+    state.claim(queue, "b", 1000, 4).unwrap();
+    state.claim(queue, "a", 1000, 2).unwrap();
+    state.release_claims("t", Some("b")).unwrap();
+    let again = state.claim(queue, "c", 1000, 3).unwrap();
+    let ids: Vec<i64> = again.iter().map(|c| c.license_id).collect();
+    assert_eq!(
+        ids,
+        [5, 6, 7],
+        "the given back ones, oldest first, up to the limit"
+    );
+    assert!(
+        again
+            .iter()
+            .all(|c| c.body == b"{}" && c.activation_key == format!("K{}", c.license_id)),
+        "read whole"
+    );
+    let rest = state.claim(queue, "c", 1000, 10).unwrap();
+    let ids: Vec<i64> = rest.iter().map(|c| c.license_id).collect();
+    assert_eq!(ids, [8]);
+    assert!(state.claim(queue, "d", 1000, 10).unwrap().is_empty());
+}
+
+#[test]
 fn an_attempt_is_stored_and_moves_its_delivery_on() {
     let (_dir, state, run_id) = queue_of(3);
     let claimed = state.claim(Queue::Run("t", run_id), "a", 1000, 3).unwrap();
