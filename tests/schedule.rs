@@ -452,6 +452,40 @@ fn run_task_tells_a_skipped_slot_from_one_that_ran() {
 }
 
 #[test]
+fn run_due_says_a_secret_it_cannot_read_once_when_retries_wait_for_it_too() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::status(500)).unwrap();
+    let test = task(Test::new(), "daily", "0 9 * * *", "", &server.url("/hook")).write(
+        "tasks/daily.toml",
+        &format!(
+            "name = \"daily\"\nsearch = \"daily\"\nschedule = \"0 9 * * *\"\n\n[webhook]\n\
+             url = \"{}\"\nsecret_env = \"KEYHOOK_TEST_UNSET_SECRET\"\n",
+            server.url("/hook")
+        ),
+    );
+    // Sent with the secret, answered 500: a retry waits.
+    let failed = test
+        .keyhook(["run-task", "daily", "--now", "2026-11-23T06:00:00"])
+        .env("KEYHOOK_TEST_UNSET_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    assert_eq!(server.request_count(), 1, "{failed:?}");
+    // A day later, the secret gone: the problem is said once, and the retries name it.
+    let later = run_due(&test, "2026-11-24T06:00:00");
+    let text = stdout(&later);
+    assert_eq!(later.status.code(), Some(2), "{later:?}");
+    assert_eq!(
+        text.matches("KEYHOOK_TEST_UNSET_SECRET").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("daily: retries wait (the error above)"),
+        "{text}"
+    );
+    assert_eq!(server.request_count(), 1);
+}
+
+#[test]
 fn run_due_says_a_secret_it_cannot_read_on_every_call_not_only_at_the_slot() {
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = task(Test::new(), "daily", "0 9 * * *", "", &server.url("/hook")).write(

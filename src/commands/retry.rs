@@ -18,17 +18,19 @@ pub fn run(context: &Context, args: &RetryArgs, out: &mut impl Write) -> Result 
         context.task(name)?;
     }
     let stop = Stop::install();
-    let exit = send_due(context, args.task.as_deref(), true, &stop, out)?;
+    let exit = send_due(context, args.task.as_deref(), true, &[], &stop, out)?;
     Ok(exit)
 }
 
 /// Sends the due deliveries of every task (or of `only`), task by task, each under its lock,
 /// then (with `webhooks`) those of event webhooks. Prints one line per source that had any;
-/// returns the combined exit.
+/// returns the combined exit. A task whose webhook cannot be resolved with a problem among
+/// `said` (printed already, by `run-due`) is named, not the problem again.
 pub(super) fn send_due(
     context: &Context,
     only: Option<&str>,
     webhooks: bool,
+    said: &[String],
     stop: &Stop,
     out: &mut impl Write,
 ) -> Result<Exit> {
@@ -64,7 +66,7 @@ pub(super) fn send_due(
         if stop.exit().is_some() {
             break;
         }
-        let sent = retry_task(context, &state, &stem, stop, out);
+        let sent = retry_task(context, &state, &stem, said, stop, out);
         exit = exit.worst(sending::or_source_local(sent, &stem, out)?);
     }
     if !webhooks && !webhook_sources.is_empty() {
@@ -97,6 +99,7 @@ fn retry_task(
     context: &Context,
     state: &State,
     stem: &str,
+    said: &[String],
     stop: &Stop,
     out: &mut impl Write,
 ) -> Result<Exit> {
@@ -114,7 +117,7 @@ fn retry_task(
         writeln!(out, "{}: retries wait: {switch}", task.name)?;
         return Ok(Exit::Success);
     }
-    let held = match hold(context, state, task, out)? {
+    let held = match hold(context, state, task, said, out)? {
         Ok(held) => held,
         Err(exit) => return Ok(exit),
     };
@@ -145,11 +148,12 @@ fn retry_task(
 }
 
 /// The task's lock and target, or the exit its retries end with when another host or process
-/// holds the lock or the target cannot be resolved (said on `out`).
+/// holds the lock or the target cannot be resolved (said on `out`, unless among `said`).
 fn hold<'a>(
     context: &Context,
     state: &State,
     task: &'a Task,
+    said: &[String],
     out: &mut impl Write,
 ) -> Result<std::result::Result<Held<'a>, Exit>> {
     match sending::hold(context, state, task) {
@@ -172,7 +176,11 @@ fn hold<'a>(
             Ok(Err(Exit::Locked))
         }
         Err(error) if error.exit == Exit::Config => {
-            writeln!(out, "{}: retries wait: {error}", task.name)?;
+            let problem = error.to_string();
+            match said.contains(&problem) {
+                true => writeln!(out, "{}: retries wait (the error above)", task.name)?,
+                false => writeln!(out, "{}: retries wait: {problem}", task.name)?,
+            }
             Ok(Err(Exit::Config))
         }
         Err(error) => Err(error),

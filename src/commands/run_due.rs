@@ -28,7 +28,7 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         true => Exit::Success,
         false => Exit::Config,
     };
-    exit = exit.worst(retry::send_due(context, None, false, &stop, out)?);
+    exit = exit.worst(retry::send_due(context, None, false, &said, &stop, out)?);
     exit = exit.worst(dispatch_events(context, &said, &stop, out)?);
     if tasks.is_empty() {
         return Ok(exit);
