@@ -49,14 +49,19 @@ fn describe_masked(text: &str, error: &toml::de::Error, mask: bool) -> String {
     )
 }
 
-/// How many problems of one file are said at most.
+/// How many problems of one file are said at most: the first in the file.
 const MAX_SAID: usize = 20;
+/// How many are looked for: toml does not find them in file order (an unknown key comes
+/// before the values above it), so more than [`MAX_SAID`] are found to say the first ones.
+/// Each is another parse of the whole file.
+const MAX_FOUND: usize = 5 * MAX_SAID;
 
 /// Parses `text` as `T`, saying every way valid TOML does not fit `T` (an unknown key, a value
 /// of the wrong type, a missing key), not only the first: the entry at fault (its lines, or a
 /// whole table under an unknown header) is blanked out in a copy of the same length, so lines
-/// and columns stay the file's, and the copy is read again. A syntax error is said alone: past
-/// it nothing can be read. Returns the problems, and the value the file makes without the
+/// and columns stay the file's, and the copy is read again; a key missing from a table takes
+/// the table out of the copy the same way. A syntax error is said alone: past it nothing can
+/// be read; so is a key missing at the top. Returns the problems, and the value the file makes without the
 /// entries at fault, when it makes one (nothing required is missing): its other fields can
 /// then be checked too.
 pub fn parse_partly<T: serde::de::DeserializeOwned>(text: &str) -> (Option<T>, Vec<String>) {
@@ -71,16 +76,17 @@ pub fn parse_partly<T: serde::de::DeserializeOwned>(text: &str) -> (Option<T>, V
     }
     let mut copy = text.as_bytes().to_vec();
     let mut blanked = Vec::new();
-    while !error.message().starts_with("missing field") {
-        if said.len() >= MAX_SAID {
-            let note = format!(
-                "(at most {MAX_SAID} problems of a file are said: fix these, then run `keyhook \
-                 check` again for the rest)"
-            );
-            said.push((usize::MAX, note));
+    loop {
+        if said.len() > MAX_SAID && said.len() >= MAX_FOUND {
             break;
         }
         let Some(span) = error.span() else { break };
+        // A key missing from a table: the table goes whole (its unknown keys were said
+        // before), and the rest of the file is read on. One missing at the top: nothing to
+        // take away.
+        if error.message().starts_with("missing field") && !at_header(&copy, &span) {
+            break;
+        }
         let (name, end) = blank_entry(&mut copy, span);
         blanked.extend(name);
         let Some(next) = blank_until_valid(&mut copy, end) else {
@@ -107,11 +113,34 @@ pub fn parse_partly<T: serde::de::DeserializeOwned>(text: &str) -> (Option<T>, V
     (None, in_file_order(said))
 }
 
+/// Whether `span` names a table's header (toml points at the table a missing key belongs to;
+/// at nothing, for one missing at the top).
+fn at_header(text: &[u8], span: &std::ops::Range<usize>) -> bool {
+    let start = span.start.min(text.len());
+    let line = line_start(text, start);
+    !span.is_empty()
+        && text[line..line_end(text, line)]
+            .trim_ascii_start()
+            .starts_with(b"[")
+}
+
 /// The problems from the top of the file down (toml finds an unknown key before the values
-/// above it).
+/// above it), the first [`MAX_SAID`] of them.
 fn in_file_order(mut said: Vec<(usize, String)>) -> Vec<String> {
     said.sort_by_key(|(at, _)| *at);
-    said.into_iter().map(|(_, message)| message).collect()
+    let more = said.len() > MAX_SAID;
+    let mut said: Vec<String> = said
+        .into_iter()
+        .take(MAX_SAID)
+        .map(|(_, message)| message)
+        .collect();
+    if more {
+        said.push(format!(
+            "(at most {MAX_SAID} problems of a file are said, the first ones: fix these, then \
+             run `keyhook check` again for the rest)"
+        ));
+    }
+    said
 }
 
 /// The copy, once it is valid TOML again: a multi-line value whose first line was blanked
@@ -417,6 +446,43 @@ mod tests {
         let said = parse_all::<Strict>(&format!("name = \"x\"\n{many}")).unwrap_err();
         assert_eq!(said.len(), MAX_SAID + 1, "{said:#?}");
         assert!(said[MAX_SAID].contains("at most 20 problems"), "{said:#?}");
+        assert!(
+            said[19].contains("line 21,"),
+            "the first 20 in the file: {said:#?}"
+        );
+    }
+
+    #[test]
+    fn a_key_missing_from_a_table_does_not_hide_the_problems_after_it() {
+        let text = "name = \"x\"\ncount = \"two\"\nk1 = 1\n[inner]\nlevel = \"x\"\n";
+        let said = parse_all::<Strict>(text).unwrap_err();
+        assert_eq!(said.len(), 4, "{said:#?}");
+        assert!(said[0].contains("line 2,"), "{said:#?}");
+        assert!(
+            said[1].contains("line 3,") && said[1].contains("`k1`"),
+            "{said:#?}"
+        );
+        assert!(said[2].contains("missing field `url`"), "{said:#?}");
+        assert!(said[3].contains("`level`"), "{said:#?}");
+        // One missing at the top is said, and stops there as before.
+        let said = parse_all::<Strict>("count = 1\n[inner]\nurl = \"u\"\n").unwrap_err();
+        assert_eq!(said.len(), 1, "{said:#?}");
+        assert!(said[0].contains("missing field `name`"), "{said:#?}");
+    }
+
+    #[test]
+    fn past_the_limit_the_first_problems_in_the_file_are_the_ones_said() {
+        // toml finds the unknown keys of [inner] before `k0` above them.
+        let many: String = (1..=25).map(|n| format!("k{n:02} = 1\n")).collect();
+        let text = format!("name = \"x\"\nk00 = 1\n[inner]\nurl = \"u\"\n{many}");
+        let said = parse_all::<Strict>(&text).unwrap_err();
+        assert_eq!(said.len(), MAX_SAID + 1, "{said:#?}");
+        assert!(
+            said[0].contains("line 2,") && said[0].contains("k00"),
+            "{said:#?}"
+        );
+        assert!(said[19].contains("line 23,"), "{said:#?}");
+        assert!(said[MAX_SAID].contains("the first ones"), "{said:#?}");
     }
 
     #[test]
