@@ -82,39 +82,6 @@ pub struct UrlProblems {
     state: Option<String>,
 }
 
-/// Whether `path` is an empty file that stays empty: one written in the last seconds may be
-/// another keyhook creating the state right now (processes started together on a new state),
-/// which gives it its first page or its `-wal` file within moments; an emptied copy stays as
-/// it is.
-fn left_empty(path: &std::path::Path) -> bool {
-    let empty = |path: &std::path::Path| {
-        std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.len() == 0)
-    };
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    if !empty(path) {
-        return false;
-    }
-    let recent = meta
-        .modified()
-        .ok()
-        .and_then(|at| at.elapsed().ok())
-        .is_some_and(|age| age < std::time::Duration::from_secs(2));
-    if !recent {
-        return true;
-    }
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    for _ in 0..20 {
-        std::thread::sleep(std::time::Duration::from_millis(15));
-        if !empty(path) || std::path::Path::new(&wal).exists() {
-            return false;
-        }
-    }
-    true
-}
-
 /// Runs the parsed command line.
 pub fn dispatch(cli: Cli) -> Result {
     let context = Context::new(&cli.global)?;
@@ -345,10 +312,8 @@ impl Context {
         // SQLite takes an empty file for a new database: said, since a state file emptied by
         // a botched copy or restore would otherwise start over in silence (its retries gone,
         // its slots free to run again). A first run killed as it opened leaves one too.
-        let emptied = matches!(self.state_location, state_db::Location::File(_))
-            && left_empty(&self.state_path);
         let state = State::open(&self.state_location, &self.identity)?;
-        if emptied {
+        if matches!(&state, State::Sqlite(db) if db.found_empty()) {
             eprintln!(
                 "warning: the state file {} was empty (0 bytes): keyhook started a new state in \
                  it. If it held keyhook's state before (a truncated copy or restore), its run \

@@ -36,6 +36,39 @@ impl TaskLock {
     }
 }
 
+/// Held while a new state file is created and given its schema. SQLite makes the file (0
+/// bytes) before it writes its first page, so a process that finds it empty could be looking
+/// at another keyhook creating it: under this lock it waits for that one to finish, and a file
+/// still empty then was emptied (a truncated copy or restore) or left by a killed first run.
+#[derive(Debug)]
+pub struct CreationLock {
+    _file: File,
+}
+
+impl CreationLock {
+    /// Waits for the lock of the state at `state`; an error when its file cannot be made.
+    pub fn acquire(state: &Path) -> std::io::Result<CreationLock> {
+        // `.new` is no task's name: definitions whose names start with a dot are not read.
+        let path = lock_path(state, ".new");
+        // Never the state's own folder: a missing one is said by the open that follows.
+        if let Some(folder) = path.parent() {
+            match std::fs::create_dir(folder) {
+                Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(error);
+                }
+                _ => {}
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(CreationLock { _file: file })
+    }
+}
+
 /// `<state>.locks/<task>.lock`, beside the state file as it really is: reached through a
 /// symbolic link, it has the same locks (they alone keep two processes from sending the same
 /// delivery from a SQLite state).
@@ -68,6 +101,39 @@ mod tests {
             TaskLock::try_acquire(&link, "renewals").unwrap(),
             Acquired::Busy(_)
         ));
+    }
+
+    #[test]
+    fn a_state_being_created_is_waited_for_and_not_taken_for_an_emptied_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        // Another keyhook has made the file (0 bytes) and not yet written its first page.
+        let creating = CreationLock::acquire(&state).unwrap();
+        std::fs::write(&state, b"").unwrap();
+        let opener = {
+            let state = state.clone();
+            std::thread::spawn(move || crate::state::StateDb::open(&state).unwrap().found_empty())
+        };
+        // Longer than any guess of how long a creation takes on a loaded machine.
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        drop(crate::state::StateDb::open_and_migrate(&state).unwrap());
+        assert!(std::fs::metadata(&state).unwrap().len() > 0);
+        drop(creating);
+        assert!(
+            !opener.join().unwrap(),
+            "a file being created was called emptied"
+        );
+    }
+
+    #[test]
+    fn an_empty_state_file_nobody_creates_is_found_empty_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        assert!(!crate::state::StateDb::open(&state).unwrap().found_empty());
+        std::fs::write(&state, b"").unwrap();
+        std::fs::remove_file(dir.path().join("state.db-wal")).ok();
+        assert!(crate::state::StateDb::open(&state).unwrap().found_empty());
+        assert!(!crate::state::StateDb::open(&state).unwrap().found_empty());
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct StateDb {
     claims: std::cell::RefCell<deliveries::ClaimBook>,
     /// The host its runs are recorded as run by (`--host`); `None`: not said.
     pub(crate) host: Option<String>,
+    /// See [`StateDb::found_empty`].
+    found_empty: bool,
 }
 
 impl StateDb {
@@ -95,7 +97,23 @@ impl StateDb {
         if let Some(reason) = hard_linked(path) {
             return Err(open_error::unusable(path, reason));
         }
-        Self::open_and_migrate(path).map_err(|error| open_error::diagnose(path, error))
+        // A file there and not empty is no new one: no lock to wait for.
+        let new = !std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0);
+        // Without the lock's file (a folder keyhook cannot write in), emptiness is judged
+        // as it is found.
+        let _creating = new.then(|| lock::CreationLock::acquire(path).ok());
+        let found_empty = new && std::fs::metadata(path).is_ok_and(|meta| meta.len() == 0);
+        let mut state =
+            Self::open_and_migrate(path).map_err(|error| open_error::diagnose(path, error))?;
+        state.found_empty = found_empty;
+        Ok(state)
+    }
+
+    /// Whether the file was there and empty (0 bytes) when it was opened, and no other keyhook
+    /// was creating it: SQLite takes that for a new database, so what a truncated copy or
+    /// restore held (run history, retries) is gone, and it is worth saying.
+    pub fn found_empty(&self) -> bool {
+        self.found_empty
     }
 
     /// Whether the file is there: `false` only when it truly is not, an error when it cannot
@@ -140,6 +158,7 @@ impl StateDb {
             path: path.to_path_buf(),
             claims: Default::default(),
             host: None,
+            found_empty: false,
         };
         migrations::migrate(&mut state.conn, path)?;
         // The schema's one CHECK (`deliveries.status IN (4 values)`) builds a temporary b-tree
