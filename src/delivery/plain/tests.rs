@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -340,11 +341,15 @@ fn an_endless_chunk_extension_is_refused_before_memory_grows() {
 fn a_receiver_that_reads_slowly_does_not_hold_the_request_past_its_timeout() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::clone(&answered);
     let reader = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         let mut chunk = [0u8; 16 * 1024];
+        // Reads slowly until the client has given up (or 20 s): a client without a working
+        // timeout would still be sending at the bound asserted below.
         let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(2) {
+        while started.elapsed() < Duration::from_secs(20) && !stop.load(Ordering::Relaxed) {
             let _ = stream.read(&mut chunk);
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -355,8 +360,9 @@ fn a_receiver_that_reads_slowly_does_not_hold_the_request_past_its_timeout() {
     let started = std::time::Instant::now();
     let result = client.post(&url, &body, &[]).unwrap();
     let took = started.elapsed();
+    answered.store(true, Ordering::Relaxed);
     assert!(matches!(result, Err(Failure::Timeout)), "{result:?}");
-    // Without the timeout, 32 MiB at 16 KiB per 20 ms would take 40 s: 5 s leaves a loaded
+    // Without the timeout, the receiver would hold the request for 20 s: 5 s leaves a loaded
     // machine room and still tells the two apart.
     assert!(took < Duration::from_secs(5), "{took:?}");
     reader.join().unwrap();

@@ -88,7 +88,8 @@ fn shutdown_does_not_hang_on_open_connections() {
     assert!(server.wait_for(2, Duration::from_secs(5)));
     let started = Instant::now();
     server.shutdown();
-    // The slow answer holds its connection for 30 s: well under that, on a loaded machine too.
+    // Waiting on either connection would take ~30 s (the slow answer's delay, the idle
+    // timeout): well under that, on a loaded machine too.
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
