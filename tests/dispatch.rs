@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::gate::Gate;
-use crate::support::watching::Watching;
+use crate::support::watching::{PATIENCE, Watching};
 use crate::support::{Test, later, stderr, stdout};
 use keyhook::receiver::{Reply, Request, Server};
 
@@ -276,23 +276,20 @@ fn sigkill_mid_send_loses_nothing_and_duplicates_only_as_resends_with_the_same_i
 }
 
 #[test]
-fn watch_delivers_a_commit_within_a_second_and_stops_cleanly_on_sigterm() {
+fn watch_delivers_a_commit_and_stops_cleanly_on_sigterm() {
+    // That a commit runs a pass at once, not at the next tick, is `watch`'s unit test
+    // (`a_commit_by_another_connection_is_due_at_once_and_nothing_else_is`): a bound on the
+    // latency here would measure the machine's load as much as keyhook.
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
     let test = with_webhook(&server.url("/"), "");
     let watching = Watching::start(&test);
-    let committed = Instant::now();
     writer(&test)
         .execute(
             "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (7, 'K7')",
             [],
         )
         .unwrap();
-    assert!(
-        server.wait_for(1, Duration::from_secs(1)),
-        "delivered within a second"
-    );
-    let latency = committed.elapsed();
-    assert!(latency < Duration::from_secs(1), "{latency:?}");
+    assert!(server.wait_for(1, PATIENCE), "delivered");
     assert_eq!(watching.stop(), Some(0));
     assert_eq!(server.request_count(), 1);
 }
@@ -322,7 +319,7 @@ fn watch_sends_a_retry_when_it_comes_due() {
             [],
         )
         .unwrap();
-    let retried = server.wait_for(2, Duration::from_secs(10));
+    let retried = server.wait_for(2, PATIENCE);
     assert_eq!(watching.stop(), Some(0));
     assert!(retried, "the retry was sent by the running watch");
     let all = seen(&server);

@@ -445,13 +445,20 @@ fn a_host_killed_mid_run_leaves_its_deliveries_to_another_after_the_lease() {
     let test = licenses(Test::new(), 10)
         .task("t", "all", &server.url("/"), "")
         .env("KEYHOOK_STATE", &state_url(&schema))
-        .env("KEYHOOK_LEASE", "2s");
+        // Long enough that a slow machine cannot outlast it between the kill and the first
+        // `retry`; its end is then brought forward in the database (below).
+        .env("KEYHOOK_LEASE", "60s");
     let mut first = test
         .process(["--host", "dies", "run-task", "t"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while arrived.load(Ordering::SeqCst) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third request never came"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     // Outcomes are committed in groups (within 2 ms of an answer): let the two answered ones
@@ -473,7 +480,12 @@ fn a_host_killed_mid_run_leaves_its_deliveries_to_another_after_the_lease() {
         .unwrap();
     assert!(early.status.success(), "{}", stdout(&early));
     assert_eq!(server.request_count(), 3, "{}", stdout(&early));
-    std::thread::sleep(Duration::from_millis(2500));
+    // The lease ends (by the server's clock, as every lease is read).
+    query(
+        &schema,
+        "UPDATE deliveries SET claimed_until = now() - interval '1 second'
+         WHERE claimed_by IS NOT NULL",
+    );
     let after = test
         .keyhook(["--host", "takes-over", "retry"])
         .output()

@@ -65,7 +65,7 @@ pub fn run(context: &Context, args: &WatchArgs, out: &mut impl Write) -> Result 
         // After a pass that went through, poll again at once: what was committed during it
         // is not kept waiting a poll interval.
         let mut pause = true;
-        if Instant::now() >= watch.retry_at && watch.due(&dispatcher) {
+        if Instant::now() >= watch.retry_at && watch.due(dispatcher.outbox.sqlite()) {
             registry.before_pass(context, &mut dispatcher);
             match dispatcher.pass(context, &stop, out) {
                 Ok(_) => {
@@ -118,9 +118,10 @@ impl Watch {
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
-    /// Whether to run a pass now: another connection committed, or a tick came.
-    fn due(&mut self, dispatcher: &Dispatcher) -> bool {
-        let Some(outbox) = dispatcher.outbox.sqlite() else {
+    /// Whether to run a pass now: another connection committed to the license database
+    /// (`outbox`), or a tick came.
+    fn due(&mut self, outbox: Option<&rusqlite::Connection>) -> bool {
+        let Some(outbox) = outbox else {
             return false;
         };
         let version = outbox.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0));
@@ -169,4 +170,39 @@ fn inode(context: &Context) -> Option<u64> {
 
 fn warn(message: &str) {
     eprintln!("warning: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit by another connection makes a pass due at once, long before the tick: the
+    /// latency `watch` promises does not come from its once-a-second tick.
+    #[test]
+    fn a_commit_by_another_connection_is_due_at_once_and_nothing_else_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("licenses.db");
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let outbox = rusqlite::Connection::open(&path).unwrap();
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut watch = Watch {
+            version: None,
+            next_tick: far,
+            inode: None,
+            retry_at: Instant::now(),
+            backoff: Duration::from_millis(25),
+        };
+        assert!(watch.due(Some(&outbox)), "the first poll runs a pass");
+        assert!(!watch.due(Some(&outbox)), "nothing changed, no tick");
+        writer.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        assert!(watch.due(Some(&outbox)), "another connection committed");
+        assert!(!watch.due(Some(&outbox)), "that commit runs one pass");
+        watch.next_tick = Instant::now();
+        assert!(watch.due(Some(&outbox)), "the tick");
+        assert!(
+            !watch.due(None),
+            "no SQLite outbox: the PostgreSQL loop decides"
+        );
+    }
 }

@@ -381,8 +381,10 @@ fn an_event_whose_earlier_event_another_host_holds_waits_for_it_then_follows_it(
         }
     })
     .unwrap();
-    let test =
-        with_hook(&Backend::Postgres(schema), &server.url("/"), "").env("KEYHOOK_LEASE", "4s");
+    // A lease long enough that a slow machine cannot outlast it before `other` has looked;
+    // its end is then brought forward in the database (below).
+    let backend = Backend::Postgres(schema);
+    let test = with_hook(&backend, &server.url("/"), "").env("KEYHOOK_LEASE", "60s");
     let conn = writer(&test);
     conn.execute(
         "INSERT INTO LicenseKeys (ID, ActivationKey) VALUES (1, 'K1')",
@@ -423,8 +425,16 @@ fn an_event_whose_earlier_event_another_host_holds_waits_for_it_then_follows_it(
     assert_eq!(after_kill, [("license.created".into(), 2)], "{text}");
     let (_, log) = run(&test, ["log"]);
     assert!(log.contains("waiting for evt_"), "{log}");
-    // After the lease: the creation again (same id), then the update.
-    std::thread::sleep(Duration::from_millis(4500));
+    // After the lease (ended by the server's clock, as every lease is read): the creation
+    // again (same id), then the update.
+    let Backend::Postgres(schema) = &backend else {
+        unreachable!()
+    };
+    super::query(
+        schema,
+        "UPDATE deliveries SET claimed_until = now() - interval '1 second'
+         WHERE claimed_by IS NOT NULL",
+    );
     let (code, text) = run(&test, ["--host", "other", "dispatch"]);
     assert_eq!(code, Some(0), "{text}");
     let all: Vec<(String, String, i64)> = server.requests().iter().map(describe).collect();
@@ -491,7 +501,9 @@ fn state_migrate_carries_the_outbox_cursor_and_a_disabled_webhook() {
 fn three_hosts_dispatching_together_record_and_send_each_event_once_in_order() {
     let Some(schema) = Schema::new() else { return };
     let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
-    let test = with_hook(&Backend::Postgres(schema), &server.url("/"), "");
+    // Kept to the end: dropped, it drops its schema.
+    let backend = Backend::Postgres(schema);
+    let test = with_hook(&backend, &server.url("/"), "");
     let conn = writer(&test);
     const ROUNDS: i64 = 8;
     for round in 0..ROUNDS {

@@ -421,14 +421,18 @@ fn a_header_value_with_a_line_break_is_never_written_as_is() {
 
 #[test]
 fn an_answer_whose_body_drips_past_the_timeout_keeps_its_status() {
-    // The receiver said 200 and so took the delivery: it must not be sent again.
-    let (url, handle) = scripted("127.0.0.1:0", |stream| {
+    // The receiver said 200 and so took the delivery: it must not be sent again. The rest of
+    // the body never comes (until the client has answered): the timeout must end the read.
+    // 2 s, so that a busy machine still connects and reads the status line within it.
+    let (answered, wait) = std::sync::mpsc::channel::<()>();
+    let (url, handle) = scripted("127.0.0.1:0", move |stream| {
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nslow");
-        std::thread::sleep(Duration::from_millis(600));
+        let _ = wait.recv_timeout(Duration::from_secs(30));
     });
     let mut client = client();
-    client.timeout = Duration::from_millis(300);
+    client.timeout = Duration::from_secs(2);
     let answer = post(&mut client, &url).unwrap();
+    answered.send(()).unwrap();
     assert_eq!(
         (answer.status, answer.excerpt.as_slice()),
         (200, &b"slow"[..])
