@@ -114,8 +114,9 @@ mod tests {
             let state = state.clone();
             std::thread::spawn(move || crate::state::StateDb::open(&state).unwrap().found_empty())
         };
-        // Longer than any guess of how long a creation takes on a loaded machine.
-        std::thread::sleep(std::time::Duration::from_millis(700));
+        // The opener is blocked on the creation lock before the file gets its first page: a
+        // thread that started late would find it written and prove nothing.
+        wait_until_blocked_on(&lock_path(&state, ".new"));
         drop(crate::state::StateDb::open_and_migrate(&state).unwrap());
         assert!(std::fs::metadata(&state).unwrap().len() > 0);
         drop(creating);
@@ -123,6 +124,29 @@ mod tests {
             !opener.join().unwrap(),
             "a file being created was called emptied"
         );
+    }
+
+    /// Waits (30 s at most) until a process or thread waits for the lock on `path`: a blocked
+    /// `flock` is a `->` line of `/proc/locks` that names the file's inode.
+    fn wait_until_blocked_on(path: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let inode = format!(":{} ", std::fs::metadata(path).unwrap().ino());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let locks = std::fs::read_to_string("/proc/locks").unwrap();
+            if locks
+                .lines()
+                .any(|line| line.contains("->") && line.contains(&inode))
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nobody waits for {}:\n{locks}",
+                path.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     #[test]
