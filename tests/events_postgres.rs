@@ -556,6 +556,38 @@ fn status_sees_writers_and_an_owner_that_cannot_run_the_function_and_install_fix
 }
 
 /// A connection whose search path is the test's schema.
+/// The server process of `client`'s connection.
+fn backend_pid(client: &mut postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// Waits (30 s at most) until the server process `pid` waits for a lock: what a fixed sleep
+/// would only guess.
+fn wait_until_waiting_for_a_lock(schema: &Schema, pid: i32) {
+    let mut observer = schema.client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: Option<String> = observer
+            .query_one(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waiting.as_deref() == Some("Lock") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server process {pid} never waited for a lock ({waiting:?})"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn writer(schema: &Schema) -> postgres::Client {
     let mut client = schema.client();
     client
@@ -683,16 +715,15 @@ fn the_triggers_turn_no_wait_between_writers_into_a_deadlock() {
     let b_ok = b_changed.recv_timeout(Duration::from_secs(10));
     assert_eq!(b_ok, Ok(true), "B's change went through while A was open");
     // A now waits for B's row; B commits; A goes on.
+    let a_pid = backend_pid(&mut a);
     let (updated, a_changed) = std::sync::mpsc::channel();
     let first = std::thread::spawn(move || {
         let result = a.batch_execute("UPDATE LicenseKeys SET Email = 'a' WHERE ID = 2");
         updated.send(()).unwrap();
         result.and_then(|()| a.batch_execute("COMMIT"))
     });
-    assert!(
-        a_changed.recv_timeout(Duration::from_millis(300)).is_err(),
-        "A waits for B's row"
-    );
+    wait_until_waiting_for_a_lock(&schema, a_pid);
+    assert!(a_changed.try_recv().is_err(), "A waits for B's row");
     go.send(()).unwrap();
     let b_result = second.join().unwrap();
     let a_result = first.join().unwrap();
@@ -741,8 +772,9 @@ fn a_deferred_foreign_key_and_a_change_before_ddl_still_work() {
     )
     .unwrap();
     // A's commit checks its foreign key: it waits for B's row lock.
+    let a_pid = backend_pid(&mut a);
     let first = std::thread::spawn(move || a.batch_execute("COMMIT"));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_waiting_for_a_lock(&schema, a_pid);
     let b_result = b.batch_execute("COMMIT");
     let a_result = first.join().unwrap();
     assert!(b_result.is_ok(), "B: {b_result:?}");
