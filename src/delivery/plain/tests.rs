@@ -186,7 +186,17 @@ fn a_connection_the_receiver_closed_while_idle_is_replaced_unseen() {
     let mut client = client();
     for _ in 0..3 {
         assert_eq!(post(&mut client, &url).unwrap().status, 200);
-        std::thread::sleep(Duration::from_millis(20));
+        // Until the close has reached the client (a fixed pause could end before it, and the
+        // request would then meet the close on the way instead).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while client
+            .connection
+            .as_ref()
+            .is_some_and(|kept| super::still_open(&kept.stream))
+        {
+            assert!(std::time::Instant::now() < deadline, "never closed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     let (requests, connections) = handle.join().unwrap();
     assert_eq!((requests.len(), connections), (3, 3));
