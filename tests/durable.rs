@@ -1079,7 +1079,7 @@ fn prune_removes_old_settled_deliveries_only() {
 
 #[test]
 fn concurrency_sends_each_delivery_once_over_several_connections() {
-    let (server, most) = counting_overlap(20);
+    let (server, most) = meeting_overlap();
     let test = many(64, &server.url("/"), "");
     let output = test
         .keyhook(["run-task", "all", "--concurrency", "8"])
@@ -1119,10 +1119,7 @@ fn retry_sends_with_the_tasks_own_concurrency() {
         if calls.fetch_add(1, Ordering::SeqCst) < 24 {
             return Reply::status(503);
         }
-        let current = now.fetch_add(1, Ordering::SeqCst) + 1;
-        seen.fetch_max(current, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(20));
-        now.fetch_sub(1, Ordering::SeqCst);
+        hold_until_met(&now, &seen);
         Reply::ok()
     })
     .unwrap();
@@ -1159,6 +1156,34 @@ fn counting_overlap(millis: u64) -> (Server, Arc<AtomicUsize>) {
     (server, most)
 }
 
+/// A receiver that keeps each request until another one is in hand too (1 s at most) and
+/// tells the most it had in hand at once: requests sent together meet, however slow the
+/// machine, where a fixed hold could end before the next one came.
+fn meeting_overlap() -> (Server, Arc<AtomicUsize>) {
+    let most = Arc::new(AtomicUsize::new(0));
+    let now = AtomicUsize::new(0);
+    let seen = Arc::clone(&most);
+    let server = Server::start("127.0.0.1:0", move |_| {
+        hold_until_met(&now, &seen);
+        Reply::ok()
+    })
+    .unwrap();
+    (server, most)
+}
+
+/// Counts a request in hand (`now`, the most at once in `most`) until another is too, 1 s at
+/// most.
+fn hold_until_met(now: &AtomicUsize, most: &AtomicUsize) {
+    let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+    most.fetch_max(current, Ordering::SeqCst);
+    // The last request of a run has no one to meet: it waits the whole second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while now.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    now.fetch_sub(1, Ordering::SeqCst);
+}
+
 #[test]
 fn by_default_one_request_at_a_time_and_with_concurrency_several() {
     // Sequential sending commits each outcome while the next request is out; it must still
@@ -1171,7 +1196,7 @@ fn by_default_one_request_at_a_time_and_with_concurrency_several() {
     assert_eq!(most.load(Ordering::SeqCst), 1, "requests overlapped");
     assert_eq!(server.connection_count(), 1);
 
-    let (server, most) = counting_overlap(5);
+    let (server, most) = meeting_overlap();
     let test = many(40, &server.url("/"), "");
     let output = test
         .keyhook(["run-task", "all", "--concurrency", "4"])
