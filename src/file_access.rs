@@ -107,6 +107,60 @@ fn folder_problem(path: &Path) -> Option<String> {
     }
 }
 
+/// Reads a file keyhook was told to read while it runs unattended (a definition, a secret, a
+/// certificate or key): a regular file, or a link to one, of at most `max` bytes. A FIFO would
+/// hang the run (and, from cron, every minute's run after it) and a link to `/dev/zero` would
+/// take the memory: both are refused with an error that says so, as the caller words it
+/// ("could not read secret_file <path>: <this>").
+pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let not_regular = || {
+        std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, a device or a folder): point it at a regular file",
+        )
+    };
+    // Looked at before it is opened: opening a FIFO waits for a writer.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "longer than {}, far beyond what it should hold: is it the right file?",
+                size(max)
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// [`read_regular`], as UTF-8 text.
+pub fn read_regular_text(path: &Path, max: u64) -> std::io::Result<String> {
+    String::from_utf8(read_regular(path, max)?)
+        .map_err(|_| std::io::Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// A byte count as a person reads it: whole MiB or KiB.
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b => format!("{} KiB", b >> 10),
+    }
+}
+
+/// The most a secret file (or its rotation sidecar) may hold.
+pub const MAX_SECRET_BYTES: u64 = 1 << 20;
+/// The most a certificate, key or CA bundle file may hold.
+pub const MAX_PEM_BYTES: u64 = 16 << 20;
+
 /// An I/O error without Rust's "(os error N)" suffix, lowercase.
 pub fn describe(error: &std::io::Error) -> String {
     let text = error.to_string();

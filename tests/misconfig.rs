@@ -860,6 +860,59 @@ fn a_definition_that_is_not_a_regular_file_is_refused_not_read() {
     }
 }
 
+/// The same for the files a task points at: a secret file that is a FIFO (`run-due` waited for
+/// a writer forever, and ignored the first SIGTERM), a CA file that is `/dev/zero` (`check`
+/// read it until the memory was gone), a secret file far too long to be one.
+#[test]
+fn a_secret_or_ca_file_that_is_not_a_regular_file_or_far_too_long_is_refused_not_read() {
+    let task = |stem: &str, keys: &str| {
+        format!(
+            "name = \"{stem}\"\nsearch = \"all\"\nschedule = \"every 1 day\"\n\n\
+             [webhook]\nurl = \"http://127.0.0.1:9/\"\n{keys}\n"
+        )
+    };
+    let test = Test::new()
+        .search("all", "ID > 0")
+        .write(
+            "tasks/fifo.toml",
+            &task("fifo", "secret_file = \"../secret.fifo\""),
+        )
+        .write(
+            "tasks/zero.toml",
+            &task("zero", "secret = \"s3cret\"\nca_file = \"/dev/zero\""),
+        )
+        .write(
+            "tasks/long.toml",
+            &task("long", "secret_file = \"../long.secret\""),
+        )
+        .write("long.secret", &"x".repeat((1 << 20) + 1));
+    let made = std::process::Command::new("mkfifo")
+        .arg(test.path("secret.fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let fifo = "could not read secret_file tasks/../secret.fifo: not a regular file";
+    let zero = "could not read ca_file /dev/zero: not a regular file";
+    let long = "could not read secret_file tasks/../long.secret: longer than 1 MiB";
+    // `run-due` reads every task's secret, and a task's TLS files when it runs.
+    for (args, says) in [
+        (&["check"][..], &[fifo, zero, long][..]),
+        (&["run-due"], &[fifo, long]),
+        (&["run-task", "zero"], &[zero]),
+    ] {
+        let output = test
+            .keyhook(args)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let text = format!("{}{}", stdout(&output), stderr(&output));
+        for said in says {
+            assert!(text.contains(said), "{args:?}: {said:?} in {text}");
+        }
+    }
+}
+
 #[test]
 fn a_server_url_that_cannot_be_read_is_a_configuration_error_said_before_connecting() {
     let test = Test::new().search("all", "ID > 0");

@@ -54,7 +54,7 @@ fn listen_tls(args: &ListenArgs) -> Result<Option<ServerTls>> {
         return Ok(None);
     };
     let read = |path: &std::path::Path, flag: &str| {
-        std::fs::read(path).map_err(|error| {
+        crate::file_access::read_regular(path, crate::file_access::MAX_PEM_BYTES).map_err(|error| {
             Error::config(anyhow!("could not read {flag} {}: {error}", path.display()))
         })
     };

@@ -579,30 +579,26 @@ const MAX_DEFINITION_BYTES: u64 = 4 << 20;
 /// A definition file's text. Only a regular file (or a link to one) is read: a FIFO or a
 /// device named `*.toml` would hang `run-due` (every minute, from cron) or fill the memory.
 fn read_definition(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let unreadable = |error: std::io::Error| format!("could not read the file: {error}");
-    let metadata = std::fs::metadata(path).map_err(unreadable)?;
-    if !metadata.is_file() {
-        return Err(
-            "is not a regular file (a FIFO, a device or a folder); keyhook reads \
-                    definitions from regular files only: remove it or rename it"
-                .into(),
-        );
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|file| {
-            file.take(MAX_DEFINITION_BYTES + 1)
-                .read_to_string(&mut text)
-        })
-        .map_err(unreadable)?;
-    if text.len() as u64 > MAX_DEFINITION_BYTES {
-        return Err(format!(
-            "is longer than {} MiB, far beyond any definition; is it the right file?",
-            MAX_DEFINITION_BYTES >> 20
-        ));
-    }
-    Ok(text)
+    let bytes =
+        crate::file_access::read_regular(path, MAX_DEFINITION_BYTES).map_err(
+            |error| match error.kind() {
+                std::io::ErrorKind::InvalidInput => "is not a regular file (a FIFO, a device or a \
+                 folder); keyhook reads definitions from regular files only: remove it or \
+                 rename it"
+                    .into(),
+                std::io::ErrorKind::InvalidData => format!(
+                    "is longer than {} MiB, far beyond any definition; is it the right file?",
+                    MAX_DEFINITION_BYTES >> 20
+                ),
+                _ => format!("could not read the file: {error}"),
+            },
+        )?;
+    String::from_utf8(bytes).map_err(|error| {
+        format!(
+            "could not read the file: it is not UTF-8 text (byte {} is not)",
+            error.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// The file's stem, the name a definition is referred to by on the command line.

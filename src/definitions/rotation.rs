@@ -100,11 +100,12 @@ pub fn rotate(
 /// (never the secret).
 fn entries(secret_file: &Path) -> Result<Vec<(DateTime<Utc>, Secret)>, RotationError> {
     let path = sidecar(secret_file);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(RotationError::Read { path, error }),
-    };
+    let text =
+        match crate::file_access::read_regular_text(&path, crate::file_access::MAX_SECRET_BYTES) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(RotationError::Read { path, error }),
+        };
     let mut entries = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');

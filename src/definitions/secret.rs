@@ -156,7 +156,7 @@ pub struct SecretFields {
 
 /// A secret held in a file: its text without the trailing newline editors add.
 fn read_secret_file(path: &Path, key: &'static str) -> Result<String, SecretError> {
-    std::fs::read_to_string(path)
+    crate::file_access::read_regular_text(path, crate::file_access::MAX_SECRET_BYTES)
         .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
         .map_err(|error| SecretError::Read {
             key,

@@ -129,10 +129,12 @@ fn client(files: &ClientFiles) -> Result<ureq::tls::ClientCert, TlsFilesError> {
 }
 
 fn read(path: &Path, key: &'static str) -> Result<Vec<u8>, TlsFilesError> {
-    std::fs::read(path).map_err(|error| TlsFilesError::Read {
-        key,
-        path: path.to_path_buf(),
-        error,
+    crate::file_access::read_regular(path, crate::file_access::MAX_PEM_BYTES).map_err(|error| {
+        TlsFilesError::Read {
+            key,
+            path: path.to_path_buf(),
+            error,
+        }
     })
 }
 

@@ -188,7 +188,11 @@ fn roots(root_cert: Option<&str>) -> Result<RootCertStore, ConnectError> {
     let mut store = RootCertStore::empty();
     match root_cert {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|error| ConnectError::ReadRootCert {
+            let pem = crate::file_access::read_regular(
+                std::path::Path::new(path),
+                crate::file_access::MAX_PEM_BYTES,
+            )
+            .map_err(|error| ConnectError::ReadRootCert {
                 path: path.to_string(),
                 error,
             })?;
