@@ -231,7 +231,10 @@ impl PlainClient {
             && still_open(&kept.stream)
         {
             match self.send_on(&mut kept, deadline, waiting) {
-                Err(failure) if !kept.heard && failure.stale_connection(kept.sent) => {}
+                Err(failure)
+                    if !kept.heard
+                        && (failure.stale_connection(kept.sent)
+                            || reset_behind_close(&kept, &failure, deadline)) => {}
                 done => return self.keep(kept, done),
             }
         }
@@ -296,6 +299,38 @@ impl Connection {
     fn set_read_timeout(&mut self, left: Duration) -> io::Result<()> {
         let stream = &self.stream;
         update_timeout(&mut self.read_timeout, left, |t| stream.set_read_timeout(t))
+    }
+}
+
+/// How long a kept connection that ended before any byte of an answer is watched for the
+/// reset that says the request went unread (see [`reset_behind_close`]).
+const RESET_GRACE: Duration = Duration::from_millis(250);
+
+/// Whether a kept connection that ended (`Closed`) after the whole request was written, with
+/// nothing of an answer, ended because the receiver had closed it before the request came: a
+/// request that reaches a closed socket is answered with a reset, while a receiver that read it
+/// and then closed sends none. The close (FIN) can come after the peek and before the request,
+/// and the reset behind it: the read sees the end of the stream, and the reset waits in the
+/// socket's error (`SO_ERROR`), or arrives a round trip later. Without a reset within
+/// [`RESET_GRACE`] (or the deadline), the request may have been read: not sent again.
+fn reset_behind_close(connection: &Connection, failure: &Failure, deadline: Instant) -> bool {
+    if !matches!(failure, Failure::Closed) || !connection.sent {
+        return false;
+    }
+    let until = deadline.min(Instant::now() + RESET_GRACE);
+    loop {
+        match connection.stream.take_error() {
+            Ok(Some(error)) => {
+                return matches!(
+                    error.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionAborted
+                );
+            }
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
+            _ => return false,
+        }
     }
 }
 

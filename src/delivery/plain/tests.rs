@@ -578,3 +578,68 @@ fn a_failed_lookup_says_host_not_found_with_the_resolver_s_reason() {
         "host not found (x)"
     );
 }
+
+/// A client connection to a receiver that runs `server` on its end, the request `written`.
+fn written_to(server: impl FnOnce(TcpStream) + Send + 'static) -> (Connection, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || server(listener.accept().unwrap().0));
+    let stream = TcpStream::connect(address).unwrap();
+    let connection = Connection {
+        stream,
+        authority: address.to_string(),
+        read_timeout: None,
+        write_timeout: None,
+        sent: true,
+        heard: false,
+    };
+    (connection, handle)
+}
+
+#[test]
+fn a_request_that_met_a_closed_connection_is_told_by_the_reset_behind_the_close() {
+    // The receiver closed (FIN) before the request came: the request is answered with a reset,
+    // which the read, seeing the end of the stream first, does not report.
+    let (mut closed, handle) = written_to(drop);
+    handle.join().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while super::still_open(&closed.stream) {
+        assert!(std::time::Instant::now() < deadline, "never closed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    closed.stream.write_all(b"POST / HTTP/1.1\r\n\r\n").unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        closed.stream.read(&mut byte).unwrap(),
+        0,
+        "the end of the stream"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    assert!(super::reset_behind_close(
+        &closed,
+        &Failure::Closed,
+        deadline
+    ));
+
+    // A receiver that read the request, then closed: no reset, so maybe acted on: not again.
+    let (read_it, handle) = written_to(|mut stream| {
+        let mut request = [0u8; 19];
+        stream.read_exact(&mut request).unwrap();
+    });
+    let mut stream = &read_it.stream;
+    stream.write_all(b"POST / HTTP/1.1\r\n\r\n").unwrap();
+    handle.join().unwrap();
+    assert_eq!(stream.read(&mut byte).unwrap(), 0, "the end of the stream");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    assert!(!super::reset_behind_close(
+        &read_it,
+        &Failure::Closed,
+        deadline
+    ));
+    // Only the end of a stream with nothing heard is looked at this way.
+    assert!(!super::reset_behind_close(
+        &closed,
+        &Failure::Timeout,
+        deadline
+    ));
+}
