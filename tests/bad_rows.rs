@@ -163,3 +163,42 @@ fn run_due_delivers_the_rest_and_exits_4() {
     assert_eq!(server.request_count(), 2);
     assert_names_every_bad_row(&stdout(&output));
 }
+
+/// A bad value is quoted with its control characters escaped, wherever it is said: a value
+/// that holds `ESC [2J` must not clear the screen of whoever reads `dry-run`, the run's
+/// summary, `log --status bad` or cron's mail.
+#[test]
+fn a_bad_value_is_quoted_with_its_control_characters_escaped() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = Test::new()
+        .search("all", "SubscriptionExpiryDate > [today_start]")
+        .task("all", "all", &server.url("/"), "");
+    let conn = rusqlite::Connection::open(test.path("licenses.db")).unwrap();
+    conn.execute_batch(
+        "INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate, Duration)
+             VALUES (1, 'K1', '2027-01-01', '9' || char(27) || '[2J');
+         INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate, ExpiryDate)
+             VALUES (2, 'K2', '2027-01-01', '2026-02-30' || char(13) || 'hidden');
+         INSERT INTO LicenseKeys (ID, ActivationKey, SubscriptionExpiryDate, LicenseModel)
+             VALUES (3, 'K3', '2027-01-01', 'x' || char(7));",
+    )
+    .unwrap();
+    let dry = test.keyhook(["dry-run", "all"]).output().unwrap();
+    let run = test.keyhook(["run-task", "all"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(4), "{run:?}");
+    let log = test.keyhook(["log", "--status", "bad"]).output().unwrap();
+    for output in [&dry, &run, &log] {
+        let text = format!("{}{}", stdout(output), stderr(output));
+        for said in [
+            "Duration holds `9\\u{1b}[2J`",
+            "ExpiryDate holds `2026-02-30\\rhidden`",
+            "LicenseModel holds `x\\u{7}`",
+        ] {
+            assert!(text.contains(said), "{said:?} in {text}");
+        }
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}', '\r']),
+            "a raw control character in {text:?}"
+        );
+    }
+}

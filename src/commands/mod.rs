@@ -15,7 +15,7 @@ mod list;
 mod listen;
 mod log;
 mod next;
-mod printable;
+pub(crate) mod printable;
 mod prune;
 mod resend;
 mod retry;

@@ -33,6 +33,16 @@ pub enum ValueProblem {
     NotAModel(String),
 }
 
+/// How many characters of a value a problem quotes.
+const SHOWN_CHARS: usize = 100;
+
+/// A stored value as a problem quotes it: on a terminal, in cron's mail and in the state's log
+/// of bad rows, so its control characters escaped (`\u{1b}[2J` would clear the screen) and its
+/// length bounded.
+fn shown(value: &str) -> String {
+    crate::commands::printable::line(value, SHOWN_CHARS)
+}
+
 /// Why a column gave no field: its value could not be read (`E`, the source's own error), or
 /// was read but cannot be sent as its field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -108,7 +118,7 @@ fn integer(value: ValueRef) -> Result<i64, ValueProblem> {
                 "false" | "False" => Ok(0),
                 other => other
                     .parse()
-                    .map_err(|_| ValueProblem::NotANumber(text.to_string())),
+                    .map_err(|_| ValueProblem::NotANumber(shown(&text))),
             }
         }
         ValueRef::Blob(_) => Err(ValueProblem::BlobForNumber),
@@ -157,7 +167,7 @@ fn normalize_date(stored: &str) -> Result<Cow<'_, str>, ValueProblem> {
     }
     match clock::parse_wall_clock(trimmed) {
         Some(date) => Ok(Cow::Owned(date.format(DATE_FORMAT).to_string())),
-        None if impossible_date(trimmed) => Err(ValueProblem::NoSuchDate(stored.to_string())),
+        None if impossible_date(trimmed) => Err(ValueProblem::NoSuchDate(shown(stored))),
         None => Ok(Cow::Borrowed(stored)),
     }
 }
@@ -233,7 +243,7 @@ fn model(value: ValueRef) -> Result<i64, ValueProblem> {
                 Some(index) => Ok(index as i64),
                 None => trimmed
                     .parse()
-                    .map_err(|_| ValueProblem::NotAModel(name.to_string())),
+                    .map_err(|_| ValueProblem::NotAModel(shown(&name))),
             }
         }
     }
