@@ -634,6 +634,62 @@ fn sigterm_finishes_the_request_in_flight_and_exits_143() {
     );
 }
 
+/// A stop does not wait for a long search to end (or its deadline): the search is stopped at
+/// once, nothing is sent, and the exit says the signal (143), not a database error (3).
+#[test]
+fn sigterm_stops_a_long_search_at_once() {
+    let server = Server::start("127.0.0.1:0", |_| Reply::ok()).unwrap();
+    let test = many(200, &server.url("/"), "")
+        .write("keyhook.toml", "query_timeout = \"120s\"\n")
+        // 200^4 rows to count: minutes of work, far past the test's bound.
+        .search(
+            "all",
+            "(SELECT count(*) FROM LicenseKeys a, LicenseKeys b, LicenseKeys c, LicenseKeys d) > 0",
+        );
+    let child = test
+        .process(["run-task", "all"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_caught(child.id(), 15);
+    let stopping = Instant::now();
+    unsafe_kill(child.id(), "TERM");
+    let output = child.wait_with_output().unwrap();
+    let took = stopping.elapsed();
+    assert_eq!(output.status.code(), Some(143), "{output:?}");
+    assert!(
+        stderr(&output).contains("the search was stopped by SIGTERM before it ended"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(took < Duration::from_secs(60), "stopped after {took:?}");
+    assert_eq!(server.request_count(), 0);
+}
+
+/// Waits until process `pid` catches signal number `signal` (its handler is installed: the
+/// `SigCgt` mask of `/proc/<pid>/status`).
+fn wait_until_caught(pid: u32, signal: u32) {
+    let bit = 1u64 << (signal - 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & bit != 0);
+        if caught {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} never caught signal {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn unsafe_kill(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])

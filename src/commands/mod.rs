@@ -474,6 +474,12 @@ pub fn query_error(search: &Search, error: crate::licenses::query::QueryError) -
         search.name,
         search.path.display()
     );
+    if let crate::licenses::query::QueryError::Stopped(signal) = error {
+        return Error {
+            exit: Exit::Interrupted(signal),
+            inner: message,
+        };
+    }
     if error.is_search_fault() {
         Error::config(message)
     } else {

@@ -46,6 +46,10 @@ impl Stop {
             let _ = flag::register(signal, Arc::clone(own));
             let _ = flag::register(signal, Arc::clone(&stop.any));
         }
+        crate::licenses::query::watch_stop(
+            Arc::clone(&stop.interrupt),
+            Arc::clone(&stop.terminate),
+        );
         stop
     }
 

@@ -80,6 +80,9 @@ pub enum QueryError {
     Server { db: String, reason: String },
     #[error("the search ran longer than its deadline of {0:?} and was stopped")]
     Deadline(Duration),
+    /// SIGINT (2) or SIGTERM (15) came while it ran: nothing was recorded or sent.
+    #[error("the search was stopped by {} before it ended; nothing was sent", signal_name(*.0))]
+    Stopped(i32),
     #[error(
         "the search made a value longer than {} MiB, the limit for one value, and was stopped",
         MAX_VALUE_BYTES >> 20
@@ -103,6 +106,36 @@ impl QueryError {
                 | QueryError::Sql(_)
                 | QueryError::PgSql(_)
         )
+    }
+}
+
+/// The flags SIGINT and SIGTERM set (`commands::sending::Stop`), once a command has installed
+/// its handlers: a search checks them with its deadline, so a stop does not wait it out.
+static STOP_FLAGS: std::sync::OnceLock<(Arc<AtomicBool>, Arc<AtomicBool>)> =
+    std::sync::OnceLock::new();
+
+/// Lets running and later searches see SIGINT (`interrupt`) and SIGTERM (`terminate`). The
+/// first flags given stay: every handler installed since sets its own flags too.
+pub fn watch_stop(interrupt: Arc<AtomicBool>, terminate: Arc<AtomicBool>) {
+    let _ = STOP_FLAGS.set((interrupt, terminate));
+}
+
+/// The signal that asked for a stop, if one did: SIGTERM's 15 before SIGINT's 2.
+fn stop_signal() -> Option<i32> {
+    let (interrupt, terminate) = STOP_FLAGS.get()?;
+    if terminate.load(Ordering::Relaxed) {
+        Some(15)
+    } else if interrupt.load(Ordering::Relaxed) {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        15 => "SIGTERM",
+        _ => "SIGINT",
     }
 }
 
@@ -370,7 +403,7 @@ impl LicenseDb {
             4096,
             Some(move || {
                 let excluded = Duration::from_nanos(excluded.load(Ordering::Relaxed));
-                started.elapsed().saturating_sub(excluded) > deadline
+                started.elapsed().saturating_sub(excluded) > deadline || stop_signal().is_some()
             }),
         );
         paused
@@ -394,7 +427,10 @@ impl LicenseDb {
             rusqlite::Error::SqliteFailure(code, _)
                 if code.code == ErrorCode::OperationInterrupted =>
             {
-                QueryError::Deadline(self.deadline)
+                match stop_signal() {
+                    Some(signal) => QueryError::Stopped(signal),
+                    None => QueryError::Deadline(self.deadline),
+                }
             }
             rusqlite::Error::SqliteFailure(code, _)
                 if matches!(
