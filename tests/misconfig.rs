@@ -1052,3 +1052,26 @@ fn every_key_of_a_definition_that_does_not_fit_is_said_at_once_with_the_other_fi
         ],
     );
 }
+
+/// In one `run-due`, a configuration error said before the state turns out unusable keeps its
+/// exit (2, the more serious, as the README's order says), and both are said.
+#[test]
+fn run_due_keeps_a_configuration_error_said_before_the_state_fails() {
+    let test = Test::new()
+        .search("all", "ID > 0")
+        .write(
+            "tasks/t.toml",
+            "name = \"t\"\nsearch = \"all\"\nschedule = \"every 1 day\"\n\n\
+             [webhook]\nurl = \"http://127.0.0.1:9/\"\nsecret_env = \"KEYHOOK_TEST_UNSET_SECRET\"\n",
+        );
+    std::fs::create_dir(test.path("state-folder")).unwrap();
+    let output = test
+        .keyhook(["--state", "state-folder", "run-due"])
+        .env_remove("KEYHOOK_TEST_UNSET_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(text.contains("KEYHOOK_TEST_UNSET_SECRET"), "{text}");
+    assert!(text.contains("it is a folder, not a file"), "{text}");
+}

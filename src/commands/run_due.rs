@@ -28,15 +28,18 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         true => Exit::Success,
         false => Exit::Config,
     };
-    exit = exit.worst(retry::send_due(context, None, false, &said, &stop, out)?);
-    exit = exit.worst(dispatch_events(context, &said, &stop, out)?);
+    exit =
+        exit.worst(retry::send_due(context, None, false, &said, &stop, out).map_err(ending(exit))?);
+    exit = exit.worst(dispatch_events(context, &said, &stop, out).map_err(ending(exit))?);
     if tasks.is_empty() {
         return Ok(exit);
     }
-    let state = context.open_state()?;
+    let state = context.open_state().map_err(ending(exit))?;
     let now = context.clock.now();
     let stems: Vec<&str> = tasks.iter().map(|task| task.stem.as_str()).collect();
-    let known = state.see_tasks(&stems, now.timestamp())?;
+    let known = state
+        .see_tasks(&stems, now.timestamp())
+        .map_err(|error| ending(exit)(error.into()))?;
     drop(state);
     for task in tasks {
         if stop.exit().is_some() {
@@ -73,6 +76,15 @@ pub fn run(context: &Context, out: &mut impl Write) -> Result {
         });
     }
     Ok(exit.worst(stop.exit().unwrap_or(Exit::Success)))
+}
+
+/// An error that ends the call, keeping the exit of what was said before it when that is more
+/// serious (a configuration error said above, then a state that cannot be opened: exit 2).
+fn ending(exit: Exit) -> impl Fn(Error) -> Error {
+    move |mut error| {
+        error.exit = error.exit.worst(exit);
+        error
+    }
 }
 
 /// The lines of `error` that are not among the problems `said` already (a file's problems are
