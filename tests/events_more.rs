@@ -582,3 +582,37 @@ fn deliveries_for_a_url_taken_from_the_list_never_go_to_the_one_that_moves_up() 
     assert_eq!(dispatch(&test, 180).0, Some(0));
     assert_eq!(server.request_count(), 2, "the place follows its new URL");
 }
+
+/// A webhook whose file `check` refuses (here: a name another file has too, so neither is used)
+/// is listed as refused, not as active: nothing is sent for it.
+#[test]
+fn webhooks_list_shows_a_refused_file_as_refused() {
+    let test = with_hook("http://127.0.0.1:9/", "[\"license.*\"]", "").write(
+        "webhooks/copy.toml",
+        "name = \"hook\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"license.*\"]\nsecret = \"s3cret\"\n",
+    );
+    let (code, table) = run(&test, ["webhooks", "list"]);
+    assert_eq!(code, Some(0), "{table}");
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|line| line.trim_start().starts_with("hook "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows.iter()
+            .all(|row| row.contains("REFUSED") && !row.contains("active")),
+        "{table}"
+    );
+    let output = test
+        .keyhook(["webhooks", "list", "--json"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let statuses: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hook| hook["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["refused", "refused"]);
+}

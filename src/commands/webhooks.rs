@@ -21,7 +21,7 @@ pub fn list(context: &Context, args: &WebhooksListArgs, out: &mut impl Write) ->
     if args.json {
         let list: Vec<serde_json::Value> = webhooks
             .iter()
-            .map(|w| as_json(w, &history.of(w)))
+            .map(|w| as_json(w, &history.of(w), refused(context, w)))
             .collect();
         writeln!(out, "{}", serde_json::Value::Array(list))?;
         return success();
@@ -103,13 +103,13 @@ fn row(context: &Context, webhook: &EventWebhook, seen: &Seen) -> Vec<String> {
         url,
         webhook.environment.to_string(),
         webhook.events.len().to_string(),
-        status(webhook, seen),
+        status(webhook, seen, refused(context, webhook)),
         last,
         failures,
     ]
 }
 
-fn as_json(webhook: &EventWebhook, seen: &Seen) -> serde_json::Value {
+fn as_json(webhook: &EventWebhook, seen: &Seen, refused: bool) -> serde_json::Value {
     let urls: Vec<String> = webhook.urls.iter().map(|url| shown_url(url)).collect();
     let (last, failures, gone) = match seen {
         Seen::Unknown => (None, None, None),
@@ -126,7 +126,11 @@ fn as_json(webhook: &EventWebhook, seen: &Seen) -> serde_json::Value {
         "urls": urls,
         "environment": webhook.environment,
         "events": webhook.events,
-        "status": if webhook.enabled { "active" } else { "inactive" },
+        "status": match (refused, webhook.enabled) {
+            (true, _) => "refused",
+            (false, true) => "active",
+            (false, false) => "inactive",
+        },
         "urls_disabled_by_410": gone,
         "format": webhook.format,
         "description": webhook.description,
@@ -185,7 +189,16 @@ impl History {
 
 /// `active` or `inactive` as its file says, and whether a 410 Gone disabled its URLs (as
 /// `status` says it).
-fn status(webhook: &EventWebhook, seen: &Seen) -> String {
+/// Whether the webhook's file has a problem (`check` says which), so that nothing is sent for
+/// it: a file with a duplicate name, say, where neither file is used.
+fn refused(context: &Context, webhook: &EventWebhook) -> bool {
+    !context.definitions.problems_in(&webhook.path).is_empty()
+}
+
+fn status(webhook: &EventWebhook, seen: &Seen, refused: bool) -> String {
+    if refused {
+        return "REFUSED (see `keyhook check`)".into();
+    }
     if !webhook.enabled {
         return "inactive".into();
     }
