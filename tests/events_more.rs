@@ -615,4 +615,18 @@ fn webhooks_list_shows_a_refused_file_as_refused() {
         .map(|hook| hook["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["refused", "refused"]);
+    // `dispatch` says every webhook problem, not the first file's alone.
+    let test = test.write(
+        "webhooks/typo.toml",
+        "name = \"typo\"\nurl = \"http://127.0.0.1:9/\"\nevents = [\"licence_released\"]\nsecret = \"s\"\n",
+    );
+    let (code, text) = run(&test, ["dispatch"]);
+    assert_eq!(code, Some(2), "{text}");
+    for file in ["copy.toml", "hook.toml", "typo.toml"] {
+        assert!(
+            text.contains(&format!("webhooks/{file}: field")),
+            "{file}: {text}"
+        );
+    }
+    assert!(text.contains("nothing is dispatched until"), "{text}");
 }

@@ -69,8 +69,23 @@ impl Dispatcher {
     /// (said) when there is nothing to dispatch: no webhook, or events not installed.
     pub fn new(context: &Context, out: &mut impl Write) -> Result<Option<Dispatcher>> {
         let definitions = &context.definitions;
-        for webhook in &definitions.webhooks {
-            context.ensure_valid(&webhook.path)?;
+        // A loaded webhook with a problem (a name another file has too): nothing is taken or
+        // sent, and every webhook problem is said, not the first file's alone.
+        if definitions
+            .webhooks
+            .iter()
+            .any(|webhook| !definitions.problems_in(&webhook.path).is_empty())
+        {
+            let lines: Vec<String> = definitions
+                .webhook_problems()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            return Err(Error::config(anyhow!(
+                "{}\nnothing is dispatched until the webhook files are fixed (`keyhook check` \
+                 lists every problem); the events wait in the outbox",
+                lines.join("\n")
+            )));
         }
         let environment = context.environment();
         let catalog = definitions.catalog.clone();
