@@ -114,32 +114,36 @@ fn folder_problem(path: &Path) -> Option<String> {
 /// ("could not read secret_file <path>: <this>").
 pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let not_regular = || {
-        std::io::Error::new(
-            ErrorKind::InvalidInput,
-            "not a regular file (a FIFO, a device or a folder): point it at a regular file",
-        )
-    };
+    let refused = |why: Refused| std::io::Error::new(ErrorKind::InvalidInput, why);
     // Looked at before it is opened: opening a FIFO waits for a writer.
     if !std::fs::metadata(path)?.is_file() {
-        return Err(not_regular());
+        return Err(refused(Refused::NotRegular));
     }
     let file = std::fs::File::open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(not_regular());
+        return Err(refused(Refused::NotRegular));
     }
     let mut bytes = Vec::new();
     file.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
-        return Err(std::io::Error::new(
-            ErrorKind::InvalidData,
-            format!(
-                "longer than {}, far beyond what it should hold: is it the right file?",
-                size(max)
-            ),
-        ));
+        return Err(refused(Refused::TooLong(size(max))));
     }
     Ok(bytes)
+}
+
+/// Why [`read_regular`] refused a file, carried inside the `io::Error` it returns (see
+/// [`refusal`]), so that a caller can word it its own way.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("not a regular file (a FIFO, a device or a folder): point it at a regular file")]
+    NotRegular,
+    #[error("longer than {0}, far beyond what it should hold: is it the right file?")]
+    TooLong(String),
+}
+
+/// The refusal inside an error of [`read_regular`], if it was one (not the system's error).
+pub fn refusal(error: &std::io::Error) -> Option<&Refused> {
+    error.get_ref()?.downcast_ref()
 }
 
 /// [`read_regular`], as UTF-8 text.

@@ -674,12 +674,7 @@ fn wait_until_caught(pid: u32, signal: u32) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let caught = status
-            .lines()
-            .find_map(|line| line.strip_prefix("SigCgt:"))
-            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-            .is_some_and(|mask| mask & bit != 0);
-        if caught {
+        if mask_has(&status, &["SigCgt:"], bit) {
             return;
         }
         assert!(
@@ -715,13 +710,18 @@ fn pending(pid: u32, bit: u64) -> bool {
     };
     tasks.flatten().any(|task| {
         let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        status.lines().any(|line| {
-            let mask = line
-                .strip_prefix("SigPnd:")
-                .or_else(|| line.strip_prefix("ShdPnd:"));
-            mask.and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-                .is_some_and(|mask| mask & bit != 0)
-        })
+        mask_has(&status, &["SigPnd:", "ShdPnd:"], bit)
+    })
+}
+
+/// Whether one of the signal masks `fields` of a `/proc` status text has `bit` set.
+fn mask_has(status: &str, fields: &[&str], bit: u64) -> bool {
+    status.lines().any(|line| {
+        fields
+            .iter()
+            .find_map(|field| line.strip_prefix(field))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & bit != 0)
     })
 }
 

@@ -579,20 +579,18 @@ const MAX_DEFINITION_BYTES: u64 = 4 << 20;
 /// A definition file's text. Only a regular file (or a link to one) is read: a FIFO or a
 /// device named `*.toml` would hang `run-due` (every minute, from cron) or fill the memory.
 fn read_definition(path: &Path) -> Result<String, String> {
+    use crate::file_access::{Refused, read_regular, refusal};
     let bytes =
-        crate::file_access::read_regular(path, MAX_DEFINITION_BYTES).map_err(
-            |error| match error.kind() {
-                std::io::ErrorKind::InvalidInput => "is not a regular file (a FIFO, a device or a \
-                 folder); keyhook reads definitions from regular files only: remove it or \
-                 rename it"
-                    .into(),
-                std::io::ErrorKind::InvalidData => format!(
-                    "is longer than {} MiB, far beyond any definition; is it the right file?",
-                    MAX_DEFINITION_BYTES >> 20
-                ),
-                _ => format!("could not read the file: {error}"),
-            },
-        )?;
+        read_regular(path, MAX_DEFINITION_BYTES).map_err(|error| match refusal(&error) {
+            Some(Refused::NotRegular) => "is not a regular file (a FIFO, a device or a folder); \
+             keyhook reads definitions from regular files only: remove it or rename it"
+                .into(),
+            Some(Refused::TooLong(_)) => format!(
+                "is longer than {} MiB, far beyond any definition; is it the right file?",
+                MAX_DEFINITION_BYTES >> 20
+            ),
+            None => format!("could not read the file: {error}"),
+        })?;
     String::from_utf8(bytes).map_err(|error| {
         format!(
             "could not read the file: it is not UTF-8 text (byte {} is not)",
