@@ -583,6 +583,17 @@ fn state_migrate_moves_history_and_pending_deliveries_once() {
         requests[4..].iter().all(|id| before.contains(id)),
         "the same ids"
     );
+    // And the same bytes: the SQLite state stored them packed, the server holds them as sent.
+    let sent = server.requests();
+    for again in &sent[4..] {
+        let id = again.header("X-Keyhook-Delivery");
+        let first = sent[..4]
+            .iter()
+            .find(|r| r.header("X-Keyhook-Delivery") == id)
+            .unwrap();
+        assert_eq!(again.body, first.body, "{id:?}");
+        assert!(again.body.starts_with(b"{\"Name\":"), "{id:?}");
+    }
     let status = stdout(&test.keyhook(["status"]).output().unwrap());
     assert!(status.contains("┆ 4 "), "{status}");
     assert!(

@@ -5,6 +5,7 @@
 
 mod convert;
 mod json;
+mod packed;
 
 use std::borrow::Cow;
 
@@ -14,6 +15,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use super::schema::{Kind, LICENSE_INFO};
 
 pub use convert::{FieldError, FieldRef, ValueProblem, read_fields};
+pub use packed::{Damaged, length_sql, pack_body, unpack_body};
 
 /// One `LicenseInfo` value.
 #[derive(Debug, Clone, PartialEq, Eq)]

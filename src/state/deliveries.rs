@@ -14,6 +14,21 @@ pub use log::{AttemptEntry, BadRowEntry, LogEntry, LogFilter};
 pub use recording::RunRecorder;
 pub(super) use recording::{RECORDED, bodies_sql, next_seq};
 
+/// Column `index` of `row`, a body as the SQLite state stores it, as it is sent (unpacked:
+/// see [`pack_body`](crate::licenses::license_info::pack_body)). Not a blob: SQLite's own
+/// error for a column that is not bytes.
+pub(super) fn stored_body(row: &rusqlite::Row, index: usize) -> rusqlite::Result<Vec<u8>> {
+    use rusqlite::types::{Type, ValueRef};
+    match row.get_ref(index)? {
+        ValueRef::Blob(stored) => crate::licenses::license_info::unpack_body(stored)
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|damaged| {
+                rusqlite::Error::FromSqlConversionFailure(index, Type::Blob, Box::new(damaged))
+            }),
+        _ => row.get(index),
+    }
+}
+
 /// What happened to a delivery so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

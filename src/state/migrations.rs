@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StateError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     r#"
 CREATE TABLE tasks (
     task          TEXT PRIMARY KEY,   -- the task file's stem
@@ -201,6 +201,11 @@ CREATE INDEX runs_recording ON runs (task) WHERE recording IS NOT NULL;
     // `status` does not call a webhook that was delivered to "never".
     r#"
 ALTER TABLE webhook_sources ADD COLUMN last_delivered INTEGER;
+"#,
+    r#"
+-- No change to the tables: from this version on a task's body may be stored packed
+-- (`src/licenses/license_info/packed.rs`), which an earlier keyhook would send as it is
+-- stored. The version makes an earlier keyhook refuse this file (`TooNew`) instead.
 "#,
 ];
 

@@ -11,7 +11,7 @@ use crate::json::{push_str, push_utf8};
 use crate::licenses::schema::{Kind, LICENSE_INFO};
 
 /// What goes before each field's value: `{"LicenseUpdatedOnServer":`, then `,"Name":`.
-static KEYS: LazyLock<Vec<Box<[u8]>>> = LazyLock::new(|| {
+pub(super) static KEYS: LazyLock<Vec<Box<[u8]>>> = LazyLock::new(|| {
     let keys = LICENSE_INFO.iter().enumerate();
     // Field names are ASCII letters: nothing to escape.
     let key = |(index, (name, _)): (usize, &(&str, _))| {

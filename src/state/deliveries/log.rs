@@ -3,6 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{RECORDED, Status};
+use crate::licenses::license_info::length_sql;
 use crate::state::rows::{self, ATTEMPT, BAD_ROW, LOG_ENTRY};
 use crate::state::{StateDb, StateError};
 
@@ -82,7 +83,7 @@ impl StateDb {
         let mut statement = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {LOG_ENTRY}, (SELECT length(body) FROM delivery_bodies AS b WHERE b.seq = d.seq),
+                "SELECT {LOG_ENTRY}, (SELECT {length} FROM delivery_bodies AS b WHERE b.seq = d.seq),
                         CASE WHEN order_key IS NOT NULL AND status IN ('pending', 'failed') THEN
                             (SELECT e.id FROM deliveries AS e
                              WHERE e.task = d.task AND e.order_key = d.order_key
@@ -95,7 +96,8 @@ impl StateDb {
                    AND (?3 IS NULL OR created_at >= ?3)
                    AND (?5 IS NULL OR task = ?5 OR substr(task, 1, length(?5) + 1) = ?5 || '#')
                    AND (?6 IS NULL OR event_type = ?6) AND {RECORDED}
-                 ORDER BY seq DESC LIMIT ?4"
+                 ORDER BY seq DESC LIMIT ?4",
+                length = length_sql("body")
             ))
             .map_err(|e| self.error(e))?;
         let status = filter.status.map(Status::as_str);
@@ -156,7 +158,7 @@ impl StateDb {
             .query_row(
                 "SELECT body FROM delivery_bodies WHERE seq = (SELECT seq FROM deliveries WHERE id = ?1)",
                 [delivery_id],
-                |row| row.get(0),
+                |row| super::stored_body(row, 0),
             )
             .optional()
             .map_err(|e| self.error(e))

@@ -104,7 +104,7 @@ impl StateDb {
                     task: row.get(2)?,
                     license_id: row.get(3)?,
                     activation_key: row.get(4)?,
-                    body: row.get(5)?,
+                    body: super::stored_body(row, 5)?,
                     attempts: row.get(6)?,
                     created_at: row.get(7)?,
                     event_type: row.get(8)?,

@@ -25,10 +25,11 @@ enum Kind {
     Int,
     Text,
     Bool,
-    Bytes,
+    /// A delivery's body, as it is sent: the SQLite state stores it packed.
+    Body,
 }
 
-use Kind::{Bool, Bytes, Int, Text};
+use Kind::{Body, Bool, Int, Text};
 
 /// A table `state migrate` copies, row by row, keys kept.
 struct Table {
@@ -97,7 +98,7 @@ const DELIVERIES: Table = Table {
         ("task", Text),
         ("license_id", Int),
         ("activation_key", Text),
-        ("body", Bytes),
+        ("body", Body),
         ("status", Text),
         ("attempts", Int),
         ("created_at", Int),
@@ -337,6 +338,9 @@ fn value(row: &rusqlite::Row, index: usize, kind: Kind) -> rusqlite::Result<Box<
         Int => Box::new(row.get::<_, Option<i64>>(index)?),
         Text => Box::new(row.get::<_, Option<String>>(index)?),
         Bool => Box::new(row.get::<_, Option<bool>>(index)?),
-        Bytes => Box::new(row.get::<_, Option<Vec<u8>>>(index)?),
+        Body => match row.get_ref(index)? {
+            rusqlite::types::ValueRef::Null => Box::new(None::<Vec<u8>>),
+            _ => Box::new(Some(crate::state::deliveries::stored_body(row, index)?)),
+        },
     })
 }

@@ -318,3 +318,76 @@ fn a_delivered_row_keeps_its_size_so_it_is_rewritten_in_place() {
         "the deliveries' bytes and pages, pending and then delivered"
     );
 }
+
+#[test]
+fn a_task_body_is_stored_packed_and_read_back_as_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+    use crate::licenses::license_info::{Field, LicenseInfo};
+    use crate::licenses::schema::{Kind, LICENSE_INFO};
+    let values = LICENSE_INFO
+        .iter()
+        .enumerate()
+        .map(|(index, (_, kind))| match kind {
+            Kind::Bool => Field::Bool(index % 2 == 0),
+            Kind::Text => Field::Text(format!("Ólafur \"{index}\",")),
+            Kind::Int | Kind::Model => Field::Int(index as i64 - 3),
+            Kind::Date => Field::Date((index % 2 == 0).then(|| "2026-01-31T08:00:00".into())),
+        });
+    let mut info = Vec::new();
+    LicenseInfo::from_fields(values.collect()).write_json(&mut info);
+    let envelope = crate::delivery::payload::Envelope::new("Renewals", "crm \"1\"");
+    let body = envelope.parts(&info).concat();
+    let event = br#"{"event":"license.created"}"#;
+    let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
+    run.add("msg_a", 1, "K1", &envelope.parts(&info)).unwrap();
+    run.add("msg_b", 2, "K2", &[event]).unwrap();
+    let run_id = run.commit(2).unwrap();
+    let stored: Vec<(Vec<u8>,)> = state
+        .conn
+        .prepare("SELECT body FROM delivery_bodies ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?,)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(stored[0].0.len() * 2 < body.len(), "packed");
+    assert_eq!(stored[1].0, event, "any other body as it is");
+    let claimed = state.claim(Queue::Run("t", run_id), "a", 1000, 10).unwrap();
+    let bodies: Vec<&[u8]> = claimed.iter().map(|c| c.body.as_slice()).collect();
+    assert_eq!(bodies, [body.as_slice(), event.as_slice()]);
+    assert_eq!(state.body("msg_a").unwrap().unwrap(), body);
+    assert_eq!(state.body("msg_b").unwrap().unwrap(), event);
+    let log = state.log(&Default::default()).unwrap();
+    let bytes: Vec<_> = log.iter().map(|entry| entry.bytes).collect();
+    assert_eq!(
+        bytes,
+        [event.len() as i64, body.len() as i64],
+        "log counts the bytes sent"
+    );
+    // A packed body damaged on disk is an error that says so, never other bytes sent.
+    state
+        .conn
+        .execute(
+            "UPDATE delivery_bodies SET body = substr(body, 1, 40) WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+    state.release_claims("t", None).unwrap();
+    let error = state
+        .claim(Queue::Run("t", run_id), "b", 1000, 10)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("state database"), "{error}");
+    let error = state.body("msg_a").unwrap_err();
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        chain = format!("{chain}: {cause}");
+        source = cause.source();
+    }
+    assert!(
+        chain.contains("a stored body is damaged (cut short)"),
+        "{chain}"
+    );
+}
