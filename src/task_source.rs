@@ -15,7 +15,7 @@ use crate::delivery::record::{NewRun, Recorder, Subject};
 use crate::delivery::signature::Signer;
 use crate::delivery::target::{Endpoint, Target};
 use crate::licenses::database::LicenseDatabase;
-use crate::licenses::license_info::{LicenseRow, RowError};
+use crate::licenses::license_info::{LicenseRow, PackedInfo, RowError};
 use crate::licenses::query::QueryError;
 use crate::state::{State, StateError};
 
@@ -107,13 +107,14 @@ pub fn record(
     };
     let mut recorder = Recorder::begin(state, &new_run)?;
     let sends = recorder.sends();
+    let packs = recorder.packs();
     let envelope = Envelope::new(&task.name, &task.webhook.user_data);
     let mut recorded = Recorded::default();
     let (batches, arrived) = mpsc::sync_channel(BATCHES_AHEAD);
     let (matched, stored) = std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
             .name("keyhook-reader".into())
-            .spawn_scoped(scope, move || read(db, run, sends, batches))
+            .spawn_scoped(scope, move || read(db, run, sends, packs, batches))
             .map_err(|error| RecordError::Thread { error })?;
         let stored = store(&mut recorder, &mut recorded, &envelope, arrived);
         let matched = match reader.join() {
@@ -142,6 +143,9 @@ struct Batch {
     keys: String,
     infos: Vec<u8>,
     items: Vec<Item>,
+    /// Whether each `LicenseInfo` goes into `infos` packed (see [`PackedInfo`]), as the store
+    /// keeps it, rather than as JSON.
+    packs: bool,
 }
 
 /// A match, ready to store; its text in its [`Batch`].
@@ -150,17 +154,20 @@ enum Item {
         license_id: i64,
         activation_key: Range<usize>,
         info: Range<usize>,
+        /// Packed: its length as JSON. `None`: `info` is the JSON.
+        packed: Option<usize>,
     },
     Bad(RowError),
 }
 
 impl Batch {
-    fn new() -> Batch {
+    fn new(packs: bool) -> Batch {
         Batch {
             keys: String::with_capacity(BATCH * 32),
-            // A QLM license's `LicenseInfo` takes about 1.2 KB.
-            infos: Vec::with_capacity(BATCH * 1280),
+            // A QLM license's `LicenseInfo` takes about 1.2 KB as JSON, half that packed.
+            infos: Vec::with_capacity(BATCH * if packs { 640 } else { 1280 }),
             items: Vec::with_capacity(BATCH),
+            packs,
         }
     }
 
@@ -169,11 +176,18 @@ impl Batch {
         self.keys.push_str(license.activation_key());
         let activation_key = start..self.keys.len();
         let start = self.infos.len();
-        self.infos.extend_from_slice(license.info_json());
+        let packed = match self.packs {
+            true => license.push_packed(&mut self.infos),
+            false => None,
+        };
+        if packed.is_none() {
+            self.infos.extend_from_slice(license.info_json());
+        }
         self.items.push(Item::License {
             license_id: license.id,
             activation_key,
             info: start..self.infos.len(),
+            packed,
         });
     }
 }
@@ -184,9 +198,10 @@ fn read(
     db: &mut dyn LicenseDatabase,
     run: &TaskRun,
     sends: bool,
+    packs: bool,
     batches: mpsc::SyncSender<Batch>,
 ) -> Result<u64, QueryError> {
-    let mut batch = Batch::new();
+    let mut batch = Batch::new(packs);
     let mut open = true;
     let mut each = |row: Result<LicenseRow, RowError>| {
         match row {
@@ -195,7 +210,7 @@ fn read(
             Err(bad) => batch.items.push(Item::Bad(bad)),
         }
         if batch.items.len() == BATCH {
-            let full = std::mem::replace(&mut batch, Batch::new());
+            let full = std::mem::replace(&mut batch, Batch::new(packs));
             open = batches.send(full).is_ok();
         }
         open
@@ -222,12 +237,24 @@ fn store(
                     license_id,
                     activation_key,
                     info,
+                    packed,
                 } => {
                     let subject = Subject {
                         license_id,
                         activation_key: &batch.keys[activation_key],
                     };
-                    recorder.add_parts(subject, &envelope.parts(&batch.infos[info]))?;
+                    let info = &batch.infos[info];
+                    match packed {
+                        Some(json_len) => {
+                            let [head, _, tail] = envelope.parts(&[]);
+                            let info = PackedInfo {
+                                values: info,
+                                json_len,
+                            };
+                            recorder.add_packed(subject, head, info, tail)?
+                        }
+                        None => recorder.add_parts(subject, &envelope.parts(info))?,
+                    }
                 }
                 Item::Bad(bad) => add_bad(recorder, recorded, bad)?,
             }

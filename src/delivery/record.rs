@@ -3,6 +3,7 @@
 //! commits (one transaction; on a SQLite state, a big run in marked pieces: see `RunRecorder`).
 
 use super::id;
+use crate::licenses::license_info::PackedInfo;
 use crate::state::deliveries::RunRecorder;
 use crate::state::postgres::PgRecorder;
 use crate::state::{State, StateError};
@@ -63,6 +64,12 @@ impl Recorder<'_> {
         self.sends
     }
 
+    /// Whether the state keeps a task's bodies packed ([`Recorder::add_packed`]): a SQLite
+    /// state does, a PostgreSQL one keeps them as they are sent.
+    pub fn packs(&self) -> bool {
+        matches!(self.run, Recording::Sqlite(_))
+    }
+
     /// Records one pending delivery of `body`, under a new delivery id.
     pub fn add(&mut self, subject: Subject, body: &[u8]) -> Result<(), StateError> {
         self.add_parts(subject, &[body])
@@ -78,6 +85,27 @@ impl Recorder<'_> {
         match &mut self.run {
             Recording::Sqlite(run) => run.add(&id, license_id, key, body),
             Recording::Postgres(run) => run.add(&id, license_id, key, &body.concat()),
+        }
+    }
+
+    /// [`Recorder::add_parts`] for a license's body given as its envelope's `head` and `tail`
+    /// around its `LicenseInfo` packed ([`Recorder::packs`]).
+    pub fn add_packed(
+        &mut self,
+        subject: Subject,
+        head: &[u8],
+        info: PackedInfo,
+        tail: &[u8],
+    ) -> Result<(), StateError> {
+        if !self.sends {
+            return Ok(());
+        }
+        let (id, license_id, key) = (id::new(), subject.license_id, subject.activation_key);
+        match &mut self.run {
+            Recording::Sqlite(run) => run.add_packed(&id, license_id, key, head, info, tail),
+            Recording::Postgres(_) => {
+                unreachable!("a PostgreSQL state is given bodies whole (Recorder::packs)")
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 
-use super::license_info::{License, LicenseRow, RowError};
+use super::license_info::{InfoBuffer, License, LicenseRow, RowError};
 use super::macros::Template;
 use super::query::{LicenseDb, QueryError};
 
@@ -69,7 +69,7 @@ pub trait LicenseDatabase: Send {
         values: &[NaiveDateTime],
         each: &mut dyn FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
-        let mut info = Vec::new();
+        let mut info = InfoBuffer::default();
         self.each_row(template, values, &mut |license| match license {
             Ok(license) => each(Ok(license.as_row(&mut info))),
             Err(bad) => each(Err(bad)),

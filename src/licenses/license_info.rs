@@ -15,7 +15,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use super::schema::{Kind, LICENSE_INFO};
 
 pub use convert::{FieldError, FieldRef, ValueProblem, read_fields};
-pub use packed::{Damaged, length_sql, pack_body, unpack_body};
+pub use packed::{Damaged, PackedInfo, length_sql, pack_body, unpack_body};
 
 /// One `LicenseInfo` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,31 @@ pub struct LicenseRow<'a> {
     pub id: i64,
     activation_key: Cow<'a, str>,
     info: &'a [u8],
+    /// Where each field's value starts in `info`, in [`LICENSE_INFO`]'s order.
+    starts: &'a [u32],
+}
+
+/// Where [`LicenseRow`]s are written, one after the other: a row's `LicenseInfo` as JSON, and
+/// where each of its values starts (to store it packed: see [`PackedInfo`]).
+#[derive(Debug, Default)]
+pub struct InfoBuffer {
+    json: Vec<u8>,
+    starts: Vec<u32>,
+}
+
+impl InfoBuffer {
+    /// A buffer for `LicenseInfo` objects of about `bytes` bytes.
+    pub fn with_capacity(bytes: usize) -> InfoBuffer {
+        InfoBuffer {
+            json: Vec::with_capacity(bytes),
+            starts: Vec::with_capacity(LICENSE_INFO.len()),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.json.clear();
+        self.starts.clear();
+    }
 }
 
 impl LicenseRow<'_> {
@@ -59,6 +84,13 @@ impl LicenseRow<'_> {
     /// `LicenseInfo` as a JSON object, byte for byte as serde_json writes [`LicenseInfo`].
     pub fn info_json(&self) -> &[u8] {
         self.info
+    }
+
+    /// Appends `LicenseInfo`'s values to `out` as a packed body holds them (its keys left
+    /// out: see [`PackedInfo`]) and returns the object's length as JSON; `None`, with nothing
+    /// written, if it cannot be packed (then it is stored as [`LicenseRow::info_json`]).
+    pub fn push_packed(&self, out: &mut Vec<u8>) -> Option<usize> {
+        packed::push_values(self.info, self.starts, out).then_some(self.info.len())
     }
 }
 
@@ -115,10 +147,11 @@ impl License {
 }
 
 impl License {
-    /// The license as [`LicenseRow`], its `LicenseInfo` written to `info`.
-    pub fn as_row<'a>(&'a self, info: &'a mut Vec<u8>) -> LicenseRow<'a> {
-        info.clear();
-        self.info.write_json(info);
+    /// The license as [`LicenseRow`], its `LicenseInfo` written to `buffer`.
+    pub fn as_row<'a>(&'a self, buffer: &'a mut InfoBuffer) -> LicenseRow<'a> {
+        buffer.clear();
+        self.info
+            .write_json_marking(&mut buffer.json, Some(&mut buffer.starts));
         let activation_key = match self.info.get("ActivationKey") {
             Some(Field::Text(key)) => Cow::Borrowed(key.as_str()),
             _ => Cow::Borrowed(""),
@@ -126,17 +159,18 @@ impl License {
         LicenseRow {
             id: self.id,
             activation_key,
-            info,
+            info: &buffer.json,
+            starts: &buffer.starts,
         }
     }
 }
 
 impl<'a> LicenseRow<'a> {
     /// Reads a row as [`License::from_row`] does (the same bad rows, the same errors),
-    /// writing its `LicenseInfo` to `info` as each value is read.
+    /// writing its `LicenseInfo` to `buffer` as each value is read.
     pub fn from_row(
         row: &'a rusqlite::Row,
-        info: &'a mut Vec<u8>,
+        buffer: &'a mut InfoBuffer,
     ) -> Result<LicenseRow<'a>, RowError> {
         let id = row_id(row)?;
         // Searches filter on it; it is not sent, but a row it cannot be read from is bad.
@@ -146,12 +180,14 @@ impl<'a> LicenseRow<'a> {
             date.map(drop).map_err(|problem| problem.to_string())
         });
         expiry.map_err(|problem| bad(row, id, "SubscriptionExpiryDate", problem))?;
-        info.clear();
+        buffer.clear();
+        let InfoBuffer { json: info, starts } = buffer;
         let mut activation_key = Cow::Borrowed("");
         for (offset, (name, kind)) in LICENSE_INFO.iter().enumerate() {
             let value = row.get_ref(FIRST_INFO_COLUMN + offset);
             let value = value.map_err(|error| bad(row, id, name, error.to_string()))?;
             json::key(info, offset);
+            starts.push(info.len() as u32);
             let written = match offset {
                 ACTIVATION_KEY => convert::convert_ref(value, *kind).map(|field| {
                     json::value(info, &field);
@@ -168,6 +204,7 @@ impl<'a> LicenseRow<'a> {
             id,
             activation_key,
             info,
+            starts,
         })
     }
 }
@@ -257,8 +294,16 @@ impl LicenseInfo {
 
     /// Writes the `LicenseInfo` as the JSON object a body holds.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_marking(out, None);
+    }
+
+    /// [`LicenseInfo::write_json`], noting in `starts` where each value starts in `out`.
+    fn write_json_marking(&self, out: &mut Vec<u8>, mut starts: Option<&mut Vec<u32>>) {
         for (index, (_, value)) in self.fields().enumerate() {
             json::key(out, index);
+            if let Some(starts) = starts.as_deref_mut() {
+                starts.push(out.len() as u32);
+            }
             json::value(out, &value.as_ref());
         }
         json::close(out);

@@ -12,7 +12,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{CachedStatement, Connection, ErrorCode, Statement};
 
 use super::date_text::DateText;
-use super::license_info::{License, LicenseRow, RowError};
+use super::license_info::{InfoBuffer, License, LicenseRow, RowError};
 use super::macros::{DATE_FORMAT, Template};
 use super::open::{MAX_HEAP_BYTES, MAX_VALUE_BYTES};
 use super::refusal::Refusal;
@@ -269,7 +269,7 @@ impl LicenseDb {
         mut each: impl FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
         // One buffer for every row's `LicenseInfo`: a row is done with before the next.
-        let mut info = Vec::with_capacity(2048);
+        let mut info = InfoBuffer::with_capacity(2048);
         let first = self.rowids_at_once;
         self.each_raw(template, values, first, |row| {
             each(LicenseRow::from_row(row, &mut info))

@@ -7,8 +7,10 @@
 //! Packed, a body is [`TAG`], its length as [`LENGTH_DIGITS`] ASCII digits (SQL reads it
 //! there: `log` shows it without unpacking), then, each as a LEB128 length and its bytes: the
 //! envelope's head (up to the `LicenseInfo` object), every field's value in order, and the
-//! envelope's tail (after the object). Any other body (an event's, a `LicenseInfo` whose keys
-//! are not these) is stored as it is: a JSON body starts with `{`, never with [`TAG`].
+//! envelope's tail (after the object). The values are cut where the row's reader wrote them
+//! ([`super::InfoBuffer`] notes where each starts), not found again by parsing the JSON. Any
+//! other body (an event's) is stored as it is: a JSON body starts with `{`, never with
+//! [`TAG`].
 //!
 //! [`TAG`] stands for [`LICENSE_INFO`]'s names as they are now (a test holds them by their
 //! SHA-256): a change to them needs a new tag, and the old names kept to unpack what older
@@ -20,38 +22,60 @@ use super::json::KEYS;
 
 /// The first byte of a packed body.
 const TAG: u8 = 0x01;
-/// How many ASCII digits hold the unpacked length, after [`TAG`].
-const LENGTH_DIGITS: usize = 8;
-/// The longest body that is packed: its length fits in [`LENGTH_DIGITS`] digits.
-const LONGEST: usize = 99_999_999;
+/// How many ASCII digits hold the unpacked length, after [`TAG`]: more than any body SQLite
+/// can hold (a blob is at most 2^31 - 1 bytes).
+const LENGTH_DIGITS: usize = 10;
 
 /// Why a stored body cannot be read: a packed body that is cut short or altered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a stored body is damaged ({0}); the delivery cannot be sent as it was recorded")]
 pub struct Damaged(&'static str);
 
-/// Appends the body `pieces` (end to end) to `out`: packed when they are an envelope's head, a
-/// `LicenseInfo` object as [`super::LicenseRow`] writes it, and its tail; else as they are.
-pub fn pack_body(pieces: &[&[u8]], out: &mut Vec<u8>) {
-    let start = out.len();
-    if let [head, info, tail] = pieces
-        && pack(head, info, tail, out)
-    {
-        return;
-    }
-    out.truncate(start);
-    for piece in pieces {
-        out.extend_from_slice(piece);
-    }
+/// A `LicenseInfo` object as a packed body holds it: its values (each a LEB128 length and its
+/// bytes, in [`LICENSE_INFO`]'s order, as [`LicenseRow::push_packed`] writes them) and its
+/// length as JSON.
+///
+/// [`LicenseRow::push_packed`]: super::LicenseRow::push_packed
+#[derive(Debug, Clone, Copy)]
+pub struct PackedInfo<'a> {
+    pub values: &'a [u8],
+    pub json_len: usize,
 }
 
-/// Appends the packed body; `false` (with `out` part written) when `info` is not a
-/// `LicenseInfo` object with [`LICENSE_INFO`]'s keys in order.
-fn pack(head: &[u8], info: &[u8], tail: &[u8], out: &mut Vec<u8>) -> bool {
-    let length = head.len() + info.len() + tail.len();
-    if length > LONGEST {
+/// Appends the values of the `LicenseInfo` object `info` to `out`, without their keys: each
+/// starts at its offset in `starts` and ends where the next key starts (the last, before the
+/// object's `}`). `false`, with nothing written, when `starts` is not one offset per field in
+/// order within `info`.
+pub(super) fn push_values(info: &[u8], starts: &[u32], out: &mut Vec<u8>) -> bool {
+    let keys: &[Box<[u8]>] = &KEYS;
+    if starts.len() != keys.len() || info.len() > u32::MAX as usize || info.last() != Some(&b'}') {
         return false;
     }
+    let written = out.len();
+    out.reserve(info.len());
+    for (index, &start) in starts.iter().enumerate() {
+        let end = match (starts.get(index + 1), keys.get(index + 1)) {
+            (Some(&next), Some(key)) => (next as usize).checked_sub(key.len()),
+            _ => Some(info.len() - 1),
+        };
+        match end {
+            Some(end) if start as usize <= end && end <= info.len() => {
+                debug_assert!(info[..start as usize].ends_with(&keys[index]));
+                push_part(out, &info[start as usize..end]);
+            }
+            _ => {
+                out.truncate(written);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Appends a packed body to `out`: the envelope's `head`, the `LicenseInfo` object `info`,
+/// the envelope's `tail`.
+pub fn pack_body(head: &[u8], info: PackedInfo, tail: &[u8], out: &mut Vec<u8>) {
+    let length = head.len() + info.json_len + tail.len();
     out.push(TAG);
     let mut digits = [b'0'; LENGTH_DIGITS];
     let mut rest = length;
@@ -59,49 +83,11 @@ fn pack(head: &[u8], info: &[u8], tail: &[u8], out: &mut Vec<u8>) -> bool {
         *digit = b'0' + (rest % 10) as u8;
         rest /= 10;
     }
+    debug_assert_eq!(rest, 0, "a body of {length} bytes");
     out.extend_from_slice(&digits);
     push_part(out, head);
-    let mut at = 0;
-    for key in KEYS.iter() {
-        if !info[at..].starts_with(key) {
-            return false;
-        }
-        at += key.len();
-        let Some(end) = value_end(info, at) else {
-            return false;
-        };
-        push_part(out, &info[at..end]);
-        at = end;
-    }
-    // What follows the last value must be the object's end and nothing else: then `info` is
-    // exactly the keys and the values taken, and unpacking gives it back.
-    if &info[at..] != b"}" {
-        return false;
-    }
+    out.extend_from_slice(info.values);
     push_part(out, tail);
-    true
-}
-
-/// Where the JSON value that starts at `at` ends (one past its last byte): a string at its
-/// closing quote, anything else (a number, `true`, `false`, `null`) before the next `,` or `}`.
-/// The caller checks that the next key (or the object's end) is there.
-fn value_end(info: &[u8], at: usize) -> Option<usize> {
-    let rest = info.get(at..)?;
-    if rest.first() == Some(&b'"') {
-        let mut escaped = false;
-        for (offset, &byte) in rest.iter().enumerate().skip(1) {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => return Some(at + offset + 1),
-                _ => {}
-            }
-        }
-        return None;
-    }
-    rest.iter()
-        .position(|&byte| byte == b',' || byte == b'}')
-        .map(|offset| at + offset)
 }
 
 /// A stored body as it is sent: unpacked if it was packed, else as it is.
@@ -116,7 +102,8 @@ pub fn unpack_body(stored: &[u8]) -> Result<Cow<'_, [u8]>, Damaged> {
     let length = reader.length()?;
     let mut body = Vec::with_capacity(length);
     body.extend_from_slice(reader.part()?);
-    for key in KEYS.iter() {
+    let keys: &[Box<[u8]>] = &KEYS;
+    for key in keys {
         body.extend_from_slice(key);
         body.extend_from_slice(reader.part()?);
     }
@@ -141,6 +128,11 @@ pub fn length_sql(column: &str) -> String {
 }
 
 fn push_part(out: &mut Vec<u8>, part: &[u8]) {
+    if let Ok(length @ 0..0x80) = u8::try_from(part.len()) {
+        out.push(length);
+        out.extend_from_slice(part);
+        return;
+    }
     let mut length = part.len();
     loop {
         let low = (length & 0x7f) as u8;
@@ -178,6 +170,16 @@ impl<'a> Reader<'a> {
 
     /// The next part: its LEB128 length, then its bytes.
     fn part(&mut self) -> Result<&'a [u8], Damaged> {
+        // Most values are shorter than 128 bytes: their length is one byte.
+        if let Some(&length) = self.bytes.get(self.at)
+            && length < 0x80
+            && let Some(part) = self
+                .bytes
+                .get(self.at + 1..self.at + 1 + usize::from(length))
+        {
+            self.at += 1 + usize::from(length);
+            return Ok(part);
+        }
         let mut length = 0usize;
         for shift in (0..usize::BITS).step_by(7) {
             let byte = *self.bytes.get(self.at).ok_or(Damaged("cut short"))?;

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{Connection, Statement, params};
 
-use crate::licenses::license_info::pack_body;
+use crate::licenses::license_info::{PackedInfo, pack_body};
 use crate::state::{StateDb, StateError};
 
 /// Adds deliveries to a run. A small run is one transaction; a big one is committed in pieces
@@ -232,8 +232,32 @@ impl RunRecorder<'_> {
         activation_key: &str,
         body: &[&[u8]],
     ) -> Result<(), StateError> {
-        self.added += 1;
         self.pending.push(id, license_id, activation_key, body);
+        self.added_one()
+    }
+
+    /// [`RunRecorder::add`] for a task's body, stored packed: the envelope's `head` and `tail`
+    /// around its `LicenseInfo`, whose keys are left out (more than half the bytes a run
+    /// writes, copies at the checkpoint and reads back to send); claims unpack it.
+    pub fn add_packed(
+        &mut self,
+        id: &str,
+        license_id: i64,
+        activation_key: &str,
+        head: &[u8],
+        info: PackedInfo,
+        tail: &[u8],
+    ) -> Result<(), StateError> {
+        let body = (head, info, tail);
+        self.pending
+            .push_packed(id, license_id, activation_key, body);
+        self.added_one()
+    }
+
+    /// Counts the delivery just added, and inserts the pending ones once there are
+    /// [`ROWS_PER_INSERT`].
+    fn added_one(&mut self) -> Result<(), StateError> {
+        self.added += 1;
         if self.pending.rows.len() < ROWS_PER_INSERT {
             return Ok(());
         }
@@ -394,9 +418,29 @@ impl Pending {
         let id = self.append_text(id);
         let activation_key = self.append_text(activation_key);
         let start = self.bodies.len();
-        // A task's body is stored packed (its LicenseInfo's keys left out): a third of the
-        // bytes a run writes, copies and reads back; claims unpack it.
-        pack_body(body, &mut self.bodies);
+        for piece in body {
+            self.bodies.extend_from_slice(piece);
+        }
+        self.rows.push(PendingRow {
+            id,
+            license_id,
+            activation_key,
+            body: start..self.bodies.len(),
+        });
+    }
+
+    /// [`Pending::push`] for a task's body packed: see [`RunRecorder::add_packed`].
+    fn push_packed(
+        &mut self,
+        id: &str,
+        license_id: i64,
+        activation_key: &str,
+        (head, info, tail): (&[u8], PackedInfo, &[u8]),
+    ) {
+        let id = self.append_text(id);
+        let activation_key = self.append_text(activation_key);
+        let start = self.bodies.len();
+        pack_body(head, info, tail, &mut self.bodies);
         self.rows.push(PendingRow {
             id,
             license_id,

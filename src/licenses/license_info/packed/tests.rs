@@ -2,7 +2,7 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::delivery::payload::Envelope;
-use crate::licenses::license_info::{Field, LicenseInfo};
+use crate::licenses::license_info::{Field, InfoBuffer, License, LicenseInfo};
 use crate::licenses::schema::{Kind, LICENSE_INFO};
 
 /// Texts a packer that looked for keys or commas inside values would cut wrongly.
@@ -43,27 +43,40 @@ fn info_with(text: &str, flip: bool) -> LicenseInfo {
     LicenseInfo::from_fields(values)
 }
 
-fn packed(pieces: &[&[u8]]) -> Vec<u8> {
-    let mut out = b"before".to_vec();
-    pack_body(pieces, &mut out);
-    out.split_off(6)
+/// The body of `info` under `envelope` as sent, and as a SQLite state stores it.
+fn sent_and_stored(envelope: &Envelope, info: LicenseInfo) -> (Vec<u8>, Vec<u8>) {
+    let license = License {
+        id: 7,
+        subscription_expiry: None,
+        info,
+    };
+    let mut buffer = InfoBuffer::default();
+    let row = license.as_row(&mut buffer);
+    let sent = envelope.body_of(&row);
+    let mut values = b"before".to_vec();
+    let json_len = row.push_packed(&mut values).expect("a LicenseInfo packs");
+    let values = values.split_off(6);
+    let [head, _, tail] = envelope.parts(&[]);
+    let mut stored = b"before".to_vec();
+    let info = PackedInfo {
+        values: &values,
+        json_len,
+    };
+    pack_body(head, info, tail, &mut stored);
+    (sent, stored.split_off(6))
 }
 
 #[test]
-fn a_task_body_comes_back_byte_for_byte_and_is_packed() {
+fn a_task_body_comes_back_byte_for_byte() {
     for text in awkward_texts() {
         for flip in [false, true] {
-            let mut info = Vec::new();
-            info_with(&text, flip).write_json(&mut info);
             for (name, user_data) in [("Renewals", "crm=1"), ("", ""), (text.as_str(), "\"")] {
                 let envelope = Envelope::new(name, user_data);
-                let pieces = envelope.parts(&info);
-                let body = pieces.concat();
-                let stored = packed(&pieces);
+                let (sent, stored) = sent_and_stored(&envelope, info_with(&text, flip));
                 assert_eq!(stored[0], TAG, "{text:?} is packed");
                 assert_eq!(
                     unpack_body(&stored).unwrap().as_ref(),
-                    body.as_slice(),
+                    sent.as_slice(),
                     "{text:?}, {flip}"
                 );
             }
@@ -73,57 +86,57 @@ fn a_task_body_comes_back_byte_for_byte_and_is_packed() {
 
 #[test]
 fn a_usual_body_is_stored_in_well_under_half_its_bytes() {
-    let mut info = Vec::new();
-    info_with("Ólafur", false).write_json(&mut info);
     let envelope = Envelope::new("Renewals", "crm=1");
-    let body = envelope.parts(&info).concat();
-    let stored = packed(&envelope.parts(&info));
+    let (sent, stored) = sent_and_stored(&envelope, info_with("Ólafur", false));
     assert!(
-        stored.len() * 2 < body.len(),
+        stored.len() * 2 < sent.len(),
         "{} bytes stored for {}",
         stored.len(),
-        body.len()
+        sent.len()
     );
 }
 
 #[test]
-fn any_other_body_is_stored_as_it_is() {
+fn values_are_packed_only_where_the_reader_marked_them() {
     let mut info = Vec::new();
-    info_with("a", false).write_json(&mut info);
-    let envelope = Envelope::new("t", "u");
-    let [head, _, tail] = envelope.parts(&info);
-    let first_key_len = KEYS[0].len();
-    let mut swapped = info.clone();
-    // The first value's key renamed: not this LicenseInfo.
-    swapped[2] = b'X';
-    let mut extra = info[..info.len() - 1].to_vec();
-    extra.extend_from_slice(b",\"More\":1}");
-    let unclosed = format!("{}\"abc", String::from_utf8_lossy(&KEYS[0]));
-    let cases: Vec<Vec<&[u8]>> = vec![
-        vec![br#"{"event":"license.created","data":{}}"#],
-        vec![head, &swapped, tail],
-        vec![head, &extra, tail],
-        vec![head, &info[..info.len() - 1], tail],
-        vec![head, &info[..first_key_len], tail],
-        vec![head, unclosed.as_bytes(), tail],
-        vec![head, b"", tail],
-        vec![head, &info],
-        vec![],
-    ];
-    for pieces in cases {
-        let body = pieces.concat();
-        let stored = packed(&pieces);
-        assert_eq!(stored, body, "{}", String::from_utf8_lossy(&body));
-        assert!(matches!(unpack_body(&stored), Ok(Cow::Borrowed(same)) if same == body));
+    let mut starts = Vec::new();
+    info_with("a", false).write_json_marking(&mut info, Some(&mut starts));
+    let mut out = b"kept".to_vec();
+    assert!(push_values(&info, &starts, &mut out));
+    let mut fewer = starts.clone();
+    fewer.pop();
+    let mut backwards = starts.clone();
+    backwards.swap(3, 4);
+    let mut beyond = starts.clone();
+    *beyond.last_mut().unwrap() = info.len() as u32 + 1;
+    for (starts, info) in [
+        (&fewer, info.as_slice()),
+        (&backwards, info.as_slice()),
+        (&beyond, info.as_slice()),
+        (&starts, &info[..info.len() - 1]),
+        (&Vec::new(), b"{}".as_slice()),
+    ] {
+        let mut out = b"kept".to_vec();
+        assert!(!push_values(info, starts, &mut out));
+        assert_eq!(out, b"kept", "nothing written");
+    }
+}
+
+#[test]
+fn any_other_body_is_read_as_it_is() {
+    for body in [
+        br#"{"event":"license.created","data":{}}"#.as_slice(),
+        b"{}",
+        b"",
+    ] {
+        assert!(matches!(unpack_body(body), Ok(Cow::Borrowed(same)) if same == body));
     }
 }
 
 #[test]
 fn a_damaged_packed_body_is_an_error_never_other_bytes() {
-    let mut info = Vec::new();
-    info_with("x", false).write_json(&mut info);
     let envelope = Envelope::new("t", "u");
-    let stored = packed(&envelope.parts(&info));
+    let (_, stored) = sent_and_stored(&envelope, info_with("x", false));
     for end in 1..stored.len() {
         assert!(unpack_body(&stored[..end]).is_err(), "cut at {end}");
     }
@@ -143,17 +156,20 @@ fn a_damaged_packed_body_is_an_error_never_other_bytes() {
     let mut huge_part = stored[..1 + LENGTH_DIGITS].to_vec();
     huge_part.extend_from_slice(&[0xff; 12]);
     assert!(unpack_body(&huge_part).is_err());
+    // A value's length one too long: the parts that follow are misread, so it ends wrong.
+    let mut shifted = stored.clone();
+    let head_len = usize::from(stored[1 + LENGTH_DIGITS]);
+    shifted[1 + LENGTH_DIGITS + 1 + head_len] += 1;
+    assert!(unpack_body(&shifted).is_err());
 }
 
 #[test]
 fn sql_reads_the_length_of_a_body_as_it_is_sent() {
     let conn = rusqlite::Connection::open_in_memory().unwrap();
     conn.execute_batch("CREATE TABLE b (body BLOB)").unwrap();
-    let mut info = Vec::new();
-    info_with("length", true).write_json(&mut info);
     let envelope = Envelope::new("t", "u");
-    let body = envelope.parts(&info).concat();
-    for stored in [packed(&envelope.parts(&info)), body.clone()] {
+    let (sent, stored) = sent_and_stored(&envelope, info_with("length", true));
+    for stored in [stored, sent.clone()] {
         conn.execute("DELETE FROM b", []).unwrap();
         conn.execute("INSERT INTO b VALUES (?1)", [&stored])
             .unwrap();
@@ -164,7 +180,7 @@ fn sql_reads_the_length_of_a_body_as_it_is_sent() {
                 |row| row.get(0),
             )
             .unwrap();
-        assert_eq!(length, body.len() as i64);
+        assert_eq!(length, sent.len() as i64);
     }
 }
 

@@ -323,7 +323,7 @@ fn a_delivered_row_keeps_its_size_so_it_is_rewritten_in_place() {
 fn a_task_body_is_stored_packed_and_read_back_as_it_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
-    use crate::licenses::license_info::{Field, LicenseInfo};
+    use crate::licenses::license_info::{Field, InfoBuffer, License, LicenseInfo, PackedInfo};
     use crate::licenses::schema::{Kind, LICENSE_INFO};
     let values = LICENSE_INFO
         .iter()
@@ -334,13 +334,25 @@ fn a_task_body_is_stored_packed_and_read_back_as_it_is_sent() {
             Kind::Int | Kind::Model => Field::Int(index as i64 - 3),
             Kind::Date => Field::Date((index % 2 == 0).then(|| "2026-01-31T08:00:00".into())),
         });
-    let mut info = Vec::new();
-    LicenseInfo::from_fields(values.collect()).write_json(&mut info);
+    let license = License {
+        id: 1,
+        subscription_expiry: None,
+        info: LicenseInfo::from_fields(values.collect()),
+    };
+    let mut buffer = InfoBuffer::default();
+    let row = license.as_row(&mut buffer);
     let envelope = crate::delivery::payload::Envelope::new("Renewals", "crm \"1\"");
-    let body = envelope.parts(&info).concat();
+    let body = envelope.body_of(&row);
+    let mut values = Vec::new();
+    let json_len = row.push_packed(&mut values).unwrap();
+    let info = PackedInfo {
+        values: &values,
+        json_len,
+    };
+    let [head, _, tail] = envelope.parts(&[]);
     let event = br#"{"event":"license.created"}"#;
     let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
-    run.add("msg_a", 1, "K1", &envelope.parts(&info)).unwrap();
+    run.add_packed("msg_a", 1, "K1", head, info, tail).unwrap();
     run.add("msg_b", 2, "K2", &[event]).unwrap();
     let run_id = run.commit(2).unwrap();
     let stored: Vec<(Vec<u8>,)> = state
