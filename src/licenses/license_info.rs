@@ -314,6 +314,31 @@ impl LicenseInfo {
         debug_assert_eq!(values.len(), LICENSE_INFO.len());
         LicenseInfo { values }
     }
+
+    /// For tests: every field set from `text` (its text fields `text` and their index, every
+    /// other one empty with `flip`), the extremes of each number, both booleans, and with
+    /// `flip` every date NULL.
+    #[cfg(test)]
+    pub(crate) fn sample(text: &str, flip: bool) -> LicenseInfo {
+        let values = LICENSE_INFO
+            .iter()
+            .enumerate()
+            .map(|(index, (_, kind))| match kind {
+                Kind::Bool => Field::Bool(flip ^ (index % 2 == 0)),
+                Kind::Text if flip && index % 2 == 0 => Field::Text(String::new()),
+                Kind::Text => Field::Text(format!("{text}{index}")),
+                Kind::Int | Kind::Model => Field::Int(match (index % 3, flip) {
+                    (0, _) => i64::MIN,
+                    (1, true) => i64::MAX,
+                    (1, false) => -1,
+                    _ => 0,
+                }),
+                Kind::Date if flip => Field::Date(None),
+                Kind::Date => Field::Date(Some(format!("{text}2026-01-31T08:00:00"))),
+            })
+            .collect();
+        LicenseInfo { values }
+    }
 }
 
 impl Field {

@@ -15,18 +15,35 @@ pub use recording::RunRecorder;
 pub(super) use recording::{RECORDED, bodies_sql, next_seq};
 
 /// Column `index` of `row`, a body as the SQLite state stores it, as it is sent (unpacked:
-/// see [`pack_body`](crate::licenses::license_info::pack_body)). Not a blob: SQLite's own
-/// error for a column that is not bytes.
-pub(super) fn stored_body(row: &rusqlite::Row, index: usize) -> rusqlite::Result<Vec<u8>> {
+/// see [`pack_body`](crate::licenses::license_info::pack_body)); a damaged one is an error
+/// that names the delivery, `delivery()`. Not a blob: SQLite's own error for a column that is
+/// not bytes.
+pub(super) fn stored_body(
+    row: &rusqlite::Row,
+    index: usize,
+    delivery: impl FnOnce() -> String,
+) -> rusqlite::Result<Vec<u8>> {
     use rusqlite::types::{Type, ValueRef};
     match row.get_ref(index)? {
         ValueRef::Blob(stored) => crate::licenses::license_info::unpack_body(stored)
             .map(std::borrow::Cow::into_owned)
             .map_err(|damaged| {
+                let damaged = DamagedBody {
+                    delivery: delivery(),
+                    damaged,
+                };
                 rusqlite::Error::FromSqlConversionFailure(index, Type::Blob, Box::new(damaged))
             }),
         _ => row.get(index),
     }
+}
+
+/// A stored body that cannot be unpacked, and whose it is.
+#[derive(Debug, thiserror::Error)]
+#[error("delivery {delivery}: {damaged}")]
+struct DamagedBody {
+    delivery: String,
+    damaged: crate::licenses::license_info::Damaged,
 }
 
 /// What happened to a delivery so far.

@@ -1,5 +1,6 @@
 //! keyhook's own state, in a SQLite file apart from the license database: runs, deliveries
-//! (with the exact body sent) and attempts. WAL mode; every change is a transaction.
+//! (with the exact body sent, a task's packed: see `licenses::license_info::pack_body`) and
+//! attempts. WAL mode; every change is a transaction.
 
 mod backend;
 pub mod deliveries;

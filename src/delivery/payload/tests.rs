@@ -1,8 +1,7 @@
 use serde::Serialize;
 
 use super::*;
-use crate::licenses::license_info::Field;
-use crate::licenses::schema::{Kind, LICENSE_INFO};
+use crate::licenses::schema::LICENSE_INFO;
 
 /// The body as serde_json writes it: what [`body`] must give, byte for byte.
 fn serde_body(task_name: &str, user_data: &str, license_info: &LicenseInfo) -> Vec<u8> {
@@ -35,31 +34,11 @@ fn awkward_texts() -> Vec<String> {
     ]
 }
 
-fn info_with(text: &str, flip: bool) -> LicenseInfo {
-    let values = LICENSE_INFO
-        .iter()
-        .enumerate()
-        .map(|(index, (_, kind))| match kind {
-            Kind::Bool => Field::Bool(flip ^ (index % 2 == 0)),
-            Kind::Text => Field::Text(format!("{text}{index}")),
-            Kind::Int | Kind::Model => Field::Int(match (index % 3, flip) {
-                (0, _) => i64::MIN,
-                (1, true) => i64::MAX,
-                (1, false) => -1,
-                _ => 0,
-            }),
-            Kind::Date if flip => Field::Date(None),
-            Kind::Date => Field::Date(Some(format!("{text}2026-01-31T08:00:00"))),
-        })
-        .collect();
-    LicenseInfo::from_fields(values)
-}
-
 #[test]
 fn the_body_is_serde_jsons_byte_for_byte() {
     for text in awkward_texts() {
         for flip in [false, true] {
-            let info = info_with(&text, flip);
+            let info = LicenseInfo::sample(&text, flip);
             assert_eq!(
                 String::from_utf8(body(&text, &text, &info)).unwrap(),
                 String::from_utf8(serde_body(&text, &text, &info)).unwrap(),

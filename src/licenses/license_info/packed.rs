@@ -51,16 +51,23 @@ pub(super) fn push_values(info: &[u8], starts: &[u32], out: &mut Vec<u8>) -> boo
     if starts.len() != keys.len() || info.len() > u32::MAX as usize || info.last() != Some(&b'}') {
         return false;
     }
+    // The first key where the first value starts; each next key (checked below) where its
+    // value starts: then `info` is exactly the keys and the values cut, whatever wrote the
+    // offsets, and unpacking gives it back.
+    if starts[0] as usize != keys[0].len() || !info.starts_with(&keys[0]) {
+        return false;
+    }
     let written = out.len();
     out.reserve(info.len());
     for (index, &start) in starts.iter().enumerate() {
         let end = match (starts.get(index + 1), keys.get(index + 1)) {
-            (Some(&next), Some(key)) => (next as usize).checked_sub(key.len()),
+            (Some(&next), Some(key)) => (next as usize)
+                .checked_sub(key.len())
+                .filter(|&end| info.get(end..next as usize) == Some(&key[..])),
             _ => Some(info.len() - 1),
         };
         match end {
             Some(end) if start as usize <= end && end <= info.len() => {
-                debug_assert!(info[..start as usize].ends_with(&keys[index]));
                 push_part(out, &info[start as usize..end]);
             }
             _ => {
@@ -100,9 +107,15 @@ pub fn unpack_body(stored: &[u8]) -> Result<Cow<'_, [u8]>, Damaged> {
         at: 1,
     };
     let length = reader.length()?;
+    let keys: &[Box<[u8]>] = &KEYS;
+    // Unpacking adds the keys and the object's `}` and nothing else: a length beyond that is
+    // damage, and must not be allocated on its word (ten digits could ask for 10 GB).
+    let added: usize = keys.iter().map(|key| key.len()).sum::<usize>() + 1;
+    if length > stored.len() + added {
+        return Err(Damaged("a length it cannot have"));
+    }
     let mut body = Vec::with_capacity(length);
     body.extend_from_slice(reader.part()?);
-    let keys: &[Box<[u8]>] = &KEYS;
     for key in keys {
         body.extend_from_slice(key);
         body.extend_from_slice(reader.part()?);
@@ -160,12 +173,13 @@ impl<'a> Reader<'a> {
             .get(self.at..self.at + LENGTH_DIGITS)
             .ok_or(Damaged("cut short"))?;
         self.at += LENGTH_DIGITS;
-        digits.iter().try_fold(0usize, |total, &digit| {
+        let length = digits.iter().try_fold(0u64, |total, &digit| {
             digit
                 .is_ascii_digit()
-                .then(|| total * 10 + usize::from(digit - b'0'))
+                .then(|| total * 10 + u64::from(digit - b'0'))
                 .ok_or(Damaged("its length is not a number"))
-        })
+        })?;
+        usize::try_from(length).map_err(|_| Damaged("a length it cannot have"))
     }
 
     /// The next part: its LEB128 length, then its bytes.
@@ -180,13 +194,12 @@ impl<'a> Reader<'a> {
             self.at += 1 + usize::from(length);
             return Ok(part);
         }
+        // At most five bytes: a part is shorter than a blob (2^31 bytes).
         let mut length = 0usize;
-        for shift in (0..usize::BITS).step_by(7) {
+        for shift in (0..35).step_by(7) {
             let byte = *self.bytes.get(self.at).ok_or(Damaged("cut short"))?;
             self.at += 1;
-            length |= usize::from(byte & 0x7f)
-                .checked_shl(shift)
-                .ok_or(Damaged("a part's length is out of range"))?;
+            length |= usize::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 let end = self.at.checked_add(length).ok_or(Damaged("cut short"))?;
                 let part = self.bytes.get(self.at..end).ok_or(Damaged("cut short"))?;

@@ -243,7 +243,20 @@ fn rows_as_they_are_held_read_as_licenses_do_with_the_same_bodies_and_bad_rows()
     db.for_each_row(&template("1 = 1"), &[], |row| {
         let row = row.map(|row| {
             let key = row.activation_key().to_string();
-            (row.id, key, envelope.body_of(&row))
+            let body = envelope.body_of(&row);
+            // As a SQLite state stores it, packed where the row's reader noted each value.
+            let mut values = Vec::new();
+            let json_len = row.push_packed(&mut values).expect("every row read packs");
+            let [head, _, tail] = envelope.parts(&[]);
+            let mut stored = Vec::new();
+            let info = crate::licenses::license_info::PackedInfo {
+                values: &values,
+                json_len,
+            };
+            crate::licenses::license_info::pack_body(head, info, tail, &mut stored);
+            let unpacked = crate::licenses::license_info::unpack_body(&stored).unwrap();
+            assert_eq!(unpacked.as_ref(), body.as_slice(), "license {}", row.id);
+            (row.id, key, body)
         });
         as_rows.push(row);
         true

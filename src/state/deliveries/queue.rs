@@ -98,13 +98,14 @@ impl StateDb {
         // SQLite prepare the statement again whenever its value changes (every claim).
         let rows = statement
             .query_map(rusqlite::params_from_iter(params), |row| {
+                let id: String = row.get(1)?;
                 Ok(Claimed {
                     seq: row.get(0)?,
-                    id: row.get(1)?,
+                    body: super::stored_body(row, 5, || id.clone())?,
+                    id,
                     task: row.get(2)?,
                     license_id: row.get(3)?,
                     activation_key: row.get(4)?,
-                    body: super::stored_body(row, 5)?,
                     attempts: row.get(6)?,
                     created_at: row.get(7)?,
                     event_type: row.get(8)?,

@@ -340,7 +340,12 @@ fn value(row: &rusqlite::Row, index: usize, kind: Kind) -> rusqlite::Result<Box<
         Bool => Box::new(row.get::<_, Option<bool>>(index)?),
         Body => match row.get_ref(index)? {
             rusqlite::types::ValueRef::Null => Box::new(None::<Vec<u8>>),
-            _ => Box::new(Some(crate::state::deliveries::stored_body(row, index)?)),
+            // A damaged body is named by its delivery's id (the table's second column).
+            _ => Box::new(Some(crate::state::deliveries::stored_body(
+                row,
+                index,
+                || row.get::<_, String>(1).unwrap_or_default(),
+            )?)),
         },
     })
 }

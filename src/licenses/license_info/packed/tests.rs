@@ -2,8 +2,8 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::delivery::payload::Envelope;
-use crate::licenses::license_info::{Field, InfoBuffer, License, LicenseInfo};
-use crate::licenses::schema::{Kind, LICENSE_INFO};
+use crate::licenses::license_info::{InfoBuffer, License, LicenseInfo};
+use crate::licenses::schema::LICENSE_INFO;
 
 /// Texts a packer that looked for keys or commas inside values would cut wrongly.
 fn awkward_texts() -> Vec<String> {
@@ -20,27 +20,6 @@ fn awkward_texts() -> Vec<String> {
         "\"quoted\" \\ back\\slash\n\r\t\u{8}\u{c}\u{1}\u{1f}".into(),
         "x".repeat(300),
     ]
-}
-
-fn info_with(text: &str, flip: bool) -> LicenseInfo {
-    let values = LICENSE_INFO
-        .iter()
-        .enumerate()
-        .map(|(index, (_, kind))| match kind {
-            Kind::Bool => Field::Bool(flip ^ (index % 2 == 0)),
-            Kind::Text if flip && index % 2 == 0 => Field::Text(String::new()),
-            Kind::Text => Field::Text(format!("{text}{index}")),
-            Kind::Int | Kind::Model => Field::Int(match (index % 3, flip) {
-                (0, _) => i64::MIN,
-                (1, true) => i64::MAX,
-                (1, false) => -1,
-                _ => 0,
-            }),
-            Kind::Date if flip => Field::Date(None),
-            Kind::Date => Field::Date(Some(format!("{text}2026-01-31T08:00:00"))),
-        })
-        .collect();
-    LicenseInfo::from_fields(values)
 }
 
 /// The body of `info` under `envelope` as sent, and as a SQLite state stores it.
@@ -72,7 +51,7 @@ fn a_task_body_comes_back_byte_for_byte() {
         for flip in [false, true] {
             for (name, user_data) in [("Renewals", "crm=1"), ("", ""), (text.as_str(), "\"")] {
                 let envelope = Envelope::new(name, user_data);
-                let (sent, stored) = sent_and_stored(&envelope, info_with(&text, flip));
+                let (sent, stored) = sent_and_stored(&envelope, LicenseInfo::sample(&text, flip));
                 assert_eq!(stored[0], TAG, "{text:?} is packed");
                 assert_eq!(
                     unpack_body(&stored).unwrap().as_ref(),
@@ -87,7 +66,7 @@ fn a_task_body_comes_back_byte_for_byte() {
 #[test]
 fn a_usual_body_is_stored_in_well_under_half_its_bytes() {
     let envelope = Envelope::new("Renewals", "crm=1");
-    let (sent, stored) = sent_and_stored(&envelope, info_with("Ólafur", false));
+    let (sent, stored) = sent_and_stored(&envelope, LicenseInfo::sample("Ólafur", false));
     assert!(
         stored.len() * 2 < sent.len(),
         "{} bytes stored for {}",
@@ -100,7 +79,7 @@ fn a_usual_body_is_stored_in_well_under_half_its_bytes() {
 fn values_are_packed_only_where_the_reader_marked_them() {
     let mut info = Vec::new();
     let mut starts = Vec::new();
-    info_with("a", false).write_json_marking(&mut info, Some(&mut starts));
+    LicenseInfo::sample("a", false).write_json_marking(&mut info, Some(&mut starts));
     let mut out = b"kept".to_vec();
     assert!(push_values(&info, &starts, &mut out));
     let mut fewer = starts.clone();
@@ -136,7 +115,7 @@ fn any_other_body_is_read_as_it_is() {
 #[test]
 fn a_damaged_packed_body_is_an_error_never_other_bytes() {
     let envelope = Envelope::new("t", "u");
-    let (_, stored) = sent_and_stored(&envelope, info_with("x", false));
+    let (_, stored) = sent_and_stored(&envelope, LicenseInfo::sample("x", false));
     for end in 1..stored.len() {
         assert!(unpack_body(&stored[..end]).is_err(), "cut at {end}");
     }
@@ -168,7 +147,7 @@ fn sql_reads_the_length_of_a_body_as_it_is_sent() {
     let conn = rusqlite::Connection::open_in_memory().unwrap();
     conn.execute_batch("CREATE TABLE b (body BLOB)").unwrap();
     let envelope = Envelope::new("t", "u");
-    let (sent, stored) = sent_and_stored(&envelope, info_with("length", true));
+    let (sent, stored) = sent_and_stored(&envelope, LicenseInfo::sample("length", true));
     for stored in [stored, sent.clone()] {
         conn.execute("DELETE FROM b", []).unwrap();
         conn.execute("INSERT INTO b VALUES (?1)", [&stored])
@@ -195,4 +174,56 @@ fn the_tag_stands_for_these_field_names() {
         digest, "2766400ef7818f653e8e653cdbcda0333e7aae915bf8daa258053d3960d547d4",
         "LICENSE_INFO's names changed: stored bodies need a new tag (see this test)"
     );
+}
+
+#[test]
+fn a_length_a_packed_body_cannot_have_is_refused_before_anything_is_allocated() {
+    // Ten digits could ask for 10 GB: refused, not allocated (an allocation that fails
+    // aborts the process).
+    let mut stored = vec![TAG];
+    stored.extend_from_slice(b"9999999999");
+    stored.push(0);
+    assert_eq!(
+        unpack_body(&stored),
+        Err(Damaged("a length it cannot have"))
+    );
+    // A part's length over five bytes: no part is that long.
+    let envelope = Envelope::new("t", "u");
+    let (_, good) = sent_and_stored(&envelope, LicenseInfo::sample("x", false));
+    let mut long_part = good[..1 + LENGTH_DIGITS].to_vec();
+    long_part.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+    assert!(unpack_body(&long_part).is_err());
+}
+
+#[test]
+fn values_of_every_length_prefix_come_back() {
+    // 127 and 128 bytes (one and two bytes of length), 16,383 and 16,384 (two and three),
+    // and 3 MB.
+    for length in [127, 128, 16_383, 16_384, 3_000_000] {
+        let envelope = Envelope::new("t", &"u".repeat(length));
+        let (sent, stored) =
+            sent_and_stored(&envelope, LicenseInfo::sample(&"v".repeat(length), true));
+        assert_eq!(
+            unpack_body(&stored).unwrap().as_ref(),
+            sent.as_slice(),
+            "{length}"
+        );
+    }
+}
+
+#[test]
+fn offsets_that_do_not_sit_after_their_keys_are_not_packed() {
+    let mut info = Vec::new();
+    let mut starts = Vec::new();
+    LicenseInfo::sample("a", false).write_json_marking(&mut info, Some(&mut starts));
+    // Each start moved by one byte, in turn: the key before it no longer ends there.
+    for index in 0..starts.len() {
+        for shift in [-1i64, 1] {
+            let mut moved = starts.clone();
+            moved[index] = (i64::from(moved[index]) + shift) as u32;
+            let mut out = Vec::new();
+            assert!(!push_values(&info, &moved, &mut out), "{index} {shift}");
+            assert!(out.is_empty());
+        }
+    }
 }
