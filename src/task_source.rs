@@ -176,13 +176,19 @@ impl Batch {
         self.keys.push_str(license.activation_key());
         let activation_key = start..self.keys.len();
         let start = self.infos.len();
-        let packed = match self.packs {
-            true => license.push_packed(&mut self.infos),
-            false => None,
+        // A row read packed is stored so; one read as JSON is packed from its offsets when the
+        // store packs, and stays JSON when it cannot be.
+        let packed = match (self.packs, license.info_json()) {
+            (false, Some(json)) => {
+                self.infos.extend_from_slice(json);
+                None
+            }
+            _ => license.push_packed(&mut self.infos).or_else(|| {
+                let json = license.info_json().unwrap_or_default();
+                self.infos.extend_from_slice(json);
+                None
+            }),
         };
-        if packed.is_none() {
-            self.infos.extend_from_slice(license.info_json());
-        }
         self.items.push(Item::License {
             license_id: license.id,
             activation_key,
@@ -215,7 +221,8 @@ fn read(
         }
         open
     };
-    let matched = db.each_license_row(&run.search.template, run.values, &mut each)?;
+    let template = &run.search.template;
+    let matched = db.each_license_row(template, run.values, packs, &mut each)?;
     if open && !batch.items.is_empty() {
         let _ = batches.send(batch);
     }

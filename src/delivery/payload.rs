@@ -6,7 +6,7 @@
 //! was read. The bytes are serde_json's (a test holds the two side by side).
 
 use crate::json::push_str;
-use crate::licenses::license_info::{LicenseInfo, LicenseRow};
+use crate::licenses::license_info::{LicenseInfo, LicenseRow, PackedInfo, pack_body, unpack_body};
 
 /// What every body of one task shares: everything before the `LicenseInfo` object.
 pub struct Envelope {
@@ -36,7 +36,20 @@ impl Envelope {
 
     /// [`Envelope::body`] for a license as its row holds it: the same bytes.
     pub fn body_of(&self, license: &LicenseRow) -> Vec<u8> {
-        self.parts(license.info_json()).concat()
+        if let Some(info) = license.info_json() {
+            return self.parts(info).concat();
+        }
+        // Read packed: as a SQLite state would store it, then unpacked as a claim does.
+        let mut values = Vec::new();
+        let json_len = license.push_packed(&mut values).unwrap_or_default();
+        let info = PackedInfo {
+            values: &values,
+            json_len,
+        };
+        let mut packed = Vec::new();
+        pack_body(&self.start, info, b"}", &mut packed);
+        let body = unpack_body(&packed).expect("values just packed unpack");
+        body.into_owned()
     }
 
     /// The body around a `LicenseInfo` object already written (`info`), in its three

@@ -62,13 +62,16 @@ pub trait LicenseDatabase: Send {
     ) -> Result<u64, QueryError>;
 
     /// [`LicenseDatabase::each_row`], each match as its row holds it: what a run's bodies are
-    /// written from. The same matches, the same bad rows.
+    /// written from. The same matches, the same bad rows. With `packed`, a row's `LicenseInfo`
+    /// may come packed ([`InfoBuffer::packing`]) where the database can write it so.
     fn each_license_row(
         &mut self,
         template: &Template,
         values: &[NaiveDateTime],
+        _packed: bool,
         each: &mut dyn FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
+        // As JSON with its offsets, packed or not: `LicenseRow::push_packed` packs from those.
         let mut info = InfoBuffer::default();
         self.each_row(template, values, &mut |license| match license {
             Ok(license) => each(Ok(license.as_row(&mut info))),
@@ -140,9 +143,10 @@ impl LicenseDatabase for LicenseDb {
         &mut self,
         template: &Template,
         values: &[NaiveDateTime],
+        packed: bool,
         each: &mut dyn FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
-        LicenseDb::for_each_row(self, template, values, each)
+        LicenseDb::for_each_row(self, template, values, packed, each)
     }
 
     fn date_warning(&mut self, searches: &[&str]) -> Result<Option<String>, QueryError> {

@@ -41,36 +41,56 @@ pub struct License {
 }
 
 /// A matching license as its row holds it: its id, its `ActivationKey`, and its
-/// `LicenseInfo` as the JSON object a body holds, written as the row was read (once, with no
-/// copy of its values on the way).
+/// `LicenseInfo` as the JSON object a body holds, or packed (see [`InfoBuffer::packing`]),
+/// written as the row was read (once, with no copy of its values on the way).
 #[derive(Debug)]
 pub struct LicenseRow<'a> {
     pub id: i64,
     activation_key: Cow<'a, str>,
     info: &'a [u8],
-    /// Where each field's value starts in `info`, in [`LICENSE_INFO`]'s order.
-    starts: &'a [u32],
+    written: Written<'a>,
 }
 
-/// Where [`LicenseRow`]s are written, one after the other: a row's `LicenseInfo` as JSON, and
-/// where each of its values starts (to store it packed: see [`PackedInfo`]).
+/// How a [`LicenseRow`]'s `info` is written.
+#[derive(Debug, Clone, Copy)]
+enum Written<'a> {
+    /// As JSON; where each field's value starts in it, in [`LICENSE_INFO`]'s order.
+    Json { starts: &'a [u32] },
+    /// Packed ([`PackedInfo::values`]); the object's length as JSON.
+    Packed { json_len: usize },
+}
+
+/// Where [`LicenseRow`]s are written, one after the other: a row's `LicenseInfo` as JSON and
+/// where each of its values starts, or packed (see [`InfoBuffer::packing`]).
 #[derive(Debug, Default)]
 pub struct InfoBuffer {
-    json: Vec<u8>,
+    bytes: Vec<u8>,
     starts: Vec<u32>,
+    packs: bool,
 }
 
 impl InfoBuffer {
-    /// A buffer for `LicenseInfo` objects of about `bytes` bytes.
+    /// A buffer for `LicenseInfo` objects of about `bytes` bytes as JSON.
     pub fn with_capacity(bytes: usize) -> InfoBuffer {
         InfoBuffer {
-            json: Vec::with_capacity(bytes),
+            bytes: Vec::with_capacity(bytes),
             starts: Vec::with_capacity(LICENSE_INFO.len()),
+            packs: false,
+        }
+    }
+
+    /// A buffer whose rows are written packed, as a SQLite state stores them: each value after
+    /// its length instead of its key. A run's reader writes them so, for the store to copy as
+    /// they are; [`LicenseRow::info_json`] then has nothing to give.
+    pub fn packing(bytes: usize) -> InfoBuffer {
+        InfoBuffer {
+            packs: true,
+            ..InfoBuffer::with_capacity(bytes)
         }
     }
 
     fn clear(&mut self) {
-        self.json.clear();
+        self.bytes.clear();
         self.starts.clear();
     }
 }
@@ -81,16 +101,28 @@ impl LicenseRow<'_> {
         &self.activation_key
     }
 
-    /// `LicenseInfo` as a JSON object, byte for byte as serde_json writes [`LicenseInfo`].
-    pub fn info_json(&self) -> &[u8] {
-        self.info
+    /// `LicenseInfo` as a JSON object, byte for byte as serde_json writes [`LicenseInfo`];
+    /// `None` for a row read into a packing buffer ([`InfoBuffer::packing`]).
+    pub fn info_json(&self) -> Option<&[u8]> {
+        match self.written {
+            Written::Json { .. } => Some(self.info),
+            Written::Packed { .. } => None,
+        }
     }
 
     /// Appends `LicenseInfo`'s values to `out` as a packed body holds them (its keys left
     /// out: see [`PackedInfo`]) and returns the object's length as JSON; `None`, with nothing
     /// written, if it cannot be packed (then it is stored as [`LicenseRow::info_json`]).
     pub fn push_packed(&self, out: &mut Vec<u8>) -> Option<usize> {
-        packed::push_values(self.info, self.starts, out).then_some(self.info.len())
+        match self.written {
+            Written::Json { starts } => {
+                packed::push_values(self.info, starts, out).then_some(self.info.len())
+            }
+            Written::Packed { json_len } => {
+                out.extend_from_slice(self.info);
+                Some(json_len)
+            }
+        }
     }
 }
 
@@ -149,9 +181,10 @@ impl License {
 impl License {
     /// The license as [`LicenseRow`], its `LicenseInfo` written to `buffer`.
     pub fn as_row<'a>(&'a self, buffer: &'a mut InfoBuffer) -> LicenseRow<'a> {
+        // Written as JSON whatever the buffer: packed, from the offsets, by `push_packed`.
         buffer.clear();
         self.info
-            .write_json_marking(&mut buffer.json, Some(&mut buffer.starts));
+            .write_json_marking(&mut buffer.bytes, Some(&mut buffer.starts));
         let activation_key = match self.info.get("ActivationKey") {
             Some(Field::Text(key)) => Cow::Borrowed(key.as_str()),
             _ => Cow::Borrowed(""),
@@ -159,8 +192,10 @@ impl License {
         LicenseRow {
             id: self.id,
             activation_key,
-            info: &buffer.json,
-            starts: &buffer.starts,
+            info: &buffer.bytes,
+            written: Written::Json {
+                starts: &buffer.starts,
+            },
         }
     }
 }
@@ -181,13 +216,27 @@ impl<'a> LicenseRow<'a> {
         });
         expiry.map_err(|problem| bad(row, id, "SubscriptionExpiryDate", problem))?;
         buffer.clear();
-        let InfoBuffer { json: info, starts } = buffer;
+        let InfoBuffer {
+            bytes: info,
+            starts,
+            packs,
+        } = buffer;
+        let packs = *packs;
         let mut activation_key = Cow::Borrowed("");
+        let mut json_len = 0;
         for (offset, (name, kind)) in LICENSE_INFO.iter().enumerate() {
             let value = row.get_ref(FIRST_INFO_COLUMN + offset);
             let value = value.map_err(|error| bad(row, id, name, error.to_string()))?;
-            json::key(info, offset);
-            starts.push(info.len() as u32);
+            // Packed, the value's length goes where its key would (one byte, widened below
+            // for a value of 128 bytes or more).
+            let mark = info.len();
+            match packs {
+                true => info.push(0),
+                false => {
+                    json::key(info, offset);
+                    starts.push(info.len() as u32);
+                }
+            }
             let written = match offset {
                 ACTIVATION_KEY => convert::convert_ref(value, *kind).map(|field| {
                     json::value(info, &field);
@@ -198,13 +247,24 @@ impl<'a> LicenseRow<'a> {
                 _ => json::stored(info, value, *kind),
             };
             written.map_err(|problem| bad(row, id, name, problem.to_string()))?;
+            if packs {
+                json_len += json::key_len(offset) + packed::mark_length(info, mark);
+            }
         }
-        json::close(info);
+        let written = match packs {
+            true => Written::Packed {
+                json_len: json_len + 1,
+            },
+            false => {
+                json::close(info);
+                Written::Json { starts }
+            }
+        };
         Ok(LicenseRow {
             id,
             activation_key,
             info,
-            starts,
+            written,
         })
     }
 }

@@ -262,14 +262,19 @@ impl LicenseDb {
 
     /// [`LicenseDb::for_each`], each match as its row holds it (no copy of its text), for a
     /// caller that takes every match (a run): groups of rowids at their largest from the first.
+    /// With `packed`, each `LicenseInfo` is written packed ([`InfoBuffer::packing`]).
     pub fn for_each_row(
         &mut self,
         template: &Template,
         values: &[NaiveDateTime],
+        packed: bool,
         mut each: impl FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
         // One buffer for every row's `LicenseInfo`: a row is done with before the next.
-        let mut info = InfoBuffer::with_capacity(2048);
+        let mut info = match packed {
+            true => InfoBuffer::packing(2048),
+            false => InfoBuffer::with_capacity(2048),
+        };
         let first = self.rowids_at_once;
         self.each_raw(template, values, first, |row| {
             each(LicenseRow::from_row(row, &mut info))

@@ -23,6 +23,11 @@ pub(super) static KEYS: LazyLock<Vec<Box<[u8]>>> = LazyLock::new(|| {
     keys.map(key).collect()
 });
 
+/// How many bytes [`key`] writes for the `index`th field.
+pub(super) fn key_len(index: usize) -> usize {
+    KEYS[index].len()
+}
+
 /// Writes the key of the `index`th field of [`LICENSE_INFO`] (opening the object before the
 /// first).
 pub(super) fn key(out: &mut Vec<u8>, index: usize) {

@@ -224,7 +224,10 @@ fn rows_as_they_are_held_read_as_licenses_do_with_the_same_bodies_and_bad_rows()
                 (5, 'K5', X'FF', 0, NULL, NULL, 'trial', '', 0, NULL),
                 (6, 'K6', 'B', 0, '2026-02-30', NULL, 'trial', '', 0, NULL),
                 (7, 'K7', 'C', 0, NULL, NULL, 'lifetime', '', 0, NULL),
-                (8, 'K8', 'D', 'many', NULL, NULL, 'trial', '', 0, '2026-13-01');",
+                (8, 'K8', 'D', 'many', NULL, NULL, 'trial', '', 0, '2026-13-01'),
+                -- Values whose packed lengths take two and three bytes.
+                (9, 'K9', hex(zeroblob(150)), 0, NULL, NULL, 'trial', hex(zeroblob(10000)),
+                 0, NULL);",
     )
     .unwrap();
     let envelope = crate::delivery::payload::Envelope::new("T", "u");
@@ -239,32 +242,37 @@ fn rows_as_they_are_held_read_as_licenses_do_with_the_same_bodies_and_bad_rows()
         true
     })
     .unwrap();
-    let mut as_rows = Vec::new();
-    db.for_each_row(&template("1 = 1"), &[], |row| {
-        let row = row.map(|row| {
-            let key = row.activation_key().to_string();
-            let body = envelope.body_of(&row);
-            // As a SQLite state stores it, packed where the row's reader noted each value.
-            let mut values = Vec::new();
-            let json_len = row.push_packed(&mut values).expect("every row read packs");
-            let [head, _, tail] = envelope.parts(&[]);
-            let mut stored = Vec::new();
-            let info = crate::licenses::license_info::PackedInfo {
-                values: &values,
-                json_len,
-            };
-            crate::licenses::license_info::pack_body(head, info, tail, &mut stored);
-            let unpacked = crate::licenses::license_info::unpack_body(&stored).unwrap();
-            assert_eq!(unpacked.as_ref(), body.as_slice(), "license {}", row.id);
-            (row.id, key, body)
-        });
-        as_rows.push(row);
-        true
-    })
-    .unwrap();
-    assert_eq!(as_rows.len(), 8);
-    assert_eq!(as_rows.iter().filter(|row| row.is_err()).count(), 4);
-    assert_eq!(as_rows, as_licenses);
+    // Rows as a run reads them: as JSON (dry-run, and a run whose state stores bodies whole),
+    // and packed (a run onto a SQLite state); each packed as the state stores it, and
+    // unpacked as a claim does, is the same body.
+    for packed in [false, true] {
+        let mut as_rows = Vec::new();
+        db.for_each_row(&template("1 = 1"), &[], packed, |row| {
+            let row = row.map(|row| {
+                assert_eq!(row.info_json().is_none(), packed);
+                let key = row.activation_key().to_string();
+                let body = envelope.body_of(&row);
+                let mut values = Vec::new();
+                let json_len = row.push_packed(&mut values).expect("every row read packs");
+                let [head, _, tail] = envelope.parts(&[]);
+                let mut stored = Vec::new();
+                let info = crate::licenses::license_info::PackedInfo {
+                    values: &values,
+                    json_len,
+                };
+                crate::licenses::license_info::pack_body(head, info, tail, &mut stored);
+                let unpacked = crate::licenses::license_info::unpack_body(&stored).unwrap();
+                assert_eq!(unpacked.as_ref(), body.as_slice(), "license {}", row.id);
+                (row.id, key, body)
+            });
+            as_rows.push(row);
+            true
+        })
+        .unwrap();
+        assert_eq!(as_rows.len(), 9);
+        assert_eq!(as_rows.iter().filter(|row| row.is_err()).count(), 4);
+        assert_eq!(as_rows, as_licenses, "packed: {packed}");
+    }
 }
 
 /// Seven licenses whose `SubscriptionExpiryDate` (indexed, as in QLM's schema) runs the other
@@ -377,7 +385,7 @@ fn a_search_read_through_an_index_comes_in_table_order_a_group_at_a_time() {
     assert!(db.conn.is_autocommit());
     // Rows as they are held, the path `run-task` takes, come the same way.
     let mut keys = Vec::new();
-    db.for_each_row(&template(BY_EXPIRY), &[], |row| {
+    db.for_each_row(&template(BY_EXPIRY), &[], true, |row| {
         keys.push(row.unwrap().activation_key().to_string());
         true
     })
@@ -433,7 +441,7 @@ fn groups_of_rowids_grow_for_a_caller_that_may_stop_and_start_whole_for_a_run() 
     // Read through the index: 7, 6 | 5, 4, 3, 2 | 1.
     assert_eq!(matches(&mut db, BY_EXPIRY).unwrap(), [6, 7, 2, 3, 4, 5, 1]);
     let mut ids = Vec::new();
-    db.for_each_row(&template(BY_EXPIRY), &[], |row| {
+    db.for_each_row(&template(BY_EXPIRY), &[], false, |row| {
         ids.push(row.unwrap().activation_key().to_string());
         true
     })
