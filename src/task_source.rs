@@ -176,19 +176,16 @@ impl Batch {
         self.keys.push_str(license.activation_key());
         let activation_key = start..self.keys.len();
         let start = self.infos.len();
-        // A row read packed is stored so; one read as JSON is packed from its offsets when the
-        // store packs, and stays JSON when it cannot be.
-        let packed = match (self.packs, license.info_json()) {
-            (false, Some(json)) => {
-                self.infos.extend_from_slice(json);
-                None
-            }
-            _ => license.push_packed(&mut self.infos).or_else(|| {
-                let json = license.info_json().unwrap_or_default();
-                self.infos.extend_from_slice(json);
-                None
-            }),
+        // Packed when the store packs (a row read as JSON is packed from its offsets); as JSON
+        // otherwise, and when it cannot be packed (then it was read as JSON).
+        let packed = match self.packs {
+            true => license.push_packed(&mut self.infos),
+            false => None,
         };
+        if packed.is_none() {
+            let json = license.info_json().unwrap_or_default();
+            self.infos.extend_from_slice(json);
+        }
         self.items.push(Item::License {
             license_id: license.id,
             activation_key,
