@@ -143,9 +143,6 @@ struct Batch {
     keys: String,
     infos: Vec<u8>,
     items: Vec<Item>,
-    /// Whether each `LicenseInfo` goes into `infos` packed (see [`PackedInfo`]), as the store
-    /// keeps it, rather than as JSON.
-    packs: bool,
 }
 
 /// A match, ready to store; its text in its [`Batch`].
@@ -161,13 +158,12 @@ enum Item {
 }
 
 impl Batch {
-    fn new(packs: bool) -> Batch {
+    fn new() -> Batch {
         Batch {
             keys: String::with_capacity(BATCH * 32),
             // A QLM license's `LicenseInfo` takes about 1.2 KB as JSON, half that packed.
-            infos: Vec::with_capacity(BATCH * if packs { 640 } else { 1280 }),
+            infos: Vec::with_capacity(BATCH * 1280),
             items: Vec::with_capacity(BATCH),
-            packs,
         }
     }
 
@@ -176,16 +172,18 @@ impl Batch {
         self.keys.push_str(license.activation_key());
         let activation_key = start..self.keys.len();
         let start = self.infos.len();
-        // Packed when the store packs (a row read as JSON is packed from its offsets); as JSON
-        // otherwise, and when it cannot be packed (then it was read as JSON).
-        let packed = match self.packs {
-            true => license.push_packed(&mut self.infos),
-            false => None,
+        // As it was read: packed when the store packs, else as JSON.
+        let packed = match license.packed() {
+            Some(info) => {
+                self.infos.extend_from_slice(info.values);
+                Some(info.json_len)
+            }
+            None => {
+                let json = license.info_json().unwrap_or_default();
+                self.infos.extend_from_slice(json);
+                None
+            }
         };
-        if packed.is_none() {
-            let json = license.info_json().unwrap_or_default();
-            self.infos.extend_from_slice(json);
-        }
         self.items.push(Item::License {
             license_id: license.id,
             activation_key,
@@ -204,7 +202,7 @@ fn read(
     packs: bool,
     batches: mpsc::SyncSender<Batch>,
 ) -> Result<u64, QueryError> {
-    let mut batch = Batch::new(packs);
+    let mut batch = Batch::new();
     let mut open = true;
     let mut each = |row: Result<LicenseRow, RowError>| {
         match row {
@@ -213,7 +211,7 @@ fn read(
             Err(bad) => batch.items.push(Item::Bad(bad)),
         }
         if batch.items.len() == BATCH {
-            let full = std::mem::replace(&mut batch, Batch::new(packs));
+            let full = std::mem::replace(&mut batch, Batch::new());
             open = batches.send(full).is_ok();
         }
         open

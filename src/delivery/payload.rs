@@ -6,7 +6,7 @@
 //! was read. The bytes are serde_json's (a test holds the two side by side).
 
 use crate::json::push_str;
-use crate::licenses::license_info::{LicenseInfo, LicenseRow, PackedInfo, pack_body, unpack_body};
+use crate::licenses::license_info::{LicenseInfo, LicenseRow, pack_body, unpack_body};
 
 /// What every body of one task shares: everything before the `LicenseInfo` object.
 pub struct Envelope {
@@ -36,16 +36,10 @@ impl Envelope {
 
     /// [`Envelope::body`] for a license as its row holds it: the same bytes.
     pub fn body_of(&self, license: &LicenseRow) -> Vec<u8> {
-        if let Some(info) = license.info_json() {
-            return self.parts(info).concat();
-        }
-        // Read packed: as a SQLite state would store it, then unpacked as a claim does.
-        let mut values = Vec::new();
-        let json_len = license.push_packed(&mut values).unwrap_or_default();
-        let info = PackedInfo {
-            values: &values,
-            json_len,
+        let Some(info) = license.packed() else {
+            return self.parts(license.info_json().unwrap_or_default()).concat();
         };
+        // Read packed: as a SQLite state would store it, then unpacked as a claim does.
         let mut packed = Vec::new();
         pack_body(&self.start, info, b"}", &mut packed);
         let body = unpack_body(&packed).expect("values just packed unpack");

@@ -62,17 +62,19 @@ pub trait LicenseDatabase: Send {
     ) -> Result<u64, QueryError>;
 
     /// [`LicenseDatabase::each_row`], each match as its row holds it: what a run's bodies are
-    /// written from. The same matches, the same bad rows. With `packed`, a row's `LicenseInfo`
-    /// may come packed ([`InfoBuffer::packing`]) where the database can write it so.
+    /// written from. The same matches, the same bad rows. With `packed`, each `LicenseInfo`
+    /// comes packed ([`InfoBuffer::packing`]).
     fn each_license_row(
         &mut self,
         template: &Template,
         values: &[NaiveDateTime],
-        _packed: bool,
+        packed: bool,
         each: &mut dyn FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
-        // As JSON with its offsets, packed or not: `LicenseRow::push_packed` packs from those.
-        let mut info = InfoBuffer::default();
+        let mut info = match packed {
+            true => InfoBuffer::packing(2048),
+            false => InfoBuffer::with_capacity(2048),
+        };
         self.each_row(template, values, &mut |license| match license {
             Ok(license) => each(Ok(license.as_row(&mut info))),
             Err(bad) => each(Err(bad)),

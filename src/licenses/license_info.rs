@@ -48,24 +48,15 @@ pub struct LicenseRow<'a> {
     pub id: i64,
     activation_key: Cow<'a, str>,
     info: &'a [u8],
-    written: Written<'a>,
+    /// Packed ([`PackedInfo::values`]): the object's length as JSON. `None`: `info` is JSON.
+    packed_len: Option<usize>,
 }
 
-/// How a [`LicenseRow`]'s `info` is written.
-#[derive(Debug, Clone, Copy)]
-enum Written<'a> {
-    /// As JSON; where each field's value starts in it, in [`LICENSE_INFO`]'s order.
-    Json { starts: &'a [u32] },
-    /// Packed ([`PackedInfo::values`]); the object's length as JSON.
-    Packed { json_len: usize },
-}
-
-/// Where [`LicenseRow`]s are written, one after the other: a row's `LicenseInfo` as JSON and
-/// where each of its values starts, or packed (see [`InfoBuffer::packing`]).
+/// Where [`LicenseRow`]s are written, one after the other: a row's `LicenseInfo` as JSON, or
+/// packed (see [`InfoBuffer::packing`]).
 #[derive(Debug, Default)]
 pub struct InfoBuffer {
     bytes: Vec<u8>,
-    starts: Vec<u32>,
     packs: bool,
 }
 
@@ -74,7 +65,6 @@ impl InfoBuffer {
     pub fn with_capacity(bytes: usize) -> InfoBuffer {
         InfoBuffer {
             bytes: Vec::with_capacity(bytes),
-            starts: Vec::with_capacity(LICENSE_INFO.len()),
             packs: false,
         }
     }
@@ -89,9 +79,46 @@ impl InfoBuffer {
         }
     }
 
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.starts.clear();
+    /// Starts the `index`th field's value: its key, or (packed) a byte for its length. Returns
+    /// where the value's mark is, for [`InfoBuffer::end_field`].
+    fn start_field(&mut self, index: usize) -> usize {
+        let mark = self.bytes.len();
+        match self.packs {
+            true => self.bytes.push(0),
+            false => json::key(&mut self.bytes, index),
+        }
+        mark
+    }
+
+    /// Ends the `index`th field's value (packed: puts its length at `mark`), and returns how
+    /// many bytes key and value take as JSON.
+    fn end_field(&mut self, index: usize, mark: usize) -> usize {
+        match self.packs {
+            true => json::key_len(index) + packed::mark_length(&mut self.bytes, mark),
+            false => self.bytes.len() - mark,
+        }
+    }
+
+    /// Ends the object, whose fields take `fields` bytes as JSON: the row of `id`.
+    fn row<'a>(
+        &'a mut self,
+        id: i64,
+        activation_key: Cow<'a, str>,
+        fields: usize,
+    ) -> LicenseRow<'a> {
+        let packed_len = match self.packs {
+            true => Some(fields + 1),
+            false => {
+                json::close(&mut self.bytes);
+                None
+            }
+        };
+        LicenseRow {
+            id,
+            activation_key,
+            info: &self.bytes,
+            packed_len,
+        }
     }
 }
 
@@ -104,25 +131,15 @@ impl LicenseRow<'_> {
     /// `LicenseInfo` as a JSON object, byte for byte as serde_json writes [`LicenseInfo`];
     /// `None` for a row read into a packing buffer ([`InfoBuffer::packing`]).
     pub fn info_json(&self) -> Option<&[u8]> {
-        match self.written {
-            Written::Json { .. } => Some(self.info),
-            Written::Packed { .. } => None,
-        }
+        self.packed_len.is_none().then_some(self.info)
     }
 
-    /// Appends `LicenseInfo`'s values to `out` as a packed body holds them (its keys left
-    /// out: see [`PackedInfo`]) and returns the object's length as JSON; `None`, with nothing
-    /// written, if it cannot be packed (then it is stored as [`LicenseRow::info_json`]).
-    pub fn push_packed(&self, out: &mut Vec<u8>) -> Option<usize> {
-        match self.written {
-            Written::Json { starts } => {
-                packed::push_values(self.info, starts, out).then_some(self.info.len())
-            }
-            Written::Packed { json_len } => {
-                out.extend_from_slice(self.info);
-                Some(json_len)
-            }
-        }
+    /// `LicenseInfo` as a packed body holds it, for a row read into a packing buffer.
+    pub fn packed(&self) -> Option<PackedInfo<'_>> {
+        self.packed_len.map(|json_len| PackedInfo {
+            values: self.info,
+            json_len,
+        })
     }
 }
 
@@ -181,22 +198,18 @@ impl License {
 impl License {
     /// The license as [`LicenseRow`], its `LicenseInfo` written to `buffer`.
     pub fn as_row<'a>(&'a self, buffer: &'a mut InfoBuffer) -> LicenseRow<'a> {
-        // Written as JSON whatever the buffer: packed, from the offsets, by `push_packed`.
-        buffer.clear();
-        self.info
-            .write_json_marking(&mut buffer.bytes, Some(&mut buffer.starts));
+        buffer.bytes.clear();
+        let mut fields = 0;
+        for (index, (_, value)) in self.info.fields().enumerate() {
+            let mark = buffer.start_field(index);
+            json::value(&mut buffer.bytes, &value.as_ref());
+            fields += buffer.end_field(index, mark);
+        }
         let activation_key = match self.info.get("ActivationKey") {
             Some(Field::Text(key)) => Cow::Borrowed(key.as_str()),
             _ => Cow::Borrowed(""),
         };
-        LicenseRow {
-            id: self.id,
-            activation_key,
-            info: &buffer.bytes,
-            written: Written::Json {
-                starts: &buffer.starts,
-            },
-        }
+        buffer.row(self.id, activation_key, fields)
     }
 }
 
@@ -215,28 +228,14 @@ impl<'a> LicenseRow<'a> {
             date.map(drop).map_err(|problem| problem.to_string())
         });
         expiry.map_err(|problem| bad(row, id, "SubscriptionExpiryDate", problem))?;
-        buffer.clear();
-        let InfoBuffer {
-            bytes: info,
-            starts,
-            packs,
-        } = buffer;
-        let packs = *packs;
+        buffer.bytes.clear();
         let mut activation_key = Cow::Borrowed("");
-        let mut json_len = 0;
+        let mut fields = 0;
         for (offset, (name, kind)) in LICENSE_INFO.iter().enumerate() {
             let value = row.get_ref(FIRST_INFO_COLUMN + offset);
             let value = value.map_err(|error| bad(row, id, name, error.to_string()))?;
-            // Packed, the value's length goes where its key would (one byte, widened below
-            // for a value of 128 bytes or more).
-            let mark = info.len();
-            match packs {
-                true => info.push(0),
-                false => {
-                    json::key(info, offset);
-                    starts.push(info.len() as u32);
-                }
-            }
+            let mark = buffer.start_field(offset);
+            let info = &mut buffer.bytes;
             let written = match offset {
                 ACTIVATION_KEY => convert::convert_ref(value, *kind).map(|field| {
                     json::value(info, &field);
@@ -247,25 +246,9 @@ impl<'a> LicenseRow<'a> {
                 _ => json::stored(info, value, *kind),
             };
             written.map_err(|problem| bad(row, id, name, problem.to_string()))?;
-            if packs {
-                json_len += json::key_len(offset) + packed::mark_length(info, mark);
-            }
+            fields += buffer.end_field(offset, mark);
         }
-        let written = match packs {
-            true => Written::Packed {
-                json_len: json_len + 1,
-            },
-            false => {
-                json::close(info);
-                Written::Json { starts }
-            }
-        };
-        Ok(LicenseRow {
-            id,
-            activation_key,
-            info,
-            written,
-        })
+        Ok(buffer.row(id, activation_key, fields))
     }
 }
 
@@ -354,16 +337,8 @@ impl LicenseInfo {
 
     /// Writes the `LicenseInfo` as the JSON object a body holds.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        self.write_json_marking(out, None);
-    }
-
-    /// [`LicenseInfo::write_json`], noting in `starts` where each value starts in `out`.
-    fn write_json_marking(&self, out: &mut Vec<u8>, mut starts: Option<&mut Vec<u32>>) {
         for (index, (_, value)) in self.fields().enumerate() {
             json::key(out, index);
-            if let Some(starts) = starts.as_deref_mut() {
-                starts.push(out.len() as u32);
-            }
             json::value(out, &value.as_ref());
         }
         json::close(out);

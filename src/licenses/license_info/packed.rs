@@ -7,10 +7,9 @@
 //! Packed, a body is [`TAG`], its length as [`LENGTH_DIGITS`] ASCII digits (SQL reads it
 //! there: `log` shows it without unpacking), then, each as a LEB128 length and its bytes: the
 //! envelope's head (up to the `LicenseInfo` object), every field's value in order, and the
-//! envelope's tail (after the object). The values are cut where the row's reader wrote them
-//! ([`super::InfoBuffer`] notes where each starts), not found again by parsing the JSON. Any
-//! other body (an event's) is stored as it is: a JSON body starts with `{`, never with
-//! [`TAG`].
+//! envelope's tail (after the object). The row's reader writes the values so as it reads them
+//! ([`super::InfoBuffer::packing`]): each after its length where its key would go. Any other
+//! body (an event's) is stored as it is: a JSON body starts with `{`, never with [`TAG`].
 //!
 //! [`TAG`] stands for [`LICENSE_INFO`]'s names as they are now (a test holds them by their
 //! SHA-256): a change to them needs a new tag, and the old names kept to unpack what older
@@ -34,53 +33,12 @@ const LENGTH_DIGITS: usize = 10;
 pub struct Damaged(&'static str);
 
 /// A `LicenseInfo` object as a packed body holds it: its values (each a LEB128 length and its
-/// bytes, in [`LICENSE_INFO`]'s order, as [`LicenseRow::push_packed`] writes them) and its
+/// bytes, in [`LICENSE_INFO`]'s order, as [`super::LicenseRow::packed`] gives them) and its
 /// length as JSON.
-///
-/// [`LicenseRow::push_packed`]: super::LicenseRow::push_packed
 #[derive(Debug, Clone, Copy)]
 pub struct PackedInfo<'a> {
     pub values: &'a [u8],
     pub json_len: usize,
-}
-
-/// Appends the values of the `LicenseInfo` object `info` to `out`, without their keys: each
-/// starts at its offset in `starts` and ends where the next key starts (the last, before the
-/// object's `}`). `false`, with nothing written, when `starts` is not one offset per field in
-/// order within `info`.
-pub(super) fn push_values(info: &[u8], starts: &[u32], out: &mut Vec<u8>) -> bool {
-    let keys: &[Box<[u8]>] = &KEYS;
-    if starts.len() != keys.len() || info.len() > u32::MAX as usize || info.last() != Some(&b'}') {
-        return false;
-    }
-    // The first key where the first value starts; each next key (checked below) where its
-    // value starts: then `info` is exactly the keys and the values cut, whatever wrote the
-    // offsets, and unpacking gives it back.
-    if starts[0] as usize != keys[0].len() || !info.starts_with(&keys[0]) {
-        return false;
-    }
-    let written = out.len();
-    out.reserve(info.len() + CHUNK);
-    for (index, &start) in starts.iter().enumerate() {
-        let end = match (starts.get(index + 1), keys.get(index + 1)) {
-            (Some(&next), Some(key)) => (next as usize)
-                .checked_sub(key.len())
-                .filter(|&end| info.get(end..next as usize) == Some(&key[..])),
-            _ => Some(info.len() - 1),
-        };
-        match end {
-            Some(end) if start as usize <= end && end <= info.len() => {
-                let value = start as usize..end;
-                push_length(out, value.len());
-                append(out, info, value);
-            }
-            _ => {
-                out.truncate(written);
-                return false;
-            }
-        }
-    }
-    true
 }
 
 /// Puts the length of the value written after `info[mark]` (a byte left for it) in its

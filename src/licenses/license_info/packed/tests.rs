@@ -29,18 +29,12 @@ fn sent_and_stored(envelope: &Envelope, info: LicenseInfo) -> (Vec<u8>, Vec<u8>)
         subscription_expiry: None,
         info,
     };
-    let mut buffer = InfoBuffer::default();
+    let sent = envelope.body(&license.info);
+    let mut buffer = InfoBuffer::packing(0);
     let row = license.as_row(&mut buffer);
-    let sent = envelope.body_of(&row);
-    let mut values = b"before".to_vec();
-    let json_len = row.push_packed(&mut values).expect("a LicenseInfo packs");
-    let values = values.split_off(6);
+    let info = row.packed().expect("read into a packing buffer");
     let [head, _, tail] = envelope.parts(&[]);
     let mut stored = b"before".to_vec();
-    let info = PackedInfo {
-        values: &values,
-        json_len,
-    };
     pack_body(head, info, tail, &mut stored);
     (sent, stored.split_off(6))
 }
@@ -73,32 +67,6 @@ fn a_usual_body_is_stored_in_well_under_half_its_bytes() {
         stored.len(),
         sent.len()
     );
-}
-
-#[test]
-fn values_are_packed_only_where_the_reader_marked_them() {
-    let mut info = Vec::new();
-    let mut starts = Vec::new();
-    LicenseInfo::sample("a", false).write_json_marking(&mut info, Some(&mut starts));
-    let mut out = b"kept".to_vec();
-    assert!(push_values(&info, &starts, &mut out));
-    let mut fewer = starts.clone();
-    fewer.pop();
-    let mut backwards = starts.clone();
-    backwards.swap(3, 4);
-    let mut beyond = starts.clone();
-    *beyond.last_mut().unwrap() = info.len() as u32 + 1;
-    for (starts, info) in [
-        (&fewer, info.as_slice()),
-        (&backwards, info.as_slice()),
-        (&beyond, info.as_slice()),
-        (&starts, &info[..info.len() - 1]),
-        (&Vec::new(), b"{}".as_slice()),
-    ] {
-        let mut out = b"kept".to_vec();
-        assert!(!push_values(info, starts, &mut out));
-        assert_eq!(out, b"kept", "nothing written");
-    }
 }
 
 #[test]
@@ -208,22 +176,5 @@ fn values_of_every_length_prefix_come_back() {
             sent.as_slice(),
             "{length}"
         );
-    }
-}
-
-#[test]
-fn offsets_that_do_not_sit_after_their_keys_are_not_packed() {
-    let mut info = Vec::new();
-    let mut starts = Vec::new();
-    LicenseInfo::sample("a", false).write_json_marking(&mut info, Some(&mut starts));
-    // Each start moved by one byte, in turn: the key before it no longer ends there.
-    for index in 0..starts.len() {
-        for shift in [-1i64, 1] {
-            let mut moved = starts.clone();
-            moved[index] = (i64::from(moved[index]) + shift) as u32;
-            let mut out = Vec::new();
-            assert!(!push_values(&info, &moved, &mut out), "{index} {shift}");
-            assert!(out.is_empty());
-        }
     }
 }

@@ -323,7 +323,7 @@ fn a_delivered_row_keeps_its_size_so_it_is_rewritten_in_place() {
 fn a_task_body_is_stored_packed_and_read_back_as_it_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
-    use crate::licenses::license_info::{Field, InfoBuffer, License, LicenseInfo, PackedInfo};
+    use crate::licenses::license_info::{Field, InfoBuffer, License, LicenseInfo};
     use crate::licenses::schema::{Kind, LICENSE_INFO};
     let values = LICENSE_INFO
         .iter()
@@ -339,16 +339,11 @@ fn a_task_body_is_stored_packed_and_read_back_as_it_is_sent() {
         subscription_expiry: None,
         info: LicenseInfo::from_fields(values.collect()),
     };
-    let mut buffer = InfoBuffer::default();
-    let row = license.as_row(&mut buffer);
     let envelope = crate::delivery::payload::Envelope::new("Renewals", "crm \"1\"");
-    let body = envelope.body_of(&row);
-    let mut values = Vec::new();
-    let json_len = row.push_packed(&mut values).unwrap();
-    let info = PackedInfo {
-        values: &values,
-        json_len,
-    };
+    let body = envelope.body(&license.info);
+    let mut buffer = InfoBuffer::packing(0);
+    let row = license.as_row(&mut buffer);
+    let info = row.packed().unwrap();
     let [head, _, tail] = envelope.parts(&[]);
     let event = br#"{"event":"license.created"}"#;
     let mut run = state.begin_run("t", "T", None, 1000, true).unwrap();
