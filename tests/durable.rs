@@ -1098,6 +1098,44 @@ fn the_state_database_holds_no_secret_and_the_exact_body() {
     assert_eq!(body.as_ref(), sent.body.as_slice());
 }
 
+/// A stored body damaged on disk (a packed body cut short) holds back nothing: that delivery
+/// is given up, dead with the reason in the log, never sent with other bytes; the others go
+/// out, and the exit says a delivery is dead.
+#[test]
+fn a_damaged_stored_body_is_given_up_and_the_others_are_sent() {
+    let server = failing_first(5, Reply::status(500));
+    let test = many(5, &server.url("/"), "");
+    assert_eq!(code(&test, ["run-task", "all"]), Some(1));
+    let conn = rusqlite::Connection::open(test.path("keyhook-state.db")).unwrap();
+    conn.execute_batch(
+        "UPDATE delivery_bodies SET body = substr(body, 1, 60)
+             WHERE seq = (SELECT seq FROM deliveries WHERE activation_key = 'KEY-0003');
+         UPDATE deliveries SET next_attempt_at = 0;",
+    )
+    .unwrap();
+    let retry = test.keyhook(["retry"]).output().unwrap();
+    assert_eq!(retry.status.code(), Some(1), "{}", stdout(&retry));
+    assert!(
+        stdout(&retry).contains("1 deliveries are dead"),
+        "{}",
+        stdout(&retry)
+    );
+    let received = by_key(&server);
+    assert_eq!(received["KEY-0003"].len(), 1, "only the first attempt");
+    for other in ["KEY-0001", "KEY-0002", "KEY-0004", "KEY-0005"] {
+        assert_eq!(received[other].len(), 2, "{other}");
+        assert_eq!(received[other][0].body, received[other][1].body, "{other}");
+    }
+    let log = stdout(&test.keyhook(["log", "--status", "dead"]).output().unwrap());
+    assert!(
+        log.contains("KEY-0003") && log.contains("stored body is damaged"),
+        "{log}"
+    );
+    // Given up for good: not claimed, not sent, on the next call.
+    assert_eq!(code(&test, ["retry"]), Some(0));
+    assert_eq!(server.request_count(), 9);
+}
+
 #[test]
 fn prune_removes_old_settled_deliveries_only() {
     let server = failing_first(1, Reply::status(500));

@@ -341,6 +341,8 @@ impl Dispatcher<'_> {
             _ => self.state.claim(self.queue, self.claimer, now, wanted)?,
         };
         self.claimed_once = true;
+        // Given up by the claim (a damaged stored body): dead, never sent.
+        self.tally.dead += self.state.take_given_up();
         if !batch.is_empty() {
             self.pace.claimed(self.state.lease(), Instant::now());
         }

@@ -63,6 +63,11 @@ pub trait DeliveryQueue {
         let _ = source;
         Ok(())
     }
+    /// How many deliveries claims gave up (dead, unsent) since the last call: a SQLite
+    /// state's whose stored body is damaged. The sender counts them with its dead ones.
+    fn take_given_up(&self) -> u64 {
+        0
+    }
 }
 
 impl DeliveryQueue for StateDb {
@@ -83,6 +88,9 @@ impl DeliveryQueue for StateDb {
     }
     fn set_webhook_gone(&self, source: &str, at: Option<i64>) -> Result<(), StateError> {
         StateDb::set_webhook_gone(self, source, at)
+    }
+    fn take_given_up(&self) -> u64 {
+        self.given_up.take()
     }
 }
 

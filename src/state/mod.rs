@@ -83,6 +83,9 @@ pub struct StateDb {
     path: PathBuf,
     /// Deliveries this process's senders hold: see [`deliveries::ClaimBook`].
     claims: std::cell::RefCell<deliveries::ClaimBook>,
+    /// Deliveries claims gave up since the sender last asked: see
+    /// [`DeliveryQueue::take_given_up`].
+    given_up: std::cell::Cell<u64>,
     /// The host its runs are recorded as run by (`--host`); `None`: not said.
     pub(crate) host: Option<String>,
     /// See [`StateDb::found_empty`].
@@ -158,6 +161,7 @@ impl StateDb {
             conn,
             path: path.to_path_buf(),
             claims: Default::default(),
+            given_up: Default::default(),
             host: None,
             found_empty: false,
         };

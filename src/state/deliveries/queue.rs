@@ -1,9 +1,10 @@
 //! The queue: claiming deliveries for a sender, giving claims back, and committing attempts.
 
 use rusqlite::params;
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 
 use super::{Claimed, Found, Queue, RECORDED};
+use crate::licenses::license_info::{Damaged, unpack_body};
 use crate::state::{StateDb, StateError};
 
 /// An event delivery waits while an earlier one (lower seq) of the same source and entity
@@ -94,27 +95,61 @@ impl StateDb {
     ) -> Result<Vec<Claimed>, StateError> {
         let (sql, params) = waiting_query(queue, now, seqs, WHOLE);
         let mut statement = self.conn.prepare_cached(&sql).map_err(|e| self.error(e))?;
+        // A delivery whose stored body is damaged cannot be sent as it was recorded: it is
+        // not claimed but given up below, and the others go on.
+        let mut damaged: Vec<(i64, Damaged)> = Vec::new();
         // No LIMIT: the scan stops after `limit` rows all the same, and a bound LIMIT makes
         // SQLite prepare the statement again whenever its value changes (every claim).
         let rows = statement
             .query_map(rusqlite::params_from_iter(params), |row| {
-                let id: String = row.get(1)?;
-                Ok(Claimed {
-                    seq: row.get(0)?,
-                    body: super::stored_body(row, 5, || id.clone())?,
-                    id,
+                let seq = row.get(0)?;
+                let body = match row.get_ref(5)? {
+                    ValueRef::Blob(stored) => match unpack_body(stored) {
+                        Ok(body) => body.into_owned(),
+                        Err(problem) => {
+                            damaged.push((seq, problem));
+                            return Ok(None);
+                        }
+                    },
+                    _ => row.get(5)?,
+                };
+                Ok(Some(Claimed {
+                    seq,
+                    id: row.get(1)?,
                     task: row.get(2)?,
                     license_id: row.get(3)?,
                     activation_key: row.get(4)?,
+                    body,
                     attempts: row.get(6)?,
                     created_at: row.get(7)?,
                     event_type: row.get(8)?,
-                })
+                }))
             })
             .map_err(|e| self.error(e))?;
-        rows.take(limit)
+        let claimed = rows
+            .filter_map(Result::transpose)
+            .take(limit)
             .collect::<Result<_, _>>()
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(e))?;
+        for (seq, problem) in damaged {
+            self.give_up_damaged(seq, &problem, now)?;
+        }
+        Ok(claimed)
+    }
+
+    /// Gives up a delivery whose stored body is damaged: dead, `problem` its last error (in
+    /// `log` and `status`), never sent with other bytes.
+    fn give_up_damaged(&self, seq: i64, problem: &Damaged, now: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET status = 'dead', last_error = ?2, updated_at = ?3,
+                     claimed_by = NULL
+                 WHERE seq = ?1",
+                params![seq, problem.to_string(), now],
+            )
+            .map_err(|e| self.error(e))?;
+        self.given_up.set(self.given_up.get() + 1);
+        Ok(())
     }
 
     /// Gives back claims: of one process that stopped early, or (`None`) every claim on a
