@@ -71,10 +71,7 @@ pub trait LicenseDatabase: Send {
         packed: bool,
         each: &mut dyn FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
-        let mut info = match packed {
-            true => InfoBuffer::packing(2048),
-            false => InfoBuffer::with_capacity(2048),
-        };
+        let mut info = InfoBuffer::for_rows(packed);
         self.each_row(template, values, &mut |license| match license {
             Ok(license) => each(Ok(license.as_row(&mut info))),
             Err(bad) => each(Err(bad)),

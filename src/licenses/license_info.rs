@@ -79,6 +79,14 @@ impl InfoBuffer {
         }
     }
 
+    /// A buffer for a run's rows: [`InfoBuffer::packing`] when `packed`, else JSON.
+    pub fn for_rows(packed: bool) -> InfoBuffer {
+        match packed {
+            true => InfoBuffer::packing(2048),
+            false => InfoBuffer::with_capacity(2048),
+        }
+    }
+
     /// Starts the `index`th field's value: its key, or (packed) a byte for its length. Returns
     /// where the value's mark is, for [`InfoBuffer::end_field`].
     fn start_field(&mut self, index: usize) -> usize {

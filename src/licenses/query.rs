@@ -271,10 +271,7 @@ impl LicenseDb {
         mut each: impl FnMut(Result<LicenseRow, RowError>) -> bool,
     ) -> Result<u64, QueryError> {
         // One buffer for every row's `LicenseInfo`: a row is done with before the next.
-        let mut info = match packed {
-            true => InfoBuffer::packing(2048),
-            false => InfoBuffer::with_capacity(2048),
-        };
+        let mut info = InfoBuffer::for_rows(packed);
         let first = self.rowids_at_once;
         self.each_raw(template, values, first, |row| {
             each(LicenseRow::from_row(row, &mut info))

@@ -9,33 +9,43 @@ mod prune;
 pub(super) mod queue;
 mod recording;
 
+use std::borrow::Cow;
+
+use rusqlite::types::{Type, ValueRef};
+
+use crate::licenses::license_info::{Damaged, unpack_body};
+
 pub use claims::ClaimBook;
 pub use log::{AttemptEntry, BadRowEntry, LogEntry, LogFilter};
 pub use recording::RunRecorder;
 pub(super) use recording::{RECORDED, bodies_sql, next_seq};
 
 /// Column `index` of `row`, a body as the SQLite state stores it, as it is sent (unpacked:
-/// see [`pack_body`](crate::licenses::license_info::pack_body)); a damaged one is an error
-/// that names the delivery, `delivery()`. Not a blob: SQLite's own error for a column that is
-/// not bytes.
+/// see [`pack_body`](crate::licenses::license_info::pack_body)), or why it cannot be. Not a
+/// blob: SQLite's own error for a column that is not bytes.
 pub(super) fn stored_body(
+    row: &rusqlite::Row,
+    index: usize,
+) -> rusqlite::Result<Result<Vec<u8>, Damaged>> {
+    match row.get_ref(index)? {
+        ValueRef::Blob(stored) => Ok(unpack_body(stored).map(Cow::into_owned)),
+        _ => row.get(index).map(Ok),
+    }
+}
+
+/// [`stored_body`], a damaged one an error that names the delivery, `delivery()`.
+pub(super) fn stored_body_or_error(
     row: &rusqlite::Row,
     index: usize,
     delivery: impl FnOnce() -> String,
 ) -> rusqlite::Result<Vec<u8>> {
-    use rusqlite::types::{Type, ValueRef};
-    match row.get_ref(index)? {
-        ValueRef::Blob(stored) => crate::licenses::license_info::unpack_body(stored)
-            .map(std::borrow::Cow::into_owned)
-            .map_err(|damaged| {
-                let damaged = DamagedBody {
-                    delivery: delivery(),
-                    damaged,
-                };
-                rusqlite::Error::FromSqlConversionFailure(index, Type::Blob, Box::new(damaged))
-            }),
-        _ => row.get(index),
-    }
+    stored_body(row, index)?.map_err(|damaged| {
+        let damaged = DamagedBody {
+            delivery: delivery(),
+            damaged,
+        };
+        rusqlite::Error::FromSqlConversionFailure(index, Type::Blob, Box::new(damaged))
+    })
 }
 
 /// A stored body that cannot be unpacked, and whose it is.
@@ -43,7 +53,7 @@ pub(super) fn stored_body(
 #[error("delivery {delivery}: {damaged}")]
 struct DamagedBody {
     delivery: String,
-    damaged: crate::licenses::license_info::Damaged,
+    damaged: Damaged,
 }
 
 /// What happened to a delivery so far.

@@ -158,7 +158,7 @@ impl StateDb {
             .query_row(
                 "SELECT body FROM delivery_bodies WHERE seq = (SELECT seq FROM deliveries WHERE id = ?1)",
                 [delivery_id],
-                |row| super::stored_body(row, 0, || delivery_id.to_string()),
+                |row| super::stored_body_or_error(row, 0, || delivery_id.to_string()),
             )
             .optional()
             .map_err(|e| self.error(e))

@@ -1,10 +1,10 @@
 //! The queue: claiming deliveries for a sender, giving claims back, and committing attempts.
 
 use rusqlite::params;
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::Value;
 
 use super::{Claimed, Found, Queue, RECORDED};
-use crate::licenses::license_info::{Damaged, unpack_body};
+use crate::licenses::license_info::Damaged;
 use crate::state::{StateDb, StateError};
 
 /// An event delivery waits while an earlier one (lower seq) of the same source and entity
@@ -103,15 +103,12 @@ impl StateDb {
         let rows = statement
             .query_map(rusqlite::params_from_iter(params), |row| {
                 let seq = row.get(0)?;
-                let body = match row.get_ref(5)? {
-                    ValueRef::Blob(stored) => match unpack_body(stored) {
-                        Ok(body) => body.into_owned(),
-                        Err(problem) => {
-                            damaged.push((seq, problem));
-                            return Ok(None);
-                        }
-                    },
-                    _ => row.get(5)?,
+                let body = match super::stored_body(row, 5)? {
+                    Ok(body) => body,
+                    Err(problem) => {
+                        damaged.push((seq, problem));
+                        return Ok(None);
+                    }
                 };
                 Ok(Some(Claimed {
                     seq,

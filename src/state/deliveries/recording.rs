@@ -415,17 +415,10 @@ impl RunRecorder<'_> {
 
 impl Pending {
     fn push(&mut self, id: &str, license_id: i64, activation_key: &str, body: &[&[u8]]) {
-        let id = self.append_text(id);
-        let activation_key = self.append_text(activation_key);
-        let start = self.bodies.len();
-        for piece in body {
-            self.bodies.extend_from_slice(piece);
-        }
-        self.rows.push(PendingRow {
-            id,
-            license_id,
-            activation_key,
-            body: start..self.bodies.len(),
+        self.push_with(id, license_id, activation_key, |bodies| {
+            for piece in body {
+                bodies.extend_from_slice(piece);
+            }
         });
     }
 
@@ -437,10 +430,23 @@ impl Pending {
         activation_key: &str,
         (head, info, tail): (&[u8], PackedInfo, &[u8]),
     ) {
+        self.push_with(id, license_id, activation_key, |bodies| {
+            pack_body(head, info, tail, bodies)
+        });
+    }
+
+    /// A row whose body `write` appends to the bodies.
+    fn push_with(
+        &mut self,
+        id: &str,
+        license_id: i64,
+        activation_key: &str,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
         let id = self.append_text(id);
         let activation_key = self.append_text(activation_key);
         let start = self.bodies.len();
-        pack_body(head, info, tail, &mut self.bodies);
+        write(&mut self.bodies);
         self.rows.push(PendingRow {
             id,
             license_id,

@@ -341,7 +341,7 @@ fn value(row: &rusqlite::Row, index: usize, kind: Kind) -> rusqlite::Result<Box<
         Body => match row.get_ref(index)? {
             rusqlite::types::ValueRef::Null => Box::new(None::<Vec<u8>>),
             // A damaged body is named by its delivery's id (the table's second column).
-            _ => Box::new(Some(crate::state::deliveries::stored_body(
+            _ => Box::new(Some(crate::state::deliveries::stored_body_or_error(
                 row,
                 index,
                 || row.get::<_, String>(1).unwrap_or_default(),
