@@ -358,6 +358,26 @@ impl LicenseInfo {
         LicenseInfo { values }
     }
 
+    /// For tests: every character below 0x80, a few beyond, JSON's own punctuation inside a
+    /// value (a key, a quote, a backslash at the end), and a long value.
+    #[cfg(test)]
+    pub(crate) fn awkward_texts() -> Vec<String> {
+        let ascii: String = (0u8..0x80).map(char::from).collect();
+        vec![
+            ascii,
+            String::new(),
+            "Müller & Söhne \u{2028}\u{1F600} \u{7f}".into(),
+            "\"quoted\" \\ back\\slash\n\r\t\u{8}\u{c}\u{1}\u{1f}".into(),
+            "<properties><property name=\"a\"/></properties>".into(),
+            "\",\"Email\":\"x".into(),
+            "a\\".into(),
+            "\\\"".into(),
+            "}".into(),
+            ",".into(),
+            "x".repeat(300),
+        ]
+    }
+
     /// For tests: every field set from `text` (its text fields `text` and their index, every
     /// other one empty with `flip`), the extremes of each number, both booleans, and with
     /// `flip` every date NULL.

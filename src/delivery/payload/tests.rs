@@ -22,21 +22,9 @@ fn serde_body(task_name: &str, user_data: &str, license_info: &LicenseInfo) -> V
     serde_json::to_vec(&payload).unwrap()
 }
 
-/// Every character below 0x80, a few beyond, and the extremes of each type.
-fn awkward_texts() -> Vec<String> {
-    let ascii: String = (0u8..0x80).map(char::from).collect();
-    vec![
-        ascii,
-        String::new(),
-        "Müller & Söhne \u{2028}\u{1F600} \u{7f}".into(),
-        "\"quoted\" \\ back\\slash\n\r\t\u{8}\u{c}\u{1}\u{1f}".into(),
-        "<properties><property name=\"a\"/></properties>".into(),
-    ]
-}
-
 #[test]
 fn the_body_is_serde_jsons_byte_for_byte() {
-    for text in awkward_texts() {
+    for text in LicenseInfo::awkward_texts() {
         for flip in [false, true] {
             let info = LicenseInfo::sample(&text, flip);
             assert_eq!(

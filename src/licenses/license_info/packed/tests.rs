@@ -5,23 +5,6 @@ use crate::delivery::payload::Envelope;
 use crate::licenses::license_info::{InfoBuffer, License, LicenseInfo};
 use crate::licenses::schema::LICENSE_INFO;
 
-/// Texts a packer that looked for keys or commas inside values would cut wrongly.
-fn awkward_texts() -> Vec<String> {
-    let ascii: String = (0u8..0x80).map(char::from).collect();
-    vec![
-        ascii,
-        String::new(),
-        "\",\"Email\":\"x".into(),
-        "a\\".into(),
-        "\\\"".into(),
-        "}".into(),
-        ",".into(),
-        "Müller & Söhne \u{2028}\u{1F600} \u{7f}".into(),
-        "\"quoted\" \\ back\\slash\n\r\t\u{8}\u{c}\u{1}\u{1f}".into(),
-        "x".repeat(300),
-    ]
-}
-
 /// The body of `info` under `envelope` as sent, and as a SQLite state stores it.
 fn sent_and_stored(envelope: &Envelope, info: LicenseInfo) -> (Vec<u8>, Vec<u8>) {
     let license = License {
@@ -41,7 +24,7 @@ fn sent_and_stored(envelope: &Envelope, info: LicenseInfo) -> (Vec<u8>, Vec<u8>)
 
 #[test]
 fn a_task_body_comes_back_byte_for_byte() {
-    for text in awkward_texts() {
+    for text in LicenseInfo::awkward_texts() {
         for flip in [false, true] {
             for (name, user_data) in [("Renewals", "crm=1"), ("", ""), (text.as_str(), "\"")] {
                 let envelope = Envelope::new(name, user_data);
